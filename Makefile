@@ -1,0 +1,31 @@
+# Quick start: `make run` (set up and audit the sample rulesets), `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup run test bench docs clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/system-deps.sh
+	@sh scripts/system-deps.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q -e '.[test,iptc]'
+	@touch $(STAMP)
+
+run: setup
+	$(BIN)/lbfw audit rules/examples/ --fail-on never
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python tests/benchmarks/bench.py --write docs/performance.md
+
+docs: setup
+	$(BIN)/python -m lbfw.checks.docs > docs/checks.md
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

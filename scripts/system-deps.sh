@@ -1,0 +1,28 @@
+#!/bin/sh
+# Make sure the system tools lbfw needs are present. As root on Debian/Ubuntu, install
+# what is missing with apt-get; otherwise say exactly what to install and fail.
+set -eu
+missing=""
+need() { command -v "$1" >/dev/null 2>&1 || missing="$missing $2"; }
+need iptables-legacy-save iptables
+need iptables-nft-save iptables
+need nft nftables
+need ip iproute2
+need unshare util-linux
+need nsenter util-linux
+[ -e /usr/lib/x86_64-linux-gnu/libnftables.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libnftables.so.1 ] \
+  || ldconfig -p 2>/dev/null | grep -q 'libnftables.so.1 ' || missing="$missing libnftables1"
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
+missing=$(echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' ' | sed 's/^ *//; s/ *$//')
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "lbfw setup: installing $missing" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  exit 0
+fi
+echo "lbfw setup: missing system packages: $missing" >&2
+echo "  install them as root:  apt-get install $missing" >&2
+exit 1

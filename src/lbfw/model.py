@@ -1,0 +1,309 @@
+"""The one model every reader produces and everything after it consumes.
+
+Plain data, no I/O. A ruleset is a list of tables; a table holds chains and named
+sets; a chain holds rules; a rule is a tuple of matches and one action. Every rule
+knows where it came from (`Origin`).
+
+Matches are normalised so the engine never asks which backend wrote them:
+
+    Match(field="ip.saddr", values=((0x7F000001, 0x7F000001),))   # -s 127.0.0.1
+    Match(field="meta.iifname", values=("lo",))                     # -i lo / iif "lo"
+    Match(field=("ip.saddr", "th.dport"), values=(((a, a), (22, 22)),))  # concatenation
+
+Field names and the shape of their values (``FIELDS`` below is the reference):
+
+=================  =========================================================
+field              values
+=================  =========================================================
+ip.saddr ip.daddr  (lo, hi) integer ranges of IPv4 addresses
+ip6.saddr ip6.daddr (lo, hi) integer ranges of IPv6 addresses
+meta.nfproto       "ipv4" | "ipv6"
+meta.l4proto       (lo, hi) ranges of IP protocol numbers (tcp = 6, udp = 17)
+th.sport th.dport  (lo, hi) port ranges (a rule with `--dport` also carries
+                   its meta.l4proto match)
+meta.iifname       interface names; a trailing "*" is a prefix wildcard
+meta.oifname       (iptables `eth+` and nft `"eth*"` both become "eth*")
+ct.state           "new" "established" "related" "invalid" "untracked"
+ct.status          "snat" "dnat" "confirmed" "seen-reply" "assured" "expected"
+ct.direction       "original" | "reply"
+fib.saddr.type     address types, lower case: "local" "unicast" "broadcast"
+fib.daddr.type     "multicast" "blackhole" "unreachable" "prohibit" ...
+meta.mark          (lo, hi) ranges (after applying a mask: see Match.mask)
+=================  =========================================================
+
+A match the model cannot express is kept with ``opaque=True`` and its text: the
+engine treats it as *unknown*, never as true or false. Neutral matches (comment,
+counter, log, limit, ...) are not matches at all: they are kept in the rule text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+# --------------------------------------------------------------------------- constants
+
+BACKEND_LEGACY = "legacy"
+BACKEND_IPTABLES_NFT = "iptables-nft"
+BACKEND_NFTABLES = "nftables"
+BACKEND_FILE = "file"
+BACKENDS = (BACKEND_LEGACY, BACKEND_IPTABLES_NFT, BACKEND_NFTABLES, BACKEND_FILE)
+
+SYNTAX_IPTABLES = "iptables"
+SYNTAX_NFT = "nft"
+
+HOOKS = ("prerouting", "input", "forward", "output", "postrouting", "ingress", "egress")
+
+# The priorities iptables' built-in chains register at (same for legacy and iptables-nft).
+IPTABLES_PRIORITY = {
+    "raw": -300,
+    "mangle": -150,
+    "nat": {"prerouting": -100, "output": -100, "input": 100, "postrouting": 100},
+    "filter": 0,
+    "security": 50,
+}
+IPTABLES_CHAIN_TYPE = {"raw": "filter", "mangle": "route", "nat": "nat", "filter": "filter",
+                       "security": "filter"}
+IPTABLES_HOOK_OF_CHAIN = {
+    "PREROUTING": "prerouting",
+    "INPUT": "input",
+    "FORWARD": "forward",
+    "OUTPUT": "output",
+    "POSTROUTING": "postrouting",
+}
+
+# Verdicts that end evaluation of the packet in this base chain (or altogether).
+TERMINAL_ACCEPT = "accept"
+TERMINAL_DROP = "drop"
+TERMINAL_REJECT = "reject"
+
+ACTION_KINDS = (
+    "accept",      # ends this base chain, packet continues to the next base chain / hook
+    "drop",        # ends the packet
+    "reject",      # ends the packet (with an ICMP/RST)
+    "jump",        # target = chain name
+    "goto",        # target = chain name
+    "return",
+    "continue",    # non-terminating target or no verdict (LOG, MARK, counter, ...)
+    "dnat",        # to_addr / to_port
+    "redirect",    # to_port (destination becomes the primary address of the in-interface / 127.0.0.1)
+    "snat",
+    "masquerade",
+    "notrack",     # raw -j CT --notrack / -j NOTRACK / nft notrack
+    "queue",       # NFQUEUE: decided by userspace -> unknown
+    "vmap",        # nft verdict map: see Action.vmap
+    "unknown",     # a target the model cannot follow: the engine reports unknown
+)
+
+
+# --------------------------------------------------------------------------- where things came from
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a rule (or chain, or set) came from.
+
+    Files: ``source`` is the path as the user gave it and ``line`` is 1-based.
+    Live: ``source`` is "live:legacy", "live:iptables-nft" or "live:nftables";
+    nft rules carry ``handle``, iptables rules carry ``index`` (1-based position in
+    their chain, as `iptables -R CHAIN N` counts).
+    """
+
+    source: str
+    line: Optional[int] = None
+    handle: Optional[int] = None
+    index: Optional[int] = None
+
+    def where(self) -> str:
+        """`PATH:LINE` for files, `live:backend handle N` / `#N` for the kernel."""
+        if self.line is not None:
+            return f"{self.source}:{self.line}"
+        if self.handle is not None:
+            return f"{self.source} handle {self.handle}"
+        if self.index is not None:
+            return f"{self.source} #{self.index}"
+        return self.source
+
+
+# --------------------------------------------------------------------------- matches and actions
+
+Range = tuple  # (lo, hi) inclusive integers
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """One condition of a rule. See the module docstring for fields and values.
+
+    ``field`` is a string, or a tuple of strings for an nft concatenation (then each
+    value is a tuple with one item per field). ``negate`` inverts the whole match.
+    ``set_name`` names the nft named set (or ipset) the values came from, if any.
+    ``mask`` applies to meta.mark / ct.mark (value & mask compared to the ranges).
+    ``opaque=True``: the engine cannot decide it; ``text`` says what it was.
+    """
+
+    field: Union[str, tuple]
+    values: tuple = ()
+    negate: bool = False
+    text: str = ""
+    set_name: Optional[str] = None
+    mask: Optional[int] = None
+    opaque: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VmapEntry:
+    """One element of an nft verdict map: a value (shaped like Match.values items) -> action."""
+
+    value: Any
+    action: "Action"
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What a rule does when all its matches hold.
+
+    kind: one of ACTION_KINDS. ``target`` is the chain for jump/goto and the
+    iptables target name otherwise ("LOG", "MARK", "DOCKER", ...). ``args`` is the
+    target's option text as written. For dnat/redirect, ``to_addr`` (int or None,
+    family as the table) and ``to_port`` (int or None) say where the packet goes.
+    For vmap: ``vmap_field`` is the key (str or tuple, like Match.field),
+    ``vmap`` the entries; ``set_name`` names a named map.
+    ``set_mark``: for MARK / meta mark set, (value, mask) so the engine can follow it.
+    """
+
+    kind: str
+    target: Optional[str] = None
+    args: str = ""
+    to_addr: Optional[int] = None
+    to_port: Optional[int] = None
+    vmap_field: Union[str, tuple, None] = None
+    vmap: tuple = ()
+    set_name: Optional[str] = None
+    set_mark: Optional[tuple] = None
+
+
+# --------------------------------------------------------------------------- rules, chains, tables
+
+@dataclass(slots=True)
+class Rule:
+    """A rule: all ``matches`` must hold, then ``action`` runs.
+
+    ``text`` is the rule as written (the iptables-save line, or the nft statement
+    line). ``comment`` is the rule's comment (iptables -m comment, nft comment).
+    ``ignore`` is the set of check ids suppressed for it (``lbfw: ignore LB002``).
+    ``before`` holds nft statements that run when the matches hold but before the
+    verdict and that change the packet (kept for the engine as extra actions, e.g.
+    ``meta mark set``): each is an Action of kind "continue".
+    """
+
+    matches: tuple
+    action: Action
+    text: str
+    origin: Origin
+    comment: Optional[str] = None
+    ignore: frozenset = frozenset()
+    before: tuple = ()
+
+
+@dataclass(slots=True)
+class Chain:
+    """A chain. Base chains have ``hook``, ``priority``, ``type`` and ``policy``
+    ("accept" or "drop"); user chains have them all None."""
+
+    name: str
+    rules: list = field(default_factory=list)
+    hook: Optional[str] = None
+    priority: Optional[int] = None
+    type: Optional[str] = None
+    policy: Optional[str] = None
+    origin: Optional[Origin] = None
+    handle: Optional[int] = None
+
+    @property
+    def is_base(self) -> bool:
+        return self.hook is not None
+
+
+@dataclass(slots=True)
+class NamedSet:
+    """An nft named set or map (or an ipset seen in a rule, with no elements known).
+
+    ``key`` is the field (or tuple of fields) its elements are shaped for;
+    ``elements`` are shaped like Match.values items; for a verdict map they are
+    VmapEntry. ``flags`` e.g. {"interval"}. ``known=False`` when the contents are
+    not available (ipset, or a set filled at run time)."""
+
+    name: str
+    key: Union[str, tuple, None]
+    elements: tuple = ()
+    flags: frozenset = frozenset()
+    is_map: bool = False
+    map_type: Optional[str] = None  # "verdict", "ipv4_addr", ...
+    known: bool = True
+    origin: Optional[Origin] = None
+
+
+@dataclass(slots=True)
+class Table:
+    """A table of one family ("ip", "ip6", "inet", "arp", "bridge", "netdev").
+
+    ``backend`` is legacy | iptables-nft | nftables | file; ``syntax`` says how it
+    is written (iptables or nft). ``source`` is the path as given or "live:<backend>".
+    """
+
+    family: str
+    name: str
+    backend: str
+    syntax: str
+    source: str
+    chains: dict = field(default_factory=dict)
+    sets: dict = field(default_factory=dict)
+    origin: Optional[Origin] = None
+    handle: Optional[int] = None
+
+
+@dataclass(slots=True)
+class HostFacts:
+    """What the live host says about loopback (None where not read)."""
+
+    lo_addrs: tuple = ()             # ("127.0.0.1/8", "::1/128")
+    local_127_route: Optional[bool] = None
+    route_localnet: dict = field(default_factory=dict)  # {"all": 0, "default": 0, "eth0": 1}
+    interfaces: tuple = ()
+
+
+@dataclass(slots=True)
+class SourceInfo:
+    """What one source contributed: for `lbfw audit --format json`'s listing."""
+
+    source: str                     # path as given, "-", or "live:<backend>"
+    format: str                     # iptables-save | ip6tables-save | nft | nft-json | live
+    tables: int = 0
+    chains: int = 0
+    rules: int = 0
+    warnings: tuple = ()
+
+
+@dataclass(slots=True)
+class Ruleset:
+    """One host's ruleset: every table from every source, as the kernel would hold them."""
+
+    tables: list = field(default_factory=list)
+    sources: list = field(default_factory=list)
+    host: Optional[HostFacts] = None
+
+    def base_chains(self, hook: str, family: str):
+        """Base chains registered on ``hook`` that see packets of ``family`` ("ip"/"ip6"),
+        in the order the kernel runs them (priority, then the order they were read)."""
+        found = []
+        order = 0
+        for table in self.tables:
+            if table.family not in (family, "inet"):
+                continue
+            for chain in table.chains.values():
+                if chain.hook == hook:
+                    found.append((chain.priority if chain.priority is not None else 0, order, table, chain))
+                    order += 1
+        found.sort(key=lambda item: (item[0], item[1]))
+        return [(table, chain) for _, _, table, chain in found]
+
+    def rule_count(self) -> int:
+        return sum(len(c.rules) for t in self.tables for c in t.chains.values())
