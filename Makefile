@@ -11,12 +11,16 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/system-deps.sh
 	@sh scripts/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null
+	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
 	@$(BIN)/python -m pip install -q -e '.[test,iptc]'
 	@touch $(STAMP)
 
 run: setup
-	$(BIN)/lbfw audit rules/examples/ --fail-on never
+	@for f in rules/examples/*.rules rules/examples/*.v4 rules/examples/*.v6 rules/examples/*.nft; do \
+	  [ -e "$$f" ] || continue; \
+	  echo "== lbfw audit $$f"; \
+	  $(BIN)/lbfw audit "$$f" --fail-on never || exit $$?; \
+	done
 
 test: setup
 	$(BIN)/python -m pytest -q
