@@ -38,27 +38,22 @@ def _kernel_available() -> str | None:
 _KERNEL_REASON = _kernel_available()
 
 
-def pytest_collection_modifyitems(config, items):
-    if _KERNEL_REASON is None:
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def pytest_runtest_setup(item):
+    if _KERNEL_REASON is None or "kernel" not in item.keywords:
         return
-    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    for item in items:
-        if "kernel" in item.keywords:
-            if in_ci:
-                item.add_marker(pytest.mark.usefixtures("_kernel_required_in_ci"))
-            else:
-                item.add_marker(pytest.mark.skip(reason=f"kernel test: {_KERNEL_REASON}"))
-
-
-@pytest.fixture
-def _kernel_required_in_ci():
-    pytest.fail(f"CI=true and a kernel test cannot run: {_KERNEL_REASON}", pytrace=False)
+    if _in_ci():
+        pytest.fail(f"CI=true and a kernel test cannot run: {_KERNEL_REASON}", pytrace=False)
+    pytest.skip(f"kernel test: {_KERNEL_REASON}")
 
 
 @pytest.fixture(scope="session")
 def corpus_dir() -> Path:
     if not CORPUS.is_dir():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if _in_ci():
             pytest.fail(f"../shared/corpus is missing ({CORPUS})", pytrace=False)
         pytest.skip("../shared/corpus is not beside the project")
     return CORPUS
