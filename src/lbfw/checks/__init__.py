@@ -1,1 +1,79 @@
+"""The checks: one module per check, each with ID, NAME, SEVERITY, SUMMARY, DOC and check(ctx).
 
+`run_checks(ruleset, engine, results)` runs them all over a ruleset and the engine's flow
+results, drops what the rules suppress (``lbfw: ignore LB002``), and returns the findings
+in a stable order. Pure: nothing here reads or changes the system.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+from ..results import SEVERITIES
+from . import (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked,
+               lb005_route_localnet, lb006_lo_without_127_8)
+from .context import CheckContext
+
+ALL = (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked, lb005_route_localnet,
+       lb006_lo_without_127_8)
+BY_ID = {c.ID: c for c in ALL}
+
+SEVERITY_RANK = {"error": 3, "warning": 2, "note": 1}
+
+_IGNORE_RE = re.compile(r"lbfw:\s*ignore\b([\s,A-Za-z0-9]*)", re.IGNORECASE)
+_ID_RE = re.compile(r"\b(LB\d{3}|all)\b", re.IGNORECASE)
+
+
+def get(check_id: str):
+    """The check module for ``check_id`` (case-insensitive), or None."""
+    return BY_ID.get(check_id.upper())
+
+
+def ignored_ids(text: Optional[str]) -> frozenset:
+    """Check ids a comment suppresses: `lbfw: ignore LB002, LB003` -> {"LB002", "LB003"};
+    `lbfw: ignore` alone or `lbfw: ignore all` -> {"ALL"}."""
+    if not text or "lbfw" not in text.lower():
+        return frozenset()
+    out = set()
+    for m in _IGNORE_RE.finditer(text):
+        ids = {i.upper() for i in _ID_RE.findall(m.group(1))}
+        out |= ids or {"ALL"}
+    return frozenset(out)
+
+
+def _suppressed(finding) -> bool:
+    rule = finding.rule
+    if rule is None:
+        return False
+    ignore = set(i.upper() for i in (rule.ignore or ())) | ignored_ids(rule.comment)
+    return finding.check in ignore or "ALL" in ignore
+
+
+def _sort_key(f):
+    return (f.source or "", f.line if f.line is not None else -1, f.table or "", f.chain or "",
+            f.handle if f.handle is not None else -1, f.index if f.index is not None else -1, f.check)
+
+
+def run_checks(ruleset, engine=None, results=None, select=None) -> list:
+    """Run every check (or those in ``select``) and return the findings that are not suppressed."""
+    ctx = CheckContext(ruleset=ruleset, engine=engine, results=list(results or []))
+    findings = []
+    for chk in ALL:
+        if select and chk.ID not in select:
+            continue
+        for finding in chk.check(ctx):
+            if finding.severity not in SEVERITIES:
+                raise ValueError(f"{chk.ID} produced severity {finding.severity!r}")
+            if not _suppressed(finding):
+                findings.append(finding)
+    findings.sort(key=_sort_key)
+    return findings
+
+
+def at_or_above(findings, threshold: str) -> bool:
+    """True when a finding's severity is at or above ``threshold`` (error | warning | note | never)."""
+    if threshold == "never":
+        return False
+    rank = SEVERITY_RANK[threshold]
+    return any(SEVERITY_RANK[f.severity] >= rank for f in findings)

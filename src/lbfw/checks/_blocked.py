@@ -1,0 +1,114 @@
+"""Shared by LB001 (IPv4 loopback blocked) and LB004 (IPv6 loopback blocked).
+
+The engine has already followed every default flow through every hook; here the flows
+that did not arrive are grouped by the rule or policy that stopped them, one finding each.
+"""
+
+from __future__ import annotations
+
+from ..results import BLOCKED, UNKNOWN
+from .context import CheckContext, flows_summary, iface_class, make_finding, narrow_addr_matches, owner_match
+
+_PACKET_WORDS = {
+    "request": "the request",
+    "reply": "the reply",
+    "ack": "the client's next packet",
+}
+
+
+def _deciding_key(step) -> tuple:
+    rule = step.rule
+    if rule is not None:
+        return ("rule", id(rule))
+    return ("policy", step.family, step.table, step.chain, step.hook)
+
+
+def _deliberate_evidence(ctx: CheckContext, table, hook: str):
+    """An owner-restricted loopback accept in a chain of ``table`` on ``hook`` (Tails-style lockdown),
+    which makes blocking the rest of loopback a policy rather than a mistake."""
+    if table is None:
+        return None
+    for chain in table.chains.values():
+        if hook not in ctx.hooks_of(chain):
+            continue
+        for rule in chain.rules:
+            if rule.action.kind != "accept":
+                continue
+            if owner_match(rule) and (iface_class(rule) == "lo" or narrow_addr_matches(rule, table)):
+                return rule
+    return None
+
+
+def blocked_findings(ctx: CheckContext, check, family: str) -> list:
+    what = "IPv6 loopback (::1)" if family == "ip6" else "loopback"
+    findings = []
+    groups: dict = {}
+    order = []
+    for res in ctx.blocked(family):
+        step = res.deciding
+        if step is None:
+            continue
+        key = _deciding_key(step)
+        if key not in groups:
+            groups[key] = (step, [])
+            order.append(key)
+        groups[key][1].append(res)
+    for key in order:
+        step, results = groups[key]
+        table, chain = ctx.find_chain(step.family, step.table, step.chain)
+        packets = sorted({_PACKET_WORDS.get(r.deciding.packet, r.deciding.packet) for r in results})
+        if step.rule is not None:
+            head = f"This rule drops {what} traffic"
+        else:
+            policy = step.verdict.replace("policy-", "").upper()
+            head = f"The policy {policy} of {step.table} {step.chain} drops {what} traffic no rule accepts"
+        message = (f"{head}: {len(results)} flow(s) fail ({flows_summary(results)}); "
+                   f"dropped packet: {' and '.join(packets)}.")
+        if family == "ip":
+            message += (" Accept loopback by interface before it (`-i lo -j ACCEPT`, nft `iif \"lo\" accept`)"
+                        " or by 127.0.0.0/8, not by 127.0.0.1 alone.")
+        else:
+            message += (" `localhost` fails wherever it resolves to ::1 first; accept `-i lo` "
+                        "(nft `iif \"lo\" accept`) or `-s ::1/128`.")
+        severity = None
+        evidence = _deliberate_evidence(ctx, table, step.hook)
+        extra = {"packets": packets}
+        if evidence is not None:
+            severity = "note"
+            message += (" It looks deliberate: loopback is opened only to chosen users by an owner match "
+                        f"({evidence.origin.where()}: {evidence.text}). Suppress it if so.")
+            extra["evidence"] = evidence.text
+        if step.rule is not None:
+            from .context import RuleRef
+            ref = RuleRef(table, chain, step.rule, 0, frozenset()) if table is not None else None
+            findings.append(make_finding(check, message, ref, severity=severity,
+                                         flows=[r.flow for r in results], table=table, chain=chain,
+                                         origin=step.origin, extra=extra))
+        else:
+            origin = step.origin or (chain.origin if chain is not None else None)
+            f = make_finding(check, message, None, severity=severity, flows=[r.flow for r in results],
+                             table=table, chain=chain, origin=origin, extra=extra)
+            if f.table is None:
+                f.table, f.chain, f.family = step.table, step.chain, step.family
+            findings.append(f)
+
+    # Flows the engine could not decide: one note per undecidable match, never a guess.
+    unknown_groups: dict = {}
+    for res in ctx.unknown(family):
+        key = tuple(res.unknown) or ("?",)
+        unknown_groups.setdefault(key, []).append(res)
+    for key, results in unknown_groups.items():
+        step = next((s for s in results[0].steps if s.verdict == UNKNOWN and s.rule is not None), None)
+        table, chain = (ctx.find_chain(step.family, step.table, step.chain) if step is not None else (None, None))
+        message = (f"lbfw cannot tell whether {what} traffic passes here: {len(results)} flow(s) "
+                   f"({flows_summary(results)}) depend on {', '.join(k for k in key if k != '?') or 'a match lbfw does not model'}."
+                   " Check them with `lbfw verify`.")
+        if step is not None and table is not None:
+            from .context import RuleRef
+            ref = RuleRef(table, chain, step.rule, 0, frozenset())
+            findings.append(make_finding(check, message, ref, severity="note", flows=[r.flow for r in results],
+                                         extra={"unknown": list(key)}))
+        else:
+            findings.append(make_finding(check, message, None, severity="note", flows=[r.flow for r in results],
+                                         extra={"unknown": list(key)}))
+    return findings

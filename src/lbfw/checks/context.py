@@ -1,0 +1,357 @@
+"""What every check sees, and the small pure helpers they share.
+
+A check gets a `CheckContext`: the ruleset, the engine's results for the default flows,
+and precomputed facts about the rules (which hooks each chain is reachable from). The
+helpers here answer questions about one rule in microseconds: does an address match
+name 127.0.0.1 without the rest of 127.0.0.0/8? which interface does it name? does it
+carry an owner match? They never touch the system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+from ..model import Chain, Match, NamedSet, Rule, Ruleset, Table
+from ..results import BLOCKED, DELIVERED, Finding, FlowResult, UNKNOWN
+from .owners import owner_of
+
+LOOP4_LO = 0x7F000000
+LOOP4_HI = 0x7FFFFFFF
+LOCALHOST4 = 0x7F000001
+
+# Hooks loopback traffic crosses (locally generated: output, postrouting, then prerouting, input).
+LOOPBACK_HOOKS = ("output", "postrouting", "prerouting", "input")
+INBOUND_HOOKS = ("prerouting", "input")
+
+ADDR_FIELDS = ("ip.saddr", "ip.daddr")
+PORT_FIELDS = ("th.dport", "th.sport")
+
+
+def ip4(value: int) -> str:
+    return f"{value >> 24 & 255}.{value >> 16 & 255}.{value >> 8 & 255}.{value & 255}"
+
+
+@dataclass(slots=True)
+class RuleRef:
+    """A rule with where it lives: table, chain, position, and the hooks that reach it."""
+
+    table: Table
+    chain: Chain
+    rule: Rule
+    position: int                 # 1-based index in its chain
+    hooks: frozenset              # hooks whose base chains reach this chain
+
+
+@dataclass
+class CheckContext:
+    """Everything a check may read. Built once per audit by `run_checks`."""
+
+    ruleset: Ruleset
+    engine: object = None
+    results: list = field(default_factory=list)       # list[FlowResult]
+    _reach: dict = field(default_factory=dict)        # id(chain) -> frozenset of hooks
+
+    def __post_init__(self) -> None:
+        for table in self.ruleset.tables:
+            self._reach.update(chain_hooks(table))
+
+    # ---------------------------------------------------------------- rules
+
+    def rules(self) -> Iterator[RuleRef]:
+        """Every rule in a chain that some base chain reaches (dead chains are skipped)."""
+        for table in self.ruleset.tables:
+            for chain in table.chains.values():
+                hooks = self._reach.get(id(chain), frozenset())
+                if not hooks:
+                    continue
+                for pos, rule in enumerate(chain.rules, 1):
+                    yield RuleRef(table, chain, rule, pos, hooks)
+
+    def hooks_of(self, chain: Chain) -> frozenset:
+        return self._reach.get(id(chain), frozenset())
+
+    def find_chain(self, family: str, table: str, chain: str) -> tuple[Optional[Table], Optional[Chain]]:
+        for t in self.ruleset.tables:
+            if t.name == table and (t.family == family or family is None):
+                c = t.chains.get(chain)
+                if c is not None:
+                    return t, c
+        for t in self.ruleset.tables:   # a family spelled differently by the engine ("inet" vs "ip")
+            if t.name == table and chain in t.chains:
+                return t, t.chains[chain]
+        return None, None
+
+    # ---------------------------------------------------------------- flows
+
+    def not_delivered(self, family: str) -> list:
+        """FlowResults of ``family`` ("ip" or "ip6") that are blocked or unknown."""
+        return [r for r in self.results if r.verdict != DELIVERED and flow_family(r.flow) == family]
+
+    def blocked(self, family: str) -> list:
+        return [r for r in self.results if r.verdict == BLOCKED and flow_family(r.flow) == family]
+
+    def unknown(self, family: str) -> list:
+        return [r for r in self.results if r.verdict == UNKNOWN and flow_family(r.flow) == family]
+
+
+def flow_family(flow) -> str:
+    return "ip6" if ":" in flow.server else "ip"
+
+
+# --------------------------------------------------------------------------- reachability
+
+def _targets(rule: Rule) -> list:
+    """Chains a rule can jump or goto, including verdict-map entries."""
+    action = rule.action
+    out = []
+    if action.kind in ("jump", "goto") and action.target:
+        out.append(action.target)
+    elif action.kind == "vmap":
+        for entry in action.vmap:
+            sub = getattr(entry, "action", None)
+            if sub is not None and sub.kind in ("jump", "goto") and sub.target:
+                out.append(sub.target)
+    return out
+
+
+def chain_hooks(table: Table) -> dict:
+    """id(chain) -> frozenset of hooks whose base chains reach it (iteratively: no recursion limit)."""
+    reach: dict = {}
+    for chain in table.chains.values():
+        if chain.hook is None:
+            continue
+        stack = [chain]
+        seen = {id(chain)}
+        while stack:
+            current = stack.pop()
+            reach.setdefault(id(current), set()).add(chain.hook)
+            for rule in current.rules:
+                for name in _targets(rule):
+                    nxt = table.chains.get(name)
+                    if nxt is not None and id(nxt) not in seen:
+                        seen.add(id(nxt))
+                        stack.append(nxt)
+    return {k: frozenset(v) for k, v in reach.items()}
+
+
+def table_kind(table: Table, chain: Chain) -> str:
+    """"nat" for NAT tables/chains (their accepts do not filter), else the table's name or chain type."""
+    if chain.type == "nat" or table.name == "nat":
+        return "nat"
+    return chain.type or table.name
+
+
+# --------------------------------------------------------------------------- addresses
+
+def _as_range(item) -> Optional[tuple]:
+    if isinstance(item, int):
+        return (item, item)
+    if isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, int) for x in item):
+        return item
+    return None
+
+
+def match_ranges(match: Match, table: Optional[Table], want: str) -> Optional[list]:
+    """The (lo, hi) ranges ``match`` compares field ``want`` against, or None when it does not
+    look at that field (or its values are unknown, e.g. an ipset)."""
+    fld = match.field
+    values = match.values
+    if not values and match.set_name and table is not None:
+        named = table.sets.get(match.set_name.lstrip("@"))
+        if named is None or not named.known:
+            return None
+        values = named.elements
+    if isinstance(fld, tuple):
+        if want not in fld:
+            return None
+        i = fld.index(want)
+        out = []
+        for v in values:
+            if isinstance(v, tuple) and len(v) == len(fld):
+                r = _as_range(v[i])
+                if r is not None:
+                    out.append(r)
+        return out
+    if fld != want:
+        return None
+    return [r for r in (_as_range(v) for v in values) if r is not None]
+
+
+def loopback_part(ranges: list) -> list:
+    """The parts of ``ranges`` inside 127.0.0.0/8, merged and sorted."""
+    parts = sorted((max(lo, LOOP4_LO), min(hi, LOOP4_HI)) for lo, hi in ranges if hi >= LOOP4_LO and lo <= LOOP4_HI)
+    merged: list = []
+    for lo, hi in parts:
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+def narrow_loopback(ranges: list) -> Optional[list]:
+    """The loopback part when it names 127.0.0.1 but not the whole of 127.0.0.0/8, else None."""
+    part = loopback_part(ranges)
+    if not part:
+        return None
+    if part == [(LOOP4_LO, LOOP4_HI)]:
+        return None
+    if not any(lo <= LOCALHOST4 <= hi for lo, hi in part):
+        return None
+    return part
+
+
+def covers_all_loopback(ranges: list) -> bool:
+    return loopback_part(ranges) == [(LOOP4_LO, LOOP4_HI)]
+
+
+def describe_part(part: list) -> str:
+    """`127.0.0.1` or `127.0.0.0-127.0.0.255` for a loopback part."""
+    texts = [ip4(lo) if lo == hi else f"{ip4(lo)}-{ip4(hi)}" for lo, hi in part]
+    return ", ".join(texts)
+
+
+@dataclass(slots=True)
+class NarrowAddr:
+    field: str            # ip.saddr | ip.daddr
+    part: list            # the loopback ranges it covers
+    via: str              # "" | "set @name" | "verdict map"
+
+
+def narrow_addr_matches(rule: Rule, table: Optional[Table]) -> list:
+    """Non-negated address matches of ``rule`` that cover 127.0.0.1 without the rest of 127/8."""
+    found = []
+    for m in rule.matches:
+        if m.negate or m.opaque:
+            continue
+        for fld in ADDR_FIELDS:
+            ranges = match_ranges(m, table, fld)
+            if not ranges:
+                continue
+            part = narrow_loopback(ranges)
+            if part is not None:
+                via = f"set @{m.set_name.lstrip('@')}" if m.set_name else ""
+                found.append(NarrowAddr(fld, part, via))
+    return found
+
+
+def full_loopback_addr(rule: Rule, table: Optional[Table]) -> bool:
+    """True when a non-negated address match of ``rule`` covers all of 127.0.0.0/8."""
+    for m in rule.matches:
+        if m.negate or m.opaque:
+            continue
+        for fld in ADDR_FIELDS:
+            ranges = match_ranges(m, table, fld)
+            if ranges and covers_all_loopback(ranges):
+                return True
+    return False
+
+
+# --------------------------------------------------------------------------- interfaces, ports, owners
+
+def _is_lo(name: str) -> bool:
+    if name == "lo":
+        return True
+    # wildcards: "lo*" (iptables lo+), "l*", "*" all include lo
+    return name.endswith("*") and "lo".startswith(name[:-1])
+
+
+IFACE_FIELDS = ("meta.iifname", "meta.oifname", "meta.iif", "meta.oif")
+
+
+def iface_class(rule: Rule) -> Optional[str]:
+    """"lo" when the rule requires the loopback interface, "other" when it excludes it
+    (``! -i lo``, ``iifname != "lo"``, ``-i eth0``), None when it names no interface."""
+    result = None
+    for m in rule.matches:
+        if m.field not in IFACE_FIELDS:
+            continue
+        names = [v for v in m.values if isinstance(v, str)]
+        includes_lo = any(_is_lo(n) for n in names)
+        if m.negate:
+            if includes_lo:
+                return "other"
+            continue
+        if not includes_lo:
+            return "other"
+        result = "lo"
+    return result
+
+
+def has_port_match(rule: Rule) -> bool:
+    for m in rule.matches:
+        fld = m.field
+        if isinstance(fld, tuple):
+            if any(f in PORT_FIELDS for f in fld):
+                return True
+        elif fld in PORT_FIELDS:
+            return True
+        elif m.opaque and ("dport" in m.text or "sport" in m.text):
+            return True
+    return False
+
+
+def owner_match(rule: Rule) -> Optional[str]:
+    """The text of an owner match (iptables ``-m owner``, nft ``meta skuid``), if any."""
+    for m in rule.matches:
+        fld = m.field if isinstance(m.field, str) else ""
+        if fld.startswith(("meta.skuid", "meta.skgid", "owner")) or "owner" in (m.text or ""):
+            return m.text or str(fld)
+    if "--uid-owner" in rule.text or "--gid-owner" in rule.text or "skuid" in rule.text:
+        return "owner match"
+    return None
+
+
+# --------------------------------------------------------------------------- findings
+
+def where_fields(rule: Optional[Rule], table: Optional[Table], chain_name: Optional[str], origin=None) -> dict:
+    """Location keyword arguments for a Finding from a rule (or a chain's origin)."""
+    o = rule.origin if rule is not None else origin
+    return {
+        "source": o.source if o is not None else (table.source if table is not None else None),
+        "line": o.line if o is not None else None,
+        "handle": o.handle if o is not None else None,
+        "index": o.index if o is not None else None,
+        "table": table.name if table is not None else None,
+        "chain": chain_name,
+        "family": table.family if table is not None else None,
+        "backend": table.backend if table is not None else None,
+    }
+
+
+def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity: Optional[str] = None,
+                 flows=(), table: Optional[Table] = None, chain: Optional[Chain] = None, origin=None,
+                 owner: Optional[str] = None, extra: Optional[dict] = None) -> Finding:
+    """A Finding for ``check`` (a check module) at ``ref`` (or a chain policy / host fact)."""
+    rule = ref.rule if ref is not None else None
+    table = ref.table if ref is not None else table
+    chain = ref.chain if ref is not None else chain
+    if owner is None and table is not None and chain is not None:
+        owner = owner_of(table, chain, rule)
+    if owner is not None:
+        message += f" This rule is managed by {owner}: change {owner}'s configuration, not the rule itself."
+    return Finding(
+        check=check.ID,
+        severity=severity or check.SEVERITY,
+        message=message,
+        rule=rule,
+        flows=list(flows),
+        owner=owner,
+        extra=dict(extra or {}),
+        **where_fields(rule, table, chain.name if chain is not None else None,
+                       origin if origin is not None else (chain.origin if (chain is not None and rule is None) else None)),
+    )
+
+
+def flows_summary(results: list, limit: int = 4) -> str:
+    """`tcp 127.0.0.2 -> 127.0.0.1:80, udp 127.0.0.1 -> 127.0.0.53:53 and 3 more`."""
+    labels = []
+    for r in results[:limit]:
+        client = r.flow.client or r.client_addr or ("::1" if ":" in r.flow.server else "127.0.0.1")
+        server = f"[{r.flow.server}]" if ":" in r.flow.server else r.flow.server
+        labels.append(f"{r.flow.proto} {client} -> {server}:{r.flow.port}")
+    text = ", ".join(labels)
+    if len(results) > limit:
+        text += f" and {len(results) - limit} more"
+    return text

@@ -1,0 +1,180 @@
+"""LB002: narrow loopback accept (127.0.0.1 where 127.0.0.0/8 or the interface was meant)."""
+
+from __future__ import annotations
+
+import sys
+
+from .context import (INBOUND_HOOKS, LOOPBACK_HOOKS, CheckContext, RuleRef, describe_part, flows_summary,
+                      iface_class, make_finding, narrow_addr_matches, narrow_loopback, owner_match, table_kind,
+                      match_ranges, _as_range)
+
+ID = "LB002"
+NAME = "narrow-loopback-accept"
+SEVERITY = "warning"
+SUMMARY = "A rule accepts loopback traffic by 127.0.0.1 alone"
+
+DOC = """\
+## What it does
+Finds rules that accept loopback traffic by the address 127.0.0.1 alone (`-s 127.0.0.1`,
+`127.0.0.1/32`, `127.0.0.1/255.255.255.255`, nft `ip saddr 127.0.0.1`) where the loopback
+interface or 127.0.0.0/8 was meant: directly, through a jump into a chain that accepts, through a
+named or anonymous set, a verdict map (`ip saddr vmap { 127.0.0.1 : accept }`) or an nft `define`.
+It is reported even when conntrack masks it, and says which loopback connections still break.
+
+## Why is this bad?
+Every address in 127.0.0.0/8 is loopback and services use them: systemd-resolved on 127.0.0.53,
+Debian's hostname on 127.0.1.1, Docker's resolver on 127.0.0.11, load-test clients bound to
+127.0.0.2 and up. A rule that accepts 127.0.0.1 alone lets all of those fall through to the DROP
+policy. An `ESTABLISHED,RELATED` accept hides half of it (replies from 127.0.0.53 come back as
+ESTABLISHED), but a client bound to 127.0.0.2 still fails, and so does everything when the state
+rule is moved.
+
+Rules restricted by an owner match (Tor ports opened to chosen users, as in Tails) are a policy
+rather than a typo: they are reported as notes, with the evidence, to be confirmed and suppressed.
+
+## Example
+```
+-A INPUT -s 127.0.0.1/32 -j ACCEPT
+-A OUTPUT -d 127.0.0.1/32 -j ACCEPT
+```
+```
+ip saddr 127.0.0.1 accept
+```
+
+## Use instead
+```
+-A INPUT -i lo -j ACCEPT
+-A OUTPUT -o lo -j ACCEPT
+```
+```
+iif "lo" accept
+```
+or, to keep an address match, `-s 127.0.0.0/8` / `ip saddr 127.0.0.0/8`.
+
+## Fix safety
+`lbfw fix` replaces the 127.0.0.1 match by the loopback interface (`-i lo` on INPUT and
+PREROUTING, `-o lo` on OUTPUT and POSTROUTING; nft `iif "lo"` / `oif "lo"`) and keeps every other
+match of the rule (ports, states, comments). That also admits the host's traffic to its own
+non-loopback addresses (it travels over `lo` too, with that address as source): it never leaves the
+host, but a rule that meant to filter it must come before. With `--style range` the fix writes
+127.0.0.0/8 instead, which admits exactly the loopback block and nothing else. In a set or verdict
+map the 127.0.0.1 element becomes 127.0.0.0/8 (the set gains `flags interval` when it needs it); a
+`define` used elsewhere is not widened for its other uses. Rules owned by Docker, kube-proxy, ufw,
+firewalld, fail2ban or fw4 are not rewritten: their manager would put them back, so the finding
+says where its configuration must change.
+
+## References
+- RFC 1122 section 3.2.1.3 and RFC 5735: 127.0.0.0/8 is loopback
+- systemd-resolved(8): 127.0.0.53 and 127.0.0.54
+- Debian Reference, "The hostname resolution": 127.0.1.1
+- CIS Distribution Independent Linux Benchmark: accept loopback by interface
+"""
+
+
+def _chain_accepts(table, name: str, depth: int = 0) -> bool:
+    """True when chain ``name`` accepts something, itself or through its own jumps (bounded depth)."""
+    chain = table.chains.get(name)
+    if chain is None or depth > 8:
+        return False
+    for rule in chain.rules:
+        kind = rule.action.kind
+        if kind == "accept":
+            return True
+        if kind in ("jump", "goto") and rule.action.target and _chain_accepts(table, rule.action.target, depth + 1):
+            return True
+    return False
+
+
+def _vmap_narrow(ref: RuleRef) -> list:
+    """(field, loopback part) of verdict-map entries that accept 127.0.0.1 without the rest of 127/8."""
+    action = ref.rule.action
+    entries = action.vmap
+    if not entries and action.set_name:
+        named = ref.table.sets.get(action.set_name.lstrip("@"))
+        entries = named.elements if named is not None and named.known else ()
+    fld = action.vmap_field
+    found = []
+    for entry in entries:
+        sub = getattr(entry, "action", None)
+        if sub is None:
+            continue
+        accepts = sub.kind == "accept" or (sub.kind in ("jump", "goto") and sub.target
+                                           and _chain_accepts(ref.table, sub.target))
+        if not accepts:
+            continue
+        for want in ("ip.saddr", "ip.daddr"):
+            if isinstance(fld, tuple) and want in fld:
+                value = entry.value[fld.index(want)] if isinstance(entry.value, tuple) else None
+            elif fld == want:
+                value = entry.value
+            else:
+                continue
+            r = _as_range(value)
+            if r is None:
+                continue
+            part = narrow_loopback([r])
+            if part is not None:
+                found.append((want, part))
+    return found
+
+
+def _accepting(ref: RuleRef) -> str:
+    """"" when the rule does not accept; else how it accepts ("accept", "jump to X")."""
+    action = ref.rule.action
+    if action.kind == "accept":
+        return "accept"
+    if action.kind in ("jump", "goto") and action.target and _chain_accepts(ref.table, action.target):
+        return f"{action.kind} to {action.target}, which accepts"
+    return ""
+
+
+def check(ctx: CheckContext):
+    me = sys.modules[__name__]
+    findings = []
+    for ref in ctx.rules():
+        if ref.table.family not in ("ip", "inet"):
+            continue
+        hooks = ref.hooks & set(LOOPBACK_HOOKS)
+        if not hooks or table_kind(ref.table, ref.chain) == "nat":
+            continue
+        if iface_class(ref.rule) == "other":
+            continue                                # e.g. `-i eth0 -s 127.0.0.1`: not loopback traffic
+        narrow = []
+        how = ""
+        if ref.rule.action.kind == "vmap":
+            narrow = [(f, p, "verdict map") for f, p in _vmap_narrow(ref)]
+            how = "verdict map entry accept"
+        else:
+            how = _accepting(ref)
+            if how:
+                narrow = [(n.field, n.part, n.via) for n in narrow_addr_matches(ref.rule, ref.table)]
+        if not narrow:
+            continue
+        fld, part, via = narrow[0]
+        addr = describe_part(part)
+        direction = "source" if fld == "ip.saddr" else "destination"
+        alone = "alone" if addr == "127.0.0.1" else f"({addr}), not all of 127.0.0.0/8"
+        through = f" through {via}" if via else ""
+        if how.startswith(("jump", "goto")):
+            through += f" ({how})"
+        hook_names = "/".join(sorted(h.upper() for h in hooks))
+        message = (f"Accepts loopback traffic by {direction} address 127.0.0.1 {alone}{through} on {hook_names}; "
+                   "other 127/8 addresses (127.0.0.53, 127.0.1.1, clients bound to 127.0.0.2) are not matched.")
+        side = "-i lo" if hooks & set(INBOUND_HOOKS) else "-o lo"
+        nft_side = 'iif "lo"' if side == "-i lo" else 'oif "lo"'
+        breaking = [r for r in ctx.not_delivered("ip")
+                    if r.deciding is not None and r.deciding.hook in hooks]
+        severity = None
+        if breaking:
+            message += f" Still broken: {flows_summary(breaking)}."
+        else:
+            message += " No default loopback flow fails because of it today, but any later drop would expose it."
+        message += f" Match the loopback interface instead ({side}, nft {nft_side}) or 127.0.0.0/8."
+        evidence = owner_match(ref.rule)
+        if evidence:
+            severity = "note"
+            message += (f" It is restricted by an owner match ({evidence}), so it may be a deliberate policy: "
+                        "suppress it with `lbfw: ignore LB002` if so.")
+        findings.append(make_finding(me, message, ref, severity=severity, flows=[r.flow for r in breaking],
+                                     extra={"field": fld, "addresses": addr, "via": via or None}))
+    return findings

@@ -1,0 +1,79 @@
+"""LB005: route_localnet on without a 127.0.0.0/8 drop for other interfaces."""
+
+from __future__ import annotations
+
+import sys
+
+from .context import (INBOUND_HOOKS, CheckContext, full_loopback_addr, has_port_match, iface_class,
+                      make_finding, table_kind)
+
+ID = "LB005"
+NAME = "route-localnet-unprotected"
+SEVERITY = "error"
+SUMMARY = "route_localnet is on and nothing drops 127.0.0.0/8 arriving on other interfaces"
+
+DOC = """\
+## What it does
+On a live host, reads `net.ipv4.conf.*.route_localnet`. When it is 1 for `all` or for an
+interface other than `lo`, looks for a drop or reject rule on PREROUTING or INPUT that covers the
+whole 127.0.0.0/8 (source or destination) and does not apply to `lo`. Reports when there is none.
+
+## Why is this bad?
+With route_localnet off the kernel drops packets with a 127/8 address arriving on a real interface
+as martians. kube-proxy used to turn it on so NodePorts answer on 127.0.0.1, which let hosts on the
+same network reach services bound to loopback (CVE-2020-8558, kubernetes#90259): databases,
+admin ports, metrics endpoints that trust loopback. Kubernetes now adds
+`-d 127.0.0.0/8 ! -s 127.0.0.0/8 ... -j DROP` to KUBE-FIREWALL for this reason.
+
+## Example
+```
+net.ipv4.conf.all.route_localnet = 1
+*filter
+:INPUT ACCEPT [0:0]
+COMMIT
+```
+
+## Use instead
+```
+-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP
+-A INPUT ! -i lo -s 127.0.0.0/8 -j DROP
+```
+or set `net.ipv4.conf.all.route_localnet = 0` when nothing needs it.
+
+## Fix safety
+No automatic fix: turning route_localnet off, or adding the drop, breaks whatever relies on
+reaching 127/8 from the network (kube-proxy NodePorts on 127.0.0.1 in old releases). Decide first.
+
+## References
+- CVE-2020-8558
+- kubernetes/kubernetes#90259 and #91569 (the KUBE-FIREWALL drop)
+- Linux ip-sysctl documentation: route_localnet
+"""
+
+
+def _protected(ctx: CheckContext) -> bool:
+    for ref in ctx.rules():
+        if ref.table.family not in ("ip", "inet") or ref.rule.action.kind not in ("drop", "reject"):
+            continue
+        if not ref.hooks & set(INBOUND_HOOKS) or table_kind(ref.table, ref.chain) == "nat":
+            continue
+        if iface_class(ref.rule) == "lo" or has_port_match(ref.rule):
+            continue
+        if full_loopback_addr(ref.rule, ref.table):
+            return True
+    return False
+
+
+def check(ctx: CheckContext):
+    host = ctx.ruleset.host
+    if host is None or not host.route_localnet:
+        return []
+    on = sorted(name for name, value in host.route_localnet.items() if str(value) == "1" and name != "lo")
+    if not on or _protected(ctx):
+        return []
+    message = (f"net.ipv4.conf.{{{','.join(on)}}}.route_localnet is 1 and no rule drops 127.0.0.0/8 arriving on "
+               "other interfaces: hosts on the network can reach services bound to loopback (CVE-2020-8558). "
+               "Add `-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP` or turn route_localnet off.")
+    f = make_finding(sys.modules[__name__], message, None, extra={"route_localnet": on})
+    f.source = "live:host"
+    return [f]

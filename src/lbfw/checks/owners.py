@@ -1,0 +1,96 @@
+"""Which firewall manager owns a rule, from table, chain and comment names.
+
+A rule Docker, kube-proxy, ufw, firewalld, fail2ban or OpenWrt's fw4 wrote is rewritten
+by that manager on its next reload, so a finding on it must say where the manager's own
+configuration changes instead. Pure string tests, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+DOCKER = "docker"
+KUBE_PROXY = "kube-proxy"
+UFW = "ufw"
+FIREWALLD = "firewalld"
+FAIL2BAN = "fail2ban"
+FW4 = "fw4"
+OWNERS = (DOCKER, KUBE_PROXY, UFW, FIREWALLD, FAIL2BAN, FW4)
+
+# Table names the managers create in nftables (family-less).
+_TABLES = {
+    "firewalld": FIREWALLD,
+    "fw4": FW4,
+    "kube-proxy": KUBE_PROXY,
+    "f2b-table": FAIL2BAN,
+    "fail2ban": FAIL2BAN,
+    "docker-bridges": DOCKER,
+}
+
+# Chain-name prefixes (iptables chains are global names, so prefixes are the convention).
+_CHAIN_PREFIXES = (
+    ("DOCKER", DOCKER),          # DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-1, DOCKER_OUTPUT ...
+    ("KUBE-", KUBE_PROXY),
+    ("ufw-", UFW), ("ufw6-", UFW),
+    ("f2b-", FAIL2BAN), ("fail2ban-", FAIL2BAN),
+)
+
+# firewalld's iptables backend chain names.
+_FIREWALLD_CHAINS = ("_direct", "_ZONES", "_ZONES_SOURCE", "_allow", "_deny", "_log", "_pre", "_post")
+_FIREWALLD_PREFIXES = ("IN_", "FWDI_", "FWDO_", "FWD_", "PRE_", "POST_", "POSTROUTING_", "PREROUTING_",
+                       "INPUT_", "FORWARD_", "OUTPUT_")
+
+_COMMENT_HINTS = (
+    ("drop remote loopback", DOCKER),   # Docker's raw rule for ports published on 127.0.0.1
+    ("docker", DOCKER),
+    ("kubernetes", KUBE_PROXY),
+    ("kube-proxy", KUBE_PROXY),
+    ("!fw4", FW4),
+    ("fail2ban", FAIL2BAN),
+)
+
+
+def _name(obj) -> str:
+    if obj is None:
+        return ""
+    return obj if isinstance(obj, str) else getattr(obj, "name", "") or ""
+
+
+def owner_of(table, chain, rule=None) -> Optional[str]:
+    """The manager that owns ``rule`` in ``chain`` of ``table`` (objects or names), or None.
+
+    Evidence in order: the table's name (nftables managers own whole tables), the chain's
+    name, the target chain of a jump, then the rule's comment.
+    """
+    tname = _name(table)
+    owner = _TABLES.get(tname)
+    if owner is not None:
+        return owner
+    cname = _name(chain)
+    owner = _chain_owner(cname)
+    if owner is not None:
+        return owner
+    if rule is None:
+        return None
+    comment = (getattr(rule, "comment", None) or "").lower()
+    for hint, who in _COMMENT_HINTS:
+        if hint in comment:
+            return who
+    action = getattr(rule, "action", None)
+    target = getattr(action, "target", None) if action is not None else None
+    if target and getattr(action, "kind", "") in ("jump", "goto"):
+        return _chain_owner(target)
+    return None
+
+
+def _chain_owner(cname: str) -> Optional[str]:
+    if not cname:
+        return None
+    for prefix, who in _CHAIN_PREFIXES:
+        if cname.startswith(prefix):
+            return who
+    if cname.startswith(_FIREWALLD_PREFIXES) and cname.endswith(_FIREWALLD_CHAINS):
+        return FIREWALLD
+    if cname.endswith("_direct") or cname.endswith("_ZONES"):
+        return FIREWALLD
+    return None
