@@ -1,0 +1,601 @@
+"""Pure planning: findings in, line edits out.
+
+`plan_fixes(ruleset, findings, style)` turns each LB002 (narrow loopback accept) and LB003
+(narrow anti-spoofing) finding into an `Edit` of one line of its source (a file as
+written, or a live table's dump: see fix/live.py), or a `Refusal` saying why lbfw will not
+touch it. Nothing here reads the kernel; files are read only when ``texts`` does not
+already hold them.
+
+What a fix is:
+
+- LB002, style "interface" (the default): the 127.0.0.1 match becomes `-i lo` on
+  INPUT/PREROUTING and `-o lo` on OUTPUT/POSTROUTING (nft `iif "lo"` / `oif "lo"`), every
+  other match kept. If the rule already says `-i lo`, the address match is dropped: that is
+  the minimal change that lets all of lo through, and it leaves the rule as every
+  distribution writes it. A user chain reached from both directions (or from FORWARD) gets
+  127.0.0.0/8 instead, since one interface option cannot fit both.
+- LB002, style "range", and LB003 always: 127.0.0.1 becomes 127.0.0.0/8 (::1 stays as it
+  is). Dotted spellings stay dotted (`/255.255.255.255` -> `127.0.0.0/255.0.0.0`).
+- An element of a set or verdict map becomes 127.0.0.0/8 (an interface cannot stand for
+  one element), with `flags interval` added to a named set that lacks it.
+- A define or named set used by rules no finding names is not widened under them: the
+  use is fixed in the rule instead (a single-address define), or the fix is refused.
+- Rules owned by a manager (Docker, kube-proxy, firewalld, fail2ban, fw4; ufw unless the
+  file is ufw's own) are refused with the place the manager's configuration must change.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional
+
+from ..model import IPTABLES_HOOK_OF_CHAIN, SYNTAX_IPTABLES, SYNTAX_NFT, Ruleset
+from . import rewrite
+from .rewrite import Refuse
+
+FIXABLE = ("LB002", "LB003")
+STYLES = ("interface", "range")
+
+IN_HOOKS = frozenset({"prerouting", "input"})
+OUT_HOOKS = frozenset({"output", "postrouting"})
+
+# What each fix changes beyond the 127/8 traffic it is meant for. Printed next to every edit
+# and meant for each check's "Fix safety" doc.
+SAFETY = {
+    ("LB002", "interface"): (
+        "Fix safety: `-i lo` / `iif \"lo\"` accepts everything that arrives over lo: all of 127.0.0.0/8, "
+        "and also the host's own traffic to its non-loopback addresses (it travels over lo too), on every "
+        "port the rule's other matches allow. Packets with a 127.0.0.1 source arriving on another "
+        "interface are no longer accepted by this rule (routing drops them as martians anyway unless "
+        "route_localnet=1)."),
+    ("LB002", "range"): (
+        "Fix safety: 127.0.0.0/8 accepts every loopback address (127.0.0.53, 127.0.1.1, clients bound to "
+        "127.0.0.2 ...) on whatever interface the rule allows. Where route_localnet=1, 127/8-sourced "
+        "packets from the network would be accepted too: keep an anti-spoofing drop "
+        "(`! -i lo -s 127.0.0.0/8 -j DROP`) before it."),
+    ("LB003", "range"): (
+        "Fix safety: the drop now covers all of 127.0.0.0/8 on the interfaces it names. Anything that "
+        "relied on another 127.x address arriving from outside lo (possible only with route_localnet=1, "
+        "e.g. kube-proxy nodeports on localhost) is dropped from now on."),
+    "set": (
+        "Fix safety: the set element 127.0.0.1 becomes 127.0.0.0/8, so every rule that uses this set now "
+        "matches all of 127/8."),
+}
+
+OWNER_ADVICE = {
+    "docker": "Docker writes this rule and rewrites its chains on restart: publish the port on the address "
+              "you mean (`docker run -p ADDR:PORT:PORT`) or change /etc/docker/daemon.json instead.",
+    "kube-proxy": "kube-proxy writes this rule and rewrites its KUBE-* chains continually: change the Service "
+                  "or kube-proxy's configuration (e.g. --nodeport-addresses) instead.",
+    "ufw": "ufw writes this rule: edit /etc/ufw/before.rules (before6.rules for IPv6), then run `ufw reload`.",
+    "firewalld": "firewalld writes this rule and rewrites its table on reload: change the zone or policy "
+                 "(`firewall-cmd --permanent ...`, then `firewall-cmd --reload`) instead.",
+    "fail2ban": "fail2ban writes this rule: change `ignoreip` or the action in /etc/fail2ban/jail.local instead.",
+    "fw4": "OpenWrt fw4 writes this rule: change /etc/config/firewall and run `fw4 reload` instead.",
+}
+# Files that are a manager's own configuration: fixing them is fixing the manager.
+_OWNER_FILES = {"ufw": ("before.rules", "before6.rules", "after.rules", "after6.rules", "user.rules",
+                        "user6.rules")}
+
+
+@dataclass(frozen=True)
+class LiveTarget:
+    """Where a live rule is: what fix/live.py needs to replace it in the kernel."""
+
+    backend: str                 # legacy | iptables-nft | nftables
+    family: str                  # ip | ip6 | inet | ...
+    table: str
+    chain: str
+    handle: Optional[int] = None  # nft
+    index: Optional[int] = None   # iptables (1-based in its chain)
+
+
+@dataclass(frozen=True)
+class Edit:
+    """One changed (or inserted) line of a source.
+
+    ``old`` is the line as read, without its line ending; None for an inserted line, which
+    goes right after line ``line``. ``notes`` are (check, what was done, fix safety) texts."""
+
+    source: str
+    line: int
+    old: Optional[str]
+    new: str
+    where: str
+    notes: tuple = ()
+    kind: str = "rule"            # rule | set | define | insert
+    target: Optional[LiveTarget] = None
+
+    @property
+    def checks(self) -> tuple:
+        return tuple(sorted({n[0] for n in self.notes}))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A finding lbfw will not fix, and why (in words a sysadmin acts on)."""
+
+    check: str
+    where: str
+    rule: Optional[str]
+    why: str
+    owner: Optional[str] = None
+
+
+@dataclass
+class FixPlan:
+    style: str
+    edits: list = field(default_factory=list)
+    refusals: list = field(default_factory=list)
+    texts: dict = field(default_factory=dict)   # source -> the text the edits were planned on
+
+    def sources(self) -> list:
+        seen = []
+        for edit in self.edits:
+            if edit.source not in seen:
+                seen.append(edit.source)
+        return seen
+
+    def edits_for(self, source: str) -> list:
+        return [e for e in self.edits if e.source == source]
+
+    @property
+    def empty(self) -> bool:
+        return not self.edits and not self.refusals
+
+
+Locate = Callable[[object], Optional[tuple]]  # finding -> (source, line, LiveTarget|None)
+
+
+def read_text(path: str) -> str:
+    """A file's text exactly as its bytes (undecodable bytes survive the round trip)."""
+    with open(path, "rb") as handle:
+        return handle.read().decode("utf-8", "surrogateescape")
+
+
+def split_lines(text: str) -> list:
+    """Lines without their endings (an ending "\\n" does not make an empty last line)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _default_locate(finding) -> Optional[tuple]:
+    origin = finding.rule.origin if finding.rule is not None else None
+    source = (origin.source if origin is not None else None) or finding.source
+    line = (origin.line if origin is not None else None) or finding.line
+    if source is None or line is None or source.startswith("live:"):
+        return None
+    return (source, line, None)
+
+
+# --------------------------------------------------------------------------- chain direction
+
+class _Topology:
+    """Which hooks reach each chain (through jump/goto and verdict maps), per table."""
+
+    def __init__(self, ruleset: Ruleset):
+        self.ruleset = ruleset
+        self._where = None
+        self._callers = {}
+
+    def locate_rule(self, rule):
+        """(table, chain) holding this Rule object, or (None, None)."""
+        if self._where is None:
+            self._where = {}
+            for table in self.ruleset.tables:
+                for chain in table.chains.values():
+                    for r in chain.rules:
+                        self._where[id(r)] = (table, chain)
+        return self._where.get(id(rule), (None, None))
+
+    def _callers_of(self, table) -> dict:
+        key = id(table)
+        if key not in self._callers:
+            callers = {}
+            for chain in table.chains.values():
+                for r in chain.rules:
+                    targets = []
+                    if r.action.kind in ("jump", "goto") and r.action.target:
+                        targets.append(r.action.target)
+                    for entry in r.action.vmap or ():
+                        if entry.action.kind in ("jump", "goto") and entry.action.target:
+                            targets.append(entry.action.target)
+                    for target in targets:
+                        callers.setdefault(target, set()).add(chain.name)
+            self._callers[key] = callers
+        return self._callers[key]
+
+    def hooks(self, table, chain_name: str) -> set:
+        callers = self._callers_of(table)
+        seen, todo, hooks = set(), [chain_name], set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            chain = table.chains.get(name)
+            hook = chain.hook if chain is not None else None
+            if hook is None and table.syntax == SYNTAX_IPTABLES:
+                hook = IPTABLES_HOOK_OF_CHAIN.get(name)
+            if hook is not None:
+                hooks.add(hook)
+            todo.extend(callers.get(name, ()))
+        return hooks
+
+
+def direction_of(hooks: set) -> Optional[str]:
+    """"in" when only PREROUTING/INPUT reach the chain, "out" for OUTPUT/POSTROUTING, else None."""
+    if hooks and hooks <= IN_HOOKS:
+        return "in"
+    if hooks and hooks <= OUT_HOOKS:
+        return "out"
+    return None
+
+
+# --------------------------------------------------------------------------- the planner
+
+def _safety(check: str, how: str) -> str:
+    """The fix-safety text for what ``how`` says was done (an interface, a wider range, or both)."""
+    parts = []
+    if "replaced by" in how or "dropped" in how:
+        parts.append(SAFETY.get((check, "interface"), SAFETY[(check, "range")]))
+    if "widened" in how:
+        parts.append(SAFETY[(check, "range")])
+    return " ".join(dict.fromkeys(parts)) or SAFETY[(check, "range")]
+
+
+class _Planner:
+    def __init__(self, ruleset, findings, style, texts, locate):
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}")
+        self.ruleset = ruleset
+        self.style = style
+        self.texts = dict(texts or {})
+        self.locate = locate or _default_locate
+        self.topology = _Topology(ruleset)
+        self.plan = FixPlan(style=style)
+        self.lines = {}        # source -> list of original lines
+        self.current = {}      # (source, line) -> current text
+        self.notes = {}        # (source, line) -> list of notes
+        self.kinds = {}        # (source, line) -> kind
+        self.targets = {}      # (source, line) -> LiveTarget
+        self.inserts = {}      # (source, after_line) -> [text]
+        self.findings = [f for f in findings if f.check in FIXABLE]
+        self.finding_lines = set()
+        for f in self.findings:
+            loc = self._locate(f)
+            if loc is not None:
+                self.finding_lines.add((loc[0], loc[1]))
+
+    def _locate(self, finding):
+        try:
+            return self.locate(finding)
+        except (KeyError, ValueError):
+            return None
+
+    def _source_lines(self, source: str) -> list:
+        if source not in self.lines:
+            if source not in self.texts:
+                if source.startswith("live:") or source == "-":
+                    raise Refuse(f"the text of {source} is not available to edit")
+                try:
+                    self.texts[source] = read_text(source)
+                except OSError as err:
+                    raise Refuse(f"cannot read {source}: {err.strerror}")
+            self.lines[source] = split_lines(self.texts[source])
+        return self.lines[source]
+
+    def _get(self, source, line) -> str:
+        key = (source, line)
+        if key not in self.current:
+            lines = self._source_lines(source)
+            if not 1 <= line <= len(lines):
+                raise Refuse(f"{source} has no line {line} (did it change since it was read?)")
+            self.current[key] = lines[line - 1]
+        return self.current[key]
+
+    def _set(self, source, line, text, note, kind="rule", target=None):
+        self.current[(source, line)] = text
+        self.notes.setdefault((source, line), []).append(note)
+        self.kinds.setdefault((source, line), kind)
+        if target is not None:
+            self.targets[(source, line)] = target
+
+    # ------------------------------------------------------------------ per finding
+
+    def run(self) -> FixPlan:
+        done = set()
+        for finding in self.findings:
+            where = self._where(finding)
+            text = finding.rule.text if finding.rule is not None else None
+            try:
+                if finding.owner and not self._owner_file_ok(finding):
+                    advice = OWNER_ADVICE.get(finding.owner, f"{finding.owner} writes this rule: change its "
+                                              "configuration instead.")
+                    raise Refuse(advice)
+                if finding.rule is None:
+                    raise Refuse("the finding names no rule")
+                loc = self._locate(finding)
+                if loc is None:
+                    raise Refuse("lbfw cannot tell which line of the source holds this rule")
+                source, line, target = loc
+                if (source, line, finding.check) in done:
+                    continue
+                done.add((source, line, finding.check))
+                self._fix(finding, source, line, target)
+            except Refuse as why:
+                self.plan.refusals.append(Refusal(finding.check, where, text, str(why), finding.owner))
+        self._emit()
+        return self.plan
+
+    def _where(self, finding) -> str:
+        origin = finding.rule.origin if finding.rule is not None else None
+        if origin is not None:
+            where = origin.where()
+        elif finding.source and finding.line:
+            where = f"{finding.source}:{finding.line}"
+        else:
+            where = finding.source or "?"
+        if finding.chain and (origin is None or origin.line is None):
+            where += f" ({finding.table} {finding.chain})"
+        return where
+
+    def _owner_file_ok(self, finding) -> bool:
+        origin = finding.rule.origin if finding.rule is not None else None
+        source = origin.source if origin is not None else (finding.source or "")
+        return os.path.basename(source) in _OWNER_FILES.get(finding.owner, ())
+
+    def _fix(self, finding, source, line, target):
+        table, chain = self.topology.locate_rule(finding.rule)
+        chain_name = chain.name if chain is not None else (finding.chain or "")
+        mode = "range" if (finding.check == "LB003" or self.style == "range") else "interface"
+        direction = None
+        fallback = ""
+        if mode == "interface":
+            hooks = self.topology.hooks(table, chain_name) if table is not None else \
+                ({IPTABLES_HOOK_OF_CHAIN[chain_name].lower()} if chain_name in IPTABLES_HOOK_OF_CHAIN else set())
+            direction = direction_of(hooks)
+            if direction is None:
+                mode = "range"
+                fallback = (f" (chain {chain_name} is reached from "
+                            f"{', '.join(sorted(hooks)) or 'no hook'}, so no single interface fits: "
+                            "the address is widened instead)")
+        syntax = table.syntax if table is not None else None
+        current = self._get(source, line)
+        if syntax is None:
+            syntax = SYNTAX_IPTABLES if current.lstrip().startswith(("-A ", "-I ", "--append ")) else SYNTAX_NFT
+        if syntax == SYNTAX_IPTABLES:
+            new, how = rewrite.rewrite_iptables(current, mode, direction)
+            self._set(source, line, new, (finding.check, how + fallback, _safety(finding.check, how)), "rule",
+                      target)
+            return
+        try:
+            new, how = rewrite.rewrite_nft(current, mode, direction)
+        except Refuse as why:
+            if "no 127.0.0.1 literal" not in str(why):
+                raise
+            self._fix_indirect(finding, source, line, target, current, mode, direction, fallback, table)
+            return
+        self._set(source, line, new, (finding.check, how + fallback, _safety(finding.check, how)), "rule", target)
+
+    # ------------------------------------------------------------------ defines and named sets (files)
+
+    def _fix_indirect(self, finding, source, line, target, current, mode, direction, fallback, table):
+        if target is not None:
+            raise Refuse("the address comes from a named set: change its element in the file the set is "
+                         "loaded from (--persist), or by hand with `nft delete element` / `nft add element`")
+        masked = rewrite.nft_mask(current)
+        lines = self._source_lines(source)
+        for name in re.findall(r"\$(\w+)", masked):
+            found = self._define(lines, name)
+            if found is None:
+                continue
+            def_line, value = found
+            if not rewrite.nft_narrow(rewrite.nft_mask(value)):
+                continue
+            self._fix_define(finding, source, line, current, name, def_line, value, mode, direction, fallback)
+            return
+        for name in re.findall(r"@(\w+)", masked):
+            block = self._set_block(lines, name, table)
+            if block is None:
+                continue
+            first, last = block
+            if not any(rewrite.nft_narrow(rewrite.nft_mask(self._get(source, i))) for i in range(first, last + 1)):
+                continue
+            self._fix_named_set(finding, source, line, name, first, last)
+            return
+        raise Refuse("no 127.0.0.1 in the rule, its defines or its named sets: lbfw cannot tell what to change")
+
+    @staticmethod
+    def _define(lines, name):
+        pattern = re.compile(r"^\s*define\s+" + re.escape(name) + r"\s*=\s*(.*)$")
+        for number, text in enumerate(lines, 1):
+            m = pattern.match(text)
+            if m:
+                return number, m.group(1)
+        return None
+
+    def _other_uses(self, source, lines, pattern, skip) -> list:
+        """Lines using ``pattern`` (outside comments) that no fixable finding names."""
+        regex = re.compile(pattern)
+        found = []
+        for number, text in enumerate(lines, 1):
+            if number in skip or (source, number) in self.finding_lines:
+                continue
+            if regex.search(rewrite.nft_mask(text)):
+                found.append(number)
+        return found
+
+    def _fix_define(self, finding, source, line, current, name, def_line, value, mode, direction, fallback):
+        lines = self._source_lines(source)
+        others = self._other_uses(source, lines, r"\$" + re.escape(name) + r"(?!\w)", {def_line})
+        is_set = "{" in value
+        use = rewrite.nft_define_use(current, name)
+        if mode == "interface" and not is_set and use is not None:
+            # The rule's match on $NAME becomes the interface; the define keeps its other uses.
+            literal = rewrite.nft_narrow(rewrite.nft_mask(value))[0]
+            address = value[literal[0]:literal[1]]
+            virtual = current[:use[3]] + address + current[use[1]:]
+            new, how = rewrite.rewrite_nft(virtual, "interface", direction)
+            how = how.replace("the 127.0.0.1 match", f"the match on ${name} (= {address})")
+            self._set(source, line, new, (finding.check, how, SAFETY[(finding.check, "interface")]))
+            return
+        safety = SAFETY[(finding.check, "range")]
+        if not others:
+            def_text = self._get(source, def_line)
+            masked = rewrite.nft_mask(def_text)
+            eq = def_text.index("=")
+            spans = [rewrite.Span(s, e, rewrite.WIDE) for s, e in rewrite.nft_narrow(masked) if s > eq]
+            if spans:
+                if is_set:
+                    rewrite.widen_elements(def_text)  # refuses overlapping 127/8 elements
+                self._set(source, def_line, rewrite.splice(def_text, spans),
+                          (finding.check, f"define {name}: 127.0.0.1 widened to 127.0.0.0/8 (no other rule uses it)"
+                           + fallback, safety), "define")
+            return
+        if is_set or use is None:
+            raise Refuse(f"define ${name} is also used at line(s) {', '.join(map(str, others))}: widening its "
+                         "127.0.0.1 would change those rules too; give this rule its own define")
+        new = current[:use[3]] + rewrite.WIDE + current[use[1]:]
+        self._set(source, line, new,
+                  (finding.check, f"${name} replaced by 127.0.0.0/8 in this rule; the define stays as it is "
+                   f"for line(s) {', '.join(map(str, others))}" + fallback, safety))
+
+    def _set_block(self, lines, name, table):
+        start = None
+        named = table.sets.get(name) if table is not None else None
+        if named is not None and named.origin is not None and named.origin.line:
+            start = named.origin.line
+        pattern = re.compile(r"^\s*(?:set|map)\s+" + re.escape(name) + r"\s*\{")
+        if start is None or not pattern.match(lines[start - 1] if start <= len(lines) else ""):
+            start = next((n for n, t in enumerate(lines, 1) if pattern.match(t)), None)
+        if start is None:
+            return None
+        depth = 0
+        for number in range(start, len(lines) + 1):
+            masked = rewrite.nft_mask(lines[number - 1])
+            depth += masked.count("{") - masked.count("}")
+            if depth <= 0:
+                return start, number
+        return None
+
+    def _fix_named_set(self, finding, source, line, name, first, last):
+        lines = self._source_lines(source)
+        others = self._other_uses(source, lines, r"@" + re.escape(name) + r"(?!\w)", set(range(first, last + 1)))
+        if others:
+            raise Refuse(f"set @{name} is also used at line(s) {', '.join(map(str, others))}: widening its "
+                         "127.0.0.1 element would change those rules too; give this rule its own set")
+        body = " ".join(rewrite.nft_mask(self._get(source, i)) for i in range(first, last + 1))
+        overlapping = [m.group(0) for m in re.finditer(r"(?<![\w.])127\.\d+\.\d+\.\d+(?:/\d+)?(?:-[\d.]+)?", body)
+                       if not rewrite.nft_narrow(m.group(0))]
+        if overlapping:
+            raise Refuse(f"set @{name} also lists {', '.join(overlapping)}: 127.0.0.0/8 would overlap it; "
+                         "merge the elements by hand")
+        note = (finding.check, f"set @{name}: the element 127.0.0.1 widened to 127.0.0.0/8", SAFETY["set"])
+        for number in range(first, last + 1):
+            text = self._get(source, number)
+            spans = [rewrite.Span(s, e, rewrite.WIDE) for s, e in rewrite.nft_narrow(rewrite.nft_mask(text))]
+            if spans:
+                self._set(source, number, rewrite.splice(text, spans), note, "set")
+        self._ensure_interval(source, first, last, name, note)
+
+    def _ensure_interval(self, source, first, last, name, note):
+        flags_re = re.compile(r"\bflags\s+([\w]+(?:\s*,\s*\w+)*)")
+        for number in range(first, last + 1):
+            text = self._get(source, number)
+            m = flags_re.search(rewrite.nft_mask(text))
+            if m:
+                if "interval" not in m.group(1).replace(" ", "").split(","):
+                    new = text[:m.end()] + ", interval" + text[m.end():]
+                    self._set(source, number, new, (note[0], f"set @{name}: flags interval added (a prefix "
+                                                    "element needs it)", note[2]), "set")
+                return
+        type_re = re.compile(r"\btype\s+[^;{}]*?(;|$)")
+        for number in range(first, last + 1):
+            text = self._get(source, number)
+            m = type_re.search(rewrite.nft_mask(text))
+            if m is None:
+                continue
+            how = (note[0], f"set @{name}: flags interval added (a prefix element needs it)", note[2])
+            if m.group(1) == ";" and text[m.end():].strip() not in ("", "}"):
+                # One-line set: `set x { type ipv4_addr; elements = {...} }`
+                self._set(source, number, text[:m.end()] + " flags interval;" + text[m.end():], how, "set")
+            else:
+                indent = text[:len(text) - len(text.lstrip())]
+                self.inserts.setdefault((source, number), []).append((indent + "flags interval", how))
+            return
+        raise Refuse(f"set @{name} has no `type` line lbfw can find to add `flags interval` after")
+
+    # ------------------------------------------------------------------ output
+
+    def _emit(self):
+        for key in sorted(set(self.current) | set(self.inserts), key=lambda k: (self._order(k[0]), k[1])):
+            source, line = key
+            if key in self.current:
+                old = self.lines[source][line - 1]
+                new = self.current[key]
+                if new != old:
+                    self.plan.edits.append(Edit(source, line, old, new, self._where_line(source, line),
+                                                tuple(self.notes.get(key, ())), self.kinds.get(key, "rule"),
+                                                self.targets.get(key)))
+            for text, note in self.inserts.get(key, ()):
+                self.plan.edits.append(Edit(source, line, None, text, self._where_line(source, line),
+                                            (note,), "insert"))
+        self.plan.texts = {s: self.texts[s] for s in self.plan.sources()}
+
+    def _order(self, source):
+        order = list(dict.fromkeys(k[0] for k in list(self.current) + list(self.inserts)))
+        return order.index(source)
+
+    def _where_line(self, source, line):
+        target = self.targets.get((source, line))
+        if target is None:
+            return f"{source}:{line}"
+        place = f"handle {target.handle}" if target.handle is not None else f"#{target.index}"
+        return f"{target.backend} {target.family} {target.table} {target.chain} {place}"
+
+
+def plan_fixes(ruleset: Ruleset, findings: list, style: str = "interface",
+               texts: Optional[Mapping[str, str]] = None, locate: Optional[Locate] = None) -> FixPlan:
+    """Plan the fix of every LB002/LB003 finding.
+
+    ``texts`` maps a source to its text (files are read from disk when absent);
+    ``locate(finding) -> (source, line, LiveTarget|None)`` says which line of which text
+    holds the finding's rule (default: the rule's file origin). Other checks are ignored.
+    Edits on one line by several findings are merged into one Edit."""
+    return _Planner(ruleset, findings, style, texts, locate).run()
+
+
+def apply_to_text(text: str, edits: list) -> str:
+    """The text with ``edits`` (all of one source) made; line endings and everything else kept.
+
+    Raises ValueError when a line no longer reads as the edit expects."""
+    lines = text.split("\n")
+    replaced = {}
+    inserted = {}
+    for edit in edits:
+        if edit.old is None:
+            inserted.setdefault(edit.line, []).append(edit.new)
+        else:
+            replaced[edit.line] = edit
+    out = []
+    for number, raw in enumerate(lines, 1):
+        is_last = number == len(lines)
+        cr = "\r" if raw.endswith("\r") else ""
+        body = raw[:-1] if cr else raw
+        edit = replaced.get(number)
+        if edit is not None:
+            if body != edit.old:
+                raise ValueError(f"line {number} changed: expected {edit.old!r}, found {body!r}")
+            body = edit.new
+        out.append(body + cr)
+        if number in inserted:
+            if is_last:  # the text does not end with a newline after this line
+                out[-1] += "\n" + "\n".join(t + cr for t in inserted[number])
+            else:
+                out.extend(t + cr for t in inserted[number])
+    return "\n".join(out)
