@@ -1,0 +1,268 @@
+"""Real traffic for one batch of loopback flows: servers and clients on real sockets.
+
+Standard library only, so it runs as a plain script inside a namespace
+(`nsenter ... python probe.py`, flows as JSON on stdin, results as JSON on stdout)
+and as a function on the live host (`observe_flows`).
+
+For each flow a server socket is bound to (server, port) and a client socket to
+(client, 0) (unbound when client is None). TCP: handshake, one request and one reply.
+UDP: one datagram each way. The flow is "delivered" when the client reads the reply
+meant for it, "blocked" on EPERM (a DROP in OUTPUT), a refusal (REJECT), an
+unreachable error or a timeout. A server address that cannot be bound gives
+"not observed: ...": on the live host a busy port is never touched (no SO_REUSEADDR
+or SO_REUSEPORT, so a bind never shares or steals a service's port).
+
+Every socket is closed before returning; TCP sockets close with SO_LINGER 0 (a reset),
+so no TIME_WAIT entry outlives the probe.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import socket
+import struct
+import sys
+import threading
+import time
+
+DELIVERED = "delivered"
+BLOCKED = "blocked"
+PORT_IN_USE = "not observed: port in use"
+
+BATCH = 128          # flows whose sockets are open at once
+MAX_FLOWS = 10000    # per call: bounds time (about BATCH flows per 2 timeouts) and sockets
+_LINGER_RESET = struct.pack("ii", 1, 0)
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def _strip(addr: str) -> str:
+    return addr[1:-1] if addr.startswith("[") and addr.endswith("]") else addr
+
+
+def _reason(err: BaseException) -> str:
+    if isinstance(err, socket.timeout):
+        return "timeout"
+    if isinstance(err, OSError) and err.errno is not None:
+        return errno.errorcode.get(err.errno, str(err.errno))
+    return type(err).__name__
+
+
+class _Sockets:
+    """Every socket the probe opens, so that all are closed whatever happens."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._open = set()
+
+    def new(self, family: int, kind: int) -> socket.socket:
+        sock = socket.socket(family, kind)
+        with self._lock:
+            self._open.add(sock)
+        return sock
+
+    def close(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(sock)
+        _close(sock)
+
+    def close_all(self) -> None:
+        with self._lock:
+            socks, self._open = list(self._open), set()
+        for sock in socks:
+            _close(sock)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        if sock.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+# --------------------------------------------------------------------------- servers
+
+def _tcp_server(listener, socks: _Sockets, stop: threading.Event, timeout: float) -> None:
+    """Accept until told to stop; each connection gets its reply in its own thread."""
+    workers = []
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        with socks._lock:
+            socks._open.add(conn)
+        worker = threading.Thread(target=_tcp_answer, args=(conn, socks, timeout), daemon=True)
+        worker.start()
+        workers.append(worker)
+    for worker in workers:
+        worker.join(timeout + 1)
+
+
+def _tcp_answer(conn, socks: _Sockets, timeout: float) -> None:
+    try:
+        conn.settimeout(timeout)
+        data = conn.recv(256)
+        if data.startswith(b"lbfw ") and data.endswith(b" ?"):
+            conn.sendall(data[:-2] + b" !")
+            # Wait for the client to close first: it resets, so neither side keeps TIME_WAIT.
+            conn.recv(256)
+    except OSError:
+        pass
+    finally:
+        socks.close(conn)
+
+
+def _udp_server(sock, stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            data, peer = sock.recvfrom(256)
+        except socket.timeout:
+            continue
+        except OSError:
+            break
+        if data.startswith(b"lbfw ") and data.endswith(b" ?"):
+            try:
+                sock.sendto(data[:-2] + b" !", peer)
+            except OSError:
+                pass  # a DROP on the reply's way out: the client times out
+
+
+# --------------------------------------------------------------------------- clients
+
+def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list) -> None:
+    server = _strip(flow["server"])
+    client = flow.get("client")
+    family = _family(server)
+    kind = socket.SOCK_STREAM if flow["proto"] == "tcp" else socket.SOCK_DGRAM
+    token = f"lbfw {index} ?".encode()
+    sock = None
+    step = "socket"
+    try:
+        sock = socks.new(family, kind)
+        sock.settimeout(timeout)
+        if client:
+            step = "bind"
+            sock.bind((_strip(client), 0))
+        step = "connect"
+        sock.connect((server, int(flow["port"])))
+        step = "send"
+        sock.sendall(token) if kind == socket.SOCK_STREAM else sock.send(token)
+        step = "reply"
+        reply = sock.recv(256)
+        if reply == token[:-2] + b" !":
+            out[index] = {"observed": DELIVERED, "reason": ""}
+        else:
+            out[index] = {"observed": BLOCKED, "reason": "no reply"}
+    except OSError as err:
+        if step in ("socket", "bind"):
+            out[index] = {"observed": f"not observed: cannot bind client {client}: {_reason(err)}",
+                          "reason": _reason(err)}
+        else:
+            out[index] = {"observed": BLOCKED, "reason": f"{step}: {_reason(err)}"}
+    finally:
+        if sock is not None:
+            socks.close(sock)
+
+
+# --------------------------------------------------------------------------- one batch
+
+def _open_server(key, socks: _Sockets, backlog: int):
+    proto, server, port = key
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    sock = socks.new(_family(server), kind)
+    try:
+        # Deliberately no SO_REUSEADDR / SO_REUSEPORT: a port a service holds stays its own.
+        sock.bind((server, port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(backlog)
+        sock.settimeout(0.05)
+    except OSError as err:
+        socks.close(sock)
+        if err.errno == errno.EADDRINUSE:
+            return None, PORT_IN_USE
+        return None, f"not observed: cannot bind {server}:{port}: {_reason(err)}"
+    return sock, None
+
+
+def _run_batch(flows: list, offset: int, timeout: float, out: list) -> None:
+    socks = _Sockets()
+    stop = threading.Event()
+    threads = []
+    try:
+        groups: dict = {}
+        for i, flow in enumerate(flows):
+            key = (flow["proto"], _strip(flow["server"]), int(flow["port"]))
+            groups.setdefault(key, []).append(offset + i)
+        servers = []
+        clients = []
+        for key, members in groups.items():
+            sock, why = _open_server(key, socks, backlog=len(members) + 4)
+            if sock is None:
+                for idx in members:
+                    out[idx] = {"observed": why, "reason": why}
+                continue
+            target = _tcp_server if key[0] == "tcp" else _udp_server
+            args = (sock, socks, stop, timeout) if key[0] == "tcp" else (sock, stop)
+            servers.append(threading.Thread(target=target, args=args, daemon=True))
+            clients += members
+        for thread in servers:
+            thread.start()
+        threads = servers
+        workers = [threading.Thread(target=_client, args=(idx, flows[idx - offset], socks, timeout, out),
+                                    daemon=True) for idx in clients]
+        for thread in workers:
+            thread.start()
+        deadline = time.monotonic() + 2 * timeout + 2
+        for thread in workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for idx in clients:
+            if out[idx] is None:
+                out[idx] = {"observed": BLOCKED, "reason": "timeout"}
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout + 1)
+        socks.close_all()
+
+
+def observe_flows(flows: list, timeout: float = 1.0) -> list:
+    """Observe each flow (dicts with proto, server, port, client) in this network namespace.
+
+    Returns one dict per flow, in order: {"observed": "delivered" | "blocked" |
+    "not observed: ...", "reason": why it was blocked or not observed}.
+    """
+    if len(flows) > MAX_FLOWS:
+        raise ValueError(f"at most {MAX_FLOWS} flows per observation, got {len(flows)}")
+    for flow in flows:
+        if flow.get("proto") not in ("tcp", "udp") or not 0 < int(flow.get("port", 0)) < 65536:
+            raise ValueError(f"not a flow lbfw can observe: {flow!r}")
+    out: list = [None] * len(flows)
+    for start in range(0, len(flows), BATCH):
+        _run_batch(flows[start:start + BATCH], start, timeout, out)
+    return out
+
+
+def main() -> int:
+    request = json.load(sys.stdin)
+    try:
+        results = observe_flows(request["flows"], float(request.get("timeout", 1.0)))
+    except (ValueError, KeyError, TypeError) as err:
+        print(f"probe: {err}", file=sys.stderr)
+        return 2
+    json.dump(results, sys.stdout)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
