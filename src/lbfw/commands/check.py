@@ -1,0 +1,42 @@
+"""`lbfw check [SOURCE...] --to ADDR:PORT[/proto] [--from ADDR] | --plan PLAN.toml`:
+will these loopback bindings work here? Exit 1 when any flow is not delivered."""
+
+from __future__ import annotations
+
+import sys
+
+from ._common import UsageError, choose, read_ruleset, write_output
+
+FORMATS = ("text", "json")
+
+
+def run(sources=(), to=(), from_=None, plan=None, explain: bool = False, format: str = "text",
+        input_format: str = "auto", reader: str = "auto") -> int:
+    choose("--format", format, FORMATS)
+    to = list(to or [])
+    if not to and plan is None:
+        raise UsageError("say which flows to check: --to ADDR:PORT[/tcp|/udp] (repeatable) or --plan PLAN.toml")
+    if to and plan is not None:
+        raise UsageError("use --to or --plan, not both")
+    if from_ is not None and plan is not None:
+        raise UsageError("--from goes with --to; a plan names each flow's client itself")
+
+    from ..analyze.flows import parse_plan, parse_to
+    flows = parse_plan(plan) if plan is not None else [parse_to(spec, from_) for spec in to]
+    if not flows:
+        raise UsageError("the plan holds no [[flow]] table", path=plan)
+
+    ruleset = read_ruleset(sources, input_format, reader)
+    from ..analyze.engine import Engine
+    engine = Engine(ruleset)
+    results = [engine.evaluate(flow) for flow in flows]
+
+    if format == "json":
+        from ..render.json import render_flows
+        text = render_flows(results, explain=explain)
+    else:
+        from ..render.text import render_flows, use_color
+        text = render_flows(results, explain=explain, color=use_color(sys.stdout))
+    write_output(text, None)
+    from ..results import DELIVERED
+    return 0 if all(r.verdict == DELIVERED for r in results) else 1
