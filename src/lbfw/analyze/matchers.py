@@ -1,0 +1,406 @@
+"""Matches compiled into small three-valued predicates: ``pred(pkt) -> True | False | None``.
+
+None means *unknown*: the model kept the match opaque, or the packet's value is a range
+(the client's ephemeral port) that the rule splits. Compilation happens once per rule;
+evaluation is a few comparisons, so that a 140,000-rule dump stays cheap.
+
+Kernel facts these predicates follow (measured in a private namespace, see DOMAIN.md):
+- A packet with no input interface (OUTPUT, POSTROUTING) has the empty name: `iifname != "eth0"`
+  (nft) and `! -i eth0` (iptables, in a user chain called from OUTPUT) are both *true* there.
+- A field the packet does not carry (an IPv4 address on an IPv6 packet in an inet table, a port
+  on ICMP, tcp flags on UDP) makes the match false whatever its negation: nft's payload load
+  breaks the rule before the comparison, and iptables only allows those matches with -p.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from typing import Callable, Optional
+
+from ..model import Match
+
+TCP = 6
+UDP = 17
+PORT_PROTOS = frozenset((6, 17, 33, 132, 136))  # tcp udp dccp sctp udplite: carry ports
+
+Pred = Callable[[object], Optional[bool]]
+
+# Field -> (packet attribute holding a (lo, hi) range, family it needs or None, needs ports)
+RANGE_FIELDS = {
+    "ip.saddr": ("saddr", "ip", False),
+    "ip.daddr": ("daddr", "ip", False),
+    "ip6.saddr": ("saddr", "ip6", False),
+    "ip6.daddr": ("daddr", "ip6", False),
+    "th.sport": ("sport", None, True),
+    "th.dport": ("dport", None, True),
+    "tcp.sport": ("sport", None, True),
+    "tcp.dport": ("dport", None, True),
+    "udp.sport": ("sport", None, True),
+    "udp.dport": ("dport", None, True),
+    "meta.l4proto": ("l4proto", None, False),
+    "meta.mark": ("mark", None, False),
+}
+# protocol a tcp.*/udp.* field implies (th.* accepts any port-carrying protocol)
+FIELD_PROTO = {"tcp.sport": TCP, "tcp.dport": TCP, "udp.sport": UDP, "udp.dport": UDP}
+
+STRING_FIELDS = ("meta.iifname", "meta.oifname", "meta.iif", "meta.oif", "ct.state", "ct.status",
+                 "ct.direction", "meta.nfproto", "fib.saddr.type", "fib.daddr.type")
+
+
+# --------------------------------------------------------------------------- range sets
+
+def merge_ranges(values) -> tuple[list, list]:
+    """Sorted, disjoint, merged (lo, hi) intervals as two parallel lists (los, his)."""
+    items = sorted((int(lo), int(hi)) for lo, hi in values)
+    los: list = []
+    his: list = []
+    for lo, hi in items:
+        if his and lo <= his[-1] + 1:
+            if hi > his[-1]:
+                his[-1] = hi
+        else:
+            los.append(lo)
+            his.append(hi)
+    return los, his
+
+
+def range_in(los: list, his: list, lo: int, hi: int) -> Optional[bool]:
+    """Is every value of [lo, hi] in the merged set (True), none (False), or some (None)?"""
+    i = bisect_right(los, lo) - 1
+    if i >= 0 and his[i] >= hi:
+        return True
+    j = bisect_right(los, hi) - 1
+    if j >= 0 and his[j] >= lo:
+        return None
+    return False
+
+
+def range_item(item, lo: int, hi: int) -> Optional[bool]:
+    """One (ilo, ihi) item against a packet range."""
+    ilo, ihi = item
+    if ilo <= lo and hi <= ihi:
+        return True
+    if ihi < lo or hi < ilo:
+        return False
+    return None
+
+
+# --------------------------------------------------------------------------- interfaces
+
+def iface_matches(pattern: str, name: str) -> bool:
+    """`eth*` (nft) / `eth+` (iptables, normalised to `*` by the readers) is a prefix match."""
+    if pattern.endswith("*") or pattern.endswith("+"):
+        return name.startswith(pattern[:-1])
+    return name == pattern
+
+
+def addr_type(family: str, addr: int) -> str:
+    """The kernel's address type for fib/addrtype matches: all of 127/8 and ::1 are local."""
+    if family == "ip":
+        if addr >> 24 == 127:
+            return "local"
+        if addr == 0xFFFFFFFF:
+            return "broadcast"
+        if addr >> 28 == 0xE:
+            return "multicast"
+        return "unicast"
+    if addr == 1:
+        return "local"
+    if addr >> 120 == 0xFF:
+        return "multicast"
+    return "unicast"
+
+
+# --------------------------------------------------------------------------- per-field value access
+
+def field_value(pkt, field: str):
+    """The packet's value for ``field``: a (lo, hi) range for numeric fields, a string (or a
+    frozenset for ct.status) otherwise. Returns ``NA`` when the packet does not carry the field,
+    and ``None`` for a field the engine does not know."""
+    spec = RANGE_FIELDS.get(field)
+    if spec is not None:
+        attr, fam, needs_ports = spec
+        if fam is not None and pkt.family != fam:
+            return NA
+        if needs_ports:
+            want = FIELD_PROTO.get(field)
+            if pkt.l4proto[0] not in PORT_PROTOS or (want is not None and pkt.l4proto[0] != want):
+                return NA
+        return getattr(pkt, attr)
+    if field in ("meta.iifname", "meta.iif"):
+        return pkt.iif or ""
+    if field in ("meta.oifname", "meta.oif"):
+        return pkt.oif or ""
+    if field == "ct.state":
+        return pkt.ct_state
+    if field == "ct.status":
+        return pkt.ct_status
+    if field == "ct.direction":
+        return pkt.ct_direction if pkt.ct_direction is not None else NA
+    if field == "meta.nfproto":
+        return "ipv4" if pkt.family == "ip" else "ipv6"
+    if field == "fib.saddr.type":
+        return addr_type(pkt.family, pkt.saddr[0])
+    if field == "fib.daddr.type":
+        return addr_type(pkt.family, pkt.daddr[0])
+    if field == "tcp.flags":
+        return pkt.tcp_flags if pkt.l4proto[0] == TCP and pkt.tcp_flags is not None else NA
+    return None
+
+
+class _NotApplicable:
+    """Marker: the packet lacks the field (the rule cannot match, negated or not)."""
+
+    def __repr__(self) -> str:
+        return "NA"
+
+
+NA = _NotApplicable()
+
+
+def item_matches(field: str, item, value) -> Optional[bool]:
+    """One value item of ``field`` against the packet's value (not NA, not None)."""
+    if field in RANGE_FIELDS:
+        if isinstance(item, tuple):
+            return range_item(item, value[0], value[1])
+        return range_item((int(item), int(item)), value[0], value[1])
+    if field in ("meta.iifname", "meta.oifname", "meta.iif", "meta.oif"):
+        return iface_matches(str(item), value)
+    if field == "ct.state":
+        return _ct_state_item(str(item), value)
+    if field == "ct.status":
+        return str(item) in value
+    if field == "tcp.flags":
+        if isinstance(item, tuple):
+            mask, comp = item
+            return (value & mask) == comp
+        return value == item
+    return str(item) == value
+
+
+def _ct_state_item(item: str, value) -> bool:
+    # iptables' --ctstate SNAT/DNAT are virtual states: the connection's NAT status bits.
+    state, status = value
+    if item in ("snat", "dnat"):
+        return item in status
+    return item == state
+
+
+# --------------------------------------------------------------------------- compilation
+
+def compile_match(match: Match, sets: dict) -> tuple[Pred, str]:
+    """Compile one model Match (with the table's named sets for lookups) into a predicate.
+
+    Returns (pred, text) where text names the match for `unknown` reports."""
+    text = match.text or _describe(match)
+    if match.opaque:
+        return (lambda pkt: None), text
+    values = match.values
+    if not values and match.set_name:
+        named = sets.get(match.set_name) if sets else None
+        if named is None or not named.known:
+            return (lambda pkt: None), text
+        values = tuple(named.elements)
+    field = match.field
+    negate = match.negate
+    if isinstance(field, tuple):
+        return _compile_concat(field, values, negate), text
+    if field == "ct.state":
+        return _compile_ct_state(values, negate), text
+    if field == "meta.mark" and match.mask is not None:
+        return _compile_mark(values, match.mask, negate), text
+    if field == "th.port":
+        # multiport --ports: either port; a negated one holds only when neither does
+        sport = _compile_range("th.sport", values, False)
+        dport = _compile_range("th.dport", values, False)
+
+        def either(pkt):
+            a = sport(pkt)
+            if a is True:
+                return True
+            b = dport(pkt)
+            if b is True:
+                return True
+            return None if (a is None or b is None) else False
+        return _finish_either(either, negate, sport, pkt_field_absent=True), text
+    spec = RANGE_FIELDS.get(field)
+    if spec is not None:
+        return _compile_range(field, values, negate), text
+    if field in STRING_FIELDS or field == "tcp.flags":
+        return _compile_items(field, values, negate), text
+    return (lambda pkt: None), text
+
+
+def _describe(match: Match) -> str:
+    field = match.field if isinstance(match.field, str) else " . ".join(match.field)
+    neg = "!= " if match.negate else ""
+    return f"{field} {neg}{match.values!r}"[:120]
+
+
+def _finish(pred: Pred, negate: bool) -> Pred:
+    """Apply negation; NA (field absent) becomes False either way."""
+    if negate:
+        def run(pkt):
+            r = pred(pkt)
+            if r is NA:
+                return False
+            if r is None:
+                return None
+            return not r
+    else:
+        def run(pkt):
+            r = pred(pkt)
+            return False if r is NA else r
+    return run
+
+
+def _finish_either(pred: Pred, negate: bool, probe: Pred, pkt_field_absent: bool) -> Pred:
+    """Negation for th.port: a packet without ports never matches (probe says False for it)."""
+    if not negate:
+        return pred
+
+    def run(pkt):
+        r = pred(pkt)
+        if r is None:
+            return None
+        if r is False and probe(pkt) is False and field_value(pkt, "th.sport") is NA:
+            return False
+        return not r
+    return run
+
+
+def _compile_range(field: str, values, negate: bool) -> Pred:
+    spec = RANGE_FIELDS[field]
+    attr, fam, needs_ports = spec
+    want = FIELD_PROTO.get(field)
+    items = [v if isinstance(v, tuple) else (int(v), int(v)) for v in values]
+    if len(items) <= 4:
+        items_t = tuple((int(a), int(b)) for a, b in items)
+
+        def look(lo, hi):
+            result = False
+            for ilo, ihi in items_t:
+                if ilo <= lo and hi <= ihi:
+                    return True
+                if not (ihi < lo or hi < ilo):
+                    result = None
+            return result
+    else:
+        los, his = merge_ranges(items)
+
+        def look(lo, hi):
+            return range_in(los, his, lo, hi)
+
+    def pred(pkt):
+        if fam is not None and pkt.family != fam:
+            return NA
+        if needs_ports:
+            proto = pkt.l4proto[0]
+            if proto not in PORT_PROTOS or (want is not None and proto != want):
+                return NA
+        lo, hi = getattr(pkt, attr)
+        return look(lo, hi)
+    return _finish(pred, negate)
+
+
+def _compile_mark(values, mask: int, negate: bool) -> Pred:
+    items = tuple(v if isinstance(v, tuple) else (int(v), int(v)) for v in values)
+
+    def pred(pkt):
+        m = pkt.mark[0] & mask
+        return any(lo <= m <= hi for lo, hi in items)
+    return _finish(pred, negate)
+
+
+def _compile_ct_state(values, negate: bool) -> Pred:
+    wanted = frozenset(str(v) for v in values)
+    nat_bits = wanted & {"snat", "dnat"}
+
+    def pred(pkt):
+        if pkt.ct_state in wanted:
+            return True
+        if nat_bits and nat_bits & pkt.ct_status:
+            return True
+        return False
+    return _finish(pred, negate)
+
+
+def _compile_items(field: str, values, negate: bool) -> Pred:
+    items = tuple(values)
+    if field in ("meta.iifname", "meta.iif", "meta.oifname", "meta.oif") and not any(
+            str(v).endswith(("*", "+")) for v in items):
+        names = frozenset(str(v) for v in items)
+        inbound = field in ("meta.iifname", "meta.iif")
+
+        def pred(pkt):
+            return ((pkt.iif if inbound else pkt.oif) or "") in names
+        return _finish(pred, negate)
+
+    def pred(pkt):
+        value = field_value(pkt, field)
+        if value is NA or value is None:
+            return value
+        result = False
+        for item in items:
+            r = item_matches(field, item, value)
+            if r:
+                return True
+            if r is None:
+                result = None
+        return result
+    return _finish(pred, negate)
+
+
+def _compile_concat(fields: tuple, values, negate: bool) -> Pred:
+    """nft concatenations: the packet matches when one element matches on every component."""
+    fields = tuple(fields)
+    elements = tuple(values)
+
+    def pred(pkt):
+        pvals = []
+        for f in fields:
+            v = field_value(pkt, f) if f != "ct.state" else (pkt.ct_state, pkt.ct_status)
+            if v is NA:
+                return NA
+            if v is None:
+                return None
+            pvals.append(v)
+        return element_lookup(fields, elements, pvals)
+    return _finish(pred, negate)
+
+
+def element_lookup(fields: tuple, elements, pvals) -> Optional[bool]:
+    """Three-valued: does some element (a tuple, one item per field) match the packet values?"""
+    result = False
+    for element in elements:
+        r = element_matches(fields, element, pvals)
+        if r:
+            return True
+        if r is None:
+            result = None
+    return result
+
+
+def element_matches(fields: tuple, element, pvals) -> Optional[bool]:
+    out = True
+    for f, item, v in zip(fields, element, pvals):
+        if f == "ct.state":
+            r = _ct_state_item(str(item), v)
+        else:
+            r = item_matches(f, item, v)
+        if r is False:
+            return False
+        if r is None:
+            out = None
+    return out
+
+
+def single_value(pkt, field):
+    """The packet value of a single field as item_matches expects it (ct.state gets its pair)."""
+    if field == "ct.state":
+        return (pkt.ct_state, pkt.ct_status)
+    return field_value(pkt, field)
+
+
+__all__ = ["compile_match", "element_matches", "field_value", "single_value", "item_matches", "NA",
+           "addr_type", "merge_ranges", "range_in", "iface_matches", "TCP", "UDP"]
