@@ -1,0 +1,216 @@
+"""The checks on small rulesets read by the real parser and judged by the real engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from lbfw.analyze.engine import Engine
+from lbfw.checks import ALL, at_or_above, ignored_ids, run_checks
+from lbfw.checks.context import LOOP4_HI, LOOP4_LO, narrow_loopback
+from lbfw.checks.docs import DOC_SECTIONS, sections
+from lbfw.checks.owners import owner_of
+from lbfw.model import HostFacts, Ruleset
+from lbfw.read import iptables_save
+from lbfw.results import Flow
+
+FLOWS = [Flow(p, s, 80, c) for p in ("tcp", "udp") for c in (None, "127.0.0.2")
+         for s in ("127.0.0.1", "127.0.0.53", "127.66.66.66")] + [Flow("tcp", "::1", 80)]
+
+
+def audit(text: str, family: str = "ip", host=None):
+    rs = Ruleset(tables=iptables_save.parse(text, "t.rules", family=family), host=host)
+    engine = Engine(rs)
+    results = [engine.evaluate(f) for f in FLOWS]
+    return run_checks(rs, engine, results)
+
+
+def ids(findings) -> list:
+    return sorted({f.check for f in findings})
+
+
+def filt(*lines: str, policy: str = "DROP", output: str = "ACCEPT") -> str:
+    return "\n".join(["*filter", f":INPUT {policy} [0:0]", ":FORWARD DROP [0:0]", f":OUTPUT {output} [0:0]",
+                      *lines, "COMMIT", ""])
+
+
+def test_every_check_documents_itself_in_ruff_order():
+    seen = set()
+    for check in ALL:
+        assert check.ID not in seen
+        seen.add(check.ID)
+        assert check.SEVERITY in ("error", "warning", "note")
+        assert sections(check.DOC) == list(DOC_SECTIONS), check.ID
+
+
+@pytest.mark.parametrize("spelling", ["127.0.0.1", "127.0.0.1/32", "127.0.0.1/255.255.255.255"])
+def test_lb002_fires_on_every_spelling_of_127_0_0_1(spelling):
+    found = audit(filt(f"-A INPUT -s {spelling} -j ACCEPT"))
+    lb002 = [f for f in found if f.check == "LB002"]
+    assert len(lb002) == 1 and lb002[0].line == 5 and lb002[0].severity == "warning"
+    assert "127.0.0.2" in {fl.client for fl in lb002[0].flows}
+
+
+def test_lb002_quiet_for_interface_and_whole_block():
+    assert ids(audit(filt("-A INPUT -i lo -j ACCEPT"))) == []
+    assert ids(audit(filt("-A INPUT -s 127.0.0.0/8 -j ACCEPT"))) == []
+    # a narrow address on another interface accepts no loopback traffic
+    assert "LB002" not in ids(audit(filt("-A INPUT -i eth0 -s 127.0.0.1 -j ACCEPT", "-A INPUT -i lo -j ACCEPT")))
+
+
+def test_lb002_reported_when_conntrack_masks_it_and_names_bound_clients():
+    found = audit(filt("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+                       "-A INPUT -s 127.0.0.1/32 -j ACCEPT"))
+    lb002 = [f for f in found if f.check == "LB002"]
+    assert lb002, found
+    clients = {fl.client for fl in lb002[0].flows}
+    servers = {fl.server for fl in lb002[0].flows if fl.client is None}
+    assert clients == {"127.0.0.2"}          # replies from .53 now pass as ESTABLISHED
+    assert servers == set()
+    assert "LB001" in ids(found)
+
+
+def test_lb002_through_a_user_chain_both_ways():
+    into = audit(filt("-A INPUT -s 127.0.0.1 -j LOOP", "-A LOOP -j ACCEPT").replace(
+        ":OUTPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]\n:LOOP - [0:0]"))
+    assert [f.line for f in into if f.check == "LB002"] == [6]
+    inside = audit(filt("-A INPUT -j LOOP", "-A LOOP -s 127.0.0.1 -j ACCEPT").replace(
+        ":OUTPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]\n:LOOP - [0:0]"))
+    assert [f.line for f in inside if f.check == "LB002"] == [7]
+
+
+def test_unreferenced_chain_is_not_reported():
+    text = filt("-A INPUT -i lo -j ACCEPT", "-A DEAD -s 127.0.0.1 -j ACCEPT").replace(
+        ":OUTPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]\n:DEAD - [0:0]")
+    assert ids(audit(text)) == []
+
+
+def test_lb002_on_output_destination():
+    found = audit(filt("-A OUTPUT -d 127.0.0.1/32 -j ACCEPT", policy="ACCEPT", output="DROP"))
+    assert ids(found) == ["LB001", "LB002"]
+    lb002 = next(f for f in found if f.check == "LB002")
+    assert "destination" in lb002.message and "-o lo" in lb002.message
+
+
+def test_lb002_owner_match_is_a_note():
+    found = audit(filt("-A OUTPUT -d 127.0.0.1/32 -o lo -p tcp --dport 9050 -m owner --uid-owner 0 -j ACCEPT",
+                       "-A OUTPUT -j REJECT", policy="ACCEPT", output="DROP"))
+    assert {f.severity for f in found} == {"note"}
+    assert "LB002" in ids(found) and "LB001" in ids(found)
+
+
+def test_lb003_narrow_antispoofing_and_route_localnet_makes_it_an_error():
+    text = filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.1/32 -j DROP")
+    found = audit(text)
+    assert ids(found) == ["LB003"] and found[0].severity == "warning" and found[0].line == 6
+    hot = audit(text, host=HostFacts(route_localnet={"all": 1, "eth0": 1}, local_127_route=True))
+    lb003 = [f for f in hot if f.check == "LB003"]
+    assert lb003[0].severity == "error" and "route_localnet" in lb003[0].message
+    # the narrow drop does not protect: LB005 fires too
+    assert "LB005" in ids(hot)
+
+
+def test_lb003_quiet_for_whole_block_and_port_specific_drops():
+    assert ids(audit(filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.0/8 -j DROP"))) == []
+    text = ("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+            "-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -j DROP\nCOMMIT\n")
+    assert ids(audit(text)) == []
+
+
+def test_lb005_quiet_when_127_8_is_dropped_or_route_localnet_off():
+    host_on = HostFacts(route_localnet={"all": 0, "eth0": 1}, local_127_route=True)
+    assert "LB005" in ids(audit(filt("-A INPUT -i lo -j ACCEPT", policy="ACCEPT"), host=host_on))
+    protected = filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP", policy="ACCEPT")
+    assert ids(audit(protected, host=host_on)) == []
+    host_off = HostFacts(route_localnet={"all": 0, "default": 0}, local_127_route=True)
+    assert ids(audit(filt("-A INPUT -i lo -j ACCEPT", policy="ACCEPT"), host=host_off)) == []
+
+
+def test_lb006_lo_without_127_8():
+    host = HostFacts(lo_addrs=("127.0.0.1/32", "::1/128"), local_127_route=False)
+    found = audit(filt("-A INPUT -i lo -j ACCEPT"), host=host)
+    assert ids(found) == ["LB006"] and "127.0.0.1/32" in found[0].message and found[0].source == "live:host"
+
+
+def test_lb004_ipv6_loopback_blocked_and_quiet_with_lo():
+    text = filt("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+    rs_found = audit(text, family="ip6")
+    assert ids(rs_found) == ["LB004"]
+    assert ids(audit(filt("-A INPUT -i lo -j ACCEPT"), family="ip6")) == []
+    assert ids(audit(filt("-A INPUT -s ::1/128 -j ACCEPT"), family="ip6")) == []
+
+
+def test_lb001_names_policy_and_rule():
+    found = audit(filt("-A INPUT -s 127.0.0.2 -j DROP", "-A INPUT -s 127.0.0.1 -j ACCEPT", policy="ACCEPT"))
+    lb001 = [f for f in found if f.check == "LB001"]
+    assert [f.line for f in lb001] == [5]
+    assert {fl.client for fl in lb001[0].flows} == {"127.0.0.2"}
+    assert lb001[0].rule is not None and lb001[0].severity == "error"
+
+
+def test_second_table_on_the_same_hook_still_drops():
+    text = filt("-A INPUT -i lo -j ACCEPT") + "*security\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n" \
+        ":OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    found = audit(text)
+    assert ids(found) == ["LB001"] and found[0].table == "security"
+
+
+def test_suppression_by_comment_line_and_by_rule_comment():
+    above = filt("# lbfw: ignore LB002", "-A INPUT -s 127.0.0.1 -j ACCEPT")
+    assert ids(audit(above)) == ["LB001"]
+    inline = filt('-A INPUT -s 127.0.0.1 -m comment --comment "lbfw: ignore LB002" -j ACCEPT')
+    assert ids(audit(inline)) == ["LB001"]
+    other = filt('-A INPUT -s 127.0.0.1 -m comment --comment "lbfw: ignore LB003" -j ACCEPT')
+    assert ids(audit(other)) == ["LB001", "LB002"]
+
+
+def test_ignored_ids_parsing():
+    assert ignored_ids("keep it. lbfw: ignore LB002, lb003") == {"LB002", "LB003"}
+    assert ignored_ids("lbfw: ignore") == {"ALL"}
+    assert ignored_ids("nothing here") == frozenset()
+
+
+def test_narrow_loopback_ranges():
+    one = 0x7F000001
+    assert narrow_loopback([(one, one)]) == [(one, one)]
+    assert narrow_loopback([(LOOP4_LO, LOOP4_HI)]) is None
+    assert narrow_loopback([(0x7F000002, 0x7F000002)]) is None          # 127.0.0.2 alone is not the mistake
+    assert narrow_loopback([(0, 0xFFFFFFFF)]) is None                    # 0.0.0.0/0 covers all of 127/8
+    assert narrow_loopback([(0x7F000000, 0x7F0000FF)]) == [(0x7F000000, 0x7F0000FF)]
+
+
+@pytest.mark.parametrize("table,chain,comment,owner", [
+    ("nat", "DOCKER", None, "docker"),
+    ("nat", "DOCKER_OUTPUT", None, "docker"),
+    ("raw", "PREROUTING", "DROP REMOTE LOOPBACK", "docker"),
+    ("filter", "KUBE-FIREWALL", None, "kube-proxy"),
+    ("kube-proxy", "filter-input", None, "kube-proxy"),
+    ("filter", "ufw-before-input", None, "ufw"),
+    ("firewalld", "filter_INPUT", None, "firewalld"),
+    ("filter", "IN_public_allow", None, "firewalld"),
+    ("filter", "f2b-sshd", None, "fail2ban"),
+    ("fw4", "input", None, "fw4"),
+    ("filter", "INPUT", None, None),
+    ("filter", "LOOPBACK", "my rule", None),
+])
+def test_owner_of(table, chain, comment, owner):
+    class R:
+        pass
+    rule = R()
+    rule.comment = comment
+    rule.action = None
+    assert owner_of(table, chain, rule) == owner
+
+
+def test_manager_owned_finding_names_the_manager():
+    text = filt("-A INPUT -j ufw-before-input", "-A ufw-before-input -s 127.0.0.1 -j ACCEPT").replace(
+        ":OUTPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]\n:ufw-before-input - [0:0]")
+    lb002 = [f for f in audit(text) if f.check == "LB002"]
+    assert lb002[0].owner == "ufw" and "ufw's configuration" in lb002[0].message
+    assert lb002[0].to_json()["owner"] == "ufw"
+
+
+def test_fail_on_threshold():
+    found = audit(filt("-A INPUT -s 127.0.0.1 -j ACCEPT"))
+    assert at_or_above(found, "error") and at_or_above(found, "note") and not at_or_above(found, "never")
+    warn_only = [f for f in found if f.severity == "warning"]
+    assert not at_or_above(warn_only, "error") and at_or_above(warn_only, "warning")
