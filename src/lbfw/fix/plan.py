@@ -319,6 +319,12 @@ class _Planner:
                     raise Refuse(advice)
                 if finding.rule is None:
                     raise Refuse("the finding names no rule")
+                if finding.severity == "note":
+                    # The check judged it deliberate (e.g. Tor ports opened to chosen users):
+                    # a policy to confirm, not a typo to rewrite.
+                    raise Refuse("reported as a note: it looks deliberate (see the finding's evidence). Fix it "
+                                 "by hand if it is a mistake, or suppress it with a `lbfw: ignore "
+                                 f"{finding.check}` comment")
                 loc = self._locate(finding)
                 if loc is None:
                     raise Refuse("lbfw cannot tell which line of the source holds this rule")

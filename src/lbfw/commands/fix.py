@@ -1,0 +1,319 @@
+"""`lbfw fix`: the diff by default, `--write` for files, `--apply` for the live host.
+
+Glue only: reading and auditing come from the readers and the checks, the planning from
+lbfw.fix.plan, the file writes from lbfw.fix.files, the kernel changes from lbfw.fix.live.
+
+Output: the diff (data) on stdout, byte-exact when piped, coloured only on a terminal; what
+each edit does, its fix safety and every refusal on stderr.
+
+Exit codes: 0 nothing left to fix (or everything fixed), 1 a dry run with changes to make,
+refusals left, or an apply that was not confirmed and was rolled back; 2 usage, input or
+apply errors (the kernel and the files are as they were).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Optional
+
+from ..errors import ApplyError, InputError, LbfwError
+from ..fix.plan import FIXABLE, STYLES, FixPlan, plan_fixes, read_text
+from ._common import UsageError, choose
+
+
+def _use_color(stream) -> bool:
+    return hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR") \
+        and os.environ.get("TERM") != "dumb"
+
+
+def audit(ruleset) -> list:
+    from .audit import audit_ruleset
+    findings, _ = audit_ruleset(ruleset)
+    return findings
+
+
+def describe(plan: FixPlan, err) -> None:
+    """What each edit does and its fix safety, and every refusal (on stderr)."""
+    safety_seen = set()
+    for edit in plan.edits:
+        for check, how, safety in edit.notes:
+            err.write(f"{edit.where}: {check}: {how}\n")
+            if safety not in safety_seen:
+                err.write(f"  {safety}\n")
+                safety_seen.add(safety)
+    for refusal in plan.refusals:
+        err.write(f"{refusal.where}: {refusal.check}: not fixed: {refusal.why}\n")
+        if refusal.rule:
+            err.write(f"  rule: {refusal.rule.strip()}\n")
+
+
+def run(sources=(), dry_run: bool = False, write: bool = False, apply: bool = False, style: str = "interface",
+        backup_dir: str = "/var/lib/lbfw/backups", confirm_timeout: int = 30, yes: bool = False,
+        persist: bool = False, verify: bool = False, input_format: str = "auto", reader: str = "auto",
+        persist_files: Optional[dict] = None, stdout=None, stderr=None, stdin=None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    choose("--style", style, STYLES)
+    sources = list(sources)
+    if write and apply:
+        raise UsageError("--write (files) and --apply (the live host) exclude each other")
+    if (write or apply) and dry_run:
+        raise UsageError("--dry-run cannot be combined with --write or --apply")
+    if verify and (write or apply):
+        raise UsageError("--verify goes with --dry-run (--apply always proves the fix in a namespace)")
+    if persist and not apply:
+        raise UsageError("--persist goes with --apply (for files, --write is the fix)")
+    if confirm_timeout < 1:
+        raise UsageError("--confirm-timeout must be at least 1 second")
+    if "-" in sources:
+        raise UsageError("standard input cannot be fixed in place: name the file")
+    if sources:
+        if apply:
+            raise UsageError("--apply fixes the live host and takes no SOURCE (use --write for files)")
+        return _files(sources, write, style, verify, input_format, reader, out, err)
+    if write:
+        raise UsageError("--write needs SOURCE files (use --apply for the live host)")
+    return _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reader, persist_files,
+                 out, err, stdin or sys.stdin)
+
+
+# --------------------------------------------------------------------------- files
+
+def _files(sources, write, style, verify, input_format, reader, out, err) -> int:
+    from ..fix.files import colorize, file_fixes, write_fixed
+    from ._common import read_ruleset
+
+    ruleset = read_ruleset(sources, input_format, reader)
+    texts = {}
+    for source in sources:
+        try:
+            texts[source] = read_text(source)
+        except OSError as error:
+            raise InputError(f"cannot read: {error.strerror}", path=source)
+    findings = audit(ruleset)
+    plan = plan_fixes(ruleset, findings, style, texts=texts)
+    fixes = file_fixes(plan)
+    describe(plan, err)
+    if not write:
+        diff = "".join(f.diff() for f in fixes)
+        out.write(colorize(diff) if _use_color(out) else diff)
+        out.flush()
+        if verify and fixes:
+            _verify_files(ruleset, sources, texts, {f.path: f.new for f in fixes}, input_format, err)
+        if not fixes and not plan.refusals:
+            err.write("nothing to fix\n")
+        return 1 if (fixes or plan.refusals) else 0
+    if not fixes:
+        err.write("nothing to fix\n" if not plan.refusals else "nothing written\n")
+        return 1 if plan.refusals else 0
+    written = write_fixed(fixes)
+    for path, backup in written:
+        err.write(f"wrote {path} (the original is in {backup})\n")
+    # Re-audit what was written: the fix must leave no LB002/LB003 behind.
+    again = read_ruleset([f.path for f in fixes], input_format, reader)
+    left = [f for f in audit(again) if f.check in FIXABLE]
+    for finding in left:
+        err.write(f"{finding.source}:{finding.line}: {finding.check} still reported: {finding.message}\n")
+    return 1 if (left or plan.refusals) else 0
+
+
+def _formats(ruleset) -> dict:
+    return {info.source: info.format for info in ruleset.sources}
+
+
+def _interfaces(ruleset) -> set:
+    names = set()
+    for table in ruleset.tables:
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                for match in rule.matches:
+                    if match.field in ("meta.iifname", "meta.oifname"):
+                        names.update(v for v in match.values if isinstance(v, str) and not v.endswith("*"))
+    names.discard("lo")
+    return names
+
+
+def _load(ns, loads, interfaces) -> None:
+    """``loads``: [(kind, family, backend, text, source)] into the namespace."""
+    if interfaces:
+        ns.add_interfaces(sorted(interfaces))
+    for kind, family, backend, text, source in loads:
+        if kind == "nft":
+            ns.load_nft(text, source=source)
+        else:
+            ns.load_iptables(text, family=family, backend=backend, source=source)
+
+
+def _flows(ruleset) -> list:
+    from ..analyze.flows import default_flows
+    return default_flows(ruleset)
+
+
+def observe_before_after(before_loads, after_loads, flows, interfaces) -> tuple:
+    """Real traffic for ``flows`` with each set of rules loaded in its own private namespace."""
+    from ..sandbox.netns import Namespace
+    from ..sandbox.traffic import observe
+
+    with Namespace() as ns:
+        _load(ns, before_loads, interfaces)
+        before = observe(ns, flows)
+    with Namespace() as ns:
+        _load(ns, after_loads, interfaces)
+        after = observe(ns, flows)
+    return before, after
+
+
+def report_flows(flows, before, after, err) -> tuple:
+    """Print the flows the fix repairs and any it breaks; returns (repaired, broken)."""
+    repaired = [f for f, b, a in zip(flows, before, after) if b != "delivered" and a == "delivered"]
+    broken = [f for f, b, a in zip(flows, before, after) if b == "delivered" and a != "delivered"]
+    still = [f for f, b, a in zip(flows, before, after) if b != "delivered" and a != "delivered"]
+    err.write(f"observed with real traffic in a private namespace: {len(flows)} flows, "
+              f"{len(repaired)} repaired by the fix, {len(broken)} broken by it, {len(still)} still blocked\n")
+    for flow in repaired:
+        err.write(f"  repaired: {flow.label()} (before: blocked, after: delivered)\n")
+    for flow in broken:
+        err.write(f"  BROKEN:   {flow.label()} (before: delivered, after: blocked)\n")
+    for flow in still:
+        err.write(f"  still blocked: {flow.label()}\n")
+    return repaired, broken
+
+
+def _file_loads(ruleset, sources, texts) -> list:
+    formats = _formats(ruleset)
+    loads = []
+    for source in sources:
+        fmt = formats.get(source)
+        text = texts[source]
+        if fmt == "nft":
+            loads.append(("nft", None, None, text, source))
+        elif fmt in ("iptables-save", "ip6tables-save"):
+            loads.append(("iptables", "ip6" if fmt == "ip6tables-save" else "ip", "legacy", text, source))
+        else:
+            raise UsageError(f"--verify cannot load a {fmt} source into the kernel", path=source)
+    return loads
+
+
+def _verify_files(ruleset, sources, texts, fixed, input_format, err) -> None:
+    before_loads = _file_loads(ruleset, sources, texts)
+    after_texts = dict(texts)
+    after_texts.update(fixed)
+    after_loads = _file_loads(ruleset, sources, after_texts)
+    flows = _flows(ruleset)
+    before, after = observe_before_after(before_loads, after_loads, flows, _interfaces(ruleset))
+    report_flows(flows, before, after, err)
+
+
+# --------------------------------------------------------------------------- the live host
+
+def _live_loads(live, plan) -> tuple:
+    """(before, after) loads of every live table, the after with the plan's edits made."""
+    from ..fix.live import fixed_text
+
+    before, after = [], []
+    for ref, text in live.dumps.items():
+        edits = plan.edits_for(ref.key)
+        new = fixed_text(text, edits) if edits else text
+        if ref.backend == "nftables":
+            before.append(("nft", None, None, text, ref.key))
+            after.append(("nft", None, None, new, ref.key))
+        else:
+            backend = "legacy" if ref.backend == "legacy" else "nft"
+            before.append(("iptables", ref.family, backend, text, ref.key))
+            after.append(("iptables", ref.family, backend, new, ref.key))
+    return before, after
+
+
+def _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reader, persist_files,
+          out, err, stdin) -> int:
+    from ..fix import live as livefix
+    from ..fix.files import colorize, render_diff
+    from ._common import read_ruleset
+
+    livefix.need_root("lbfw fix --apply" if apply else "lbfw fix (live)")
+    tty = hasattr(stdin, "isatty") and stdin.isatty()
+    if apply and not yes and not tty:
+        raise UsageError("--apply without a terminal needs --yes (nobody could confirm, and lbfw will not "
+                         "revert at once the way iptables-apply does)")
+    ruleset = read_ruleset([], "auto", reader)
+    live = livefix.read_tables(ruleset)
+    findings = audit(ruleset)
+    plan = plan_fixes(ruleset, findings, style, texts=live.texts, locate=livefix.make_locator(ruleset, live))
+    describe(plan, err)
+    diff = "".join(render_diff(ref.key, text, livefix.fixed_text(text, plan.edits_for(ref.key)))
+                   for ref, text in live.dumps.items() if plan.edits_for(ref.key))
+    out.write(colorize(diff) if _use_color(out) else diff)
+    out.flush()
+    if not plan.edits:
+        err.write("nothing to fix\n" if not plan.refusals else "nothing lbfw can fix safely\n")
+        return 1 if plan.refusals else 0
+    before_loads, after_loads = _live_loads(live, plan)
+    if not apply:
+        if verify:
+            flows = _flows(ruleset)
+            before, after = observe_before_after(before_loads, after_loads, flows, _interfaces(ruleset))
+            report_flows(flows, before, after, err)
+        return 1
+
+    # 2. prove it in a private namespace: the fixed tables load and nothing delivered before breaks.
+    flows = _flows(ruleset)
+    try:
+        before, after = observe_before_after(before_loads, after_loads, flows, _interfaces(ruleset))
+    except LbfwError as error:
+        raise ApplyError(f"the fix could not be proven in a private namespace: {error}; nothing was changed")
+    repaired, broken = report_flows(flows, before, after, err)
+    if broken:
+        raise ApplyError("the fix would block loopback flows that work now (see above); nothing was changed")
+
+    def confirm() -> bool:
+        if yes:
+            return True
+        return livefix.wait_for_confirmation(confirm_timeout, stdin, err)
+
+    say = lambda text: err.write(text + "\n")  # noqa: E731
+    result = livefix.apply_plan(plan, live, backup_dir, confirm, say=say)
+    if result.reverted:
+        return 1
+    err.write(f"applied {len(plan.edits)} rule change(s); `lbfw rollback --backup-dir {backup_dir}` undoes them\n")
+
+    # 5. re-audit the kernel.
+    again = read_ruleset([], "auto", reader)
+    left = [f for f in audit(again) if f.check in FIXABLE]
+    err.write(f"re-audit: {len(left)} LB002/LB003 finding(s) left\n")
+    for finding in left:
+        where = finding.rule.origin.where() if finding.rule is not None else (finding.source or "")
+        err.write(f"  {where}: {finding.check}: {finding.message}\n")
+
+    _persistence(result.touched, persist, persist_files, style, err)
+    return 1 if (left or plan.refusals) else 0
+
+
+def _persistence(touched, persist, persist_files, style, err) -> None:
+    from ..fix import live as livefix
+    from ..fix.files import file_fixes, write_fixed
+    from ._common import read_ruleset
+
+    candidates = livefix.persist_candidates(touched, persist_files)
+    if not candidates:
+        err.write("warning: no boot-time rules file found for the fixed tables (looked for "
+                  + ", ".join(p for paths in (persist_files or livefix.PERSIST_FILES).values() for p in paths)
+                  + "): the live fix is lost at reboot unless you save it (e.g. `netfilter-persistent save`)\n")
+        return
+    for _, path in candidates:
+        try:
+            ruleset = read_ruleset([path], "auto", "auto")
+            plan = plan_fixes(ruleset, audit(ruleset), style)
+            fixes = file_fixes(plan)
+        except LbfwError as error:
+            err.write(f"{path}: the rules are loaded from here at boot, but lbfw cannot read it: {error}\n")
+            continue
+        if not fixes:
+            err.write(f"{path}: loaded at boot; it has no narrow loopback rule lbfw can fix\n")
+            continue
+        if not persist:
+            err.write(f"{path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
+                      f"Run `lbfw fix {path} --write` (or add --persist).\n")
+            continue
+        for written, backup in write_fixed(fixes):
+            err.write(f"persisted: wrote {written} (the original is in {backup})\n")

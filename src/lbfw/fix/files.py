@@ -1,0 +1,169 @@
+"""Fixing ruleset files: unified diffs and safe writes.
+
+`render_diff(path, old, new)` is a pure string function: a unified diff with `--- a/PATH`
+and `+++ b/PATH` headers that `git apply` and `patch -p1` take from the directory lbfw ran
+in, byte-exact (CRLF lines, a missing final newline, undecodable bytes survive).
+
+`write_fixed(...)` is the edge: each file is written atomically (a temporary file in the
+same directory, fsync, rename over the original, keeping mode and owner), with a backup
+of the original beside it (mode 0600), and only if the file still holds the bytes that
+were read and planned on.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+from ..errors import InputError
+from .plan import FixPlan, apply_to_text
+
+_NO_NEWLINE = "\\ No newline at end of file\n"
+RED, GREEN, CYAN, BOLD, RESET = "\x1b[31m", "\x1b[32m", "\x1b[36m", "\x1b[1m", "\x1b[0m"
+
+
+def digest(text: str) -> str:
+    """sha256 of the text as the bytes it was read from."""
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def render_diff(path: str, old: str, new: str, context: int = 3) -> str:
+    """A unified diff of ``old`` -> ``new`` for ``path`` ("" when they are equal)."""
+    if old == new:
+        return ""
+    a = old.splitlines(keepends=True)
+    b = new.splitlines(keepends=True)
+    out = []
+    for line in difflib.unified_diff(a, b, f"a/{path}", f"b/{path}", n=context, lineterm="\n"):
+        if line.startswith(("--- ", "+++ ")) and not line.endswith("\n"):
+            line += "\n"
+        if line.endswith("\n"):
+            out.append(line)
+        else:  # the file's last line, without a newline
+            out.append(line + "\n" + _NO_NEWLINE)
+    return "".join(out)
+
+
+def colorize(diff: str) -> str:
+    """ANSI colours for a terminal (never for a pipe: callers decide)."""
+    out = []
+    for line in diff.splitlines(keepends=True):
+        body, end = (line[:-1], "\n") if line.endswith("\n") else (line, "")
+        if line.startswith(("--- ", "+++ ")):
+            out.append(f"{BOLD}{body}{RESET}{end}")
+        elif line.startswith("@@"):
+            out.append(f"{CYAN}{body}{RESET}{end}")
+        elif line.startswith("-"):
+            out.append(f"{RED}{body}{RESET}{end}")
+        elif line.startswith("+"):
+            out.append(f"{GREEN}{body}{RESET}{end}")
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class FileFix:
+    """One file's planned fix: what was read (and its hash) and what will be written."""
+
+    path: str
+    old: str
+    new: str
+    sha256: str
+
+    def diff(self) -> str:
+        return render_diff(self.path, self.old, self.new)
+
+
+def file_fixes(plan: FixPlan) -> list:
+    """The FileFix of every source the plan edits, in plan order."""
+    fixes = []
+    for source in plan.sources():
+        old = plan.texts[source]
+        try:
+            new = apply_to_text(old, plan.edits_for(source))
+        except ValueError as err:
+            raise InputError(f"cannot apply the fix: {err}", path=source)
+        fixes.append(FileFix(source, old, new, digest(old)))
+    return fixes
+
+
+def backup_path(path: str, stamp: Optional[str] = None) -> str:
+    stamp = stamp or time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    candidate = f"{path}.lbfw-{stamp}.bak"
+    n = 1
+    while os.path.lexists(candidate):
+        candidate = f"{path}.lbfw-{stamp}-{n}.bak"
+        n += 1
+    return candidate
+
+
+def _write_private(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically, keeping its mode and owner."""
+    real = os.path.realpath(path)  # a symlinked config is written where it lives
+    st = os.stat(real)
+    directory = os.path.dirname(real) or "."
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(real)}.", suffix=".lbfw-tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fchmod(handle.fileno(), st.st_mode & 0o7777)
+            try:
+                os.fchown(handle.fileno(), st.st_uid, st.st_gid)
+            except PermissionError:
+                pass  # not root: the file stays ours, as any editor would leave it
+            os.fsync(handle.fileno())
+        os.replace(tmp, real)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_fixed(fixes: list) -> list:
+    """Write every FileFix; returns [(path, backup path)].
+
+    All files are checked first: if any changed since it was read, InputError and nothing
+    is written."""
+    for fix in fixes:
+        try:
+            with open(fix.path, "rb") as handle:
+                now = handle.read()
+        except OSError as err:
+            raise InputError(f"cannot read it again before writing: {err.strerror}", path=fix.path)
+        if hashlib.sha256(now).hexdigest() != fix.sha256:
+            raise InputError("the file changed since lbfw read it; nothing was written. Run lbfw fix again.",
+                             path=fix.path)
+        if not os.access(fix.path, os.W_OK) or not os.access(os.path.dirname(os.path.realpath(fix.path)) or ".",
+                                                             os.W_OK):
+            raise InputError("not writable (nothing was written)", path=fix.path)
+    written = []
+    for fix in fixes:
+        backup = backup_path(fix.path)
+        _write_private(backup, fix.old.encode("utf-8", "surrogateescape"))
+        atomic_write(fix.path, fix.new.encode("utf-8", "surrogateescape"))
+        written.append((fix.path, backup))
+    return written
