@@ -15,6 +15,7 @@ import re
 import socket
 from typing import Any, Callable, Optional
 
+from ..errors import InputError
 from ..model import (
     Action, Chain, Match, NamedSet, Origin, Rule, Table, VmapEntry, BACKEND_FILE, SYNTAX_NFT,
 )
@@ -249,9 +250,17 @@ def _render_stmt(s: dict) -> str:
     key, val = next(iter(s.items()))
     if key == "match":
         op = val.get("op", "==")
+        raw_left, raw_right = val.get("left"), val.get("right")
         op_text = _OPS_TEXT.get(op, op)
-        left, right = render_expr(val.get("left")), render_expr(val.get("right"))
+        if op == "==" and isinstance(raw_left, dict) and next(iter(raw_left), None) in ("&", "|", "^"):
+            op_text = "=="
+        left, right = render_expr(raw_left), render_expr(raw_right)
+        if (isinstance(raw_left, dict) and raw_left.get("meta", {}).get("key") in _IF_KEYS
+                and isinstance(raw_right, str) and not raw_right.startswith("@")):
+            right = f'"{right}"'
         return f"{left} {op_text} {right}".replace("  ", " ")
+    if key == "quota" and isinstance(val, dict):
+        return f"quota {val.get('val')} {val.get('val_unit', 'bytes')}"
     if key in _VERDICTS:
         return render_expr(s)
     if key == "counter":
@@ -686,7 +695,14 @@ def parse(doc, source: str, backend: str = BACKEND_FILE,
     """
     items = doc.get("nftables") if isinstance(doc, dict) else doc
     if not isinstance(items, list):
-        raise ValueError("not an nft JSON ruleset: no 'nftables' list")
+        raise InputError("not an `nft -j list ruleset` document: no \"nftables\" list", path=source)
+    try:
+        return _parse_items(items, source, backend, line_of, text_of)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise InputError(f"malformed nft JSON: {type(err).__name__} {err}", path=source) from None
+
+
+def _parse_items(items: list, source: str, backend: str, line_of, text_of) -> list:
     tables: dict = {}
     ctxs: dict = {}
     pending_rules: list = []

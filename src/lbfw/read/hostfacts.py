@@ -1,0 +1,96 @@
+"""What the live host says about loopback: lo's addresses, the local table's 127/8
+route, route_localnet, interface names -> ``model.HostFacts``.
+
+``facts_from`` is pure (JSON from `ip -j` plus a sysctl dict); ``read_host_facts``
+is the edge that asks the kernel of the current network namespace. Every part is
+read independently: what cannot be read stays None / empty, never an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import socket
+import subprocess
+from typing import Optional
+
+from ..model import HostFacts
+
+__all__ = ["read_host_facts", "facts_from", "read_route_localnet"]
+
+_CONF = "/proc/sys/net/ipv4/conf"
+
+
+def facts_from(addr_json, route_json, route_localnet: dict, interfaces) -> HostFacts:
+    """Build HostFacts from `ip -j addr show dev lo`, `ip -j route show table local`
+    (parsed JSON, or None when unavailable), route_localnet values and interface names."""
+    lo_addrs: list = []
+    for link in addr_json or []:
+        if link.get("ifname") not in (None, "lo"):
+            continue
+        for info in link.get("addr_info") or []:
+            if "local" in info and "prefixlen" in info:
+                lo_addrs.append(f"{info['local']}/{info['prefixlen']}")
+    local_route: Optional[bool] = None
+    if route_json is not None:
+        local_route = False
+        loop_net = ipaddress.ip_network("127.0.0.0/8")
+        for route in route_json:
+            if route.get("type") != "local" or route.get("dev") != "lo":
+                continue
+            dst = route.get("dst", "")
+            try:
+                net = ipaddress.ip_network(dst if "/" in dst else f"{dst}/32", strict=False)
+            except ValueError:
+                continue
+            # the route that makes every 127.x.y.z local: 127.0.0.0/8 itself (or wider)
+            if net.version == 4 and net.prefixlen <= 8 and loop_net.subnet_of(net):
+                local_route = True
+    return HostFacts(lo_addrs=tuple(lo_addrs), local_127_route=local_route,
+                     route_localnet=dict(route_localnet), interfaces=tuple(interfaces))
+
+
+def read_route_localnet(conf_dir: str = _CONF) -> dict:
+    """``{"all": 0, "default": 0, "eth0": 1, ...}`` from /proc/sys (per network namespace)."""
+    values = {}
+    try:
+        names = sorted(os.listdir(conf_dir))
+    except OSError:
+        return values
+    for name in names:
+        try:
+            with open(os.path.join(conf_dir, name, "route_localnet"), encoding="ascii") as f:
+                values[name] = int(f.read().strip())
+        except (OSError, ValueError):
+            continue
+    return values
+
+
+def _ip_json(args: list):
+    ip = shutil.which("ip") or ("/sbin/ip" if os.path.exists("/sbin/ip") else None)
+    if ip is None:
+        return None
+    try:
+        proc = subprocess.run([ip, "-j", *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        return json.loads(proc.stdout or "[]")
+    except ValueError:
+        return None
+
+
+def read_host_facts() -> HostFacts:
+    """The current network namespace's loopback facts (no root needed to read them)."""
+    addr_json = _ip_json(["addr", "show", "dev", "lo"])
+    route_json = _ip_json(["route", "show", "table", "local"])
+    try:
+        # if_nameindex() asks the kernel of this network namespace (/sys/class/net may not)
+        interfaces = [name for _idx, name in socket.if_nameindex()]
+    except OSError:
+        interfaces = []
+    return facts_from(addr_json, route_json, read_route_localnet(), interfaces)

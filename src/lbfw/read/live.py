@@ -1,0 +1,288 @@
+"""The live host (root): every backend at once, nothing counted twice.
+
+- legacy ip_tables / ip6_tables: ``iptables-legacy-save`` / ``ip6tables-legacy-save``
+  (only when /proc/net/ip(6)_tables_names lists tables), or python-iptables with
+  ``reader="iptc"``; parsed by ``iptables_save.parse`` with backend "legacy".
+- iptables-nft: ``iptables-nft-save`` / ``ip6tables-nft-save`` (their nft JSON hides
+  matches as ``xt`` expressions), backend "iptables-nft". The family+name of each table
+  they print is "owned" by iptables-nft.
+- native nftables: libnftables JSON, table by table, skipping the owned tables: the
+  tables are listed first and only the others are listed in full, so a host with
+  140k iptables-nft rules never pulls them through nft JSON (13 s measured).
+- host facts (``hostfacts``).
+
+Two things iptables-nft-save 1.8.9 gets wrong, measured in a namespace, and what is
+done about them:
+- it prints the built-in chains of a table even when they do not exist in the kernel
+  (iptables-nft creates base chains on demand): such chains, empty and absent from
+  `nft list chains`, are dropped, so the model holds what the kernel holds;
+- a native nft table that reuses an iptables table name is printed as if it were
+  iptables-nft's, and a rule it cannot express (a verdict map) comes out as a bare
+  `-A INPUT`. A table with such a bare rule is read through nft JSON instead, which
+  is right for both kinds of table. Tables it calls "incompatible" are read natively.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from typing import Callable, Optional
+
+from ..errors import InputError, MissingDependencyError, NeedRootError
+from ..model import (
+    BACKEND_IPTABLES_NFT, BACKEND_LEGACY, BACKEND_NFTABLES, Origin, Ruleset, SourceInfo,
+)
+
+__all__ = ["read_live", "handle_texts", "READERS"]
+
+READERS = ("auto", "text", "iptc")
+_TIMEOUT = 300
+_INCOMPATIBLE = re.compile(r"^# Table `([^']+)' is incompatible", re.MULTILINE)
+_HANDLE_RE = re.compile(r"^(.*?)\s+# handle (\d+)\s*$")
+
+
+# --------------------------------------------------------------------------- running tools
+
+def _run(argv: list) -> tuple:
+    """(returncode, stdout, stderr); returncode None when the tool is not installed."""
+    exe = shutil.which(argv[0])
+    if exe is None:
+        for d in ("/usr/sbin", "/sbin"):
+            if os.path.exists(os.path.join(d, argv[0])):
+                exe = os.path.join(d, argv[0])
+                break
+    if exe is None:
+        return None, "", f"{argv[0]} is not installed"
+    try:
+        proc = subprocess.run([exe, *argv[1:]], capture_output=True, text=True, timeout=_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return 1, "", f"{argv[0]} took more than {_TIMEOUT} s"
+    except OSError as err:
+        return None, "", f"{argv[0]}: {err}"
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+class _Nft:
+    """libnftables through the binding (one process), or the nft command."""
+
+    def __init__(self):
+        self.lib = None
+        try:
+            import nftables
+            self.lib = nftables.Nftables()
+        except (ImportError, OSError):
+            self.lib = None
+        if self.lib is None and shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
+            raise MissingDependencyError(
+                "neither libnftables (the `nftables` Python module) nor the nft command is available",
+                hint="install the Debian packages nftables and libnftables1 (pip: pip-nftables)")
+
+    def json(self, cmd: str) -> dict:
+        if self.lib is not None:
+            self.lib.set_json_output(True)
+            self.lib.set_handle_output(False)
+            rc, out, err = self.lib.cmd(cmd)
+            self.lib.set_json_output(False)
+        else:
+            rc, out, err = _run(["nft", "-j", *cmd.split()])
+        if rc != 0:
+            raise InputError(f"nft {cmd} failed: {(err or '').strip()}", path="live:nftables")
+        return json.loads(out) if out and out.strip() else {"nftables": []}
+
+    def text(self, cmd: str) -> str:
+        if self.lib is not None:
+            self.lib.set_json_output(False)
+            self.lib.set_handle_output(True)
+            rc, out, err = self.lib.cmd(cmd)
+            self.lib.set_handle_output(False)
+        else:
+            rc, out, err = _run(["nft", "-a", *cmd.split()])
+        if rc != 0:
+            raise InputError(f"nft {cmd} failed: {(err or '').strip()}", path="live:nftables")
+        return out or ""
+
+
+def handle_texts(text: str, family: str, table: str) -> dict:
+    """``{(family, table, handle): rule text}`` from `nft -a list table` output.
+
+    A rule nft wraps over several lines (long anonymous sets) is joined back into one."""
+    out = {}
+    pending: list = []
+    in_chain = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("chain ") and line.endswith(("{", "}")) or (line.startswith("chain ") and "{" in line):
+            in_chain = True
+            pending = []
+            continue
+        if line == "}":
+            in_chain = False
+            pending = []
+            continue
+        if not in_chain or line.startswith(("type ", "policy ", "comment ", "devices ", "device ")) and not pending:
+            continue
+        m = _HANDLE_RE.match(line)
+        if m is None:
+            pending.append(line)
+            continue
+        pending.append(m.group(1))
+        out[(family, table, int(m.group(2)))] = " ".join(pending)
+        pending = []
+    return out
+
+
+# --------------------------------------------------------------------------- backends
+
+def _proc_tables(path: str) -> list:
+    try:
+        with open(path, encoding="ascii") as f:
+            return [n.strip() for n in f if n.strip()]
+    except OSError:
+        return []
+
+
+def _info(source: str, tables: list, warnings: list) -> SourceInfo:
+    return SourceInfo(source=source, format="live", tables=len(tables),
+                      chains=sum(len(t.chains) for t in tables),
+                      rules=sum(len(c.rules) for t in tables for c in t.chains.values()),
+                      warnings=tuple(warnings))
+
+
+def _read_legacy(reader: str, parse: Callable) -> tuple:
+    tables, warnings = [], []
+    for family, names_file, tool in (("ip", "/proc/net/ip_tables_names", "iptables-legacy-save"),
+                                     ("ip6", "/proc/net/ip6_tables_names", "ip6tables-legacy-save")):
+        names = _proc_tables(names_file)
+        if not names:
+            continue  # no legacy tables: do not run the tool (it could load modules)
+        if reader == "iptc":
+            from . import iptc_reader
+            text = iptc_reader.save_text(family, names)
+        else:
+            rc, text, err = _run([tool])
+            if rc != 0:
+                warnings.append(f"{tool} failed ({(err or '').strip() or rc}); legacy {family} tables "
+                                f"{', '.join(names)} not read")
+                continue
+        tables.extend(parse(text, "live:legacy", family=family, backend=BACKEND_LEGACY))
+    return tables, warnings
+
+
+def _read_iptables_nft(parse: Callable, kernel_chains: Optional[set]) -> tuple:
+    """Tables iptables-nft owns, read with *-nft-save; also the set of (family, name) owned."""
+    tables, warnings, owned, suspect = [], [], set(), set()
+    for family, tool in (("ip", "iptables-nft-save"), ("ip6", "ip6tables-nft-save")):
+        rc, text, err = _run([tool])
+        if rc is None:
+            warnings.append(f"{tool} is not installed: iptables-nft tables are read as native nft tables")
+            continue
+        if rc != 0:
+            warnings.append(f"{tool} failed ({(err or '').strip() or rc}): iptables-nft {family} tables are "
+                            "read as native nft tables")
+            continue
+        if not text.strip():
+            continue
+        incompatible = set(_INCOMPATIBLE.findall(text))
+        if incompatible:
+            warnings.append(f"{tool}: table(s) {', '.join(sorted(incompatible))} are not iptables-nft's: "
+                            "read as native nft tables")
+        for table in parse(text, "live:iptables-nft", family=family, backend=BACKEND_IPTABLES_NFT):
+            if table.name in incompatible:
+                continue
+            if _has_bare_rule(table):
+                suspect.add((table.family, table.name))
+                continue
+            if kernel_chains is not None:
+                for name in [n for n, c in table.chains.items()
+                             if c.is_base and not c.rules and (table.family, table.name, n) not in kernel_chains]:
+                    del table.chains[name]  # invented by iptables-nft-save: not in the kernel
+            owned.add((table.family, table.name))
+            tables.append(table)
+    if suspect:
+        warnings.append("iptables-nft-save printed rules with neither match nor target in "
+                        + ", ".join(f"{f} {n}" for f, n in sorted(suspect))
+                        + ": read through nft JSON instead (a native table with an iptables name?)")
+    return tables, warnings, owned
+
+
+def _has_bare_rule(table) -> bool:
+    for chain in table.chains.values():
+        for rule in chain.rules:
+            if not rule.matches and rule.action.kind == "continue" and not rule.action.target \
+                    and len(rule.text.split()) == 2:
+                return True
+    return False
+
+
+def _read_native(nft: _Nft, listing: dict, owned: set) -> tuple:
+    from . import nft_json
+    tables, warnings = [], []
+    for obj in listing.get("nftables", []):
+        t = obj.get("table") if isinstance(obj, dict) else None
+        if not t:
+            continue
+        family, name = t.get("family"), t.get("name")
+        if (family, name) in owned:
+            continue  # read from iptables-nft-save: never twice
+        doc = nft.json(f"list table {family} {name}")
+        texts = handle_texts(nft.text(f"list table {family} {name}"), family, name)
+        tables.extend(nft_json.parse(doc, "live:nftables", BACKEND_NFTABLES, text_of=texts))
+    return tables, warnings
+
+
+def _kernel_chains(nft: Optional[_Nft]) -> Optional[set]:
+    if nft is None:
+        return None
+    try:
+        doc = nft.json("list chains")
+    except (InputError, ValueError):
+        return None
+    return {(c["chain"].get("family"), c["chain"].get("table"), c["chain"].get("name"))
+            for c in doc.get("nftables", []) if isinstance(c, dict) and "chain" in c}
+
+
+# --------------------------------------------------------------------------- entry point
+
+def read_live(reader: str = "auto", is_root: Optional[bool] = None) -> Ruleset:
+    """Read the live host's whole firewall (root) into one Ruleset.
+
+    ``reader``: "auto"/"text" (legacy tables via iptables-legacy-save) or "iptc"
+    (python-iptables). ``is_root`` overrides the euid check (tests)."""
+    if reader not in READERS:
+        raise InputError(f"unknown reader {reader!r} (one of: {', '.join(READERS)})")
+    root = (os.geteuid() == 0) if is_root is None else is_root
+    if not root:
+        raise NeedRootError(
+            "reading the live firewall needs root (iptables-save and nft need CAP_NET_ADMIN)",
+            hint="run as root: sudo lbfw audit   (or audit saved rulesets without root: "
+                 "lbfw audit /etc/iptables/rules.v4 /etc/nftables.conf)")
+    from .iptables_save import parse
+    from .hostfacts import read_host_facts
+
+    legacy, legacy_warn = _read_legacy(reader, parse)
+    try:
+        nft: Optional[_Nft] = _Nft()
+        nft_warn: list = []
+    except MissingDependencyError as err:
+        nft, nft_warn = None, [str(err)]
+    kernel_chains = _kernel_chains(nft)
+    ipt_nft, ipt_nft_warn, owned = _read_iptables_nft(parse, kernel_chains)
+    native: list = []
+    if nft is not None:
+        native, more = _read_native(nft, nft.json("list tables"), owned)
+        nft_warn.extend(more)
+    ruleset = Ruleset(tables=legacy + ipt_nft + native, host=read_host_facts())
+    ruleset.sources = [
+        _info("live:legacy", legacy, legacy_warn),
+        _info("live:iptables-nft", ipt_nft, ipt_nft_warn),
+        _info("live:nftables", native, nft_warn),
+    ]
+    for table in ruleset.tables:
+        if table.origin is None:
+            table.origin = Origin(table.source)
+    return ruleset
