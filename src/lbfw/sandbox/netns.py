@@ -349,7 +349,9 @@ def _comparable_save(text: str) -> str:
 
 def _rejected(tool: str, stderr: str, source: Optional[str]) -> InputError:
     """Turn a restore tool's complaint into `SOURCE:LINE: the kernel rejected it: ...`."""
-    message = " ".join(stderr.split()) or f"{tool} failed"
+    # Drop the usage advice ("Try `iptables-restore -h' ...") the tools append to every error.
+    kept = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not ln.lstrip().startswith("Try `")]
+    message = " ".join(kept) or f"{tool} failed"
     line = None
     if tool == "nft":
         found = _NFT_LINE.search(stderr)
@@ -360,4 +362,28 @@ def _rejected(tool: str, stderr: str, source: Optional[str]) -> InputError:
         found = _LINE_FAILED.search(stderr)
         if found:
             line = int(found.group(1))
-    return InputError(f"the kernel rejected it ({tool}): {message}", path=source or "-", line=line)
+    err = InputError(f"the kernel rejected it ({tool}): {message}", path=source or "-", line=line)
+    err.stderr = stderr  # the tool's full complaint (callers look for missing interfaces in it)
+    return err
+
+
+def missing_interfaces(nft_stderr: str) -> list[str]:
+    """The interface names `nft -f` said do not exist, read off its caret lines::
+
+        /dev/stdin:5:20-25: Error: Interface does not exist
+          iif . ip saddr { "eth9" . 1.2.3.4 } accept
+                           ^^^^^^
+    """
+    lines = nft_stderr.splitlines()
+    names = []
+    for i, line in enumerate(lines[:-2]):
+        if not line.endswith("Error: Interface does not exist"):
+            continue
+        text, carets = lines[i + 1], lines[i + 2]
+        start = carets.find("^")
+        if start < 0:
+            continue
+        name = text[start:carets.rfind("^") + 1].strip().strip('"')
+        if name and name not in names:
+            names.append(name)
+    return names
