@@ -7,7 +7,7 @@ that did not arrive are grouped by the rule or policy that stopped them, one fin
 from __future__ import annotations
 
 from ..results import BLOCKED, UNKNOWN
-from .context import CheckContext, flows_summary, iface_class, make_finding, narrow_addr_matches, owner_match
+from .context import CheckContext, RuleRef, flows_summary, iface_class, make_finding, narrow_addr_matches, owner_match
 
 _PACKET_WORDS = {
     "request": "the request",
@@ -56,7 +56,7 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
     for key in order:
         step, results = groups[key]
         table, chain = ctx.find_chain(step.family, step.table, step.chain)
-        packets = sorted({_PACKET_WORDS.get(r.deciding.packet, r.deciding.packet) for r in results})
+        packets = [w for p, w in _PACKET_WORDS.items() if any(r.deciding.packet == p for r in results)]
         if step.rule is not None:
             head = f"This rule drops {what} traffic"
         else:
@@ -79,7 +79,6 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
                         f"({evidence.origin.where()}: {evidence.text}). Suppress it if so.")
             extra["evidence"] = evidence.text
         if step.rule is not None:
-            from .context import RuleRef
             ref = RuleRef(table, chain, step.rule, 0, frozenset()) if table is not None else None
             findings.append(make_finding(check, message, ref, severity=severity,
                                          flows=[r.flow for r in results], table=table, chain=chain,
@@ -95,20 +94,19 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
     # Flows the engine could not decide: one note per undecidable match, never a guess.
     unknown_groups: dict = {}
     for res in ctx.unknown(family):
-        key = tuple(res.unknown) or ("?",)
-        unknown_groups.setdefault(key, []).append(res)
-    for key, results in unknown_groups.items():
-        step = next((s for s in results[0].steps if s.verdict == UNKNOWN and s.rule is not None), None)
+        step = next((s for s in res.steps if s.verdict == UNKNOWN and s.rule is not None), None)
+        key = ("rule", id(step.rule)) if step is not None else tuple(res.unknown) or ("?",)
+        entry = unknown_groups.setdefault(key, (step, [], []))
+        entry[1].append(res)
+        for text in res.unknown:
+            if text not in entry[2]:
+                entry[2].append(text)
+    for step, results, texts in unknown_groups.values():
         table, chain = (ctx.find_chain(step.family, step.table, step.chain) if step is not None else (None, None))
         message = (f"lbfw cannot tell whether {what} traffic passes here: {len(results)} flow(s) "
-                   f"({flows_summary(results)}) depend on {', '.join(k for k in key if k != '?') or 'a match lbfw does not model'}."
+                   f"({flows_summary(results)}) depend on `{' '.join(texts) or 'a match lbfw does not model'}`."
                    " Check them with `lbfw verify`.")
-        if step is not None and table is not None:
-            from .context import RuleRef
-            ref = RuleRef(table, chain, step.rule, 0, frozenset())
-            findings.append(make_finding(check, message, ref, severity="note", flows=[r.flow for r in results],
-                                         extra={"unknown": list(key)}))
-        else:
-            findings.append(make_finding(check, message, None, severity="note", flows=[r.flow for r in results],
-                                         extra={"unknown": list(key)}))
+        ref = RuleRef(table, chain, step.rule, 0, frozenset()) if (step is not None and table is not None) else None
+        findings.append(make_finding(check, message, ref, severity="note", flows=[r.flow for r in results],
+                                     extra={"unknown": texts}))
     return findings

@@ -345,13 +345,21 @@ def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity
 
 
 def flows_summary(results: list, limit: int = 4) -> str:
-    """`tcp 127.0.0.2 -> 127.0.0.1:80, udp 127.0.0.1 -> 127.0.0.53:53 and 3 more`."""
-    labels = []
-    for r in results[:limit]:
+    """The flows, grouped by client -> server: `127.0.0.2 -> 127.0.0.1 (tcp/22, udp/53),
+    127.0.0.1 -> 127.0.0.53 (12 ports) and 2 more` (default-source clients shown as 127.0.0.1)."""
+    pairs: dict = {}
+    for r in results:
         client = r.flow.client or r.client_addr or ("::1" if ":" in r.flow.server else "127.0.0.1")
         server = f"[{r.flow.server}]" if ":" in r.flow.server else r.flow.server
-        labels.append(f"{r.flow.proto} {client} -> {server}:{r.flow.port}")
-    text = ", ".join(labels)
-    if len(results) > limit:
-        text += f" and {len(results) - limit} more"
+        ports = pairs.setdefault((client, server), [])
+        port = f"{r.flow.proto}/{r.flow.port}"
+        if port not in ports:
+            ports.append(port)
+    texts = []
+    for (client, server), ports in list(pairs.items())[:limit]:
+        detail = ", ".join(ports) if len(ports) <= 3 else f"{len(ports)} ports"
+        texts.append(f"{client} -> {server} ({detail})")
+    text = ", ".join(texts)
+    if len(pairs) > limit:
+        text += f" and {len(pairs) - limit} more"
     return text

@@ -18,6 +18,7 @@ from ..results import BLOCKED, DELIVERED, UNKNOWN
 from .common import counts, plural, where
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
+FLOW_LINES = 20  # blocked/unknown flows listed in the text report
 VERDICT_STYLE = {DELIVERED: "green", BLOCKED: "bold red", UNKNOWN: "magenta"}
 
 
@@ -84,7 +85,7 @@ def render_findings(findings, results=(), sources=(), color: bool = False, verif
             agree = sum(1 for r in results if verified.get(r.flow) == r.verdict)
             head.append(f"; verified by real traffic: {agree} of {len(results)} agree")
         out(head, soft_wrap=True)
-        for r in bad:
+        for r in bad[:FLOW_LINES]:
             line = Text("  ")
             line.append(r.verdict, style=VERDICT_STYLE.get(r.verdict, ""))
             line.append("  " + _flow_label(r))
@@ -98,6 +99,8 @@ def render_findings(findings, results=(), sources=(), color: bool = False, verif
             if verified is not None and r.flow in verified:
                 line.append(f"  observed: {verified[r.flow]}")
             out(line, soft_wrap=True)
+        if len(bad) > FLOW_LINES:
+            out(f"  ... and {len(bad) - FLOW_LINES} more (all of them: --format json)", soft_wrap=True)
         if bad:
             out("", soft_wrap=True)
 
