@@ -686,14 +686,14 @@ def parse(doc, source: str, backend: str = BACKEND_FILE,
           text_of: Optional[dict] = None) -> list:
     """The `nft -j list ruleset` object -> list of model Tables.
 
-    ``doc`` is the parsed JSON (``{"nftables": [...]}``, or the list itself).
+    ``doc`` is the parsed JSON (``{"nftables": [...]}``).
     ``source`` goes into every Origin (a path, or "live:nftables").
     ``line_of(table, chain, handle)`` maps a rule to its source line (files): ``table``
     is the model Table being built. Without it rules carry ``Origin(source, handle=N)``.
     ``text_of`` maps ``(family, table, handle)`` to the rule's text as nft prints it;
     rules not in it get a text rendered from the JSON.
     """
-    items = doc.get("nftables") if isinstance(doc, dict) else doc
+    items = doc.get("nftables") if isinstance(doc, dict) else None
     if not isinstance(items, list):
         raise InputError("not an `nft -j list ruleset` document: no \"nftables\" list", path=source)
     try:
