@@ -1,0 +1,1097 @@
+"""Reader for iptables-save / ip6tables-save text (files and the live `*-save` output).
+
+Every iptables version's spelling is accepted: `! -s X` and the old `-s ! X`, dotted netmasks
+(`/255.255.255.0`), bare addresses, host bits (`127.0.0.1/8` is 127.0.0.0/8 to the kernel),
+`[pkts:bytes]` and `-c p b` counters, quoted comments with escaped quotes, trailing spaces.
+
+Speed matters (real dumps reach 140,000 rules): a line is split with plain ``str.split``, and
+only a line holding a ``"`` goes through the quote-aware splitter. Matches are immutable, so
+each distinct (module context, option, value) is built once and then found in a dict.
+
+Anything the model cannot express becomes an opaque ``Match`` with its text, and any target
+lbfw does not know becomes ``Action("unknown")``: never an error, never dropped. Errors are
+reserved for what iptables-restore itself would reject (see ``parse``).
+"""
+
+from __future__ import annotations
+
+import gc
+import ipaddress
+import re
+import socket
+from socket import AF_INET as _AF_INET, inet_pton as _pton
+from typing import Optional
+
+from ..errors import InputError
+from ..model import (
+    BACKEND_FILE,
+    IPTABLES_CHAIN_TYPE,
+    IPTABLES_HOOK_OF_CHAIN,
+    IPTABLES_PRIORITY,
+    SYNTAX_IPTABLES,
+    Action,
+    Chain,
+    Match,
+    Origin,
+    Rule,
+    Table,
+)
+
+__all__ = ["parse", "split_quoted", "BUILTIN_CHAINS"]
+
+# The built-in chains each table has (iptables-restore rejects a policy on anything else).
+BUILTIN_CHAINS = {
+    "raw": ("PREROUTING", "OUTPUT"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "security": ("INPUT", "FORWARD", "OUTPUT"),
+}
+
+PROTOCOLS = {
+    "all": 0, "icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "egp": 8, "udp": 17, "ipv6": 41,
+    "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "icmpv6": 58, "ipv6-icmp": 58, "icmp6": 58,
+    "ospf": 89, "pim": 103, "vrrp": 112, "l2tp": 115, "sctp": 132, "mh": 135, "ipv6-mh": 135,
+    "udplite": 136, "dccp": 33,
+}
+# The match module a protocol loads implicitly (`-p tcp --dport 22` needs no `-m tcp`).
+PROTO_MODULE = {"tcp": "tcp", "udp": "udp", "sctp": "sctp", "udplite": "udplite", "dccp": "dccp",
+                "icmp": "icmp", "icmpv6": "icmp6", "ipv6-icmp": "icmp6", "icmp6": "icmp6",
+                "6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "icmp6"}
+
+TCP_FLAGS = {"FIN": 1, "SYN": 2, "RST": 4, "PSH": 8, "ACK": 16, "URG": 32,
+             "ALL": 63, "NONE": 0, "ECE": 64, "CWR": 128}
+
+CT_STATES = {"NEW": "new", "ESTABLISHED": "established", "RELATED": "related",
+             "INVALID": "invalid", "UNTRACKED": "untracked"}
+CT_STATUS = {"SNAT": "snat", "DNAT": "dnat", "CONFIRMED": "confirmed", "SEEN_REPLY": "seen-reply",
+             "ASSURED": "assured", "EXPECTED": "expected"}
+
+# Targets that do not end evaluation: the rule is a "continue" keeping the target's name.
+CONTINUE_TARGETS = frozenset((
+    "LOG", "NFLOG", "ULOG", "TRACE", "CONNMARK", "TCPMSS", "CLASSIFY", "DSCP", "TOS", "TTL", "HL",
+    "CHECKSUM", "AUDIT", "SET", "CONNSECMARK", "SECMARK", "ECN", "TCPOPTSTRIP", "IDLETIMER", "LED",
+    "RATEEST", "TEE", "NFACCT",
+))
+VERDICT_TARGETS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "return"}
+
+# Options whose single argument may itself start with "-" (so it is always taken).
+ONE_ARG_ALWAYS = frozenset(("--comment", "--log-prefix", "--string", "--hex-string", "--u32",
+                            "--nflog-prefix", "--ulog-prefix", "--helper"))
+
+# Options that take the match loop back from target options (a hand-written `-j X -s Y`).
+RESUME_MATCH = frozenset(("-s", "--source", "--src", "-d", "--destination", "--dst", "-p",
+                          "--protocol", "-i", "--in-interface", "-o", "--out-interface", "-m",
+                          "--match", "-c", "--set-counters", "-f", "--fragment", "-4", "-6",
+                          "--ipv4", "--ipv6"))
+
+# Modules that add nothing by being loaded (their options, if any, are handled one by one).
+# A module outside this set that carries no option at all still filters (rpfilter, socket):
+# it becomes an opaque match.
+QUIET_MODULES = frozenset(("tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icmp6", "comment",
+                           "limit", "multiport", "state", "conntrack", "addrtype", "iprange", "mark",
+                           "connmark", "set", "mac", "owner", "hashlimit", "recent", "connlimit",
+                           "physdev", "time", "string", "u32", "length", "ttl", "hl", "pkttype",
+                           "tos", "dscp", "ecn", "helper", "policy", "quota", "statistic",
+                           "connbytes", "devgroup", "cgroup", "realm", "esp", "ah", "frag", "ipv6header",
+                           "rt", "mh", "dst", "hbh", "tcpmss", "cpu", "nfacct", "bpf", "ipvs",
+                           "cluster", "condition", "osf", "geoip", "account", "connlabel", "ipcomp",
+                           "conntrack", "rateest", "lbfw-neutral"))
+
+_IGNORE_RE = re.compile(r"lbfw:\s*ignore\s+([A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*)")
+_IGNORE_ID_RE = re.compile(r"[A-Za-z]+[0-9]+")
+_COUNTER_RE = re.compile(r"^\[\d+:\d+\]$")
+_HOSTNAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
+
+_EMPTY: dict = {}
+
+# Frozen dataclasses set each field through object.__setattr__: 3.3 us for a Match on a slow
+# machine. Rules with unique addresses (fail2ban, blocklists: 140,000 of them) need one new
+# Match and Origin each, so these build the very same objects through the slot descriptors
+# (1.3 us). They are equal, hash and print exactly like ones made by the constructor.
+_new = object.__new__
+_m_field, _m_values, _m_negate, _m_text = Match.field.__set__, Match.values.__set__, \
+    Match.negate.__set__, Match.text.__set__
+_m_set_name, _m_mask, _m_opaque = Match.set_name.__set__, Match.mask.__set__, Match.opaque.__set__
+_o_source, _o_line, _o_handle, _o_index = Origin.source.__set__, Origin.line.__set__, \
+    Origin.handle.__set__, Origin.index.__set__
+
+
+def _match(field: str, values: tuple, negate: bool, text: str) -> Match:
+    """Match(field, values, negate, text) for a decidable match, built fast (see above)."""
+    m = _new(Match)
+    _m_field(m, field)
+    _m_values(m, values)
+    _m_negate(m, negate)
+    _m_text(m, text)
+    _m_set_name(m, None)
+    _m_mask(m, None)
+    _m_opaque(m, False)
+    return m
+
+
+def _file_origin(source: str, line: int) -> Origin:
+    """Origin(source, line=line), built fast (see above)."""
+    o = _new(Origin)
+    _o_source(o, source)
+    _o_line(o, line)
+    _o_handle(o, None)
+    _o_index(o, None)
+    return o
+_CONTINUE = Action("continue")
+
+_from_bytes = int.from_bytes
+_ALL4 = (1 << 32) - 1
+_ALL6 = (1 << 128) - 1
+
+
+class _Bad(Exception):
+    """A value iptables-restore would reject; turned into InputError with path and line."""
+
+
+# --------------------------------------------------------------------------- small pure helpers
+
+def split_quoted(line: str) -> list:
+    """Split a line the way iptables-restore does: whitespace separates, `"..."` groups, and
+    inside quotes a backslash escapes the next character. Raises _Bad on an open quote."""
+    if "\\" not in line:
+        # The usual case, `--comment "a b"`: quotes stand alone as whole tokens. Cut at the
+        # quotes (odd parts are quoted); anything less plain takes the exact loop below.
+        parts = line.split('"')
+        if len(parts) % 2 == 0:
+            raise _Bad("unterminated quote")
+        out = []
+        plain = True
+        last = len(parts) - 1
+        for k, part in enumerate(parts):
+            if k % 2:
+                out.append(part)
+            else:
+                if (k > 0 and part and not part[0].isspace()) or (k < last and part and not part[-1].isspace()):
+                    plain = False
+                    break
+                out.extend(part.split())
+        if plain:
+            return out
+    out = []
+    buf = []
+    inq = esc = False
+    started = False
+    for ch in line:
+        if inq:
+            if esc:
+                buf.append(ch)
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                inq = False
+                out.append("".join(buf))
+                buf = []
+                started = False
+            else:
+                buf.append(ch)
+        elif ch == '"':
+            inq = True
+            started = True
+        elif ch == " " or ch == "\t":
+            if buf or started:
+                out.append("".join(buf))
+                buf = []
+                started = False
+        else:
+            buf.append(ch)
+    if inq:
+        raise _Bad("unterminated quote")
+    if buf or started:
+        out.append("".join(buf))
+    return out
+
+
+def _quote(tok: str) -> str:
+    if tok and not any(c in tok for c in ' \t"\\'):
+        return tok
+    return '"' + tok.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def ignores_in(text: str) -> frozenset:
+    """Check ids suppressed by `lbfw: ignore LB002, LB003` in a comment (empty if none)."""
+    found = _IGNORE_RE.search(text)
+    if not found:
+        return frozenset()
+    return frozenset(x.upper() for x in _IGNORE_ID_RE.findall(found.group(1)))
+
+
+def _ip4(text: str) -> int:
+    parts = text.split(".")
+    if len(parts) != 4:
+        raise ValueError(text)
+    value = 0
+    for part in parts:
+        if not part.isdigit() or len(part) > 3:
+            raise ValueError(text)
+        octet = int(part)
+        if octet > 255:
+            raise ValueError(text)
+        value = (value << 8) | octet
+    return value
+
+
+def _ip6(text: str) -> int:
+    if "%" in text:
+        raise ValueError(text)
+    return int(ipaddress.IPv6Address(text))
+
+
+def _net(text: str, family: str) -> tuple:
+    """One address or network as iptables reads it -> (lo, hi), or None when the mask is not
+    contiguous (the kernel compares addr & mask, which no single range expresses).
+    Raises ValueError when it is not an address of ``family``."""
+    v6 = family == "ip6"
+    bits = 128 if v6 else 32
+    full = _ALL6 if v6 else _ALL4
+    addr_text, slash, mask_text = text.partition("/")
+    addr = _ip6(addr_text) if v6 else _ip4(addr_text)
+    if not slash:
+        return (addr, addr)
+    if mask_text.isdigit():
+        plen = int(mask_text)
+        if plen > bits:
+            raise ValueError(text)
+        mask = (full << (bits - plen)) & full
+    else:
+        mask = _ip6(mask_text) if v6 else _ip4(mask_text)
+        inverted = ~mask & full
+        if inverted & (inverted + 1):          # not of the form 1...10...0
+            return None
+    lo = addr & mask
+    return (lo, lo | (~mask & full))
+
+
+def _port(text: str, proto: Optional[str]) -> int:
+    if text.isdigit():
+        value = int(text)
+        if value > 65535:
+            raise ValueError(text)
+        return value
+    # Service names (`--dport ssh`) are read from /etc/services, as iptables does.
+    try:
+        return socket.getservbyname(text, proto if proto in ("tcp", "udp") else "tcp")
+    except OSError:
+        raise ValueError(text) from None
+
+
+def _port_range(text: str, proto: Optional[str]) -> tuple:
+    lo_text, colon, hi_text = text.partition(":")
+    if not colon:
+        value = _port(text, proto)
+        return (value, value)
+    lo = _port(lo_text, proto) if lo_text else 0
+    hi = _port(hi_text, proto) if hi_text else 65535
+    return (lo, hi)
+
+
+def _int(text: str) -> int:
+    return int(text, 0)
+
+
+def _value_mask(text: str, full: int = 0xFFFFFFFF) -> tuple:
+    value_text, slash, mask_text = text.partition("/")
+    return _int(value_text), (_int(mask_text) if slash else full)
+
+
+def _tcp_flags(text: str) -> int:
+    value = 0
+    for name in text.upper().split(","):
+        if name not in TCP_FLAGS:
+            raise ValueError(name)
+        value |= TCP_FLAGS[name]
+    return value
+
+
+# --------------------------------------------------------------------------- the parser
+
+class _Parser:
+    """One pass over the text; ``tables`` is the result."""
+
+    def __init__(self, source: str, family: str, backend: str):
+        self.source = source
+        self.family = family
+        self.backend = backend
+        self.live = backend != BACKEND_FILE
+        self.saddr = "ip6.saddr" if family == "ip6" else "ip.saddr"
+        self.daddr = "ip6.daddr" if family == "ip6" else "ip.daddr"
+        self.family_word = "an IPv6" if family == "ip6" else "an IPv4"
+        self.tables: list = []
+        self.fast: dict = {}          # (module context, option, value) -> tuple of Matches
+        self.addrs: dict = {}         # (option, value, negated) -> Match, for -s / -d
+        self.protos: dict = {}        # (-p value, negated) -> (matches, implied module)
+        self.contexts: dict = {}      # (context, -m module) -> the context after it
+        self.actions: dict = {}       # (target, args) -> Action, for targets that are no chain
+        self.table: Optional[Table] = None
+        self.table_line = 0
+        self.lineno = 0
+        # rules whose -j target was neither a chain nor a known target when read: resolved
+        # at COMMIT, when every chain of the table is known
+        self.unresolved: list = []
+
+    # ------------------------------------------------------------------ errors and origins
+
+    def bad(self, message: str, line: Optional[int] = None) -> InputError:
+        return InputError(message, path=self.source, line=line if line is not None else self.lineno)
+
+    # ------------------------------------------------------------------ the line loop
+
+    def run(self, text: str) -> list:
+        pending_ignore = frozenset()
+        for lineno, raw in enumerate(text.split("\n"), 1):
+            line = raw.strip()
+            if not line:
+                pending_ignore = frozenset()
+                continue
+            self.lineno = lineno
+            first = line[0]
+            if first == "-" or first == "[":
+                chain = None
+                if line[:3] == "-A " and '"' not in line and self.table is not None:
+                    # the usual line, kept short: the general path is rule_line
+                    tokens = line.split()
+                    if len(tokens) > 1:
+                        chain = self.table.chains.get(tokens[1])
+                if chain is not None:
+                    rule = self.build_rule(tokens, 2, line, chain, pending_ignore)
+                    if rule is not None:
+                        chain.rules.append(rule)
+                else:
+                    self.rule_line(line, pending_ignore)
+                if pending_ignore:
+                    pending_ignore = frozenset()
+            elif first == "#":
+                pending_ignore = ignores_in(line) if "lbfw" in line else frozenset()
+            elif first == ":":
+                self.chain_line(line)
+                pending_ignore = frozenset()
+            elif first == "*":
+                self.table_open(line)
+                pending_ignore = frozenset()
+            elif line == "COMMIT":
+                self.commit()
+                pending_ignore = frozenset()
+            else:
+                raise self.bad(f"not an iptables-save line (expected *table, :chain, -A rule, COMMIT "
+                               f"or # comment): {line[:60]!r}")
+        if self.table is not None:
+            raise self.bad(f"table '{self.table.name}' has no COMMIT (iptables-restore would reject "
+                           f"the whole table)", line=self.table_line)
+        return self.tables
+
+    def table_open(self, line: str) -> None:
+        name = line[1:].strip()
+        if self.table is not None:
+            raise self.bad(f"'*{name}' starts a table while '{self.table.name}' (line "
+                           f"{self.table_line}) has no COMMIT")
+        if name not in BUILTIN_CHAINS:
+            raise self.bad(f"unknown table '{name}' (raw, mangle, nat, filter or security)")
+        self.table = Table(family=self.family, name=name, backend=self.backend, syntax=SYNTAX_IPTABLES,
+                           source=self.source, origin=self.origin(None))
+        self.table_line = self.lineno
+
+    def commit(self) -> None:
+        table = self.table
+        if table is None:
+            raise self.bad("COMMIT outside any table")
+        for rule, name, goto, chain_name in self.unresolved:
+            if name in table.chains:
+                rule.action = Action("goto" if goto else "jump", target=name)
+            elif goto:
+                raise self.bad(f"-g {name}: no chain '{name}' in table {table.name}", line=rule.origin.line)
+        self.unresolved = []
+        self.tables.append(table)
+        self.table = None
+
+    def origin(self, index: Optional[int]) -> Origin:
+        if self.live:
+            return Origin(self.source, index=index)
+        return Origin(self.source, line=self.lineno)
+
+    def chain_line(self, line: str) -> None:
+        table = self.table
+        if table is None:
+            raise self.bad("chain declared outside any table (add a '*filter' line above it)")
+        parts = line[1:].split()
+        if not parts:
+            raise self.bad("':' without a chain name")
+        name = parts[0]
+        policy = parts[1] if len(parts) > 1 else "-"
+        if name in table.chains and table.chains[name].rules:
+            raise self.bad(f"chain '{name}' declared again after it got rules")
+        self.declare(name, policy)
+
+    def declare(self, name: str, policy: str) -> Chain:
+        table = self.table
+        if name in BUILTIN_CHAINS[table.name]:
+            hook = IPTABLES_HOOK_OF_CHAIN[name]
+            prio = IPTABLES_PRIORITY[table.name]
+            if isinstance(prio, dict):
+                prio = prio[hook]
+            upper = policy.upper()
+            if upper == "-":
+                upper = "ACCEPT"
+            if upper not in ("ACCEPT", "DROP"):
+                raise self.bad(f"chain {name}: policy must be ACCEPT or DROP, not '{policy}'")
+            chain = Chain(name=name, hook=hook, priority=prio, type=IPTABLES_CHAIN_TYPE[table.name],
+                          policy=upper.lower(), origin=self.origin(None))
+        else:
+            if policy != "-":
+                raise self.bad(f"chain '{name}' is not a built-in chain of table {table.name}: it "
+                               f"cannot have a policy ('{policy}'); write ':{name} - [0:0]'")
+            if name in VERDICT_TARGETS or name.startswith("-") or len(name) > 28:
+                raise self.bad(f"invalid chain name '{name}'")
+            chain = Chain(name=name, origin=self.origin(None))
+        existing = table.chains.get(name)
+        if existing is not None:
+            existing.policy = chain.policy
+            return existing
+        table.chains[name] = chain
+        return chain
+
+    def chain_for_rule(self, name: str) -> Chain:
+        table = self.table
+        chain = table.chains.get(name)
+        if chain is not None:
+            return chain
+        if name in BUILTIN_CHAINS[table.name]:
+            # built-in chains exist in the kernel as soon as the table does
+            return self.declare(name, "-")
+        raise self.bad(f"chain '{name}' is used but never declared in table {table.name} "
+                       f"(iptables-restore rejects it; add ':{name} - [0:0]')")
+
+    # ------------------------------------------------------------------ rules
+
+    def rule_line(self, line: str, ignore_above: frozenset) -> None:
+        table = self.table
+        if table is None:
+            raise self.bad("rule outside any table (add a '*filter' line and a COMMIT)")
+        if '"' in line:
+            try:
+                tokens = split_quoted(line)
+            except _Bad as err:
+                raise self.bad(str(err)) from None
+        else:
+            tokens = line.split()
+        if tokens[0][0] == "[":
+            if not _COUNTER_RE.match(tokens[0]):
+                raise self.bad(f"bad counters {tokens[0]!r} (expected [packets:bytes])")
+            del tokens[0]
+            if not tokens:
+                raise self.bad("counters without a rule")
+        cmd = tokens[0]
+        n = len(tokens)
+        if cmd == "-A" or cmd == "--append" or cmd == "-I" or cmd == "--insert":
+            if n < 2:
+                raise self.bad(f"{cmd} needs a chain name")
+            chain = self.chain_for_rule(tokens[1])
+            start = 2
+            position = None
+            if cmd in ("-I", "--insert"):
+                position = 1
+                if n > 2 and tokens[2].isdigit():
+                    position = int(tokens[2])
+                    start = 3
+            rule = self.build_rule(tokens, start, line, chain, ignore_above)
+            if rule is None:
+                return
+            if position is None:
+                chain.rules.append(rule)
+            else:
+                if position < 1 or position > len(chain.rules) + 1:
+                    raise self.bad(f"{cmd} {chain.name} {position}: index out of range")
+                chain.rules.insert(position - 1, rule)
+            if self.live:
+                # positions shift on insert: renumber the chain (1-based, as `iptables -R` counts)
+                if position is None:
+                    rule.origin = Origin(self.source, index=len(chain.rules))
+                else:
+                    for i, r in enumerate(chain.rules, 1):
+                        r.origin = Origin(self.source, index=i)
+            return
+        if cmd in ("-N", "--new-chain"):
+            if n != 2:
+                raise self.bad(f"{cmd} takes exactly one chain name")
+            self.declare(tokens[1], "-")
+            return
+        if cmd in ("-P", "--policy"):
+            if n != 3 or tokens[1] not in BUILTIN_CHAINS[table.name]:
+                raise self.bad(f"{cmd} needs a built-in chain of table {table.name} and ACCEPT or DROP")
+            self.declare(tokens[1], tokens[2])
+            return
+        if cmd in ("-F", "--flush"):
+            names = tokens[1:] or list(table.chains)
+            for name in names:
+                self.chain_for_rule(name).rules.clear()
+            return
+        if cmd in ("-X", "--delete-chain"):
+            for name in tokens[1:] or [c.name for c in table.chains.values() if not c.is_base]:
+                chain = table.chains.get(name)
+                if chain is None or chain.is_base:
+                    raise self.bad(f"{cmd} {name}: no such user-defined chain")
+                del table.chains[name]
+            return
+        if cmd in ("-Z", "--zero"):
+            return
+        raise self.bad(f"unsupported command {cmd!r} (expected -A CHAIN ...)")
+
+    def build_rule(self, tokens: list, i: int, line: str, chain: Chain, ignore_above: frozenset):
+        """Turn the tokens after `-A CHAIN` into a Rule (None when `-4`/`-6` says it is for the
+        other family, as iptables-restore skips such lines).
+
+        Speed: an option and its value seen before in the same module context are looked up
+        in ``self.fast`` and cost one dict lookup; only new pairs take the slow path."""
+        n = len(tokens)
+        fast = self.fast
+        contexts = self.contexts
+        protos = self.protos
+        matches = []
+        neg = False
+        loaded = []                # match modules loaded so far, in order (-m and -p's)
+        proto = None               # the -p protocol's implied module name
+        ctx = ""                   # proto + loaded modules: part of the fast cache key
+        comment = None
+        target = None
+        goto = False
+        target_args = ()
+        group = None               # (index in matches, module count) of the open opaque match
+        addrs = self.addrs
+        while i < n:
+            tok = tokens[i]
+            i += 1
+            if (tok == "-s" or tok == "-d") and i < n and tokens[i] != "!":
+                # addresses are the one option whose values are mostly unique: own path
+                value = tokens[i]
+                i += 1
+                key = (tok, value, neg)
+                m = addrs.get(key)
+                if m is None:
+                    m = addrs[key] = self.address(tok, value, neg)
+                matches.append(m)
+                neg = False
+                continue
+            if tok == "-j" or tok == "-g" or tok == "--jump" or tok == "--goto":
+                if i >= n:
+                    raise self.bad(f"{tok} needs a target")
+                if neg:
+                    raise self.bad(f"'!' cannot negate {tok}")
+                if target is not None:
+                    raise self.bad("more than one target (-j/-g)")
+                target = tokens[i]
+                goto = tok == "-g" or tok == "--goto"
+                i += 1
+                # the target's options run to the end (or to a match option, written by hand)
+                j = i
+                while j < n and tokens[j] not in RESUME_MATCH and not (
+                        tokens[j] == "!" and j + 1 < n and tokens[j + 1] in RESUME_MATCH):
+                    j += 1
+                target_args = tuple(tokens[i:j])
+                i = j
+                continue
+            if i < n and not neg:
+                hit = fast.get((ctx, tok, tokens[i]))
+                if hit is not None:
+                    i += 1
+                    if hit:
+                        matches.extend(hit)
+                    continue
+            if tok == "-m" or tok == "--match":
+                if i >= n:
+                    raise self.bad(f"{tok} needs a module name")
+                if neg:
+                    raise self.bad(f"'!' cannot negate {tok} {tokens[i]}")
+                module = tokens[i]
+                i += 1
+                loaded.append(module)
+                key = (ctx, module)
+                following = contexts.get(key)
+                if following is None:
+                    following = contexts[key] = f"{ctx}|{module}"
+                ctx = following
+                if module not in QUIET_MODULES:
+                    # a module that filters without options (rpfilter, socket, ...): opaque
+                    # unless options follow, which then carry the meaning
+                    if i >= n or not tokens[i].startswith("--") or tokens[i] in RESUME_MATCH:
+                        matches.append(Match(field=f"m.{module}", text=f"-m {module}", opaque=True))
+                continue
+            if tok == "-p" and i < n and tokens[i] != "!":
+                key = (tokens[i], neg)
+                known_proto = protos.get(key)
+                if known_proto is None:
+                    try:
+                        known_proto = protos[key] = (self.build_match("proto", tok, tokens[i], neg, None),
+                                                     PROTO_MODULE.get(tokens[i].lower()))
+                    except _Bad as err:
+                        raise self.bad(str(err)) from None
+                i += 1
+                if known_proto[0]:
+                    matches.extend(known_proto[0])
+                proto = known_proto[1]
+                ctx = f"{proto}{ctx[ctx.index('|'):]}" if ctx else f"{proto}|"
+                neg = False
+                continue
+            if tok == "!":
+                if neg:
+                    raise self.bad("'!' given twice")
+                neg = True
+                continue
+            if tok[0] != "-" or len(tok) < 2:
+                raise self.bad(f"unexpected {tok!r} (an option was expected)")
+            if tok == "-c" or tok == "--set-counters":
+                if i + 1 >= n:
+                    raise self.bad(f"{tok} needs packet and byte counters")
+                i += 2
+                continue
+            if tok in ("-4", "--ipv4", "-6", "--ipv6"):
+                if (tok in ("-4", "--ipv4")) != (self.family == "ip"):
+                    return None
+                continue
+            if tok == "-f" or tok == "--fragment":
+                matches.append(Match(field="ip.frag", negate=neg, text=("! -f" if neg else "-f"), opaque=True))
+                neg = False
+                continue
+
+            # every other option takes arguments
+            known = _OPTIONS.get(tok)
+            handler = None
+            owner = loaded[-1] if loaded else proto     # the module an option belongs to
+            if known is None:
+                for module in reversed(loaded):
+                    handler = _MODULE_OPTIONS.get(module, _EMPTY).get(tok)
+                    if handler is not None:
+                        owner = module
+                        break
+                if handler is None and proto is not None:
+                    handler = _MODULE_OPTIONS.get(proto, _EMPTY).get(tok)
+                    if handler is not None:
+                        owner = proto
+            nargs = 1
+            if known is not None:
+                kind = known
+            elif handler is not None:
+                kind, nargs = handler
+            else:
+                kind, nargs = "opaque", -1
+            old_neg = False
+            if nargs == -1:
+                # unknown option: its arguments are the tokens up to the next option
+                if i < n and tokens[i] == "!" and i + 1 < n and not tokens[i + 1].startswith("-"):
+                    neg = not neg
+                    i += 1
+                j = i
+                while j < n and not tokens[j].startswith("-") and tokens[j] != "!":
+                    j += 1
+                value = " ".join([_quote(a) for a in tokens[i:j]])
+                i = j
+            else:
+                if i < n and tokens[i] == "!" and nargs > 0:
+                    # the old spelling `-s ! X`
+                    if neg:
+                        raise self.bad(f"{tok}: '!' given twice")
+                    neg = old_neg = True
+                    i += 1
+                if i + nargs > n:
+                    raise self.bad(f"{tok} needs an argument")
+                if nargs == 1:
+                    value = tokens[i]
+                    if value[:1] == "-" and tok not in ONE_ARG_ALWAYS and (
+                            value.startswith("--") or value in RESUME_MATCH or value in _OPTIONS
+                            or value in ("-j", "-g")):
+                        raise self.bad(f"{tok} needs an argument")
+                    i += 1
+                elif nargs == 0:
+                    value = ""
+                else:
+                    value = " ".join(tokens[i:i + nargs])
+                    i += nargs
+
+            if kind == "comment":
+                comment = value if comment is None else f"{comment} {value}"
+                neg = False
+                continue
+            if kind == "proto":
+                proto = PROTO_MODULE.get(value.lower())
+                ctx = f"{proto}|{'|'.join(loaded)}"
+            if kind == "opaque":
+                # options lbfw cannot decide: one opaque match per module, with all its text
+                piece = (f"! {tok} {value}" if neg else f"{tok} {value}").rstrip()
+                here = (owner, len(loaded))
+                if group is not None and group[1] == here:
+                    old = matches[group[0]]
+                    matches[group[0]] = Match(field=old.field, text=f"{old.text} {piece}", opaque=True)
+                else:
+                    if owner in loaded:
+                        piece = f"-m {owner} {piece}"
+                    matches.append(Match(field=f"m.{owner}" if owner else f"opt.{tok.lstrip('-')}",
+                                         text=piece, opaque=True))
+                    group = (len(matches) - 1, here)
+                neg = False
+                continue
+            if kind == "neutral":
+                built = ()
+            else:
+                try:
+                    built = self.build_match(kind, tok, value, neg, proto)
+                except _Bad as err:
+                    raise self.bad(str(err)) from None
+            if nargs == 1 and not neg and not old_neg and kind != "proto":
+                fast[(ctx, tok, value)] = built
+            if built:
+                matches.extend(built)
+            neg = False
+        if neg:
+            raise self.bad("'!' at the end of the rule, negating nothing")
+
+        if loaded and "addrtype" in loaded and any(m.field == "addrtype.limit-iface" for m in matches):
+            # --limit-iface-in/out: the type is looked up on one interface only: not modelled
+            matches = [Match(field=m.field, values=m.values, negate=m.negate, text=m.text, opaque=True)
+                       if isinstance(m.field, str) and m.field.startswith("fib.") else m for m in matches]
+
+        if comment is not None and "lbfw" in comment:
+            ignore = ignores_in(comment) | ignore_above
+        else:
+            ignore = ignore_above
+        if self.live:
+            origin = Origin(self.source, index=len(chain.rules) + 1)
+        else:
+            origin = _file_origin(self.source, self.lineno)
+        rule = Rule(tuple(matches), _CONTINUE, line, origin, comment, ignore)
+        if target is not None:
+            action = None if goto else self.actions.get((target, target_args))
+            if action is None or target in self.table.chains:
+                action = self.action(target, goto, target_args, chain, rule)
+            rule.action = action
+        return rule
+
+    # ------------------------------------------------------------------ matches
+
+    def build_match(self, kind: str, opt: str, value: str, neg: bool, proto: Optional[str]) -> tuple:
+        """Build the Match(es) for one option; raises _Bad for values iptables rejects."""
+        text = f"! {opt} {value}" if neg else f"{opt} {value}"
+        if kind == "saddr" or kind == "daddr":
+            return (self.addr_match(self.saddr if kind == "saddr" else self.daddr, opt, value, neg, text),)
+        if kind == "iif" or kind == "oif":
+            if not value or len(value) > 15:
+                raise _Bad(f"{opt}: bad interface name {value!r}")
+            name = value[:-1] + "*" if value.endswith("+") else value
+            return (Match(field="meta.iifname" if kind == "iif" else "meta.oifname", values=(name,),
+                          negate=neg, text=text),)
+        if kind == "proto":
+            lowered = value.lower()
+            if lowered in ("all", "0"):
+                if neg:
+                    return (Match(field="meta.l4proto", values=((0, 255),), negate=True, text=text),)
+                return ()
+            if lowered.isdigit():
+                number = int(lowered)
+                if number > 255:
+                    raise _Bad(f"{opt}: unknown protocol {value!r}")
+            elif lowered in PROTOCOLS:
+                number = PROTOCOLS[lowered]
+            else:
+                try:
+                    number = socket.getprotobyname(lowered)
+                except OSError:
+                    raise _Bad(f"{opt}: unknown protocol {value!r}") from None
+            return (Match(field="meta.l4proto", values=((number, number),), negate=neg, text=text),)
+        if kind == "port" or kind == "ports":
+            field = {"--sport": "th.sport", "--source-port": "th.sport", "--dport": "th.dport",
+                     "--destination-port": "th.dport", "--sports": "th.sport", "--source-ports": "th.sport",
+                     "--dports": "th.dport", "--destination-ports": "th.dport", "--ports": "th.port"}[opt]
+            items = value.split(",") if kind == "ports" else (value,)
+            try:
+                ranges = tuple(_port_range(item, proto) for item in items)
+            except ValueError as err:
+                raise _Bad(f"{opt}: bad port {err.args[0]!r}") from None
+            if any(lo > hi for lo, hi in ranges):
+                return (Match(field=field, negate=neg, text=text, opaque=True),)
+            return (Match(field=field, values=ranges, negate=neg, text=text),)
+        if kind == "syn":
+            return (Match(field="tcp.flags", values=((0x17, 0x02),), negate=neg, text=text.rstrip()),)
+        if kind == "tcpflags":
+            mask_text, _, comp_text = value.partition(" ")
+            try:
+                mask, comp = _tcp_flags(mask_text), _tcp_flags(comp_text)
+            except ValueError as err:
+                raise _Bad(f"{opt}: unknown TCP flag {err.args[0]!r}") from None
+            return (Match(field="tcp.flags", values=((mask, comp),), negate=neg, text=text),)
+        if kind == "state":
+            states = []
+            status = []
+            for word in value.upper().split(","):
+                if word in CT_STATES:
+                    states.append(CT_STATES[word])
+                elif word in ("SNAT", "DNAT") and opt == "--ctstate":
+                    status.append(CT_STATUS[word])
+                else:
+                    raise _Bad(f"{opt}: unknown state {word!r}")
+            if states and status:
+                if not neg:
+                    # state in X OR status in Y: no conjunction of matches says that
+                    return (Match(field="ct.state", negate=neg, text=text, opaque=True),)
+                # not (A or B) == not A and not B
+                return (Match(field="ct.state", values=tuple(states), negate=True, text=text),
+                        Match(field="ct.status", values=tuple(status), negate=True, text=text))
+            if status:
+                return (Match(field="ct.status", values=tuple(status), negate=neg, text=text),)
+            return (Match(field="ct.state", values=tuple(states), negate=neg, text=text),)
+        if kind == "ctstatus":
+            words = value.upper().split(",")
+            if all(w in CT_STATUS for w in words):
+                return (Match(field="ct.status", values=tuple(CT_STATUS[w] for w in words), negate=neg,
+                              text=text),)
+            return (Match(field="ct.status", negate=neg, text=text, opaque=True),)
+        if kind == "ctdir":
+            word = value.upper()
+            if word not in ("ORIGINAL", "REPLY"):
+                raise _Bad(f"{opt}: expected ORIGINAL or REPLY, not {value!r}")
+            return (Match(field="ct.direction", values=(word.lower(),), negate=neg, text=text),)
+        if kind == "srctype" or kind == "dsttype":
+            field = "fib.saddr.type" if kind == "srctype" else "fib.daddr.type"
+            return (Match(field=field, values=tuple(w.lower() for w in value.split(",")), negate=neg, text=text),)
+        if kind == "limitiface":
+            return (Match(field="addrtype.limit-iface", text=text, opaque=True),)
+        if kind == "range":
+            field = self.saddr if opt == "--src-range" else self.daddr
+            lo_text, dash, hi_text = value.partition("-")
+            try:
+                parse = _ip6 if self.family == "ip6" else _ip4
+                lo = parse(lo_text)
+                hi = parse(hi_text) if dash else lo
+            except ValueError:
+                raise _Bad(f"{opt}: {value!r} is not {self.family_word} address range") from None
+            if lo > hi:
+                return (Match(field=field, negate=neg, text=text, opaque=True),)
+            return (Match(field=field, values=((lo, hi),), negate=neg, text=text),)
+        if kind == "mark" or kind == "ctmark":
+            try:
+                mark, mask = _value_mask(value)
+            except ValueError:
+                raise _Bad(f"{opt}: bad mark {value!r}") from None
+            field = "meta.mark" if kind == "mark" else "ct.mark"
+            return (Match(field=field, values=((mark & mask, mark & mask),),
+                          mask=None if mask == 0xFFFFFFFF else mask, negate=neg, text=text,
+                          opaque=kind == "ctmark"),)
+        if kind == "matchset":
+            name, _, dirs = value.partition(" ")
+            dir_list = dirs.split(",")
+            fields = tuple(self.saddr if d == "src" else self.daddr for d in dir_list)
+            return (Match(field=fields[0] if len(fields) == 1 else fields, negate=neg, text=text,
+                          set_name=name, opaque=True),)
+        # everything else: kept, undecided
+        module_text = opt.lstrip("-")
+        return (Match(field=f"opt.{module_text}", negate=neg, text=text.rstrip(), opaque=True),)
+
+    def address(self, opt: str, value: str, neg: bool) -> Match:
+        """The Match for `-s VALUE` / `-d VALUE` (the hot path; errors as InputError)."""
+        field = self.saddr if opt == "-s" else self.daddr
+        text = f"! {opt} {value}" if neg else f"{opt} {value}"
+        if self.family == "ip" and "," not in value:
+            addr_text, slash, mask_text = value.partition("/")
+            if not slash or mask_text == "32":
+                try:
+                    a = _from_bytes(_pton(_AF_INET, addr_text), "big")
+                except OSError:
+                    pass                      # not plain dotted-quad: the careful path says why
+                else:
+                    return _match(field, ((a, a),), neg, text)
+        try:
+            return self.addr_match(field, opt, value, neg, text)
+        except _Bad as err:
+            raise self.bad(str(err)) from None
+
+    def addr_match(self, field: str, opt: str, value: str, neg: bool, text: str) -> Match:
+        items = value.split(",")
+        if len(items) > 1 and neg:
+            raise _Bad(f"{opt}: '!' is not allowed with more than one address")
+        ranges = []
+        for item in items:
+            try:
+                rng = _net(item, self.family)
+            except ValueError:
+                address = item.partition("/")[0]
+                if _HOSTNAME_RE.match(address) and not address.replace(".", "").isdigit():
+                    # iptables resolves names when the rule is loaded; lbfw does not guess
+                    return Match(field=field, negate=neg, text=text, opaque=True)
+                raise _Bad(f"{opt}: {item!r} is not {self.family_word} address") from None
+            if rng is None:
+                return Match(field=field, negate=neg, text=text, opaque=True)
+            ranges.append(rng)
+        return Match(field=field, values=tuple(ranges), negate=neg, text=text)
+
+    # ------------------------------------------------------------------ targets
+
+    def action(self, name: str, goto: bool, args: tuple, chain: Chain, rule: Rule) -> Action:
+        """The Action for `-j NAME ARGS` (or `-g NAME`) in ``chain``."""
+        if name in self.table.chains:
+            return Action("goto" if goto else "jump", target=name, args=" ".join(args))
+        if goto:
+            self.unresolved.append((rule, name, True, chain.name))
+            return Action("unknown", target=name)
+        key = (name, args)
+        action = self.actions.get(key)
+        if action is None:
+            action = self.target_action(name, args, chain, rule)
+            if action.kind != "unknown" and name != "NETMAP":
+                self.actions[key] = action
+        return action
+
+    def target_action(self, name: str, args: tuple, chain: Chain, rule: Rule) -> Action:
+        arg_text = " ".join([_quote(a) for a in args])
+        kind = VERDICT_TARGETS.get(name)
+        if kind is not None:
+            return Action(kind, target=name, args=arg_text)
+        if name in CONTINUE_TARGETS:
+            return Action("continue", target=name, args=arg_text)
+        if name == "MARK":
+            return Action("continue", target=name, args=arg_text, set_mark=self.mark_target(args))
+        if name == "DNAT":
+            addr, port = self.nat_to(args, "--to-destination")
+            return Action("dnat", target=name, args=arg_text, to_addr=addr, to_port=port)
+        if name == "REDIRECT":
+            _, port = self.nat_to(args, "--to-ports", ports_only=True)
+            return Action("redirect", target=name, args=arg_text, to_port=port)
+        if name == "SNAT":
+            addr, port = self.nat_to(args, "--to-source")
+            return Action("snat", target=name, args=arg_text, to_addr=addr, to_port=port)
+        if name == "MASQUERADE":
+            return Action("masquerade", target=name, args=arg_text)
+        if name == "NETMAP":
+            # NETMAP rewrites the source in POSTROUTING/INPUT, the destination elsewhere: the
+            # new destination depends on the packet, which the model does not say
+            if chain.hook in ("postrouting", "input"):
+                return Action("snat", target=name, args=arg_text)
+            return Action("unknown", target=name, args=arg_text)
+        if name == "NOTRACK":
+            return Action("notrack", target=name, args=arg_text)
+        if name == "CT":
+            kind = "notrack" if "--notrack" in args else "continue"
+            return Action(kind, target=name, args=arg_text)
+        if name in ("NFQUEUE", "QUEUE"):
+            return Action("queue", target=name, args=arg_text)
+        # Maybe a chain declared further down (hand-written files): resolved at COMMIT.
+        self.unresolved.append((rule, name, False, chain.name))
+        return Action("unknown", target=name, args=arg_text)
+
+    def mark_target(self, args: tuple) -> Optional[tuple]:
+        """MARK's effect as (value, mask): mark = (mark & ~mask) | value; None when not that."""
+        for i, opt in enumerate(args[:-1]):
+            try:
+                if opt in ("--set-mark", "--set-xmark"):
+                    value, mask = _value_mask(args[i + 1])
+                    if opt == "--set-xmark" and value & ~mask & 0xFFFFFFFF:
+                        return None              # real XOR outside the mask: not a plain set
+                    return (value & mask, mask)
+                if opt == "--or-mark":
+                    value = _int(args[i + 1])
+                    return (value, value)
+                if opt == "--and-mark":
+                    value = _int(args[i + 1])
+                    return (0, ~value & 0xFFFFFFFF)
+            except ValueError:
+                raise self.bad(f"MARK {opt}: bad mark {args[i + 1]!r}") from None
+        return None
+
+    def nat_to(self, args: tuple, opt: str, ports_only: bool = False) -> tuple:
+        """(first address, first port) of a NAT target's --to-* option; None where absent."""
+        try:
+            value = args[args.index(opt) + 1]
+        except (ValueError, IndexError):
+            return None, None
+        addr = port = None
+        try:
+            if ports_only:
+                port = int(value.partition("-")[0])
+                return None, port
+            if self.family == "ip6":
+                if value.startswith("["):
+                    addr_text, _, rest = value[1:].partition("]")
+                    port_text = rest[1:] if rest.startswith(":") else ""
+                else:
+                    addr_text, port_text = value, ""
+                addr = _ip6(addr_text.partition("-")[0]) if addr_text else None
+            else:
+                addr_text, _, port_text = value.partition(":")
+                addr = _ip4(addr_text.partition("-")[0]) if addr_text else None
+            if port_text:
+                port = int(port_text.partition("-")[0])
+        except ValueError:
+            raise self.bad(f"{opt}: {value!r} is not {self.family_word} address[:port]") from None
+        return addr, port
+
+
+# Options every rule understands (not tied to a module): option -> kind.
+_OPTIONS = {
+    "-s": "saddr", "--source": "saddr", "--src": "saddr",
+    "-d": "daddr", "--destination": "daddr", "--dst": "daddr",
+    "-i": "iif", "--in-interface": "iif",
+    "-o": "oif", "--out-interface": "oif",
+    "-p": "proto", "--protocol": "proto",
+}
+
+_PORTS = {"--sport": ("port", 1), "--source-port": ("port", 1), "--dport": ("port", 1),
+          "--destination-port": ("port", 1)}
+# Module options lbfw understands: module -> option -> (kind, number of arguments).
+# Options of a loaded module not listed here are kept opaque with their arguments.
+_MODULE_OPTIONS = {
+    "tcp": {**_PORTS, "--syn": ("syn", 0), "--tcp-flags": ("tcpflags", 2), "--tcp-option": ("opaque", 1)},
+    "udp": dict(_PORTS),
+    "udplite": dict(_PORTS),
+    "sctp": dict(_PORTS),
+    "dccp": dict(_PORTS),
+    "icmp": {"--icmp-type": ("opaque", 1)},
+    "icmp6": {"--icmpv6-type": ("opaque", 1)},
+    "multiport": {"--sports": ("ports", 1), "--source-ports": ("ports", 1), "--dports": ("ports", 1),
+                  "--destination-ports": ("ports", 1), "--ports": ("ports", 1)},
+    "state": {"--state": ("state", 1)},
+    "conntrack": {"--ctstate": ("state", 1), "--ctstatus": ("ctstatus", 1), "--ctdir": ("ctdir", 1)},
+    "addrtype": {"--src-type": ("srctype", 1), "--dst-type": ("dsttype", 1),
+                 "--limit-iface-in": ("limitiface", 0), "--limit-iface-out": ("limitiface", 0)},
+    "iprange": {"--src-range": ("range", 1), "--dst-range": ("range", 1)},
+    "mark": {"--mark": ("mark", 1)},
+    "connmark": {"--mark": ("ctmark", 1)},
+    "set": {"--match-set": ("matchset", 2), "--set": ("matchset", 2)},
+    "comment": {"--comment": ("comment", 1)},
+    "limit": {"--limit": ("neutral", 1), "--limit-burst": ("neutral", 1)},
+    "mac": {"--mac-source": ("opaque", 1)},
+    "string": {"--string": ("opaque", 1), "--hex-string": ("opaque", 1)},
+    "u32": {"--u32": ("opaque", 1)},
+}
+
+
+# --------------------------------------------------------------------------- public entry point
+
+def parse(text: str, source: str, family: Optional[str] = None, backend: str = BACKEND_FILE) -> list:
+    """Parse iptables-save (``family`` "ip") or ip6tables-save ("ip6") text into Tables.
+
+    ``family`` None detects it from the text (header comment, IPv6 addresses, ipv6-icmp).
+    ``source`` is the path as given (or "live:legacy" / "live:iptables-nft" with that
+    ``backend``): files get ``Origin(source, line=N)``, live rules ``Origin(source, index=N)``.
+
+    Raises InputError(path=source, line=N) for what iptables-restore rejects: a rule or chain
+    outside any table, a chain used but never declared, a table without COMMIT, an option
+    missing its argument, an address that is not one, a line of no known kind.
+    """
+    if family is None:
+        from .detect import detect_format
+        try:
+            family = "ip6" if detect_format(text) == "ip6tables-save" else "ip"
+        except InputError:
+            family = "ip"
+    if family not in ("ip", "ip6"):
+        raise ValueError(f"family must be 'ip' or 'ip6', not {family!r}")
+    # Hundreds of thousands of new objects, none of them garbage: the cyclic collector would
+    # walk them again and again (a third of the time on large dumps) for nothing.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _Parser(source, family, backend).run(text)
+    finally:
+        if was_enabled:
+            gc.enable()
