@@ -350,6 +350,8 @@ class Engine:
             rules = []
             for idx, rule in enumerate(chain.rules):
                 preds = tuple(compile_match(m, sets) for m in rule.matches)
+                if "-m rpfilter" in (rule.text or ""):
+                    preds = _rpfilter(rule, preds)
                 rules.append(_CRule(preds, rule.action, rule, idx))
             cc = _CChain(chain.name, chain, rules, _build_blocks(chain.rules))
             self._compiled[key] = cc
@@ -827,6 +829,24 @@ class Engine:
             return "drop"
         self._step(run, pkt, hook, table, chain.name, "policy-accept", origin=chain.origin)
         return "accept"
+
+
+_RPFILTER_OPTIONS = ("opt.invert", "opt.loose", "opt.validmark", "opt.accept-local")
+
+
+def _rpfilter(rule, preds) -> tuple:
+    """`-m rpfilter [--invert]`: the kernel lets every packet that came in on loopback pass the
+    reverse-path test (xt_rpfilter: rpfilter_is_loopback -> true ^ invert); elsewhere it
+    depends on routes lbfw does not know."""
+    invert = "--invert" in rule.text.split()
+    kept = tuple((p, t) for (p, t), m in zip(preds, rule.matches)
+                 if not (m.opaque and m.field in _RPFILTER_OPTIONS))
+
+    def rpfilter(pkt):
+        if pkt.iif == "lo":
+            return not invert
+        return None
+    return kept + ((rpfilter, "-m rpfilter" + (" --invert" if invert else "")),)
 
 
 def _priority(table: Table, chain, hook: str) -> int:
