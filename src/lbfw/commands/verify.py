@@ -154,14 +154,6 @@ def tool_versions() -> dict:
     return versions
 
 
-def _read_stdin_once() -> bytes:
-    """Standard input, read once and put back, for both the reader and the sandbox."""
-    import io
-    data = sys.stdin.buffer.read()
-    sys.stdin = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8")
-    return data
-
-
 def _loadable(sources, ruleset, stdin_data: Optional[bytes]):
     """Sources for the sandbox, in the formats the reader found (so both see the same thing)."""
     from ..sandbox.verify import RulesetText
@@ -185,11 +177,14 @@ def _loadable(sources, ruleset, stdin_data: Optional[bytes]):
     return out
 
 
-def run(sources=(), plan=None, format: str = "text", input_format: str = "auto", reader: str = "auto",
-        timeout: float = 1.0) -> int:
-    choose("--format", format, FORMATS)
+def verify_rows(sources, plan=None, input_format: str = "auto", reader: str = "auto", timeout: float = 1.0,
+                stdin_data: Optional[bytes] = None):
+    """(rows, results, mode): predicted (engine) and observed (sandbox or live) per flow.
+    Standard input, when a source is "-", must already be read into ``stdin_data``."""
     sources = list(sources or [])
-    stdin_data = _read_stdin_once() if "-" in sources else None
+    if stdin_data is not None:
+        import io
+        sys.stdin = io.TextIOWrapper(io.BytesIO(stdin_data), encoding="utf-8")
     ruleset = read_ruleset(sources, input_format, reader)
 
     from ..analyze.engine import Engine
@@ -207,8 +202,15 @@ def run(sources=(), plan=None, format: str = "text", input_format: str = "auto",
     else:
         observed = sandbox.verify_live_detailed(flows, timeout=timeout)
         mode = "on the live host"
+    return compare(results, observed), results, mode
 
-    rows = compare(results, observed)
+
+def run(sources=(), plan=None, format: str = "text", input_format: str = "auto", reader: str = "auto",
+        timeout: float = 1.0) -> int:
+    choose("--format", format, FORMATS)
+    sources = list(sources or [])
+    stdin_data = sys.stdin.buffer.read() if "-" in sources else None
+    rows, results, mode = verify_rows(sources, plan, input_format, reader, timeout, stdin_data)
     report = bug_report(rows, results, tool_versions()) if any(r["agree"] is False for r in rows) else None
     if format == "json":
         text = render_json(rows, report)
