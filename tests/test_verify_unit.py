@@ -1,0 +1,132 @@
+"""The pure parts of verify and the sandbox: comparing, rendering, reading tool messages."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from lbfw.commands.verify import agreement, bug_report, compare, render_json, render_text
+from lbfw.model import Action, Origin, Rule
+from lbfw.results import Flow, FlowResult, Step
+from lbfw.sandbox import probe
+from lbfw.sandbox.netns import _comparable_save, _rejected, missing_interfaces, valid_ifname
+from lbfw.sandbox.verify import _hex_to_addr, _is_loopback, interfaces_named
+
+
+def _result(flow, verdict, steps=()):
+    return FlowResult(flow=flow, verdict=verdict, steps=list(steps))
+
+
+@pytest.mark.parametrize("predicted,observed,agree", [
+    ("delivered", "delivered", True), ("blocked", "blocked", True),
+    ("delivered", "blocked", False), ("blocked", "delivered", False),
+    ("unknown", "blocked", None), ("delivered", "not observed: port in use", None),
+])
+def test_agreement_compares_only_definite_verdicts(predicted, observed, agree):
+    assert agreement(predicted, observed) is agree
+
+
+def test_a_disagreement_is_reported_as_a_bug_with_the_engine_path():
+    rule = Rule(matches=(), action=Action("accept"), text="-A INPUT -s 127.0.0.1/32 -j ACCEPT",
+                origin=Origin("rules.v4", line=5))
+    steps = [Step("request", "input", "filter", "ip", "INPUT", "accept", rule=rule, origin=rule.origin)]
+    flows = [Flow("tcp", "127.0.0.53", 53), Flow("udp", "127.0.0.1", 53, "127.0.0.2"), Flow("tcp", "::1", 80)]
+    results = [_result(flows[0], "delivered", steps), _result(flows[1], "blocked"), _result(flows[2], "unknown")]
+    rows = compare(results, ["blocked", {"observed": "blocked", "reason": "reply: timeout"}, "delivered"])
+    assert [r["agree"] for r in rows] == [False, True, None]
+    assert rows[1]["reason"] == "reply: timeout"
+    report = bug_report(rows, results, {"nft": "nftables v1.0.6"})
+    assert report is not None and "bug in lbfw" in report["message"]
+    assert report["kernel"] and report["lbfw"]
+    [item] = report["flows"]
+    assert item["flow"] == "tcp default -> 127.0.0.53:53"
+    assert any("rules.v4:5" in line and "-s 127.0.0.1/32" in line for line in item["path"])
+
+    doc = json.loads(render_json(rows, report))
+    assert doc["agree"] is False and doc["bug_report"]["tools"] == {"nft": "nftables v1.0.6"}
+    assert [r["agree"] for r in doc["flows"]] == [False, True, None]
+
+    text = render_text(rows, report, "in a private network namespace")
+    assert "\x1b[" not in text  # no colour unless asked
+    assert "3 flows, observed in a private network namespace: 1 agree, 1 disagree, 1 predicted unknown" in text
+    assert "bug in lbfw" in text and "nftables v1.0.6" in text and "rules.v4:5" in text
+    assert "NO" in text.split("\n")[1]
+
+
+def test_no_report_when_all_agree():
+    flows = [Flow("tcp", "127.0.0.1", 22)]
+    rows = compare([_result(flows[0], "delivered")], ["delivered"])
+    assert bug_report(rows, [_result(flows[0], "delivered")], {}) is None
+    assert json.loads(render_json(rows, None)) == {
+        "flows": [{"proto": "tcp", "client": None, "server": "127.0.0.1", "port": 22, "predicted": "delivered",
+                   "observed": "delivered", "agree": True, "reason": ""}],
+        "agree": True, "bug_report": None}
+
+
+def test_nft_names_the_interfaces_it_cannot_find():
+    stderr = ('/dev/stdin:5:20-25: Error: Interface does not exist\n'
+              '  iif . ip saddr { "eth9" . 1.2.3.4 } accept\n'
+              '                   ^^^^^^\n'
+              '/dev/stdin:1:12-15: Error: Interface does not exist\n'
+              'define W = wan0\n'
+              '           ^^^^\n')
+    assert missing_interfaces(stderr) == ["eth9", "wan0"]
+    assert missing_interfaces("Error: syntax error\n") == []
+
+
+def test_interfaces_named_by_nft_text_need_iif_or_oif():
+    text = ('define WAN = "ppp0"\ntable inet f {\n chain c {\n  iif lo accept\n  iif "eth0" drop\n'
+            '  iifname "wild*" drop\n  oif { "a0", b1 } accept\n  iif $WAN drop\n  meta oif tun0 accept\n'
+            '  iiftype ether accept\n }\n}\n')
+    assert interfaces_named(text, "nft") == ["eth0", "tun0", "a0", "b1", "ppp0"]
+    assert interfaces_named("-A INPUT -i eth0 -j ACCEPT\n", "iptables-save") == []
+    doc = {"nftables": [{"rule": {"expr": [{"match": {"left": {"meta": {"key": "oif"}},
+                                                      "right": {"set": ["x0", "y0"]}}}]}}]}
+    assert sorted(interfaces_named(json.dumps(doc), "nft-json")) == ["x0", "y0"]
+
+
+@pytest.mark.parametrize("name,ok", [("eth0", True), ("a" * 15, True), ("a" * 16, False), ("eth+", False),
+                                     ("br*", False), ("a/b", False), ("a:1", False), ("..", False), ("", False)])
+def test_valid_interface_names(name, ok):
+    assert valid_ifname(name) is ok
+
+
+def test_restore_errors_become_input_errors_with_the_line():
+    err = _rejected("iptables-legacy-restore",
+                    "iptables-restore v1.8.9 (legacy): Couldn't load match `nosuch'\nError occurred at line: 3\n"
+                    "Try `iptables-restore -h' or 'iptables-restore --help' for more information.\n", "rules.v4")
+    assert (err.path, err.line) == ("rules.v4", 3)
+    assert "Try `" not in err.message and "nosuch" in err.message
+    err = _rejected("nft", "/dev/stdin:4:22-26: Error: syntax error, unexpected newline\n  x\n  ^\n", "fw.nft")
+    assert (err.path, err.line) == ("fw.nft", 4)
+    assert err.message.endswith("syntax error, unexpected newline")
+
+
+def test_dumps_are_made_comparable():
+    text = "# Generated by iptables-save v1.8.9 on Sun\n*filter\n:INPUT DROP [12:3400]\n-A INPUT -j ACCEPT\nCOMMIT\n"
+    assert _comparable_save(text) == "*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\nCOMMIT\n"
+    assert _comparable_save("") == ""
+
+
+def test_proc_net_tcp_addresses_are_decoded():
+    if sys.byteorder != "little":
+        pytest.skip("the fixture below is little-endian /proc/net/tcp text")
+    assert _hex_to_addr("3500007F") == "127.0.0.53"
+    assert _hex_to_addr("00000000000000000000000001000000") == "::1"
+
+
+def test_only_loopback_servers_are_probed_live():
+    assert _is_loopback("127.0.0.53") and _is_loopback("::1") and _is_loopback("[::1]")
+    assert not _is_loopback("10.0.0.1") and not _is_loopback("nonsense") and not _is_loopback(None)
+
+
+def test_probe_refuses_what_it_cannot_observe():
+    with pytest.raises(ValueError):
+        probe.observe_flows([{"proto": "icmp", "server": "127.0.0.1", "port": 1}])
+    with pytest.raises(ValueError):
+        probe.observe_flows([{"proto": "tcp", "server": "127.0.0.1", "port": 0}])
+    with pytest.raises(ValueError):
+        probe.observe_flows([{"proto": "tcp", "server": "127.0.0.1", "port": 1}] * (probe.MAX_FLOWS + 1))
+
