@@ -18,6 +18,14 @@ def source_json(info) -> dict:
     return data
 
 
+def finding_json(f) -> dict:
+    """Finding.to_json() plus the table's family and backend (a live "filter" table exists per family)."""
+    data = f.to_json()
+    data["family"] = f.family
+    data["backend"] = f.backend
+    return data
+
+
 def flow_json(result, verified: Optional[dict] = None) -> dict:
     data = result.to_json()
     if verified is not None:
@@ -32,7 +40,7 @@ def audit_document(findings, results=(), sources=(), verified: Optional[dict] = 
         "version": SCHEMA_VERSION,
         "tool": {"name": "lbfw", "version": _version},
         "summary": counts(findings),
-        "findings": [f.to_json() for f in findings],
+        "findings": [finding_json(f) for f in findings],
         "flows": [flow_json(r, verified) for r in results],
         "sources": [source_json(s) for s in sources],
     }
