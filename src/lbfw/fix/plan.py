@@ -267,6 +267,8 @@ class _Planner:
         self.findings = [f for f in findings if f.check in FIXABLE]
         self.finding_lines = set()
         for f in self.findings:
+            if f.rule is None or f.severity == "note" or (f.owner and not self._owner_file_ok(f)):
+                continue  # refused below: its rule keeps whatever a define or set gives it
             loc = self._locate(f)
             if loc is not None:
                 self.finding_lines.add((loc[0], loc[1]))
