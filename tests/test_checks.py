@@ -105,8 +105,17 @@ def test_lb003_narrow_antispoofing_and_route_localnet_makes_it_an_error():
     hot = audit(text, host=HostFacts(route_localnet={"all": 1, "eth0": 1}, local_127_route=True))
     lb003 = [f for f in hot if f.check == "LB003"]
     assert lb003[0].severity == "error" and "route_localnet" in lb003[0].message
-    # the narrow drop does not protect: LB005 fires too
-    assert "LB005" in ids(hot)
+    assert "LB005" not in ids(hot)          # policy DROP: the network cannot reach 127.0.0.1 services anyway
+    open_text = filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.1/32 -j DROP", policy="ACCEPT")
+    hot_open = audit(open_text, host=HostFacts(route_localnet={"all": 1}, local_127_route=True))
+    assert ids(hot_open) == ["LB003", "LB005"]      # the narrow drop does not protect 127.0.0.1 from 192.0.2.1
+
+
+def test_lb003_through_a_log_and_drop_chain():
+    text = filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.1/32 -j LOG_DROP",
+                "-A LOG_DROP -j LOG --log-prefix \"spoof \"", "-A LOG_DROP -j DROP").replace(
+        ":OUTPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]\n:LOG_DROP - [0:0]")
+    assert [(f.check, f.line) for f in audit(text)] == [("LB003", 7)]
 
 
 def test_lb003_quiet_for_whole_block_and_port_specific_drops():

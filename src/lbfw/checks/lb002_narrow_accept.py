@@ -19,7 +19,8 @@ Finds rules that accept loopback traffic by the address 127.0.0.1 alone (`-s 127
 `127.0.0.1/32`, `127.0.0.1/255.255.255.255`, nft `ip saddr 127.0.0.1`) where the loopback
 interface or 127.0.0.0/8 was meant: directly, through a jump into a chain that accepts, through a
 named or anonymous set, a verdict map (`ip saddr vmap { 127.0.0.1 : accept }`) or an nft `define`.
-It is reported even when conntrack masks it, and says which loopback connections still break.
+It is reported even when conntrack masks it, and says which loopback connections still break; when
+nothing after it drops loopback traffic (a later rule or the policy accepts it), it is a note.
 
 ## Why is this bad?
 Every address in 127.0.0.0/8 is loopback and services use them: systemd-resolved on 127.0.0.53,
@@ -131,6 +132,7 @@ def _accepting(ref: RuleRef) -> str:
 def check(ctx: CheckContext):
     me = sys.modules[__name__]
     findings = []
+    not_delivered = ctx.not_delivered("ip")
     for ref in ctx.rules():
         if ref.table.family not in ("ip", "inet"):
             continue
@@ -162,13 +164,15 @@ def check(ctx: CheckContext):
                    "other 127/8 addresses (127.0.0.53, 127.0.1.1, clients bound to 127.0.0.2) are not matched.")
         side = "-i lo" if hooks & set(INBOUND_HOOKS) else "-o lo"
         nft_side = 'iif "lo"' if side == "-i lo" else 'oif "lo"'
-        breaking = [r for r in ctx.not_delivered("ip")
-                    if r.deciding is not None and r.deciding.hook in hooks]
+        breaking = [r for r in not_delivered if r.deciding is not None and r.deciding.hook in hooks]
         severity = None
         if breaking:
             message += f" Still broken: {flows_summary(breaking)}."
         else:
-            message += " No default loopback flow fails because of it today, but any later drop would expose it."
+            # Nothing after it drops loopback traffic (or another rule accepts it): a latent mistake.
+            severity = "note"
+            message += (" No default loopback flow fails because of it today (a later rule or the policy "
+                        "accepts them), but it does not do what it seems to.")
         message += f" Match the loopback interface instead ({side}, nft {nft_side}) or 127.0.0.0/8."
         evidence = owner_match(ref.rule)
         if evidence:

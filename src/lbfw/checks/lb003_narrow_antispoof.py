@@ -60,6 +60,26 @@ def _route_localnet_on(ctx: CheckContext) -> list:
     return sorted(name for name, value in (host.route_localnet or {}).items() if str(value) == "1")
 
 
+def _chain_drops(table, name: str) -> bool:
+    """A LOG_DROP-style chain: it ends in an unconditional drop or reject (after LOG and the like)."""
+    chain = table.chains.get(name)
+    if chain is None:
+        return False
+    for rule in chain.rules:
+        if rule.action.kind in ("drop", "reject") and not rule.matches:
+            return True
+        if rule.action.kind not in ("continue",):
+            return False
+    return chain.policy == "drop"
+
+
+def _drops(ref) -> bool:
+    action = ref.rule.action
+    if action.kind in ("drop", "reject"):
+        return True
+    return action.kind in ("jump", "goto") and bool(action.target) and _chain_drops(ref.table, action.target)
+
+
 def check(ctx: CheckContext):
     me = sys.modules[__name__]
     findings = []
@@ -67,7 +87,7 @@ def check(ctx: CheckContext):
     for ref in ctx.rules():
         if ref.table.family not in ("ip", "inet"):
             continue
-        if ref.rule.action.kind not in ("drop", "reject"):
+        if not _drops(ref):
             continue
         if not ref.hooks & set(INBOUND_HOOKS) or table_kind(ref.table, ref.chain) == "nat":
             continue
