@@ -901,6 +901,8 @@ class _Parser:
                     pass                      # not plain dotted-quad: the careful path says why
                 else:
                     return _match(field, ((a, a),), neg, text)
+        if value[:1] == "-":
+            raise self.bad(f"{opt} needs an argument")
         try:
             return self.addr_match(field, opt, value, neg, text)
         except _Bad as err:
