@@ -1,0 +1,61 @@
+"""`lbfw audit` with no SOURCE reads the live kernel: run inside a private network namespace
+holding example rules (legacy iptables and native nftables at once), never on the host."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EX = ROOT / "rules" / "examples"
+
+
+@pytest.fixture(scope="module")
+def ns():
+    from lbfw.sandbox.netns import Namespace
+    with Namespace() as space:
+        space.load_iptables((EX / "input-narrow-accept.rules").read_text(), family="ip", backend="legacy")
+        space.load_nft(EX / "nft-saddr-narrow.nft")
+        yield space
+
+
+def lbfw_in(ns, *args):
+    return ns.run([sys.executable, "-m", "lbfw", *args], check=False)
+
+
+@pytest.mark.kernel
+def test_live_audit_json_names_backend_index_and_handle(ns):
+    proc = lbfw_in(ns, "audit", "--format", "json")
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    got = {(f["check"], f["source"], f["table"], f["chain"], f["index"], f["handle"], f["line"])
+           for f in doc["findings"]}
+    assert ("LB002", "live:legacy", "filter", "INPUT", 1, None, None) in got
+    nft = [f for f in doc["findings"] if f["source"] == "live:nftables"]
+    assert [(f["check"], f["chain"], f["rule"]) for f in nft] == [("LB002", "input", "ip saddr 127.0.0.1 accept")]
+    assert isinstance(nft[0]["handle"], int)
+    assert ("LB001", "live:legacy", "filter", "INPUT", None, None, None) in got
+    assert {s["source"] for s in doc["sources"]} >= {"live:legacy", "live:nftables"}
+
+
+@pytest.mark.kernel
+def test_live_audit_text_and_sarif_locations(ns):
+    text = lbfw_in(ns, "audit").stdout
+    assert "live:legacy ip filter INPUT #1: LB002 warning" in text
+    assert "live:legacy ip filter INPUT policy: LB001 error" in text
+    assert "live:nftables inet filter input handle " in text
+    doc = json.loads(lbfw_in(ns, "audit", "--format", "sarif").stdout)
+    for res in doc["runs"][0]["results"]:
+        loc = res["locations"][0]
+        assert "physicalLocation" not in loc
+        assert loc["logicalLocations"][0]["fullyQualifiedName"].startswith("live:")
+
+
+@pytest.mark.kernel
+def test_live_check_in_the_namespace(ns):
+    proc = lbfw_in(ns, "check", "--to", "127.0.0.53:53/udp", "--format", "json")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["flows"][0]["verdict"] == "blocked"
