@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -188,3 +189,31 @@ def test_nft_loads_from_a_path(tmp_path):
         ns.load_nft(path)
         listed = ns.dump()["nft"]
         assert "table ip t" in listed and "table ip u" in listed
+
+
+NOBODY = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from lbfw.results import Flow
+from lbfw.sandbox.netns import Namespace
+from lbfw.sandbox.traffic import observe
+with Namespace() as ns:
+    assert ns.user_ns
+    ns.load_iptables("*filter\\n:INPUT DROP [0:0]\\n-A INPUT -s 127.0.0.1/32 -j ACCEPT\\nCOMMIT\\n", backend="nft")
+    ns.load_iptables("*filter\\n:INPUT DROP [0:0]\\n-A INPUT -s 127.0.0.1/32 -j ACCEPT\\nCOMMIT\\n")
+    print(ns.legacy_available(), *observe(ns, [Flow("tcp", "127.0.0.1", 80), Flow("tcp", "127.0.0.53", 80)],
+                                          timeout=0.4))
+"""
+
+
+def test_without_root_a_user_namespace_does_the_same():
+    # Unprivileged users get `unshare -rn`; the legacy tools need a private lock file there.
+    python = "/usr/bin/python3"  # the venv's interpreter may sit in a directory nobody cannot enter
+    if os.geteuid() != 0 or shutil.which("setpriv") is None or not os.access(python, os.X_OK):
+        pytest.skip("needs root to become nobody, setpriv and the system python3")
+    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", NOBODY,
+                           str(ROOT / "src")], capture_output=True, text=True, timeout=60, cwd="/")
+    if "cannot create a private network namespace" in proc.stderr:
+        pytest.skip(f"user namespaces are not allowed here: {proc.stderr.strip()[-200:]}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "delivered", "blocked"]

@@ -142,13 +142,16 @@ def test_sigint_during_verify_leaves_no_namespace_process_or_socket(tmp_path, ex
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and (holder is None or probe is None):
             for child in _children(proc.pid):
-                comm = Path(f"/proc/{child}/comm").read_text().strip()
+                try:
+                    comm = Path(f"/proc/{child}/comm").read_text().strip()
+                except OSError:
+                    continue  # a short-lived helper (ip, a restore tool) already gone
                 if comm == "unshare":
                     holder = child
                 elif comm.startswith("python") or comm == "nsenter":
                     probe = child
             time.sleep(0.02)
-        assert holder is not None and probe is not None, "the probe never started"
+        assert holder is not None and probe is not None, f"the probe never started: {proc.poll()}"
         inode = os.readlink(f"/proc/{holder}/ns/net")
         inode = inode.split("[")[1].rstrip("]")
         time.sleep(0.3)  # well inside the probe's first batch

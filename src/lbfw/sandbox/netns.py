@@ -24,6 +24,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -102,6 +103,8 @@ class Namespace:
         self.interfaces: list[str] = []
         self._holder: Optional[subprocess.Popen] = None
         self._peers = 0
+        self._env: Optional[dict] = None
+        self._private_dir: Optional[str] = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -121,6 +124,11 @@ class Namespace:
         unshare = _need("unshare")
         _need("nsenter")
         flags = ["-rn"] if self.user_ns else ["-n"]
+        if self.user_ns:
+            # /run/xtables.lock belongs to the real root, whom a user namespace cannot act as:
+            # the legacy tools take a private lock file instead (XTABLES_LOCKFILE, iptables 1.8.6+).
+            self._private_dir = tempfile.mkdtemp(prefix="lbfw-sandbox-")
+            self._env = dict(os.environ, XTABLES_LOCKFILE=os.path.join(self._private_dir, "xtables.lock"))
         own = os.readlink("/proc/self/ns/net")
         # cat reads a pipe only we hold: it ends when we end, however we end.
         self._holder = subprocess.Popen(
@@ -141,7 +149,10 @@ class Namespace:
                                    argv=[unshare, *flags], returncode=self._holder.returncode, stderr=err,
                                    hint=hint)
             try:
-                if os.readlink(f"/proc/{self.pid}/ns/net") != own:
+                # In a user namespace, also wait for unshare to write the uid map: joining before
+                # leaves nsenter unmapped (uid 65534) and every command fails with EPERM.
+                if os.readlink(f"/proc/{self.pid}/ns/net") != own and (
+                        not self.user_ns or Path(f"/proc/{self.pid}/uid_map").read_text().strip()):
                     break
             except OSError:
                 pass
@@ -153,6 +164,9 @@ class Namespace:
     def close(self) -> None:
         """Kill the holder and wait for it: the kernel then frees the namespace. Idempotent."""
         holder, self._holder = self._holder, None
+        private, self._private_dir = self._private_dir, None
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
         if holder is None:
             return
         try:
@@ -197,7 +211,7 @@ class Namespace:
         full = self.enter_argv(argv)
         try:
             proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout,
-                                  close_fds=True, cwd=cwd)
+                                  close_fds=True, cwd=cwd, env=self._env)
         except subprocess.TimeoutExpired:
             raise SandboxError(f"{argv[0]} did not finish within {timeout:g} s in the sandbox", argv=argv)
         except FileNotFoundError as err:
@@ -302,8 +316,11 @@ class Namespace:
             raise _rejected("nft", proc.stderr, source)
 
     def legacy_available(self) -> bool:
-        """Whether this kernel has legacy xtables (6.17+ may not: CONFIG_NETFILTER_XTABLES_LEGACY)."""
-        if shutil.which("iptables-legacy") is None:
+        """Whether this kernel has legacy xtables (6.17+ may not: CONFIG_NETFILTER_XTABLES_LEGACY).
+
+        In a user namespace (no root) legacy tables load but cannot be listed back
+        (/proc/net/ip_tables_names belongs to the real root), so iptables-nft is used there."""
+        if shutil.which("iptables-legacy") is None or self.user_ns:
             return False
         return self.run(["iptables-legacy", "-w", "-t", "filter", "-S"], check=False).returncode == 0
 
