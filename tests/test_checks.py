@@ -223,3 +223,9 @@ def test_fail_on_threshold():
     assert at_or_above(found, "error") and at_or_above(found, "note") and not at_or_above(found, "never")
     warn_only = [f for f in found if f.severity == "warning"]
     assert not at_or_above(warn_only, "error") and at_or_above(warn_only, "warning")
+
+
+def test_lb005_narrow_destination_drop_leaves_other_loopback_services_open():
+    host = HostFacts(route_localnet={"eth0": 1}, local_127_route=True)
+    text = filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.1/32 -j DROP", policy="ACCEPT")
+    assert ids(audit(text, host=host)) == ["LB003", "LB005"]

@@ -65,14 +65,20 @@ def _protected(ctx: CheckContext) -> bool:
 
 
 def _reachable_from(ctx: CheckContext, iface: str):
-    """The engine's answer for the CVE-2020-8558 packet: a host on ``iface``'s network sending to a
-    service on 127.0.0.1 (a port no rule names). None when there is no engine."""
+    """The engine's answer for the CVE-2020-8558 packets: a host on ``iface``'s network sending to
+    a service on 127.0.0.1 or 127.0.0.53 (a port no rule names); the first that is not dropped, else
+    the last. None when there is no engine."""
     engine = ctx.engine
     if engine is None or not hasattr(engine, "walk_packet"):
         return None
     from ..analyze.engine import Packet
-    probe = Packet(family="ip", saddr="192.0.2.1", daddr="127.0.0.1", proto="tcp", dport=6379, iif=iface)
-    return engine.walk_packet(probe, ("prerouting", "input"))
+    walked = None
+    for daddr in ("127.0.0.1", "127.0.0.53"):    # a narrow `-d 127.0.0.1 -j DROP` leaves .53 open
+        probe = Packet(family="ip", saddr="192.0.2.1", daddr=daddr, proto="tcp", dport=6379, iif=iface)
+        walked = engine.walk_packet(probe, ("prerouting", "input"))
+        if walked.verdict != "drop":
+            return walked
+    return walked
 
 
 def check(ctx: CheckContext):
@@ -85,7 +91,7 @@ def check(ctx: CheckContext):
     iface = next((name for name in on if name not in ("all", "default")), "eth0")
     walked = _reachable_from(ctx, iface)
     if walked is not None and walked.verdict == "drop":
-        return []      # the ruleset drops it anyway (e.g. a policy drop with no rule for that port)
+        return []      # the ruleset drops them anyway (e.g. a policy drop with no rule for that port)
     message = (f"net.ipv4.conf.{{{','.join(on)}}}.route_localnet is 1 and no rule drops 127.0.0.0/8 arriving on "
                "other interfaces: hosts on the network can reach services bound to loopback (CVE-2020-8558). "
                "Add `-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP` or turn route_localnet off.")
