@@ -51,8 +51,8 @@ def detect_format(text: str) -> str:
     stripped = text.lstrip("\ufeff \t\r\n")
     if not stripped:
         raise InputError("empty: no ruleset to read")
-    if stripped[0] == "{" or stripped[0] == "[":
-        return "nft-json"
+    if stripped[0] == "{" or (stripped[0] == "[" and not stripped[1:2].isdigit()):
+        return "nft-json"                   # ("[12:345] -A ..." is an iptables counter)
     iptables = False
     for raw in stripped.split("\n", 2000):
         line = raw.strip()
