@@ -338,6 +338,7 @@ class Engine:
         self.stats = Stats()
         self.max_runs = max_runs
         self._compiled: dict = {}
+        self._match_cache: dict = {}   # equal matches (`-p tcp` a thousand times) compile once
         self._hook_items: dict = {}
 
     # ----------------------------------------------------------------- compilation (lazy)
@@ -346,16 +347,33 @@ class Engine:
         key = id(chain)
         cc = self._compiled.get(key)
         if cc is None:
-            sets = table.sets
-            rules = []
-            for idx, rule in enumerate(chain.rules):
-                preds = tuple(compile_match(m, sets) for m in rule.matches)
-                if "-m rpfilter" in (rule.text or ""):
-                    preds = _rpfilter(rule, preds)
-                rules.append(_CRule(preds, rule.action, rule, idx))
+            # Rules are compiled when first evaluated: the chain index skips most of a big chain.
+            rules = [_CRule(None, rule.action, rule, idx) for idx, rule in enumerate(chain.rules)]
             cc = _CChain(chain.name, chain, rules, _build_blocks(chain.rules))
             self._compiled[key] = cc
         return cc
+
+    def _compile_rule(self, table: Table, cr: _CRule) -> tuple:
+        cache = self._match_cache
+        sets = table.sets
+        preds = []
+        for m in cr.rule.matches:
+            key = (m, id(sets)) if m.set_name else m
+            try:
+                compiled = cache.get(key)
+            except TypeError:  # an unhashable value shape: compile without the cache
+                compiled = None
+                key = None
+            if compiled is None:
+                compiled = compile_match(m, sets)
+                if key is not None:
+                    cache[key] = compiled
+            preds.append(compiled)
+        preds = tuple(preds)
+        if "-m rpfilter" in (cr.rule.text or ""):
+            preds = _rpfilter(cr.rule, preds)
+        cr.preds = preds
+        return preds
 
     def _items(self, hook: str, family: str) -> list:
         """What runs on ``hook`` for ``family``, in order: base chains, the conntrack point and
@@ -683,7 +701,10 @@ class Engine:
             stats.rule_evals += 1
             matched = True
             unk = None
-            for pred, text in cr.preds:
+            preds = cr.preds
+            if preds is None:
+                preds = self._compile_rule(table, cr)
+            for pred, text in preds:
                 r = pred(pkt)
                 if r is False:
                     matched = False

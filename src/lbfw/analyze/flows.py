@@ -56,30 +56,42 @@ def default_flows(ruleset: Ruleset) -> list:
 
 
 def _rule_port_ranges(ruleset: Ruleset):
-    """(protocols the rule is about, port ranges) for every rule that can see loopback traffic."""
+    """(protocols the rule is about, port ranges) for every rule that names ports and can see
+    loopback traffic. One cheap pass: most rules of a big dump name no port at all."""
+    port_fields = _PORT_FIELDS
     for table in ruleset.tables:
         for chain in table.chains.values():
             for rule in chain.rules:
-                if not _may_see_loopback(rule):
-                    continue
-                protos = _rule_protos(rule)
-                ranges = []
+                ranges = None
                 for m in rule.matches:
-                    ranges += _ranges_of(m.field, m.values, table)
+                    f = m.field
+                    if f.__class__ is str:
+                        if f in port_fields and not m.opaque:
+                            ranges = (ranges or []) + _ranges_of(f, m.values, table)
+                    elif any(x in port_fields for x in f):
+                        ranges = (ranges or []) + _ranges_of(f, m.values, table)
                 action = rule.action
                 if action.kind == "vmap" and action.vmap_field is not None:
                     values = tuple(e.value for e in action.vmap)
-                    ranges += _ranges_of(action.vmap_field, values, table)
-                if ranges:
-                    yield protos, ranges
+                    found = _ranges_of(action.vmap_field, values, table)
+                    if found:
+                        ranges = (ranges or []) + found
+                if ranges and _may_see_loopback(rule):
+                    yield _rule_protos(rule), ranges
 
 
 def _ranges_of(field, values, table) -> list:
     out = []
-    if isinstance(field, str):
+    if field.__class__ is str:
         if field in _PORT_FIELDS:
-            out += [_as_range(v) for v in values]
-        return [r for r in out if r is not None]
+            for v in values:
+                if v.__class__ is tuple and len(v) == 2 and 1 <= v[0] <= v[1] <= 65535:
+                    out.append(v)
+                else:
+                    r = _as_range(v)
+                    if r is not None:
+                        out.append(r)
+        return out
     for k, f in enumerate(field):
         if f in _PORT_FIELDS:
             for v in values:
@@ -162,6 +174,11 @@ def _representatives(counts: dict) -> list:
     named by the most rules first, at most MAX_PORT_CLASSES, returned sorted."""
     if not counts:
         return []
+    if len(counts) > 16 * MAX_PORT_CLASSES:
+        # kube-proxy names thousands of node ports: sweep only the most-named ranges (ties: the
+        # lowest port) so the classes stay bounded and the sweep cheap
+        keep = sorted(counts, key=lambda r: (-counts[r], r))[:16 * MAX_PORT_CLASSES]
+        counts = {r: counts[r] for r in keep}
     ranges = sorted(counts)
     points = sorted({lo for lo, _ in ranges} | {hi + 1 for _, hi in ranges})
     starts = sorted(ranges)
