@@ -8,7 +8,7 @@ import pytest
 
 from lbfw.results import Flow
 from lbfw.sandbox.netns import Namespace
-from lbfw.sandbox.traffic import observe, observe_detailed
+from lbfw.sandbox.traffic import observe, observe_arrivals, observe_detailed
 
 pytestmark = pytest.mark.kernel
 
@@ -117,3 +117,26 @@ def test_flows_sharing_a_server_share_one_listener():
              Flow("udp", "127.0.0.1", 7000), Flow("udp", "127.0.0.1", 7000, client="127.0.0.3")]
     with Namespace() as ns:
         assert observe(ns, flows, timeout=T) == [D, D, D, D]
+
+
+SPOOFED = [("127.0.0.2", "127.0.0.1", 9999), ("127.10.20.30", "127.0.0.53", 53), ("192.0.2.2", "127.0.0.1", 9999)]
+ANTISPOOF_HEAD = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+
+
+@pytest.mark.parametrize("rules,expected", [
+    ("", [D, D, D]),                                                   # route_localnet=1 and no rule
+    ("-A INPUT ! -i lo -s 127.0.0.1/32 -j DROP\n", [D, D, D]),         # the narrow rule: still open
+    ("-A INPUT ! -i lo -s 127.0.0.0/8 -j DROP\n", [B, B, D]),          # the whole block
+    ("-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP\n", [B, B, B]),
+], ids=["none", "narrow", "whole-block", "dst-block"])
+def test_loopback_sources_arriving_from_the_network(rules, expected):
+    with Namespace() as ns:
+        ns.load_iptables(ANTISPOOF_HEAD + rules + "COMMIT\n")
+        assert observe_arrivals(ns, "eth0", SPOOFED, timeout=T) == expected
+
+
+def test_without_route_localnet_routing_drops_loopback_martians_before_any_rule():
+    with Namespace() as ns:
+        assert observe_arrivals(ns, "eth0", SPOOFED, timeout=T, route_localnet=False) == [B, B, B]
+        # the same interface, with route_localnet on, lets them in: routing, not the probe, said no
+        assert observe_arrivals(ns, "eth0", SPOOFED, timeout=T) == [D, D, D]

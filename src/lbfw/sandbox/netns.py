@@ -101,6 +101,7 @@ class Namespace:
         self.path: Optional[str] = None
         self.user_ns = os.geteuid() != 0
         self.interfaces: list[str] = []
+        self.peer_of: dict = {}  # interface -> the other end of its veth pair
         self._holder: Optional[subprocess.Popen] = None
         self._peers = 0
         self._env: Optional[dict] = None
@@ -248,6 +249,7 @@ class Namespace:
         peer = self._free_peer_name({name})
         self.run([_need("ip"), "link", "add", name, "type", "veth", "peer", "name", peer])
         self.interfaces += [name, peer]
+        self.peer_of[name] = peer
         if up:
             self.run([_need("ip"), "link", "set", name, "up"])
             self.run([_need("ip"), "link", "set", peer, "up"])
@@ -270,6 +272,7 @@ class Namespace:
             taken.add(peer)
             lines.append(f"link add {name} type veth peer name {peer}\n")
             self.interfaces += [name, peer]
+            self.peer_of[name] = peer
         self.run([_need("ip"), "-batch", "-"], input="".join(lines))
         return todo
 

@@ -253,10 +253,91 @@ def observe_flows(flows: list, timeout: float = 1.0) -> list:
     return out
 
 
+# --------------------------------------------------------------------------- arrivals from outside
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def _frame(dst_mac: bytes, src_mac: bytes, src: str, dst: str, sport: int, dport: int, payload: bytes,
+           ident: int) -> bytes:
+    """An Ethernet + IPv4 + UDP frame (UDP checksum 0: "none", valid for IPv4)."""
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    return dst_mac + src_mac + b"\x08\x00" + header + udp
+
+
+def observe_arrivals(peer: str, dst_mac: str, src_mac: str, packets: list, timeout: float = 0.5) -> list:
+    """Write one UDP frame per packet ({"src", "dst", "port"}, IPv4) into ``peer`` (the far end
+    of a veth pair), so it arrives on the near end as if from the network, and say per packet
+    whether a UDP server bound to (dst, port) received it: "delivered" or "blocked"
+    ("not observed: ..." when (dst, port) cannot be bound)."""
+    if len(packets) > MAX_FLOWS:
+        raise ValueError(f"at most {MAX_FLOWS} packets per observation")
+    socks = _Sockets()
+    out: list = [None] * len(packets)
+    try:
+        servers = {}
+        for i, packet in enumerate(packets):
+            key = (packet["dst"], int(packet["port"]))
+            if key not in servers:
+                sock = socks.new(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    sock.bind(key)
+                    sock.setblocking(False)
+                    servers[key] = sock
+                except OSError as err:
+                    socks.close(sock)
+                    servers[key] = f"not observed: cannot bind {key[0]}:{key[1]}: {_reason(err)}"
+            if isinstance(servers[key], str):
+                out[i] = servers[key]
+        tx = socks.new(socket.AF_PACKET, socket.SOCK_RAW)
+        tx.bind((peer, 0))
+        dst, src = bytes.fromhex(dst_mac.replace(":", "")), bytes.fromhex(src_mac.replace(":", ""))
+        for i, packet in enumerate(packets):
+            if out[i] is None:
+                tx.send(_frame(dst, src, packet["src"], packet["dst"], 40000 + i % 20000, int(packet["port"]),
+                               f"lbfw {i} ?".encode(), i + 1))
+        deadline = time.monotonic() + timeout
+        waiting = sum(1 for o in out if o is None)
+        while waiting and time.monotonic() < deadline:
+            got_any = False
+            for sock in servers.values():
+                if isinstance(sock, str):
+                    continue
+                try:
+                    data = sock.recv(256)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                parts = data.split()
+                if len(parts) == 3 and parts[0] == b"lbfw" and parts[1].isdigit():
+                    index = int(parts[1])
+                    if 0 <= index < len(out) and out[index] is None:
+                        out[index] = DELIVERED
+                        waiting -= 1
+                        got_any = True
+            if not got_any:
+                time.sleep(0.01)
+        return [o if o is not None else BLOCKED for o in out]
+    finally:
+        socks.close_all()
+
+
 def main() -> int:
     request = json.load(sys.stdin)
     try:
-        results = observe_flows(request["flows"], float(request.get("timeout", 1.0)))
+        if request.get("mode") == "arrivals":
+            results = observe_arrivals(request["peer"], request["dst_mac"], request["src_mac"],
+                                       request["packets"], float(request.get("timeout", 0.5)))
+        else:
+            results = observe_flows(request["flows"], float(request.get("timeout", 1.0)))
     except (ValueError, KeyError, TypeError) as err:
         print(f"probe: {err}", file=sys.stderr)
         return 2

@@ -62,3 +62,41 @@ def observe_here(flows: Sequence[Flow], timeout: float = 1.0) -> list:
     """Real traffic in this process's network namespace; busy ports give
     "not observed: port in use" and are never touched."""
     return [r["observed"] for r in observe_here_detailed(flows, timeout)]
+
+
+def _mac(ns: Namespace, name: str) -> str:
+    out = ns.run(["ip", "-o", "link", "show", "dev", name]).stdout
+    fields = out.split()
+    return fields[fields.index("link/ether") + 1]
+
+
+def observe_arrivals(ns: Namespace, interface: str, packets: Sequence[tuple], timeout: float = 0.5,
+                     route_localnet: bool = True) -> list:
+    """Packets from the network: for each (src, dst, port) an IPv4 UDP frame arrives on
+    ``interface`` (made as a veth pair if missing) and a UDP server on (dst, port) says whether
+    it got through: "delivered" or "blocked" per packet, in order.
+
+    This is how anti-spoofing is proven: a 127/8 source arriving on eth0. The kernel drops
+    such martians in routing unless ``route_localnet`` is on for the interface (DOMAIN.md),
+    so it is turned on by default (as kube-proxy did); rp_filter is turned off so that the
+    firewall, not reverse-path filtering, decides.
+    """
+    packets = list(packets)
+    if not packets:
+        return []
+    if interface not in ns.peer_of:
+        ns.add_interface(interface)
+    peer = ns.peer_of[interface]
+    for key in ("all", interface):
+        ns.run(["sysctl", "-q", "-w", f"net.ipv4.conf.{key}.rp_filter=0"])
+        ns.run(["sysctl", "-q", "-w", f"net.ipv4.conf.{key}.route_localnet={int(route_localnet)}"])
+    ns.run(["ip", "link", "set", interface, "up"])
+    ns.run(["ip", "link", "set", peer, "up"])
+    request = json.dumps({"mode": "arrivals", "peer": peer, "dst_mac": _mac(ns, interface),
+                          "src_mac": _mac(ns, peer), "timeout": timeout,
+                          "packets": [{"src": s, "dst": d, "port": int(p)} for s, d, p in packets]})
+    proc = ns.run([sys.executable, str(PROBE)], input=request, check=False, timeout=timeout + 30)
+    if proc.returncode != 0:
+        raise SandboxError(f"the arrival probe failed: {proc.stderr.strip()}", returncode=proc.returncode,
+                           stderr=proc.stderr)
+    return json.loads(proc.stdout)
