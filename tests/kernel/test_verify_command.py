@@ -168,3 +168,27 @@ def test_sigint_during_verify_leaves_no_namespace_process_or_socket(tmp_path, ex
         time.sleep(0.05)
     assert _dead(holder) and _dead(probe)
     assert inode not in _net_namespaces()
+
+
+@pytest.mark.parametrize("iptables,nft", [
+    ("input-narrow-accept-established.rules", "nft-saddr-narrow.nft"),
+    ("lo-accept.rules", "nft-two-tables.nft"),
+])
+def test_live_verify_inside_a_namespace_agrees_and_changes_nothing(examples_dir, iptables, nft):
+    """`lbfw verify` with no SOURCE, run as root inside a namespace of ours: the live reader sees
+    that namespace's tables (legacy and nftables at once), the probe runs there, and sockets and
+    rules are exactly as before."""
+    from lbfw.sandbox.netns import Namespace
+
+    with Namespace() as ns:
+        ns.load_iptables((examples_dir / iptables).read_text())
+        ns.load_nft((examples_dir / nft).read_text())
+        before = ns.dump(), sorted(ns.run(["ss", "-tuanH"]).stdout.splitlines())
+        proc = ns.run(LBFW + ["verify", "--format", "json"], check=False, timeout=120)
+        after = ns.dump(), sorted(ns.run(["ss", "-tuanH"]).stdout.splitlines())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    rows = json.loads(proc.stdout)["flows"]
+    assert all(r["agree"] is not False for r in rows)
+    assert sum(r["agree"] is True for r in rows) >= 0.8 * len(rows)
+    assert any(r["observed"] == "blocked" for r in rows)   # the rules did bite, live
+    assert before == after
