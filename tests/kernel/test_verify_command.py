@@ -192,3 +192,34 @@ def test_live_verify_inside_a_namespace_agrees_and_changes_nothing(examples_dir,
     assert sum(r["agree"] is True for r in rows) >= 0.8 * len(rows)
     assert any(r["observed"] == "blocked" for r in rows)   # the rules did bite, live
     assert before == after
+
+
+def test_sigint_during_live_verify_leaves_no_socket(tmp_path, examples_dir):
+    from lbfw.sandbox.netns import Namespace
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text("".join(f'[[flow]]\nproto = "{"tcp" if i % 2 else "udp"}"\nserver = "127.0.1.{i % 250 + 2}"\n'
+                            f'port = {2000 + i}\n\n' for i in range(300)))
+    with Namespace() as ns:
+        ns.load_iptables((examples_dir / "input-narrow-accept.rules").read_text())
+        before = ns.dump()
+        proc = subprocess.Popen(ns.enter_argv(LBFW + ["verify", "--plan", str(plan)]), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and "LISTEN" not in ns.run(["ss", "-tanH"]).stdout:
+                time.sleep(0.02)
+            assert proc.poll() is None, "finished before it could be interrupted"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 130, err
+        # Request sockets whose SYN-ACK was dropped go at the kernel's 1 s retransmission timer.
+        deadline = time.monotonic() + 4
+        while (left := ns.run(["ss", "-tuanH"]).stdout.strip()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert left == ""
+        assert ns.dump() == before
