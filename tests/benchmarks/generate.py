@@ -191,12 +191,17 @@ _ZONES = (("ext", "eth0"), ("dmz", "eth1"), ("lan", "bond0.10"), ("mgmt", "bond0
 def filter_dump(rules: int = FILTER_SIZE, seed: int = DEFAULT_SEED, services: int = 100) -> str:
     """A filter-heavy iptables-save dump with about ``rules`` rules (within one rule).
 
-    INPUT and FORWARD (policy DROP) dispatch by interface into one chain per zone; zone
-    chains send source networks to ~``services`` service chains; service chains accept
-    ports per source CIDR (tcp, udp, multiport, conntrack NEW), log, and RETURN.
+    INPUT and FORWARD (policy DROP) dispatch by interface into one chain per zone, then send
+    every other interface (lo included, as firewalld's default zone does) to the ``pub``
+    zone; zone chains send source networks and port lists to ~``services`` service chains;
+    service chains accept ports per source CIDR (tcp, udp, multiport, conntrack NEW), log,
+    and RETURN. Loopback packets that the narrow 127.0.0.1 accept misses walk the ``pub``
+    zone and the service chains its port lists reach, so the analysis has real work to do.
     """
     rng = random.Random(seed)
-    nets = [(rng.randrange(1, 223) << 24 | rng.randrange(256) << 16 | rng.randrange(256) << 8, rng.choice(
+    # Source networks: never 0/8, 10/8 or 127/8, so no random rule is about loopback by chance.
+    firsts = [n for n in range(1, 223) if n not in (10, 127)]
+    nets = [(rng.choice(firsts) << 24 | rng.randrange(256) << 16 | rng.randrange(256) << 8, rng.choice(
         (16, 20, 22, 24, 24, 24, 26, 28, 32))) for _ in range(600)]
 
     def cidr() -> str:
@@ -213,18 +218,20 @@ def filter_dump(rules: int = FILTER_SIZE, seed: int = DEFAULT_SEED, services: in
         "-A OUTPUT -o lo -j ACCEPT",
     ]
     chains = [":INPUT DROP [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]"]
-    for zone, iface in _ZONES:
+    zones = _ZONES + (("pub", None),)
+    for zone, iface in zones:
         chains += [f":{zone}_in - [0:0]", f":{zone}_fwd - [0:0]"]
-        head.append(f"-A INPUT -i {iface} -j {zone}_in")
-        head.append(f"-A FORWARD -i {iface} -j {zone}_fwd")
+        dispatch = f"-i {iface} " if iface else ""   # pub: every interface no zone claims
+        head.append(f"-A INPUT {dispatch}-j {zone}_in")
+        head.append(f"-A FORWARD {dispatch}-j {zone}_fwd")
     head.append('-A INPUT -m limit --limit 10/min -j LOG --log-prefix "INPUT drop: " --log-level 6')
     head.append('-A FORWARD -m limit --limit 10/min -j LOG --log-prefix "FORWARD drop: " --log-level 6')
     svc_names = [f"svc_{i:03d}" for i in range(services)]
     chains += [f":{name} - [0:0]" for name in svc_names]
     body: list[str] = []
     # Budget: zones take ~20% of the rules, services the rest.
-    zone_budget = max(4, (rules - len(head)) // 5 // (2 * len(_ZONES)))
-    for zone, _iface in _ZONES:
+    zone_budget = max(4, (rules - len(head)) // 5 // (2 * len(zones)))
+    for zone, _iface in zones:
         for direction in ("in", "fwd"):
             chain = f"{zone}_{direction}"
             for _ in range(zone_budget - 2):
