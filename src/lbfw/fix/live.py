@@ -123,7 +123,8 @@ def nft_line(lines: list, handle: int) -> Optional[int]:
     """1-based line of the rule with ``handle`` in an `nft -a list table` dump."""
     for number, text in enumerate(lines, 1):
         m = _HANDLE.search(text)
-        if m and int(m.group(1)) == handle and "{" not in text:
+        # chain/table/set headers end with "{ # handle N"; a rule's anonymous set does not
+        if m and int(m.group(1)) == handle and not text[:m.start()].rstrip().endswith("{"):
             return number
     return None
 
@@ -208,17 +209,28 @@ def _rule_body(edit_text: str, chain: str) -> str:
     return text[len(prefix):] if text.startswith(prefix) else text
 
 
-def replace_ops(checked: list, new: bool = True) -> dict:
-    """{(backend, family) or "nft": text of the restore input / nft script} replacing each rule
-    with its new text (or back with its old text when ``new`` is False)."""
+def replace_ops(checked: list, new: bool = True) -> tuple:
+    """({(backend, family) or "nft": restore input / nft script}, [edits inserted anew]).
+
+    Each rule is replaced by its new text (or back by its old text when ``new`` is False).
+    nft `replace rule` keeps the handle, but nft 1.0.6 aborts on it when the rule holds an
+    anonymous interval set or map (`BUG: unhandled op 2`, evaluate.c interval_set_eval): such a
+    rule is inserted before itself and the old one deleted, in the same transaction, so it
+    gets a new handle (returned by run_ops, in the order of the second list)."""
     ipt = {}
     nft = []
+    inserted = []
     for edit, place in checked:
         target = edit.target
         text = edit.new if new else edit.old
         if target.backend == BACKEND_NFTABLES:
             body = _HANDLE.sub("", text).strip()
-            nft.append(f"replace rule {target.family} {target.table} {target.chain} handle {place} {body}\n")
+            where = f"{target.family} {target.table} {target.chain}"
+            if "{" in body:
+                nft.append(f"insert rule {where} handle {place} {body}\ndelete rule {where} handle {place}\n")
+                inserted.append(edit)
+            else:
+                nft.append(f"replace rule {where} handle {place} {body}\n")
         else:
             per_table = ipt.setdefault((target.backend, target.family), {})
             per_table.setdefault(target.table, []).append(f"-R {target.chain} {place} "
@@ -228,15 +240,22 @@ def replace_ops(checked: list, new: bool = True) -> dict:
         ops[key] = "".join(f"*{table}\n" + "".join(lines) + "COMMIT\n" for table, lines in tables.items())
     if nft:
         ops["nft"] = "".join(nft)
-    return ops
+    return ops, inserted
 
 
-def run_ops(ops: dict) -> None:
-    """Feed each backend its replace operations (one transaction per backend/family)."""
+_INSERTED = re.compile(r"^insert rule .*# handle (\d+)\s*$", re.M)
+
+
+def run_ops(ops: dict) -> list:
+    """Feed each backend its operations (one transaction per backend/family); returns the
+    handles nft gave the rules it inserted, in order."""
+    handles = []
     for key, text in ops.items():
         if key == "nft":
-            proc = run_tool(["nft", "-f", "-"], input=text)
+            proc = run_tool(["nft", "--echo", "--handle", "-f", "-"], input=text)
             tool_name = "nft -f"
+            if proc.returncode == 0:
+                handles = [int(h) for h in _INSERTED.findall(proc.stdout)]
         else:
             restore_tool = RESTORE_TOOLS[key]
             argv = [restore_tool, "--noflush"] + (["-w"] if key[0] == BACKEND_LEGACY else [])
@@ -244,6 +263,7 @@ def run_ops(ops: dict) -> None:
             tool_name = f"{restore_tool} --noflush"
         if proc.returncode != 0:
             raise ApplyError(f"{tool_name} failed: {' '.join(proc.stderr.split()) or 'exit ' + str(proc.returncode)}")
+    return handles
 
 
 @dataclass
@@ -281,11 +301,12 @@ def wait_for_confirmation(timeout: float, stdin=None, stderr=None) -> bool:
 
 
 def apply_plan(plan: FixPlan, live: LiveTables, backup_dir: str, confirm: Callable[[], bool],
-               dumper: Callable = dump, runner: Callable = run_ops, say: Callable = print) -> ApplyResult:
+               dumper: Callable = dump, runner: Callable = run_ops, say: Optional[Callable] = None) -> ApplyResult:
     """Backup, re-check, apply, confirm (else undo). The proof in a namespace happens before
     (see commands/fix.py), on the same plan.
 
     Any failure while applying undoes what was applied and raises ApplyError."""
+    say = say or (lambda text: print(text, file=sys.stderr))
     refs = []
     for edit in plan.edits:
         ref = live.ref_of(edit.source)
@@ -295,16 +316,18 @@ def apply_plan(plan: FixPlan, live: LiveTables, backup_dir: str, confirm: Callab
     checked = check_unchanged(plan, live, fresh)
     backup = write_backup(backup_dir, fresh)
     say(f"backup of {len(refs)} table(s): {backup}")
-    ops = replace_ops(checked, new=True)
-    undo = replace_ops(checked, new=False)
+    ops, inserted = replace_ops(checked, new=True)
     try:
-        runner(ops)
+        handles = runner(ops) or []
     except ApplyError as err:
         _undo(refs, fresh, dumper, say)
         raise ApplyError(f"{err.message}; the kernel holds the rules it had before (backup: {backup})")
     except BaseException:
         _undo(refs, fresh, dumper, say)
         raise
+    # The undo replaces each rule back where it is now (inserted rules have new handles).
+    moved = {id(edit): handle for edit, handle in zip(inserted, handles)}
+    undo, _ = replace_ops([(edit, moved.get(id(edit), place)) for edit, place in checked], new=False)
     result = ApplyResult(backup, refs, confirmed=False)
     try:
         result.confirmed = bool(confirm())
