@@ -76,7 +76,8 @@ def read(path_or_text: Union[str, Path], source: str) -> list:
                         shown_as={load_path: source} if path is None else None)
     lines = map_rule_lines(text, source, base_dir)
     placed = _place(doc, lines)
-    tables = nft_json.parse(doc, source, BACKEND_FILE)
+    text_of = {(fam, tab, handle): loc.text for (fam, tab, _chain, handle), loc in placed.items()}
+    tables = nft_json.parse(doc, source, BACKEND_FILE, text_of=text_of)
     for table in tables:
         table.origin = Origin(source)
         for chain in table.chains.values():
@@ -85,7 +86,6 @@ def read(path_or_text: Union[str, Path], source: str) -> list:
                 loc = placed.get((table.family, table.name, chain.name, rule.origin.handle))
                 if loc is not None:
                     rule.origin = Origin(loc.path, line=loc.line)
-                    rule.text = loc.text
                 else:
                     rule.origin = Origin(source)
     return tables
@@ -274,7 +274,13 @@ class _Walker:
         start_line = 0
         expr = 0          # depth of expression braces inside the current statement
         line = 1
-        for m in _TOKEN.finditer(text):
+        pos = 0
+        search = _TOKEN.search
+        while True:
+            m = search(text, pos)
+            if m is None:
+                break
+            pos = m.end()
             tok = m.group()
             c = tok[0]
             if c == "\n" or c == ";":
@@ -293,6 +299,10 @@ class _Walker:
             if c == "{":
                 if expr == 0 and self._open_block(words):
                     words = []
+                    if self.stack[-1][0] == "skip":
+                        # a set/map/object body (maybe 100,000 elements): jump to its end
+                        pos, line = _skip_block(text, pos, line)
+                        self.stack.pop()
                     continue
                 expr += 1
             elif c == "}":
@@ -307,9 +317,8 @@ class _Walker:
                     continue
             if not words:
                 start, start_line = m.start(), line
-            end = m.end()
-            if self.stack[-1][0] != "skip" or not words:
-                words.append(tok)
+            end = pos
+            words.append(tok)
         if words:
             self._flush(words, path, start_line, text[start:end])
 
@@ -334,6 +343,23 @@ class _Walker:
             self.depth += 1
             self.walk(inc_text, shown)
             self.depth -= 1
+
+
+_SKIP_TOKEN = re.compile(r'"[^"\n]*"?|#[^\n]*|[{}]')
+
+
+def _skip_block(text: str, pos: int, line: int) -> tuple:
+    """From just after a block's "{", the position after its matching "}" and the line there."""
+    depth = 1
+    for m in _SKIP_TOKEN.finditer(text, pos):
+        c = m.group()[0]
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return m.end(), line + text.count("\n", pos, m.end())
+    return len(text), line + text.count("\n", pos)
 
 
 def _family(words: list) -> tuple:
