@@ -97,7 +97,7 @@ def load_json(path: str, source: str, include_dirs: Optional[list] = None,
 
     Errors from nft become ``InputError(msg, path, line)``; ``shown_as`` renames
     paths in those messages (a temporary file -> "-")."""
-    argv = _unshare_argv() + [sys.executable, "-I", _LOADER, "--not-netns", str(os.stat("/proc/self/ns/net").st_ino)]
+    argv = _unshare_argv(source) + [sys.executable, "-I", _LOADER, "--not-netns", str(os.stat("/proc/self/ns/net").st_ino)]
     for d in include_dirs or []:
         argv += ["-I", d]
     argv.append(path)
@@ -134,7 +134,7 @@ def load_json(path: str, source: str, include_dirs: Optional[list] = None,
     raise InputError(err.strip().splitlines()[-1] if err.strip() else "nft could not load the file", path=source)
 
 
-def _unshare_argv() -> list:
+def _unshare_argv(source: str) -> list:
     unshare = shutil.which("unshare")
     if unshare is None:
         raise MissingDependencyError("unshare is not installed", hint="install the Debian package util-linux")
@@ -145,7 +145,7 @@ def _unshare_argv() -> list:
         raise InputError(
             "reading an nft file needs a private network namespace, and this user cannot create one "
             f"({probe.stderr.strip() or 'unshare -rn failed'}): run as root, or allow unprivileged user "
-            "namespaces (sysctl kernel.unprivileged_userns_clone=1)")
+            "namespaces (sysctl kernel.unprivileged_userns_clone=1)", path=source)
     return [unshare, "-rn"]
 
 
