@@ -22,9 +22,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _net_namespaces() -> set:
     """Inodes of every network namespace some process holds, as lsns sees them."""
-    out = subprocess.run(["lsns", "-t", "net", "-n", "-o", "NS"], capture_output=True, text=True,
-                         check=True).stdout
-    return {line.strip() for line in out.splitlines() if line.strip()}
+    for _ in range(5):  # lsns can trip over a process that exits while it scans /proc
+        proc = subprocess.run(["lsns", "-t", "net", "-n", "-o", "NS"], capture_output=True, text=True)
+        if proc.returncode == 0:
+            return {line.strip() for line in proc.stdout.splitlines() if line.strip()}
+        time.sleep(0.05)
+    raise AssertionError(f"lsns failed: {proc.stderr}")
 
 
 def _inode(pid: int) -> str:
@@ -84,8 +87,8 @@ def test_namespace_dies_with_a_killed_owner():
         pid = int(owner.stdout.readline())
         inode = _inode(pid)
         owner.kill()
-        owner.wait(5)
-        assert _gone(pid, inode)
+        owner.wait(10)
+        assert _gone(pid, inode), (_dead(pid), inode in _net_namespaces())
     finally:
         if owner.poll() is None:
             owner.kill()
@@ -102,8 +105,8 @@ def test_namespace_is_gone_after_sigint_to_its_owner():
         pid = int(owner.stdout.readline())
         inode = _inode(pid)
         owner.send_signal(signal.SIGINT)
-        owner.wait(5)
-        assert _gone(pid, inode)
+        owner.wait(10)
+        assert _gone(pid, inode), (owner.returncode, _dead(pid), inode in _net_namespaces())
     finally:
         if owner.poll() is None:
             owner.kill()
