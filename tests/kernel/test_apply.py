@@ -143,9 +143,9 @@ def test_apply_fixes_every_backend_and_touches_nothing_else(examples_dir, tmp_pa
         # the kernel delivers every loopback flow now
         seen = observe(ns, flows, timeout=0.5)
         assert [f.label() for f, v in zip(flows, seen) if v != "delivered"] == []
-        # an independent re-audit of the live kernel is clean
-        audit = json.loads(lbfw_in(ns, "audit", "--format", "json").stdout)
-        assert [f for f in audit["findings"] if f["check"] in ("LB002", "LB003")] == []
+        if ipt_name == CASES[0][0]:  # once (it costs a process): `lbfw audit` itself agrees
+            audit = json.loads(lbfw_in(ns, "audit", "--format", "json").stdout)
+            assert [f for f in audit["findings"] if f["check"] in ("LB002", "LB003")] == []
         # every backend was fixed: both iptables backends, and nft when loaded
         touched = {line.split()[0] for line in proc.stderr.splitlines() if re.match(r"^\S+ \S+ \S+ \S+ (#|handle)", line)}
         assert {"legacy", "iptables-nft"} <= touched, proc.stderr
@@ -342,34 +342,29 @@ sys.exit(code)
 """
 
 
-@pytest.mark.parametrize("persist", [False, True])
+@pytest.mark.parametrize("persist", ["no file", False, True])
 def test_persistence_names_the_boot_file_and_fixes_it_with_persist(examples_dir, tmp_path, persist):
+    original = (examples_dir / "input-narrow-accept.rules").read_text()
     boot = tmp_path / "rules.v4"
-    boot.write_text((examples_dir / "input-narrow-accept.rules").read_text())
+    if persist != "no file":
+        boot.write_text(original)
     with Namespace() as ns:
-        ns.load_iptables(boot.read_text(), backend="legacy")
+        ns.load_iptables(original, backend="legacy")
         proc = subprocess.run(ns.enter_argv([sys.executable, "-c", PERSIST, str(tmp_path / "b"), str(boot),
-                                             "1" if persist else "0"]),
+                                             "1" if persist is True else "0"]),
                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr
-    if persist:
+    if persist == "no file":
+        assert "no boot-time rules file found" in proc.stderr and "lost at reboot" in proc.stderr
+    elif persist:
         assert "persisted: wrote" in proc.stderr
         assert "-A INPUT -i lo -j ACCEPT" in boot.read_text()
         [bak] = list(tmp_path.glob("rules.v4.lbfw-*.bak"))
         assert stat.S_IMODE(bak.stat().st_mode) == 0o600
+        assert bak.read_text() == original
     else:
         assert "lost at reboot" in proc.stderr and str(boot) in proc.stderr
-        assert boot.read_text() == (examples_dir / "input-narrow-accept.rules").read_text()
-
-
-def test_no_boot_file_warns_the_fix_is_lost_at_reboot(examples_dir, tmp_path):
-    code = PERSIST.replace('[sys.argv[2]]', '[]')
-    with Namespace() as ns:
-        ns.load_iptables((examples_dir / "input-narrow-accept.rules").read_text(), backend="legacy")
-        proc = subprocess.run(ns.enter_argv([sys.executable, "-c", code, str(tmp_path / "b"), "x", "0"]),
-                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr
-    assert "lost at reboot" in proc.stderr
+        assert boot.read_text() == original
 
 
 def test_without_root_exit_2_with_what_to_run():

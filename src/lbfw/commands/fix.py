@@ -22,6 +22,11 @@ from ..fix.plan import FIXABLE, STYLES, FixPlan, plan_fixes, read_text
 from ._common import UsageError, choose
 
 
+# A loopback handshake takes microseconds: half a second per flow is ample, and blocked flows
+# (which wait it out, in parallel batches) keep the proof short.
+PROBE_TIMEOUT = 0.5
+
+
 def _use_color(stream) -> bool:
     return hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR") \
         and os.environ.get("TERM") != "dumb"
@@ -157,10 +162,10 @@ def observe_before_after(before_loads, after_loads, flows, interfaces) -> tuple:
 
     with Namespace() as ns:
         _load(ns, before_loads, interfaces)
-        before = observe(ns, flows)
+        before = observe(ns, flows, timeout=PROBE_TIMEOUT)
     with Namespace() as ns:
         _load(ns, after_loads, interfaces)
-        after = observe(ns, flows)
+        after = observe(ns, flows, timeout=PROBE_TIMEOUT)
     return before, after
 
 
