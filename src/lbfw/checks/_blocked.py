@@ -29,7 +29,7 @@ def _deliberate_evidence(ctx: CheckContext, table, hook: str):
     if table is None:
         return None
     for chain in table.chains.values():
-        if hook not in ctx.hooks_of(chain):
+        if hook not in ctx.hooks_of(table, chain):
             continue
         for rule in chain.rules:
             if rule.action.kind != "accept":

@@ -50,26 +50,44 @@ class CheckContext:
     ruleset: Ruleset
     engine: object = None
     results: list = field(default_factory=list)       # list[FlowResult]
-    _reach: dict = field(default_factory=dict)        # id(chain) -> frozenset of hooks
+    _reach: dict = field(default_factory=dict)        # id(table) -> {id(chain): frozenset of hooks}
 
-    def __post_init__(self) -> None:
-        for table in self.ruleset.tables:
-            self._reach.update(chain_hooks(table))
+    def _table_reach(self, table: Table) -> dict:
+        """Reachability per table, computed the first time a check asks (nat tables, the bulk of
+        a kube-proxy host, are never asked)."""
+        reach = self._reach.get(id(table))
+        if reach is None:
+            reach = self._reach[id(table)] = chain_hooks(table)
+        return reach
 
     # ---------------------------------------------------------------- rules
 
-    def rules(self) -> Iterator[RuleRef]:
-        """Every rule in a chain that some base chain reaches (dead chains are skipped)."""
+    def rules(self, families=None, hooks=None, skip_nat: bool = False) -> Iterator[RuleRef]:
+        """Every rule in a chain that some base chain reaches (dead chains are skipped).
+
+        Filters applied per table and chain, before any rule is looked at (big rulesets are
+        mostly nat): ``families`` (e.g. ("ip", "inet")), ``hooks`` (a chain is kept when it is
+        reachable from one of them), ``skip_nat`` (nat tables and chains: their accepts do not
+        filter)."""
         for table in self.ruleset.tables:
+            if families is not None and table.family not in families:
+                continue
+            if skip_nat and table.name == "nat":
+                continue
+            table_reach = self._table_reach(table)
             for chain in table.chains.values():
-                hooks = self._reach.get(id(chain), frozenset())
-                if not hooks:
+                if skip_nat and chain.type == "nat":
+                    continue
+                reach = table_reach.get(id(chain))
+                if not reach:
+                    continue
+                if hooks is not None and not reach & hooks:
                     continue
                 for pos, rule in enumerate(chain.rules, 1):
-                    yield RuleRef(table, chain, rule, pos, hooks)
+                    yield RuleRef(table, chain, rule, pos, reach)
 
-    def hooks_of(self, chain: Chain) -> frozenset:
-        return self._reach.get(id(chain), frozenset())
+    def hooks_of(self, table: Table, chain: Chain) -> frozenset:
+        return self._table_reach(table).get(id(chain), frozenset())
 
     def find_chain(self, family: str, table: str, chain: str) -> tuple[Optional[Table], Optional[Chain]]:
         for t in self.ruleset.tables:
@@ -116,7 +134,18 @@ def _targets(rule: Rule) -> list:
 
 
 def chain_hooks(table: Table) -> dict:
-    """id(chain) -> frozenset of hooks whose base chains reach it (iteratively: no recursion limit)."""
+    """id(chain) -> frozenset of hooks whose base chains reach it.
+
+    The jump graph is built once (one pass over the rules); then each base chain walks the
+    graph of chains, not the rules again, so the cost stays linear in the ruleset's size."""
+    edges: dict = {}
+    for chain in table.chains.values():
+        targets = set()
+        for rule in chain.rules:
+            kind = rule.action.kind
+            if kind == "jump" or kind == "goto" or kind == "vmap":
+                targets.update(_targets(rule))
+        edges[chain.name] = [table.chains[t] for t in targets if t in table.chains]
     reach: dict = {}
     for chain in table.chains.values():
         if chain.hook is None:
@@ -126,12 +155,10 @@ def chain_hooks(table: Table) -> dict:
         while stack:
             current = stack.pop()
             reach.setdefault(id(current), set()).add(chain.hook)
-            for rule in current.rules:
-                for name in _targets(rule):
-                    nxt = table.chains.get(name)
-                    if nxt is not None and id(nxt) not in seen:
-                        seen.add(id(nxt))
-                        stack.append(nxt)
+            for nxt in edges.get(current.name, ()):
+                if id(nxt) not in seen:
+                    seen.add(id(nxt))
+                    stack.append(nxt)
     return {k: frozenset(v) for k, v in reach.items()}
 
 

@@ -133,12 +133,9 @@ def check(ctx: CheckContext):
     me = sys.modules[__name__]
     findings = []
     not_delivered = ctx.not_delivered("ip")
-    for ref in ctx.rules():
-        if ref.table.family not in ("ip", "inet"):
-            continue
-        hooks = ref.hooks & set(LOOPBACK_HOOKS)
-        if not hooks or table_kind(ref.table, ref.chain) == "nat":
-            continue
+    wanted = frozenset(LOOPBACK_HOOKS)
+    for ref in ctx.rules(families=("ip", "inet"), hooks=wanted, skip_nat=True):
+        hooks = ref.hooks & wanted
         if iface_class(ref.rule) == "other":
             continue                                # e.g. `-i eth0 -s 127.0.0.1`: not loopback traffic
         narrow = []

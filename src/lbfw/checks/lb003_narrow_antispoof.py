@@ -84,17 +84,11 @@ def check(ctx: CheckContext):
     me = sys.modules[__name__]
     findings = []
     localnet = _route_localnet_on(ctx)
-    for ref in ctx.rules():
-        if ref.table.family not in ("ip", "inet"):
-            continue
-        if not _drops(ref):
-            continue
-        if not ref.hooks & set(INBOUND_HOOKS) or table_kind(ref.table, ref.chain) == "nat":
+    for ref in ctx.rules(families=("ip", "inet"), hooks=frozenset(INBOUND_HOOKS), skip_nat=True):
+        narrow = narrow_addr_matches(ref.rule, ref.table)
+        if not narrow or not _drops(ref):
             continue
         if iface_class(ref.rule) == "lo" or has_port_match(ref.rule):
-            continue
-        narrow = narrow_addr_matches(ref.rule, ref.table)
-        if not narrow:
             continue
         n = narrow[0]
         addr = describe_part(n.part)

@@ -52,10 +52,8 @@ reaching 127/8 from the network (kube-proxy NodePorts on 127.0.0.1 in old releas
 
 
 def _protected(ctx: CheckContext) -> bool:
-    for ref in ctx.rules():
-        if ref.table.family not in ("ip", "inet") or ref.rule.action.kind not in ("drop", "reject"):
-            continue
-        if not ref.hooks & set(INBOUND_HOOKS) or table_kind(ref.table, ref.chain) == "nat":
+    for ref in ctx.rules(families=("ip", "inet"), hooks=frozenset(INBOUND_HOOKS), skip_nat=True):
+        if ref.rule.action.kind not in ("drop", "reject"):
             continue
         if iface_class(ref.rule) == "lo" or has_port_match(ref.rule):
             continue
