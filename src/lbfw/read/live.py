@@ -7,8 +7,9 @@
   matches as ``xt`` expressions), backend "iptables-nft". The family+name of each table
   they print is "owned" by iptables-nft.
 - native nftables: libnftables JSON, table by table, skipping the owned tables: the
-  tables are listed first and only the others are listed in full, so a host with
-  140k iptables-nft rules never pulls them through nft JSON (13 s measured).
+  tables are found through `list chains` first (cheap; nftables 1.0.6's `list tables`
+  fetches every rule) and only the others are listed in full, so a host with 140k
+  iptables-nft rules never pulls them through nft JSON (13 s measured).
 - host facts (``hostfacts``).
 
 Two things iptables-nft-save 1.8.9 gets wrong, measured in a namespace, and what is
@@ -219,14 +220,10 @@ def _has_bare_rule(table) -> bool:
     return False
 
 
-def _read_native(nft: _Nft, listing: dict, owned: set) -> tuple:
+def _read_native(nft: _Nft, table_keys: list, owned: set) -> tuple:
     from . import nft_json
     tables, warnings = [], []
-    for obj in listing.get("nftables", []):
-        t = obj.get("table") if isinstance(obj, dict) else None
-        if not t:
-            continue
-        family, name = t.get("family"), t.get("name")
+    for family, name in table_keys:
         if (family, name) in owned:
             continue  # read from iptables-nft-save: never twice
         doc = nft.json(f"list table {family} {name}")
@@ -235,15 +232,28 @@ def _read_native(nft: _Nft, listing: dict, owned: set) -> tuple:
     return tables, warnings
 
 
-def _kernel_chains(nft: Optional[_Nft]) -> Optional[set]:
+def _kernel_chains(nft: Optional[_Nft]) -> tuple:
+    """(set of (family, table, chain), [(family, table)] in kernel order) from `list chains`.
+
+    `list chains` is cheap (0.1 s with 3,000 iptables-nft chains and 33,000 rules, measured)
+    where nftables 1.0.6's `list tables` fetches every rule (3.5-7 s there). A table with no
+    chain at all sees no packet, so listing tables through their chains misses nothing that
+    matters; ``([], None)`` when it cannot be listed."""
     if nft is None:
-        return None
+        return None, []
     try:
         doc = nft.json("list chains")
     except (InputError, ValueError):
-        return None
-    return {(c["chain"].get("family"), c["chain"].get("table"), c["chain"].get("name"))
-            for c in doc.get("nftables", []) if isinstance(c, dict) and "chain" in c}
+        return None, []
+    chains = set()
+    tables: dict = {}
+    for obj in doc.get("nftables", []):
+        c = obj.get("chain") if isinstance(obj, dict) else None
+        if not c:
+            continue
+        chains.add((c.get("family"), c.get("table"), c.get("name")))
+        tables.setdefault((c.get("family"), c.get("table")), None)
+    return chains, list(tables)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -270,11 +280,11 @@ def read_live(reader: str = "auto", is_root: Optional[bool] = None) -> Ruleset:
         nft_warn: list = []
     except MissingDependencyError as err:
         nft, nft_warn = None, [str(err)]
-    kernel_chains = _kernel_chains(nft)
+    kernel_chains, table_keys = _kernel_chains(nft)
     ipt_nft, ipt_nft_warn, owned = _read_iptables_nft(parse, kernel_chains)
     native: list = []
     if nft is not None:
-        native, more = _read_native(nft, nft.json("list tables"), owned)
+        native, more = _read_native(nft, table_keys, owned)
         nft_warn.extend(more)
     ruleset = Ruleset(tables=legacy + ipt_nft + native, host=read_host_facts())
     ruleset.sources = [
