@@ -94,7 +94,9 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
     # Flows the engine could not decide: one note per undecidable match, never a guess.
     unknown_groups: dict = {}
     for res in ctx.unknown(family):
-        step = next((s for s in res.steps if s.verdict == UNKNOWN and s.rule is not None), None)
+        step = (next((s for s in res.steps if s.verdict == UNKNOWN and s.rule is not None), None)
+                or next((s for s in reversed(res.steps) if s.verdict == UNKNOWN), None)
+                or (res.steps[-1] if res.steps else None))
         key = ("rule", id(step.rule)) if step is not None else tuple(res.unknown) or ("?",)
         entry = unknown_groups.setdefault(key, (step, [], []))
         entry[1].append(res)
@@ -106,7 +108,17 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
         message = (f"lbfw cannot tell whether {what} traffic passes here: {len(results)} flow(s) "
                    f"({flows_summary(results)}) depend on `{' '.join(texts) or 'a match lbfw does not model'}`."
                    " Check them with `lbfw verify`.")
-        ref = RuleRef(table, chain, step.rule, 0, frozenset()) if (step is not None and table is not None) else None
-        findings.append(make_finding(check, message, ref, severity="note", flows=[r.flow for r in results],
-                                     extra={"unknown": texts}))
+        if step is not None and table is not None and step.rule is not None:
+            findings.append(make_finding(check, message, RuleRef(table, chain, step.rule, 0, frozenset()),
+                                         severity="note", flows=[r.flow for r in results],
+                                         extra={"unknown": texts}, advise_owner=False))
+        else:
+            f = make_finding(check, message, None, severity="note", flows=[r.flow for r in results],
+                             table=table, chain=chain, origin=step.origin if step is not None else None,
+                             extra={"unknown": texts}, advise_owner=False)
+            if f.table is None and step is not None:
+                f.table, f.chain, f.family = step.table, step.chain, step.family
+            if f.source is None:
+                f.source = next((si.source for si in ctx.ruleset.sources), None)
+            findings.append(f)
     return findings

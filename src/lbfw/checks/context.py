@@ -349,14 +349,16 @@ def where_fields(rule: Optional[Rule], table: Optional[Table], chain_name: Optio
 
 def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity: Optional[str] = None,
                  flows=(), table: Optional[Table] = None, chain: Optional[Chain] = None, origin=None,
-                 owner: Optional[str] = None, extra: Optional[dict] = None) -> Finding:
-    """A Finding for ``check`` (a check module) at ``ref`` (or a chain policy / host fact)."""
+                 owner: Optional[str] = None, extra: Optional[dict] = None, advise_owner: bool = True) -> Finding:
+    """A Finding for ``check`` (a check module) at ``ref`` (or a chain policy / host fact).
+    A rule a firewall manager owns is named as such; ``advise_owner`` adds that its
+    configuration, not the rule, is what must change."""
     rule = ref.rule if ref is not None else None
     table = ref.table if ref is not None else table
     chain = ref.chain if ref is not None else chain
     if owner is None and table is not None and chain is not None:
         owner = owner_of(table, chain, rule)
-    if owner is not None:
+    if owner is not None and advise_owner:
         message += f" This rule is managed by {owner}: change {owner}'s configuration, not the rule itself."
     return Finding(
         check=check.ID,
