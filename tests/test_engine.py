@@ -547,3 +547,36 @@ def test_a_service_address_is_found_through_the_index():
     result = engine.walk_packet(dest, ("prerouting",))
     assert [s.note for s in result.steps if s.verdict == "dnat"] == ["dnat to 10.244.3.7"]
     assert engine.stats.rule_evals < 10
+
+
+# --------------------------------------------------------------------------- modules with state
+
+def test_recent_list_no_rule_fills_is_empty_and_a_filled_one_is_unknown():
+    rs = ipt("""
+        *filter
+        :INPUT ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A INPUT -m recent --update --seconds 60 --name DEFAULT --rsource -j DROP
+        -A INPUT -p tcp --dport 22 -m recent --update --seconds 60 --hitcount 4 --name ssh -j DROP
+        -A INPUT -p tcp --dport 22 -m recent --set --name ssh
+        COMMIT
+        """)
+    engine = Engine(rs)
+    assert engine.evaluate(TCP_1).verdict == "delivered"
+    ssh = engine.evaluate(Flow("tcp", "127.0.0.1", 22))
+    assert ssh.verdict == "unknown"
+    assert any("--name ssh" in u for u in ssh.unknown)
+
+
+def test_rpfilter_passes_everything_that_came_in_on_lo():
+    rs = ipt("""
+        *raw
+        :PREROUTING ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A PREROUTING -m rpfilter --invert -j DROP
+        COMMIT
+        """)
+    engine = Engine(rs)
+    assert engine.evaluate(TCP_BOUND).verdict == "delivered"
+    spoof = Packet(family="ip", saddr="10.1.1.1", daddr="127.0.0.1", proto="tcp", dport=22, iif="eth0")
+    assert engine.walk_packet(spoof, ("prerouting", "input")).verdict == "unknown"

@@ -27,10 +27,9 @@ TIMEOUT = 0.4
 DUMMY_MAC = "02:00:00:00:00:01"
 CHAIR = "configs_chair_for_Network_Architectures_and_Services__iptables-save-2016-06-27_16-29-01"
 NFT_CORPUS = "config_ongy_flat_share__2015_aug_nft-ruleset"
-# Corpus files whose unknown share is allowed to be high, and why (matches on state lbfw cannot
-# see in a file: the recent module's lists, the owner of the client socket, rpfilter off lo).
+# Corpus files whose unknown share is allowed to be high, and why (matches on what a file does not
+# say: the owner of the client socket).
 MANY_UNKNOWN = {
-    CHAIR: "-m recent --update lists decide every flow",
     "configs_tails_os__2015-aug-tails-i386-1.5-iptables-save": "OUTPUT accepts by socket owner (Tor)",
 }
 # Files the real kernel refuses as they are (the proof covers files that load); the test checks

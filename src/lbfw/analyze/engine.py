@@ -339,6 +339,7 @@ class Engine:
         self.max_runs = max_runs
         self._compiled: dict = {}
         self._match_cache: dict = {}   # equal matches (`-p tcp` a thousand times) compile once
+        self._recent_set: Optional[set] = None
         self._hook_items: dict = {}
 
     # ----------------------------------------------------------------- compilation (lazy)
@@ -370,10 +371,42 @@ class Engine:
                     cache[key] = compiled
             preds.append(compiled)
         preds = tuple(preds)
+        if any(m.field == "m.recent" for m in cr.rule.matches):
+            preds = self._recent(cr.rule, preds)
         if "-m rpfilter" in (cr.rule.text or ""):
             preds = _rpfilter(cr.rule, preds)
         cr.preds = preds
         return preds
+
+    def _recent(self, rule, preds) -> tuple:
+        """`-m recent`: lists start empty and only `--set` rules fill them (or an admin writing to
+        /proc/net/xt_recent). A --rcheck/--update/--remove of a list no rule of the ruleset sets
+        is false; of a list some rule sets, it depends on past traffic: unknown."""
+        if self._recent_set is None:
+            names = set()
+            for table in self.ruleset.tables:
+                for chain in table.chains.values():
+                    for r in chain.rules:
+                        for m in r.matches:
+                            if m.field == "m.recent" and "--set" in m.text.split():
+                                names.add(_recent_name(m.text))
+            self._recent_set = names
+        out = []
+        for (pred, text), m in zip(preds, rule.matches):
+            if m.field == "m.recent":
+                words = m.text.split()
+                negate = m.negate or "!" in words
+                if "--set" in words:
+                    value = not negate
+                    out.append(((lambda pkt, v=value: v), text))
+                    continue
+                if _recent_name(m.text) not in self._recent_set:
+                    value = negate
+                    out.append(((lambda pkt, v=value: v), text))
+                    continue
+            out.append((pred, text))
+        out += list(preds[len(rule.matches):])
+        return tuple(out)
 
     def _items(self, hook: str, family: str) -> list:
         """What runs on ``hook`` for ``family``, in order: base chains, the conntrack point and
@@ -852,7 +885,16 @@ class Engine:
         return "accept"
 
 
-_RPFILTER_OPTIONS = ("opt.invert", "opt.loose", "opt.validmark", "opt.accept-local")
+_RPFILTER_OPTIONS = ("m.rpfilter", "opt.invert", "opt.loose", "opt.validmark", "opt.accept-local")
+
+
+def _recent_name(text: str) -> str:
+    words = text.split()
+    if "--name" in words:
+        k = words.index("--name")
+        if k + 1 < len(words):
+            return words[k + 1]
+    return "DEFAULT"
 
 
 def _rpfilter(rule, preds) -> tuple:
