@@ -218,3 +218,19 @@ def test_every_nft_example_loads_with_each_rule_on_its_line(examples_dir):
         for r in rules:
             assert r.origin.line is not None, (f, r.text)
             assert r.text.split()[0] in source_lines[r.origin.line - 1], (f, r.origin.line, r.text)
+
+
+def test_nft_json_of_iptables_nft_tables_keeps_xt_expressions_opaque(tmp_path):
+    """`nft -j list ruleset` of iptables-nft tables hides comment and conntrack matches as
+    bare `xt` expressions (DOMAIN.md): read as opaque matches, never guessed, never an error."""
+    script = ("iptables-nft -A INPUT -s 127.0.0.1 -m comment --comment x -m conntrack --ctstate NEW -j ACCEPT"
+              " && iptables-nft -A INPUT -i lo -j ACCEPT && nft -j list ruleset")
+    out = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, check=True).stdout
+    tables = by_key(nft_json.parse(json.loads(out), "dump.json"))
+    rules = tables[("ip", "filter")].chains["INPUT"].rules
+    first = rules[0]
+    assert (first.matches[0].field, first.matches[0].values) == ("ip.saddr", ((LO, LO),))
+    xt = [m for m in first.matches if m.opaque]
+    assert [m.text for m in xt] == ["xt match comment", "xt match conntrack"]
+    assert first.action.kind == "accept"
+    assert rules[1].matches[0].values == ("lo",) and not rules[1].matches[0].opaque
