@@ -236,7 +236,11 @@ def test_corpus_ugent_old_format_is_fixed_in_its_own_spelling(corpus_dir, tmp_pa
 
 
 def test_corpus_kornwall_keeps_the_interface_and_drops_the_address(corpus_dir):
-    plan = plan_for(str(corpus_dir / "config_kornwall__iptables-save"))
+    ruleset = read_sources([str(corpus_dir / "config_kornwall__iptables-save")])
+    findings, _ = audit_ruleset(ruleset)
+    for f in findings:   # how sure the check is does not matter here: the rewrite does
+        f.severity = "warning"
+    plan = plan_fixes(ruleset, findings)
     new = {e.old: e.new for e in plan.edits}
     assert new.get("-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -i lo -j ACCEPT") == "-A INPUT -i lo -j ACCEPT"
     assert new.get("-A OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -o lo -j ACCEPT") == "-A OUTPUT -o lo -j ACCEPT"

@@ -160,6 +160,8 @@ def split_lines(text: str) -> list:
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
+    if "\r" not in text:
+        return lines
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
@@ -182,8 +184,14 @@ class _Topology:
         self._where = None
         self._callers = {}
 
-    def locate_rule(self, rule):
-        """(table, chain) holding this Rule object, or (None, None)."""
+    def locate_rule(self, rule, table_name=None, chain_name=None):
+        """(table, chain) holding this Rule object, or (None, None). The names, when known
+        (a finding carries them), spare a walk over every rule of a 140,000-rule dump."""
+        if table_name and chain_name:
+            for table in self.ruleset.tables:
+                chain = table.chains.get(chain_name) if table.name == table_name else None
+                if chain is not None and any(r is rule for r in chain.rules):
+                    return table, chain
         if self._where is None:
             self._where = {}
             for table in self.ruleset.tables:
@@ -358,7 +366,7 @@ class _Planner:
         return os.path.basename(source) in _OWNER_FILES.get(finding.owner, ())
 
     def _fix(self, finding, source, line, target):
-        table, chain = self.topology.locate_rule(finding.rule)
+        table, chain = self.topology.locate_rule(finding.rule, finding.table, finding.chain)
         chain_name = chain.name if chain is not None else (finding.chain or "")
         mode = "range" if (finding.check == "LB003" or self.style == "range") else "interface"
         direction = None
@@ -583,27 +591,26 @@ def apply_to_text(text: str, edits: list) -> str:
 
     Raises ValueError when a line no longer reads as the edit expects."""
     lines = text.split("\n")
-    replaced = {}
     inserted = {}
     for edit in edits:
         if edit.old is None:
             inserted.setdefault(edit.line, []).append(edit.new)
-        else:
-            replaced[edit.line] = edit
-    out = []
-    for number, raw in enumerate(lines, 1):
-        is_last = number == len(lines)
+            continue
+        index = edit.line - 1
+        raw = lines[index] if 0 <= index < len(lines) else None
+        if raw is None:
+            raise ValueError(f"line {edit.line} does not exist")
         cr = "\r" if raw.endswith("\r") else ""
         body = raw[:-1] if cr else raw
-        edit = replaced.get(number)
-        if edit is not None:
-            if body != edit.old:
-                raise ValueError(f"line {number} changed: expected {edit.old!r}, found {body!r}")
-            body = edit.new
-        out.append(body + cr)
-        if number in inserted:
-            if is_last:  # the text does not end with a newline after this line
-                out[-1] += "\n" + "\n".join(t + cr for t in inserted[number])
-            else:
-                out.extend(t + cr for t in inserted[number])
-    return "\n".join(out)
+        if body != edit.old:
+            raise ValueError(f"line {edit.line} changed: expected {edit.old!r}, found {body!r}")
+        lines[index] = edit.new + cr
+    for number in sorted(inserted, reverse=True):
+        raw = lines[number - 1]
+        cr = "\r" if raw.endswith("\r") else ""
+        new = [t + cr for t in inserted[number]]
+        if number == len(lines):  # after the last line, which has no newline
+            lines[number - 1] = raw + "\n" + "\n".join(new)
+        else:
+            lines[number:number] = new
+    return "\n".join(lines)
