@@ -209,4 +209,4 @@ def test_every_loadable_corpus_dump_reads_the_same_as_the_kernels_own_dump(corpu
         for key in written:
             assert written[key] == kernel[key], (path.name, key)
         compared += sum(len(rules) for _, rules in written.values())
-    assert compared == 7565     # every rule of the 13 dumps: README total 7,588 minus 759927.s 23
+    assert compared == 7565     # every rule of the 13 dumps: README total 7,588 minus 759927's 23
