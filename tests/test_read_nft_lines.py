@@ -112,3 +112,16 @@ def test_the_2015_nft_list_ruleset_text_is_mapped(corpus_dir):
         ("ip", "filter", "forward"): 2}
     assert got[("ip", "filter", "ssh-chain")][0] == RuleLine(
         str(path), 16, "ip saddr { 10.13.37.0/25, 10.149.107.128} accept")
+
+
+def test_a_chain_whose_rule_count_differs_gets_no_lines_rather_than_shifted_ones():
+    from lbfw.read.nft_file import _place
+
+    def rule(chain, handle):
+        return {"rule": {"family": "ip", "table": "t", "chain": chain, "handle": handle, "expr": []}}
+
+    doc = {"nftables": [rule("c", 4), rule("d", 5), rule("d", 6)]}
+    lines = {("ip", "t", "c"): [RuleLine("f", 3, "a"), RuleLine("f", 4, "b")],   # 2 found, 1 loaded
+             ("ip", "t", "d"): [RuleLine("f", 7, "x"), RuleLine("f", 8, "y")]}
+    assert _place(doc, lines) == {("ip", "t", "d", 5): RuleLine("f", 7, "x"),
+                                  ("ip", "t", "d", 6): RuleLine("f", 8, "y")}

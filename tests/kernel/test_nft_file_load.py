@@ -234,3 +234,4 @@ def test_nft_json_of_iptables_nft_tables_keeps_xt_expressions_opaque(tmp_path):
     assert [m.text for m in xt] == ["xt match comment", "xt match conntrack"]
     assert first.action.kind == "accept"
     assert rules[1].matches[0].values == ("lo",) and not rules[1].matches[0].opaque
+

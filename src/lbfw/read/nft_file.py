@@ -165,20 +165,25 @@ def _text_and_path(path_or_text, source: str) -> tuple:
 # --------------------------------------------------------------------------- rules -> lines
 
 def _place(doc, lines: dict) -> dict:
-    """Assign the mapped source lines to the JSON rules, in order per chain."""
+    """Assign the mapped source lines to the JSON rules, in order per chain.
+
+    A chain whose rule count differs from what the walk found (a `delete rule` in the
+    file, an include resolved differently) gets no lines at all: no line is better than
+    a line off by one, which would send findings and the fixer to the wrong rule."""
     items = doc.get("nftables", []) if isinstance(doc, dict) else doc
-    seen: dict = {}
-    placed = {}
+    per_chain: dict = {}
     for obj in items:
         rule = obj.get("rule") if isinstance(obj, dict) else None
-        if rule is None:
-            continue
-        key = (rule.get("family"), rule.get("table"), rule.get("chain"))
-        i = seen.get(key, 0)
-        seen[key] = i + 1
+        if rule is not None:
+            per_chain.setdefault((rule.get("family"), rule.get("table"), rule.get("chain")), []).append(
+                rule.get("handle"))
+    placed = {}
+    for key, handles in per_chain.items():
         locs = lines.get(key)
-        if locs is not None and i < len(locs):
-            placed[key + (rule.get("handle"),)] = locs[i]
+        if locs is None or len(locs) != len(handles):
+            continue
+        for handle, loc in zip(handles, locs):
+            placed[key + (handle,)] = loc
     return placed
 
 
