@@ -168,10 +168,9 @@ def _loadable(sources, ruleset, stdin_data: Optional[bytes]):
         elif fmt is not None:
             from pathlib import Path
             path = Path(source)
-            if fmt == "nft":
-                out.append(path)  # a path: relative includes resolve beside the file
-            else:
-                out.append(RulesetText(source, path.read_text(encoding="utf-8").lstrip("\ufeff"), format=fmt))
+            text = path.read_text(encoding="utf-8").lstrip("\ufeff")
+            # nft files load from their path: relative includes resolve beside them
+            out.append(RulesetText(source, text, format=fmt, path=path if fmt == "nft" else None))
         else:
             out.append(source)
     return out

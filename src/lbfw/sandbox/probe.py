@@ -64,6 +64,12 @@ class _Sockets:
             self._open.add(sock)
         return sock
 
+    def adopt(self, sock: socket.socket) -> socket.socket:
+        """Track a socket made elsewhere (an accepted connection)."""
+        with self._lock:
+            self._open.add(sock)
+        return sock
+
     def close(self, sock: socket.socket) -> None:
         with self._lock:
             self._open.discard(sock)
@@ -100,8 +106,7 @@ def _tcp_server(listener, socks: _Sockets, stop: threading.Event, timeout: float
             continue
         except OSError:
             break
-        with socks._lock:
-            socks._open.add(conn)
+        socks.adopt(conn)
         worker = threading.Thread(target=_tcp_answer, args=(conn, socks, timeout), daemon=True)
         worker.start()
         workers.append(worker)

@@ -49,12 +49,15 @@ class RulesetText:
     ``format``: "iptables-save" | "ip6tables-save" | "nft" | "nft-json", or None to detect.
     ``backend`` (iptables text only): "legacy" | "nft", or None for legacy when the kernel
     has it (separate from nf_tables, so an nft file's `table ip filter` cannot collide).
+    ``path``: where an nft text came from, so that `nft -f` loads the file itself and its
+    relative `include`s resolve beside it.
     """
 
     name: str
     text: str
     format: Optional[str] = None
     backend: Optional[str] = None
+    path: Optional[Path] = None
 
 
 Source = Union[str, Path, RulesetText]
@@ -84,6 +87,7 @@ def _read(path: Path, name: str) -> str:
 _NFT_IF_WORD = re.compile(r'(?<![\w-])(?:meta\s+)?[io]if\s+(?:!=\s*|==\s*)?(?:"([^"\n]+)"|([A-Za-z_][\w.-]*))')
 _NFT_IF_SET = re.compile(r'(?<![\w-])(?:meta\s+)?[io]if\s+(?:vmap\s+)?\{([^}]*)\}')
 _QUOTED = re.compile(r'"([^"\n]+)"|(?<![\w.$-])([A-Za-z_][\w.-]*)(?=\s*[,:}\n]|\s*$)')
+_NFT_IF_VAR = re.compile(r'(?<![\w-])(?:meta\s+)?[io]if\s+(?:vmap\s+)?\$([\w.-]+)')
 _DEFINE = re.compile(r'^\s*define\s+([\w.-]+)\s*=\s*(.+?)\s*$', re.M)
 _IPT_IF = re.compile(r'(?:^|\s)(?:-i|-o|--in-interface|--out-interface)\s+(?:!\s+)?(\S+)')
 _NFT_KEYWORDS = frozenset(("accept", "drop", "reject", "continue", "return", "jump", "goto", "vmap",
@@ -103,8 +107,9 @@ def interfaces_named(text: str, fmt: str) -> list[str]:
             names.append(m.group(1) or m.group(2))
         for m in _NFT_IF_SET.finditer(text):
             names += [q.group(1) or q.group(2) for q in _QUOTED.finditer(m.group(1))]
-        for name, value in defines.items():
-            if re.search(r'[io]if\s+(?:vmap\s+)?\$' + re.escape(name) + r'(?![\w.-])', text):
+        for used in dict.fromkeys(_NFT_IF_VAR.findall(text)):
+            value = defines.get(used)
+            if value is not None:
                 names += [q.group(1) or q.group(2) for q in _QUOTED.finditer(value.strip("{} ") + "\n")]
     elif fmt == "nft-json":
         try:
@@ -143,7 +148,7 @@ def _prepare(sources: Sequence[Source], input_format: str = "auto") -> list:
     prepared = []
     for source in sources:
         if isinstance(source, RulesetText):
-            name, text, path, backend = source.name, source.text, None, source.backend
+            name, text, path, backend = source.name, source.text, source.path, source.backend
             fmt = source.format
         else:
             name = str(source)
@@ -160,7 +165,10 @@ def _prepare(sources: Sequence[Source], input_format: str = "auto") -> list:
 def load_sources(ns: Namespace, sources: Sequence[Source], input_format: str = "auto") -> list[str]:
     """Load ``sources`` into ``ns`` as one host's ruleset; returns what each went through
     (e.g. "rules.v4: iptables-legacy-restore"). InputError when the kernel rejects one."""
-    prepared = _prepare(sources, input_format)
+    return _load_prepared(ns, _prepare(sources, input_format))
+
+
+def _load_prepared(ns: Namespace, prepared: list) -> list[str]:
     wanted = []
     for name, text, fmt, _, _ in prepared:
         wanted += interfaces_named(text, fmt)
@@ -211,12 +219,12 @@ def _load_nft_making_interfaces(ns: Namespace, text_or_path, name: str, rounds: 
 def observe_files_detailed(sources: Sequence[Source], flows: Sequence[Flow], timeout: float = 1.0,
                            input_format: str = "auto") -> list[dict]:
     """Like `observe_files`, each result a dict {"observed", "reason"}."""
-    prepared_flows = list(flows)
+    flows = list(flows)
     # Read and detect before making a namespace: a bad file fails fast, with nothing made.
-    _prepare(sources, input_format)
+    prepared = _prepare(sources, input_format)
     with Namespace() as ns:
-        load_sources(ns, sources, input_format)
-        return traffic.observe_detailed(ns, prepared_flows, timeout=timeout)
+        _load_prepared(ns, prepared)
+        return traffic.observe_detailed(ns, flows, timeout=timeout)
 
 
 def observe_files(sources: Sequence[Source], flows: Sequence[Flow], timeout: float = 1.0,
