@@ -229,3 +229,11 @@ def test_lb005_narrow_destination_drop_leaves_other_loopback_services_open():
     host = HostFacts(route_localnet={"eth0": 1}, local_127_route=True)
     text = filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.1/32 -j DROP", policy="ACCEPT")
     assert ids(audit(text, host=host)) == ["LB003", "LB005"]
+
+
+def test_kube_firewall_protects_against_route_localnet(examples_dir):
+    from lbfw.read import read_sources
+    rs = read_sources([str(examples_dir / "kube-proxy-firewall.rules")])
+    rs.host = HostFacts(route_localnet={"all": 1, "eth0": 1}, local_127_route=True)
+    engine = Engine(rs)
+    assert run_checks(rs, engine, [engine.evaluate(f) for f in FLOWS]) == []
