@@ -244,3 +244,37 @@ def test_corpus_kornwall_keeps_the_interface_and_drops_the_address(corpus_dir):
     new = {e.old: e.new for e in plan.edits}
     assert new.get("-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -i lo -j ACCEPT") == "-A INPUT -i lo -j ACCEPT"
     assert new.get("-A OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -o lo -j ACCEPT") == "-A OUTPUT -o lo -j ACCEPT"
+
+
+def test_colour_only_on_a_terminal(narrow):
+    import pty
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lbfw", "fix", "rules.v4"], cwd=narrow.parent, stdout=slave,
+                              stderr=subprocess.PIPE, timeout=120, env={**os.environ, "TERM": "xterm"})
+        os.close(slave)
+        data = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(master)
+    assert proc.returncode == 1
+    assert b"\x1b[31m-" in data and b"\x1b[32m+" in data
+    env = {**os.environ, "NO_COLOR": "1"}
+    piped = subprocess.run([sys.executable, "-m", "lbfw", "fix", "rules.v4"], cwd=narrow.parent,
+                           capture_output=True, env=env, timeout=120)
+    assert b"\x1b[" not in piped.stdout
+
+
+def test_fix_safety_is_printed_next_to_each_edit(narrow):
+    proc = lbfw("fix", str(narrow), "--style", "range")
+    lines = proc.stderr.splitlines()
+    edits = [i for i, line in enumerate(lines) if ": LB00" in line and "not fixed" not in line]
+    assert len(edits) == 2
+    assert all(lines[i + 1].startswith("  Fix safety:") for i in edits)

@@ -374,3 +374,20 @@ def test_without_root_exit_2_with_what_to_run():
     assert proc.returncode == 2, proc.stderr
     assert "needs root" in proc.stderr and "sudo lbfw fix" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_live_dry_run_shows_each_backend_in_its_own_syntax_and_verify_changes_nothing(examples_dir):
+    with Namespace() as ns:
+        setup(ns, examples_dir / "input-narrow-accept.rules", examples_dir.joinpath("nft-saddr-narrow.nft").read_text())
+        before = snapshot(ns)
+        proc = lbfw_in(ns, "fix", "--dry-run", "--verify")
+        assert proc.returncode == 1, proc.stderr
+        assert "--- a/live:legacy/ip/filter\n" in proc.stdout
+        assert "--- a/live:iptables-nft/ip/filter\n" in proc.stdout
+        assert "--- a/live:nftables/inet/filter\n" in proc.stdout
+        assert "+-A INPUT -i lo -j ACCEPT\n" in proc.stdout
+        assert re.search(r'^\+\s+iif "lo" accept # handle \d+$', proc.stdout, re.M)
+        m = re.search(r"(\d+) repaired by the fix, (\d+) broken by it", proc.stderr)
+        assert m and int(m.group(1)) > 0 and m.group(2) == "0", proc.stderr
+        assert "repaired: tcp 127.0.0.2 -> 127.0.0.1" in proc.stderr
+        assert snapshot(ns) == before

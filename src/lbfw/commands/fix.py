@@ -44,9 +44,9 @@ def describe(plan: FixPlan, err) -> None:
     for edit in plan.edits:
         for check, how, safety in edit.notes:
             err.write(f"{edit.where}: {check}: {how}\n")
-            if safety not in safety_seen:
-                err.write(f"  {safety}\n")
-                safety_seen.add(safety)
+            # next to every edit; the full text once, then a pointer to it
+            err.write(f"  {safety}\n" if safety not in safety_seen else "  Fix safety: as above.\n")
+            safety_seen.add(safety)
     for refusal in plan.refusals:
         err.write(f"{refusal.where}: {refusal.check}: not fixed: {refusal.why}\n")
         if refusal.rule:
