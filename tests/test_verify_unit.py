@@ -37,7 +37,10 @@ def test_a_disagreement_is_reported_as_a_bug_with_the_engine_path():
     rows = compare(results, ["blocked", {"observed": "blocked", "reason": "reply: timeout"}, "delivered"])
     assert [r["agree"] for r in rows] == [False, True, None]
     assert rows[1]["reason"] == "reply: timeout"
-    report = bug_report(rows, results, {"nft": "nftables v1.0.6"})
+    from lbfw.model import Chain, Ruleset, SourceInfo, Table
+    table = Table("ip", "filter", "file", "iptables", "rules.v4", chains={"INPUT": Chain("INPUT", [rule], "input")})
+    ruleset = Ruleset(tables=[table], sources=[SourceInfo("rules.v4", "iptables-save", warnings=("odd line",))])
+    report = bug_report(rows, results, {"nft": "nftables v1.0.6"}, ruleset)
     assert report is not None and "bug in lbfw" in report["message"]
     assert report["kernel"] and report["lbfw"]
     [item] = report["flows"]
@@ -53,6 +56,7 @@ def test_a_disagreement_is_reported_as_a_bug_with_the_engine_path():
     assert "3 flows, observed in a private network namespace: 1 agree, 1 disagree, 1 predicted unknown" in text
     assert "bug in lbfw" in text and "nftables v1.0.6" in text and "rules.v4:5" in text
     assert "NO" in text.split("\n")[1]
+    assert "ip filter (file, rules.v4): 1 chains, 1 rules" in text and "reader warning: odd line" in text
 
 
 def test_no_report_when_all_agree():

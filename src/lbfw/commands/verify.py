@@ -61,7 +61,16 @@ def _path_lines(result) -> list[str]:
     return lines
 
 
-def bug_report(rows, results, versions: dict) -> Optional[dict]:
+def _tables(ruleset) -> list[str]:
+    """The tables the engine saw, e.g. "ip filter (legacy, live:legacy): 3 chains, 12 rules"."""
+    out = []
+    for t in getattr(ruleset, "tables", None) or []:
+        rules = sum(len(c.rules) for c in t.chains.values())
+        out.append(f"{t.family} {t.name} ({t.backend}, {t.source}): {len(t.chains)} chains, {rules} rules")
+    return out
+
+
+def bug_report(rows, results, versions: dict, ruleset=None) -> Optional[dict]:
     """What to attach to a bug report when a prediction disagrees with the kernel, or None."""
     wrong = [(row, result) for row, result in zip(rows, results) if row["agree"] is False]
     if not wrong:
@@ -74,6 +83,8 @@ def bug_report(rows, results, versions: dict) -> Optional[dict]:
         "python": platform.python_version(),
         "kernel": platform.release(),
         "tools": versions,
+        "tables": _tables(ruleset),
+        "warnings": [w for info in (getattr(ruleset, "sources", None) or []) for w in info.warnings],
         "flows": [dict(flow=row_flow(row), predicted=row["predicted"], observed=row["observed"],
                        reason=row["reason"], path=_path_lines(result)) for row, result in wrong],
     }
@@ -125,10 +136,16 @@ def render_text(rows, report: Optional[dict], mode: str, color: bool = False) ->
                       soft_wrap=True, markup=False)
         for tool, version in report["tools"].items():
             console.print(f"  {tool}: {version}", soft_wrap=True, markup=False)
+        console.print("  tables lbfw read:" + ("" if report.get("tables") else " none"), soft_wrap=True,
+                      markup=False)
+        for line in report.get("tables") or ():
+            console.print(f"    {line}", soft_wrap=True, markup=False)
+        for line in report.get("warnings") or ():
+            console.print(f"  reader warning: {line}", soft_wrap=True, markup=False)
         for item in report["flows"]:
             console.print(f"  flow {item['flow']}: predicted {item['predicted']}, observed {item['observed']}"
                           + (f" ({item['reason']})" if item["reason"] else ""), soft_wrap=True, markup=False)
-            for line in item["path"]:
+            for line in item["path"] or ["(no base chain of the ruleset lbfw read saw this flow)"]:
                 console.print(f"    {line}", soft_wrap=True, markup=False)
     return console.file.getvalue()
 
@@ -177,9 +194,10 @@ def _loadable(sources, ruleset, stdin_data: Optional[bytes]):
 
 
 def verify_rows(sources, plan=None, input_format: str = "auto", reader: str = "auto", timeout: float = 1.0,
-                stdin_data: Optional[bytes] = None):
-    """(rows, results, mode): predicted (engine) and observed (sandbox or live) per flow.
-    Standard input, when a source is "-", must already be read into ``stdin_data``."""
+                stdin_data: Optional[bytes] = None, with_ruleset: bool = False):
+    """(rows, results, mode): predicted (engine) and observed (sandbox or live) per flow
+    (and the Ruleset read, fourth, when ``with_ruleset``). Standard input, when a source is
+    "-", must already be read into ``stdin_data``."""
     sources = list(sources or [])
     if stdin_data is not None:
         import io
@@ -201,7 +219,8 @@ def verify_rows(sources, plan=None, input_format: str = "auto", reader: str = "a
     else:
         observed = sandbox.verify_live_detailed(flows, timeout=timeout)
         mode = "on the live host"
-    return compare(results, observed), results, mode
+    rows = compare(results, observed)
+    return (rows, results, mode, ruleset) if with_ruleset else (rows, results, mode)
 
 
 def run(sources=(), plan=None, format: str = "text", input_format: str = "auto", reader: str = "auto",
@@ -209,8 +228,10 @@ def run(sources=(), plan=None, format: str = "text", input_format: str = "auto",
     choose("--format", format, FORMATS)
     sources = list(sources or [])
     stdin_data = sys.stdin.buffer.read() if "-" in sources else None
-    rows, results, mode = verify_rows(sources, plan, input_format, reader, timeout, stdin_data)
-    report = bug_report(rows, results, tool_versions()) if any(r["agree"] is False for r in rows) else None
+    rows, results, mode, ruleset = verify_rows(sources, plan, input_format, reader, timeout, stdin_data,
+                                               with_ruleset=True)
+    wrong = any(r["agree"] is False for r in rows)
+    report = bug_report(rows, results, tool_versions(), ruleset) if wrong else None
     if format == "json":
         text = render_json(rows, report)
     else:
