@@ -141,6 +141,7 @@ def _file_origin(source: str, line: int) -> Origin:
 _CONTINUE = Action("continue")
 
 _from_bytes = int.from_bytes
+_CACHE_LIMIT = 200_000       # entries per cache: enough for any real dump, bounded for odd ones
 _ALL4 = (1 << 32) - 1
 _ALL6 = (1 << 128) - 1
 
@@ -325,6 +326,7 @@ class _Parser:
         self.tables: list = []
         self.fast: dict = {}          # (module context, option, value) -> tuple of Matches
         self.addrs: dict = {}         # (option, value, negated) -> Match, for -s / -d
+        self.tails: dict = {}         # tokens after the leading addresses -> tail()'s result
         self.protos: dict = {}        # (-p value, negated) -> (matches, implied module)
         self.contexts: dict = {}      # (context, -m module) -> the context after it
         self.actions: dict = {}       # (target, args) -> Action, for targets that are no chain
@@ -545,12 +547,76 @@ class _Parser:
         """Turn the tokens after `-A CHAIN` into a Rule (None when `-4`/`-6` says it is for the
         other family, as iptables-restore skips such lines).
 
-        Speed: an option and its value seen before in the same module context are looked up
-        in ``self.fast`` and cost one dict lookup; only new pairs take the slow path."""
+        Speed: iptables-save writes `-s`/`-d` first, and what follows them repeats across
+        rules far more than the addresses do (blocklists: a new address, the same `-j DROP`).
+        So leading addresses are read here, and the rest of the line is parsed once by
+        ``tail`` and then found in ``self.tails``."""
+        n = len(tokens)
+        matches = []
+        addrs = self.addrs
+        neg = False
+        while i < n:
+            tok = tokens[i]
+            if tok == "!" and i + 1 < n and (tokens[i + 1] == "-s" or tokens[i + 1] == "-d"):
+                neg = True
+                i += 1
+                continue
+            if (tok == "-s" or tok == "-d") and i + 1 < n and tokens[i + 1] != "!":
+                value = tokens[i + 1]
+                i += 2
+                key = (tok, value, neg)
+                m = addrs.get(key)
+                if m is None:
+                    m = self.address(tok, value, neg)
+                    if len(addrs) < _CACHE_LIMIT:
+                        addrs[key] = m
+                matches.append(m)
+                neg = False
+                continue
+            break
+        key = tuple(tokens[i:])
+        parsed = self.tails.get(key)
+        if parsed is None:
+            parsed = self.tail(tokens, i)
+            if len(self.tails) < _CACHE_LIMIT:
+                self.tails[key] = parsed
+        tail_matches, target, goto, target_args, comment = parsed
+        if tail_matches is None:
+            return None
+        if tail_matches:
+            if matches:
+                matches.extend(tail_matches)
+                matches = tuple(matches)
+            else:
+                matches = tail_matches
+        else:
+            matches = tuple(matches)
+
+        if comment is not None and "lbfw" in comment:
+            ignore = ignores_in(comment) | ignore_above
+        else:
+            ignore = ignore_above
+        if self.live:
+            origin = Origin(self.source, index=len(chain.rules) + 1)
+        else:
+            origin = _file_origin(self.source, self.lineno)
+        rule = Rule(matches, _CONTINUE, line, origin, comment, ignore)
+        if target is not None:
+            action = None if goto else self.actions.get((target, target_args))
+            if action is None or target in self.table.chains:
+                action = self.action(target, goto, target_args, chain, rule)
+            rule.action = action
+        return rule
+
+    def tail(self, tokens: list, i: int) -> tuple:
+        """Parse tokens[i:] -> (matches tuple, target, goto, target args, comment); matches
+        None when the rule is for the other family (`-4`/`-6`). Depends on nothing but the
+        tokens and the family, so its result may be reused for an identical tail."""
         n = len(tokens)
         fast = self.fast
         contexts = self.contexts
         protos = self.protos
+        addrs = self.addrs
         matches = []
         neg = False
         loaded = []                # match modules loaded so far, in order (-m and -p's)
@@ -561,7 +627,6 @@ class _Parser:
         goto = False
         target_args = ()
         group = None               # (index in matches, module count) of the open opaque match
-        addrs = self.addrs
         while i < n:
             tok = tokens[i]
             i += 1
@@ -650,7 +715,7 @@ class _Parser:
                 continue
             if tok in ("-4", "--ipv4", "-6", "--ipv6"):
                 if (tok in ("-4", "--ipv4")) != (self.family == "ip"):
-                    return None
+                    return (None, None, False, (), None)
                 continue
             if tok == "-f" or tok == "--fragment":
                 matches.append(Match(field="ip.frag", negate=neg, text=("! -f" if neg else "-f"), opaque=True))
@@ -752,22 +817,7 @@ class _Parser:
             # --limit-iface-in/out: the type is looked up on one interface only: not modelled
             matches = [Match(field=m.field, values=m.values, negate=m.negate, text=m.text, opaque=True)
                        if isinstance(m.field, str) and m.field.startswith("fib.") else m for m in matches]
-
-        if comment is not None and "lbfw" in comment:
-            ignore = ignores_in(comment) | ignore_above
-        else:
-            ignore = ignore_above
-        if self.live:
-            origin = Origin(self.source, index=len(chain.rules) + 1)
-        else:
-            origin = _file_origin(self.source, self.lineno)
-        rule = Rule(tuple(matches), _CONTINUE, line, origin, comment, ignore)
-        if target is not None:
-            action = None if goto else self.actions.get((target, target_args))
-            if action is None or target in self.table.chains:
-                action = self.action(target, goto, target_args, chain, rule)
-            rule.action = action
-        return rule
+        return (tuple(matches), target, goto, target_args, comment)
 
     # ------------------------------------------------------------------ matches
 
