@@ -14,11 +14,31 @@ ROOT = Path(__file__).resolve().parent.parent
 EX = "rules/examples"
 
 
-def lbfw(*args, stdin: str | None = None, env: dict | None = None):
-    full_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    full_env.update(env or {})
+class Ran:
+    def __init__(self, returncode: int, stdout: str, stderr: str):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+def lbfw(*args, stdin: str | None = None):
+    """Run the real CLI in this process (fast); `lbfw_process` runs it as a separate program."""
+    from typer.testing import CliRunner
+
+    from lbfw.cli import app
+    old = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        result = CliRunner().invoke(app, list(args), input=stdin)
+    finally:
+        os.chdir(old)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Ran(result.exit_code, result.stdout, result.stderr)
+
+
+def lbfw_process(*args, stdin: str | None = None):
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     return subprocess.run([sys.executable, "-m", "lbfw", *args], capture_output=True, text=True, cwd=ROOT,
-                          input=stdin, timeout=120, env=full_env)
+                          input=stdin, timeout=120, env=env)
 
 
 def no_traceback(proc) -> None:
@@ -48,7 +68,7 @@ def test_audit_default_fail_on_is_warning():
 
 
 def test_audit_text_piped_has_no_colour_and_says_where():
-    proc = lbfw("audit", f"{EX}/input-narrow-accept.rules")
+    proc = lbfw_process("audit", f"{EX}/input-narrow-accept.rules")
     assert "\x1b[" not in proc.stdout
     assert f"{EX}/input-narrow-accept.rules:9: LB002 warning" in proc.stdout
     assert f"{EX}/input-narrow-accept.rules:6: LB001 error" in proc.stdout
@@ -95,7 +115,7 @@ def test_audit_output_file_and_sarif(tmp_path):
     (["rules", "LB999"], "no check named 'LB999'"),
 ])
 def test_errors_exit_2_without_traceback(args, message):
-    proc = lbfw(*args)
+    proc = lbfw_process(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     no_traceback(proc)
     assert message in proc.stderr
@@ -106,7 +126,7 @@ def test_bad_ruleset_line_is_named_and_no_report_written(tmp_path):
     bad = tmp_path / "bad.rules"
     bad.write_text("*filter\n:INPUT DROP [0:0]\n-A INPUT -s 300.1.1.1 -j ACCEPT\nCOMMIT\n")
     out = tmp_path / "out.json"
-    proc = lbfw("audit", str(bad), "--format", "json", "--output", str(out))
+    proc = lbfw_process("audit", str(bad), "--format", "json", "--output", str(out))
     assert proc.returncode == 2 and proc.stderr.startswith(f"{bad}:3: ")
     no_traceback(proc)
     assert not out.exists()
