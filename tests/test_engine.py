@@ -580,3 +580,19 @@ def test_rpfilter_passes_everything_that_came_in_on_lo():
     assert engine.evaluate(TCP_BOUND).verdict == "delivered"
     spoof = Packet(family="ip", saddr="10.1.1.1", daddr="127.0.0.1", proto="tcp", dport=22, iif="eth0")
     assert engine.walk_packet(spoof, ("prerouting", "input")).verdict == "unknown"
+
+
+def test_nft_fib_reverse_path_filter_passes_lo_on_prerouting_and_tcp_flags_are_read():
+    fib = Match("fib saddr . mark . iif oif", text="fib saddr . mark . iif oif false", opaque=True)
+    syn_only = Match("tcp flags & fin,syn,rst,ack", text="tcp flags & fin,syn,rst,ack == syn", opaque=True)
+    pre = Chain("pre", [rule([fib], Action("drop"))], hook="prerouting", priority=-290, type="filter",
+                policy="accept")
+    inp = Chain("input", [rule([syn_only], Action("drop")),
+                          rule([Match("meta.l4proto", ((6, 6),))], Action("accept"))],
+                hook="input", priority=0, type="filter", policy="accept")
+    engine = Engine(Ruleset(tables=[nft_table("inet", {"pre": pre, "input": inp})]))
+    tcp = engine.evaluate(TCP_1)
+    assert tcp.verdict == "blocked" and tcp.deciding.packet == "request"
+    assert engine.evaluate(UDP_53).verdict == "delivered"
+    spoof = Packet(family="ip", saddr="10.1.1.1", daddr="127.0.0.1", proto="udp", dport=53, iif="eth0")
+    assert engine.walk_packet(spoof).verdict == "unknown"

@@ -370,3 +370,52 @@ def test_nft_vmap_iifname_and_goto():
         }
         """, FLOWS4 + [Flow("tcp", "::1", 5001), Flow("udp", "127.0.0.1", 5001)])
     assert predicted == observed
+
+
+def test_nft_fib_reverse_path_filter_and_tcp_flags():
+    flows = [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.53", 5001, "127.0.0.2"),
+             Flow("tcp", "127.0.0.1", 5002), Flow("udp", "127.0.0.1", 5001), Flow("tcp", "::1", 5001)]
+    predicted, observed = _nft("""
+        table inet fw {
+            chain pre { type filter hook prerouting priority -290; policy accept;
+                fib saddr . iif oif missing drop
+            }
+            chain input { type filter hook input priority 0; policy drop;
+                tcp flags & (fin|syn|rst|ack) == syn tcp dport 5001 accept
+                tcp flags & (syn|ack) == ack accept
+                tcp flags & (syn|ack) == syn|ack accept
+                udp dport 5001 accept
+            }
+        }
+        """, flows)
+    assert predicted == observed
+    assert predicted == ["delivered", "delivered", "blocked", "blocked", "delivered"]
+
+
+def test_legacy_and_nft_tables_on_the_same_hook_both_decide():
+    legacy = textwrap.dedent("""
+        *filter
+        :INPUT DROP [0:0]
+        :FORWARD DROP [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A INPUT -s 127.0.0.1/32 -j ACCEPT
+        -A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT
+        COMMIT
+        """).lstrip()
+    nft = textwrap.dedent("""
+        table inet filter {
+            chain input { type filter hook input priority 0; policy drop; iif "lo" accept; }
+            chain output { type filter hook output priority 0; policy accept; udp dport 5002 drop; }
+        }
+        """).lstrip()
+    from lbfw.read import nft_file
+    ruleset = Ruleset(tables=iptables_save.parse(legacy, "rules.v4", family="ip") + nft_file.read(nft, "fw.nft"))
+    flows = FLOWS4 + [Flow("udp", "127.0.0.1", 5002), Flow("tcp", "::1", 5001)]
+    engine = Engine(ruleset)
+    predicted = [engine.evaluate(f).verdict for f in flows]
+    observed = [o["observed"] for o in observe_files_detailed(
+        [RulesetText(name="rules.v4", text=legacy, format="iptables-save", backend="legacy"),
+         RulesetText(name="fw.nft", text=nft, format="nft")], flows, timeout=TIMEOUT)]
+    assert predicted == observed
+    assert predicted == ["delivered", "delivered", "blocked", "delivered", "blocked", "delivered", "blocked",
+                         "delivered"]

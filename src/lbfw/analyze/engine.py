@@ -111,7 +111,7 @@ class _Pkt:
 
     __slots__ = ("family", "saddr", "daddr", "l4proto", "sport", "dport", "iif", "oif", "ct_state",
                  "ct_direction", "ct_status", "tcp_flags", "mark", "name", "client_side", "untracked",
-                 "attached", "creator", "fixed_ct")
+                 "attached", "creator", "fixed_ct", "hook")
 
     def __init__(self, family, saddr, daddr, l4proto, sport, dport, tcp_flags, name, client_side):
         self.family = family
@@ -133,6 +133,7 @@ class _Pkt:
         self.attached = False
         self.creator = False
         self.fixed_ct = None          # walk_packet: the caller's conntrack view
+        self.hook = None
 
 
 class _Conn:
@@ -371,6 +372,10 @@ class Engine:
                     cache[key] = compiled
             preds.append(compiled)
         preds = tuple(preds)
+        if any(m.opaque and isinstance(m.field, str) and m.field.startswith(("fib ", "tcp flags"))
+               for m in cr.rule.matches):
+            preds = tuple(_nft_opaque(m, p) if m.opaque else p for m, p in zip(cr.rule.matches, preds)) \
+                + preds[len(cr.rule.matches):]
         if any(m.field == "m.recent" for m in cr.rule.matches):
             preds = self._recent(cr.rule, preds)
         if "-m rpfilter" in (cr.rule.text or ""):
@@ -568,6 +573,7 @@ class Engine:
     def _through(self, run: _Run, pkt: _Pkt, path, ifaces=None) -> str:
         """Take the packet through the hooks of ``path``: "accept", "drop" or "leaves"."""
         for hook in path:
+            pkt.hook = hook
             if ifaces is None:  # loopback
                 if hook in ("output", "postrouting"):
                     pkt.iif, pkt.oif = None, "lo"
@@ -910,6 +916,65 @@ def _rpfilter(rule, preds) -> tuple:
             return not invert
         return None
     return kept + ((rpfilter, "-m rpfilter" + (" --invert" if invert else "")),)
+
+
+_TCP_FLAG_BITS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
+                  "ecn": 0x40, "cwr": 0x80}
+
+
+def _flag_bits(text: str) -> Optional[int]:
+    value = 0
+    for word in text.strip("() ").replace("|", ",").split(","):
+        word = word.strip()
+        if not word:
+            continue
+        bit = _TCP_FLAG_BITS.get(word)
+        if bit is None:
+            return None
+        value |= bit
+    return value
+
+
+def _nft_opaque(match, compiled) -> tuple:
+    """Two nft matches the model keeps opaque but the kernel decides on lo:
+
+    * `fib saddr [. mark] . iif oif missing` (firewalld's and the nft wiki's reverse-path
+      filter): on PREROUTING the kernel answers lo itself for packets that came in on lo
+      (nft_fib4_eval / nft_fib6_eval: nft_fib_is_loopback), so `missing` is false and `exists`
+      true there; elsewhere it needs the routes: unknown.
+    * `tcp flags & MASK == COMP` (and `!=`): the flags of the packet, false for non-TCP.
+    """
+    pred, text = compiled
+    field = match.field
+    words = match.text.split()
+    if field.startswith("fib ") and field.endswith((" oif", " oifname")) and words:
+        last = words[-1]
+        if last in ("false", "0", "true", "exists", "missing"):
+            exists_wanted = last in ("true", "exists")
+            negate = match.negate or (len(words) >= 2 and words[-2] == "!=")
+
+            def fib(pkt, want=exists_wanted, negate=negate):
+                if pkt.hook == "prerouting" and pkt.iif == "lo":
+                    return want != negate
+                return None
+            return (fib, text)
+        return compiled
+    if field.startswith("tcp flags & "):
+        mask = _flag_bits(field[len("tcp flags & "):])
+        rest = match.text[len(field):].split()
+        if mask is None or len(rest) != 2 or rest[0] not in ("==", "!="):
+            return compiled
+        comp = _flag_bits(rest[1])
+        if comp is None:
+            return compiled
+        equal = rest[0] == "=="
+
+        def flags(pkt, mask=mask, comp=comp, equal=equal):
+            if pkt.l4proto[0] != TCP or pkt.tcp_flags is None:
+                return False
+            return ((pkt.tcp_flags & mask) == comp) == equal
+        return (flags, text)
+    return compiled
 
 
 def _priority(table: Table, chain, hook: str) -> int:
