@@ -19,7 +19,7 @@ LO = 0x7F000001
 # plus what the kernel's own tools print, to compare with.
 _SCRIPT = r'''
 import json, pickle, subprocess, sys
-steps, code = json.loads(sys.argv[1])
+steps, code = json.loads(sys.stdin.read())
 for argv, stdin in steps:
     subprocess.run(argv, input=stdin, text=True, check=True, capture_output=True)
 result = {}
@@ -31,8 +31,8 @@ sys.stdout.buffer.write(pickle.dumps(result))
 def in_netns(steps, code):
     """Run the setup ``steps`` ([argv, stdin]) and ``code`` (which fills ``result``) in a new
     network namespace; return ``result``."""
-    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _SCRIPT, json.dumps([steps, code])],
-                          capture_output=True, timeout=60)
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _SCRIPT],
+                          input=json.dumps([steps, code]).encode(), capture_output=True, timeout=60)
     if proc.returncode != 0:
         raise AssertionError(proc.stderr.decode(errors="replace"))
     return pickle.loads(proc.stdout)
