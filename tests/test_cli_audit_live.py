@@ -59,3 +59,28 @@ def test_live_check_in_the_namespace(ns):
     proc = lbfw_in(ns, "check", "--to", "127.0.0.53:53/udp", "--format", "json")
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["flows"][0]["verdict"] == "blocked"
+
+
+@pytest.mark.kernel
+def test_live_audit_verify_agrees_with_real_traffic(ns):
+    proc = lbfw_in(ns, "audit", "--verify", "--format", "json", "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    flows = json.loads(proc.stdout)["flows"]
+    observed = [f for f in flows if not str(f["observed"]).startswith("not observed")]
+    assert observed, flows
+    assert all(f["verified"] for f in observed), [f for f in observed if not f["verified"]]
+    assert {f["verdict"] for f in observed} == {"delivered", "blocked"}
+
+
+@pytest.mark.kernel
+def test_verify_reads_standard_input_once():
+    from typer.testing import CliRunner
+
+    from lbfw.cli import app
+    text = (EX / "input-narrow-accept.rules").read_text()
+    result = CliRunner().invoke(app, ["audit", "-", "--verify", "--format", "json", "--fail-on", "never"],
+                                input=text)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert {f["check"] for f in doc["findings"]} == {"LB001", "LB002"}
+    assert doc["flows"] and all(f["verified"] for f in doc["flows"])
