@@ -159,13 +159,14 @@ def test_apply_fixes_every_backend_and_touches_nothing_else(examples_dir, tmp_pa
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
 
 
-def test_named_set_live_is_refused_and_nothing_changes(examples_dir, tmp_path):
+@pytest.mark.parametrize("name, why", [("nft-named-set.nft", "named set"), ("nft-firewalld-owned.nft", "firewall-cmd")])
+def test_what_cannot_be_fixed_live_is_refused_and_nothing_changes(examples_dir, tmp_path, name, why):
     with Namespace() as ns:
-        setup(ns, None, (examples_dir / "nft-named-set.nft").read_text())
+        setup(ns, None, (examples_dir / name).read_text())
         before = snapshot(ns)
         proc = lbfw_in(ns, "fix", "--apply", "--yes", "--backup-dir", str(tmp_path / "b"))
-        assert proc.returncode == 1
-        assert "named set" in proc.stderr and "not fixed" in proc.stderr
+        assert proc.returncode == 1, proc.stderr
+        assert why in proc.stderr and "not fixed" in proc.stderr
         assert snapshot(ns) == before
     assert not (tmp_path / "b").exists()
 
