@@ -134,3 +134,36 @@ def test_probe_refuses_what_it_cannot_observe():
     with pytest.raises(ValueError):
         probe.observe_flows([{"proto": "tcp", "server": "127.0.0.1", "port": 1}] * (probe.MAX_FLOWS + 1))
 
+
+
+def test_nat_targets_are_read_from_both_tools_listings():
+    from lbfw.sandbox.traffic import nat_targets_in
+    text = (
+        "-A DOCKER_OUTPUT -d 127.0.0.11/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:40561\n"
+        "-A OUTPUT -p tcp --dport 53 -j REDIRECT --to-ports 5353\n"
+        "-A OUTPUT -d 127.0.0.12/32 -j DNAT --to-destination 127.0.0.13\n"
+        "-A DOCKER -d 127.0.0.1/32 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n"
+        "\t\tip daddr 127.0.0.11 udp dport 53 counter packets 0 bytes 0 dnat to 127.0.0.11:46635\n"
+        "\t\tip6 daddr ::1 udp dport 53 dnat ip6 to [::1]:5300\n"
+        "\t\tmeta l4proto udp redirect to :7000-7001\n"
+        "-A INPUT -m comment --comment \"no nat here\" -j ACCEPT\n")
+    assert nat_targets_in(text) == [
+        ("tcp", "127.0.0.11", 40561), ("tcp", "127.0.0.1", 5353), ("tcp", "::1", 5353),
+        ("tcp", "127.0.0.13", None), ("udp", "127.0.0.13", None),     # address only: the flow's port
+        ("udp", "127.0.0.11", 46635), ("udp", "::1", 5300),           # 172.17.0.2 is not loopback: skipped
+        ("udp", "127.0.0.1", 7000), ("udp", "127.0.0.1", 7001), ("udp", "::1", 7000), ("udp", "::1", 7001)]
+    assert nat_targets_in("-A OUTPUT -p udp -j REDIRECT --to-ports 1-100000\n")[-1] == ("udp", "::1", 32)
+
+
+def test_live_probes_skip_flows_nat_rewrites():
+    from lbfw.commands.verify import live_nat_flows
+    from lbfw.model import Chain, Ruleset, Table
+    flows = [Flow("udp", "127.0.0.11", 53), Flow("tcp", "127.0.0.1", 22), Flow("tcp", "127.0.0.1", 23)]
+    nat_step = Step("request", "output", "nat", "ip", "DOCKER_OUTPUT", "dnat")
+    results = [_result(flows[0], "delivered", [nat_step]), _result(flows[1], "delivered"),
+               _result(flows[2], "unknown")]
+    no_nat = Ruleset(tables=[])
+    with_nat = Ruleset(tables=[Table("ip", "nat", "file", "iptables", "x", chains={
+        "OUTPUT": Chain("OUTPUT", [object()], "output", -100, "nat", "accept")})])
+    assert live_nat_flows(no_nat, results) == [0]
+    assert live_nat_flows(with_nat, results) == [0, 2]

@@ -140,3 +140,36 @@ def test_without_route_localnet_routing_drops_loopback_martians_before_any_rule(
         assert observe_arrivals(ns, "eth0", SPOOFED, timeout=T, route_localnet=False) == [B, B, B]
         # the same interface, with route_localnet on, lets them in: routing, not the probe, said no
         assert observe_arrivals(ns, "eth0", SPOOFED, timeout=T) == [D, D, D]
+
+
+DOCKER_DNS = ("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+              "-A OUTPUT -d 127.0.0.11/32 -p tcp -m tcp --dport 53 -j DNAT --to-destination 127.0.0.11:40561\n"
+              "-A OUTPUT -d 127.0.0.11/32 -p udp -m udp --dport 53 -j DNAT --to-destination 127.0.0.11:46635\n"
+              "-A POSTROUTING -s 127.0.0.11/32 -p tcp -m tcp --sport 40561 -j SNAT --to-source :53\n"
+              "-A POSTROUTING -s 127.0.0.11/32 -p udp -m udp --sport 46635 -j SNAT --to-source :53\n"
+              "COMMIT\n")
+DNS = [Flow("udp", "127.0.0.11", 53), Flow("tcp", "127.0.0.11", 53)]
+
+
+@pytest.mark.parametrize("backend", ["legacy", "nft"])
+def test_nat_targets_answer_like_the_real_service(backend):
+    # Docker's embedded resolver: 127.0.0.11:53 is rewritten to other ports where it listens.
+    with Namespace() as ns:
+        ns.load_iptables(DOCKER_DNS, backend=backend)
+        assert observe(ns, DNS, timeout=T) == [D, D]
+        # Without a listener at the NAT target nothing answers: the rewrite is real.
+        got = observe_detailed(ns, DNS, timeout=T, nat=False)
+        assert [g["observed"] for g in got] == [B, B] and "ECONNREFUSED" in got[1]["reason"]
+        # A filter rule on the rewritten port is what the kernel applies after NAT.
+        ns.load_iptables("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p udp --dport 46635 -j DROP\nCOMMIT\n",
+                         backend=backend)
+        assert observe(ns, DNS, timeout=T) == [B, D]
+
+
+def test_nft_redirect_targets_answer():
+    text = "table ip n {\n chain out {\n  type nat hook output priority -100;\n" \
+           "  ip daddr 127.0.0.53 udp dport 53 redirect to :5300\n }\n}\n"
+    with Namespace() as ns:
+        ns.load_nft(text)
+        assert observe(ns, [Flow("udp", "127.0.0.53", 53)], timeout=T) == [D]
+        assert observe(ns, [Flow("udp", "127.0.0.53", 53)], timeout=T, nat=False) == [B]

@@ -236,3 +236,53 @@ def test_sigint_during_live_verify_leaves_no_socket(tmp_path, examples_dir):
             time.sleep(0.1)
         assert left == ""
         assert ns.dump() == before
+
+
+RESOLVER = """
+import socket, sys, time
+udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp.bind(("127.0.0.11", 46635))
+tcp = socket.socket(); tcp.bind(("127.0.0.11", 40561)); tcp.listen(4)
+udp.settimeout(0.05); tcp.settimeout(0.05)
+print("ready", flush=True)
+seen = 0
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    for sock in (udp, tcp):
+        try:
+            got = sock.recvfrom(512) if sock is udp else sock.accept()
+            seen += 1
+        except socket.timeout:
+            pass
+print(seen, flush=True)
+"""
+
+
+def test_live_verify_never_sends_to_the_service_nat_leads_to(examples_dir, tmp_path):
+    """Docker's resolver behind NAT (127.0.0.11:53 -> :46635/:40561) in a namespace of ours:
+    live `lbfw verify` reports those flows not observed and the resolver receives nothing."""
+    from lbfw.sandbox.netns import Namespace
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[flow]]\nproto = "udp"\nserver = "127.0.0.11"\nport = 53\n\n'
+                    '[[flow]]\nproto = "tcp"\nserver = "127.0.0.11"\nport = 53\n\n'
+                    '[[flow]]\nproto = "udp"\nserver = "127.0.0.1"\nport = 5353\n')
+    with Namespace() as ns:
+        ns.load_iptables((examples_dir / "docker-embedded-dns.rules").read_text())
+        resolver = subprocess.Popen(ns.enter_argv([sys.executable, "-c", RESOLVER, "8"]), stdout=subprocess.PIPE,
+                                    text=True)
+        try:
+            assert resolver.stdout.readline().strip() == "ready"
+            proc = ns.run(LBFW + ["verify", "--plan", str(plan), "--format", "json"], check=False, timeout=60)
+            resolver.wait(15)
+            seen = int(resolver.stdout.readline())
+        finally:
+            if resolver.poll() is None:
+                resolver.kill()
+                resolver.wait()
+            resolver.stdout.close()
+    assert proc.returncode == 0, proc.stderr
+    observed = [r["observed"] for r in json.loads(proc.stdout)["flows"]]
+    assert observed[:2] == ["not observed: NAT sends it to another address or port, where a real service "
+                            "may answer"] * 2
+    assert observed[2] == "delivered"
+    assert seen == 0

@@ -200,7 +200,20 @@ def _open_server(key, socks: _Sockets, backlog: int):
     return sock, None
 
 
-def _run_batch(flows: list, offset: int, timeout: float, out: list) -> None:
+def _nat_keys(flows: list, extra: list, taken) -> list:
+    """Listener keys for the NAT targets ``extra`` ([proto, addr, port or None]): a port of
+    None means the flow's own port (a DNAT that changes only the address)."""
+    keys = []
+    for proto, addr, port in extra:
+        ports = [port] if port is not None else sorted({int(f["port"]) for f in flows if f["proto"] == proto})
+        for p in ports:
+            key = (proto, _strip(addr), int(p))
+            if key not in taken and key not in keys:
+                keys.append(key)
+    return keys
+
+
+def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: list = ()) -> None:
     socks = _Sockets()
     stop = threading.Event()
     threads = []
@@ -221,6 +234,16 @@ def _run_batch(flows: list, offset: int, timeout: float, out: list) -> None:
             args = (sock, socks, stop, timeout) if key[0] == "tcp" else (sock, stop)
             servers.append(threading.Thread(target=target, args=args, daemon=True))
             clients += members
+        # Where NAT sends the traffic, something must answer, as the real service would: an
+        # echo server on each loopback NAT target (binding is best effort: a taken key is
+        # one of the flows' own servers, which echoes too).
+        for key in _nat_keys(flows, list(extra), groups):
+            sock, why = _open_server(key, socks, backlog=16)
+            if sock is None:
+                continue
+            target = _tcp_server if key[0] == "tcp" else _udp_server
+            args = (sock, socks, stop, timeout) if key[0] == "tcp" else (sock, stop)
+            servers.append(threading.Thread(target=target, args=args, daemon=True))
         for thread in servers:
             thread.start()
         threads = servers
@@ -241,9 +264,11 @@ def _run_batch(flows: list, offset: int, timeout: float, out: list) -> None:
         socks.close_all()
 
 
-def observe_flows(flows: list, timeout: float = 1.0) -> list:
+def observe_flows(flows: list, timeout: float = 1.0, nat_targets: list = ()) -> list:
     """Observe each flow (dicts with proto, server, port, client) in this network namespace.
 
+    ``nat_targets``: [proto, addr, port or None] where DNAT/REDIRECT rules send traffic;
+    echo servers listen there too (only for the sandbox: live, a real service may be there).
     Returns one dict per flow, in order: {"observed": "delivered" | "blocked" |
     "not observed: ...", "reason": why it was blocked or not observed}.
     """
@@ -254,7 +279,7 @@ def observe_flows(flows: list, timeout: float = 1.0) -> list:
             raise ValueError(f"not a flow lbfw can observe: {flow!r}")
     out: list = [None] * len(flows)
     for start in range(0, len(flows), BATCH):
-        _run_batch(flows[start:start + BATCH], start, timeout, out)
+        _run_batch(flows[start:start + BATCH], start, timeout, out, nat_targets)
     return out
 
 
@@ -342,7 +367,8 @@ def main() -> int:
             results = observe_arrivals(request["peer"], request["dst_mac"], request["src_mac"],
                                        request["packets"], float(request.get("timeout", 0.5)))
         else:
-            results = observe_flows(request["flows"], float(request.get("timeout", 1.0)))
+            results = observe_flows(request["flows"], float(request.get("timeout", 1.0)),
+                                    request.get("nat_targets", []))
     except (ValueError, KeyError, TypeError) as err:
         print(f"probe: {err}", file=sys.stderr)
         return 2

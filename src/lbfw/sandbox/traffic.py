@@ -7,10 +7,13 @@ host: no rule is touched, busy ports are reported "not observed: port in use").
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
+import shutil
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Optional, Sequence
 
 from ..results import Flow
 from . import probe
@@ -30,12 +33,92 @@ def _budget(count: int, timeout: float) -> float:
     return batches * (2 * timeout + 3) + 10
 
 
-def observe_detailed(ns: Namespace, flows: Sequence[Flow], timeout: float = 1.0) -> list:
+# What the kernel's own listings say NAT does (iptables-save -t nat and `nft list ruleset`
+# text: both normalised by the tools, so a few patterns cover them).
+_IPT_DNAT = re.compile(r"-j DNAT --to-destination (\S+)")
+_IPT_REDIRECT = re.compile(r"-j REDIRECT(?: --to-ports (\d+)(?:-(\d+))?)?")
+_NFT_DNAT = re.compile(r"\bdnat (?:ip6? )?to (\S+)")
+_NFT_REDIRECT = re.compile(r"\bredirect(?: to :(\d+)(?:-(\d+))?)?")
+_PROTO = re.compile(r"(?:-p |\b(?:meta l4proto |ip protocol |ip6 nexthdr )?)(tcp|udp)\b")
+MAX_NAT_PORTS = 32  # per target range: enough for real rules, bounded for odd ones
+
+
+def _ports(lo: Optional[str], hi: Optional[str]) -> list:
+    if lo is None:
+        return [None]
+    first = int(lo)
+    last = int(hi) if hi else first
+    return list(range(first, min(last, first + MAX_NAT_PORTS - 1) + 1))
+
+
+def _split_target(target: str, v6: bool):
+    """"127.0.0.11:46635" / "[::1]:53" / "127.0.0.13" / "1.2.3.4-1.2.3.9:80-90" -> (addr, [ports])."""
+    target = target.rstrip(";,")
+    if target.startswith("["):
+        addr, _, rest = target[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif v6 or target.count(":") > 1:
+        addr, port = target, ""
+    else:
+        addr, _, port = target.partition(":")
+    addr = addr.split("-", 1)[0]
+    lo, _, hi = port.partition("-")
+    return addr, _ports(lo or None, hi or None)
+
+
+def nat_targets_in(text: str) -> list:
+    """[(proto, addr, port or None)] for the loopback DNAT/REDIRECT targets in iptables-save
+    or `nft list ruleset` text. REDIRECT (locally generated) goes to 127.0.0.1 and ::1."""
+    found = []
+
+    def add(protos, addr, ports):
+        try:
+            if not ipaddress.ip_address(addr).is_loopback:
+                return  # elsewhere: not a loopback flow any more, nothing of ours can answer
+        except ValueError:
+            return
+        for proto in protos:
+            for port in ports:
+                if (proto, addr, port) not in found:
+                    found.append((proto, addr, port))
+
+    for line in text.splitlines():
+        if "DNAT" not in line and "REDIRECT" not in line and "dnat" not in line and "redirect" not in line:
+            continue
+        protos = [p for p in ("tcp", "udp") if p in _PROTO.findall(line)] or ["tcp", "udp"]
+        v6 = " ip6 " in line
+        for m in _IPT_DNAT.finditer(line):
+            add(protos, *_split_target(m.group(1), v6))
+        for m in _NFT_DNAT.finditer(line):
+            add(protos, *_split_target(m.group(1), v6))
+        for m in list(_IPT_REDIRECT.finditer(line)) + list(_NFT_REDIRECT.finditer(line)):
+            for addr in ("127.0.0.1", "::1"):
+                add(protos, addr, _ports(m.group(1), m.group(2)))
+    return found
+
+
+def nat_targets(ns: Namespace) -> list:
+    """The loopback NAT targets of everything loaded in ``ns`` (legacy nat tables and every
+    nf_tables table, iptables-nft's included). Listing a legacy nat table that does not
+    exist would create it, so /proc/net/ip*_tables_names is asked first."""
+    texts = []
+    for names, tool in (("/proc/net/ip_tables_names", "iptables-legacy-save"),
+                        ("/proc/net/ip6_tables_names", "ip6tables-legacy-save")):
+        listed = ns.run(["cat", names], check=False).stdout.split()
+        if "nat" in listed and shutil.which(tool):
+            texts.append(ns.run([tool, "-t", "nat"], check=False).stdout)
+    if shutil.which("nft") and ns.run(["nft", "list", "tables"], check=False).stdout.strip():
+        texts.append(ns.run(["nft", "list", "ruleset"], check=False).stdout)
+    return nat_targets_in("\n".join(texts))
+
+
+def observe_detailed(ns: Namespace, flows: Sequence[Flow], timeout: float = 1.0, nat: bool = True) -> list:
     """Like `observe`, with the reason: [{"observed": ..., "reason": ...}] per flow, in order."""
     flows = list(flows)
     if not flows:
         return []
-    request = json.dumps({"flows": _as_dicts(flows), "timeout": timeout})
+    targets = nat_targets(ns) if nat else []
+    request = json.dumps({"flows": _as_dicts(flows), "timeout": timeout, "nat_targets": targets})
     proc = ns.run([sys.executable, str(PROBE)], input=request, check=False,
                   timeout=_budget(len(flows), timeout))
     if proc.returncode != 0:
@@ -47,10 +130,13 @@ def observe_detailed(ns: Namespace, flows: Sequence[Flow], timeout: float = 1.0)
     return results
 
 
-def observe(ns: Namespace, flows: Sequence[Flow], timeout: float = 1.0) -> list:
+def observe(ns: Namespace, flows: Sequence[Flow], timeout: float = 1.0, nat: bool = True) -> list:
     """Real traffic for each flow inside ``ns``: "delivered" or "blocked" per flow, in order
-    ("not observed: ..." when the server address cannot be bound there)."""
-    return [r["observed"] for r in observe_detailed(ns, flows, timeout)]
+    ("not observed: ..." when the server address cannot be bound there).
+
+    With ``nat`` (the default), echo servers also listen where the loaded DNAT/REDIRECT rules
+    send loopback traffic (Docker's 127.0.0.11:53 -> :46635), as the real service would."""
+    return [r["observed"] for r in observe_detailed(ns, flows, timeout, nat)]
 
 
 def observe_here_detailed(flows: Sequence[Flow], timeout: float = 1.0) -> list:
