@@ -356,3 +356,14 @@ def test_live_reading_without_root_says_what_to_run():
 def test_unknown_reader_is_an_input_error():
     with pytest.raises(InputError):
         read_live("nope", is_root=False)
+
+
+def test_a_port_verdict_map_keeps_its_protocol_as_a_match():
+    _, rules = rules_of(doc([[{"vmap": {"key": TCP_DPORT, "data": {"set": [[22, ACCEPT], [53, {"drop": None}]]}}}],
+                             [{"vmap": {"key": {"ct": {"key": "state"}},
+                                        "data": {"set": [["established", ACCEPT], ["invalid", {"drop": None}]]}}}]]))
+    assert [(x.field, x.values) for x in rules[0].matches] == [("meta.l4proto", ((6, 6),))]
+    assert rules[0].action.vmap_field == "th.dport"
+    assert [(e.value, e.action.kind) for e in rules[0].action.vmap] == [((22, 22), "accept"), ((53, 53), "drop")]
+    assert rules[1].matches == () and rules[1].action.vmap_field == "ct.state"
+    assert [e.value for e in rules[1].action.vmap] == ["established", "invalid"]

@@ -538,6 +538,20 @@ def _vmap(val, ctx: _Ctx) -> Action:
         return Action("unknown", target="vmap", args=text)
 
 
+def _implied_l4(left, ctx: _Ctx) -> list:
+    """Protocols a key expression implies (tcp/udp payload fields), in order, once each."""
+    parts = left["concat"] if isinstance(left, dict) and "concat" in left else [left]
+    out = []
+    for part in parts:
+        try:
+            l4 = _field_of(part, ctx.family)[2]
+        except _Opaque:
+            continue
+        if l4 is not None and l4 not in out:
+            out.append(l4)
+    return out
+
+
 def _mark_set(value) -> Optional[tuple]:
     """`meta mark set` value -> (value, mask): the new mark is (mark & ~mask) | value."""
     full = 0xFFFFFFFF
@@ -583,6 +597,9 @@ def _rule_parts(exprs: list, ctx: _Ctx) -> tuple:
             action = Action("queue", args=_render_stmt(stmt))
         elif key == "vmap":
             action = _vmap(val, ctx)
+            # `tcp dport vmap {...}` only sees tcp packets: keep that dependency as a match
+            for l4 in _implied_l4(val.get("key") if isinstance(val, dict) else None, ctx):
+                matches.append(Match(field="meta.l4proto", values=((l4, l4),), text=_render_stmt(stmt)))
         elif key == "xt":
             kind = val.get("type") if isinstance(val, dict) else None
             name = val.get("name") if isinstance(val, dict) else None
