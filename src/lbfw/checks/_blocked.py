@@ -6,7 +6,7 @@ that did not arrive are grouped by the rule or policy that stopped them, one fin
 
 from __future__ import annotations
 
-from ..results import BLOCKED, UNKNOWN
+from ..results import UNKNOWN
 from .context import CheckContext, RuleRef, flows_summary, iface_class, make_finding, narrow_addr_matches, owner_match
 
 _PACKET_WORDS = {

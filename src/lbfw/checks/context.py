@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterator, Optional
 
-from ..model import Chain, Match, NamedSet, Rule, Ruleset, Table
-from ..results import BLOCKED, DELIVERED, Finding, FlowResult, UNKNOWN
+from ..model import Chain, Match, Rule, Ruleset, Table
+from ..results import BLOCKED, DELIVERED, Finding, UNKNOWN
 from .owners import owner_of
 
 LOOP4_LO = 0x7F000000
@@ -162,16 +162,9 @@ def chain_hooks(table: Table) -> dict:
     return {k: frozenset(v) for k, v in reach.items()}
 
 
-def table_kind(table: Table, chain: Chain) -> str:
-    """"nat" for NAT tables/chains (their accepts do not filter), else the table's name or chain type."""
-    if chain.type == "nat" or table.name == "nat":
-        return "nat"
-    return chain.type or table.name
-
-
 # --------------------------------------------------------------------------- addresses
 
-def _as_range(item) -> Optional[tuple]:
+def as_range(item) -> Optional[tuple]:
     if isinstance(item, int):
         return (item, item)
     if isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, int) for x in item):
@@ -196,13 +189,13 @@ def match_ranges(match: Match, table: Optional[Table], want: str) -> Optional[li
         out = []
         for v in values:
             if isinstance(v, tuple) and len(v) == len(fld):
-                r = _as_range(v[i])
+                r = as_range(v[i])
                 if r is not None:
                     out.append(r)
         return out
     if fld != want:
         return None
-    return [r for r in (_as_range(v) for v in values) if r is not None]
+    return [r for r in (as_range(v) for v in values) if r is not None]
 
 
 def loopback_part(ranges: list) -> list:

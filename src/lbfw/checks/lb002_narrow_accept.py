@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 from .context import (INBOUND_HOOKS, LOOPBACK_HOOKS, CheckContext, RuleRef, describe_part, flows_summary,
-                      iface_class, make_finding, narrow_addr_matches, narrow_loopback, owner_match, table_kind,
-                      match_ranges, _as_range)
+                      iface_class, make_finding, narrow_addr_matches, narrow_loopback, owner_match,
+                      as_range)
 
 ID = "LB002"
 NAME = "narrow-loopback-accept"
@@ -110,7 +110,7 @@ def _vmap_narrow(ref: RuleRef) -> list:
                 value = entry.value
             else:
                 continue
-            r = _as_range(value)
+            r = as_range(value)
             if r is None:
                 continue
             part = narrow_loopback([r])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .context import (INBOUND_HOOKS, CheckContext, describe_part, has_port_match, iface_class, make_finding,
-                      narrow_addr_matches, table_kind)
+                      narrow_addr_matches)
 
 ID = "LB003"
 NAME = "narrow-loopback-antispoofing"

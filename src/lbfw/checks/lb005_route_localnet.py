@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .context import (INBOUND_HOOKS, CheckContext, full_loopback_addr, has_port_match, iface_class,
-                      make_finding, table_kind)
+                      make_finding)
 
 ID = "LB005"
 NAME = "route-localnet-unprotected"
