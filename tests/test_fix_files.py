@@ -278,3 +278,31 @@ def test_fix_safety_is_printed_next_to_each_edit(narrow):
     edits = [i for i, line in enumerate(lines) if ": LB00" in line and "not fixed" not in line]
     assert len(edits) == 2
     assert all(lines[i + 1].startswith("  Fix safety:") for i in edits)
+
+
+@pytest.mark.parametrize("case", ["no file", "found", "persist"])
+def test_persistence_after_a_live_fix(examples_dir, tmp_path, case):
+    """What `lbfw fix --apply` says (and writes, with --persist) about the boot-time file."""
+    import io
+
+    from lbfw.commands.fix import _persistence
+    from lbfw.fix.backup import TableRef
+
+    original = (examples_dir / "input-narrow-accept.rules").read_text()
+    boot = tmp_path / "rules.v4"
+    if case != "no file":
+        boot.write_text(original)
+    err = io.StringIO()
+    _persistence([TableRef("legacy", "ip", "filter")], case == "persist",
+                 {"ip": [str(boot)], "ip6": [str(tmp_path / "rules.v6")], "nft": []}, "interface", err)
+    text = err.getvalue()
+    if case == "no file":
+        assert "no boot-time rules file found" in text and "lost at reboot" in text
+    elif case == "found":
+        assert f"{boot}: loaded at boot and has the same mistake: the live fix is lost at reboot" in text
+        assert boot.read_text() == original
+    else:
+        assert f"persisted: wrote {boot}" in text
+        assert "-A INPUT -i lo -j ACCEPT" in boot.read_text()
+        [bak] = list(tmp_path.glob("rules.v4.lbfw-*.bak"))
+        assert bak.read_text() == original and stat.S_IMODE(bak.stat().st_mode) == 0o600
