@@ -121,6 +121,11 @@ def test_multi_line_file_with_defines_include_sets_vmap_and_iif_names_loads_and_
     assert [(r.origin.source, r.origin.line) for r in nat.rules] == [(inc, 4)]
     assert (nat.rules[0].action.kind, nat.rules[0].action.to_addr, nat.rules[0].action.to_port) == (
         "dnat", 0x7F00000B, 46635)
+    # tables, chains and sets point at their block headers (a policy finding needs a line too)
+    assert (filt.origin.source, filt.origin.line) == (path, 9)
+    assert filt.sets["allowed"].origin.line == 10
+    assert {n: c.origin.line for n, c in filt.chains.items()} == {"input": 19, "user": 34}
+    assert (nat.origin.source, nat.origin.line) == (inc, 2)
 
 
 def test_every_line_points_at_the_rule_it_names(ruleset_dir):

@@ -74,14 +74,22 @@ def read(path_or_text: Union[str, Path], source: str) -> list:
             base_dir = os.path.dirname(os.path.abspath(path))
         doc = load_json(load_path, source, include_dirs=[base_dir],
                         shown_as={load_path: source} if path is None else None)
-    lines = map_rule_lines(text, source, base_dir)
-    placed = _place(doc, lines)
+    walker = _walk(text, source, base_dir)
+    placed = _place(doc, walker.rules)
+    blocks = walker.blocks
     text_of = {(fam, tab, handle): loc.text for (fam, tab, _chain, handle), loc in placed.items()}
     tables = nft_json.parse(doc, source, BACKEND_FILE, text_of=text_of)
+    def where(key):
+        found = blocks.get(key)
+        return Origin(found[0], line=found[1]) if found is not None else Origin(source)
+
     for table in tables:
-        table.origin = Origin(source)
+        fam, tname = table.family, table.name
+        table.origin = where(("table", fam, tname))
+        for named in table.sets.values():
+            named.origin = where(("set", fam, tname, named.name))
         for chain in table.chains.values():
-            chain.origin = Origin(source)
+            chain.origin = where(("chain", fam, tname, chain.name))
             for rule in chain.rules:
                 loc = placed.get((table.family, table.name, chain.name, rule.origin.handle))
                 if loc is not None:
@@ -194,6 +202,7 @@ class _Walker:
         self.base_dir = base_dir
         self.absolute = absolute  # show included paths absolute (else relative to the cwd)
         self.rules: dict = {}     # (family, table, chain) -> list[RuleLine]
+        self.blocks: dict = {}    # ("table"|"chain"|"set", family, table[, name]) -> (path, line)
         self.stack: list = [("top", None)]
         self.depth = 0
 
@@ -237,8 +246,10 @@ class _Walker:
             elif words[1] == "chain" and len(rest) >= 2:
                 self.rules.pop((fam, rest[0], rest[1]), None)
 
-    def _open_block(self, words: list) -> bool:
-        """`{` after ``words``: push a table/chain/skip block, or return False (an expression brace)."""
+    def _open_block(self, words: list, where: tuple) -> bool:
+        """`{` after ``words``: push a table/chain/skip block, or return False (an expression brace).
+
+        ``where`` (path, line) of the header is kept for the table, chain or set it opens."""
         kind, info = self.stack[-1]
         w = words
         if kind == "top":
@@ -248,21 +259,30 @@ class _Walker:
                 fam, rest = _family(w[1:])
                 if rest:
                     self.stack.append(("table", (fam, rest[0])))
+                    self.blocks.setdefault(("table", fam, rest[0]), where)
                     return True
             if w and w[0] == "chain":
                 fam, rest = _family(w[1:])
                 if len(rest) >= 2:
                     self.stack.append(("chain", (fam, rest[0], rest[1])))
+                    self.blocks.setdefault(("chain", fam, rest[0], rest[1]), where)
                     return True
             if w and w[0] in _TABLE_OBJECTS and words[0] in ("add", "create"):
+                if w[0] in ("set", "map"):
+                    fam, rest = _family(w[1:])
+                    if len(rest) >= 2:
+                        self.blocks.setdefault(("set", fam, rest[0], rest[1]), where)
                 self.stack.append(("skip", None))
                 return True
             return False
         if kind == "table":
             if w and w[0] == "chain" and len(w) >= 2:
                 self.stack.append(("chain", (info[0], info[1], w[1].strip('"'))))
+                self.blocks.setdefault(("chain", info[0], info[1], w[1].strip('"')), where)
                 return True
             if w and w[0] in _TABLE_OBJECTS:
+                if w[0] in ("set", "map") and len(w) >= 2:
+                    self.blocks.setdefault(("set", info[0], info[1], w[1].strip('"')), where)
                 self.stack.append(("skip", None))
                 return True
             return False
@@ -302,7 +322,7 @@ class _Walker:
             if c == "#":
                 continue
             if c == "{":
-                if expr == 0 and self._open_block(words):
+                if expr == 0 and self._open_block(words, (path, start_line if words else line)):
                     words = []
                     if self.stack[-1][0] == "skip":
                         # a set/map/object body (maybe 100,000 elements): jump to its end
@@ -383,6 +403,10 @@ def map_rule_lines(text: str, path: str, base_dir: Optional[str] = None) -> dict
     """Where each rule of an nft file is written: ``{(family, table, chain): [RuleLine, ...]}``
     in chain order (``insert rule`` prepends), following includes relative to
     ``base_dir`` (default: the file's directory)."""
+    return _walk(text, path, base_dir).rules
+
+
+def _walk(text: str, path: str, base_dir: Optional[str] = None) -> "_Walker":
     walker = _Walker(base_dir or os.path.dirname(os.path.abspath(path)), os.path.isabs(path))
     walker.walk(text, path)
-    return walker.rules
+    return walker
