@@ -142,3 +142,19 @@ def test_kernel_agrees_with_the_blocked_flows_findings_name(name):
     assert broken, f"{name}: findings name no flow"
     observed = observe_files([str(path)], broken[:12], timeout=0.5)
     assert observed == ["blocked"] * len(observed), list(zip(broken, observed))
+
+
+def test_same_named_tables_from_several_sources_keep_their_own_findings():
+    """Two files each with a `filter` table: each finding is placed in its own file and judged
+    by its own table (the Tor lockdown stays a note next to another file's filter table)."""
+    tor = ROOT / "rules" / "examples" / "tor-owner-ports.rules"
+    spoof = ROOT / "rules" / "examples" / "antispoof-narrow.rules"
+    findings, _ = audit_ruleset(read_sources([str(spoof), str(tor)]))
+    by_source = {}
+    for f in findings:
+        by_source.setdefault(f.source, set()).add((f.check, f.severity))
+    assert by_source[str(spoof)] == {("LB003", "warning")}
+    assert {sev for _, sev in by_source[str(tor)]} == {"note"}
+    for f in findings:
+        if f.rule is not None:
+            assert f.rule.origin.source == f.source

@@ -55,7 +55,7 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
         groups[key][1].append(res)
     for key in order:
         step, results = groups[key]
-        table, chain = ctx.find_chain(step.family, step.table, step.chain)
+        table, chain = ctx.find_chain(step.family, step.table, step.chain, step.rule, step.origin)
         packets = [w for p, w in _PACKET_WORDS.items() if any(r.deciding.packet == p for r in results)]
         if step.rule is not None:
             head = f"This rule drops {what} traffic"
@@ -104,7 +104,8 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
             if text not in entry[2]:
                 entry[2].append(text)
     for step, results, texts in unknown_groups.values():
-        table, chain = (ctx.find_chain(step.family, step.table, step.chain) if step is not None else (None, None))
+        table, chain = (ctx.find_chain(step.family, step.table, step.chain, step.rule, step.origin)
+                        if step is not None else (None, None))
         message = (f"lbfw cannot tell whether {what} traffic passes here: {len(results)} flow(s) "
                    f"({flows_summary(results)}) depend on `{' '.join(texts) or 'a match lbfw does not model'}`."
                    " Check them with `lbfw verify`.")

@@ -89,16 +89,28 @@ class CheckContext:
     def hooks_of(self, table: Table, chain: Chain) -> frozenset:
         return self._table_reach(table).get(id(chain), frozenset())
 
-    def find_chain(self, family: str, table: str, chain: str) -> tuple[Optional[Table], Optional[Chain]]:
+    def find_chain(self, family: Optional[str], table: str, chain: str, rule: Optional[Rule] = None,
+                   origin=None) -> tuple[Optional[Table], Optional[Chain]]:
+        """The (table, chain) a step names. Several sources may each hold a `filter` table, so
+        the one holding ``rule`` (by identity), or read from ``origin``'s source, wins."""
+        candidates = []
         for t in self.ruleset.tables:
-            if t.name == table and (t.family == family or family is None):
-                c = t.chains.get(chain)
-                if c is not None:
+            c = t.chains.get(chain)
+            if t.name == table and c is not None:
+                candidates.append((t, c))
+        if not candidates:
+            return None, None
+        if rule is not None:
+            for t, c in candidates:
+                if any(r is rule for r in c.rules):
                     return t, c
-        for t in self.ruleset.tables:   # a family spelled differently by the engine ("inet" vs "ip")
-            if t.name == table and chain in t.chains:
-                return t, t.chains[chain]
-        return None, None
+        source = getattr(origin, "source", None)
+        exact = [(t, c) for t, c in candidates if family is None or t.family == family]
+        for pool in (exact, candidates):
+            for t, c in pool:
+                if source is None or t.source == source:
+                    return t, c
+        return (exact or candidates)[0]
 
     # ---------------------------------------------------------------- flows
 
