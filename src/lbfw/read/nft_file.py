@@ -123,6 +123,11 @@ def load_json(path: str, source: str, include_dirs: Optional[list] = None,
         except ValueError:
             raise InputError("libnftables printed no JSON for the loaded ruleset", path=source) from None
     err = proc.stderr or ""
+    if proc.returncode == 4:
+        raise MissingDependencyError(
+            "reading nft files needs libnftables: neither the nftables Python module nor the nft command "
+            "is installed", hint="install the Debian packages nftables and libnftables1 "
+                                 "(and python3-nftables, or pip install pip-nftables)")
     if proc.returncode == 3 or "unshare:" in err and "Error:" not in err:
         raise InputError(
             "cannot load the nft file: creating a private network namespace failed "

@@ -12,7 +12,7 @@ Interface names that `iif`/`oif` use make the load fail in an empty namespace
 where the dummy module is absent) and loads again.
 
 Exit status: 0 and the JSON on stdout; 1 and nft's error text on stderr; 3 when
-it finds itself outside a private namespace.
+it finds itself outside a private namespace; 4 when neither libnftables nor nft is there.
 """
 
 from __future__ import annotations
@@ -158,6 +158,10 @@ def main(argv: list) -> int:
     try:
         backend = _Lib()
     except (ImportError, OSError, AttributeError):
+        if shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
+            print("nft_loader: neither libnftables (the nftables Python module) nor the nft command "
+                  "is available", file=sys.stderr)
+            return 4
         backend = _Cli(includes)
     for d in includes:
         backend.include(d)
