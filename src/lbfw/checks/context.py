@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 
 from ..model import Chain, Match, Rule, Ruleset, Table
 from ..results import BLOCKED, DELIVERED, Finding, UNKNOWN
+from .owners import advice as owner_advice
 from .owners import owner_of
 
 LOOP4_LO = 0x7F000000
@@ -364,7 +365,7 @@ def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity
     if owner is None and table is not None and chain is not None:
         owner = owner_of(table, chain, rule)
     if owner is not None and advise_owner:
-        message += f" This rule is managed by {owner}: change {owner}'s configuration, not the rule itself."
+        message += " " + owner_advice(owner)
     return Finding(
         check=check.ID,
         severity=severity or check.SEVERITY,

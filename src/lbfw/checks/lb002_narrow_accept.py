@@ -55,12 +55,16 @@ or, to keep an address match, `-s 127.0.0.0/8` / `ip saddr 127.0.0.0/8`.
 ## Fix safety
 `lbfw fix` replaces the 127.0.0.1 match by the loopback interface (`-i lo` on INPUT and
 PREROUTING, `-o lo` on OUTPUT and POSTROUTING; nft `iif "lo"` / `oif "lo"`) and keeps every other
-match of the rule (ports, states, comments). That also admits the host's traffic to its own
-non-loopback addresses (it travels over `lo` too, with that address as source): it never leaves the
-host, but a rule that meant to filter it must come before. With `--style range` the fix writes
-127.0.0.0/8 instead, which admits exactly the loopback block and nothing else. In a set or verdict
-map the 127.0.0.1 element becomes 127.0.0.0/8 (the set gains `flags interval` when it needs it); a
-`define` used elsewhere is not widened for its other uses. Rules owned by Docker, kube-proxy, ufw,
+match of the rule (ports, states, comments); a rule that already says `-i lo` just loses the
+address match. Beyond 127/8 this accepts the host's own traffic to its non-loopback addresses,
+which travels over `lo` too (it never leaves the host), on every port the rule's other matches
+allow; a packet with source 127.0.0.1 arriving on another interface is no longer accepted by it.
+A user chain reached from both directions gets 127.0.0.0/8 instead. With `--style range` the fix
+writes 127.0.0.0/8, which admits exactly the loopback block on whatever interface the rule allows:
+where route_localnet=1, keep an anti-spoofing drop (`! -i lo -s 127.0.0.0/8 -j DROP`) before it.
+In a set or verdict map the 127.0.0.1 element becomes 127.0.0.0/8 (the set gains `flags interval`
+when it needs it), so every rule using that set matches all of 127/8; a `define` or set that rules
+without a finding also use is not widened under them. Rules owned by Docker, kube-proxy, ufw,
 firewalld, fail2ban or fw4 are not rewritten: their manager would put them back, so the finding
 says where its configuration must change.
 

@@ -41,10 +41,12 @@ iifname != "lo" ip saddr 127.0.0.0/8 drop
 ```
 
 ## Fix safety
-`lbfw fix` widens 127.0.0.1 to 127.0.0.0/8 and keeps the rest of the rule. The wider rule drops
-more, but only packets with a loopback address that arrived on a non-loopback interface: no
-legitimate traffic carries those. Rules owned by a firewall manager are not rewritten; the finding
-says where its configuration must change.
+`lbfw fix` widens 127.0.0.1 to 127.0.0.0/8 (dotted spellings stay dotted) and keeps the rest of the
+rule. The drop then covers all of 127/8 on the interfaces it names: only packets with a loopback
+address that arrived from outside `lo` are affected, and those reach the host only with
+route_localnet=1. Anything that relied on another 127.x address arriving that way (kube-proxy
+nodeports on localhost in old releases) is dropped from then on. Rules owned by a firewall
+manager are not rewritten; the finding says where its configuration must change.
 
 ## References
 - CVE-2020-8558 and kubernetes/kubernetes#90259: route_localnet exposes 127/8 services

@@ -17,6 +17,23 @@ FAIL2BAN = "fail2ban"
 FW4 = "fw4"
 OWNERS = (DOCKER, KUBE_PROXY, UFW, FIREWALLD, FAIL2BAN, FW4)
 
+# Where each manager's own configuration changes (the rule itself would be rewritten on reload).
+ADVICE = {
+    DOCKER: "publish the port on the address you mean (`-p ADDR:PORT:PORT`) or change /etc/docker/daemon.json",
+    KUBE_PROXY: "change the Service or kube-proxy's configuration (e.g. --nodeport-addresses)",
+    UFW: "edit /etc/ufw/before.rules (before6.rules for IPv6), then `ufw reload`",
+    FIREWALLD: "change the zone, policy or direct rule with `firewall-cmd --permanent`, then `firewall-cmd --reload`",
+    FAIL2BAN: "change `ignoreip` or the action in /etc/fail2ban/jail.local",
+    FW4: "change /etc/config/firewall, then `fw4 reload`",
+}
+
+
+def advice(owner: str) -> str:
+    """One sentence for a finding on a manager's rule: where to change it instead."""
+    how = ADVICE.get(owner, f"change {owner}'s own configuration")
+    return f"This rule is managed by {owner}, which rewrites it: change {owner}'s configuration instead ({how})."
+
+
 # Table names the managers create in nftables (family-less).
 _TABLES = {
     "firewalld": FIREWALLD,
