@@ -243,3 +243,37 @@ def test_native_table_with_an_iptables_name_is_not_misread_through_iptables_nft_
     assert list(tables[("iptables-nft", "ip", "nat")].chains) == ["OUTPUT"]
     warnings = {s.source: s.warnings for s in rs.sources}["live:iptables-nft"]
     assert any("ip filter" in w for w in warnings)
+
+
+def _semantic(tables):
+    """Tables as the engine sees them: everything but where each rule came from and its text."""
+    out = {}
+    for t in tables:
+        chains = {}
+        for name, c in t.chains.items():
+            rules = [(r.matches, r.action, r.comment, r.ignore, r.before) for r in c.rules]
+            chains[name] = (c.hook, c.priority, c.type, c.policy, rules)
+        sets = {n: (s.key, s.elements, s.flags, s.is_map, s.map_type, s.known) for n, s in t.sets.items()}
+        out[(t.family, t.name)] = (chains, sets)
+    return out
+
+
+def test_the_live_model_equals_the_model_of_the_files_that_were_loaded(live, tmp_path):
+    """Exactly what was loaded: each backend's live tables equal, match for match, the model of
+    the very file loaded into it (only origins and the normalised text differ)."""
+    from lbfw.read import iptables_save, nft_file
+
+    rs = live["ruleset"]
+
+    def backend(name):
+        return _semantic([t for t in rs.tables if t.backend == name])
+
+    files = {}
+    for fam, text in (("ip", LEGACY_V4), ("ip6", LEGACY_V6)):
+        files.update(_semantic(iptables_save.parse(text, "f", family=fam)))
+    assert backend("legacy") == files
+    files = {}
+    for fam, text in (("ip", NFT_V4), ("ip6", NFT_V6)):
+        files.update(_semantic(iptables_save.parse(text, "f", family=fam)))
+    assert backend("iptables-nft") == files
+    assert backend("nftables") == _semantic(nft_file.read(NATIVE, "-"))
