@@ -84,3 +84,33 @@ def test_verify_reads_standard_input_once():
     doc = json.loads(result.stdout)
     assert {f["check"] for f in doc["findings"]} == {"LB001", "LB002"}
     assert doc["flows"] and all(f["verified"] for f in doc["flows"])
+
+
+@pytest.mark.kernel
+def test_live_iptables_nft_backend_is_audited_under_its_own_name():
+    from lbfw.sandbox.netns import Namespace
+    with Namespace() as space:
+        space.load_iptables((EX / "output-narrow-accept.rules").read_text(), family="ip", backend="nft")
+        proc = lbfw_in(space, "audit", "--format", "json")
+        assert proc.returncode == 1, proc.stderr
+        doc = json.loads(proc.stdout)
+        got = {(f["check"], f["source"], f["chain"], f["index"]) for f in doc["findings"]}
+        assert ("LB002", "live:iptables-nft", "OUTPUT", 1) in got
+        assert all(f["source"] == "live:iptables-nft" for f in doc["findings"])   # not counted twice via nft
+
+
+@pytest.mark.kernel
+def test_nft_json_dump_file_is_audited_with_handles(tmp_path):
+    from lbfw.sandbox.netns import Namespace
+    with Namespace() as space:
+        space.load_nft(EX / "nft-named-set.nft")
+        dump = space.run(["nft", "-j", "list", "ruleset"]).stdout
+    path = tmp_path / "ruleset.json"
+    path.write_text(dump)
+    from lbfw.commands.audit import audit_ruleset
+    from lbfw.read import read_sources
+    findings, _ = audit_ruleset(read_sources([str(path)]))
+    lb002 = [f for f in findings if f.check == "LB002"]
+    assert len(lb002) == 1 and lb002[0].handle is not None and lb002[0].source == str(path)
+    assert "@trusted" in lb002[0].rule.text and "set @trusted" in lb002[0].message
+    assert {f.check for f in findings} == {"LB001", "LB002"}
