@@ -125,3 +125,18 @@ def test_a_chain_whose_rule_count_differs_gets_no_lines_rather_than_shifted_ones
              ("ip", "t", "d"): [RuleLine("f", 7, "x"), RuleLine("f", 8, "y")]}
     assert _place(doc, lines) == {("ip", "t", "d", 5): RuleLine("f", 7, "x"),
                                   ("ip", "t", "d", 6): RuleLine("f", 8, "y")}
+
+
+def test_a_missing_nft_file_is_an_input_error_not_ruleset_text(tmp_path):
+    import pytest
+
+    from lbfw.errors import InputError
+    from lbfw.read import nft_file
+
+    missing = str(tmp_path / "missing.nft")
+    with pytest.raises(InputError) as err:
+        nft_file.read(missing, missing)
+    assert (err.value.path, err.value.message) == (missing, "no such file")
+    with pytest.raises(InputError) as err:
+        nft_file.read(str(tmp_path), "dir")
+    assert err.value.path == "dir"

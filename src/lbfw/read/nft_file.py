@@ -163,16 +163,21 @@ def _unshare_argv(source: str) -> list:
 
 
 def _text_and_path(path_or_text, source: str) -> tuple:
-    """(text, path or None). A str is a path when it names a file and has no newline."""
-    if isinstance(path_or_text, Path) or (isinstance(path_or_text, str) and "\n" not in path_or_text
-                                          and "{" not in path_or_text and os.path.isfile(path_or_text)):
-        p = str(path_or_text)
-        try:
-            with open(p, encoding="utf-8", errors="surrogateescape") as f:
-                return f.read(), p
-        except OSError as err:
-            raise InputError(f"cannot read: {err.strerror}", path=source) from None
-    return str(path_or_text), None
+    """(text, path or None). A str is a path when it names a file, or when it cannot be
+    ruleset text (no newline, brace, semicolon or space): then a missing file is an error."""
+    if isinstance(path_or_text, str) and not os.path.isfile(path_or_text) and (
+            any(c in path_or_text for c in "\n{; \t") or not path_or_text):
+        return path_or_text, None
+    p = str(path_or_text)
+    try:
+        with open(p, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read(), p
+    except FileNotFoundError:
+        raise InputError("no such file", path=source) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a ruleset file", path=source) from None
+    except OSError as err:
+        raise InputError(f"cannot read: {err.strerror or err}", path=source) from None
 
 
 # --------------------------------------------------------------------------- rules -> lines
