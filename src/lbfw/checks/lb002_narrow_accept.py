@@ -145,7 +145,9 @@ def check(ctx: CheckContext):
         narrow = []
         how = ""
         if ref.rule.action.kind == "vmap":
-            narrow = [(f, p, "verdict map") for f, p in _vmap_narrow(ref)]
+            name = ref.rule.action.set_name
+            via = f"verdict map @{name.lstrip('@')}" if name else "a verdict map"
+            narrow = [(f, p, via) for f, p in _vmap_narrow(ref)]
             how = "verdict map entry accept"
         else:
             how = _accepting(ref)
