@@ -367,3 +367,11 @@ def test_a_port_verdict_map_keeps_its_protocol_as_a_match():
     assert [(e.value, e.action.kind) for e in rules[0].action.vmap] == [((22, 22), "accept"), ((53, 53), "drop")]
     assert rules[1].matches == () and rules[1].action.vmap_field == "ct.state"
     assert [e.value for e in rules[1].action.vmap] == ["established", "invalid"]
+
+
+def test_an_undecidable_port_match_keeps_its_certain_protocol():
+    sets = [("set", {"name": "dyn", "type": "inet_service", "handle": 2, "flags": ["dynamic"]})]
+    _, rules = rules_of(doc([[m(TCP_DPORT, "@dyn"), ACCEPT]], sets=sets))
+    l4, unknown = rules[0].matches
+    assert (l4.field, l4.values, l4.opaque) == ("meta.l4proto", ((6, 6),), False)
+    assert unknown.opaque and unknown.text == "tcp dport @dyn"

@@ -413,8 +413,8 @@ def _match(stmt: dict, ctx: _Ctx) -> list:
     text = _render_stmt({"match": stmt})
     if op not in ("==", "!=", "in", "<", "<=", ">", ">="):
         return [Match(field="?", text=text, opaque=True)]
+    implied: list = []
     try:
-        implied = []
         if isinstance(left, dict) and "concat" in left:
             parts = [_field_of(x, ctx.family) for x in left["concat"]]
             if any(p[3] is not None or p[1] == "ethertype" for p in parts):
@@ -454,10 +454,11 @@ def _match(stmt: dict, ctx: _Ctx) -> list:
         out = [Match(field="meta.l4proto", values=((p, p),), text=text) for p in dict.fromkeys(implied)]
         out.append(Match(field=field, values=values, negate=negate, text=text, set_name=set_name, mask=mask))
         return out
-    except _Opaque:
-        return [Match(field=_opaque_field(left), text=text, opaque=True)]
-    except (KeyError, TypeError, ValueError, IndexError):
-        return [Match(field=_opaque_field(left), text=text, opaque=True)]
+    except (_Opaque, KeyError, TypeError, ValueError, IndexError):
+        # still only tcp (udp ...) packets: keep what is certain beside what is not
+        out = [Match(field="meta.l4proto", values=((p, p),), text=text) for p in dict.fromkeys(implied)]
+        out.append(Match(field=_opaque_field(left), text=text, opaque=True))
+        return out
 
 
 def _opaque_field(left) -> str:
