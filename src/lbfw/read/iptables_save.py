@@ -100,6 +100,8 @@ QUIET_MODULES = frozenset(("tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icm
 
 _IGNORE_RE = re.compile(r"lbfw:\s*ignore\s+([A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*)")
 _IGNORE_ID_RE = re.compile(r"[A-Za-z]+[0-9]+")
+_QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S)
+_UNESCAPE = re.compile(r"\\(.)", re.S)
 _COUNTER_RE = re.compile(r"^\[\d+:\d+\]$")
 _HOSTNAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
@@ -153,60 +155,28 @@ class _Bad(Exception):
 # --------------------------------------------------------------------------- small pure helpers
 
 def split_quoted(line: str) -> list:
-    """Split a line the way iptables-restore does: whitespace separates, `"..."` groups, and
+    """Split a line the way iptables-restore does: whitespace separates, `"..."` groups (a
+    quote may open inside a word: `ab"c d"` is `abc d`; the closing quote ends the word), and
     inside quotes a backslash escapes the next character. Raises _Bad on an open quote."""
-    if "\\" not in line:
-        # The usual case, `--comment "a b"`: quotes stand alone as whole tokens. Cut at the
-        # quotes (odd parts are quoted); anything less plain takes the exact loop below.
-        parts = line.split('"')
-        if len(parts) % 2 == 0:
-            raise _Bad("unterminated quote")
-        out = []
-        plain = True
-        last = len(parts) - 1
-        for k, part in enumerate(parts):
-            if k % 2:
-                out.append(part)
-            else:
-                if (k > 0 and part and not part[0].isspace()) or (k < last and part and not part[-1].isspace()):
-                    plain = False
-                    break
-                out.extend(part.split())
-        if plain:
-            return out
     out = []
-    buf = []
-    inq = esc = False
-    started = False
-    for ch in line:
-        if inq:
-            if esc:
-                buf.append(ch)
-                esc = False
-            elif ch == "\\":
-                esc = True
-            elif ch == '"':
-                inq = False
-                out.append("".join(buf))
-                buf = []
-                started = False
-            else:
-                buf.append(ch)
-        elif ch == '"':
-            inq = True
-            started = True
-        elif ch == " " or ch == "\t":
-            if buf or started:
-                out.append("".join(buf))
-                buf = []
-                started = False
-        else:
-            buf.append(ch)
-    if inq:
-        raise _Bad("unterminated quote")
-    if buf or started:
-        out.append("".join(buf))
-    return out
+    pos = 0
+    while True:
+        q = line.find('"', pos)
+        if q < 0:
+            out.extend(line[pos:].split())
+            return out
+        segment = line[pos:q]
+        words = segment.split()
+        prefix = words.pop() if words and not segment[-1].isspace() else ""
+        out.extend(words)
+        quoted = _QUOTED.match(line, q)
+        if quoted is None:
+            raise _Bad("unterminated quote")
+        body = quoted.group(1)
+        if "\\" in body:
+            body = _UNESCAPE.sub(r"\1", body)
+        out.append(prefix + body)
+        pos = quoted.end()
 
 
 def _quote(tok: str) -> str:
@@ -552,50 +522,48 @@ class _Parser:
         So leading addresses are read here, and the rest of the line is parsed once by
         ``tail`` and then found in ``self.tails``."""
         n = len(tokens)
-        matches = []
-        addrs = self.addrs
-        neg = False
-        while i < n:
-            tok = tokens[i]
-            if tok == "!" and i + 1 < n and (tokens[i + 1] == "-s" or tokens[i + 1] == "-d"):
-                neg = True
-                i += 1
-                continue
-            if (tok == "-s" or tok == "-d") and i + 1 < n and tokens[i + 1] != "!":
-                value = tokens[i + 1]
-                i += 2
-                key = (tok, value, neg)
-                m = addrs.get(key)
-                if m is None:
-                    m = self.address(tok, value, neg)
-                    if len(addrs) < _CACHE_LIMIT:
-                        addrs[key] = m
-                matches.append(m)
-                neg = False
-                continue
-            break
+        lead = None
+        if i < n and (tokens[i] == "-s" or tokens[i] == "-d" or tokens[i] == "!"):
+            lead = []
+            addrs = self.addrs
+            neg = False
+            while i < n:
+                tok = tokens[i]
+                if tok == "!" and i + 1 < n and (tokens[i + 1] == "-s" or tokens[i + 1] == "-d"):
+                    neg = True
+                    i += 1
+                    continue
+                if (tok == "-s" or tok == "-d") and i + 1 < n and tokens[i + 1] != "!":
+                    value = tokens[i + 1]
+                    i += 2
+                    key = (tok, value, neg)
+                    m = addrs.get(key)
+                    if m is None:
+                        m = self.address(tok, value, neg)
+                        if len(addrs) < _CACHE_LIMIT:
+                            addrs[key] = m
+                    lead.append(m)
+                    neg = False
+                    continue
+                break
         key = tuple(tokens[i:])
         parsed = self.tails.get(key)
         if parsed is None:
             parsed = self.tail(tokens, i)
             if len(self.tails) < _CACHE_LIMIT:
                 self.tails[key] = parsed
-        tail_matches, target, goto, target_args, comment = parsed
-        if tail_matches is None:
+        matches, target, goto, target_args, comment = parsed
+        if matches is None:
             return None
-        if tail_matches:
+        if lead:
             if matches:
-                matches.extend(tail_matches)
-                matches = tuple(matches)
-            else:
-                matches = tail_matches
-        else:
-            matches = tuple(matches)
+                lead.extend(matches)
+            matches = tuple(lead)
 
-        if comment is not None and "lbfw" in comment:
-            ignore = ignores_in(comment) | ignore_above
-        else:
+        if comment is None or "lbfw" not in comment:
             ignore = ignore_above
+        else:
+            ignore = ignores_in(comment) | ignore_above
         if self.live:
             origin = Origin(self.source, index=len(chain.rules) + 1)
         else:
