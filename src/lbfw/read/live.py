@@ -19,8 +19,11 @@ done about them:
   `nft list chains`, are dropped, so the model holds what the kernel holds;
 - a native nft table that reuses an iptables table name is printed as if it were
   iptables-nft's, and a rule it cannot express (a verdict map) comes out as a bare
-  `-A INPUT`. A table with such a bare rule is read through nft JSON instead, which
-  is right for both kinds of table. Tables it calls "incompatible" are read natively.
+  `-A INPUT`; a table whose base chains are not iptables' ("contains incompatible
+  base-chains") is printed with invented built-in chains and none of its rules. A table
+  with a bare rule, or with chains in the kernel that the dump does not show, or that
+  the tool calls incompatible, is read through nft JSON instead, which is right for
+  both kinds of table.
 """
 
 from __future__ import annotations
@@ -41,7 +44,10 @@ __all__ = ["read_live", "handle_texts", "READERS"]
 
 READERS = ("auto", "text", "iptc")
 _TIMEOUT = 300
-_INCOMPATIBLE = re.compile(r"^# Table `([^']+)' is incompatible", re.MULTILINE)
+# iptables-nft-save 1.8.9 says either "# Table `filter' is incompatible, use 'nft' tool." or
+# "# Table `filter' contains incompatible base-chains, use 'nft' tool to list them." (and then
+# still prints the table, with invented built-in chains and none of its rules: measured).
+_INCOMPATIBLE = re.compile(r"^# Table `([^']+)' [^\n]*incompatible", re.MULTILINE)
 _HANDLE_RE = re.compile(r"^(.*?)\s+# handle (\d+)\s*$")
 
 
@@ -195,7 +201,7 @@ def _read_iptables_nft(parse: Callable, kernel_chains: Optional[set]) -> tuple:
         for table in parse(text, "live:iptables-nft", family=family, backend=BACKEND_IPTABLES_NFT):
             if table.name in incompatible:
                 continue
-            if _has_bare_rule(table):
+            if _has_bare_rule(table) or _hides_chains(table, kernel_chains):
                 suspect.add((table.family, table.name))
                 continue
             if kernel_chains is not None:
@@ -205,10 +211,19 @@ def _read_iptables_nft(parse: Callable, kernel_chains: Optional[set]) -> tuple:
             owned.add((table.family, table.name))
             tables.append(table)
     if suspect:
-        warnings.append("iptables-nft-save printed rules with neither match nor target in "
+        warnings.append("iptables-nft-save cannot show all of "
                         + ", ".join(f"{f} {n}" for f, n in sorted(suspect))
-                        + ": read through nft JSON instead (a native table with an iptables name?)")
+                        + " (a rule with neither match nor target, or chains it does not list): read through "
+                          "nft JSON instead (a native table with an iptables name?)")
     return tables, warnings, owned
+
+
+def _hides_chains(table, kernel_chains: Optional[set]) -> bool:
+    """The kernel holds chains of this table that the *-save output does not show: it is not
+    (only) iptables-nft's, and reading it through *-save would lose them."""
+    if kernel_chains is None:
+        return False
+    return any(f == table.family and t == table.name and c not in table.chains for f, t, c in kernel_chains)
 
 
 def _has_bare_rule(table) -> bool:
