@@ -119,7 +119,7 @@ def observe_detailed(ns: Namespace, flows: Sequence[Flow], timeout: float = 1.0,
         return []
     targets = nat_targets(ns) if nat else []
     request = json.dumps({"flows": _as_dicts(flows), "timeout": timeout, "nat_targets": targets})
-    proc = ns.run([sys.executable, str(PROBE)], input=request, check=False,
+    proc = ns.run([sys.executable, "-I", "-S", str(PROBE)], input=request, check=False,
                   timeout=_budget(len(flows), timeout))
     if proc.returncode != 0:
         raise SandboxError(f"the traffic probe failed: {proc.stderr.strip()}", returncode=proc.returncode,
@@ -181,7 +181,7 @@ def observe_arrivals(ns: Namespace, interface: str, packets: Sequence[tuple], ti
     request = json.dumps({"mode": "arrivals", "peer": peer, "dst_mac": _mac(ns, interface),
                           "src_mac": _mac(ns, peer), "timeout": timeout,
                           "packets": [{"src": s, "dst": d, "port": int(p)} for s, d, p in packets]})
-    proc = ns.run([sys.executable, str(PROBE)], input=request, check=False, timeout=timeout + 30)
+    proc = ns.run([sys.executable, "-I", "-S", str(PROBE)], input=request, check=False, timeout=timeout + 30)
     if proc.returncode != 0:
         raise SandboxError(f"the arrival probe failed: {proc.stderr.strip()}", returncode=proc.returncode,
                            stderr=proc.stderr)
