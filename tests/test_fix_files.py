@@ -306,3 +306,28 @@ def test_persistence_after_a_live_fix(examples_dir, tmp_path, case):
         assert "-A INPUT -i lo -j ACCEPT" in boot.read_text()
         [bak] = list(tmp_path.glob("rules.v4.lbfw-*.bak"))
         assert bak.read_text() == original and stat.S_IMODE(bak.stat().st_mode) == 0o600
+
+
+def test_every_corpus_ruleset_fixes_cleanly(corpus_dir, tmp_path):
+    """Real-world rulesets: every edit applies, every other line stays, and the fixed text
+    re-audits without a LB002/LB003 warning (notes, deliberate by the check's judgement, stay)."""
+    total = 0
+    for path in sorted(corpus_dir.iterdir()):
+        if path.name == "README.md":
+            continue
+        plan = plan_for(str(path))
+        for refusal in plan.refusals:
+            assert refusal.why and refusal.where.startswith(str(path)), refusal
+        fixes = file_fixes(plan)
+        if not fixes:
+            continue
+        [fix] = fixes
+        old_lines, new_lines = fix.old.split("\n"), fix.new.split("\n")
+        assert len(old_lines) == len(new_lines)
+        assert sum(a != b for a, b in zip(old_lines, new_lines)) == len(plan.edits)
+        copy = tmp_path / path.name
+        copy.write_text(fix.new)
+        findings, _ = audit_ruleset(read_sources([str(copy)]))
+        assert not [f for f in findings if f.check in ("LB002", "LB003") and f.severity != "note"], path.name
+        total += len(plan.edits)
+    assert total >= 7

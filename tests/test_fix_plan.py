@@ -269,3 +269,13 @@ def test_persist_candidates_are_injectable(tmp_path):
     files = {"ip": [str(tmp_path / "missing"), str(rules)], "ip6": [], "nft": [str(tmp_path / "nft.conf")]}
     touched = [TableRef("legacy", "ip", "filter"), TableRef("nftables", "inet", "filter")]
     assert live.persist_candidates(touched, files) == [("ip", str(rules))]
+
+
+def test_notes_are_fixed_unless_an_owner_match_makes_them_deliberate():
+    text = ("table inet filter {\n\tchain output {\n\t\ttype filter hook output priority 0;\n"
+            "\t\tip daddr 127.0.0.1 accept\n"
+            "\t\tip daddr 127.0.0.1 tcp dport 9050 meta skuid 1000 accept\n\t}\n}\n")
+    rs = nft_ruleset("n.nft", text, {4: "output", 5: "output"}, {"output": "output"})
+    plan = plan_fixes(rs, [finding(rs, 4, severity="note"), finding(rs, 5, severity="note")], texts={"n.nft": text})
+    assert [(e.line, e.new) for e in plan.edits] == [(4, '\t\toif "lo" accept')]
+    assert [r.where for r in plan.refusals] == ["n.nft:5"] and "owner match" in plan.refusals[0].why

@@ -118,3 +118,25 @@ def test_define_used_elsewhere_is_not_widened(tmp_path):
     with Namespace() as ns:
         ns.load_nft(path.read_text())
 
+
+
+def test_corpus_ugent_fixed_delivers_every_loopback_flow(corpus_dir):
+    """The 2010-era hand-written ruleset (iptables 1.3.5 spelling) that lbfw exists for."""
+    path = corpus_dir / "configs_ugent__iptables-save"
+    ruleset = read_sources([str(path)])
+    findings, _ = audit_ruleset(ruleset)
+    [fix] = file_fixes(plan_fixes(ruleset, findings))
+    flows = default_flows(ruleset)
+
+    def loadable(text: str) -> str:
+        # iptables 1.8 rejects 1.3's `-d ! X` (the fix keeps the file's spelling): modern negation to load
+        return re.sub(r"(-[sd]|-i|-o|-p) ! (\S+)", r"! \1 \2", text)
+
+    with Namespace() as ns:
+        ns.load_iptables(loadable(fix.old), backend="legacy")
+        before = observe(ns, flows, timeout=0.5)
+    with Namespace() as ns:
+        ns.load_iptables(loadable(fix.new), backend="legacy")
+        after = observe(ns, flows, timeout=0.5)
+    assert "blocked" in before
+    assert [f.label() for f, v in zip(flows, after) if v != "delivered"] == []

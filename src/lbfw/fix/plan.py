@@ -246,6 +246,17 @@ def direction_of(hooks: set) -> Optional[str]:
 
 # --------------------------------------------------------------------------- the planner
 
+_OWNER_EVIDENCE = re.compile(r"(?:^|\s)(?:-m owner|--(?:uid|gid|pid|sid)-owner|--cmd-owner)(?:\s|$)"
+                             r"|\bmeta\s+sk(?:uid|gid)\b|(?:^|\s)sk(?:uid|gid)\s")
+
+
+def _deliberate(finding) -> bool:
+    """A finding the check reports as a note because an owner match restricts the rule."""
+    if finding.severity != "note" or finding.rule is None:
+        return False
+    return bool(_OWNER_EVIDENCE.search(finding.rule.text)) or "owner match" in (finding.message or "")
+
+
 def _safety(check: str, how: str) -> str:
     """The fix-safety text for what ``how`` says was done (an interface, a wider range, or both)."""
     parts = []
@@ -275,7 +286,7 @@ class _Planner:
         self.findings = [f for f in findings if f.check in FIXABLE]
         self.finding_lines = set()
         for f in self.findings:
-            if f.rule is None or f.severity == "note" or (f.owner and not self._owner_file_ok(f)):
+            if f.rule is None or _deliberate(f) or (f.owner and not self._owner_file_ok(f)):
                 continue  # refused below: its rule keeps whatever a define or set gives it
             loc = self._locate(f)
             if loc is not None:
@@ -329,11 +340,12 @@ class _Planner:
                     raise Refuse(advice)
                 if finding.rule is None:
                     raise Refuse("the finding names no rule")
-                if finding.severity == "note":
-                    # The check judged it deliberate (e.g. Tor ports opened to chosen users):
-                    # a policy to confirm, not a typo to rewrite.
-                    raise Refuse("reported as a note: it looks deliberate (see the finding's evidence). Fix it "
-                                 "by hand if it is a mistake, or suppress it with a `lbfw: ignore "
+                if _deliberate(finding):
+                    # An owner match (Tor ports opened to chosen users, as in Tails) makes the /32 a
+                    # policy to confirm, not a typo to rewrite. A note without such evidence is a
+                    # latent mistake (nothing fails because of it today) and is fixed.
+                    raise Refuse("restricted by an owner match, so it looks deliberate (see the finding). Fix "
+                                 "it by hand if it is a mistake, or suppress it with a `lbfw: ignore "
                                  f"{finding.check}` comment")
                 loc = self._locate(finding)
                 if loc is None:
