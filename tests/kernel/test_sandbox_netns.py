@@ -220,3 +220,31 @@ def test_without_root_a_user_namespace_does_the_same():
         pytest.skip(f"user namespaces are not allowed here: {proc.stderr.strip()[-200:]}")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["False", "delivered", "blocked"]
+
+
+def test_holder_dies_with_its_owner_even_when_a_forked_child_keeps_the_pipe():
+    # A fork (multiprocessing's default) inherits the pipe the holder reads: end of file never
+    # comes while the child lives, so only the parent-death signal can end the holder.
+    code = ("import os, sys, time; from lbfw.sandbox.netns import Namespace\n"
+            "ns = Namespace().__enter__()\n"
+            "child = os.fork()\n"
+            "if child == 0:\n"
+            "    time.sleep(30); os._exit(0)\n"
+            "print(ns.pid, child, flush=True); time.sleep(60)\n")
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    child = None
+    try:
+        pid, child = map(int, owner.stdout.readline().split())
+        inode = _inode(pid)
+        owner.kill()
+        owner.wait(10)
+        assert _gone(pid, inode), (_dead(pid), inode in _net_namespaces())
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        owner.stdout.close()
+        if child is not None:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

@@ -9,8 +9,9 @@ The holder dies with us, whichever way we go:
 - `__exit__` kills it (normal exit, exceptions, KeyboardInterrupt);
 - its stdin is a pipe only we hold: if we are killed (SIGKILL included), the pipe
   closes, `cat` sees end of file and exits, and so does `unshare`;
-- `unshare --kill-child` kills `cat` if `unshare` itself is killed, and the holder is
-  started with PR_SET_PDEATHSIG so the kernel kills it when our thread dies.
+- `unshare --kill-child` kills `cat` if `unshare` itself is killed, and `unshare` is started
+  through `setpriv --pdeathsig KILL` so the kernel kills it when the thread that made it dies
+  (no preexec_fn: that is unsafe with threads).
 
 When the last process in it is gone, the kernel frees the namespace with its rules,
 interfaces and sockets.
@@ -18,11 +19,9 @@ interfaces and sockets.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -47,8 +46,6 @@ _SAVE_TOOLS = ("iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-sa
 # or that contain "/", ":" or whitespace (net/core/dev.c dev_valid_name).
 _IFNAME_OK = re.compile(r"^[^/:\s]{1,15}$")
 
-_PR_SET_PDEATHSIG = 1
-
 
 class SandboxError(LbfwError):
     """A command inside the sandbox failed, or the sandbox could not be made."""
@@ -59,15 +56,6 @@ class SandboxError(LbfwError):
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """preexec_fn: ask the kernel to SIGKILL the holder when the thread that forked it dies."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except Exception:
-        pass  # the stdin pipe still ends the holder when we die
 
 
 def _need(tool: str) -> str:
@@ -132,10 +120,11 @@ class Namespace:
             self._env = dict(os.environ, XTABLES_LOCKFILE=os.path.join(self._private_dir, "xtables.lock"))
         own = os.readlink("/proc/self/ns/net")
         # cat reads a pipe only we hold: it ends when we end, however we end.
+        setpriv = shutil.which("setpriv")
+        prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self._holder = subprocess.Popen(
-            [unshare, *flags, "--kill-child", "--", "cat"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_parent, close_fds=True,
+            [*prefix, unshare, *flags, "--kill-child", "--", "cat"],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True,
         )
         self.pid = self._holder.pid
         deadline = time.monotonic() + self.setup_timeout
