@@ -144,13 +144,15 @@ def _dead(pid: int) -> bool:
         return True
 
 
-def test_sigint_during_verify_leaves_no_namespace_process_or_socket(tmp_path, examples_dir):
+@pytest.mark.parametrize("to_group", [False, True], ids=["kill-pid", "ctrl-c-to-process-group"])
+def test_sigint_during_verify_leaves_no_namespace_process_or_socket(tmp_path, examples_dir, to_group):
     # 300 flows the narrow rules block: about three probe batches of a second each.
     plan = tmp_path / "plan.toml"
     plan.write_text("".join(f'[[flow]]\nproto = "tcp"\nserver = "127.0.{i // 250}.{i % 250 + 2}"\nport = 80\n\n'
                             for i in range(300)))
     proc = subprocess.Popen(LBFW + ["verify", str(examples_dir / "input-narrow-accept.rules"), "--plan",
-                                    str(plan)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                    str(plan)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=to_group)
     try:
         holder = probe = None
         deadline = time.monotonic() + 20
@@ -169,7 +171,10 @@ def test_sigint_during_verify_leaves_no_namespace_process_or_socket(tmp_path, ex
         inode = os.readlink(f"/proc/{holder}/ns/net")
         inode = inode.split("[")[1].rstrip("]")
         time.sleep(0.3)  # well inside the probe's first batch
-        proc.send_signal(signal.SIGINT)
+        if to_group:  # what a terminal's Ctrl-C does: lbfw and the probe get it at once
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=15)
     finally:
         if proc.poll() is None:

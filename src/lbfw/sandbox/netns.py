@@ -125,6 +125,9 @@ class Namespace:
         self._holder = subprocess.Popen(
             [*prefix, unshare, *flags, "--kill-child", "--", "cat"],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True,
+            # Its own session: a terminal's Ctrl-C goes to our process group, not to the holder,
+            # so the namespace stays usable until __exit__ takes it down in order.
+            start_new_session=True,
         )
         self.pid = self._holder.pid
         deadline = time.monotonic() + self.setup_timeout
