@@ -427,6 +427,17 @@ def test_raw_notrack_spellings():
     assert [r.action.kind for r in t.chains["OUTPUT"].rules] == ["notrack", "continue"]
 
 
+def test_a_second_section_of_the_same_table_replaces_the_first():
+    # iptables-restore flushes a table at its `*name` line (checked in the kernel test too)
+    text = ("*filter\n:INPUT DROP [0:0]\n:x - [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n"
+            "*nat\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 127.0.0.1 -j ACCEPT\nCOMMIT\n")
+    tables = parse(text, "f")
+    assert [t.name for t in tables] == ["filter", "nat"]
+    assert list(tables[0].chains) == ["INPUT"] and tables[0].chains["INPUT"].policy == "accept"
+    assert [r.origin.line for r in tables[0].chains["INPUT"].rules] == [11]
+
+
 def test_jump_to_chain_declared_later_in_the_table_resolves_at_commit():
     t = parse("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j later\n:later - [0:0]\n-A later -j DROP\nCOMMIT\n", "f")[0]
     assert t.chains["INPUT"].rules[0].action == Action("jump", target="later")
@@ -533,6 +544,11 @@ def test_suppression_in_rule_comment_and_comment_line_above():
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m state --state NEWISH -j ACCEPT\nCOMMIT\n", 3, "unknown state"),
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -g nowhere\nCOMMIT\n", 3, "no chain 'nowhere'"),
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo !\nCOMMIT\n", 3, "negating nothing"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT # loopback\nCOMMIT\n", 3,
+     "-j ACCEPT takes no options, got '# loopback'"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -i lo stray -j ACCEPT\nCOMMIT\n", 3, "unexpected 'stray'"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n[1:2]\nCOMMIT\n", 3, "counters without a rule"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-D INPUT 1\nCOMMIT\n", 3, "unsupported command '-D'"),
 ])
 def test_bad_input_raises_input_error_with_path_and_line(text, line, fragment):
     with pytest.raises(InputError) as info:

@@ -182,6 +182,17 @@ def test_hand_written_ipv6_spellings_mean_what_the_kernel_saves(backend):
     assert rules[2].matches[0].values == ((0x20010DB8 << 96, (0x20010DB8 << 96) | (2 ** 64 - 1)),)
 
 
+def test_a_repeated_table_section_replaces_the_earlier_one_as_in_the_kernel():
+    text = ("*filter\n:INPUT DROP [0:0]\n:x - [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n"
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 127.0.0.1 -j ACCEPT\nCOMMIT\n")
+    for backend in ("legacy", "nft"):
+        kernel = semantics(parse(kernel_dump(text, "ip", backend), "k", family="ip"))
+        written = semantics(parse(text, "f", family="ip"))
+        assert kernel.pop(("ip", "filter", "FORWARD")) == (("forward", 0, "filter", "accept"), [])
+        assert kernel.pop(("ip", "filter", "OUTPUT")) == (("output", 0, "filter", "accept"), [])
+        assert written == kernel
+
+
 def loadable(text: str) -> str:
     """What iptables 1.8.9 needs to load an old dump: no trailing spaces (it rejects `COMMIT `),
     `! -s X` for the old `-s ! X`, and a MAC where the collectors censored one."""

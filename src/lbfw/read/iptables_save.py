@@ -378,7 +378,13 @@ class _Parser:
             elif goto:
                 raise self.bad(f"-g {name}: no chain '{name}' in table {table.name}", line=rule.origin.line)
         self.unresolved = []
-        self.tables.append(table)
+        for k, earlier in enumerate(self.tables):
+            if earlier.name == table.name:
+                # iptables-restore flushes a table when its section starts: the last one wins
+                self.tables[k] = table
+                break
+        else:
+            self.tables.append(table)
         self.table = None
 
     def origin(self, index: Optional[int]) -> Origin:
@@ -966,6 +972,8 @@ class _Parser:
         arg_text = " ".join([_quote(a) for a in args])
         kind = VERDICT_TARGETS.get(name)
         if kind is not None:
+            if args and name != "REJECT":
+                raise self.bad(f"-j {name} takes no options, got {arg_text!r}", line=rule.origin.line)
             return Action(kind, target=name, args=arg_text)
         if name in CONTINUE_TARGETS:
             return Action("continue", target=name, args=arg_text)
