@@ -121,6 +121,8 @@ def observe_detailed(ns: Namespace, flows: Sequence[Flow], timeout: float = 1.0,
     request = json.dumps({"flows": _as_dicts(flows), "timeout": timeout, "nat_targets": targets})
     proc = ns.run([sys.executable, "-I", "-S", str(PROBE)], input=request, check=False,
                   timeout=_budget(len(flows), timeout))
+    if proc.returncode in (130, -2):  # the probe got the Ctrl-C too: report it as ours
+        raise KeyboardInterrupt
     if proc.returncode != 0:
         raise SandboxError(f"the traffic probe failed: {proc.stderr.strip()}", returncode=proc.returncode,
                            stderr=proc.stderr)
@@ -182,6 +184,8 @@ def observe_arrivals(ns: Namespace, interface: str, packets: Sequence[tuple], ti
                           "src_mac": _mac(ns, peer), "timeout": timeout,
                           "packets": [{"src": s, "dst": d, "port": int(p)} for s, d, p in packets]})
     proc = ns.run([sys.executable, "-I", "-S", str(PROBE)], input=request, check=False, timeout=timeout + 30)
+    if proc.returncode in (130, -2):
+        raise KeyboardInterrupt
     if proc.returncode != 0:
         raise SandboxError(f"the arrival probe failed: {proc.stderr.strip()}", returncode=proc.returncode,
                            stderr=proc.stderr)
