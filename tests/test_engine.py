@@ -111,7 +111,7 @@ def test_steps_name_the_rule_and_its_line():
     accepts = [s for s in result.steps if s.verdict == "accept"]
     assert accepts[0].rule.text == "-A INPUT -s 127.0.0.1/32 -j ACCEPT"
     assert accepts[0].origin.where() == "rules.v4:5"
-    assert [s.packet for s in accepts] == ["request", "reply", "ack"]
+    assert [s.packet for s in accepts] == ["request", "reply", "ack", "answer"]
 
 
 # --------------------------------------------------------------------------- chains

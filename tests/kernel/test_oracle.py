@@ -43,7 +43,7 @@ MANY_UNKNOWN_EXAMPLES = {"tor-owner-ports.rules": "OUTPUT accepts by socket owne
 
 def _prove(sources, ruleset: Ruleset, flows=None, name="ruleset"):
     """Predict and observe; return (compared, unknown, mismatches)."""
-    engine = Engine(ruleset)
+    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
     flows = list(flows if flows is not None else default_flows(ruleset))
     predicted = [engine.evaluate(f) for f in flows]
     observed = observe_files_detailed(sources, flows, timeout=TIMEOUT)
@@ -133,7 +133,7 @@ def _ipt(text: str, flows, family="ip"):
     text = textwrap.dedent(text).lstrip()
     fmt = "ip6tables-save" if family == "ip6" else "iptables-save"
     ruleset = Ruleset(tables=iptables_save.parse(text, "targeted", family=family))
-    engine = Engine(ruleset)
+    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
     predicted = [engine.evaluate(f).verdict for f in flows]
     observed = observe_files_detailed([RulesetText(name="targeted", text=text, format=fmt)], flows,
                                       timeout=TIMEOUT)
@@ -143,7 +143,7 @@ def _ipt(text: str, flows, family="ip"):
 def _nft(text: str, flows):
     text = textwrap.dedent(text).lstrip()
     ruleset = read_sources_text(text)
-    engine = Engine(ruleset)
+    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
     predicted = [engine.evaluate(f).verdict for f in flows]
     observed = observe_files_detailed([RulesetText(name="targeted.nft", text=text, format="nft")], flows,
                                       timeout=TIMEOUT)
@@ -309,7 +309,7 @@ def test_dnat_in_nat_output_changes_what_later_hooks_see():
         COMMIT
         """
     ruleset = Ruleset(tables=iptables_save.parse(textwrap.dedent(text).lstrip(), "nat", family="ip"))
-    engine = Engine(ruleset)
+    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
     dnat = engine.evaluate(flows[0])
     assert dnat.verdict == "delivered"
     assert [s.note for s in dnat.steps if s.verdict == "dnat"] == ["dnat to 127.0.0.6"]
@@ -411,7 +411,7 @@ def test_legacy_and_nft_tables_on_the_same_hook_both_decide():
     from lbfw.read import nft_file
     ruleset = Ruleset(tables=iptables_save.parse(legacy, "rules.v4", family="ip") + nft_file.read(nft, "fw.nft"))
     flows = FLOWS4 + [Flow("udp", "127.0.0.1", 5002), Flow("tcp", "::1", 5001)]
-    engine = Engine(ruleset)
+    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
     predicted = [engine.evaluate(f).verdict for f in flows]
     observed = [o["observed"] for o in observe_files_detailed(
         [RulesetText(name="rules.v4", text=legacy, format="iptables-save", backend="legacy"),
@@ -419,3 +419,59 @@ def test_legacy_and_nft_tables_on_the_same_hook_both_decide():
     assert predicted == observed
     assert predicted == ["delivered", "delivered", "blocked", "delivered", "blocked", "delivered", "blocked",
                          "delivered"]
+
+
+_UDP_TWICE = """
+import socket
+srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); srv.bind(("127.0.0.53", 5001)); srv.settimeout(0.5)
+cli = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); cli.settimeout(0.5)
+cli.sendto(b"1", ("127.0.0.53", 5001)); data, peer = srv.recvfrom(8); srv.sendto(b"r", peer)
+print("reply" if cli.recv(8) == b"r" else "no-reply")
+cli.sendto(b"2", ("127.0.0.53", 5001))
+try:
+    srv.recvfrom(8); print("second-delivered")
+except OSError:
+    print("second-dropped")
+"""
+
+
+def test_udp_followup_datagram_is_established_in_the_original_direction():
+    text = textwrap.dedent("""
+        *filter
+        :INPUT ACCEPT [0:0]
+        :FORWARD DROP [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A INPUT -p udp -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL -j DROP
+        COMMIT
+        """).lstrip()
+    ruleset = Ruleset(tables=iptables_save.parse(text, "udp", family="ip"))
+    flow = Flow("udp", "127.0.0.53", 5001)
+    assert Engine(ruleset).evaluate(flow).verdict == "blocked"
+    assert Engine(ruleset).evaluate(flow).deciding.packet == "ack"
+    assert Engine(ruleset, udp_followup=False).evaluate(flow).verdict == "delivered"
+    from lbfw.sandbox.netns import Namespace
+    from lbfw.sandbox.verify import load_sources
+    with Namespace() as ns:
+        load_sources(ns, [RulesetText(name="udp", text=text, format="iptables-save")])
+        proc = ns.run(["python3", "-c", _UDP_TWICE], check=False, timeout=20)
+    assert proc.stdout.split() == ["reply", "second-dropped"], proc.stderr
+
+
+def test_server_answer_after_an_untracked_handshake_is_picked_up_as_new():
+    # measured: with the SYN notracked, the SYN-ACK is INVALID but the server's later packets are NEW
+    predicted, observed = _ipt("""
+        *raw
+        :PREROUTING ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A OUTPUT -p tcp --dport 5001 -j CT --notrack
+        COMMIT
+        *filter
+        :INPUT ACCEPT [0:0]
+        :FORWARD DROP [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A OUTPUT -p tcp --sport 5001 -m conntrack --ctstate NEW -j DROP
+        -A OUTPUT -p tcp --sport 5002 -m conntrack --ctstate INVALID -j DROP
+        COMMIT
+        """, [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 5002)])
+    assert predicted == observed
+    assert predicted == ["blocked", "delivered"]

@@ -334,8 +334,12 @@ def _fmt_addr(family: str, addr: int) -> str:
 class Engine:
     """Follows flows and packets through a ruleset. Build once, evaluate many flows."""
 
-    def __init__(self, ruleset: Ruleset, max_runs: int = MAX_RUNS):
+    def __init__(self, ruleset: Ruleset, max_runs: int = MAX_RUNS, udp_followup: bool = True):
+        """``udp_followup``: a UDP flow also needs the client's next datagram (ESTABLISHED, original
+        direction) to pass, as a resolver reusing its socket does. False: one datagram each way
+        (what the sandbox probe sends)."""
         self.ruleset = ruleset
+        self.udp_followup = udp_followup
         self.stats = Stats()
         self.max_runs = max_runs
         self._compiled: dict = {}
@@ -518,14 +522,26 @@ class Engine:
         # The server answers from where the request arrived (after any DNAT).
         rep = _Pkt(family, req.daddr, req.saddr, req.l4proto, req.dport, req.sport,
                    (SYN | ACK) if tcp else None, "reply", False)
+        rep_first = (rep.saddr, rep.sport, rep.daddr, rep.dport)
         verdict = self._through(run, rep, LOOPBACK_PATH)
         if verdict != "accept":
             return BLOCKED if verdict == "drop" else UNKNOWN
+        if not tcp and not self.udp_followup:
+            return DELIVERED
         ack = _Pkt(family, first[0], first[2], req.l4proto, first[1], first[3],
                    ACK if tcp else None, "ack", True)
         verdict = self._through(run, ack, LOOPBACK_PATH)
         if verdict != "accept":
             return BLOCKED if verdict == "drop" else UNKNOWN
+        if tcp:
+            # The server's answer after the handshake. Usually the reply's twin, but not when the
+            # request was UNTRACKED: the SYN-ACK is then INVALID (conntrack will not pick a
+            # connection up from a SYN-ACK) while this packet is picked up as NEW (measured).
+            answer = _Pkt(family, rep_first[0], rep_first[2], req.l4proto, rep_first[1], rep_first[3],
+                          ACK | PSH, "answer", False)
+            verdict = self._through(run, answer, LOOPBACK_PATH)
+            if verdict != "accept":
+                return BLOCKED if verdict == "drop" else UNKNOWN
         return DELIVERED
 
     # ----------------------------------------------------------------- single packets
