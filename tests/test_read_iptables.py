@@ -149,6 +149,14 @@ def test_corpus_kubernetes_style_and_docker_rules(corpus_dir):
     ("192.168.1.77/255.255.255.0", (ip("192.168.1.0"), ip("192.168.1.255"))),
     ("0.0.0.0/0", (0, 0xFFFFFFFF)),
     ("10.0.0.0/0.0.0.0", (0, 0xFFFFFFFF)),
+    # what xtables' own number parser does (each seen in `iptables-legacy-save` output):
+    ("127.1", (ip("127.1.0.0"), ip("127.1.0.0"))),      # filled from the right, not inet_aton
+    ("10/8", (ip("10.0.0.0"), ip("10.255.255.255"))),
+    ("0x7f.0.0.1", (LO, LO)),
+    ("010.0.0.1", (ip("8.0.0.1"), ip("8.0.0.1"))),       # octal
+    ("127.0.0.01", (LO, LO)),
+    ("127.0.0.1/010", NET8),                              # an octal prefix length
+    ("127.256", (ip("127.0.1.0"), ip("127.0.1.0"))),     # not a number to xtables: getaddrinfo's
 ])
 def test_source_address_spellings(spelling, expected):
     assert only(rule(f"-s {spelling} -j ACCEPT")) == Match("ip.saddr", (expected,), False, f"-s {spelling}")
@@ -533,6 +541,13 @@ def test_suppression_in_rule_comment_and_comment_line_above():
     ("*filter\n:INPUT ACCEPT [0:0]\n\n-A INPUT -s 127.0.0.300 -j ACCEPT\nCOMMIT\n", 4,
      "-s: '127.0.0.300' is not an IPv4 address"),
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -d 127.0.0.1/33 -j ACCEPT\nCOMMIT\n", 3, "not an IPv4 address"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -d 127.0.0.1/08 -j ACCEPT\nCOMMIT\n", 3, "not an IPv4 address"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -d 127.0.0.1/ -j ACCEPT\nCOMMIT\n", 3, "not an IPv4 address"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -d 127..0.1 -j ACCEPT\nCOMMIT\n", 3, "not an IPv4 address"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -d 127.0.0.1. -j ACCEPT\nCOMMIT\n", 3, "not an IPv4 address"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -d 1.2.3.4.5 -j ACCEPT\nCOMMIT\n", 3, "not an IPv4 address"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -d 1.2.3.0/255.255.255.256 -j ACCEPT\nCOMMIT\n", 3,
+     "not an IPv4 address"),
     ("*filter\n:INPUT ACCEPT [0:0]\nhello world\nCOMMIT\n", 3, "not an iptables-save line"),
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment \"open -j ACCEPT\nCOMMIT\n", 3, "unterminated quote"),
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 70000 -j ACCEPT\nCOMMIT\n", 3, "bad port"),

@@ -143,6 +143,7 @@ def _file_origin(source: str, line: int) -> Origin:
 _CONTINUE = Action("continue")
 
 _from_bytes = int.from_bytes
+_HEX = frozenset("0123456789abcdefABCDEF")
 _CACHE_LIMIT = 200_000       # entries per cache: enough for any real dump, bounded for odd ones
 _ALL4 = (1 << 32) - 1
 _ALL6 = (1 << 128) - 1
@@ -193,19 +194,46 @@ def ignores_in(text: str) -> frozenset:
     return frozenset(x.upper() for x in _IGNORE_ID_RE.findall(found.group(1)))
 
 
-def _ip4(text: str) -> int:
+def _strtoui(text: str, limit: int) -> int:
+    """An unsigned number as xtables reads it (strtoul, base 0): `0x1f` is hex, `010` is
+    octal 8 (and `08` is no number at all), `10` is decimal. ValueError past ``limit``."""
+    if text[:2] in ("0x", "0X"):
+        value = int(text[2:], 16) if text[2:] and all(c in _HEX for c in text[2:]) else -1
+    elif text[:1] == "0" and len(text) > 1:
+        value = int(text[1:], 8) if all(c in "01234567" for c in text[1:]) else -1
+    else:
+        value = int(text) if text.isdigit() and text.isascii() else -1
+    if not 0 <= value <= limit:
+        raise ValueError(text)
+    return value
+
+
+def _ip4(text: str, mask: bool = False) -> int:
+    """An IPv4 address as iptables reads it (xtables' numeric parser): up to four parts,
+    each decimal, hex or octal, missing ones filled with zeros from the right (`10` is
+    10.0.0.0, `127.1` is 127.1.0.0, not inet_aton's 127.0.0.1). A mask needs all four."""
     parts = text.split(".")
-    if len(parts) != 4:
+    if len(parts) > 4 or (mask and len(parts) != 4):
         raise ValueError(text)
     value = 0
     for part in parts:
-        if not part.isdigit() or len(part) > 3:
-            raise ValueError(text)
-        octet = int(part)
-        if octet > 255:
-            raise ValueError(text)
-        value = (value << 8) | octet
-    return value
+        value = (value << 8) | _strtoui(part, 255)
+    return value << (8 * (4 - len(parts)))
+
+
+def _ip4_or_resolved(text: str) -> int:
+    """_ip4, then what iptables falls back to for a name: getaddrinfo, which reads numeric
+    spellings the way inet_aton does (`127.256` is 127.0.1.0). Names stay unresolved."""
+    try:
+        return _ip4(text)
+    except ValueError:
+        pass
+    if text and text[0].isdigit() and not text.endswith("."):
+        try:
+            return _from_bytes(socket.inet_aton(text), "big")
+        except OSError:
+            pass
+    raise ValueError(text)
 
 
 def _ip6(text: str) -> int:
@@ -221,17 +249,17 @@ def _net(text: str, family: str) -> tuple:
     v6 = family == "ip6"
     bits = 128 if v6 else 32
     full = _ALL6 if v6 else _ALL4
-    addr_text, slash, mask_text = text.partition("/")
-    addr = _ip6(addr_text) if v6 else _ip4(addr_text)
+    addr_text, slash, mask_text = text.rpartition("/")
+    if not slash:
+        addr_text, mask_text = mask_text, ""
+    addr = _ip6(addr_text) if v6 else _ip4_or_resolved(addr_text)
     if not slash:
         return (addr, addr)
-    if mask_text.isdigit():
-        plen = int(mask_text)
-        if plen > bits:
-            raise ValueError(text)
+    if (":" if v6 else ".") not in mask_text:
+        plen = _strtoui(mask_text, bits)
         mask = (full << (bits - plen)) & full
     else:
-        mask = _ip6(mask_text) if v6 else _ip4(mask_text)
+        mask = _ip6(mask_text) if v6 else _ip4(mask_text, mask=True)
         inverted = ~mask & full
         if inverted & (inverted + 1):          # not of the form 1...10...0
             return None
