@@ -263,9 +263,20 @@ print(seen, flush=True)
 """
 
 
-def test_live_verify_never_sends_to_the_service_nat_leads_to(examples_dir, tmp_path):
+DIRECT = """
+import json, sys
+from lbfw.results import Flow
+from lbfw.sandbox.verify import verify_live
+flows = [Flow("udp", "127.0.0.11", 53), Flow("tcp", "127.0.0.11", 53), Flow("udp", "127.0.0.1", 5353)]
+print(json.dumps({"flows": [{"observed": o} for o in verify_live(flows, timeout=0.4)]}))
+"""
+
+
+@pytest.mark.parametrize("how", ["lbfw verify", "verify_live"])
+def test_live_verify_never_sends_to_the_service_nat_leads_to(examples_dir, tmp_path, how):
     """Docker's resolver behind NAT (127.0.0.11:53 -> :46635/:40561) in a namespace of ours:
-    live `lbfw verify` reports those flows not observed and the resolver receives nothing."""
+    live `lbfw verify` (and `verify_live` called alone, as `audit --verify` does) reports those
+    flows not observed, and the resolver receives nothing."""
     from lbfw.sandbox.netns import Namespace
 
     plan = tmp_path / "plan.toml"
@@ -278,7 +289,9 @@ def test_live_verify_never_sends_to_the_service_nat_leads_to(examples_dir, tmp_p
                                     stdin=subprocess.PIPE, text=True)
         try:
             assert resolver.stdout.readline().strip() == "ready"
-            proc = ns.run(LBFW + ["verify", "--plan", str(plan), "--format", "json"], check=False, timeout=60)
+            argv = LBFW + ["verify", "--plan", str(plan), "--format", "json"] if how == "lbfw verify" else \
+                [sys.executable, "-c", DIRECT]
+            proc = ns.run(argv, check=False, timeout=60)
             resolver.stdin.close()
             resolver.wait(15)
             seen = int(resolver.stdout.readline())

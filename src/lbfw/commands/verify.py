@@ -20,6 +20,7 @@ import sys
 from typing import Optional
 
 from ..results import BLOCKED, DELIVERED, UNKNOWN
+from ..sandbox.verify import nat_rewritten as live_nat_flows  # noqa: F401 (the command's rule, named here)
 from ._common import UsageError, choose, read_ruleset, write_output
 
 FORMATS = ("text", "json")
@@ -193,22 +194,6 @@ def _loadable(sources, ruleset, stdin_data: Optional[bytes]):
     return out
 
 
-def live_nat_flows(ruleset, results) -> list[int]:
-    """Flows a live probe must not send: the engine saw NAT rewrite them (the traffic would
-    reach whatever really listens at the new destination), or it could not decide them while
-    the host has NAT rules at all."""
-    has_nat = any(c.type == "nat" and c.rules for t in getattr(ruleset, "tables", None) or []
-                  for c in t.chains.values()) or any(
-        t.name == "nat" and any(c.rules for c in t.chains.values()) for t in getattr(ruleset, "tables", None) or [])
-    out = []
-    for i, result in enumerate(results):
-        if any(step.verdict in ("dnat", "redirect") for step in result.steps):
-            out.append(i)
-        elif result.verdict == UNKNOWN and has_nat:
-            out.append(i)
-    return out
-
-
 def verify_rows(sources, plan=None, input_format: str = "auto", reader: str = "auto", timeout: float = 1.0,
                 stdin_data: Optional[bytes] = None, with_ruleset: bool = False):
     """(rows, results, mode): predicted (engine) and observed (sandbox or live) per flow
@@ -233,8 +218,7 @@ def verify_rows(sources, plan=None, input_format: str = "auto", reader: str = "a
         observed = sandbox.observe_files_detailed(_loadable(sources, ruleset, stdin_data), flows, timeout=timeout)
         mode = "in a private network namespace"
     else:
-        skip = {i: sandbox.NAT_ELSEWHERE for i in live_nat_flows(ruleset, results)}
-        observed = sandbox.verify_live_detailed(flows, timeout=timeout, skip=skip)
+        observed = sandbox.verify_live_detailed(flows, timeout=timeout, results=results, ruleset=ruleset)
         mode = "on the live host"
     rows = compare(results, observed)
     return (rows, results, mode, ruleset) if with_ruleset else (rows, results, mode)

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
-from ..errors import InputError
-from ..results import Flow
+from ..errors import InputError, LbfwError, NeedRootError
+from ..results import UNKNOWN, Flow
 from . import traffic
 from .netns import Namespace, missing_interfaces, valid_ifname
 
@@ -248,14 +248,48 @@ def _is_loopback(addr: Optional[str]) -> bool:
         return False
 
 
+def nat_rewritten(ruleset, results) -> list[int]:
+    """Indexes of the flows a live probe must not send: the engine saw NAT rewrite them (the
+    probe would reach whatever really listens at the new destination), or could not decide
+    them while the host has NAT rules at all."""
+    tables = getattr(ruleset, "tables", None) or []
+    has_nat = any(any(c.rules for c in t.chains.values() if c.type == "nat" or t.name == "nat") for t in tables)
+    out = []
+    for i, result in enumerate(results):
+        if any(step.verdict in ("dnat", "redirect") for step in result.steps):
+            out.append(i)
+        elif result.verdict == UNKNOWN and has_nat:
+            out.append(i)
+    return out
+
+
+def _nat_skips(flows: list, results=None, ruleset=None) -> dict:
+    """{index: NAT_ELSEWHERE} for the flows NAT rewrites on this host. Without the engine's
+    results, the live rules are read and the flows predicted here (root needed)."""
+    if results is None:
+        from ..analyze.engine import Engine
+        from ..read.live import read_live
+        try:
+            ruleset = read_live()
+        except LbfwError as err:
+            raise NeedRootError(f"a live probe must first read the rules, so that it never reaches a "
+                                f"service NAT rewrites its traffic to: {err.message}") from None
+        engine = Engine(ruleset)
+        results = [engine.evaluate(flow) for flow in flows]
+    return {i: NAT_ELSEWHERE for i in nat_rewritten(ruleset, results)}
+
+
 def verify_live_detailed(flows: Sequence[Flow], timeout: float = 1.0, settle: float = 3.0,
-                         skip: Optional[dict] = None) -> list[dict]:
+                         skip: Optional[dict] = None, results=None, ruleset=None) -> list[dict]:
     """Like `verify_live`, each result a dict {"observed", "reason"}.
 
-    ``skip`` maps flow indexes to the "not observed: ..." text to report instead of probing
-    (the command passes the flows NAT would send to a real service: see NAT_ELSEWHERE)."""
+    Flows that NAT rewrites are not probed ("not observed: NAT sends it ..."): the probe
+    would reach a real service. Which ones: ``skip`` ({index: text}) when given; else from
+    the engine's ``results`` for these flows (and the ``ruleset`` they came from); else the
+    live rules are read and predicted here."""
     flows = list(flows)
-    skip = skip or {}
+    if skip is None:
+        skip = _nat_skips(flows, results, ruleset)
     results: list = [None] * len(flows)
     todo = []
     for i, flow in enumerate(flows):
@@ -274,9 +308,11 @@ def verify_live_detailed(flows: Sequence[Flow], timeout: float = 1.0, settle: fl
     return results
 
 
-def verify_live(flows: Sequence[Flow], timeout: float = 1.0) -> list[str]:
-    """Observe ``flows`` on the live host, harmlessly (see the module docstring)."""
-    return [r["observed"] for r in verify_live_detailed(flows, timeout)]
+def verify_live(flows: Sequence[Flow], timeout: float = 1.0, results=None, ruleset=None) -> list[str]:
+    """Observe ``flows`` on the live host, harmlessly (see the module docstring). Pass the
+    engine's ``results`` for these flows (and the ``ruleset``) when you have them: the flows
+    NAT rewrites are then found without reading the live rules again."""
+    return [r["observed"] for r in verify_live_detailed(flows, timeout, results=results, ruleset=ruleset)]
 
 
 def _hex_to_addr(hexaddr: str) -> str:
