@@ -12,7 +12,8 @@ The functions the commands call:
   the kernel rejects raises InputError naming it and quoting the kernel.
 - ``verify_live(flows)``: the same traffic on the live host, touching nothing: servers only
   on loopback addresses and only on free ports ("not observed: port in use" otherwise),
-  short timeouts, every socket closed, no rule read or changed.
+  never a flow NAT rewrites (it would reach a real service), short timeouts, every socket
+  closed, no rule changed.
 
 Each returns one observed verdict per flow, in order: "delivered", "blocked" or
 "not observed: <why>". The ``*_detailed`` variants add the reason per flow.
