@@ -243,9 +243,14 @@ def test_ports(spec, field, ranges, neg):
     assert fields(r)[1:] == [(field, ranges, neg)]
 
 
-def test_service_names_resolve_like_iptables():
-    r = rule("-p tcp -m tcp --dport ssh -j ACCEPT")
-    assert fields(r)[1] == ("th.dport", ((22, 22),), False)
+def test_service_names_and_number_bases_like_iptables():
+    # each as `iptables-legacy-save` printed it back
+    assert fields(rule("-p tcp -m tcp --dport ssh -j ACCEPT"))[1] == ("th.dport", ((22, 22),), False)
+    assert fields(rule("-p tcp -m tcp --sport domain -j ACCEPT"))[1] == ("th.sport", ((53, 53),), False)
+    assert fields(rule("-p tcp -m tcp --dport 022 -j ACCEPT"))[1] == ("th.dport", ((18, 18),), False)
+    assert fields(rule("-p tcp -m tcp --dport 0x16 -j ACCEPT"))[1] == ("th.dport", ((22, 22),), False)
+    assert fields(rule("-p tcp -m multiport --dports 022,0x50,ssh:0x20 -j ACCEPT"))[1] == \
+        ("th.dport", ((18, 18), (80, 80), (22, 32)), False)
 
 
 def test_tcp_flags_and_syn():
@@ -551,6 +556,10 @@ def test_suppression_in_rule_comment_and_comment_line_above():
     ("*filter\n:INPUT ACCEPT [0:0]\nhello world\nCOMMIT\n", 3, "not an iptables-save line"),
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m comment --comment \"open -j ACCEPT\nCOMMIT\n", 3, "unterminated quote"),
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 70000 -j ACCEPT\nCOMMIT\n", 3, "bad port"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 100:50 -j ACCEPT\nCOMMIT\n", 3, "min > max"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport 08 -j ACCEPT\nCOMMIT\n", 3, "bad port '08'"),
+    ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --dport nosuchservice -j ACCEPT\nCOMMIT\n", 3,
+     "bad port 'nosuchservice'"),
     ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p nosuchproto -j ACCEPT\nCOMMIT\n", 3, "unknown protocol"),
     ("*filter\n:INPUT MAYBE [0:0]\nCOMMIT\n", 2, "policy must be ACCEPT or DROP"),
     ("*filter\n:mine DROP [0:0]\nCOMMIT\n", 2, "cannot have a policy"),

@@ -86,6 +86,8 @@ COMMIT
 -A INPUT -s 010.0.0.1 -d 127.0.0.1/010 -j ACCEPT
 -A INPUT -d 127.256 -j ACCEPT
 -A INPUT -s 127.0.0.0/255.255.0.255 -j ACCEPT
+-A INPUT -p tcp --dport 022 --sport 0x400: -j ACCEPT
+-A INPUT -p udp -m multiport --dports 022,0x50,domain:0x40 -j ACCEPT
 -A lo-in -i lo -j RETURN
 -A lo-in -j DROP
 -A OUTPUT -m owner --uid-owner 0 -d 127.0.0.1 -j ACCEPT
@@ -174,7 +176,7 @@ def test_hand_written_ipv4_spellings_mean_what_the_kernel_saves(backend):
     assert written_input[2].text == "-A INPUT -s 127.0.0.1/8 -j ACCEPT"
     # -6 rules are skipped by iptables-restore and by the reader alike
     assert sum(len(c.rules) for t in written for c in t.chains.values()) == \
-        sum(len(c.rules) for t in saved for c in t.chains.values()) == 38
+        sum(len(c.rules) for t in saved for c in t.chains.values()) == 40
 
 
 @pytest.mark.parametrize("backend", ["legacy", "nft"])

@@ -268,11 +268,9 @@ def _net(text: str, family: str) -> tuple:
 
 
 def _port(text: str, proto: Optional[str]) -> int:
-    if text.isdigit():
-        value = int(text)
-        if value > 65535:
-            raise ValueError(text)
-        return value
+    """A port as xtables reads it: a number in base 0 (`022` is 18, `0x16` is 22) or a service."""
+    if text[:1].isdigit():
+        return _strtoui(text, 65535)
     # Service names (`--dport ssh`) are read from /etc/services, as iptables does.
     try:
         return socket.getservbyname(text, proto if proto in ("tcp", "udp") else "tcp")
@@ -287,6 +285,8 @@ def _port_range(text: str, proto: Optional[str]) -> tuple:
         return (value, value)
     lo = _port(lo_text, proto) if lo_text else 0
     hi = _port(hi_text, proto) if hi_text else 65535
+    if lo > hi:
+        raise ValueError(f"{text} (min > max)")
     return (lo, hi)
 
 
@@ -861,8 +861,6 @@ class _Parser:
                 ranges = tuple(_port_range(item, proto) for item in items)
             except ValueError as err:
                 raise _Bad(f"{opt}: bad port {err.args[0]!r}") from None
-            if any(lo > hi for lo, hi in ranges):
-                return (Match(field=field, negate=neg, text=text, opaque=True),)
             return (Match(field=field, values=ranges, negate=neg, text=text),)
         if kind == "syn":
             return (Match(field="tcp.flags", values=((0x17, 0x02),), negate=neg, text=text.rstrip()),)
