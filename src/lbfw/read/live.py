@@ -123,7 +123,7 @@ def handle_texts(text: str, family: str, table: str) -> dict:
         line = raw.strip()
         if not line:
             continue
-        if line.startswith("chain ") and line.endswith(("{", "}")) or (line.startswith("chain ") and "{" in line):
+        if line.startswith("chain ") and "{" in line:
             in_chain = True
             pending = []
             continue
@@ -131,8 +131,10 @@ def handle_texts(text: str, family: str, table: str) -> dict:
             in_chain = False
             pending = []
             continue
-        if not in_chain or line.startswith(("type ", "policy ", "comment ", "devices ", "device ")) and not pending:
-            continue
+        if not in_chain:
+            continue  # sets, maps, flowtables: not rules
+        if not pending and line.startswith(("type ", "policy ", "comment ", "devices ", "device ")):
+            continue  # chain properties
         m = _HANDLE_RE.match(line)
         if m is None:
             pending.append(line)
