@@ -206,6 +206,7 @@ def test_interfaces_and_wildcards():
     ("-p tcp", [("meta.l4proto", ((6, 6),), False)]),
     ("-p TCP", [("meta.l4proto", ((6, 6),), False)]),
     ("-p 17", [("meta.l4proto", ((17, 17),), False)]),
+    ("-p 0x11", [("meta.l4proto", ((17, 17),), False)]),
     ("! -p udp", [("meta.l4proto", ((17, 17),), True)]),
     ("-p ! udp", [("meta.l4proto", ((17, 17),), True)]),
     ("-p all", []),
@@ -318,6 +319,8 @@ def test_iprange_mark_set_comment():
         [("ip.daddr", ((ip("10.0.0.0"), ip("10.255.255.255")),), True)]
     m = only(rule("-m mark --mark 0x4000/0x4000 -j ACCEPT"))
     assert (m.field, m.values, m.mask, m.opaque) == ("meta.mark", ((0x4000, 0x4000),), 0x4000, False)
+    m = only(rule("-m mark --mark 010/0xff -j ACCEPT"))         # strtoul base 0: octal
+    assert (m.values, m.mask) == (((8, 8),), 0xFF)
     m = only(rule("-m mark ! --mark 7 -j ACCEPT"))
     assert (m.field, m.values, m.mask, m.negate) == ("meta.mark", ((7, 7),), None, True)
     m = only(rule("-m set --match-set whitelist src -j ACCEPT"))

@@ -291,7 +291,8 @@ def _port_range(text: str, proto: Optional[str]) -> tuple:
 
 
 def _int(text: str) -> int:
-    return int(text, 0)
+    """A 32-bit value (marks) in base 0, as xtables' strtoul reads it (`010` is 8)."""
+    return _strtoui(text, 0xFFFFFFFF)
 
 
 def _value_mask(text: str, full: int = 0xFFFFFFFF) -> tuple:
@@ -840,10 +841,11 @@ class _Parser:
                 if neg:
                     return (Match(field="meta.l4proto", values=((0, 255),), negate=True, text=text),)
                 return ()
-            if lowered.isdigit():
-                number = int(lowered)
-                if number > 255:
-                    raise _Bad(f"{opt}: unknown protocol {value!r}")
+            if lowered[:1].isdigit():
+                try:
+                    number = _strtoui(lowered, 255)
+                except ValueError:
+                    raise _Bad(f"{opt}: unknown protocol {value!r}") from None
             elif lowered in PROTOCOLS:
                 number = PROTOCOLS[lowered]
             else:
