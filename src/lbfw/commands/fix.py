@@ -182,6 +182,8 @@ def report_flows(flows, before, after, err) -> tuple:
         err.write(f"  BROKEN:   {flow.label()} (before: delivered, after: blocked)\n")
     for flow in still:
         err.write(f"  still blocked: {flow.label()}\n")
+    if still:
+        err.write("  (something else blocks those: this fix neither causes nor repairs it; see `lbfw audit`)\n")
     return repaired, broken
 
 

@@ -45,8 +45,9 @@ OUT_HOOKS = frozenset({"output", "postrouting"})
 # and meant for each check's "Fix safety" doc.
 SAFETY = {
     ("LB002", "interface"): (
-        "Fix safety: `-i lo` / `iif \"lo\"` accepts everything that arrives over lo: all of 127.0.0.0/8, "
-        "and also the host's own traffic to its non-loopback addresses (it travels over lo too), on every "
+        "Fix safety: `-i lo` / `iif \"lo\"` accepts everything that arrives over lo: all of 127.0.0.0/8 "
+        "(and ::1 too in an nft inet table), and also the host's own traffic to its non-loopback addresses "
+        "(it travels over lo too), on every "
         "port the rule's other matches allow. Packets with a 127.0.0.1 source arriving on another "
         "interface are no longer accepted by this rule (routing drops them as martians anyway unless "
         "route_localnet=1)."),
