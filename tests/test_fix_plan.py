@@ -279,3 +279,11 @@ def test_notes_are_fixed_unless_an_owner_match_makes_them_deliberate():
     plan = plan_fixes(rs, [finding(rs, 4, severity="note"), finding(rs, 5, severity="note")], texts={"n.nft": text})
     assert [(e.line, e.new) for e in plan.edits] == [(4, '\t\toif "lo" accept')]
     assert [r.where for r in plan.refusals] == ["n.nft:5"] and "owner match" in plan.refusals[0].why
+
+
+def test_rules_added_to_other_chains_do_not_abort_an_iptables_replace():
+    plan, tables, ref_i, ref_n = _live_plan()
+    fresh = dict(tables.dumps)
+    fresh[ref_i] = IPT_DUMP.replace("-A OUTPUT -o eth0 -j ACCEPT", "-A OUTPUT -o eth0 -j ACCEPT\n-A OUTPUT -o eth1 -j ACCEPT")
+    checked = live.check_unchanged(plan, tables, fresh)
+    assert checked[0][1] == 2

@@ -355,8 +355,9 @@ def test_persist_fixes_the_boot_file_too(examples_dir, tmp_path):
 
 
 def test_without_root_exit_2_with_what_to_run():
-    # A user namespace without a mapping: lbfw runs as uid 65534 there (and can still read its files).
-    proc = subprocess.run(["unshare", "-U", "--", *LBFW, "fix", "--apply", "--yes"], capture_output=True,
+    # A user namespace without a mapping: lbfw runs as uid 65534 there (and can still read its files);
+    # and a network namespace of its own, so that even a bug could not reach the host's firewall.
+    proc = subprocess.run(["unshare", "-U", "-n", "--", *LBFW, "fix", "--apply", "--yes"], capture_output=True,
                           text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stderr
     assert "needs root" in proc.stderr and "sudo lbfw fix" in proc.stderr

@@ -187,10 +187,10 @@ def check_unchanged(plan: FixPlan, live: LiveTables, fresh: dict) -> list:
             line = nft_line(lines, target.handle)
             now = lines[line - 1] if line else None
         else:
-            line = edit.line
-            now = lines[line - 1] if line <= len(lines) else None
-            if now is not None and not now.startswith(f"-A {target.chain} "):
-                now = None
+            # by position in its chain, as -R counts: rules added to other chains (Docker's,
+            # say) move the line but do not change which rule -R N replaces
+            line = iptables_line(lines, target.chain, target.index)
+            now = lines[line - 1] if line else None
         if now is None or comparable(now) != comparable(edit.old):
             raise ApplyError(
                 f"{edit.where}: the live rule changed since lbfw read it "
@@ -199,7 +199,7 @@ def check_unchanged(plan: FixPlan, live: LiveTables, fresh: dict) -> list:
         if ref.backend == BACKEND_NFTABLES:
             checked.append((edit, target.handle))
         else:
-            checked.append((edit, iptables_index(lines, target.chain, line)))
+            checked.append((edit, target.index))
     return checked
 
 
