@@ -331,3 +331,21 @@ def test_every_corpus_ruleset_fixes_cleanly(corpus_dir, tmp_path):
         assert not [f for f in findings if f.check in ("LB002", "LB003") and f.severity != "note"], path.name
         total += len(plan.edits)
     assert total >= 7
+
+
+def test_write_keeps_the_owner_and_writes_through_a_symlink(tmp_path):
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    real = real_dir / "rules.v4"
+    real.write_text(NARROW)
+    os.chown(real, 65534, 65534)
+    link = tmp_path / "rules.v4"
+    link.symlink_to(real)
+    plan = plan_for(str(link))
+    write_fixed(file_fixes(plan))
+    assert link.is_symlink()                          # the link stays a link
+    st = os.stat(real)
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    assert "-A INPUT -i lo -m comment" in real.read_text()
+    [bak] = list(tmp_path.glob("rules.v4.lbfw-*.bak"))
+    assert bak.read_text() == NARROW
