@@ -29,8 +29,8 @@ from lbfw.sandbox.traffic import observe
 
 pytestmark = pytest.mark.kernel
 
-# Tables lbfw must never write to: Docker-like NAT (legacy and iptables-nft) and a native nft table
-# whose rules even name 127.0.0.11 (Docker's embedded resolver: deliberate, not a finding).
+# Tables lbfw must never write to: Docker's NAT and raw tables with their deliberate 127.0.0.1/32s
+# (legacy and iptables-nft), and a native nft table naming 127.0.0.11 (Docker's embedded resolver).
 UNRELATED_IPT = """\
 *nat
 :PREROUTING ACCEPT [0:0]
@@ -42,6 +42,12 @@ UNRELATED_IPT = """\
 -A OUTPUT ! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL -j DOCKER
 -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
 -A DOCKER -i docker0 -j RETURN
+-A DOCKER -d 127.0.0.1/32 ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80
+COMMIT
+*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -m comment --comment "DROP REMOTE LOOPBACK" -j DROP
 COMMIT
 """
 UNRELATED_NFT = """\
@@ -70,6 +76,8 @@ def unrelated(ns) -> dict:
     return {
         "legacy nat": _no_comments(ns.run(["iptables-legacy-save", "-t", "nat"]).stdout),
         "nft nat": _no_comments(ns.run(["iptables-nft-save", "-t", "nat"]).stdout),
+        "legacy raw": _no_comments(ns.run(["iptables-legacy-save", "-t", "raw"]).stdout),
+        "nft raw": _no_comments(ns.run(["iptables-nft-save", "-t", "raw"]).stdout),
         "nft dockerish": ns.run(["nft", "-a", "list", "table", "ip", "dockerish"]).stdout,
     }
 
