@@ -5,8 +5,10 @@ Every iptables version's spelling is accepted: `! -s X` and the old `-s ! X`, do
 `[pkts:bytes]` and `-c p b` counters, quoted comments with escaped quotes, trailing spaces.
 
 Speed matters (real dumps reach 140,000 rules): a line is split with plain ``str.split``, and
-only a line holding a ``"`` goes through the quote-aware splitter. Matches are immutable, so
-each distinct (module context, option, value) is built once and then found in a dict.
+only a line holding a ``"`` goes through the quote-aware splitter. Model objects are
+immutable, so they are shared: each distinct address is parsed once, and the rest of a rule
+after its leading `-s`/`-d` (what repeats in big dumps: `-j DROP` after a new address) is
+parsed once per distinct text; inside that, each (module context, option, value) once.
 
 Anything the model cannot express becomes an opaque ``Match`` with its text, and any target
 lbfw does not know becomes ``Action("unknown")``: never an error, never dropped. Errors are
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+from dataclasses import fields as _dc_fields
 import re
 import socket
 from socket import AF_INET as _AF_INET, inet_pton as _pton
@@ -96,7 +99,7 @@ QUIET_MODULES = frozenset(("tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icm
                            "connbytes", "devgroup", "cgroup", "realm", "esp", "ah", "frag", "ipv6header",
                            "rt", "mh", "dst", "hbh", "tcpmss", "cpu", "nfacct", "bpf", "ipvs",
                            "cluster", "condition", "osf", "geoip", "account", "connlabel", "ipcomp",
-                           "conntrack", "rateest", "lbfw-neutral"))
+                           "rateest"))
 
 _IGNORE_RE = re.compile(r"lbfw:\s*ignore\s+([A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*)")
 _IGNORE_ID_RE = re.compile(r"[A-Za-z]+[0-9]+")
@@ -140,6 +143,18 @@ def _file_origin(source: str, line: int) -> Origin:
     _o_handle(o, None)
     _o_index(o, None)
     return o
+
+
+# Should the model gain a field, the shortcuts above would leave it unset: use the constructors.
+if tuple(f.name for f in _dc_fields(Match)) != ("field", "values", "negate", "text", "set_name", "mask",
+                                                 "opaque"):
+    def _match(field: str, values: tuple, negate: bool, text: str) -> Match:   # noqa: F811
+        return Match(field, values, negate, text)
+if tuple(f.name for f in _dc_fields(Origin)) != ("source", "line", "handle", "index"):
+    def _file_origin(source: str, line: int) -> Origin:                          # noqa: F811
+        return Origin(source, line=line)
+
+
 _CONTINUE = Action("continue")
 
 _from_bytes = int.from_bytes
