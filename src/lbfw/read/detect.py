@@ -6,8 +6,9 @@ What is looked at, in order:
    has a top-level "nftables" key; other JSON is still called nft-json and rejected by that
    reader with a precise message).
 2. The lines, skipping blank ones, until one decides:
-   - a comment naming ``ip6tables-save`` / ``ip6tables-restore`` (the header iptables writes)
-     -> "ip6tables-save"; ``iptables-save`` -> iptables (family still to be decided);
+   - a comment naming ``ip6tables-save`` / ``ip6tables-restore`` (the header iptables writes;
+     also ``ip6tables-nft-save`` and ``-legacy-``) -> "ip6tables-save"; ``iptables-save`` and
+     its variants -> iptables (family still to be decided);
    - a ``#!`` line naming nft -> "nft";
    - ``*table``, ``:CHAIN POLICY``, ``-A``/``-I``/``-N``/``-P`` commands, ``[n:n]`` counters, or
      ``COMMIT`` -> iptables (family still to be decided);
@@ -36,6 +37,8 @@ _NFT_WORDS = frozenset(("table", "chain", "define", "include", "flush", "add", "
                         "undefine"))
 _IPT_COMMANDS = frozenset(("-A", "-I", "-N", "-P", "-F", "-X", "-Z", "--append", "--insert",
                            "--new-chain", "--policy"))
+# The tool named in a header or warning: ip6tables-save, iptables-nft-save, ip6tables-legacy ...
+_TOOL = re.compile(r"\bip(6?)tables(?:(?:-legacy|-nft)?-(?:save|restore)|-legacy tables)\b", re.IGNORECASE)
 # An IPv6 address after an address option: hex digits, dots and at least one colon.
 # (No `^|\s` anchor: that alternation at every position costs 20x on large dumps.)
 _V6_ADDR = re.compile(
@@ -61,10 +64,10 @@ def detect_format(text: str) -> str:
         if line[0] == "#":
             if line.startswith("#!") and "nft" in line:
                 return "nft"
-            lowered = line.lower()
-            if "ip6tables-save" in lowered or "ip6tables-restore" in lowered:
-                return "ip6tables-save"
-            if "iptables-save" in lowered or "iptables-restore" in lowered:
+            tool = _TOOL.search(line)
+            if tool is not None:
+                if tool.group(1):
+                    return "ip6tables-save"
                 iptables = True
             continue
         first = line[0]
