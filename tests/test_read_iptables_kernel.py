@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 
+from lbfw.model import Origin
 from lbfw.read.iptables_save import parse
 
 pytestmark = pytest.mark.kernel
@@ -228,3 +229,15 @@ def test_every_loadable_corpus_dump_reads_the_same_as_the_kernels_own_dump(corpu
             assert written[key] == kernel[key], (path.name, key)
         compared += sum(len(rules) for _, rules in written.values())
     assert compared == 7565     # every rule of the 13 dumps: README total 7,588 minus 759927's 23
+
+
+@pytest.mark.parametrize("family, backend", [("ip", "legacy"), ("ip6", "legacy"), ("ip", "nft"), ("ip6", "nft")])
+def test_every_save_tools_dump_is_detected_with_its_family(family, backend):
+    """No address in the rules: only the header the real tool writes can say IPv6."""
+    from lbfw.read.detect import detect_format
+
+    dump = kernel_dump("*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n", family, backend)
+    assert detect_format(dump) == ("ip6tables-save" if family == "ip6" else "iptables-save")
+    tables = parse(dump, f"live:{backend}", backend=backend)
+    assert [(t.family, t.name) for t in tables] == [(family, "filter")]
+    assert [r.origin for r in tables[0].chains["INPUT"].rules] == [Origin(f"live:{backend}", index=1)]
