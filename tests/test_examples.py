@@ -158,3 +158,20 @@ def test_same_named_tables_from_several_sources_keep_their_own_findings():
     for f in findings:
         if f.rule is not None:
             assert f.rule.origin.source == f.source
+
+
+@pytest.mark.parametrize("path", REFERENCE, ids=lambda p: p.name)
+def test_reference_rules_audit_clean_even_with_route_localnet(path):
+    from lbfw.analyze.engine import Engine
+    from lbfw.analyze.flows import default_flows
+    from lbfw.checks import run_checks
+    from lbfw.model import HostFacts
+
+    rs = read_sources([str(path)])
+    # route_localnet is IPv4's: an IPv6-only ruleset cannot answer it (LB005 rightly fires there)
+    localnet = {} if path.suffix == ".v6" else {"all": 1, "eth0": 1}
+    rs.host = HostFacts(route_localnet=localnet, local_127_route=True, lo_addrs=("127.0.0.1/8",))
+    engine = Engine(rs)
+    results = [engine.evaluate(f) for f in default_flows(rs)]
+    assert results and all(r.verdict == DELIVERED for r in results)
+    assert run_checks(rs, engine, results) == []
