@@ -31,9 +31,19 @@ def buggy_examples(examples_dir) -> list:
             if p.suffix in (".rules", ".v4", ".v6", ".nft") and must_fire(p) & {"LB002", "LB003"}]
 
 
-def lbfw(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "lbfw", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+def lbfw(*args, **options):
+    """`lbfw fix ARGS` in this process (the command's own run()): (exit code, stdout, stderr)."""
+    import io
+
+    from lbfw.commands.fix import run
+    out, err = io.StringIO(), io.StringIO()
+    sources = [a for a in args if not a.startswith("--") and a != "fix"]
+    flags = {a[2:].replace("-", "_"): True for a in args if a.startswith("--") and a != "--style"}
+    if "--style" in args:
+        flags["style"] = args[args.index("--style") + 1]
+        sources.remove(flags["style"])
+    code = run(sources=sources, stdout=out, stderr=err, **flags)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def load(ns, path):
