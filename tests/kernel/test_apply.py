@@ -387,3 +387,31 @@ def test_live_dry_run_shows_each_backend_in_its_own_syntax_and_verify_changes_no
         assert m and int(m.group(1)) > 0 and m.group(2) == "0", proc.stderr
         assert "repaired: tcp 127.0.0.2 -> 127.0.0.1" in proc.stderr
         assert snapshot(ns) == before
+
+
+def test_ctrl_c_while_waiting_for_confirmation_restores_the_previous_state(examples_dir, tmp_path):
+    import signal
+
+    backups = tmp_path / "b"
+    with Namespace() as ns:
+        setup(ns, examples_dir / "output-narrow-accept.rules", examples_dir.joinpath("nft-define.nft").read_text())
+        before = snapshot(ns)
+        master, slave = pty.openpty()
+        try:
+            # nsenter execs lbfw (no fork for a network namespace): the signal reaches Python itself
+            child = subprocess.Popen(ns.enter_argv(LBFW + ["fix", "--apply", "--confirm-timeout", "30",
+                                                           "--backup-dir", str(backups)]),
+                                     stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not any(backups.glob("*/manifest.json")):
+                time.sleep(0.2)
+            time.sleep(0.5)
+            assert snapshot(ns) != before          # applied, waiting for the answer
+            child.send_signal(signal.SIGINT)
+            out, err = child.communicate(timeout=60)
+        finally:
+            os.close(slave)
+            os.close(master)
+        assert child.returncode == 130, err
+        assert "previous rules are back" in err and "Traceback" not in err
+        assert snapshot(ns) == before
