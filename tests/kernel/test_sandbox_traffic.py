@@ -12,7 +12,7 @@ from lbfw.sandbox.traffic import observe, observe_arrivals, observe_detailed
 
 pytestmark = pytest.mark.kernel
 
-T = 0.5  # a loopback handshake takes microseconds; half a second is plenty
+T = 0.3  # a loopback handshake takes microseconds; 0.3 s is plenty
 
 FLOWS = [
     Flow("tcp", "127.0.0.1", 8080),
