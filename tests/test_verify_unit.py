@@ -167,3 +167,22 @@ def test_live_probes_skip_flows_nat_rewrites():
         "OUTPUT": Chain("OUTPUT", [object()], "output", -100, "nat", "accept")})])
     assert live_nat_flows(no_nat, results) == [0]
     assert live_nat_flows(with_nat, results) == [0, 2]
+
+
+def _lbfw(*args, input=None):
+    import subprocess
+    return subprocess.run([sys.executable, "-m", "lbfw", "verify", *args], capture_output=True, text=True,
+                          input=input, timeout=60)
+
+
+def test_cli_errors_exit_2_before_any_traffic(examples_dir, tmp_path):
+    rules = str(examples_dir / "cis.rules")
+    proc = _lbfw(rules, "--format", "xml")
+    assert proc.returncode == 2 and "--format" in proc.stderr and proc.stdout == ""
+    proc = _lbfw(str(tmp_path / "missing.rules"))
+    assert proc.returncode == 2 and proc.stderr.startswith(f"{tmp_path / 'missing.rules'}: no such file")
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[flow]]\nproto = "sctp"\nserver = "127.0.0.1"\nport = 1\n')
+    proc = _lbfw(rules, "--plan", str(plan))
+    assert proc.returncode == 2 and proc.stderr.startswith(f"{plan}:2: ") and proc.stdout == ""
+    assert "Traceback" not in proc.stderr
