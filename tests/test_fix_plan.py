@@ -287,3 +287,11 @@ def test_rules_added_to_other_chains_do_not_abort_an_iptables_replace():
     fresh[ref_i] = IPT_DUMP.replace("-A OUTPUT -o eth0 -j ACCEPT", "-A OUTPUT -o eth0 -j ACCEPT\n-A OUTPUT -o eth1 -j ACCEPT")
     checked = live.check_unchanged(plan, tables, fresh)
     assert checked[0][1] == 2
+
+
+def test_anonymous_set_over_several_lines_is_widened_where_it_stands():
+    text = ("table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0;\n"
+            "\t\tip saddr {\n\t\t\t127.0.0.1,\n\t\t\t192.0.2.7\n\t\t} accept\n\t}\n}\n")
+    rs = nft_ruleset("m.nft", text, {4: "input"}, {"input": "input"})
+    plan = plan_fixes(rs, [finding(rs, 4)], texts={"m.nft": text})
+    assert [(e.line, e.new) for e in plan.edits] == [(5, "\t\t\t127.0.0.0/8,")]

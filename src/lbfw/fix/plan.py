@@ -419,6 +419,9 @@ class _Planner:
                          "loaded from (--persist), or by hand with `nft delete element` / `nft add element`")
         masked = rewrite.nft_mask(current)
         lines = self._source_lines(source)
+        if target is None and masked.count("{") > masked.count("}") and self._fix_multiline_set(
+                finding, source, line, lines):
+            return
         for name in re.findall(r"\$(\w+)", masked):
             found = self._define(lines, name)
             if found is None:
@@ -438,6 +441,36 @@ class _Planner:
             self._fix_named_set(finding, source, line, name, first, last)
             return
         raise Refuse("no 127.0.0.1 in the rule, its defines or its named sets: lbfw cannot tell what to change")
+
+    def _fix_multiline_set(self, finding, source, line, lines) -> bool:
+        """An anonymous set or verdict map written over several lines (`ip saddr {` ... `} accept`):
+        its 127.0.0.1 elements become 127.0.0.0/8 where they stand. False when it holds none."""
+        depth, last = 0, None
+        for number in range(line, len(lines) + 1):
+            masked = rewrite.nft_mask(self._get(source, number))
+            depth += masked.count("{") - masked.count("}")
+            if depth <= 0:
+                last = number
+                break
+        if last is None:
+            return False
+        span = range(line + 1, last + 1)
+        hits = {n: rewrite.nft_narrow(rewrite.nft_mask(self._get(source, n))) for n in span}
+        if not any(hits.values()):
+            return False
+        body = " ".join(rewrite.nft_mask(self._get(source, n)) for n in range(line, last + 1))
+        others = [m.group(0) for m in re.finditer(r"(?<![\w.])127\.\d+\.\d+\.\d+(?:/\d+)?", body)
+                  if not rewrite.nft_narrow(m.group(0))]
+        if others:
+            raise Refuse(f"the set also lists {', '.join(others)}: 127.0.0.0/8 would overlap it; "
+                         "merge the elements by hand")
+        how = "the 127.0.0.1 set element widened to 127.0.0.0/8"
+        for number, found in hits.items():
+            if found:
+                text = self._get(source, number)
+                self._set(source, number, rewrite.splice(text, [rewrite.Span(a, b, rewrite.WIDE) for a, b in found]),
+                          (finding.check, how, _safety(finding.check, how)), "set")
+        return True
 
     @staticmethod
     def _define(lines, name):
