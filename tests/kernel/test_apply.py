@@ -245,14 +245,18 @@ def test_confirmation_keeps_the_fix_and_rollback_restores_the_newest_backup(exam
         # the nft table is loaded anew (new handles), with the rules it had
         assert ns.run(["nft", "list", "table", "inet", "filter"]).stdout == before_inet
 
-        # an empty before-state: a backup of a table that did not exist removes it again
+        # an empty before-state is restored too (iptables-apply would leave the new rules):
+        # an nft table that did not exist is removed, an iptables table with no rules is emptied
         ns.run(["nft", "add", "table", "inet", "later"])
-        code = ("import sys; from lbfw.fix.backup import TableRef, write_backup; "
-                "write_backup(sys.argv[1], {TableRef('nftables', 'inet', 'later'): ''})")
+        ns.run(["iptables-legacy", "-w", "-t", "mangle", "-A", "OUTPUT", "-j", "MARK", "--set-mark", "1"])
+        code = ("from lbfw.fix.backup import TableRef, write_backup; "
+                f"write_backup({str(backups)!r}, {{TableRef('nftables', 'inet', 'later'): '', "
+                "TableRef('legacy', 'ip', 'mangle'): ''})")
         time.sleep(1.1)  # a newer backup directory name
-        assert python_in(ns, code.replace("sys.argv[1]", repr(str(backups)))).returncode == 0
+        assert python_in(ns, code).returncode == 0
         assert lbfw_in(ns, "rollback", "--backup-dir", str(backups)).returncode == 0
         assert "later" not in ns.run(["nft", "list", "tables"]).stdout
+        assert "-A " not in ns.run(["iptables-legacy-save", "-t", "mangle"]).stdout
 
 
 CONCURRENT = r"""
