@@ -248,3 +248,18 @@ def test_holder_dies_with_its_owner_even_when_a_forked_child_keeps_the_pipe():
                 os.kill(child, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def test_root_without_cap_sys_admin_falls_back_to_a_user_namespace():
+    # Many containers run root without CAP_SYS_ADMIN: `unshare -n` is refused there, `-rn` is not.
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to drop CAP_SYS_ADMIN")
+    refused = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin",
+                              "unshare", "-n", "true"], capture_output=True)
+    assert refused.returncode != 0  # the situation this test is about
+    proc = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", sys.executable,
+                           "-c", NOBODY, str(ROOT / "src")], capture_output=True, text=True, timeout=60)
+    if "cannot create a private network namespace" in proc.stderr:
+        pytest.skip(f"user namespaces are not allowed here either: {proc.stderr.strip()[-200:]}")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False", "delivered", "blocked"]

@@ -112,12 +112,32 @@ class Namespace:
     def _start(self) -> None:
         unshare = _need("unshare")
         _need("nsenter")
-        flags = ["-rn"] if self.user_ns else ["-n"]
-        if self.user_ns:
+        # Root uses a plain network namespace; where that is refused (root without
+        # CAP_SYS_ADMIN, as in many containers) or without root, a user namespace too.
+        modes = [False, True] if os.geteuid() == 0 else [True]
+        errors = []
+        for user_ns in modes:
+            err = self._spawn(unshare, user_ns)
+            if err is None:
+                self.path = f"/proc/{self.pid}/ns/net"
+                return
+            errors.append(err)
+            self.close()
+        hint = ("Run as root, or allow unprivileged user namespaces "
+                "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces).")
+        raise SandboxError(f"cannot create a private network namespace: {'; '.join(errors)}", hint=hint)
+
+    def _spawn(self, unshare: str, user_ns: bool) -> Optional[str]:
+        """Start the holder; None when its namespace is ready, else why it failed."""
+        self.user_ns = user_ns
+        flags = ["-rn"] if user_ns else ["-n"]
+        if user_ns:
             # /run/xtables.lock belongs to the real root, whom a user namespace cannot act as:
             # the legacy tools take a private lock file instead (XTABLES_LOCKFILE, iptables 1.8.6+).
             self._private_dir = tempfile.mkdtemp(prefix="lbfw-sandbox-")
             self._env = dict(os.environ, XTABLES_LOCKFILE=os.path.join(self._private_dir, "xtables.lock"))
+        else:
+            self._env = None
         own = os.readlink("/proc/self/ns/net")
         # cat reads a pipe only we hold: it ends when we end, however we end.
         setpriv = shutil.which("setpriv")
@@ -135,24 +155,18 @@ class Namespace:
         while True:
             if self._holder.poll() is not None:
                 err = self._holder.stderr.read().decode(errors="replace").strip() if self._holder.stderr else ""
-                hint = None if not self.user_ns else (
-                    "Run as root, or allow unprivileged user namespaces "
-                    "(sysctl kernel.unprivileged_userns_clone=1).")
-                raise SandboxError(f"cannot create a private network namespace: {err or 'unshare failed'}",
-                                   argv=[unshare, *flags], returncode=self._holder.returncode, stderr=err,
-                                   hint=hint)
+                return f"unshare {' '.join(flags)}: {err or f'exit {self._holder.returncode}'}"
             try:
                 # In a user namespace, also wait for unshare to write the uid map: joining before
                 # leaves nsenter unmapped (uid 65534) and every command fails with EPERM.
                 if os.readlink(f"/proc/{self.pid}/ns/net") != own and (
-                        not self.user_ns or Path(f"/proc/{self.pid}/uid_map").read_text().strip()):
-                    break
+                        not user_ns or Path(f"/proc/{self.pid}/uid_map").read_text().strip()):
+                    return None
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                raise SandboxError("timed out creating a private network namespace")
+                return f"unshare {' '.join(flags)}: timed out"
             time.sleep(0.002)
-        self.path = f"/proc/{self.pid}/ns/net"
 
     def close(self) -> None:
         """Kill the holder and wait for it: the kernel then frees the namespace. Idempotent."""
