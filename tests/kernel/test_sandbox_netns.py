@@ -208,7 +208,7 @@ with Namespace() as ns:
                                           timeout=0.4))
 # Without legacy tables (here: a user namespace; kernels 6.17+ may lack them) dumps go to iptables-nft.
 from lbfw.sandbox.verify import RulesetText, observe_files
-print(*observe_files([RulesetText("r.v4", "*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -s 127.0.0.1 -j ACCEPT\nCOMMIT\n")],
+print(*observe_files([RulesetText("r.v4", "*filter\\n:INPUT DROP [0:0]\\n-A INPUT -i lo -s 127.0.0.1 -j ACCEPT\\nCOMMIT\\n")],
                      [Flow("tcp", "127.0.0.1", 80), Flow("udp", "127.0.0.53", 53)], timeout=0.4))
 """
 
