@@ -375,3 +375,18 @@ def test_an_undecidable_port_match_keeps_its_certain_protocol():
     l4, unknown = rules[0].matches
     assert (l4.field, l4.values, l4.opaque) == ("meta.l4proto", ((6, 6),), False)
     assert unknown.opaque and unknown.text == "tcp dport @dyn"
+
+
+def test_the_nft_j_f_command_form_is_read_too():
+    d = {"nftables": [
+        {"flush": {"ruleset": None}},
+        {"add": {"table": {"family": "inet", "name": "f"}}},
+        {"add": {"chain": {"family": "inet", "table": "f", "name": "input", "type": "filter", "hook": "input",
+                           "prio": 0, "policy": "drop"}}},
+        {"add": {"rule": {"family": "inet", "table": "f", "chain": "input",
+                          "expr": [m({"meta": {"key": "iif"}}, "lo"), ACCEPT]}}},
+    ]}
+    tables = nft_json.parse(d, "cmds.json")
+    chain = tables[0].chains["input"]
+    assert (chain.hook, chain.policy) == ("input", "drop")
+    assert [r.text for r in chain.rules] == ['iif "lo" accept']

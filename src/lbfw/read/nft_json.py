@@ -741,6 +741,9 @@ def _parse_items(items: list, source: str, backend: str, line_of, text_of) -> li
         if not isinstance(obj, dict) or not obj:
             continue
         kind, body = next(iter(obj.items()))
+        if kind in ("add", "create", "insert") and isinstance(body, dict) and body:
+            # the `nft -j -f` input form: {"add": {"rule": {...}}} (flush/delete commands ignored)
+            kind, body = next(iter(body.items()))
         if not isinstance(body, dict):
             continue
         if kind == "table":
