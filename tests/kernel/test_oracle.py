@@ -475,3 +475,25 @@ def test_server_answer_after_an_untracked_handshake_is_picked_up_as_new():
         """, [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 5002)])
     assert predicted == observed
     assert predicted == ["blocked", "delivered"]
+
+
+def test_ack_before_conntrack_saw_the_syn_ack_is_invalid():
+    # the SYN-ACK is notracked: conntrack stays in SYN_SENT and calls the client's ACK INVALID
+    predicted, observed = _ipt("""
+        *raw
+        :PREROUTING ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A OUTPUT -p tcp --sport 5001 -j CT --notrack
+        -A OUTPUT -p tcp --sport 5002 -j CT --notrack
+        COMMIT
+        *filter
+        :INPUT ACCEPT [0:0]
+        :FORWARD DROP [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A INPUT -p tcp --dport 5001 -m conntrack --ctstate INVALID -j DROP
+        -A INPUT -p tcp --dport 5002 -m conntrack --ctstate NEW -j ACCEPT
+        -A INPUT -p tcp --dport 5002 -j DROP
+        COMMIT
+        """, [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 5002)])
+    assert predicted == observed
+    assert predicted == ["blocked", "blocked"]

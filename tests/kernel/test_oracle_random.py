@@ -22,6 +22,7 @@ pytestmark = pytest.mark.kernel
 TIMEOUT = 0.4
 # More seeds for a deeper hunt: LBFW_RANDOM_SEEDS=200 pytest tests/kernel/test_oracle_random.py
 SEEDS = int(os.environ.get("LBFW_RANDOM_SEEDS", "12"))
+FIRST = int(os.environ.get("LBFW_RANDOM_FIRST", "0"))
 PORTS = (5001, 5002)
 FLOWS = [Flow(proto, server, port, client)
          for proto in ("tcp", "udp")
@@ -151,7 +152,7 @@ def _check(ruleset: Ruleset, source: RulesetText):
     return compared, wrong
 
 
-@pytest.mark.parametrize("seed", range(SEEDS))
+@pytest.mark.parametrize("seed", range(FIRST, FIRST + SEEDS))
 def test_engine_equals_kernel_on_random_iptables(seed):
     text = random_iptables(seed)
     ruleset = Ruleset(tables=iptables_save.parse(text, f"random-{seed}.rules", family="ip"))
@@ -160,7 +161,7 @@ def test_engine_equals_kernel_on_random_iptables(seed):
     assert compared >= len(FLOWS) - 4
 
 
-@pytest.mark.parametrize("seed", range(1000, 1000 + max(1, SEEDS * 2 // 3)))
+@pytest.mark.parametrize("seed", range(1000 + FIRST, 1000 + FIRST + max(1, SEEDS * 2 // 3)))
 def test_engine_equals_kernel_on_random_nft(seed):
     text = random_nft(seed)
     ruleset = Ruleset(tables=nft_file.read(text, f"random-{seed}.nft"))

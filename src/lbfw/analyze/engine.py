@@ -140,7 +140,7 @@ class _Conn:
     """The one conntrack entry a flow creates (with its NAT bindings)."""
 
     __slots__ = ("creator_client_side", "seen_reply", "confirmed", "assured", "dnat", "snat",
-                 "manips_done")
+                 "manips_done", "tcp_state")
 
     def __init__(self, creator_client_side):
         self.creator_client_side = creator_client_side
@@ -150,6 +150,7 @@ class _Conn:
         self.dnat = None   # ((orig_addr, orig_port), (new_addr, new_port))
         self.snat = None
         self.manips_done = set()
+        self.tcp_state = None  # "SS" SYN_SENT, "SR" SYN_RECV, "ES" ESTABLISHED
 
     def status(self) -> frozenset:
         out = set()
@@ -634,20 +635,40 @@ class Engine:
                 del conn
             return
         conn = run.conn
+        tcp = pkt.l4proto[0] == TCP and pkt.tcp_flags is not None
+        kind = _tcp_kind(pkt.tcp_flags) if tcp else None
         if conn is None:
-            if pkt.l4proto[0] == TCP and pkt.tcp_flags == (SYN | ACK):
-                # conntrack refuses to pick up a connection from a SYN-ACK: INVALID, no entry
-                pkt.ct_state, pkt.ct_direction, pkt.ct_status = "invalid", None, frozenset()
+            if kind == "synack":
+                # conntrack will not pick a connection up from a SYN-ACK: INVALID, no entry
+                self._invalid(pkt)
                 return
             conn = run.conn = _Conn(pkt.client_side)
+            # a SYN opens SYN_SENT; a lone ACK is picked up mid-stream (nf_conntrack_tcp_loose)
+            conn.tcp_state = "SS" if kind == "syn" else "ES"
             pkt.creator = True
             pkt.ct_state, pkt.ct_direction = "new", "original"
             pkt.ct_status = frozenset()
             return
-        if pkt.client_side == conn.creator_client_side:
+        original = pkt.client_side == conn.creator_client_side
+        if tcp:
+            # nf_conntrack_proto_tcp's state table, for the packets a flow sends
+            state = conn.tcp_state
+            if original:
+                if kind == "ack":
+                    if state == "SS":
+                        self._invalid(pkt)  # an ACK before conntrack saw the SYN-ACK
+                        return
+                    conn.tcp_state = "ES"
+            else:
+                if kind == "synack" and state == "SS":
+                    conn.tcp_state = "SR"
+                elif kind == "syn":
+                    self._invalid(pkt)
+                    return
+        if original:
             pkt.ct_direction = "original"
             pkt.ct_state = "established" if conn.seen_reply else "new"
-            if conn.seen_reply and pkt.l4proto[0] == TCP:
+            if conn.seen_reply and tcp:
                 conn.assured = True
         else:
             conn.seen_reply = True
@@ -655,13 +676,17 @@ class Engine:
             pkt.ct_state = "established"
         pkt.ct_status = conn.status()
 
+    @staticmethod
+    def _invalid(pkt: _Pkt) -> None:
+        pkt.ct_state, pkt.ct_direction, pkt.ct_status = "invalid", None, frozenset()
+
     def _refresh(self, run: _Run, pkt: _Pkt) -> None:
         if run.conn is not None and pkt.fixed_ct is None and pkt.attached and not pkt.untracked \
                 and pkt.ct_state != "invalid":
             pkt.ct_status = run.conn.status()
 
     def _nat_point(self, run: _Run, pkt: _Pkt, hook: str, chains) -> str:
-        if pkt.untracked or not pkt.attached or run.conn is None:
+        if pkt.untracked or not pkt.attached or run.conn is None or pkt.ct_state == "invalid":
             return "accept"
         conn = run.conn
         manip = "dst" if hook in DST_MANIP_HOOKS else "src"
@@ -991,6 +1016,12 @@ def _nft_opaque(match, compiled) -> tuple:
             return ((pkt.tcp_flags & mask) == comp) == equal
         return (flags, text)
     return compiled
+
+
+def _tcp_kind(flags: int) -> str:
+    if flags & SYN:
+        return "synack" if flags & ACK else "syn"
+    return "ack"
 
 
 def _priority(table: Table, chain, hook: str) -> int:
