@@ -159,6 +159,7 @@ _CONTINUE = Action("continue")
 
 _from_bytes = int.from_bytes
 _HEX = frozenset("0123456789abcdefABCDEF")
+_LEADING = frozenset(("-s ", "-d ", "! -"))   # how a rule text starting with an address begins
 _CACHE_LIMIT = 200_000       # entries per cache: enough for any real dump, bounded for odd ones
 _ALL4 = (1 << 32) - 1
 _ALL6 = (1 << 128) - 1
@@ -339,8 +340,9 @@ class _Parser:
         self.family_word = "an IPv6" if family == "ip6" else "an IPv4"
         self.tables: list = []
         self.fast: dict = {}          # (module context, option, value) -> tuple of Matches
-        self.addrs: dict = {}         # (option, value, negated) -> Match, for -s / -d
-        self.tails: dict = {}         # tokens after the leading addresses -> tail()'s result
+        # (-s | -d, negated) -> {value: Match}
+        self.addrs: dict = {(opt, neg): {} for opt in ("-s", "-d") for neg in (False, True)}
+        self.tails: dict = {}         # what follows the leading addresses -> tail()'s result
         self.protos: dict = {}        # (-p value, negated) -> (matches, implied module)
         self.contexts: dict = {}      # (context, -m module) -> the context after it
         self.actions: dict = {}       # (target, args) -> Action, for targets that are no chain
@@ -371,11 +373,11 @@ class _Parser:
                 chain = None
                 if line[:3] == "-A " and '"' not in line and self.table is not None:
                     # the usual line, kept short: the general path is rule_line
-                    tokens = line.split()
-                    if len(tokens) > 1:
-                        chain = self.table.chains.get(tokens[1])
+                    parts = line.split(None, 2)
+                    if len(parts) > 1:
+                        chain = self.table.chains.get(parts[1])
                 if chain is not None:
-                    rule = self.build_rule(tokens, 2, line, chain, pending_ignore)
+                    rule = self.plain_rule(parts[2] if len(parts) > 2 else "", line, chain, pending_ignore)
                     if rule is not None:
                         chain.rules.append(rule)
                 else:
@@ -563,53 +565,97 @@ class _Parser:
             return
         raise self.bad(f"unsupported command {cmd!r} (expected -A CHAIN ...)")
 
-    def build_rule(self, tokens: list, i: int, line: str, chain: Chain, ignore_above: frozenset):
-        """Turn the tokens after `-A CHAIN` into a Rule (None when `-4`/`-6` says it is for the
-        other family, as iptables-restore skips such lines).
+    def plain_rule(self, rest: str, line: str, chain: Chain, ignore_above: frozenset):
+        """The Rule for an unquoted `-A CHAIN REST` line (None: a rule for the other family).
 
         Speed: iptables-save writes `-s`/`-d` first, and what follows them repeats across
         rules far more than the addresses do (blocklists: a new address, the same `-j DROP`).
-        So leading addresses are read here, and the rest of the line is parsed once by
-        ``tail`` and then found in ``self.tails``."""
+        So leading addresses are peeled off REST here, each looked up in ``self.addrs``, and
+        the rest of the text is parsed once by ``tail`` and then found in ``self.tails``:
+        most lines are never split into all their tokens."""
+        lead = None
+        while rest[:3] in _LEADING:
+            neg = rest[0] == "!"
+            parts = (rest[2:] if neg else rest).split(None, 2)
+            if len(parts) < 2 or parts[0] not in ("-s", "-d") or parts[1] == "!":
+                break
+            opt, value = parts[0], parts[1]
+            cache = self.addrs[(opt, neg)]
+            m = cache.get(value)
+            if m is None:
+                m = self.address(opt, value, neg)
+                if len(cache) < _CACHE_LIMIT:
+                    cache[value] = m
+            if lead is None:
+                lead = [m]
+            else:
+                lead.append(m)
+            rest = parts[2] if len(parts) > 2 else ""
+        parsed = self.tails.get(rest)
+        if parsed is None:
+            parsed = self.tail(rest.split(), 0)
+            if len(self.tails) < _CACHE_LIMIT:
+                self.tails[rest] = parsed
+        return self.finish(lead, parsed, None, line, chain, ignore_above)
+
+    def build_rule(self, tokens: list, i: int, line: str, chain: Chain, ignore_above: frozenset):
+        """The Rule for the tokens after `-A CHAIN` (quoted lines, counters, `-I`), with the
+        same caches as ``plain_rule``; None when `-4`/`-6` says it is for the other family."""
         n = len(tokens)
         lead = None
-        if i < n and (tokens[i] == "-s" or tokens[i] == "-d" or tokens[i] == "!"):
-            lead = []
-            addrs = self.addrs
-            neg = False
-            while i < n:
-                tok = tokens[i]
-                if tok == "!" and i + 1 < n and (tokens[i + 1] == "-s" or tokens[i + 1] == "-d"):
-                    neg = True
-                    i += 1
-                    continue
-                if (tok == "-s" or tok == "-d") and i + 1 < n and tokens[i + 1] != "!":
-                    value = tokens[i + 1]
-                    i += 2
-                    key = (tok, value, neg)
-                    m = addrs.get(key)
-                    if m is None:
-                        m = self.address(tok, value, neg)
-                        if len(addrs) < _CACHE_LIMIT:
-                            addrs[key] = m
+        neg = False
+        while i < n:
+            tok = tokens[i]
+            if tok == "!" and i + 1 < n and (tokens[i + 1] == "-s" or tokens[i + 1] == "-d"):
+                neg = True
+                i += 1
+                continue
+            if (tok == "-s" or tok == "-d") and i + 1 < n and tokens[i + 1] != "!":
+                value = tokens[i + 1]
+                i += 2
+                cache = self.addrs[(tok, neg)]
+                m = cache.get(value)
+                if m is None:
+                    m = self.address(tok, value, neg)
+                    if len(cache) < _CACHE_LIMIT:
+                        cache[value] = m
+                if lead is None:
+                    lead = [m]
+                else:
                     lead.append(m)
-                    neg = False
-                    continue
-                break
+                neg = False
+                continue
+            if neg:
+                i -= 1             # "!" before something else: the tail reads it
+            break
+        own_comment = None
+        if '"' in line and "--comment" in tokens:
+            # comments are as unique as addresses (and change nothing): keep them out of the key
+            j = tokens.index("--comment")
+            if j >= i + 2 and j + 1 < n and tokens[j - 1] == "comment" and tokens[j - 2] in ("-m", "--match") \
+                    and tokens[j - 3] != "!":
+                own_comment = tokens[j + 1]
+                tokens = tokens[:j - 2] + tokens[j + 2:]
         key = tuple(tokens[i:])
         parsed = self.tails.get(key)
         if parsed is None:
             parsed = self.tail(tokens, i)
             if len(self.tails) < _CACHE_LIMIT:
                 self.tails[key] = parsed
+        return self.finish(lead, parsed, own_comment, line, chain, ignore_above)
+
+    def finish(self, lead: Optional[list], parsed: tuple, own_comment: Optional[str], line: str,
+               chain: Chain, ignore_above: frozenset):
+        """The Rule from its leading address matches and its parsed tail."""
         matches, target, goto, target_args, comment = parsed
         if matches is None:
             return None
-        if lead:
+        if own_comment is not None:
+            comment = own_comment if comment is None else f"{own_comment} {comment}"
+        if lead is not None:
             if matches:
                 lead.extend(matches)
             matches = tuple(lead)
-
         if comment is None or "lbfw" not in comment:
             ignore = ignore_above
         else:
@@ -652,10 +698,10 @@ class _Parser:
                 # addresses are the one option whose values are mostly unique: own path
                 value = tokens[i]
                 i += 1
-                key = (tok, value, neg)
-                m = addrs.get(key)
+                cache = addrs[(tok, neg)]
+                m = cache.get(value)
                 if m is None:
-                    m = addrs[key] = self.address(tok, value, neg)
+                    m = cache[value] = self.address(tok, value, neg)
                 matches.append(m)
                 neg = False
                 continue
