@@ -38,7 +38,7 @@ class Flow:
 class Step:
     """One decision on a packet's path, for --explain and for findings."""
 
-    packet: str           # "request" | "reply" | "ack" (client's ESTABLISHED in original direction)
+    packet: str           # "request" | "reply" | "ack" (client's ESTABLISHED in original direction); "answer" (TCP: the server's data after the handshake)
     hook: str
     table: str
     family: str
