@@ -83,6 +83,7 @@ def read(path_or_text: Union[str, Path], source: str) -> list:
         found = blocks.get(key)
         return Origin(found[0], line=found[1]) if found is not None else Origin(source)
 
+    lines = text.splitlines()  # lbfw-checks: `# lbfw: ignore LB002` on the line above a rule suppresses it
     for table in tables:
         fam, tname = table.family, table.name
         table.origin = where(("table", fam, tname))
@@ -94,6 +95,9 @@ def read(path_or_text: Union[str, Path], source: str) -> list:
                 loc = placed.get((table.family, table.name, chain.name, rule.origin.handle))
                 if loc is not None:
                     rule.origin = Origin(loc.path, line=loc.line)
+                    above = lines[loc.line - 2].strip() if loc.path == source and 2 <= loc.line <= len(lines) + 1 else ""
+                    if above.startswith("#") and "lbfw" in above:
+                        rule.ignore = frozenset(rule.ignore) | nft_json.parse_ignore(above)
                 else:
                     rule.origin = Origin(source)
     return tables
