@@ -186,3 +186,14 @@ def test_cli_errors_exit_2_before_any_traffic(examples_dir, tmp_path):
     proc = _lbfw(rules, "--plan", str(plan))
     assert proc.returncode == 2 and proc.stderr.startswith(f"{plan}:2: ") and proc.stdout == ""
     assert "Traceback" not in proc.stderr
+
+
+def test_flows_the_probe_cannot_observe_are_refused_before_any_socket():
+    from lbfw.sandbox.netns import SandboxError
+    from lbfw.sandbox.traffic import observe_here
+    with pytest.raises(SandboxError, match="at most"):
+        observe_here([Flow("tcp", "127.0.0.1", 80)] * (probe.MAX_FLOWS + 1))
+    with pytest.raises(SandboxError, match="tcp or udp"):
+        observe_here([Flow("sctp", "127.0.0.1", 80)])
+    with pytest.raises(SandboxError, match="ports 1-65535"):
+        observe_here([Flow("udp", "127.0.0.1", 70000)])

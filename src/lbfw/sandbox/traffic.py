@@ -24,7 +24,14 @@ NOT_OBSERVED = "not observed"
 
 
 def _as_dicts(flows: Iterable[Flow]) -> list:
-    return [{"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client} for f in flows]
+    """The probe's JSON shape; a flow it cannot observe is refused here, before any socket."""
+    out = [{"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client} for f in flows]
+    if len(out) > probe.MAX_FLOWS:
+        raise SandboxError(f"{len(out)} flows: at most {probe.MAX_FLOWS} are observed at once (split the plan)")
+    for item in out:
+        if item["proto"] not in ("tcp", "udp") or not 0 < item["port"] < 65536:
+            raise SandboxError(f"cannot observe {item['proto']} port {item['port']}: tcp or udp, ports 1-65535")
+    return out
 
 
 def _budget(count: int, timeout: float) -> float:
