@@ -13,6 +13,7 @@ _PACKET_WORDS = {
     "request": "the request",
     "reply": "the reply",
     "ack": "the client's next packet",
+    "answer": "the server's answer",
 }
 
 
