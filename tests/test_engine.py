@@ -481,8 +481,9 @@ def test_forks_are_bounded():
     engine = Engine(rs, max_runs=16)
     # owner matches never appear in INPUT for real; here they only force forks
     result = engine.evaluate(TCP_1)
-    assert engine.stats.runs <= 16
-    assert result.verdict in ("unknown", "delivered")
+    assert engine.stats.runs == 16
+    assert result.verdict == "unknown"
+    assert result.unknown[-1] == "more than 16 undecidable branches: gave up"
 
 
 # --------------------------------------------------------------------------- single packets
@@ -596,3 +597,11 @@ def test_nft_fib_reverse_path_filter_passes_lo_on_prerouting_and_tcp_flags_are_r
     assert engine.evaluate(UDP_53).verdict == "delivered"
     spoof = Packet(family="ip", saddr="10.1.1.1", daddr="127.0.0.1", proto="udp", dport=53, iif="eth0")
     assert engine.walk_packet(spoof).verdict == "unknown"
+
+
+def test_undecidable_rules_that_only_log_do_not_fork():
+    lines = "\n".join(f"-A INPUT -m owner --uid-owner {i} -j LOG" for i in range(30))
+    rs = Ruleset(tables=iptables_save.parse(f"*filter\n:INPUT ACCEPT [0:0]\n{lines}\nCOMMIT\n", "log", family="ip"))
+    engine = Engine(rs)
+    assert engine.evaluate(TCP_1).verdict == "delivered"
+    assert engine.stats.runs == 1

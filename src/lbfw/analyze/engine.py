@@ -481,6 +481,16 @@ class Engine:
                     pending.append(run.taken[:d] + [alt])
         return outcomes.pop(), runs, True
 
+    def _unknown_texts(self, runs) -> tuple:
+        texts = []
+        for run in runs:
+            for t in run.unknown:
+                if t not in texts:
+                    texts.append(t)
+        if len(runs) >= self.max_runs:
+            texts.append(f"more than {self.max_runs} undecidable branches: gave up")
+        return tuple(texts)
+
     # ----------------------------------------------------------------- flows
 
     def evaluate(self, flow: Flow) -> FlowResult:
@@ -502,12 +512,7 @@ class Engine:
         first = runs[0]
         unknown = ()
         if outcome == UNKNOWN:
-            texts = []
-            for run in runs:
-                for t in run.unknown:
-                    if t not in texts:
-                        texts.append(t)
-            unknown = tuple(texts) or ("too many undecidable branches",)
+            unknown = self._unknown_texts(runs)
         deciding = first.deciding if outcome == BLOCKED else None
         return FlowResult(flow=flow, verdict=outcome, steps=list(first.steps), deciding=deciding,
                           unknown=unknown, client_addr=_fmt_addr(family, client))
@@ -576,12 +581,7 @@ class Engine:
         first = runs[0]
         unknown = ()
         if outcome == UNKNOWN:
-            texts = []
-            for run in runs:
-                for t in run.unknown:
-                    if t not in texts:
-                        texts.append(t)
-            unknown = tuple(texts)
+            unknown = self._unknown_texts(runs)
         return PacketResult(verdict=outcome, steps=list(first.steps),
                             deciding=first.deciding if outcome == "drop" else None, unknown=unknown)
 
@@ -799,6 +799,10 @@ class Engine:
                 continue
             rule = cr.rule
             if unk is not None:
+                action = cr.action
+                if action.kind == "continue" and action.set_mark is None and not rule.before:
+                    i += 1  # LOG, counters...: matching or not, nothing changes
+                    continue
                 if run.decide(2, unk) == 0:
                     self._step(run, pkt, hook, table, cc.name, "unknown", rule,
                                note="cannot decide " + "; ".join(unk) + ": this branch assumes no match")
