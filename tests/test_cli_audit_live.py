@@ -114,3 +114,24 @@ def test_nft_json_dump_file_is_audited_with_handles(tmp_path):
     assert len(lb002) == 1 and lb002[0].handle is not None and lb002[0].source == str(path)
     assert "@trusted" in lb002[0].rule.text and "set @trusted" in lb002[0].message
     assert {f.check for f in findings} == {"LB001", "LB002"}
+
+
+@pytest.mark.kernel
+def test_live_host_facts_lo_without_127_8_and_route_localnet():
+    """LB006 and LB005 from the host facts the live reader sees, in a namespace set up badly on purpose."""
+    from lbfw.sandbox.netns import Namespace
+    with Namespace() as space:
+        space.run(["ip", "addr", "del", "127.0.0.1/8", "dev", "lo"])
+        space.run(["ip", "addr", "add", "127.0.0.1/32", "dev", "lo"])
+        space.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "lbfwpeer1"])
+        space.run(["sysctl", "-q", "-w", "net.ipv4.conf.eth0.route_localnet=1"])
+        space.load_iptables((EX / "lo-accept.rules").read_text().replace(":INPUT DROP", ":INPUT ACCEPT"),
+                            family="ip", backend="legacy")
+        # the kernel agrees that 127.0.0.2 is unreachable before any rule
+        probe = space.run(["ip", "route", "get", "127.0.0.2"], check=False)
+        assert probe.returncode != 0 and "unreachable" in probe.stderr, (probe.stdout, probe.stderr)
+        doc = json.loads(lbfw_in(space, "audit", "--format", "json").stdout)
+    got = {f["check"]: f for f in doc["findings"]}
+    assert set(got) == {"LB005", "LB006"}, doc["findings"]
+    assert got["LB006"]["source"] == "live:host" and "127.0.0.1/32" in got["LB006"]["message"]
+    assert "eth0" in got["LB005"]["message"]
