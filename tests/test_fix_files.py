@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lbfw.errors import InputError
-from lbfw.fix.files import FileFix, digest, file_fixes, render_diff, write_fixed
+from lbfw.fix.files import file_fixes, render_diff, write_fixed
 from lbfw.fix.plan import plan_fixes
 from lbfw.read import read_sources
 from lbfw.commands.audit import audit_ruleset

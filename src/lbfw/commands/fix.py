@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Optional
+from typing import Optional
 
 from ..errors import ApplyError, InputError, LbfwError
 from ..fix.plan import FIXABLE, STYLES, FixPlan, plan_fixes, read_text
