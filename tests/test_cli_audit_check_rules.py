@@ -113,6 +113,8 @@ def test_audit_output_file_and_sarif(tmp_path):
     (["check", f"{EX}/lo-accept.rules"], "say which flows to check"),
     (["check", f"{EX}/lo-accept.rules", "--to", "127.0.0.1"], ""),
     (["rules", "LB999"], "no check named 'LB999'"),
+    (["check", f"{EX}/lo-accept.rules", "--plan", "no/such/plan.toml"], "no/such/plan.toml: cannot read the plan"),
+    (["check", f"{EX}/lo-accept.rules", "--plan", "x.toml", "--to", "127.0.0.1:80"], "use --to or --plan, not both"),
 ])
 def test_errors_exit_2_without_traceback(args, message):
     proc = lbfw_process(*args)
