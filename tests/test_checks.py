@@ -237,3 +237,12 @@ def test_kube_firewall_protects_against_route_localnet(examples_dir):
     rs.host = HostFacts(route_localnet={"all": 1, "eth0": 1}, local_127_route=True)
     engine = Engine(rs)
     assert run_checks(rs, engine, [engine.evaluate(f) for f in FLOWS]) == []
+
+
+def test_lb001_explains_an_accept_in_another_table_does_not_end_the_packet(examples_dir):
+    from lbfw.commands.audit import audit_ruleset
+    from lbfw.read import read_sources
+    findings, _ = audit_ruleset(read_sources([str(examples_dir / "nft-two-tables.nft")]))
+    assert [(f.check, f.table, f.chain) for f in findings] == [("LB001", "extra", "input")]
+    assert "accepted first by inet filter input" in findings[0].message
+    assert "accept ends only its own base chain" in findings[0].message

@@ -71,6 +71,14 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
         else:
             message += (" `localhost` fails wherever it resolves to ::1 first; accept `-i lo` "
                         "(nft `iif \"lo\" accept`) or `-s ::1/128`.")
+        earlier = next((s for s in results[0].steps
+                        if s.hook == step.hook and s.packet == step.packet and s.verdict == "accept"
+                        and (s.table, s.family) != (step.table, step.family)), None)
+        if earlier is not None:
+            where = earlier.origin.where() if earlier.origin is not None else f"{earlier.table} {earlier.chain}"
+            message += (f" The packet was accepted first by {earlier.family} {earlier.table} {earlier.chain} "
+                        f"({where}), but an accept ends only its own base chain: every table on the "
+                        f"{step.hook} hook must accept it.")
         severity = None
         evidence = _deliberate_evidence(ctx, table, step.hook)
         extra = {"packets": packets}
