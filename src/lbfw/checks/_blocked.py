@@ -67,7 +67,7 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
                    f"dropped packet: {' and '.join(packets)}.")
         if family == "ip":
             message += (" Accept loopback by interface before it (`-i lo -j ACCEPT`, nft `iif \"lo\" accept`)"
-                        " or by 127.0.0.0/8, not by 127.0.0.1 alone.")
+                        " or by 127.0.0.0/8 in this chain.")
         else:
             message += (" `localhost` fails wherever it resolves to ::1 first; accept `-i lo` "
                         "(nft `iif \"lo\" accept`) or `-s ::1/128`.")
