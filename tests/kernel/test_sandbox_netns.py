@@ -176,10 +176,11 @@ def test_interfaces_named_by_a_ruleset_can_be_made_so_it_loads():
         with pytest.raises(InputError, match="Interface does not exist"):
             ns.load_nft(text)
         ns.add_interface("eth0")
-        ns.add_interfaces(["eth0", "wan", "lbfwp0", "eth+", "bad/name", "lo"])
+        ns.add_interfaces(["eth0", "wan", "lbfwp0", "eth+", "bad/name", "lo", "type", "dev"])
         ns.load_nft(text)
         links = ns.run(["ip", "-o", "link"]).stdout
         assert "eth0" in links and " wan@" in links and " lbfwp0@" in links
+        assert " type@" in links and " dev@" in links  # names that are also ip(8) keywords
         assert 'iif "eth0"' in ns.dump()["nft"]
 
 

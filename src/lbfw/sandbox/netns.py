@@ -253,12 +253,12 @@ class Namespace:
         if not valid_ifname(name):
             raise SandboxError(f"not a valid interface name: {name!r}")
         peer = self._free_peer_name({name})
-        self.run([_need("ip"), "link", "add", name, "type", "veth", "peer", "name", peer])
+        self.run([_need("ip"), "link", "add", "name", name, "type", "veth", "peer", "name", peer])
         self.interfaces += [name, peer]
         self.peer_of[name] = peer
         if up:
-            self.run([_need("ip"), "link", "set", name, "up"])
-            self.run([_need("ip"), "link", "set", peer, "up"])
+            self.run([_need("ip"), "link", "set", "dev", name, "up"])
+            self.run([_need("ip"), "link", "set", "dev", peer, "up"])
 
     add_dummy = add_interface  # the name docs/architecture.md first gave it
 
@@ -276,7 +276,7 @@ class Namespace:
         for name in todo:
             peer = self._free_peer_name(taken)
             taken.add(peer)
-            lines.append(f"link add {name} type veth peer name {peer}\n")
+            lines.append(f"link add name {name} type veth peer name {peer}\n")
             self.interfaces += [name, peer]
             self.peer_of[name] = peer
         self.run([_need("ip"), "-batch", "-"], input="".join(lines))

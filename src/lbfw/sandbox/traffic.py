@@ -200,8 +200,8 @@ def observe_arrivals(ns: Namespace, interface: str, packets: Sequence[tuple], ti
     for key in ("all", interface):
         ns.run(["sysctl", "-q", "-w", f"net.ipv4.conf.{key}.rp_filter=0"])
         ns.run(["sysctl", "-q", "-w", f"net.ipv4.conf.{key}.route_localnet={int(route_localnet)}"])
-    ns.run(["ip", "link", "set", interface, "up"])
-    ns.run(["ip", "link", "set", peer, "up"])
+    ns.run(["ip", "link", "set", "dev", interface, "up"])
+    ns.run(["ip", "link", "set", "dev", peer, "up"])
     request = json.dumps({"mode": "arrivals", "peer": peer, "dst_mac": _mac(ns, interface),
                           "src_mac": _mac(ns, peer), "timeout": timeout,
                           "packets": [{"src": s, "dst": d, "port": int(p)} for s, d, p in packets]})
