@@ -497,3 +497,22 @@ def test_ack_before_conntrack_saw_the_syn_ack_is_invalid():
         """, [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 5002)])
     assert predicted == observed
     assert predicted == ["blocked", "blocked"]
+
+
+def test_nft_named_concat_set_interval_set_and_ct_state_vmap():
+    predicted, observed = _nft("""
+        table inet f {
+            set allowed { type ipv4_addr . inet_service; elements = { 127.0.0.1 . 5001, 127.0.0.53 . 5002 } }
+            set loopish { type ipv4_addr; flags interval; elements = { 127.0.0.2-127.0.0.9 } }
+            chain input { type filter hook input priority 0; policy drop;
+                ct state vmap { established : accept, related : accept, invalid : drop }
+                ip daddr . tcp dport @allowed accept
+                ip saddr @loopish udp dport 5001 accept
+                ip6 saddr ::1 tcp dport 5001 accept
+            }
+        }
+        """, FLOWS4 + [Flow("tcp", "127.0.0.53", 5002), Flow("tcp", "127.0.0.53", 5001), Flow("tcp", "::1", 5001),
+                       Flow("udp", "::1", 5001)])
+    assert predicted == observed
+    assert predicted == ["delivered", "blocked", "delivered", "blocked", "delivered", "blocked",
+                         "delivered", "blocked", "delivered", "blocked"]
