@@ -309,3 +309,23 @@ def test_live_verify_never_sends_to_the_service_nat_leads_to(examples_dir, tmp_p
                             "may answer"] * 2
     assert observed[2] == "delivered"
     assert seen == 0
+
+
+def test_veroneau_agrees_once_its_trailing_spaces_are_gone(corpus_dir):
+    # iptables-restore refuses `COMMIT ` (a trailing space); lbfw reads the file as written. The
+    # same rules without the spaces load, and the prediction from the original matches them.
+    from lbfw.analyze.engine import Engine
+    from lbfw.analyze.flows import default_flows
+    from lbfw.commands.verify import compare
+    from lbfw.read import read_sources
+    from lbfw.sandbox.verify import RulesetText, observe_files_detailed
+
+    path = corpus_dir / "config_veroneau.net__iptables-save"
+    ruleset = read_sources([str(path)])
+    flows = default_flows(ruleset)
+    engine = Engine(ruleset)
+    results = [engine.evaluate(f) for f in flows]
+    stripped = "\n".join(line.rstrip() for line in path.read_text().splitlines()) + "\n"
+    rows = compare(results, observe_files_detailed([RulesetText(path.name, stripped)], flows, timeout=0.3))
+    assert [r for r in rows if r["agree"] is False] == []
+    assert sum(r["agree"] is True for r in rows) == len(rows)
