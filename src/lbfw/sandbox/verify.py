@@ -91,7 +91,6 @@ _NFT_IF_SET = re.compile(r'(?<![\w-])(?:meta\s+)?[io]if\s+(?:vmap\s+)?\{([^}]*)\
 _QUOTED = re.compile(r'"([^"\n]+)"|(?<![\w.$-])([A-Za-z_][\w.-]*)(?=\s*[,:}\n]|\s*$)')
 _NFT_IF_VAR = re.compile(r'(?<![\w-])(?:meta\s+)?[io]if\s+(?:vmap\s+)?\$([\w.-]+)')
 _DEFINE = re.compile(r'^\s*define\s+([\w.-]+)\s*=\s*(.+?)\s*$', re.M)
-_IPT_IF = re.compile(r'(?:^|\s)(?:-i|-o|--in-interface|--out-interface)\s+(?:!\s+)?(\S+)')
 _NFT_KEYWORDS = frozenset(("accept", "drop", "reject", "continue", "return", "jump", "goto", "vmap",
                            "counter", "type", "ifname", "iface_index", "lo"))
 
@@ -119,11 +118,8 @@ def interfaces_named(text: str, fmt: str) -> list[str]:
         except ValueError:
             return []
         _json_interfaces(doc, names)
-    out = []
-    for name in names:
-        if name and name not in out and name not in _NFT_KEYWORDS and not name.startswith("$"):
-            out.append(name)
-    return out
+    return [name for name in dict.fromkeys(names)
+            if name and name not in _NFT_KEYWORDS and not name.startswith("$")]
 
 
 def _json_interfaces(node, names: list) -> None:
