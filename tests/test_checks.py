@@ -246,3 +246,17 @@ def test_lb001_explains_an_accept_in_another_table_does_not_end_the_packet(examp
     assert [(f.check, f.table, f.chain) for f in findings] == [("LB001", "extra", "input")]
     assert "accepted first by inet filter input" in findings[0].message
     assert "accept ends only its own base chain" in findings[0].message
+
+
+def test_lb002_masked_by_an_earlier_output_drop_is_still_a_warning():
+    found = audit(filt("-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -i lo -j ACCEPT",
+                       "-A OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -o lo -j ACCEPT", output="DROP"))
+    lb002 = {f.chain: f for f in found if f.check == "LB002"}
+    assert set(lb002) == {"INPUT", "OUTPUT"}
+    assert lb002["INPUT"].severity == "warning" and "This chain still drops" in lb002["INPUT"].message
+    assert lb002["OUTPUT"].severity == "warning" and lb002["OUTPUT"].flows
+
+
+def test_lb002_redundant_narrow_accept_is_a_note():
+    found = audit(filt("-A INPUT -s 127.0.0.1/32 -j ACCEPT", "-A INPUT -i lo -j ACCEPT"))
+    assert [(f.check, f.severity) for f in found] == [("LB002", "note")]

@@ -80,3 +80,35 @@ def test_lo_accepting_rulesets_give_at_most_notes(corpus_dir, name):
         assert f.check == "LB001" and "cannot tell" in f.message
     undecided = [r for r in results if r.verdict == "unknown"]
     assert bool(undecided) == bool(findings)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("name", ["config_kornwall__iptables-save"])   # ugent's 1.3.5 syntax does not load
+def test_kernel_blocks_the_flows_the_corpus_findings_name(corpus_dir, name):
+    """Real traffic in a private namespace holding the real-world ruleset: a sample of the flows
+    LB001/LB002 name is blocked, and a sample of the flows lbfw calls delivered gets through."""
+    from lbfw.sandbox.verify import observe_files
+
+    findings, results = audit(corpus_dir, name)
+    named = []
+    for f in findings:
+        for flow in f.flows:
+            if flow not in named:
+                named.append(flow)
+    # one flow per (client, server) pair, both protocols: a small sample that covers each kind
+    sample, seen = [], set()
+    for flow in named:
+        key = (flow.proto, flow.client, flow.server)
+        if key not in seen:
+            seen.add(key)
+            sample.append(flow)
+    delivered, seen = [], set()
+    for r in results:
+        key = (r.flow.proto, r.flow.client, r.flow.server)
+        if r.verdict == "delivered" and key not in seen:
+            seen.add(key)
+            delivered.append(r.flow)
+    assert delivered, "nothing delivered: the control sample is empty"
+    observed = observe_files([str(corpus_dir / name)], sample + delivered, timeout=0.5)
+    expected = ["blocked"] * len(sample) + ["delivered"] * len(delivered)
+    assert observed == expected, list(zip(sample + delivered, observed))

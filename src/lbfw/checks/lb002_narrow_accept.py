@@ -133,6 +133,48 @@ def _accepting(ref: RuleRef) -> str:
     return ""
 
 
+def _first_port(rule, fld: str):
+    for m in rule.matches:
+        if m.field == fld and not m.negate and m.values:
+            v = m.values[0]
+            if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], int):
+                return v[0]
+            if isinstance(v, int):
+                return v
+    return None
+
+
+def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
+    """Ask the engine whether this rule's hook drops loopback packets the rule does not cover
+    (a client bound to 127.0.0.2; the reply from 127.0.0.53; a request to 127.0.0.53), on the
+    rule's own port. Returns a description of the first dropped probe, or None. The flows
+    alone cannot tell when an earlier hook (OUTPUT) drops the same traffic first."""
+    engine = ctx.engine
+    if engine is None or not hasattr(engine, "walk_packet"):
+        return None
+    from ..analyze.engine import Packet
+    dport = _first_port(ref.rule, "th.dport") or 47231
+    proto = "udp" if any(m.field == "meta.l4proto" and not m.negate and (17, 17) in m.values
+                         for m in ref.rule.matches) else "tcp"
+    probes = []
+    if hooks & set(INBOUND_HOOKS):
+        path = ("prerouting", "input")
+        probes.append((f"{proto} from a client bound to 127.0.0.2 to 127.0.0.1:{dport}",
+                       Packet(saddr="127.0.0.2", daddr="127.0.0.1", proto=proto, dport=dport, iif="lo"), path))
+        probes.append((f"the reply from 127.0.0.53:{dport} to a client on 127.0.0.1 (as ESTABLISHED)",
+                       Packet(saddr="127.0.0.53", daddr="127.0.0.1", proto=proto, sport=dport, dport=47232,
+                              iif="lo", ct_state="established", ct_direction="reply", tcp_flags=0x12 if proto == "tcp" else None),
+                       path))
+    if hooks & {"output", "postrouting"}:
+        probes.append((f"{proto} from 127.0.0.1 to 127.0.0.53:{dport}",
+                       Packet(saddr="127.0.0.1", daddr="127.0.0.53", proto=proto, dport=dport, oif="lo"),
+                       ("output", "postrouting")))
+    for text, packet, path in probes:
+        if engine.walk_packet(packet, path).verdict == "drop":
+            return text
+    return None
+
+
 def check(ctx: CheckContext):
     me = sys.modules[__name__]
     findings = []
@@ -172,10 +214,15 @@ def check(ctx: CheckContext):
         if breaking:
             message += f" Still broken: {flows_summary(breaking)}."
         else:
-            # Nothing after it drops loopback traffic (or another rule accepts it): a latent mistake.
-            severity = "note"
-            message += (" No default loopback flow fails because of it today (a later rule or the policy "
-                        "accepts them), but it does not do what it seems to.")
+            hidden = _probe_hook(ctx, ref, hooks)
+            if hidden is not None:
+                # the same traffic is dropped earlier on its way (e.g. OUTPUT): fixing that exposes this
+                message += (f" This chain still drops {hidden}; today an earlier drop on the way hides that.")
+            else:
+                # Nothing after it drops loopback traffic (or another rule accepts it): a latent mistake.
+                severity = "note"
+                message += (" No default loopback flow fails because of it today (a later rule or the policy "
+                            "accepts them), but it does not do what it seems to.")
         message += f" Match the loopback interface instead ({side}, nft {nft_side}) or 127.0.0.0/8."
         evidence = owner_match(ref.rule)
         if evidence:
