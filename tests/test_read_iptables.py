@@ -401,6 +401,39 @@ def test_filter_targets(target, expected):
     assert rule(f"-j {target}").action == expected
 
 
+def test_options_after_the_target_still_match():
+    # iptables accepts options in any order; hand-written files put some after -j
+    r = rule("-j ACCEPT -s 127.0.0.1 ! -i eth0")
+    assert fields(r) == [("ip.saddr", ((LO, LO),), False), ("meta.iifname", ("eth0",), True)]
+    assert r.action == Action("accept", target="ACCEPT")
+    r = rule("-p tcp -j REJECT --reject-with tcp-reset -m tcp --dport 22")
+    assert fields(r)[1] == ("th.dport", ((22, 22),), False)
+    assert r.action == Action("reject", target="REJECT", args="--reject-with tcp-reset")
+
+
+def test_kube_proxy_style_lines():
+    t = parse('*nat\n:OUTPUT ACCEPT [0:0]\n:KUBE-SVC-A - [0:0]\n:KUBE-SEP-1 - [0:0]\n:KUBE-MARK-MASQ - [0:0]\n'
+              '-A OUTPUT -m comment --comment "kubernetes service portals" -j KUBE-SVC-A\n'
+              '-A KUBE-SVC-A -m comment --comment "default/web:http" -m statistic --mode random '
+              '--probability 0.33333333349 -j KUBE-SEP-1\n'
+              '-A KUBE-SEP-1 -s 10.244.0.5/32 -m comment --comment "default/web:http" -j KUBE-MARK-MASQ\n'
+              '-A KUBE-SEP-1 -p tcp -m comment --comment "default/web:http" -m tcp -j DNAT '
+              '--to-destination 10.244.0.5:8080\n'
+              'COMMIT\n', "k")[0]
+    out = t.chains["OUTPUT"].rules[0]
+    assert (out.comment, out.matches, out.action) == ("kubernetes service portals", (),
+                                                      Action("jump", target="KUBE-SVC-A"))
+    svc = t.chains["KUBE-SVC-A"].rules[0]
+    assert svc.comment == "default/web:http" and svc.action == Action("jump", target="KUBE-SEP-1")
+    assert [(m.field, m.text, m.opaque) for m in svc.matches] == \
+        [("m.statistic", "-m statistic --mode random --probability 0.33333333349", True)]
+    masq, dnat = t.chains["KUBE-SEP-1"].rules
+    assert fields(masq) == [("ip.saddr", ((ip("10.244.0.5"), ip("10.244.0.5")),), False)]
+    assert masq.action == Action("jump", target="KUBE-MARK-MASQ")
+    assert (dnat.action.kind, dnat.action.to_addr, dnat.action.to_port) == ("dnat", ip("10.244.0.5"), 8080)
+    assert dnat.text.startswith('-A KUBE-SEP-1 -p tcp -m comment --comment "default/web:http"')
+
+
 def test_goto_and_rule_without_target():
     t = table("-A INPUT -g u\n-A INPUT -i lo\n-A u -j RETURN")
     assert t.chains["INPUT"].rules[0].action == Action("goto", target="u")
@@ -633,5 +666,48 @@ def test_140000_rules_parse_within_a_small_multiple_of_plain_splitting():
         tables = parse(text, "big")
         parse_cost = min(parse_cost, time.process_time() - start)
     assert sum(len(c.rules) for c in tables[0].chains.values()) == 140_000
+    print(f"split {split_cost:.3f}s parse {parse_cost:.3f}s ({parse_cost / split_cost:.1f}x)")
+    assert parse_cost < 15 * split_cost
+
+
+def kube_dump(n: int) -> str:
+    """A nat table of n rules shaped like kube-proxy's: a comment on every rule, a chain per
+    service and per endpoint (so targets rarely repeat), a DNAT per endpoint."""
+    chains, rules = [":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]",
+                     ":KUBE-MARK-MASQ - [0:0]"], []
+    svc = 0
+    while len(rules) < n:
+        name = f"KUBE-SVC-{svc:08X}"
+        chains.append(f":{name} - [0:0]")
+        rules.append(f'-A KUBE-SERVICES -d 10.96.{svc >> 8 & 255}.{svc & 255}/32 -p tcp -m comment '
+                     f'--comment "ns{svc % 50}/svc{svc}:http cluster IP" -m tcp --dport 80 -j {name}')
+        for e in range(3):
+            sep = f"KUBE-SEP-{svc:06X}{e:02X}"
+            chains.append(f":{sep} - [0:0]")
+            rules.append(f'-A {name} -m comment --comment "ns{svc % 50}/svc{svc}:http" -m statistic --mode random '
+                         f'--probability 0.33333333349 -j {sep}')
+            rules.append(f'-A {sep} -s 10.244.{svc >> 8 & 255}.{e}/32 -m comment --comment "ns{svc % 50}/svc{svc}:http"'
+                         f' -j KUBE-MARK-MASQ')
+            rules.append(f'-A {sep} -p tcp -m comment --comment "ns{svc % 50}/svc{svc}:http" -m tcp -j DNAT '
+                         f'--to-destination 10.244.{svc >> 8 & 255}.{e}:8080')
+        svc += 1
+    return "\n".join(["*nat"] + chains + rules[:n] + ["COMMIT"]) + "\n"
+
+
+def test_140000_kube_proxy_rules_parse_within_a_small_multiple_of_plain_splitting():
+    """Same yardstick on kube-proxy's shape (measured: split 0.40 s, parse 2.3-2.5 s)."""
+    text = kube_dump(140_000)
+    split_cost = parse_cost = float("inf")
+    for _ in range(2):
+        gc.collect()
+        start = time.process_time()
+        tokens = [line.strip().split() for line in text.split("\n")]
+        split_cost = min(split_cost, time.process_time() - start)
+        del tokens
+        start = time.process_time()
+        tables = parse(text, "kube")
+        parse_cost = min(parse_cost, time.process_time() - start)
+    assert sum(len(c.rules) for c in tables[0].chains.values()) == 140_000
+    assert sum(r.comment is not None for c in tables[0].chains.values() for r in c.rules) == 140_000
     print(f"split {split_cost:.3f}s parse {parse_cost:.3f}s ({parse_cost / split_cost:.1f}x)")
     assert parse_cost < 15 * split_cost

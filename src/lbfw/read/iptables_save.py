@@ -105,6 +105,7 @@ _IGNORE_RE = re.compile(r"lbfw:\s*ignore\s+([A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-
 _IGNORE_ID_RE = re.compile(r"[A-Za-z]+[0-9]+")
 _QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S)
 _UNESCAPE = re.compile(r"\\(.)", re.S)
+_COMMENT_RE = re.compile(r' -m comment --comment "([^"\\]*)"(?= |$)')
 _COUNTER_RE = re.compile(r"^\[\d+:\d+\]$")
 _HOSTNAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
@@ -343,6 +344,8 @@ class _Parser:
         # (-s | -d, negated) -> {value: Match}
         self.addrs: dict = {(opt, neg): {} for opt in ("-s", "-d") for neg in (False, True)}
         self.tails: dict = {}         # what follows the leading addresses -> tail()'s result
+        self.jumps: dict = {}         # (chain, goto) -> Action
+        self.rests: dict = {}         # plain_rule's text after the addresses -> parsed
         self.protos: dict = {}        # (-p value, negated) -> (matches, implied module)
         self.contexts: dict = {}      # (context, -m module) -> the context after it
         self.actions: dict = {}       # (target, args) -> Action, for targets that are no chain
@@ -371,13 +374,26 @@ class _Parser:
             first = line[0]
             if first == "-" or first == "[":
                 chain = None
-                if line[:3] == "-A " and '"' not in line and self.table is not None:
+                own_comment = None
+                if line[:3] == "-A " and self.table is not None:
                     # the usual line, kept short: the general path is rule_line
-                    parts = line.split(None, 2)
-                    if len(parts) > 1:
-                        chain = self.table.chains.get(parts[1])
+                    plain = line
+                    if '"' in line:
+                        # a plain `-m comment --comment "..."` (kube-proxy writes one per rule)
+                        # is cut out; any other quoting takes the general path
+                        cut = _COMMENT_RE.search(line)
+                        if cut is not None and '"' not in line[:cut.start()] and '"' not in line[cut.end():]:
+                            plain = line[:cut.start()] + line[cut.end():]
+                            own_comment = cut.group(1)
+                        else:
+                            plain = None
+                    if plain is not None:
+                        parts = plain.split(None, 2)
+                        if len(parts) > 1:
+                            chain = self.table.chains.get(parts[1])
                 if chain is not None:
-                    rule = self.plain_rule(parts[2] if len(parts) > 2 else "", line, chain, pending_ignore)
+                    rule = self.plain_rule(parts[2] if len(parts) > 2 else "", line, chain, pending_ignore,
+                                           own_comment)
                     if rule is not None:
                         chain.rules.append(rule)
                 else:
@@ -565,7 +581,8 @@ class _Parser:
             return
         raise self.bad(f"unsupported command {cmd!r} (expected -A CHAIN ...)")
 
-    def plain_rule(self, rest: str, line: str, chain: Chain, ignore_above: frozenset):
+    def plain_rule(self, rest: str, line: str, chain: Chain, ignore_above: frozenset,
+                   own_comment: Optional[str] = None):
         """The Rule for an unquoted `-A CHAIN REST` line (None: a rule for the other family).
 
         Speed: iptables-save writes `-s`/`-d` first, and what follows them repeats across
@@ -591,12 +608,38 @@ class _Parser:
             else:
                 lead.append(m)
             rest = parts[2] if len(parts) > 2 else ""
-        parsed = self.tails.get(rest)
-        if parsed is None:
+        parsed = self.rests.get(rest)
+        if parsed is not None:
+            return self.finish(lead, parsed, own_comment, line, chain, ignore_above)
+        # The target often differs where the matches repeat (kube-proxy: one chain per
+        # endpoint), so `-j TARGET ARGS` at the end is split off when it plainly is the end.
+        target = None
+        if rest[:3] == "-j " or rest[:3] == "-g ":
+            head, target_text, goto = "", rest[3:], rest[1] == "g"
+            target = target_text.split()
+        else:
+            p = rest.find(" -j ")
+            goto = p < 0
+            if goto:
+                p = rest.find(" -g ")
+            if p >= 0:
+                head, target_text = rest[:p], rest[p + 4:]
+                target = target_text.split()
+        if target and RESUME_MATCH.isdisjoint(target) and "!" not in target and " -j " not in target_text \
+                and " -g " not in target_text:
+            parsed = self.tails.get(head)
+            if parsed is None:
+                parsed = self.tail(head.split(), 0)
+                if len(self.tails) < _CACHE_LIMIT:
+                    self.tails[head] = parsed
+            parsed = (parsed[0], target[0], goto, tuple(target[1:]), parsed[4])
+            if len(self.rests) < _CACHE_LIMIT:
+                self.rests[rest] = parsed
+        else:
             parsed = self.tail(rest.split(), 0)
-            if len(self.tails) < _CACHE_LIMIT:
-                self.tails[rest] = parsed
-        return self.finish(lead, parsed, None, line, chain, ignore_above)
+            if len(self.rests) < _CACHE_LIMIT:
+                self.rests[rest] = parsed
+        return self.finish(lead, parsed, own_comment, line, chain, ignore_above)
 
     def build_rule(self, tokens: list, i: int, line: str, chain: Chain, ignore_above: frozenset):
         """The Rule for the tokens after `-A CHAIN` (quoted lines, counters, `-I`), with the
@@ -666,9 +709,16 @@ class _Parser:
             origin = _file_origin(self.source, self.lineno)
         rule = Rule(matches, _CONTINUE, line, origin, comment, ignore)
         if target is not None:
-            action = None if goto else self.actions.get((target, target_args))
-            if action is None or target in self.table.chains:
-                action = self.action(target, goto, target_args, chain, rule)
+            if target in self.table.chains:
+                action = self.jumps.get((target, goto)) if not target_args else None
+                if action is None:
+                    action = self.action(target, goto, target_args, chain, rule)
+                    if not target_args:
+                        self.jumps[(target, goto)] = action
+            else:
+                action = None if goto else self.actions.get((target, target_args))
+                if action is None:
+                    action = self.action(target, goto, target_args, chain, rule)
             rule.action = action
         return rule
 
@@ -1053,7 +1103,7 @@ class _Parser:
         action = self.actions.get(key)
         if action is None:
             action = self.target_action(name, args, chain, rule)
-            if action.kind != "unknown" and name != "NETMAP":
+            if action.kind != "unknown" and name != "NETMAP" and len(self.actions) < _CACHE_LIMIT:
                 self.actions[key] = action
         return action
 
