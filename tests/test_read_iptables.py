@@ -649,6 +649,7 @@ def big_dump(n: int) -> str:
     return "\n".join(out) + "\n"
 
 
+@pytest.mark.slow
 def test_140000_rules_parse_within_a_small_multiple_of_plain_splitting():
     """The issue's yardstick: plain splitting of a 140,000-rule dump took 0.34 s, shlex 8.5 s;
     the target is about 1 s. Machines differ, so the bound is relative to plain splitting
@@ -694,6 +695,7 @@ def kube_dump(n: int) -> str:
     return "\n".join(["*nat"] + chains + rules[:n] + ["COMMIT"]) + "\n"
 
 
+@pytest.mark.slow
 def test_140000_kube_proxy_rules_parse_within_a_small_multiple_of_plain_splitting():
     """Same yardstick on kube-proxy's shape (measured: split 0.40 s, parse 2.3-2.5 s)."""
     text = kube_dump(140_000)
