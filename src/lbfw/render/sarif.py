@@ -81,9 +81,9 @@ def result(f, rule_index: dict) -> dict:
         qualified += f"/{f.index}"
     logical = {"name": logical_name, "fullyQualifiedName": qualified or "host", "kind": "object"}
     if _is_file(f.source):
-        physical = {"artifactLocation": {"uri": _uri(f.source)}}
-        if f.line is not None:
-            physical["region"] = {"startLine": f.line}
+        # GitHub needs region.startLine on every result (sarif-sdk rule GH1003); a finding with no
+        # line of its own (a policy whose chain line is unknown) points at the file's first line.
+        physical = {"artifactLocation": {"uri": _uri(f.source)}, "region": {"startLine": f.line or 1}}
         data["locations"] = [{"physicalLocation": physical, "logicalLocations": [logical]}]
     else:
         data["locations"] = [{"logicalLocations": [logical]}]
