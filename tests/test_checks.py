@@ -253,10 +253,16 @@ def test_lb002_masked_by_an_earlier_output_drop_is_still_a_warning():
                        "-A OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -o lo -j ACCEPT", output="DROP"))
     lb002 = {f.chain: f for f in found if f.check == "LB002"}
     assert set(lb002) == {"INPUT", "OUTPUT"}
-    assert lb002["INPUT"].severity == "warning" and "This chain still drops" in lb002["INPUT"].message
+    assert lb002["INPUT"].severity == "warning" and "INPUT still drops" in lb002["INPUT"].message
     assert lb002["OUTPUT"].severity == "warning" and lb002["OUTPUT"].flows
 
 
 def test_lb002_redundant_narrow_accept_is_a_note():
     found = audit(filt("-A INPUT -s 127.0.0.1/32 -j ACCEPT", "-A INPUT -i lo -j ACCEPT"))
     assert [(f.check, f.severity) for f in found] == [("LB002", "note")]
+
+
+def test_lb002_in_raw_is_not_blamed_for_a_filter_drop():
+    text = ("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
+            + filt("-A INPUT -i lo -j ACCEPT"))
+    assert [(f.check, f.severity, f.table) for f in audit(text)] == [("LB002", "note", "raw")]

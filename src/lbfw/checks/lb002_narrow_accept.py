@@ -147,7 +147,7 @@ def _first_port(rule, fld: str):
 def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
     """Ask the engine whether this rule's hook drops loopback packets the rule does not cover
     (a client bound to 127.0.0.2; the reply from 127.0.0.53; a request to 127.0.0.53), on the
-    rule's own port. Returns a description of the first dropped probe, or None. The flows
+    rule's own port and hooks. Returns (hooks, description) of the first dropped probe, or None. The flows
     alone cannot tell when an earlier hook (OUTPUT) drops the same traffic first."""
     engine = ctx.engine
     if engine is None or not hasattr(engine, "walk_packet"):
@@ -157,21 +157,23 @@ def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
     proto = "udp" if any(m.field == "meta.l4proto" and not m.negate and (17, 17) in m.values
                          for m in ref.rule.matches) else "tcp"
     probes = []
-    if hooks & set(INBOUND_HOOKS):
-        path = ("prerouting", "input")
+    inbound = tuple(h for h in INBOUND_HOOKS if h in hooks)      # only the rule's own hooks
+    outbound = tuple(h for h in ("output", "postrouting") if h in hooks)
+    if inbound:
+        path = inbound
         probes.append((f"{proto} from a client bound to 127.0.0.2 to 127.0.0.1:{dport}",
                        Packet(saddr="127.0.0.2", daddr="127.0.0.1", proto=proto, dport=dport, iif="lo"), path))
         probes.append((f"the reply from 127.0.0.53:{dport} to a client on 127.0.0.1 (as ESTABLISHED)",
                        Packet(saddr="127.0.0.53", daddr="127.0.0.1", proto=proto, sport=dport, dport=47232,
                               iif="lo", ct_state="established", ct_direction="reply", tcp_flags=0x12 if proto == "tcp" else None),
                        path))
-    if hooks & {"output", "postrouting"}:
+    if outbound:
         probes.append((f"{proto} from 127.0.0.1 to 127.0.0.53:{dport}",
                        Packet(saddr="127.0.0.1", daddr="127.0.0.53", proto=proto, dport=dport, oif="lo"),
-                       ("output", "postrouting")))
+                       outbound))
     for text, packet, path in probes:
         if engine.walk_packet(packet, path).verdict == "drop":
-            return text
+            return "/".join(h.upper() for h in path), text
     return None
 
 
@@ -217,7 +219,7 @@ def check(ctx: CheckContext):
             hidden = _probe_hook(ctx, ref, hooks)
             if hidden is not None:
                 # the same traffic is dropped earlier on its way (e.g. OUTPUT): fixing that exposes this
-                message += (f" This chain still drops {hidden}; today an earlier drop on the way hides that.")
+                message += (f" {hidden[0]} still drops {hidden[1]}; today an earlier drop on the way hides that.")
             else:
                 # Nothing after it drops loopback traffic (or another rule accepts it): a latent mistake.
                 severity = "note"
