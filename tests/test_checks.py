@@ -266,3 +266,8 @@ def test_lb002_in_raw_is_not_blamed_for_a_filter_drop():
     text = ("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
             + filt("-A INPUT -i lo -j ACCEPT"))
     assert [(f.check, f.severity, f.table) for f in audit(text)] == [("LB002", "note", "raw")]
+
+
+def test_lb002_partial_block_is_named_as_such():
+    found = [f for f in audit(filt("-A INPUT -s 127.0.0.0/24 -j ACCEPT")) if f.check == "LB002"]
+    assert found and "addresses 127.0.0.0-127.0.0.255 only, not all of 127.0.0.0/8" in found[0].message

@@ -202,12 +202,13 @@ def check(ctx: CheckContext):
         fld, part, via = narrow[0]
         addr = describe_part(part)
         direction = "source" if fld == "ip.saddr" else "destination"
-        alone = "alone" if addr == "127.0.0.1" else f"({addr}), not all of 127.0.0.0/8"
+        what = ("address 127.0.0.1 alone" if addr == "127.0.0.1"
+                else f"addresses {addr} only, not all of 127.0.0.0/8,")
         through = f" through {via}" if via else ""
         if how.startswith(("jump", "goto")):
             through += f" ({how})"
         hook_names = "/".join(sorted(h.upper() for h in hooks))
-        message = (f"Accepts loopback traffic by {direction} address 127.0.0.1 {alone}{through} on {hook_names}; "
+        message = (f"Accepts loopback traffic by {direction} {what}{through} on {hook_names}; "
                    "other 127/8 addresses (127.0.0.53, 127.0.1.1, clients bound to 127.0.0.2) are not matched.")
         side = "-i lo" if hooks & set(INBOUND_HOOKS) else "-o lo"
         nft_side = 'iif "lo"' if side == "-i lo" else 'oif "lo"'
