@@ -129,6 +129,17 @@ def test_same_named_tables_from_two_sources_are_both_kept(tmp_path):
     assert rs.rule_count() == 4
 
 
+def test_source_warnings_say_what_is_read_differently_from_how_it_looks(tmp_path):
+    path = write(tmp_path, "rules.v4", "*filter\n:INPUT DROP [0:0]\n-A INPUT -6 -i lo -j ACCEPT\nCOMMIT\n"
+                                      "*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n")
+    info = read_sources([path]).sources[0]
+    assert info.warnings == (
+        "line 3: rule marked for the other IP family (-4/-6): skipped, as iptables-restore does",
+        "line 5: table filter again: it replaces the earlier section, as iptables-restore does")
+    assert (info.tables, info.rules) == (1, 1)
+    assert read_sources([write(tmp_path, "ok.v4", V4)]).sources[0].warnings == ()
+
+
 def test_input_format_override(tmp_path):
     # an ip6tables dump with no header and nothing IPv6-looking: only the override can tell
     plain = write(tmp_path, "rules", "*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n")

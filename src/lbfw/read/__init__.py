@@ -60,12 +60,12 @@ def _parse_json(text: str, source: str):
         raise InputError(f"invalid JSON: {err.msg} (column {err.colno})", path=source, line=err.lineno) from None
 
 
-def _read_one(source: str, text: str, fmt: str) -> list:
-    """The tables of one source in format ``fmt``."""
+def _read_one(source: str, text: str, fmt: str, warnings: list) -> list:
+    """The tables of one source in format ``fmt``; notes for the user go to ``warnings``."""
     if fmt in ("iptables-save", "ip6tables-save"):
         from . import iptables_save
         return iptables_save.parse(text, source, family="ip6" if fmt == "ip6tables-save" else "ip",
-                                   backend=BACKEND_FILE)
+                                   backend=BACKEND_FILE, warnings=warnings)
     if fmt == "nft":
         from . import nft_file
         # a path lets `include` resolve relative to the file; stdin has only its text
@@ -103,7 +103,8 @@ def read_sources(sources: list, input_format: str = "auto", reader: str = "auto"
                 raise InputError(err.message, path=source) from None
         else:
             fmt = input_format
-        tables = _read_one(source, text, fmt)
+        warnings: list = []
+        tables = _read_one(source, text, fmt, warnings)
         ruleset.tables.extend(tables)
         ruleset.sources.append(SourceInfo(
             source=source,
@@ -111,5 +112,6 @@ def read_sources(sources: list, input_format: str = "auto", reader: str = "auto"
             tables=len(tables),
             chains=sum(len(t.chains) for t in tables),
             rules=sum(len(c.rules) for t in tables for c in t.chains.values()),
+            warnings=tuple(warnings),
         ))
     return ruleset

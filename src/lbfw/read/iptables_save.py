@@ -355,6 +355,7 @@ class _Parser:
         # rules whose -j target was neither a chain nor a known target when read: resolved
         # at COMMIT, when every chain of the table is known
         self.unresolved: list = []
+        self.warnings: list = []      # what was read but is not as it looks (SourceInfo.warnings)
 
     # ------------------------------------------------------------------ errors and origins
 
@@ -444,6 +445,8 @@ class _Parser:
             if earlier.name == table.name:
                 # iptables-restore flushes a table when its section starts: the last one wins
                 self.tables[k] = table
+                self.warnings.append(f"line {self.table_line}: table {table.name} again: it replaces the "
+                                     f"earlier section, as iptables-restore does")
                 break
         else:
             self.tables.append(table)
@@ -692,6 +695,8 @@ class _Parser:
         """The Rule from its leading address matches and its parsed tail."""
         matches, target, goto, target_args, comment = parsed
         if matches is None:
+            self.warnings.append(f"line {self.lineno}: rule marked for the other IP family (-4/-6): "
+                                 f"skipped, as iptables-restore does")
             return None
         if own_comment is not None:
             comment = own_comment if comment is None else f"{own_comment} {comment}"
@@ -1234,12 +1239,16 @@ _MODULE_OPTIONS = {
 
 # --------------------------------------------------------------------------- public entry point
 
-def parse(text: str, source: str, family: Optional[str] = None, backend: str = BACKEND_FILE) -> list:
+def parse(text: str, source: str, family: Optional[str] = None, backend: str = BACKEND_FILE,
+          warnings: Optional[list] = None) -> list:
     """Parse iptables-save (``family`` "ip") or ip6tables-save ("ip6") text into Tables.
 
     ``family`` None detects it from the text (header comment, IPv6 addresses, ipv6-icmp).
     ``source`` is the path as given (or "live:legacy" / "live:iptables-nft" with that
     ``backend``): files get ``Origin(source, line=N)``, live rules ``Origin(source, index=N)``.
+
+    ``warnings``, if given, receives notes on what is read differently from how it looks (a
+    table given twice: the last wins; a `-6` rule in an iptables file: skipped).
 
     Raises InputError(path=source, line=N) for what iptables-restore rejects: a rule or chain
     outside any table, a chain used but never declared, a table without COMMIT, an option
@@ -1258,7 +1267,11 @@ def parse(text: str, source: str, family: Optional[str] = None, backend: str = B
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _Parser(source, family, backend).run(text)
+        parser = _Parser(source, family, backend)
+        tables = parser.run(text)
+        if warnings is not None:
+            warnings.extend(parser.warnings)
+        return tables
     finally:
         if was_enabled:
             gc.enable()
