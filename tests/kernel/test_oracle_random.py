@@ -34,12 +34,15 @@ ADDRS = ("127.0.0.1/32", "127.0.0.53/32", "127.0.0.2/32", "127.0.0.0/8", "10.0.0
 STATES = ("NEW", "ESTABLISHED", "RELATED,ESTABLISHED", "UNTRACKED", "INVALID", "NEW,ESTABLISHED")
 
 
-def _ipt_matches(rng: random.Random, chain: str) -> str:
+ADDRS6 = ("::1/128", "::/0", "fe80::/10", "::1/127")
+
+
+def _ipt_matches(rng: random.Random, chain: str, addrs=ADDRS) -> str:
     parts = []
     if rng.random() < 0.35:
-        parts.append(f"{rng.choice(['', '! '])}-s {rng.choice(ADDRS)}")
+        parts.append(f"{rng.choice(['', '! '])}-s {rng.choice(addrs)}")
     if rng.random() < 0.35:
-        parts.append(f"{rng.choice(['', '! '])}-d {rng.choice(ADDRS)}")
+        parts.append(f"{rng.choice(['', '! '])}-d {rng.choice(addrs)}")
     if rng.random() < 0.25 and chain in ("INPUT", "PREROUTING", "USER"):
         parts.append(f"{rng.choice(['', '! '])}-i {rng.choice(['lo', 'eth0', 'l+'])}")
     if rng.random() < 0.25 and chain in ("OUTPUT", "POSTROUTING", "USER"):
@@ -55,27 +58,28 @@ def _ipt_matches(rng: random.Random, chain: str) -> str:
         parts.append(f"-m conntrack {rng.choice(['', '! '])}--ctstate {rng.choice(STATES)}")
     if rng.random() < 0.1:
         parts.append(f"-m mark --mark {rng.choice(['0x1', '0x0'])}")
-    if rng.random() < 0.1:
+    if rng.random() < 0.1 and addrs is ADDRS:
         parts.append(f"-m addrtype --{rng.choice(['src', 'dst'])}-type {rng.choice(['LOCAL', 'UNICAST'])}")
     return " ".join(parts)
 
 
-def random_iptables(seed: int) -> str:
+def random_iptables(seed: int, family: str = "ip") -> str:
     rng = random.Random(seed)
+    addrs = ADDRS6 if family == "ip6" else ADDRS
     users = ["U1", "U2", "U3"]
     lines = []
     if rng.random() < 0.5:
         lines += ["*raw", ":PREROUTING ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
         for _ in range(rng.randint(0, 2)):
             chain = rng.choice(["OUTPUT", "PREROUTING"])
-            lines.append(f"-A {chain} {_ipt_matches(rng, chain)} -j CT --notrack".replace("  ", " "))
+            lines.append(f"-A {chain} {_ipt_matches(rng, chain, addrs)} -j CT --notrack".replace("  ", " "))
         lines.append("COMMIT")
     if rng.random() < 0.4:
         lines += ["*mangle", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]",
                   ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]"]
-        lines.append(f"-A OUTPUT {_ipt_matches(rng, 'OUTPUT')} -j MARK --set-mark 0x1".replace("  ", " "))
+        lines.append(f"-A OUTPUT {_ipt_matches(rng, 'OUTPUT', addrs)} -j MARK --set-mark 0x1".replace("  ", " "))
         if rng.random() < 0.5:
-            lines.append(f"-A POSTROUTING {_ipt_matches(rng, 'POSTROUTING')} -j DROP".replace("  ", " "))
+            lines.append(f"-A POSTROUTING {_ipt_matches(rng, 'POSTROUTING', addrs)} -j DROP".replace("  ", " "))
         lines.append("COMMIT")
     lines += ["*filter", f":INPUT {rng.choice(['ACCEPT', 'DROP'])} [0:0]", ":FORWARD DROP [0:0]",
               f":OUTPUT {rng.choice(['ACCEPT', 'ACCEPT', 'DROP'])} [0:0]"]
@@ -86,7 +90,7 @@ def random_iptables(seed: int) -> str:
                                 + [f"jump {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")]
                                 + [f"goto {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")])
             # user chains may test either interface: the one a hook lacks is the empty name
-            matches = _ipt_matches(rng, "USER" if chain in users else chain)
+            matches = _ipt_matches(rng, "USER" if chain in users else chain, addrs)
             if target.startswith("jump "):
                 action = f"-j {target[5:]}"
             elif target.startswith("goto "):
@@ -135,10 +139,13 @@ def random_nft(seed: int) -> str:
     return "table inet t {\n" + "\n".join(body) + "\n}\n"
 
 
-def _check(ruleset: Ruleset, source: RulesetText):
+FLOWS6 = [Flow(proto, "::1", port, client) for proto in ("tcp", "udp") for port in PORTS for client in (None, "::1")]
+
+
+def _check(ruleset: Ruleset, source: RulesetText, flows=FLOWS):
     engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
-    predicted = [engine.evaluate(f) for f in FLOWS]
-    observed = [o["observed"] for o in observe_files_detailed([source], FLOWS, timeout=TIMEOUT)]
+    predicted = [engine.evaluate(f) for f in flows]
+    observed = [o["observed"] for o in observe_files_detailed([source], flows, timeout=TIMEOUT)]
     compared = 0
     wrong = []
     for result, seen in zip(predicted, observed):
@@ -168,3 +175,13 @@ def test_engine_equals_kernel_on_random_nft(seed):
     compared, wrong = _check(ruleset, RulesetText(name=f"random-{seed}.nft", text=text, format="nft"))
     assert not wrong, (text, wrong[:3])
     assert compared >= len(FLOWS) - 4
+
+
+@pytest.mark.parametrize("seed", range(2000 + FIRST, 2000 + FIRST + max(1, SEEDS // 2)))
+def test_engine_equals_kernel_on_random_ip6tables(seed):
+    text = random_iptables(seed, family="ip6")
+    ruleset = Ruleset(tables=iptables_save.parse(text, f"random-{seed}.v6", family="ip6"))
+    compared, wrong = _check(ruleset, RulesetText(name=f"random-{seed}.v6", text=text, format="ip6tables-save"),
+                             FLOWS6)
+    assert not wrong, (text, wrong[:3])
+    assert compared >= len(FLOWS6) - 2
