@@ -258,7 +258,8 @@ def test_parse_error_in_second_source_names_that_source(tmp_path):
     bad = write(tmp_path, "rules.v6", V6.replace("-A INPUT -i lo -j ACCEPT", "-A INPUT -s 127.0.0.1 -j ACCEPT"))
     with pytest.raises(InputError) as info:
         read_sources([good, bad])
-    assert str(info.value) == f"{bad}:6: -s: '127.0.0.1' is not an IPv6 address"
+    assert str(info.value) == (f"{bad}:6: -s: '127.0.0.1' is not an IPv6 address\n"
+                               "IPv4 in an ip6tables file: is it an iptables-save dump? (--input-format iptables-save)")
 
 
 # --------------------------------------------------------------------------- through the CLI

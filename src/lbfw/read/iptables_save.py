@@ -169,6 +169,10 @@ _ALL6 = (1 << 128) - 1
 class _Bad(Exception):
     """A value iptables-restore would reject; turned into InputError with path and line."""
 
+    def __init__(self, message: str, hint: Optional[str] = None):
+        super().__init__(message)
+        self.hint = hint
+
 
 # --------------------------------------------------------------------------- small pure helpers
 
@@ -359,8 +363,11 @@ class _Parser:
 
     # ------------------------------------------------------------------ errors and origins
 
-    def bad(self, message: str, line: Optional[int] = None) -> InputError:
-        return InputError(message, path=self.source, line=line if line is not None else self.lineno)
+    def bad(self, message, line: Optional[int] = None) -> InputError:
+        """InputError at this line (``message`` a str, or a _Bad with its hint)."""
+        hint = getattr(message, "hint", None)
+        return InputError(str(message), path=self.source, line=line if line is not None else self.lineno,
+                          hint=hint)
 
     # ------------------------------------------------------------------ the line loop
 
@@ -519,7 +526,7 @@ class _Parser:
             try:
                 tokens = split_quoted(line)
             except _Bad as err:
-                raise self.bad(str(err)) from None
+                raise self.bad(err) from None
         else:
             tokens = line.split()
         if tokens[0][0] == "[":
@@ -812,7 +819,7 @@ class _Parser:
                         known_proto = protos[key] = (self.build_match("proto", tok, tokens[i], neg, None),
                                                      PROTO_MODULE.get(tokens[i].lower()))
                     except _Bad as err:
-                        raise self.bad(str(err)) from None
+                        raise self.bad(err) from None
                 i += 1
                 if known_proto[0]:
                     matches.extend(known_proto[0])
@@ -923,7 +930,7 @@ class _Parser:
                 try:
                     built = self.build_match(kind, tok, value, neg, proto)
                 except _Bad as err:
-                    raise self.bad(str(err)) from None
+                    raise self.bad(err) from None
             if nargs == 1 and not neg and not old_neg and kind != "proto":
                 fast[(ctx, tok, value)] = built
             if built:
@@ -1074,7 +1081,7 @@ class _Parser:
         try:
             return self.addr_match(field, opt, value, neg, text)
         except _Bad as err:
-            raise self.bad(str(err)) from None
+            raise self.bad(err) from None
 
     def addr_match(self, field: str, opt: str, value: str, neg: bool, text: str) -> Match:
         items = value.split(",")
@@ -1089,7 +1096,12 @@ class _Parser:
                 if _HOSTNAME_RE.match(address) and not address.replace(".", "").isdigit():
                     # iptables resolves names when the rule is loaded; lbfw does not guess
                     return Match(field=field, negate=neg, text=text, opaque=True)
-                raise _Bad(f"{opt}: {item!r} is not {self.family_word} address") from None
+                hint = None
+                if self.family == "ip" and ":" in address:
+                    hint = "IPv6 in an iptables file: is it an ip6tables-save dump? (--input-format ip6tables-save)"
+                elif self.family == "ip6" and address.count(".") == 3 and ":" not in address:
+                    hint = "IPv4 in an ip6tables file: is it an iptables-save dump? (--input-format iptables-save)"
+                raise _Bad(f"{opt}: {item!r} is not {self.family_word} address", hint) from None
             if rng is None:
                 return Match(field=field, negate=neg, text=text, opaque=True)
             ranges.append(rng)
