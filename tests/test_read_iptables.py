@@ -569,6 +569,18 @@ def test_suppression_in_rule_comment_and_comment_line_above():
     assert rules[3].ignore == frozenset() and rules[3].comment == "plain"
 
 
+def test_suppression_reads_like_the_checks_do():
+    from lbfw.checks import ignored_ids
+
+    for comment in ["lbfw: ignore", "LBFW: Ignore all", "lbfw: ignore LB002,LB004 because",
+                    "kept; lbfw:ignore lb001", "no suppression here", "lbfw: ignored? LB002"]:
+        r = rule(f'-s 127.0.0.1 -m comment --comment "{comment}" -j ACCEPT')
+        assert r.ignore == ignored_ids(comment), comment
+        above = table(f"# {comment}\n-A INPUT -s 127.0.0.1 -j ACCEPT").chains["INPUT"].rules[0]
+        assert above.ignore == ignored_ids(comment), comment
+    assert rule('-m comment --comment "lbfw: ignore" -j ACCEPT').ignore == frozenset({"ALL"})
+
+
 # --------------------------------------------------------------------------- errors
 
 @pytest.mark.parametrize("text, line, fragment", [

@@ -101,8 +101,8 @@ QUIET_MODULES = frozenset(("tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icm
                            "cluster", "condition", "osf", "geoip", "account", "connlabel", "ipcomp",
                            "rateest"))
 
-_IGNORE_RE = re.compile(r"lbfw:\s*ignore\s+([A-Za-z]+[0-9]+(?:[\s,]+[A-Za-z]+[0-9]+)*)")
-_IGNORE_ID_RE = re.compile(r"[A-Za-z]+[0-9]+")
+_IGNORE_RE = re.compile(r"lbfw:\s*ignore\b([\s,A-Za-z0-9]*)", re.IGNORECASE)
+_IGNORE_ID_RE = re.compile(r"\b(LB\d{3}|all)\b", re.IGNORECASE)
 _QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S)
 _UNESCAPE = re.compile(r"\\(.)", re.S)
 _COMMENT_RE = re.compile(r' -m comment --comment "([^"\\]*)"(?= |$)')
@@ -208,11 +208,13 @@ def _quote(tok: str) -> str:
 
 
 def ignores_in(text: str) -> frozenset:
-    """Check ids suppressed by `lbfw: ignore LB002, LB003` in a comment (empty if none)."""
-    found = _IGNORE_RE.search(text)
-    if not found:
-        return frozenset()
-    return frozenset(x.upper() for x in _IGNORE_ID_RE.findall(found.group(1)))
+    """Check ids suppressed by `lbfw: ignore LB002, LB003` in a comment; `lbfw: ignore` alone
+    or `lbfw: ignore all` -> {"ALL"} (the same reading as lbfw.checks.ignored_ids)."""
+    out = set()
+    for found in _IGNORE_RE.finditer(text):
+        ids = {i.upper() for i in _IGNORE_ID_RE.findall(found.group(1))}
+        out |= ids or {"ALL"}
+    return frozenset(out)
 
 
 def _strtoui(text: str, limit: int) -> int:
@@ -409,7 +411,7 @@ class _Parser:
                 if pending_ignore:
                     pending_ignore = frozenset()
             elif first == "#":
-                pending_ignore = ignores_in(line) if "lbfw" in line else frozenset()
+                pending_ignore = ignores_in(line) if "lbfw" in line.lower() else frozenset()
             elif first == ":":
                 self.chain_line(line)
                 pending_ignore = frozenset()
@@ -711,7 +713,7 @@ class _Parser:
             if matches:
                 lead.extend(matches)
             matches = tuple(lead)
-        if comment is None or "lbfw" not in comment:
+        if comment is None or "lbfw" not in comment.lower():
             ignore = ignore_above
         else:
             ignore = ignores_in(comment) | ignore_above
