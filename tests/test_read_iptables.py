@@ -374,6 +374,11 @@ def test_counters_prefix_and_c_option_are_skipped():
     a, b = t.chains["INPUT"].rules
     assert a.matches == r.matches and a.text == "[12:3456] -A INPUT -i lo -j ACCEPT"
     assert fields(b) == [("ip.saddr", ((LO, LO),), False)]
+    t = table('[1:2] -A INPUT -s 127.0.0.1/32 -m comment --comment "a b" -j u\n[3:4]   -A u -j RETURN')
+    a, = t.chains["INPUT"].rules
+    assert (a.comment, a.action, fields(a)) == ("a b", Action("jump", target="u"), [("ip.saddr", ((LO, LO),), False)])
+    assert a.text == '[1:2] -A INPUT -s 127.0.0.1/32 -m comment --comment "a b" -j u'
+    assert t.chains["u"].rules[0].action.kind == "return"
 
 
 # --------------------------------------------------------------------------- targets

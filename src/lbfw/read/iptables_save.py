@@ -385,16 +385,21 @@ class _Parser:
             if first == "-" or first == "[":
                 chain = None
                 own_comment = None
-                if line[:3] == "-A " and self.table is not None:
+                plain = line
+                if first == "[":
+                    # `iptables-save -c`: [packets:bytes] before the rule, nothing to the model
+                    end = line.find("] ")
+                    if end > 0 and _COUNTER_RE.match(line[:end + 1]):
+                        plain = line[end + 2:].lstrip()
+                if plain[:3] == "-A " and self.table is not None:
                     # the usual line, kept short: the general path is rule_line
-                    plain = line
-                    if '"' in line:
+                    if '"' in plain:
                         # a plain `-m comment --comment "..."` (kube-proxy writes one per rule)
                         # is cut out; any other quoting takes the general path
-                        cut = _COMMENT_RE.search(line)
-                        if cut is not None and '"' not in line[:cut.start()] and '"' not in line[cut.end():]:
-                            plain = line[:cut.start()] + line[cut.end():]
+                        cut = _COMMENT_RE.search(plain)
+                        if cut is not None and '"' not in plain[:cut.start()] and '"' not in plain[cut.end():]:
                             own_comment = cut.group(1)
+                            plain = plain[:cut.start()] + plain[cut.end():]
                         else:
                             plain = None
                     if plain is not None:
