@@ -147,8 +147,6 @@ def test_corpus_kubernetes_style_and_docker_rules(corpus_dir):
     ("127.0.0.0/255.0.0.0", NET8),
     ("127.0.0.0/8", NET8),
     ("192.168.1.77/255.255.255.0", (ip("192.168.1.0"), ip("192.168.1.255"))),
-    ("0.0.0.0/0", (0, 0xFFFFFFFF)),
-    ("10.0.0.0/0.0.0.0", (0, 0xFFFFFFFF)),
     # what xtables' own number parser does (each seen in `iptables-legacy-save` output):
     ("127.1", (ip("127.1.0.0"), ip("127.1.0.0"))),      # filled from the right, not inet_aton
     ("10/8", (ip("10.0.0.0"), ip("10.255.255.255"))),
@@ -160,6 +158,14 @@ def test_corpus_kubernetes_style_and_docker_rules(corpus_dir):
 ])
 def test_source_address_spellings(spelling, expected):
     assert only(rule(f"-s {spelling} -j ACCEPT")) == Match("ip.saddr", (expected,), False, f"-s {spelling}")
+
+
+def test_a_match_of_every_address_is_no_match_as_in_the_kernel():
+    for spec in ("-s 0.0.0.0/0", "-d 10.0.0.0/0.0.0.0", "--source 0/0", "-s 0.0.0.0/0 -d 0.0.0.0/0"):
+        assert rule(f"{spec} -j ACCEPT").matches == (), spec
+    m = only(rule("! -s 0.0.0.0/0 -j ACCEPT"))              # matches nothing: kept
+    assert (m.values, m.negate) == (((0, 0xFFFFFFFF),), True)
+    assert rule("-s ::/0 -j ACCEPT", family="ip6").matches == ()
 
 
 @pytest.mark.parametrize("spec", ["! -s 127.0.0.1/32", "-s ! 127.0.0.1/32", "! --source 127.0.0.1/32",

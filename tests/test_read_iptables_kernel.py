@@ -138,10 +138,17 @@ def kernel_dump(text: str, family: str, backend: str) -> str:
 def match_key(m):
     if m.opaque:
         return ("opaque", repr(m.field))
-    values = m.values
+    values, negate = m.values, m.negate
     if m.field in ("ct.state", "ct.status", "fib.saddr.type", "fib.daddr.type"):
         values = tuple(sorted(values))      # sets: iptables-save prints them in its own order
-    return (repr(m.field), values, m.negate, m.mask, m.set_name)
+    if m.field in ("th.sport", "th.dport") and negate and len(values) == 1:
+        # iptables-nft saves `! --sport 0:1023` as `--sport 1024:65535`: the same ports
+        (lo, hi), = values
+        if lo == 0 and hi < 65535:
+            values, negate = ((hi + 1, 65535),), False
+        elif hi == 65535 and lo > 0:
+            values, negate = ((0, lo - 1),), False
+    return (repr(m.field), values, negate, m.mask, m.set_name)
 
 
 def action_key(a):
@@ -242,3 +249,66 @@ def test_every_save_tools_dump_is_detected_with_its_family(family, backend):
     tables = parse(dump, f"live:{backend}", backend=backend)
     assert [(t.family, t.name) for t in tables] == [(family, "filter")]
     assert [r.origin for r in tables[0].chains["INPUT"].rules] == [Origin(f"live:{backend}", index=1)]
+
+
+def random_rules(seed: int, n: int) -> str:
+    """n rules drawn from the spellings people write by hand, in random order and combination."""
+    import random
+
+    rnd = random.Random(seed)
+    addrs = ["127.0.0.1", "127.0.0.1/32", "127.0.0.1/8", "127.0.0.53/255.0.0.0", "127.1", "10/8",
+             "0x7f.0.0.1", "192.168.1.77/24", "192.168.1.77/255.255.255.0", "0.0.0.0/0", "10.0.0.1/255.255.0.255",
+             "172.16.0.0/12", "127.0.0.01", "010.1.2.3/16"]
+    ifaces = ["lo", "eth0", "eth+", "br-+", "docker0", "wg0"]
+    ports = ["22", "1024:", ":1023", "8000:8080", "ssh", "0x50", "022", "domain"]
+    pieces = [
+        # (iptables-nft refuses `! -s 0.0.0.0/0`; legacy takes it)
+        lambda: (lambda a: f"{'' if a.endswith('/0') else rnd.choice(['', '! '])}-s {a}")(rnd.choice(addrs)),
+        lambda: (lambda a: f"{'' if a.endswith('/0') else rnd.choice(['', '! '])}-d {a}")(rnd.choice(addrs)),
+        lambda: f"{rnd.choice(['', '! '])}-i {rnd.choice(ifaces)}",
+        lambda: f"-p tcp {rnd.choice(['', '-m tcp '])}{rnd.choice(['', '! '])}--dport {rnd.choice(ports)}",
+        # udp reads `022` as 22 and any protocol's service names, refuses 0x50 (see _port)
+        lambda: f"-p udp {rnd.choice(['', '-m udp '])}{rnd.choice(['', '! '])}--sport "
+                f"{rnd.choice(['22', '1024:', ':1023', '022', 'domain', 'ssh', 'domain-s:08080'])}",
+        lambda: f"-p tcp -m multiport {rnd.choice(['', '! '])}--dports "
+                f"{','.join(rnd.sample(['22', '80', '443', '8000:8080', 'ssh', '0x50'], 3))}",
+        lambda: f"-m conntrack {rnd.choice(['', '! '])}--ctstate "
+                f"{','.join(rnd.sample(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID', 'UNTRACKED'], 2))}",
+        lambda: f"-m state --state {rnd.choice(['NEW', 'ESTABLISHED,RELATED', 'INVALID'])}",
+        lambda: f"-m addrtype {rnd.choice(['', '! '])}--{rnd.choice(['src', 'dst'])}-type "
+                f"{rnd.choice(['LOCAL', 'UNICAST', 'LOCAL,BROADCAST'])}",
+        lambda: f"-m mark {rnd.choice(['', '! '])}--mark {rnd.choice(['1', '0x10/0xf0', '010'])}",
+        lambda: f"-m iprange --src-range 127.0.0.{rnd.randint(1, 9)}-127.0.0.{rnd.randint(10, 99)}",
+        lambda: f'-m comment --comment "{rnd.choice(["lo", "two words", "lbfw: ignore LB002"])}"',
+        lambda: "-p icmp --icmp-type 8",
+        lambda: "-m limit --limit 5/min",
+    ]
+    targets = ["-j ACCEPT", "-j DROP", "-j RETURN", "-j REJECT --reject-with icmp-port-unreachable", "-j u",
+               "-g u", "-j LOG --log-prefix \"x: \"", ""]
+    lines = []
+    for _ in range(n):
+        chosen, used = [], set()
+        for _ in range(rnd.randint(0, 4)):
+            k = rnd.randrange(len(pieces))
+            if k in used or (k in (3, 4, 5, 12) and used & {3, 4, 5, 12}):
+                continue     # one protocol per rule, each kind once (as iptables insists)
+            used.add(k)
+            chosen.append(pieces[k]())
+        target = rnd.choice(targets)
+        # (-i is refused in OUTPUT, so the rules go where it is allowed)
+        lines.append(" ".join(["-A", rnd.choice(["INPUT", "FORWARD", "u2"])] + chosen + ([target] if target else [])))
+    return ("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+            ":u - [0:0]\n:u2 - [0:0]\n" + "\n".join(lines) + "\nCOMMIT\n")
+
+
+@pytest.mark.parametrize("backend", ["legacy", "nft"])
+def test_random_hand_written_rules_mean_what_the_kernel_saves(backend):
+    for seed in (1, 2, 3):
+        text = random_rules(seed, 250)
+        written = semantics(parse(text, "random.v4", family="ip"))
+        kernel = semantics(parse(kernel_dump(text, "ip", backend), f"live:{backend}", family="ip", backend=backend))
+        assert written.keys() == kernel.keys()
+        for key in written:
+            for k, (w, s) in enumerate(zip(written[key][1], kernel[key][1])):
+                assert w == s, (seed, key, k)
+            assert written[key] == kernel[key], (seed, key)

@@ -157,6 +157,7 @@ if tuple(f.name for f in _dc_fields(Origin)) != ("source", "line", "handle", "in
 
 
 _CONTINUE = Action("continue")
+_ANY = object()          # an address match of every address: no match at all
 
 _from_bytes = int.from_bytes
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -291,17 +292,29 @@ def _net(text: str, family: str) -> tuple:
 
 
 def _port(text: str, proto: Optional[str]) -> int:
-    """A port as xtables reads it: a number in base 0 (`022` is 18, `0x16` is 22) or a service."""
-    if text[:1].isdigit():
+    """A port as iptables 1.8 reads it, which depends on the match (each seen in a namespace):
+
+    - tcp, sctp, multiport (``proto`` "tcp", "sctp" ...): a number in base 0 (`022` is 18,
+      `0x16` is 22) or a service of that protocol (`-p udp -m multiport --dports ssh` fails);
+    - udp's `--sport`/`--dport` (``proto`` None): a decimal number (`022` is 22, `0x50` is
+      refused) or a service of any protocol (`-p udp --dport ssh` is 22, ssh being tcp only).
+    """
+    if proto is None:
+        if text.isdigit() and text.isascii():
+            value = int(text)
+            if value > 65535:
+                raise ValueError(text)
+            return value
+    elif text[:1].isdigit():
         return _strtoui(text, 65535)
-    # Service names (`--dport ssh`) are read from /etc/services, as iptables does.
     try:
-        return socket.getservbyname(text, proto if proto in ("tcp", "udp") else "tcp")
+        return socket.getservbyname(text) if proto is None else socket.getservbyname(text, proto)
     except OSError:
         raise ValueError(text) from None
 
 
 def _port_range(text: str, proto: Optional[str]) -> tuple:
+    """`a`, `a:b`, `:b`, `a:` -> (lo, hi); see _port for ``proto``."""
     lo_text, colon, hi_text = text.partition(":")
     if not colon:
         value = _port(text, proto)
@@ -345,6 +358,7 @@ class _Parser:
         self.saddr = "ip6.saddr" if family == "ip6" else "ip.saddr"
         self.daddr = "ip6.daddr" if family == "ip6" else "ip.daddr"
         self.family_word = "an IPv6" if family == "ip6" else "an IPv4"
+        self.full = _ALL6 if family == "ip6" else _ALL4
         self.tables: list = []
         self.fast: dict = {}          # (module context, option, value) -> tuple of Matches
         # (-s | -d, negated) -> {value: Match}
@@ -620,7 +634,9 @@ class _Parser:
                 m = self.address(opt, value, neg)
                 if len(cache) < _CACHE_LIMIT:
                     cache[value] = m
-            if lead is None:
+            if m is _ANY:
+                pass
+            elif lead is None:
                 lead = [m]
             else:
                 lead.append(m)
@@ -679,7 +695,9 @@ class _Parser:
                     m = self.address(tok, value, neg)
                     if len(cache) < _CACHE_LIMIT:
                         cache[value] = m
-                if lead is None:
+                if m is _ANY:
+                    pass
+                elif lead is None:
                     lead = [m]
                 else:
                     lead.append(m)
@@ -771,7 +789,8 @@ class _Parser:
                 m = cache.get(value)
                 if m is None:
                     m = cache[value] = self.address(tok, value, neg)
-                matches.append(m)
+                if m is not _ANY:
+                    matches.append(m)
                 neg = False
                 continue
             if tok == "-j" or tok == "-g" or tok == "--jump" or tok == "--goto":
@@ -958,7 +977,10 @@ class _Parser:
         """Build the Match(es) for one option; raises _Bad for values iptables rejects."""
         text = f"! {opt} {value}" if neg else f"{opt} {value}"
         if kind == "saddr" or kind == "daddr":
-            return (self.addr_match(self.saddr if kind == "saddr" else self.daddr, opt, value, neg, text),)
+            m = self.addr_match(self.saddr if kind == "saddr" else self.daddr, opt, value, neg, text)
+            if not neg and len(m.values) == 1 and m.values[0] == (0, self.full):
+                return ()                     # every address: the kernel keeps no match
+            return (m,)
         if kind == "iif" or kind == "oif":
             if not value or len(value) > 15:
                 raise _Bad(f"{opt}: bad interface name {value!r}")
@@ -990,7 +1012,12 @@ class _Parser:
                      "--dports": "th.dport", "--destination-ports": "th.dport", "--ports": "th.port"}[opt]
             items = value.split(",") if kind == "ports" else (value,)
             try:
-                ranges = tuple(_port_range(item, proto) for item in items)
+                # how numbers and service names read depends on the match (see _port)
+                if kind == "port" and proto == "udp":
+                    service_proto = None
+                else:
+                    service_proto = proto if proto in ("tcp", "udp", "sctp", "dccp", "udplite") else "tcp"
+                ranges = tuple(_port_range(item, service_proto) for item in items)
             except ValueError as err:
                 raise _Bad(f"{opt}: bad port {err.args[0]!r}") from None
             return (Match(field=field, values=ranges, negate=neg, text=text),)
@@ -1070,8 +1097,9 @@ class _Parser:
         module_text = opt.lstrip("-")
         return (Match(field=f"opt.{module_text}", negate=neg, text=text.rstrip(), opaque=True),)
 
-    def address(self, opt: str, value: str, neg: bool) -> Match:
-        """The Match for `-s VALUE` / `-d VALUE` (the hot path; errors as InputError)."""
+    def address(self, opt: str, value: str, neg: bool):
+        """The Match for `-s VALUE` / `-d VALUE` (the hot path; errors as InputError), or _ANY
+        for a match of every address (`-s 0.0.0.0/0`), which the kernel drops as well."""
         field = self.saddr if opt == "-s" else self.daddr
         text = f"! {opt} {value}" if neg else f"{opt} {value}"
         if self.family == "ip" and "," not in value:
@@ -1086,7 +1114,10 @@ class _Parser:
         if value[:1] == "-":
             raise self.bad(f"{opt} needs an argument")
         try:
-            return self.addr_match(field, opt, value, neg, text)
+            m = self.addr_match(field, opt, value, neg, text)
+            if not neg and len(m.values) == 1 and m.values[0] == (0, self.full):
+                return _ANY
+            return m
         except _Bad as err:
             raise self.bad(err) from None
 
