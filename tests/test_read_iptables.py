@@ -258,6 +258,12 @@ def test_service_names_and_number_bases_like_iptables():
     assert fields(rule("-p tcp -m tcp --dport 0x16 -j ACCEPT"))[1] == ("th.dport", ((22, 22),), False)
     assert fields(rule("-p tcp -m multiport --dports 022,0x50,ssh:0x20 -j ACCEPT"))[1] == \
         ("th.dport", ((18, 18), (80, 80), (22, 32)), False)
+    # udp's own --dport reads decimal and any protocol's services
+    assert fields(rule("-p udp -m udp --dport 022 -j ACCEPT"))[1] == ("th.dport", ((22, 22),), False)
+    assert fields(rule("-p udp --dport ssh -j ACCEPT"))[1] == ("th.dport", ((22, 22),), False)
+    for refused in ("-p udp --dport 0x50", "-p udp -m multiport --dports ssh", "-p sctp --dport ssh"):
+        with pytest.raises(InputError, match="bad port"):
+            rule(f"{refused} -j ACCEPT")
 
 
 def test_tcp_flags_and_syn():
