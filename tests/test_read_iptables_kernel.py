@@ -312,3 +312,49 @@ def test_random_hand_written_rules_mean_what_the_kernel_saves(backend):
             for k, (w, s) in enumerate(zip(written[key][1], kernel[key][1])):
                 assert w == s, (seed, key, k)
             assert written[key] == kernel[key], (seed, key)
+
+
+def random_rules6(seed: int, n: int) -> str:
+    """The IPv6 counterpart of random_rules (ip6tables spellings)."""
+    import random
+
+    rnd = random.Random(seed)
+    addrs = ["::1", "::1/128", "::1/0x80", "::1/010", "2001:db8::1/64", "2001:db8::1/ffff:ffff::", "2001:DB8::1",
+             "::ffff:127.0.0.1", "fe80::1%lo", "fe80::/10", "2001:db8::1/ffff::ffff", "::/0"]
+    pieces = [
+        lambda: (lambda a: f"{'' if a.endswith('/0') else rnd.choice(['', '! '])}-s {a}")(rnd.choice(addrs)),
+        lambda: (lambda a: f"{'' if a.endswith('/0') else rnd.choice(['', '! '])}-d {a}")(rnd.choice(addrs)),
+        lambda: f"{rnd.choice(['', '! '])}-i {rnd.choice(['lo', 'eth+', 'wg0'])}",
+        lambda: f"-p tcp {rnd.choice(['', '! '])}--dport {rnd.choice(['22', '0x50', '022', 'ssh', '1024:'])}",
+        lambda: f"-p ipv6-icmp --icmpv6-type {rnd.choice(['128', 'echo-request', '135/0'])}",
+        lambda: f"-m conntrack --ctstate {rnd.choice(['NEW', 'ESTABLISHED,RELATED', 'INVALID,UNTRACKED'])}",
+        lambda: f"-m addrtype {rnd.choice(['', '! '])}--dst-type {rnd.choice(['LOCAL', 'MULTICAST'])}",
+    ]
+    targets = ["-j ACCEPT", "-j DROP", "-j REJECT --reject-with icmp6-port-unreachable", "-j t", "-g t", ""]
+    lines = []
+    for _ in range(n):
+        chosen, used = [], set()
+        for _ in range(rnd.randint(0, 4)):
+            k = rnd.randrange(len(pieces))
+            if k in used or (k in (3, 4) and used & {3, 4}):
+                continue
+            used.add(k)
+            chosen.append(pieces[k]())
+        target = rnd.choice(targets)
+        lines.append(" ".join(["-A", rnd.choice(["INPUT", "u"])] + chosen + ([target] if target else [])))
+    return "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:u - [0:0]\n:t - [0:0]\n" + \
+        "\n".join(lines) + "\nCOMMIT\n"
+
+
+@pytest.mark.parametrize("backend", ["legacy", "nft"])
+def test_random_hand_written_ipv6_rules_mean_what_the_kernel_saves(backend):
+    for seed in (1, 2):
+        text = random_rules6(seed, 200)
+        written = semantics(parse(text, "random.v6", family="ip6"))
+        kernel = semantics(parse(kernel_dump(text, "ip6", backend), f"live:{backend}", family="ip6",
+                                 backend=backend))
+        assert written.keys() == kernel.keys()
+        for key in written:
+            for k, (w, s) in enumerate(zip(written[key][1], kernel[key][1])):
+                assert w == s, (seed, key, k)
+            assert written[key] == kernel[key], (seed, key)

@@ -261,9 +261,9 @@ def _ip4_or_resolved(text: str) -> int:
 
 
 def _ip6(text: str) -> int:
-    if "%" in text:
-        raise ValueError(text)
-    return int(ipaddress.IPv6Address(text))
+    """An IPv6 address as ip6tables reads it (inet_pton; a `%scope` is dropped, as ip6tables
+    does: `fe80::1%lo` is saved as fe80::1/128)."""
+    return int(ipaddress.IPv6Address(text.partition("%")[0]))
 
 
 def _net(text: str, family: str) -> tuple:
