@@ -140,6 +140,14 @@ def test_source_warnings_say_what_is_read_differently_from_how_it_looks(tmp_path
     assert read_sources([write(tmp_path, "ok.v4", V4)]).sources[0].warnings == ()
 
 
+def test_windows_line_endings_and_a_byte_order_mark_are_read(tmp_path):
+    path = write(tmp_path, "rules.v4", ("\ufeff" + V4).replace("\n", "\r\n").encode("utf-8"))
+    rs = read_sources([path])
+    rule = rs.tables[0].chains["INPUT"].rules[0]
+    assert rule.text == "-A INPUT -s 127.0.0.1/32 -j ACCEPT" and rule.origin.line == 6
+    assert rs.sources[0].format == "iptables-save" and rs.sources[0].rules == 2
+
+
 def test_input_format_override(tmp_path):
     # an ip6tables dump with no header and nothing IPv6-looking: only the override can tell
     plain = write(tmp_path, "rules", "*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n")
