@@ -56,6 +56,10 @@ def _ipt_matches(rng: random.Random, chain: str, addrs=ADDRS) -> str:
             parts.append(rng.choice(["--syn", "--tcp-flags SYN,ACK SYN,ACK", "! --syn"]))
     if rng.random() < 0.3:
         parts.append(f"-m conntrack {rng.choice(['', '! '])}--ctstate {rng.choice(STATES)}")
+    if rng.random() < 0.12:
+        parts.append(rng.choice(["-m conntrack --ctdir ORIGINAL", "-m conntrack --ctdir REPLY",
+                                 "-m conntrack --ctstatus SEEN_REPLY", "-m conntrack --ctstatus ASSURED",
+                                 "-m conntrack ! --ctstatus CONFIRMED", "-m state --state NEW"]))
     if rng.random() < 0.1:
         parts.append(f"-m mark --mark {rng.choice(['0x1', '0x0'])}")
     if rng.random() < 0.1 and addrs is ADDRS:
