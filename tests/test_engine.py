@@ -6,7 +6,6 @@ from __future__ import annotations
 import ipaddress
 import textwrap
 
-
 from lbfw.analyze.engine import Engine, Packet
 from lbfw.model import Action, Chain, Match, Origin, Rule, Ruleset, Table, VmapEntry
 from lbfw.read import iptables_save
