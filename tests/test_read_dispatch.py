@@ -338,3 +338,26 @@ def test_nft_json_from_the_real_nft_reads(tmp_path):
     rules = rs.tables[0].chains["input"].rules
     assert rules[1].matches[0].field == "ip.saddr"
     assert rules[1].matches[0].values == ((0x7F000001, 0x7F000001),)
+
+
+def test_cli_stdin_on_a_terminal_says_to_pipe_a_ruleset():
+    """`lbfw audit -` typed at a terminal would wait forever: it says what to do instead."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:                                     # the child: lbfw on a pseudo-terminal
+        os.execv(str(LBFW), [str(LBFW), "audit", "-"])
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 2
+    assert out.decode().strip() == "-: standard input is a terminal: pipe a ruleset in " \
+                                   "(e.g. `iptables-save | lbfw audit -`)"

@@ -27,6 +27,9 @@ def read_text(source: str, stdin_bytes: Optional[bytes] = None) -> str:
     """The UTF-8 text of a file (or of standard input for "-"); InputError(path=source) when
     it is missing, a directory, unreadable, not UTF-8, or empty."""
     if source == "-":
+        if stdin_bytes is None and sys.stdin.isatty():
+            raise InputError("standard input is a terminal: pipe a ruleset in "
+                             "(e.g. `iptables-save | lbfw audit -`)", path="-")
         data = stdin_bytes if stdin_bytes is not None else sys.stdin.buffer.read()
     else:
         try:
