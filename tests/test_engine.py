@@ -603,3 +603,41 @@ def test_undecidable_rules_that_only_log_do_not_fork():
     engine = Engine(rs)
     assert engine.evaluate(TCP_1).verdict == "delivered"
     assert engine.stats.runs == 1
+
+
+def test_multiport_ports_matches_either_port_and_wildcard_interfaces():
+    rs = ipt("""
+        *filter
+        :INPUT DROP [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A INPUT -i l+ -p tcp -m multiport --ports 5000,6000 -j ACCEPT
+        -A INPUT -i eth+ -j ACCEPT
+        -A INPUT -p udp -m multiport ! --ports 53 -j ACCEPT
+        COMMIT
+        """)
+    flows = [TCP_1, Flow("tcp", "127.0.0.1", 6000), Flow("tcp", "127.0.0.1", 7000), UDP_53,
+             Flow("udp", "127.0.0.1", 5353)]
+    # udp 53: the request names 53 (no); udp 5353: the reply comes from 5353 and goes to an
+    # ephemeral port, neither is 53 (yes)
+    assert verdicts(rs, flows) == ["delivered", "delivered", "blocked", "blocked", "delivered"]
+
+
+def test_ct_status_dnat_and_ctstate_dnat():
+    rs = ipt("""
+        *nat
+        :PREROUTING ACCEPT [0:0]
+        :INPUT ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        :POSTROUTING ACCEPT [0:0]
+        -A OUTPUT -d 127.0.0.11/32 -p udp --dport 53 -j DNAT --to-destination 127.0.0.11:5353
+        COMMIT
+        *filter
+        :INPUT DROP [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A INPUT -m conntrack --ctstate DNAT -j ACCEPT
+        -A INPUT -m conntrack --ctstatus SEEN_REPLY -p tcp -j ACCEPT
+        -A INPUT -p tcp --dport 5000 -m conntrack --ctstate NEW -j ACCEPT
+        COMMIT
+        """)
+    assert verdicts(rs, [Flow("udp", "127.0.0.11", 53), Flow("udp", "127.0.0.1", 53), TCP_1]) == \
+        ["delivered", "blocked", "delivered"]

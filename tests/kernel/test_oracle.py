@@ -524,3 +524,21 @@ def test_nft_named_concat_set_interval_set_and_ct_state_vmap():
     assert predicted == observed
     assert predicted == ["delivered", "blocked", "delivered", "blocked", "delivered", "blocked",
                          "delivered", "blocked", "delivered", "blocked"]
+
+
+def test_multiport_either_port_wildcard_interface_and_ctstatus():
+    predicted, observed = _ipt("""
+        *filter
+        :INPUT DROP [0:0]
+        :FORWARD DROP [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A INPUT -i l+ -p tcp -m multiport --ports 5001,6000 -j ACCEPT
+        -A INPUT -i eth+ -j ACCEPT
+        -A INPUT -p udp -m multiport ! --ports 5001 -j ACCEPT
+        -A INPUT -p tcp --dport 5002 -m conntrack --ctstate NEW -j ACCEPT
+        -A INPUT -p tcp -m conntrack --ctstatus SEEN_REPLY -j ACCEPT
+        COMMIT
+        """, [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 6000), Flow("tcp", "127.0.0.1", 7000),
+              Flow("udp", "127.0.0.53", 5001), Flow("udp", "127.0.0.1", 5353), Flow("tcp", "127.0.0.53", 5002)])
+    assert predicted == observed
+    assert predicted == ["delivered", "delivered", "blocked", "blocked", "delivered", "delivered"]
