@@ -641,3 +641,12 @@ def test_ct_status_dnat_and_ctstate_dnat():
         """)
     assert verdicts(rs, [Flow("udp", "127.0.0.11", 53), Flow("udp", "127.0.0.1", 53), TCP_1]) == \
         ["delivered", "blocked", "delivered"]
+
+
+def test_values_of_an_unexpected_shape_are_unknown_not_an_error():
+    odd = Match("th.dport", values=("http",))
+    vm = rule([], Action("vmap", vmap_field="th.dport", vmap=(VmapEntry(("x", "y", "z"), Action("drop")),)))
+    chain = Chain("input", [rule([odd], Action("drop")), vm], hook="input", priority=0, type="filter",
+                  policy="accept")
+    result = Engine(Ruleset(tables=[nft_table("ip", {"input": chain})])).evaluate(TCP_1)
+    assert result.verdict == "unknown"

@@ -815,7 +815,10 @@ class Engine:
             action = cr.action
             kind = action.kind
             if kind == "vmap":
-                action = self._vmap(run, pkt, table, action, rule)
+                try:
+                    action = self._vmap(run, pkt, table, action, rule)
+                except (TypeError, ValueError, IndexError, AttributeError):
+                    action = Action("unknown", target="vmap")  # entries of a shape we do not know
                 if action is None:
                     i += 1
                     continue

@@ -191,7 +191,19 @@ def _ct_state_item(item: str, value) -> bool:
 def compile_match(match: Match, sets: dict) -> tuple[Pred, str]:
     """Compile one model Match (with the table's named sets for lookups) into a predicate.
 
-    Returns (pred, text) where text names the match for `unknown` reports."""
+    Returns (pred, text) where text names the match for `unknown` reports. A value of a shape
+    the engine does not expect makes the match unknown, never an error."""
+    try:
+        return _compile(match, sets)
+    except (TypeError, ValueError, IndexError, AttributeError):
+        return _unknown_pred, match.text or _describe(match)
+
+
+def _unknown_pred(pkt):
+    return None
+
+
+def _compile(match: Match, sets: dict) -> tuple[Pred, str]:
     text = match.text or _describe(match)
     if match.opaque:
         return (lambda pkt: None), text
