@@ -135,3 +135,22 @@ def test_live_host_facts_lo_without_127_8_and_route_localnet():
     assert set(got) == {"LB005", "LB006"}, doc["findings"]
     assert got["LB006"]["source"] == "live:host" and "127.0.0.1/32" in got["LB006"]["message"]
     assert "eth0" in got["LB005"]["message"]
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("backend", ["legacy", "nft"])
+def test_live_docker_and_kube_rules_stay_quiet(backend):
+    """Docker's published-on-127.0.0.1 rules and kube-proxy's KUBE-FIREWALL, loaded for real with
+    either iptables backend: the live audit reports nothing."""
+    from lbfw.sandbox.netns import Namespace
+    with Namespace() as space:
+        space.load_iptables((EX / "docker-published-localhost.rules").read_text(), family="ip", backend=backend)
+        # --noflush: a second restore would otherwise flush the tables the first one filled
+        space.run([f"iptables-{backend}-restore", "--noflush"], input=(EX / "kube-proxy-firewall.rules").read_text())
+        saved = space.run([f"iptables-{backend}-save"]).stdout
+        assert "DROP REMOTE LOOPBACK" in saved and "KUBE-FIREWALL" in saved and "DNAT" in saved
+        proc = lbfw_in(space, "audit", "--format", "json", "--fail-on", "note")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["findings"] == [] and doc["flows"]
+    assert {s["source"] for s in doc["sources"]} >= {f"live:{'iptables-nft' if backend == 'nft' else 'legacy'}"}
