@@ -52,6 +52,9 @@ COMMIT
 :OUTPUT ACCEPT [0:0]
 :POSTROUTING ACCEPT [0:0]
 -A OUTPUT -o lo -j MARK --set-mark 1
+-A OUTPUT -j MARK --set-mark 0x3/0x1
+-A OUTPUT -j MARK --and-mark 0xfe
+-A OUTPUT -j MARK --or-mark 4
 -A PREROUTING -m mark --mark 0x1/0xff -j CONNMARK --save-mark
 COMMIT
 *filter
@@ -184,7 +187,7 @@ def test_hand_written_ipv4_spellings_mean_what_the_kernel_saves(backend):
     assert written_input[2].text == "-A INPUT -s 127.0.0.1/8 -j ACCEPT"
     # -6 rules are skipped by iptables-restore and by the reader alike
     assert sum(len(c.rules) for t in written for c in t.chains.values()) == \
-        sum(len(c.rules) for t in saved for c in t.chains.values()) == 40
+        sum(len(c.rules) for t in saved for c in t.chains.values()) == 43
 
 
 @pytest.mark.parametrize("backend", ["legacy", "nft"])

@@ -1207,9 +1207,11 @@ class _Parser:
             try:
                 if opt in ("--set-mark", "--set-xmark"):
                     value, mask = _value_mask(args[i + 1])
-                    if opt == "--set-xmark" and value & ~mask & 0xFFFFFFFF:
+                    if opt == "--set-mark":
+                        return (value, mask | value)      # iptables makes it --set-xmark v/(m|v)
+                    if value & ~mask & 0xFFFFFFFF:
                         return None              # real XOR outside the mask: not a plain set
-                    return (value & mask, mask)
+                    return (value, mask)
                 if opt == "--or-mark":
                     value = _int(args[i + 1])
                     return (value, value)
