@@ -271,3 +271,23 @@ def test_lb002_in_raw_is_not_blamed_for_a_filter_drop():
 def test_lb002_partial_block_is_named_as_such():
     found = [f for f in audit(filt("-A INPUT -s 127.0.0.0/24 -j ACCEPT")) if f.check == "LB002"]
     assert found and "addresses 127.0.0.0-127.0.0.255 only, not all of 127.0.0.0/8" in found[0].message
+
+
+def test_checks_never_walk_nat_tables_of_a_kube_proxy_dump():
+    """Scaling without timing: on a kube-proxy-shaped dump the checks look at the small filter
+    table only; the nat table (almost every rule) is never walked."""
+    import sys as _sys
+    from pathlib import Path as _Path
+    _sys.path.insert(0, str(_Path(__file__).parent / "benchmarks"))
+    import generate
+    from lbfw.analyze.flows import default_flows
+    from lbfw.checks.context import CheckContext
+
+    rs = Ruleset(tables=iptables_save.parse(generate.kube_dump(3000), "kube.rules"))
+    nat = next(t for t in rs.tables if t.name == "nat")
+    assert sum(len(c.rules) for c in nat.chains.values()) > 2000
+    engine = Engine(rs)
+    ctx = CheckContext(rs, engine, [engine.evaluate(f) for f in default_flows(rs)])
+    found = [f for chk in ALL for f in chk.check(ctx)]
+    assert id(nat) not in ctx._reach
+    assert {f.check for f in found if f.severity != "note"} == {"LB001", "LB002"}
