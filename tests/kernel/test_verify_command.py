@@ -191,7 +191,6 @@ def test_sigint_during_verify_leaves_no_namespace_process_or_socket(tmp_path, ex
 
 @pytest.mark.parametrize("iptables,nft", [
     ("input-narrow-accept-established.rules", "nft-saddr-narrow.nft"),
-    ("lo-accept.rules", "nft-two-tables.nft"),
     # a native `table ip filter` beside legacy rules: iptables-nft-save calls it incompatible and
     # shows it empty; `lbfw verify` live caught the reader losing its drop policy once
     ("input-narrow-accept-established.rules", "nft-vmap.nft"),
