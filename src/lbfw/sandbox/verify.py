@@ -218,7 +218,9 @@ def observe_files_detailed(sources: Sequence[Source], flows: Sequence[Flow], tim
                            input_format: str = "auto") -> list[dict]:
     """Like `observe_files`, each result a dict {"observed", "reason"}."""
     flows = list(flows)
-    # Read and detect before making a namespace: a bad file fails fast, with nothing made.
+    # Check the flows, read and detect before making a namespace: bad input fails fast, with
+    # nothing made.
+    traffic._as_dicts(flows)
     prepared = _prepare(sources, input_format)
     with Namespace() as ns:
         _load_prepared(ns, prepared)
