@@ -291,3 +291,13 @@ def test_checks_never_walk_nat_tables_of_a_kube_proxy_dump():
     found = [f for chk in ALL for f in chk.check(ctx)]
     assert id(nat) not in ctx._reach
     assert {f.check for f in found if f.severity != "note"} == {"LB001", "LB002"}
+
+
+def test_lb002_negated_drop_that_spares_127_0_0_1_alone():
+    found = audit(filt("-A INPUT -p tcp --dport 80 ! -s 127.0.0.1/32 -j DROP", policy="ACCEPT"))
+    lb002 = [f for f in found if f.check == "LB002"]
+    assert len(lb002) == 1 and "only 127.0.0.1 is let through" in lb002[0].message
+    assert {fl.client for fl in lb002[0].flows} == {"127.0.0.2"}
+    # sparing the whole block, or a negated interface, is correct
+    assert ids(audit(filt("-A INPUT -p tcp --dport 80 ! -s 127.0.0.0/8 -j DROP", policy="ACCEPT"))) == []
+    assert ids(audit(filt("-A INPUT -p tcp --dport 80 ! -i lo -j DROP", policy="ACCEPT"))) == []

@@ -111,7 +111,8 @@ def test_iptables_example_loads_with_iptables_nft_too(path):
 PROOF = ["input-narrow-accept.rules", "input-narrow-accept-established.rules", "output-narrow-accept.rules",
          "user-chain-narrow-accept.rules", "lo-accept.rules", "ip6-no-loopback.v6", "nft-saddr-narrow.nft",
          "nft-vmap.nft", "nft-two-tables.nft", "nft-iif-lo.nft", "docker-published-localhost.rules",
-         "kube-proxy-firewall.rules", "nft-firewalld-owned.nft", "tor-owner-ports.rules", "nft-named-set.nft"]
+         "kube-proxy-firewall.rules", "nft-firewalld-owned.nft", "tor-owner-ports.rules", "nft-named-set.nft",
+         "negated-drop-narrow.rules"]
 
 
 @pytest.mark.kernel

@@ -269,6 +269,24 @@ def narrow_addr_matches(rule: Rule, table: Optional[Table]) -> list:
     return found
 
 
+def negated_narrow_addr_matches(rule: Rule, table: Optional[Table]) -> list:
+    """Negated address matches (`! -s 127.0.0.1`) that spare 127.0.0.1 without the rest of 127/8:
+    on a drop rule they mean "only 127.0.0.1 may", the same mistake as a narrow accept."""
+    found = []
+    for m in rule.matches:
+        if not m.negate or m.opaque:
+            continue
+        for fld in ADDR_FIELDS:
+            ranges = match_ranges(m, table, fld)
+            if not ranges:
+                continue
+            part = narrow_loopback(ranges)
+            if part is not None:
+                via = f"set @{m.set_name.lstrip('@')}" if m.set_name else ""
+                found.append(NarrowAddr(fld, part, via))
+    return found
+
+
 def full_loopback_addr(rule: Rule, table: Optional[Table]) -> bool:
     """True when a non-negated address match of ``rule`` covers all of 127.0.0.0/8."""
     for m in rule.matches:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 from .context import (INBOUND_HOOKS, LOOPBACK_HOOKS, CheckContext, RuleRef, describe_part, flows_summary,
-                      iface_class, make_finding, narrow_addr_matches, narrow_loopback, owner_match,
+                      iface_class, make_finding, narrow_addr_matches, narrow_loopback, negated_narrow_addr_matches,
+                      owner_match,
                       as_range)
 
 ID = "LB002"
@@ -19,7 +20,9 @@ Finds rules that accept loopback traffic by the address 127.0.0.1 alone (`-s 127
 `127.0.0.1/32`, `127.0.0.1/255.255.255.255`, nft `ip saddr 127.0.0.1`) where the loopback
 interface or 127.0.0.0/8 was meant: directly, through a jump into a chain that accepts, through a
 named or anonymous set, a verdict map (`ip saddr vmap { 127.0.0.1 : accept }`) or an nft `define`.
-It is reported even when conntrack masks it, and says which loopback connections still break; when
+A drop that spares 127.0.0.1 alone (`-p tcp --dport 6379 ! -s 127.0.0.1 -j DROP`, "only localhost
+may connect") is the same mistake and is reported too. It is reported even when conntrack masks
+it, and says which loopback connections still break; when
 nothing after it drops loopback traffic (a later rule or the policy accepts it), it is a note.
 
 ## Why is this bad?
@@ -177,6 +180,27 @@ def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
     return None
 
 
+def _dropping(ref: RuleRef) -> bool:
+    action = ref.rule.action
+    return action.kind in ("drop", "reject")
+
+
+def _negated_finding(me, ctx: CheckContext, ref: RuleRef, hooks: frozenset, n, not_delivered):
+    addr = describe_part(n.part)
+    direction = "source" if n.field == "ip.saddr" else "destination"
+    flag = "-s" if n.field == "ip.saddr" else "-d"
+    hook_names = "/".join(sorted(h.upper() for h in hooks))
+    message = (f"Drops everything whose {direction} is not {addr} on {hook_names}, so only 127.0.0.1 is let "
+               "through: loopback traffic on other 127/8 addresses (127.0.0.53, 127.0.1.1, clients bound to "
+               "127.0.0.2) is dropped with the rest.")
+    breaking = [r for r in not_delivered if r.deciding is not None and r.deciding.rule is ref.rule]
+    if breaking:
+        message += f" Broken here: {flows_summary(breaking)}."
+    message += f" Spare the whole loopback block instead (`! {flag} 127.0.0.0/8`, or `! -i lo`)."
+    return make_finding(me, message, ref, flows=[r.flow for r in breaking],
+                        extra={"field": n.field, "addresses": addr, "negated": True})
+
+
 def check(ctx: CheckContext):
     me = sys.modules[__name__]
     findings = []
@@ -197,6 +221,12 @@ def check(ctx: CheckContext):
             how = _accepting(ref)
             if how:
                 narrow = [(n.field, n.part, n.via) for n in narrow_addr_matches(ref.rule, ref.table)]
+            elif _dropping(ref):
+                # `-p tcp --dport 6379 ! -s 127.0.0.1 -j DROP`: "only 127.0.0.1 may connect"
+                negated = negated_narrow_addr_matches(ref.rule, ref.table)
+                if negated:
+                    findings.append(_negated_finding(me, ctx, ref, hooks, negated[0], not_delivered))
+                continue
         if not narrow:
             continue
         fld, part, via = narrow[0]
