@@ -483,9 +483,12 @@ def measure_help(runs: int) -> dict:
     n = max(runs, 5)
     res = {
         "help": Timing.of([r for r in (run_timed(lbfw_argv() + ["--help"]) for _ in range(n)) if r.code == 0]),
+        "audit_help": Timing.of([r for r in (run_timed(lbfw_argv() + ["audit", "--help"]) for _ in range(n))
+                                 if r.code == 0]),
+        "adapters": Timing.of([run_timed([sys.executable, "-c", "import typer, typer._adapters"])
+                               for _ in range(n)]),
         "python": Timing.of([run_timed([sys.executable, "-c", "pass"]) for _ in range(n)]),
         "typer": Timing.of([run_timed([sys.executable, "-c", "import typer"]) for _ in range(n)]),
-        "click": Timing.of([run_timed([sys.executable, "-c", "import click"]) for _ in range(n)]),
     }
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import lbfw.cli"], capture_output=True,
                           text=True, timeout=60)
@@ -685,10 +688,14 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
                    f"{live_nft.cell(runs) if live_nft else 'n/a'} s; iptables-nft-save {a.cell(runs)} s; "
                    f"nft -j list ruleset {b.cell(runs)} s | {_verdict(ok)} (faster than the JSON listing alone) |")
 
-    py, ty, ck = help_res["python"], help_res["typer"], help_res["click"]
+    py, ty = help_res["python"], help_res["typer"]
     out += ["", "## `lbfw --help` start-up", "",
             f"- `lbfw --help`: {h.cell(runs)} s; bare `python -c pass`: {py.cell(runs)} s; "
-            f"`python -c 'import click'`: {ck.cell(runs)} s; `python -c 'import typer'`: {ty.cell(runs)} s",
+            f"`python -c 'import typer'`: {ty.cell(runs)} s",
+            f"- `lbfw audit --help`: {help_res['audit_help'].cell(runs)} s. Running any command (or its --help), "
+            "typer imports `typer._adapters`, which imports pydantic: `python -c 'import typer, typer._adapters'` "
+            f"takes {help_res['adapters'].cell(runs)} s, part of the fixed cost every `lbfw audit` pays "
+            "(the `tiny-3` row).",
             f"- in the environment as the bench found it ({'`PYTHONDONTWRITEBYTECODE=1`: lbfw is compiled from source on every start' if help_res['cold'][1] else 'bytecode allowed'}): "
             f"`lbfw --help` {help_res['cold'][0].cell(3)} s. "
             "Everything else here runs with a private, pre-filled bytecode cache (`PYTHONPYCACHEPREFIX`), "
