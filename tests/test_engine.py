@@ -650,3 +650,19 @@ def test_values_of_an_unexpected_shape_are_unknown_not_an_error():
                   policy="accept")
     result = Engine(Ruleset(tables=[nft_table("ip", {"input": chain})])).evaluate(TCP_1)
     assert result.verdict == "unknown"
+
+
+def test_walk_packet_from_input_alone_sees_the_given_conntrack_state():
+    rs = ipt("""
+        *filter
+        :INPUT DROP [0:0]
+        :OUTPUT ACCEPT [0:0]
+        -A INPUT -m conntrack --ctstate ESTABLISHED -p tcp --tcp-flags SYN,ACK ACK -j ACCEPT
+        COMMIT
+        """)
+    engine = Engine(rs)
+    est = Packet(saddr="127.0.0.53", daddr="127.0.0.1", proto="tcp", sport=53, dport=40000, iif="lo",
+                 ct_state="established", ct_direction="reply")
+    assert engine.walk_packet(est, ("input",)).verdict == "accept"
+    new = Packet(saddr="127.0.0.53", daddr="127.0.0.1", proto="tcp", dport=53, iif="lo")
+    assert engine.walk_packet(new, ("input",)).verdict == "drop"

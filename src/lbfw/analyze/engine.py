@@ -561,7 +561,7 @@ class Engine:
                     _rng(_addr(family, packet.daddr)) if not isinstance(packet.daddr, tuple) else packet.daddr,
                     _rng(_proto_num(packet.proto)), _rng(packet.sport), _rng(packet.dport),
                     packet.tcp_flags if packet.tcp_flags is not None
-                    else (SYN if _proto_num(packet.proto) == TCP and packet.ct_state == "new" else None),
+                    else (None if _proto_num(packet.proto) != TCP else SYN if packet.ct_state == "new" else ACK),
                     packet.name, True)
         base.mark = (packet.mark, packet.mark)
         base.fixed_ct = (packet.ct_state, packet.ct_direction, frozenset(packet.ct_status))
@@ -574,6 +574,8 @@ class Engine:
             pkt.fixed_ct = base.fixed_ct
             if packet.ct_state == "untracked":
                 pkt.untracked = True
+            if not any(h in DST_MANIP_HOOKS for h in path):
+                self._conntrack(run, pkt)  # the path starts after conntrack (e.g. INPUT alone)
             v = self._through(run, pkt, tuple(path), ifaces=(iif, oif))
             return {"accept": "accept", "drop": "drop"}.get(v, UNKNOWN)
 
@@ -630,9 +632,8 @@ class Engine:
         if pkt.fixed_ct is not None:
             pkt.ct_state, pkt.ct_direction, pkt.ct_status = pkt.fixed_ct
             if pkt.ct_state == "new":
-                conn = run.conn = _Conn(pkt.client_side)
+                run.conn = _Conn(pkt.client_side)
                 pkt.creator = True
-                del conn
             return
         conn = run.conn
         tcp = pkt.l4proto[0] == TCP and pkt.tcp_flags is not None
