@@ -200,3 +200,49 @@ def test_rules_off_the_loopback_path_are_never_evaluated(tmp_path):
     # (the last FORWARD rule itself is not reached either).
     assert per_bulky <= per_base * 1.01, (
         f"rule evaluations per flow rose {per_base:.1f} -> {per_bulky:.1f} after adding 3,000 FORWARD-only rules")
+
+
+# --------------------------------------------------------------------------- the benchmark itself
+
+def test_generators_are_deterministic_and_sized_as_asked():
+    assert generate.kube_dump(3000) == generate.kube_dump(3000)
+    assert generate.kube_dump(3000, seed=1) != generate.kube_dump(3000, seed=2)
+    for size in (1000, 10_000):
+        n = generate.count_rules(generate.kube_dump(size))
+        assert size <= n <= size + 30, n        # one service (8 endpoints, a node port) adds <= 29
+        assert generate.count_rules(generate.filter_dump(size)) == size
+    text = generate.nft_big_set(500)
+    assert text == generate.nft_big_set(500)
+    assert "flush ruleset" not in text          # loading it never wipes anything else
+    assert len({a.strip() for line in text.splitlines() if line.startswith("\t\t\t")
+                for a in line.strip().rstrip(",").split(",")}) == 500
+
+
+def test_kube_dump_has_the_shapes_the_benchmark_promises():
+    text = generate.kube_dump(5000)
+    for needle in ("-m statistic --mode random --probability", "-j DNAT --to-destination",
+                   "-j KUBE-MARK-MASQ", ":KUBE-NODEPORTS", ":KUBE-POSTROUTING", 'cluster IP" -m tcp --dport',
+                   ":INPUT DROP", "-A INPUT -s 127.0.0.1/32 -j ACCEPT"):
+        assert needle in text, needle
+    nat = text.split("*nat", 1)[1]
+    assert generate.count_rules(nat) > 0.9 * generate.count_rules(text)   # nat-heavy, as kube-proxy
+
+
+def test_the_benchmark_phases_run_against_the_real_parts(tmp_path):
+    """bench.py --phases calls read_sources, Engine, default_flows, run_checks and the JSON
+    renderer by their documented names: this fails when one of them moves."""
+    import json
+    import subprocess
+
+    path = tmp_path / "k.rules"
+    path.write_text(generate.kube_dump(1000))
+    bench = Path(__file__).resolve().parent / "benchmarks" / "bench.py"
+    proc = subprocess.run([sys.executable, str(bench), "--phases", str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    data = json.loads(proc.stdout)
+    assert "error" not in data, data["error"]
+    assert data["rules"] == generate.count_rules(path.read_text())
+    assert data["rule_evals"] > 0 and data["flows"] > 0 and data["findings"] >= 1
+    for phase in ("read", "analyze", "evaluate", "checks", "render"):
+        assert data[f"{phase}_s"] >= 0 and data[f"{phase}_cpu_s"] >= 0
