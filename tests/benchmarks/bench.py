@@ -589,6 +589,10 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
            "`lbfw audit FILE --format json`; its peak RSS comes from `os.wait4` in a small wrapper process and",
            "includes waited-for helpers (the `nft` lbfw runs to read an nft file). python-iptables is timed inside its process",
            "(import excluded), reading every legacy table, chain and rule.", "",
+           "## Inputs", "",
+           "| input | what it is |", "|---|---|"]
+    out += [f"| {row.inp.name} | {INPUT_NOTES.get(row.inp.name, '')} |" for row in rows]
+    out += ["",
            "## Results", "",
            "Seconds, `wall (CPU)`.", "",
            "| input | rules | lbfw audit | peak RSS MB | iptables-legacy-save | audit / legacy-save (wall, CPU) "
@@ -791,6 +795,22 @@ def _loadavg() -> str:
     except OSError:
         return "?"
 
+
+INPUT_NOTES = {
+    "tiny-3": "3 filter rules: the fixed cost of a run (interpreter, imports, the default flows)",
+    "kube-10k": "kube-proxy-like iptables-save dump (`generate.kube_dump`): 849 services, 3,625 chains, "
+                "nat-heavy (KUBE-SVC/KUBE-SEP with statistic/DNAT), filter INPUT policy DROP with "
+                "`-s 127.0.0.1/32 -j ACCEPT`",
+    "kube-35k": "the same shape, 2,983 services, 12,643 chains",
+    "kube-140k": "the same shape, 11,852 services, 50,483 chains",
+    "filter-5k": "filter-heavy (`generate.filter_dump`): 11 zones dispatched by interface (lo falls into the "
+                 "default zone) over 100 service chains; CIDRs from 600 source networks, ports, multiport, "
+                 "conntrack, LOG, RETURN",
+    "chair-5556": "the real 5,556-rule dump from ../shared/corpus (TUM chair, 2016; 100 chains; used in the "
+                  "fffuu papers)",
+    "nft-100k-set": "nftables ruleset (`generate.nft_big_set`, `nft -f` syntax): a named set of 100,000 IPv4 "
+                    "addresses used by input/forward/output, an interval set, a jump chain, a define",
+}
 
 TINY = ("*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
         "-A INPUT -s 127.0.0.1/32 -j ACCEPT\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n"
