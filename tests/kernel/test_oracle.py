@@ -295,8 +295,9 @@ def test_raw_output_sees_no_conntrack_entry_yet():
 
 
 def test_dnat_in_nat_output_changes_what_later_hooks_see():
-    # 127.0.0.5:80 is DNATed to 127.0.0.6:5001 (the probe's server for the second flow listens
-    # there). The filter rules only know the new address; INPUT drops the request to .5 itself.
+    # 127.0.0.5:80 is DNATed to 127.0.0.6:5001 on OUTPUT: INPUT accepts the request by its new
+    # address and the reply by its original one. nat PREROUTING would send everything to
+    # 127.0.0.9:9, but the kernel does not traverse it for loopback traffic (127.0.0.5:81 works).
     flows = [Flow("tcp", "127.0.0.5", 80), Flow("tcp", "127.0.0.6", 5001), Flow("tcp", "127.0.0.5", 81)]
     text = """
         *nat
@@ -314,6 +315,8 @@ def test_dnat_in_nat_output_changes_what_later_hooks_see():
         -A INPUT -d 127.0.0.6/32 -p tcp --dport 5001 -j ACCEPT
         -A INPUT -s 127.0.0.6/32 -p tcp --sport 5001 -j ACCEPT
         -A INPUT -s 127.0.0.5/32 -p tcp --sport 80 -j ACCEPT
+        -A INPUT -d 127.0.0.5/32 -p tcp --dport 81 -j ACCEPT
+        -A INPUT -s 127.0.0.5/32 -p tcp --sport 81 -j ACCEPT
         COMMIT
         """
     ruleset = Ruleset(tables=iptables_save.parse(textwrap.dedent(text).lstrip(), "nat", family="ip"))
@@ -330,8 +333,9 @@ def test_dnat_in_nat_output_changes_what_later_hooks_see():
     with Namespace() as ns:
         load_sources(ns, [RulesetText(name="nat", text=textwrap.dedent(text).lstrip(), format="iptables-save")])
         proc = ns.run(["python3", "-c", _DNAT_PROBE], check=False, timeout=20)
-    assert proc.stdout.split() == ["delivered", "blocked"], proc.stderr
-    assert engine.evaluate(flows[2]).verdict == "blocked"
+    # nat PREROUTING (DNAT everything to 127.0.0.9:9) is not traversed on lo
+    assert proc.stdout.split() == ["delivered", "delivered"], proc.stderr
+    assert engine.evaluate(flows[2]).verdict == "delivered"
     assert engine.evaluate(Flow("tcp", "127.0.0.6", 5001)).verdict == "delivered"
 
 
@@ -542,3 +546,37 @@ def test_multiport_either_port_wildcard_interface_and_ctstatus():
               Flow("udp", "127.0.0.53", 5001), Flow("udp", "127.0.0.1", 5353), Flow("tcp", "127.0.0.53", 5002)])
     assert predicted == observed
     assert predicted == ["delivered", "delivered", "blocked", "blocked", "delivered", "delivered"]
+
+
+def test_nft_dnat_in_a_nat_output_chain():
+    text = textwrap.dedent("""
+        table ip nat {
+            chain out { type nat hook output priority -100; policy accept;
+                ip daddr 127.0.0.5 tcp dport 80 dnat to 127.0.0.6:5001
+            }
+            chain pre { type nat hook prerouting priority -100; policy accept;
+                tcp dport 81 dnat to 127.0.0.9:9
+            }
+        }
+        table ip filter {
+            chain input { type filter hook input priority 0; policy drop;
+                ip daddr 127.0.0.6 tcp dport 5001 accept
+                ip saddr 127.0.0.5 tcp sport 80 accept
+                ip daddr 127.0.0.5 tcp dport 81 accept
+                ip saddr 127.0.0.5 tcp sport 81 accept
+            }
+        }
+        """).lstrip()
+    ruleset = read_sources_text(text)
+    engine = Engine(ruleset)
+    dnat = engine.evaluate(Flow("tcp", "127.0.0.5", 80))
+    assert dnat.verdict == "delivered"
+    assert [s.note for s in dnat.steps if s.verdict == "dnat"] == ["dnat to 127.0.0.6"]
+    # nat prerouting is not traversed on lo: 127.0.0.5:81 is not sent to 127.0.0.9:9
+    assert engine.evaluate(Flow("tcp", "127.0.0.5", 81)).verdict == "delivered"
+    from lbfw.sandbox.netns import Namespace
+    from lbfw.sandbox.verify import load_sources
+    with Namespace() as ns:
+        load_sources(ns, [RulesetText(name="nat.nft", text=text, format="nft")])
+        proc = ns.run(["python3", "-c", _DNAT_PROBE], check=False, timeout=20)
+    assert proc.stdout.split() == ["delivered", "delivered"], proc.stderr
