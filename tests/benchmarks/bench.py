@@ -458,9 +458,9 @@ def _time_tool(row: Row, ns: NetNS, label: str, argv: list[str], runs: int,
 
 
 IPTC_SNIPPET = """
-import json, os, time
+import json, resource, time
 import iptc
-w, t = time.perf_counter(), os.times()
+w, t = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 rules = 0
 for name in ("raw", "mangle", "nat", "filter", "security"):
     try:
@@ -475,8 +475,9 @@ for name in ("raw", "mangle", "nat", "filter", "security"):
             [m.name for m in rule.matches]
             rule.target.name
             rules += 1
-u = os.times()
-print(json.dumps({"wall": time.perf_counter() - w, "cpu": u.user + u.system - t.user - t.system, "rules": rules}))
+u = resource.getrusage(resource.RUSAGE_SELF)
+cpu = u.ru_utime + u.ru_stime - t.ru_utime - t.ru_stime
+print(json.dumps({"wall": time.perf_counter() - w, "cpu": cpu, "rules": rules}))
 """
 
 
