@@ -690,6 +690,15 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
                    f"wall {fmt_s(big.audit.wall)} s / {fmt_s(legacy.wall)} s = {fmt_s(rw, 1)}x; "
                    f"CPU {fmt_s(big.audit.cpu)} s / {fmt_s(legacy.cpu)} s = {fmt_s(rc, 1)}x | "
                    f"{_judge(None if rw is None else rw <= TARGET_AUDIT_VS_LEGACY, rc is not None and rc <= TARGET_AUDIT_VS_LEGACY)} |")
+        tiny = by.get("tiny-3")
+        read = big.phases.get("read_s")
+        if rw is not None and rw > TARGET_AUDIT_VS_LEGACY and tiny and tiny.audit.wall and read is not None:
+            budget = TARGET_AUDIT_VS_LEGACY * legacy.wall - tiny.audit.wall - (big.audit.wall - tiny.audit.wall - read)
+            out.append(f"| (what meeting it takes) | the audit may take {TARGET_AUDIT_VS_LEGACY * legacy.wall:.2f} s; "
+                       f"the fixed cost (tiny-3) is {tiny.audit.wall:.2f} s and everything but reading "
+                       f"{big.audit.wall - tiny.audit.wall - read:.2f} s, which leaves {budget:.2f} s to read "
+                       f"{big.inp.rules:,} rules ({budget / big.inp.rules * 1e6:.1f} µs a rule) against "
+                       f"{read:.2f} s ({read / big.inp.rules * 1e6:.1f} µs a rule) now | |")
         m = big.audit_rss_mb
         out.append(f"| peak memory of that audit under {TARGET_RSS_MB:.0f} MB | {fmt_s(m, 0)} MB | "
                    f"{_verdict(None if m is None else m < TARGET_RSS_MB)} |")
