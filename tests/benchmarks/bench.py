@@ -435,6 +435,12 @@ def measure_floor(row: Row, runs: int, iptc: bool, live: bool) -> None:
                 _time_tool(row, ns, "live audit (iptables-nft)", lbfw_argv() + LIVE_AUDIT, slow_runs, ok=(0, 1))
             _time_tool(row, ns, "nft -j list ruleset", ["nft", "-j", "list", "ruleset"], slow_runs,
                        timeout=SLOW_TOOL_TIMEOUT)
+            # what a live reader may ask libnftables: the chains are cheap; `list tables` is not
+            # (nft 1.0.6 fills its whole cache, rules included, even to name the tables)
+            _time_tool(row, ns, "nft -j list chains", ["nft", "-j", "list", "chains"], slow_runs)
+            if inp.rules <= BIG:
+                _time_tool(row, ns, "nft -j list tables", ["nft", "-j", "list", "tables"], 1,
+                           timeout=SLOW_TOOL_TIMEOUT)
 
 
 def _time_tool(row: Row, ns: NetNS, label: str, argv: list[str], runs: int,
@@ -669,6 +675,15 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
                        f"{fmt_s(row.floor_rss_mb.get(f'live audit ({backend})'), 0)} | {dump} {d.cell(runs)} | "
                        f"{'n/a' if rw is None else f'{rw:.1f}x, {rc:.1f}x'} |")
 
+    listed = [row for row in rows if "nft -j list chains" in row.floor]
+    if listed:
+        out += ["", "With the dump loaded by iptables-nft, what libnftables costs (a live reader must skip the "
+                "tables iptables-nft owns without listing their rules):", "",
+                "| input | nft -j list chains | nft -j list tables | nft -j list ruleset |", "|---|---:|---:|---:|"]
+        for row in listed:
+            out.append(f"| {row.inp.name} | {row.floor['nft -j list chains'].cell(runs)} | "
+                       f"{row.floor.get('nft -j list tables', Timing(note='not run (slow)')).cell(runs)} | "
+                       f"{row.floor.get('nft -j list ruleset', Timing()).cell(runs)} |")
     for row in rows:
         t = row.floor.get("audit, gc disabled")
         if t is None:
