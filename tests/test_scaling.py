@@ -246,3 +246,35 @@ def test_the_benchmark_phases_run_against_the_real_parts(tmp_path):
     assert data["rule_evals"] > 0 and data["flows"] > 0 and data["findings"] >= 1
     for phase in ("read", "analyze", "evaluate", "checks", "render"):
         assert data[f"{phase}_s"] >= 0 and data[f"{phase}_cpu_s"] >= 0
+
+
+def _report_with(audit_140k: float, legacy_140k: float, help_s: float) -> str:
+    """bench.render on made-up numbers (pure: no run), to check the verdicts it writes."""
+    import bench
+
+    def row(name, rules, audit, legacy=None, read=None):
+        r = bench.Row(bench.Input(name, Path(f"/nonexistent/{name}"), "iptables", Path("/nonexistent"), rules))
+        r.audit = bench.Timing(audit, audit, 3)
+        r.audit_rss_mb = 200.0
+        r.phases = {"read_s": read or audit / 2, "read_cpu_s": read or audit / 2}
+        if legacy is not None:
+            r.floor["iptables-legacy-save"] = bench.Timing(legacy, legacy, 3)
+        return r
+    rows = [row("tiny-3", 3, 0.3), row("kube-35k", 35_000, audit_140k / 4, legacy_140k / 4),
+            row("kube-140k", 140_000, audit_140k, legacy_140k)]
+    help_res = {"help": bench.Timing(help_s, help_s, 5), "python": bench.Timing(0.02, 0.02, 5),
+                "typer": bench.Timing(0.1, 0.1, 5), "cold": (bench.Timing(help_s, help_s, 3), False)}
+    machine = {"date": "d", "cpus": 2, "cpu": "c", "kernel": "k", "python": "p", "iptables": "i", "nft": "n"}
+    return bench.render(rows, help_res, 3, 1.0, "", ("0", "0"), machine)
+
+
+def test_the_report_never_claims_a_target_it_misses():
+    sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+    missed = _report_with(audit_140k=4.7, legacy_140k=0.57, help_s=0.45)
+    line = next(x for x in missed.splitlines() if "within 3x" in x)
+    assert line.endswith("| **no** |") and "8.2x" in line
+    assert next(x for x in missed.splitlines() if "`lbfw --help` under" in x).endswith("| **no** |")
+    assert "what meeting it takes" in missed
+    met = _report_with(audit_140k=1.5, legacy_140k=0.57, help_s=0.2)
+    assert next(x for x in met.splitlines() if "within 3x" in x).endswith("| yes |")
+    assert next(x for x in met.splitlines() if "`lbfw --help` under" in x).endswith("| yes |")
