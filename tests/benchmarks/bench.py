@@ -605,7 +605,8 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
            f"- {versions['iptables']}; {versions['nft']}",
            f"- load average at start / end: {loads[0]} / {loads[1]}. Wall time on a shared machine includes "
            "waiting for a core; every time is therefore given as `wall (CPU)`, CPU = user + system time of the "
-           "process (and its waited-for children), which other load changes much less (not at all only on an idle machine).", "",
+           "process (and its waited-for children), which other load changes much less "
+           "(an idle machine is still the only fair judge).", "",
            "## How to reproduce", "",
            "```", "make bench                      # every input, 3 runs, writes this file",
            ".venv/bin/python tests/benchmarks/bench.py --runs 1 --only kube-10k,filter-5k --profile ''  # quick look",
