@@ -582,6 +582,10 @@ def _judge(wall_ok: Optional[bool], cpu_ok: Optional[bool]) -> str:
     return "**no**"
 
 
+def _under(t: "Timing", limit: float) -> str:
+    return _judge(None if t.wall is None else t.wall < limit, t.cpu is not None and t.cpu < limit)
+
+
 def _verdict(ok: Optional[bool]) -> str:
     return "n/a" if ok is None else ("yes" if ok else "**no**")
 
@@ -620,8 +624,8 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
            "Every floor is the same ruleset loaded into a private network namespace (`unshare -n`, tools run with",
            "`nsenter --net`): the host's firewall is never touched. `lbfw audit` is the whole process",
            "`lbfw audit FILE --format json`; its peak RSS comes from `os.wait4` in a small wrapper process and",
-           "includes waited-for helpers (the `nft` lbfw runs to read an nft file). python-iptables is timed inside its process",
-           "(import excluded), reading every legacy table, chain and rule.", "",
+           "includes waited-for helpers (the `nft` lbfw runs to read an nft file). python-iptables is timed",
+           "inside its process (import excluded), reading every legacy table, chain and rule.", "",
            "## Inputs", "",
            "| input | what it is |", "|---|---|"]
     out += [f"| {row.inp.name} | {INPUT_NOTES.get(row.inp.name, '')} |" for row in rows]
@@ -702,10 +706,13 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
     if big:
         legacy = big.floor.get("iptables-legacy-save", Timing())
         rw, rc = ratio(big.audit.wall, legacy.wall), ratio(big.audit.cpu, legacy.cpu)
+
+        def within(r):
+            return None if r is None else r <= TARGET_AUDIT_VS_LEGACY
         out.append(f"| `lbfw audit` of the 140k dump within {TARGET_AUDIT_VS_LEGACY:.0f}x `iptables-legacy-save` | "
                    f"wall {fmt_s(big.audit.wall)} s / {fmt_s(legacy.wall)} s = {fmt_s(rw, 1)}x; "
                    f"CPU {fmt_s(big.audit.cpu)} s / {fmt_s(legacy.cpu)} s = {fmt_s(rc, 1)}x | "
-                   f"{_judge(None if rw is None else rw <= TARGET_AUDIT_VS_LEGACY, rc is not None and rc <= TARGET_AUDIT_VS_LEGACY)} |")
+                   f"{_judge(within(rw), bool(within(rc)))} |")
         tiny = by.get("tiny-3")
         read = big.phases.get("read_s")
         if rw is not None and rw > TARGET_AUDIT_VS_LEGACY and tiny and tiny.audit.wall and read is not None:
@@ -734,12 +741,12 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
                        f"{fmt_s(lin, 2)} | {_verdict(None if lin is None else lin <= TARGET_LINEARITY)} |")
     h = help_res["help"]
     out.append(f"| `lbfw --help` under {TARGET_HELP_S} s | {h.cell(runs)} s | "
-               f"{_judge(None if h.wall is None else h.wall < TARGET_HELP_S, h.cpu is not None and h.cpu < TARGET_HELP_S)} |")
+               f"{_under(h, TARGET_HELP_S)} |")
     for name in ("filter-5k", "chair-5556"):
         row = by.get(name)
         if row:
             out.append(f"| `lbfw audit` of {name} under {TARGET_FILTER_S:.0f} s | {row.audit.cell(runs)} s | "
-                       f"{_judge(None if row.audit.wall is None else row.audit.wall < TARGET_FILTER_S, row.audit.cpu is not None and row.audit.cpu < TARGET_FILTER_S)} |")
+                       f"{_under(row.audit, TARGET_FILTER_S)} |")
     if big:
         a = big.floor.get("iptables-nft-save", Timing())
         b = big.floor.get("nft -j list ruleset", Timing())
@@ -754,14 +761,17 @@ def render(rows: list[Row], help_res: dict, runs: int, elapsed: float, prof: str
                    f"nft -j list ruleset {b.cell(runs)} s | {_verdict(ok)} (faster than the JSON listing alone) |")
 
     py, ty = help_res["python"], help_res["typer"]
+    no_bytecode = ("`PYTHONDONTWRITEBYTECODE=1`: lbfw is compiled from source on every start"
+                   if help_res["cold"][1] else "bytecode allowed")
     out += ["", "## `lbfw --help` start-up", "",
             f"- `lbfw --help`: {h.cell(runs)} s; bare `python -c pass`: {py.cell(runs)} s; "
             f"`python -c 'import typer'`: {ty.cell(runs)} s",
-            f"- `lbfw audit --help`: {help_res.get('audit_help', Timing()).cell(runs)} s. Running any command (or its --help), "
+            f"- `lbfw audit --help`: {help_res.get('audit_help', Timing()).cell(runs)} s. "
+            "Running any command (or its --help), "
             "typer imports `typer._adapters`, which imports pydantic: `python -c 'import typer, typer._adapters'` "
             f"takes {help_res.get('adapters', Timing()).cell(runs)} s, part of the fixed cost every `lbfw audit` pays "
             "(the `tiny-3` row).",
-            f"- in the environment as the bench found it ({'`PYTHONDONTWRITEBYTECODE=1`: lbfw is compiled from source on every start' if help_res['cold'][1] else 'bytecode allowed'}): "
+            f"- in the environment as the bench found it ({no_bytecode}): "
             f"`lbfw --help` {help_res['cold'][0].cell(3)} s. "
             "Everything else here runs with a private, pre-filled bytecode cache (`PYTHONPYCACHEPREFIX`), "
             "as after `pip install`.",
