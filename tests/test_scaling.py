@@ -278,3 +278,24 @@ def test_the_report_never_claims_a_target_it_misses():
     met = _report_with(audit_140k=1.5, legacy_140k=0.57, help_s=0.2)
     assert next(x for x in met.splitlines() if "within 3x" in x).endswith("| yes |")
     assert next(x for x in met.splitlines() if "`lbfw --help` under" in x).endswith("| yes |")
+
+
+def test_memory_per_rule_keeps_140k_rules_under_400_mb(tmp_path):
+    """Issue 6: peak memory under 400 MB for the 140k-rule audit. Peak RSS is not a timing (it
+    does not depend on the machine's load), so a smaller audit can check the slope: what each
+    rule adds to the peak must stay below 400 MB / 140,000 (with room for the fixed part)."""
+    import bench
+
+    tiny = tmp_path / "tiny.rules"
+    tiny.write_text(bench.TINY)
+    big = tmp_path / "k20k.rules"
+    big.write_text(generate.kube_dump(20_000))
+    argv = bench.lbfw_argv() + ["audit", "--format", "json", "--fail-on", "never"]
+    base = bench.run_measured(argv[:2] + [str(tiny)] + argv[2:], timeout=120)
+    full = bench.run_measured(argv[:2] + [str(big)] + argv[2:], timeout=300)
+    assert base.code == 0 and full.code == 0, (base.err[-500:], full.err[-500:])
+    per_rule = (full.rss - base.rss) / generate.count_rules(big.read_text())
+    fixed = base.rss
+    budget = (400 * 2**20 - fixed) / 140_000
+    assert per_rule < budget, (f"{per_rule:.0f} bytes a rule over a fixed {fixed / 2**20:.0f} MB: "
+                               f"140k rules would need {(fixed + per_rule * 140_000) / 2**20:.0f} MB")
