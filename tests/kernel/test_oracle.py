@@ -19,6 +19,7 @@ from lbfw.analyze.flows import default_flows
 from lbfw.model import Ruleset
 from lbfw.read import iptables_save, read_sources
 from lbfw.results import UNKNOWN, Flow
+from lbfw.sandbox.traffic import observe
 from lbfw.sandbox.verify import RulesetText, observe_files_detailed
 
 pytestmark = pytest.mark.kernel
@@ -46,7 +47,7 @@ MANY_UNKNOWN_EXAMPLES = {"tor-owner-ports.rules": "OUTPUT accepts by socket owne
 
 def _prove(sources, ruleset: Ruleset, flows=None, name="ruleset"):
     """Predict and observe; return (compared, unknown, mismatches)."""
-    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
+    engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     flows = list(flows if flows is not None else default_flows(ruleset))
     predicted = [engine.evaluate(f) for f in flows]
     observed = observe_files_detailed(sources, flows, timeout=TIMEOUT)
@@ -141,7 +142,7 @@ def _ipt(text: str, flows, family="ip"):
     text = textwrap.dedent(text).lstrip()
     fmt = "ip6tables-save" if family == "ip6" else "iptables-save"
     ruleset = Ruleset(tables=iptables_save.parse(text, "targeted", family=family))
-    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
+    engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]
     observed = observe_files_detailed([RulesetText(name="targeted", text=text, format=fmt)], flows,
                                       timeout=TIMEOUT)
@@ -151,7 +152,7 @@ def _ipt(text: str, flows, family="ip"):
 def _nft(text: str, flows):
     text = textwrap.dedent(text).lstrip()
     ruleset = read_sources_text(text)
-    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
+    engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]
     observed = observe_files_detailed([RulesetText(name="targeted.nft", text=text, format="nft")], flows,
                                       timeout=TIMEOUT)
@@ -320,7 +321,7 @@ def test_dnat_in_nat_output_changes_what_later_hooks_see():
         COMMIT
         """
     ruleset = Ruleset(tables=iptables_save.parse(textwrap.dedent(text).lstrip(), "nat", family="ip"))
-    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
+    engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     dnat = engine.evaluate(flows[0])
     assert dnat.verdict == "delivered"
     assert [s.note for s in dnat.steps if s.verdict == "dnat"] == ["dnat to 127.0.0.6"]
@@ -423,7 +424,7 @@ def test_legacy_and_nft_tables_on_the_same_hook_both_decide():
     from lbfw.read import nft_file
     ruleset = Ruleset(tables=iptables_save.parse(legacy, "rules.v4", family="ip") + nft_file.read(nft, "fw.nft"))
     flows = FLOWS4 + [Flow("udp", "127.0.0.1", 5002), Flow("tcp", "::1", 5001)]
-    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
+    engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]
     observed = [o["observed"] for o in observe_files_detailed(
         [RulesetText(name="rules.v4", text=legacy, format="iptables-save", backend="legacy"),
@@ -466,7 +467,10 @@ def test_udp_followup_datagram_is_established_in_the_original_direction():
     with Namespace() as ns:
         load_sources(ns, [RulesetText(name="udp", text=text, format="iptables-save")])
         proc = ns.run(["python3", "-c", _UDP_TWICE], check=False, timeout=20)
+        observed = observe(ns, [flow], timeout=1.0)
     assert proc.stdout.split() == ["reply", "second-dropped"], proc.stderr
+    # the sandbox's probe sends the second datagram too, so `lbfw verify` agrees with the engine
+    assert observed == ["blocked"]
 
 
 def test_server_answer_after_an_untracked_handshake_is_picked_up_as_new():

@@ -147,7 +147,7 @@ FLOWS6 = [Flow(proto, "::1", port, client) for proto in ("tcp", "udp") for port 
 
 
 def _check(ruleset: Ruleset, source: RulesetText, flows=FLOWS):
-    engine = Engine(ruleset, udp_followup=False)  # the probe: one datagram each way
+    engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f) for f in flows]
     observed = [o["observed"] for o in observe_files_detailed([source], flows, timeout=TIMEOUT)]
     compared = 0

@@ -165,10 +165,21 @@ def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list) 
         sock.sendall(token) if kind == socket.SOCK_STREAM else sock.send(token)
         step = "reply"
         reply = sock.recv(256)
-        if reply == token[:-2] + b" !":
-            out[index] = {"observed": DELIVERED, "reason": ""}
-        else:
+        if reply != token[:-2] + b" !":
             out[index] = {"observed": BLOCKED, "reason": "no reply"}
+            return
+        if kind == socket.SOCK_DGRAM:
+            # A UDP exchange is more than one datagram: the client's next one is ESTABLISHED in
+            # the original direction (a rule accepting only NEW from the client drops it), and the
+            # engine predicts that packet too. Send it and wait for its echo.
+            step = "second datagram"
+            again = f"lbfw {index} again ?".encode()
+            sock.send(again)
+            step = "second reply"
+            if sock.recv(256) != again[:-2] + b" !":
+                out[index] = {"observed": BLOCKED, "reason": "no reply to the second datagram"}
+                return
+        out[index] = {"observed": DELIVERED, "reason": ""}
     except OSError as err:
         if step in ("socket", "bind"):
             out[index] = {"observed": f"not observed: cannot bind client {client}: {_reason(err)}",
