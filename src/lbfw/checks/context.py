@@ -252,11 +252,14 @@ class NarrowAddr:
     via: str              # "" | "set @name" | "verdict map"
 
 
-def narrow_addr_matches(rule: Rule, table: Optional[Table]) -> list:
-    """Non-negated address matches of ``rule`` that cover 127.0.0.1 without the rest of 127/8."""
+def narrow_addr_matches(rule: Rule, table: Optional[Table], negated: bool = False) -> list:
+    """Address matches of ``rule`` that cover 127.0.0.1 without the rest of 127/8: the
+    non-negated ones, or with ``negated`` the negated ones (`! -s 127.0.0.1`), which spare
+    127.0.0.1 alone: on a drop rule they mean "only 127.0.0.1 may", the same mistake as a
+    narrow accept."""
     found = []
     for m in rule.matches:
-        if m.negate or m.opaque:
+        if m.negate != negated or m.opaque:
             continue
         for fld in ADDR_FIELDS:
             ranges = match_ranges(m, table, fld)
@@ -270,21 +273,8 @@ def narrow_addr_matches(rule: Rule, table: Optional[Table]) -> list:
 
 
 def negated_narrow_addr_matches(rule: Rule, table: Optional[Table]) -> list:
-    """Negated address matches (`! -s 127.0.0.1`) that spare 127.0.0.1 without the rest of 127/8:
-    on a drop rule they mean "only 127.0.0.1 may", the same mistake as a narrow accept."""
-    found = []
-    for m in rule.matches:
-        if not m.negate or m.opaque:
-            continue
-        for fld in ADDR_FIELDS:
-            ranges = match_ranges(m, table, fld)
-            if not ranges:
-                continue
-            part = narrow_loopback(ranges)
-            if part is not None:
-                via = f"set @{m.set_name.lstrip('@')}" if m.set_name else ""
-                found.append(NarrowAddr(fld, part, via))
-    return found
+    """Negated address matches that spare 127.0.0.1 alone (see narrow_addr_matches)."""
+    return narrow_addr_matches(rule, table, negated=True)
 
 
 def full_loopback_addr(rule: Rule, table: Optional[Table]) -> bool:
