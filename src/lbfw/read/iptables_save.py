@@ -106,6 +106,9 @@ _IGNORE_ID_RE = re.compile(r"\b(LB\d{3}|all)\b", re.IGNORECASE)
 _QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S)
 _UNESCAPE = re.compile(r"\\(.)", re.S)
 _COMMENT_RE = re.compile(r' -m comment --comment "([^"\\]*)"(?= |$)')
+_COMMENT_HEAD = ' -m comment --comment "'
+_COMMENT_HEAD_LEN = len(_COMMENT_HEAD)
+_COMMENT_AFTER = ("", " ")
 _COUNTER_RE = re.compile(r"^\[\d+:\d+\]$")
 _HOSTNAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
@@ -146,7 +149,35 @@ def _file_origin(source: str, line: int) -> Origin:
     return o
 
 
+_a_kind, _a_target, _a_args, _a_to_addr, _a_to_port = Action.kind.__set__, Action.target.__set__, \
+    Action.args.__set__, Action.to_addr.__set__, Action.to_port.__set__
+_a_vmap_field, _a_vmap, _a_set_name, _a_set_mark = Action.vmap_field.__set__, Action.vmap.__set__, \
+    Action.set_name.__set__, Action.set_mark.__set__
+
+
+def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,
+            to_port: Optional[int] = None) -> Action:
+    """Action(kind, target=, args=, to_addr=, to_port=), built fast (kube-proxy: one new
+    jump per endpoint chain and one DNAT per endpoint, 3.2 us -> 1.3 us each)."""
+    a = _new(Action)
+    _a_kind(a, kind)
+    _a_target(a, target)
+    _a_args(a, args)
+    _a_to_addr(a, to_addr)
+    _a_to_port(a, to_port)
+    _a_vmap_field(a, None)
+    _a_vmap(a, ())
+    _a_set_name(a, None)
+    _a_set_mark(a, None)
+    return a
+
+
 # Should the model gain a field, the shortcuts above would leave it unset: use the constructors.
+if tuple(f.name for f in _dc_fields(Action)) != ("kind", "target", "args", "to_addr", "to_port", "vmap_field",
+                                                  "vmap", "set_name", "set_mark"):
+    def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,   # noqa: F811
+                to_port: Optional[int] = None) -> Action:
+        return Action(kind, target=target, args=args, to_addr=to_addr, to_port=to_port)
 if tuple(f.name for f in _dc_fields(Match)) != ("field", "values", "negate", "text", "set_name", "mask",
                                                  "opaque"):
     def _match(field: str, values: tuple, negate: bool, text: str) -> Match:   # noqa: F811
@@ -203,7 +234,7 @@ def split_quoted(line: str) -> list:
 
 
 def _quote(tok: str) -> str:
-    if tok and not any(c in tok for c in ' \t"\\'):
+    if tok and " " not in tok and "\t" not in tok and '"' not in tok and "\\" not in tok:
         return tok
     return '"' + tok.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -236,6 +267,11 @@ def _ip4(text: str, mask: bool = False) -> int:
     """An IPv4 address as iptables reads it (xtables' numeric parser): up to four parts,
     each decimal, hex or octal, missing ones filled with zeros from the right (`10` is
     10.0.0.0, `127.1` is 127.1.0.0, not inet_aton's 127.0.0.1). A mask needs all four."""
+    try:
+        # inet_pton takes exactly four decimal parts without leading zeros: read alike
+        return _from_bytes(_pton(_AF_INET, text), "big")
+    except (OSError, ValueError):
+        pass
     parts = text.split(".")
     if len(parts) > 4 or (mask and len(parts) != 4):
         raise ValueError(text)
@@ -410,10 +446,15 @@ class _Parser:
                     if '"' in plain:
                         # a plain `-m comment --comment "..."` (kube-proxy writes one per rule)
                         # is cut out; any other quoting takes the general path
-                        cut = _COMMENT_RE.search(plain)
-                        if cut is not None and '"' not in plain[:cut.start()] and '"' not in plain[cut.end():]:
-                            own_comment = cut.group(1)
-                            plain = plain[:cut.start()] + plain[cut.end():]
+                        # (what _COMMENT_RE matches, found with str.find: no quote before
+                        # it, no backslash inside, a space or the end after it)
+                        start = plain.find(_COMMENT_HEAD)
+                        end = plain.find('"', start + _COMMENT_HEAD_LEN) if start >= 0 else -1
+                        if end >= 0 and '"' not in plain[:start] and plain[end + 1:end + 2] in _COMMENT_AFTER \
+                                and '"' not in plain[end + 1:] \
+                                and "\\" not in (body := plain[start + _COMMENT_HEAD_LEN:end]):
+                            own_comment = body
+                            plain = plain[:start] + plain[end + 1:]
                         else:
                             plain = None
                     if plain is not None:
@@ -483,7 +524,7 @@ class _Parser:
     def origin(self, index: Optional[int]) -> Origin:
         if self.live:
             return Origin(self.source, index=index)
-        return Origin(self.source, line=self.lineno)
+        return _file_origin(self.source, self.lineno)
 
     def chain_line(self, line: str) -> None:
         table = self.table
@@ -1150,7 +1191,7 @@ class _Parser:
     def action(self, name: str, goto: bool, args: tuple, chain: Chain, rule: Rule) -> Action:
         """The Action for `-j NAME ARGS` (or `-g NAME`) in ``chain``."""
         if name in self.table.chains:
-            return Action("goto" if goto else "jump", target=name, args=" ".join(args))
+            return _action("goto" if goto else "jump", name, " ".join(args))
         if goto:
             self.unresolved.append((rule, name, True, chain.name))
             return Action("unknown", target=name)
@@ -1168,22 +1209,22 @@ class _Parser:
         if kind is not None:
             if args and name != "REJECT":
                 raise self.bad(f"-j {name} takes no options, got {arg_text!r}", line=rule.origin.line)
-            return Action(kind, target=name, args=arg_text)
+            return _action(kind, name, arg_text)
         if name in CONTINUE_TARGETS:
-            return Action("continue", target=name, args=arg_text)
+            return _action("continue", name, arg_text)
         if name == "MARK":
             return Action("continue", target=name, args=arg_text, set_mark=self.mark_target(args))
         if name == "DNAT":
             addr, port = self.nat_to(args, "--to-destination")
-            return Action("dnat", target=name, args=arg_text, to_addr=addr, to_port=port)
+            return _action("dnat", name, arg_text, addr, port)
         if name == "REDIRECT":
             _, port = self.nat_to(args, "--to-ports", ports_only=True)
             return Action("redirect", target=name, args=arg_text, to_port=port)
         if name == "SNAT":
             addr, port = self.nat_to(args, "--to-source")
-            return Action("snat", target=name, args=arg_text, to_addr=addr, to_port=port)
+            return _action("snat", name, arg_text, addr, port)
         if name == "MASQUERADE":
-            return Action("masquerade", target=name, args=arg_text)
+            return _action("masquerade", name, arg_text)
         if name == "NETMAP":
             # NETMAP rewrites the source in POSTROUTING/INPUT, the destination elsewhere: the
             # new destination depends on the packet, which the model does not say
