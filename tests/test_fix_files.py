@@ -86,6 +86,18 @@ def test_diff_in_a_subdirectory_applies_from_where_lbfw_ran(tmp_path):
     assert "127.0.0.1/255.255.255.255" not in (sub / "rules.v4").read_text()
 
 
+def test_diff_of_an_absolute_path_applies_from_the_root(narrow):
+    # `lbfw fix /etc/iptables/rules.v4`: `a//etc/...` is taken by neither tool, `a/etc/...` from /
+    diff = lbfw("fix", str(narrow)).stdout
+    name = str(narrow).lstrip("/")
+    assert diff.startswith(f"--- a/{name}\n+++ b/{name}\n")
+    # check only: nothing under / is written
+    for argv in (["git", "apply", "--check", "-"], ["patch", "-p1", "--dry-run", "--quiet"]):
+        proc = subprocess.run(argv, cwd="/", input=diff, capture_output=True, text=True)
+        assert proc.returncode == 0, (argv, proc.stderr)
+    assert narrow.read_text() == NARROW
+
+
 def test_write_keeps_comments_blank_lines_and_every_other_line(narrow):
     os.chmod(narrow, 0o640)
     proc = lbfw("fix", str(narrow), "--write")

@@ -33,7 +33,12 @@ def digest(text: str) -> str:
 
 
 def render_diff(path: str, old: str, new: str, context: int = 3) -> str:
-    """A unified diff of ``old`` -> ``new`` for ``path`` ("" when they are equal)."""
+    """A unified diff of ``old`` -> ``new`` for ``path`` ("" when they are equal).
+
+    The headers are ``a/PATH`` and ``b/PATH`` with PATH as given, so `git apply` and
+    `patch -p1` take the diff from the directory lbfw ran in; an absolute PATH loses its
+    leading "/" (``a/etc/iptables/rules.v4``: neither tool takes ``a//etc/...``), and such a
+    diff applies from "/"."""
     if old == new:
         return ""
     a = _lines(old)
@@ -43,7 +48,8 @@ def render_diff(path: str, old: str, new: str, context: int = 3) -> str:
     else:
         body = difflib.unified_diff(a, b, n=context, lineterm="\n")
         next(body), next(body)  # difflib's own headers (no names): ours follow
-    out = [f"--- a/{path}\n", f"+++ b/{path}\n"]
+    name = path.lstrip("/")
+    out = [f"--- a/{name}\n", f"+++ b/{name}\n"]
     for line in body:
         if line.endswith("\n"):
             out.append(line)
