@@ -668,13 +668,7 @@ class _Parser:
             parts = (rest[2:] if neg else rest).split(None, 2)
             if len(parts) < 2 or parts[0] not in ("-s", "-d") or parts[1] == "!":
                 break
-            opt, value = parts[0], parts[1]
-            cache = self.addrs[(opt, neg)]
-            m = cache.get(value)
-            if m is None:
-                m = self.address(opt, value, neg)
-                if len(cache) < _CACHE_LIMIT:
-                    cache[value] = m
+            m = self.cached_address(parts[0], parts[1], neg)
             if m is _ANY:
                 pass
             elif lead is None:
@@ -728,14 +722,8 @@ class _Parser:
                 i += 1
                 continue
             if (tok == "-s" or tok == "-d") and i + 1 < n and tokens[i + 1] != "!":
-                value = tokens[i + 1]
+                m = self.cached_address(tok, tokens[i + 1], neg)
                 i += 2
-                cache = self.addrs[(tok, neg)]
-                m = cache.get(value)
-                if m is None:
-                    m = self.address(tok, value, neg)
-                    if len(cache) < _CACHE_LIMIT:
-                        cache[value] = m
                 if m is _ANY:
                     pass
                 elif lead is None:
@@ -1137,6 +1125,17 @@ class _Parser:
         # everything else: kept, undecided
         module_text = opt.lstrip("-")
         return (Match(field=f"opt.{module_text}", negate=neg, text=text.rstrip(), opaque=True),)
+
+    def cached_address(self, opt: str, value: str, neg: bool):
+        """``address``, looked up first in ``self.addrs`` (blocklists repeat addresses less
+        than their tails, but dumps still name the same ones again and again)."""
+        cache = self.addrs[(opt, neg)]
+        m = cache.get(value)
+        if m is None:
+            m = self.address(opt, value, neg)
+            if len(cache) < _CACHE_LIMIT:
+                cache[value] = m
+        return m
 
     def address(self, opt: str, value: str, neg: bool):
         """The Match for `-s VALUE` / `-d VALUE` (the hot path; errors as InputError), or _ANY
