@@ -216,10 +216,66 @@ class Chain:
     policy: Optional[str] = None
     origin: Optional[Origin] = None
     handle: Optional[int] = None
+    # A reader may leave rules unbuilt until first asked for (see ``rules`` below): entries of
+    # ``_pending`` are built Rules or reader-private tuples that ``_build(chain, pending)``
+    # turns into Rules, in order. None once everything is built.
+    _pending: Optional[list] = field(default=None, init=False, repr=False, compare=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def is_base(self) -> bool:
         return self.hook is not None
+
+    @property
+    def rule_count(self) -> int:
+        """len(self.rules), without building rules a reader left for later."""
+        pending = self._pending
+        return len(_CHAIN_RULES.__get__(self)) + (len(pending) if pending is not None else 0)
+
+    def unbuilt(self) -> list:
+        """The reader-private entries not built yet (empty when the chain is built). For
+        consumers that can skip most of a big chain by a reader's cheap test (see
+        ``lbfw.read.iptables_save.unbuilt_may``) instead of building every rule."""
+        pending = self._pending
+        if pending is None:
+            return []
+        return [entry for entry in pending if entry.__class__ is tuple]
+
+    def built_so_far(self) -> list:
+        """The Rules already built (in order), without building the others."""
+        pending = self._pending
+        if pending is None:
+            return list(_CHAIN_RULES.__get__(self))
+        return [entry for entry in pending if entry.__class__ is not tuple]
+
+
+# ``Chain.rules`` builds what a reader deferred the first time anyone reads it, so every
+# consumer sees a plain list of Rules. (A kube-proxy node's 140,000 rules are mostly
+# per-endpoint chains no loopback flow enters; iptables_save.py defers only lines it has
+# proven well-formed, so a deferred line never raises later.)
+_CHAIN_RULES = Chain.__dict__["rules"]          # the slot behind the property
+
+
+def _chain_rules_get(chain: Chain) -> list:
+    pending = chain._pending
+    if pending is not None:
+        build = chain._build
+        chain._pending = None
+        chain._build = None
+        if build is None:
+            _CHAIN_RULES.__get__(chain).extend(pending)
+        else:
+            build(chain, pending)
+    return _CHAIN_RULES.__get__(chain)
+
+
+def _chain_rules_set(chain: Chain, rules: list) -> None:
+    _CHAIN_RULES.__set__(chain, rules)
+    chain._pending = None
+    chain._build = None
+
+
+Chain.rules = property(_chain_rules_get, _chain_rules_set, doc="The chain's rules, in order.")
 
 
 @dataclass(slots=True)
@@ -306,4 +362,4 @@ class Ruleset:
         return [(table, chain) for _, _, table, chain in found]
 
     def rule_count(self) -> int:
-        return sum(len(c.rules) for t in self.tables for c in t.chains.values())
+        return sum(c.rule_count for t in self.tables for c in t.chains.values())

@@ -61,7 +61,17 @@ def _rule_port_ranges(ruleset: Ruleset):
     port_fields = _PORT_FIELDS
     for table in ruleset.tables:
         for chain in table.chains.values():
-            for rule in chain.rules:
+            rules = None
+            unbuilt = chain.unbuilt()
+            if unbuilt:
+                # lines the iptables reader left unbuilt (kube-proxy's endpoint chains): build
+                # the chain only if one of them may name a port a loopback packet can meet
+                from ..read.iptables_save import unbuilt_may
+                if not unbuilt_may(unbuilt, _LOOP4):
+                    rules = chain.built_so_far()
+            if rules is None:
+                rules = chain.rules
+            for rule in rules:
                 ranges = None
                 for m in rule.matches:
                     f = m.field

@@ -66,7 +66,7 @@ def _tables(ruleset) -> list[str]:
     """The tables the engine saw, e.g. "ip filter (legacy, live:legacy): 3 chains, 12 rules"."""
     out = []
     for t in getattr(ruleset, "tables", None) or []:
-        rules = sum(len(c.rules) for c in t.chains.values())
+        rules = sum(c.rule_count for c in t.chains.values())
         out.append(f"{t.family} {t.name} ({t.backend}, {t.source}): {len(t.chains)} chains, {rules} rules")
     return out
 

@@ -114,7 +114,7 @@ def read_sources(sources: list, input_format: str = "auto", reader: str = "auto"
             format=fmt,
             tables=len(tables),
             chains=sum(len(t.chains) for t in tables),
-            rules=sum(len(c.rules) for t in tables for c in t.chains.values()),
+            rules=sum(c.rule_count for t in tables for c in t.chains.values()),
             warnings=tuple(warnings),
         ))
     return ruleset

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+from functools import partial
 from dataclasses import fields as _dc_fields
 import re
 import socket
@@ -27,6 +28,7 @@ from typing import Optional
 
 from ..errors import InputError
 from ..model import (
+    _CHAIN_RULES,
     BACKEND_FILE,
     IPTABLES_CHAIN_TYPE,
     IPTABLES_HOOK_OF_CHAIN,
@@ -185,6 +187,36 @@ if tuple(f.name for f in _dc_fields(Match)) != ("field", "values", "negate", "te
 if tuple(f.name for f in _dc_fields(Origin)) != ("source", "line", "handle", "index"):
     def _file_origin(source: str, line: int) -> Origin:                          # noqa: F811
         return Origin(source, line=line)
+
+
+_c_name, _c_rules, _c_hook, _c_priority, _c_type, _c_policy, _c_origin, _c_handle, _c_pending, \
+    _c_build = (Chain.__dict__[f.name].__set__ if f.name != "rules" else _CHAIN_RULES.__set__
+                for f in _dc_fields(Chain))
+
+
+def _user_chain(name: str, origin: Origin, pending: Optional[list]) -> Chain:
+    """Chain(name=name, origin=origin) with ``_pending`` set, built fast: a kube-proxy dump
+    declares a user chain for every service and endpoint (50,000 at 140,000 rules)."""
+    c = _new(Chain)
+    _c_name(c, name)
+    _c_rules(c, [])
+    _c_hook(c, None)
+    _c_priority(c, None)
+    _c_type(c, None)
+    _c_policy(c, None)
+    _c_origin(c, origin)
+    _c_handle(c, None)
+    _c_pending(c, pending)
+    _c_build(c, None)
+    return c
+
+
+if tuple(f.name for f in _dc_fields(Chain)) != ("name", "rules", "hook", "priority", "type", "policy", "origin",
+                                                 "handle", "_pending", "_build"):
+    def _user_chain(name: str, origin: Origin, pending: Optional[list]) -> Chain:   # noqa: F811
+        chain = Chain(name=name, origin=origin)
+        chain._pending = pending
+        return chain
 
 
 _CONTINUE = Action("continue")
@@ -383,11 +415,90 @@ def _tcp_flags(text: str) -> int:
 
 # --------------------------------------------------------------------------- the parser
 
+# --------------------------------------------------------------------------- deferred lines
+#
+# A kube-proxy node's dump is mostly per-service and per-endpoint chains (KUBE-SVC-*,
+# KUBE-SEP-*) that no loopback flow ever enters. Building their 100,000+ Rules is most of a
+# big audit's time, so a rule line is only *checked* when read, and built when its chain is
+# first asked for its rules (``Chain.rules``). Only lines of this plain IPv4 shape are left
+# for later, because for them the check is a proof: every address is a dotted quad with
+# octets <= 255 and a prefix <= 32, every port is 0..65535, the comment holds no quote or
+# backslash, `-m tcp` follows `-p tcp`, and the target is a chain declared by then or one
+# of the targets below with the options it takes. Building such a line cannot raise, so a
+# bad line is still reported when the file is read (any line outside the shape is built at
+# once, as before), and the Rule built later is the one the line would have given then.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
+_PREFIX = r"(?:/(?:3[0-2]|[12]?[0-9]))?"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9][0-9]|6[0-4][0-9][0-9][0-9]|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
+_SIMPLE_RULE = re.compile(
+    rf"(?: (?:! )?-s (?P<s>{_DOTTED}{_PREFIX}))?"
+    rf"(?: (?:! )?-d (?P<d>{_DOTTED}{_PREFIX}))?"
+    r"(?: -p (?P<p>tcp|udp|sctp))?"
+    r'(?: -m comment --comment "[^"\\]*")?'
+    rf"(?: -m (?P=p)(?: (?:! )?--dport {_PORT}(?::{_PORT})?)?)?"
+    r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
+    rf" -j (?:DNAT --to-destination {_DOTTED}:{_PORT}|REJECT --reject-with icmp-port-unreachable"
+    r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
+# targets a deferred line may name without a chain of that name (built exactly as at once)
+_DEFERRABLE_TARGETS = frozenset(("ACCEPT", "DROP", "RETURN", "MASQUERADE"))
+_DEFERRED_OWN = frozenset(("DNAT", "REJECT"))  # spelled out in _SIMPLE_RULE with their options
+
+
+def _cut_comment(plain: str) -> tuple:
+    """(PLAIN without its `-m comment --comment "..."`, the comment), or (None, None) when the
+    quoting is anything but that one plain comment (the general path then reads the line).
+    Kube-proxy writes one per rule; found with str.find, as _COMMENT_RE would match it: no
+    quote before it, no backslash inside, a space or the end after it."""
+    start = plain.find(_COMMENT_HEAD)
+    end = plain.find('"', start + _COMMENT_HEAD_LEN) if start >= 0 else -1
+    if end >= 0 and '"' not in plain[:start] and plain[end + 1:end + 2] in _COMMENT_AFTER \
+            and '"' not in plain[end + 1:] \
+            and "\\" not in (body := plain[start + _COMMENT_HEAD_LEN:end]):
+        return plain[:start] + plain[end + 1:], body
+    return None, None
+
+
+def unbuilt_may(entries: list, loopback: tuple) -> bool:
+    """False when none of these deferred lines (``Chain.unbuilt()`` of a chain this reader
+    made) can both name a port and see a packet whose addresses lie in ``loopback`` (lo, hi):
+    a positive `-s`/`-d` outside it rules the packet out. True: build the chain and look.
+
+    The lines are of _SIMPLE_RULE's shape, so what precedes `-p` is at most `[!] -s A` and
+    `[!] -d A`, in that order, and "port" appears in a line with `--dport`."""
+    lo, hi = loopback
+    for entry in entries:
+        line = entry[1]
+        if "port" not in line:
+            continue
+        words = line.split(" ", 8)
+        i = 2
+        seen = True
+        while seen and i + 1 < len(words):
+            neg = words[i] == "!"
+            opt = words[i + 1] if neg else words[i]
+            if opt != "-s" and opt != "-d":
+                break
+            value = words[i + 2] if neg else words[i + 1]
+            i += 3 if neg else 2
+            if not neg:
+                net = _net(value, "ip")
+                if net is not None and (net[1] < lo or hi < net[0]):
+                    seen = False
+        if seen:
+            return True
+    return False
+
+
 class _Parser:
     """One pass over the text; ``tables`` is the result."""
 
-    def __init__(self, source: str, family: str, backend: str):
+    def __init__(self, source: str, family: str, backend: str, lazy: bool = True):
         self.source = source
+        # lines of the proven shape (see _SIMPLE_RULE) are built when first asked for
+        self.lazy = lazy and family == "ip"
+        self.deferred_targets: set = set()   # non-chain targets deferred lines of this table name
+        self.build = None                    # Chain._build for the open table's chains
         self.family = family
         self.backend = backend
         self.live = backend != BACKEND_FILE
@@ -425,6 +536,7 @@ class _Parser:
 
     def run(self, text: str) -> list:
         pending_ignore = frozenset()
+        simple = _SIMPLE_RULE.fullmatch
         for lineno, raw in enumerate(text.split("\n"), 1):
             line = raw.strip()
             if not line:
@@ -432,6 +544,24 @@ class _Parser:
                 continue
             self.lineno = lineno
             first = line[0]
+            if first == "-" and self.lazy and line[:3] == "-A " and not pending_ignore and self.table is not None:
+                sp = line.find(" ", 3)
+                chain = self.table.chains.get(line[3:sp])
+                if chain is not None and chain._pending is not None:
+                    m = simple(line, sp)
+                    if m is not None:
+                        target = m.group("t")
+                        if target is None or target in self.table.chains:
+                            chain._pending.append((lineno, line))
+                            chain._build = self.build
+                            if target is None:
+                                self.deferred_targets.update(_DEFERRED_OWN)
+                            continue
+                        if target in _DEFERRABLE_TARGETS:
+                            chain._pending.append((lineno, line))
+                            chain._build = self.build
+                            self.deferred_targets.add(target)
+                            continue
             if first == "-" or first == "[":
                 chain = None
                 own_comment = None
@@ -444,19 +574,7 @@ class _Parser:
                 if plain[:3] == "-A " and self.table is not None:
                     # the usual line, kept short: the general path is rule_line
                     if '"' in plain:
-                        # a plain `-m comment --comment "..."` (kube-proxy writes one per rule)
-                        # is cut out; any other quoting takes the general path
-                        # (what _COMMENT_RE matches, found with str.find: no quote before
-                        # it, no backslash inside, a space or the end after it)
-                        start = plain.find(_COMMENT_HEAD)
-                        end = plain.find('"', start + _COMMENT_HEAD_LEN) if start >= 0 else -1
-                        if end >= 0 and '"' not in plain[:start] and plain[end + 1:end + 2] in _COMMENT_AFTER \
-                                and '"' not in plain[end + 1:] \
-                                and "\\" not in (body := plain[start + _COMMENT_HEAD_LEN:end]):
-                            own_comment = body
-                            plain = plain[:start] + plain[end + 1:]
-                        else:
-                            plain = None
+                        plain, own_comment = _cut_comment(plain)
                     if plain is not None:
                         parts = plain.split(None, 2)
                         if len(parts) > 1:
@@ -465,7 +583,7 @@ class _Parser:
                     rule = self.plain_rule(parts[2] if len(parts) > 2 else "", line, chain, pending_ignore,
                                            own_comment)
                     if rule is not None:
-                        chain.rules.append(rule)
+                        self.add(chain, rule)
                 else:
                     self.rule_line(line, pending_ignore)
                 if pending_ignore:
@@ -499,6 +617,8 @@ class _Parser:
         self.table = Table(family=self.family, name=name, backend=self.backend, syntax=SYNTAX_IPTABLES,
                            source=self.source, origin=self.origin(None))
         self.table_line = self.lineno
+        self.deferred_targets = set()
+        self.build = partial(self.build_deferred, self.table)
 
     def commit(self) -> None:
         table = self.table
@@ -510,6 +630,9 @@ class _Parser:
             elif goto:
                 raise self.bad(f"-g {name}: no chain '{name}' in table {table.name}", line=rule.origin.line)
         self.unresolved = []
+        for chain in table.chains.values():
+            if chain._pending is not None and chain._build is None:
+                chain.rules           # nothing deferred: the pending Rules become the list
         for k, earlier in enumerate(self.tables):
             if earlier.name == table.name:
                 # iptables-restore flushes a table when its section starts: the last one wins
@@ -531,11 +654,20 @@ class _Parser:
         if table is None:
             raise self.bad("chain declared outside any table (add a '*filter' line above it)")
         parts = line[1:].split()
+        if len(parts) == 3 and parts[1] == "-" and not self.live:
+            # the usual `:NAME - [0:0]` of a new user chain, kept short
+            name = parts[0]
+            if name not in table.chains and name not in self.deferred_targets and name not in \
+                    BUILTIN_CHAINS[table.name] and name not in VERDICT_TARGETS and name[0] != "-" \
+                    and len(name) <= 28:
+                table.chains[name] = _user_chain(name, _file_origin(self.source, self.lineno),
+                                                 [] if self.lazy else None)
+                return
         if not parts:
             raise self.bad("':' without a chain name")
         name = parts[0]
         policy = parts[1] if len(parts) > 1 else "-"
-        if name in table.chains and table.chains[name].rules:
+        if name in table.chains and table.chains[name].rule_count:
             raise self.bad(f"chain '{name}' declared again after it got rules")
         self.declare(name, policy)
 
@@ -564,8 +696,51 @@ class _Parser:
         if existing is not None:
             existing.policy = chain.policy
             return existing
+        if name in self.deferred_targets:
+            # deferred lines named a target of this name before it was a chain: build them
+            # now, as they read when written
+            self.build_table_now()
+        if self.lazy:
+            chain._pending = []
         table.chains[name] = chain
         return chain
+
+    def add(self, chain: Chain, rule: Rule) -> None:
+        """Append a built rule, after whatever the chain holds unbuilt."""
+        pending = chain._pending
+        if pending is not None:
+            pending.append(rule)
+        else:
+            chain.rules.append(rule)
+
+    def build_table_now(self) -> None:
+        """Build every deferred line of the open table (its chains are about to change)."""
+        for chain in self.table.chains.values():
+            if chain._pending is not None and chain._build is not None:
+                built = chain.rules          # builds them
+                chain.rules = []
+                chain._pending = built       # still reading: later lines queue up behind them
+
+    def build_deferred(self, table: Table, chain: Chain, pending: list) -> None:
+        """Chain._build: turn the deferred lines (and built Rules) of ``pending`` into the
+        chain's rules, in order, exactly as reading them at once would have."""
+        saved = self.table, self.lineno
+        self.table = table
+        rules = chain.rules
+        try:
+            for entry in pending:
+                if entry.__class__ is not tuple:
+                    rules.append(entry)
+                    continue
+                self.lineno, line = entry
+                plain = line
+                own_comment = None
+                if '"' in plain:
+                    plain, own_comment = _cut_comment(plain)
+                parts = plain.split(None, 2)
+                rules.append(self.plain_rule(parts[2], line, chain, frozenset(), own_comment))
+        finally:
+            self.table, self.lineno = saved
 
     def chain_for_rule(self, name: str) -> Chain:
         table = self.table
@@ -614,7 +789,7 @@ class _Parser:
             if rule is None:
                 return
             if position is None:
-                chain.rules.append(rule)
+                self.add(chain, rule)
             else:
                 if position < 1 or position > len(chain.rules) + 1:
                     raise self.bad(f"{cmd} {chain.name} {position}: index out of range")
@@ -622,7 +797,7 @@ class _Parser:
             if self.live:
                 # positions shift on insert: renumber the chain (1-based, as `iptables -R` counts)
                 if position is None:
-                    rule.origin = Origin(self.source, index=len(chain.rules))
+                    rule.origin = Origin(self.source, index=chain.rule_count)
                 else:
                     for i, r in enumerate(chain.rules, 1):
                         r.origin = Origin(self.source, index=i)
@@ -643,6 +818,7 @@ class _Parser:
                 self.chain_for_rule(name).rules.clear()
             return
         if cmd in ("-X", "--delete-chain"):
+            self.build_table_now()      # deferred jumps must not see their chain gone
             for name in tokens[1:] or [c.name for c in table.chains.values() if not c.is_base]:
                 chain = table.chains.get(name)
                 if chain is None or chain.is_base:
@@ -770,7 +946,7 @@ class _Parser:
         else:
             ignore = ignores_in(comment) | ignore_above
         if self.live:
-            origin = Origin(self.source, index=len(chain.rules) + 1)
+            origin = Origin(self.source, index=chain.rule_count + 1)
         else:
             origin = _file_origin(self.source, self.lineno)
         rule = Rule(matches, _CONTINUE, line, origin, comment, ignore)
@@ -1332,7 +1508,7 @@ _MODULE_OPTIONS = {
 # --------------------------------------------------------------------------- public entry point
 
 def parse(text: str, source: str, family: Optional[str] = None, backend: str = BACKEND_FILE,
-          warnings: Optional[list] = None) -> list:
+          warnings: Optional[list] = None, lazy: bool = True) -> list:
     """Parse iptables-save (``family`` "ip") or ip6tables-save ("ip6") text into Tables.
 
     ``family`` None detects it from the text (header comment, IPv6 addresses, ipv6-icmp).
@@ -1345,6 +1521,10 @@ def parse(text: str, source: str, family: Optional[str] = None, backend: str = B
     Raises InputError(path=source, line=N) for what iptables-restore rejects: a rule or chain
     outside any table, a chain used but never declared, a table without COMMIT, an option
     missing its argument, an address that is not one, a line of no known kind.
+
+    ``lazy``: rule lines of a shape proven well-formed (``_SIMPLE_RULE``) are checked now and
+    built when their chain's ``rules`` is first read; False builds every rule now. Both give
+    equal models and the same errors.
     """
     if family is None:
         from .detect import detect_format
@@ -1359,7 +1539,7 @@ def parse(text: str, source: str, family: Optional[str] = None, backend: str = B
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        parser = _Parser(source, family, backend)
+        parser = _Parser(source, family, backend, lazy)
         tables = parser.run(text)
         if warnings is not None:
             warnings.extend(parser.warnings)

@@ -158,7 +158,7 @@ def _proc_tables(path: str) -> list:
 def _info(source: str, tables: list, warnings: list) -> SourceInfo:
     return SourceInfo(source=source, format="live", tables=len(tables),
                       chains=sum(len(t.chains) for t in tables),
-                      rules=sum(len(c.rules) for t in tables for c in t.chains.values()),
+                      rules=sum(c.rule_count for t in tables for c in t.chains.values()),
                       warnings=tuple(warnings))
 
 
