@@ -422,7 +422,7 @@ def _tcp_flags(text: str) -> int:
 # big audit's time, so a rule line is only *checked* when read, and built when its chain is
 # first asked for its rules (``Chain.rules``). Only lines of this plain IPv4 shape are left
 # for later, because for them the check is a proof: every address is a dotted quad with
-# octets <= 255 and a prefix <= 32, every port is 0..65535, the comment holds no quote or
+# octets <= 255 and a prefix <= 32, every port is one number 0..65535, the comment holds no quote or
 # backslash, `-m tcp` follows `-p tcp`, and the target is a chain declared by then or one
 # of the targets below with the options it takes. Building such a line cannot raise, so a
 # bad line is still reported when the file is read (any line outside the shape is built at
@@ -436,7 +436,7 @@ _SIMPLE_RULE = re.compile(
     rf"(?: (?:! )?-d (?P<d>{_DOTTED}{_PREFIX}))?"
     r"(?: -p (?P<p>tcp|udp|sctp))?"
     r'(?: -m comment --comment "[^"\\]*")?'
-    rf"(?: -m (?P=p)(?: (?:! )?--dport {_PORT}(?::{_PORT})?)?)?"
+    rf"(?: -m (?P=p)(?: (?:! )?--dport {_PORT})?)?"       # no range: a regex cannot see min > max
     r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
     rf" -j (?:DNAT --to-destination {_DOTTED}:{_PORT}|REJECT --reject-with icmp-port-unreachable"
     r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
@@ -1448,6 +1448,8 @@ class _Parser:
         try:
             if ports_only:
                 port = int(value.partition("-")[0])
+                if not 0 <= port <= 65535:
+                    raise self.bad(f"{opt}: port {port} is not valid (0-65535)")
                 return None, port
             if self.family == "ip6":
                 if value.startswith("["):
@@ -1463,6 +1465,9 @@ class _Parser:
                 port = int(port_text.partition("-")[0])
         except ValueError:
             raise self.bad(f"{opt}: {value!r} is not {self.family_word} address[:port]") from None
+        if port is not None and not 0 <= port <= 65535:
+            # iptables-restore 1.8.9, measured: "Port `65536' not valid" (0 is taken)
+            raise self.bad(f"{opt}: port {port} is not valid (0-65535)")
         return addr, port
 
 
