@@ -232,6 +232,17 @@ class Chain:
         pending = self._pending
         return len(_CHAIN_RULES.__get__(self)) + (len(pending) if pending is not None else 0)
 
+    def rules_unless(self, needed) -> list:
+        """``rules``, or only the rules built so far when ``needed(unbuilt entries)`` says the
+        unbuilt ones do not matter to the caller (see ``unbuilt``); one pass over the chain."""
+        pending = self._pending
+        if pending is None:
+            return _CHAIN_RULES.__get__(self)
+        unbuilt = [entry for entry in pending if entry.__class__ is tuple]
+        if unbuilt and needed(unbuilt):
+            return self.rules
+        return [entry for entry in pending if entry.__class__ is not tuple]
+
     def unbuilt(self) -> list:
         """The reader-private entries not built yet (empty when the chain is built). For
         consumers that can skip most of a big chain by a reader's cheap test (see

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import partial
 from typing import Optional
 
 from ..errors import InputError
@@ -59,19 +60,13 @@ def _rule_port_ranges(ruleset: Ruleset):
     """(protocols the rule is about, port ranges) for every rule that names ports and can see
     loopback traffic. One cheap pass: most rules of a big dump name no port at all."""
     port_fields = _PORT_FIELDS
+    # lines the iptables reader left unbuilt (kube-proxy's endpoint chains) are built only if
+    # one of them may name a port a loopback packet can meet
+    from ..read.iptables_save import unbuilt_may
+    needed = partial(unbuilt_may, loopback=_LOOP4)
     for table in ruleset.tables:
         for chain in table.chains.values():
-            rules = None
-            unbuilt = chain.unbuilt()
-            if unbuilt:
-                # lines the iptables reader left unbuilt (kube-proxy's endpoint chains): build
-                # the chain only if one of them may name a port a loopback packet can meet
-                from ..read.iptables_save import unbuilt_may
-                if not unbuilt_may(unbuilt, _LOOP4):
-                    rules = chain.built_so_far()
-            if rules is None:
-                rules = chain.rules
-            for rule in rules:
+            for rule in chain.rules_unless(needed):
                 ranges = None
                 for m in rule.matches:
                     f = m.field

@@ -482,9 +482,16 @@ def unbuilt_may(entries: list, loopback: tuple) -> bool:
             value = words[i + 2] if neg else words[i + 1]
             i += 3 if neg else 2
             if not neg:
-                net = _net(value, "ip")
+                slash = value.find("/")
+                if slash < 0 or int(value[slash + 1:]) >= 8:
+                    # the first octet alone places it (kube-proxy: 10.96.0.1/32)
+                    first = int(value[:value.find(".")]) << 24
+                    net = (first, first | 0xFFFFFF)
+                else:
+                    net = _net(value, "ip")
                 if net is not None and (net[1] < lo or hi < net[0]):
                     seen = False
+                    break
         if seen:
             return True
     return False
