@@ -232,3 +232,38 @@ def test_an_audit_of_a_kube_proxy_dump_builds_only_what_loopback_flows_reach(tmp
     assert [(r.flow, r.verdict) for r in results] == [(r.flow, r.verdict) for r in results_e]
     assert findings and [(f.check, f.message, f.line) for f in findings] == \
         [(f.check, f.message, f.line) for f in findings_e]
+
+
+def test_engine_index_keys_read_from_unbuilt_lines_are_those_of_the_built_rules(corpus_dir, examples_dir):
+    """The engine indexes a big chain's unbuilt lines by their text (`-d 10.96.0.1/32`,
+    `--dport 53`) and builds only those a packet reaches: the keys must be the built rule's,
+    in the same order (the index picks the first of equally long runs)."""
+    from lbfw.analyze.engine import _exact_keys
+    from lbfw.read.iptables_save import unbuilt_exact_keys
+
+    rng = random.Random(7)
+    fuzz = "\n".join(["*nat", ":OUTPUT ACCEPT [0:0]", ":KUBE-SEP-ABC - [0:0]"]
+                     + [f"-A OUTPUT {_random_simple_line(rng, ['KUBE-SEP-ABC'])}" for _ in range(2_000)]
+                     + ["COMMIT", ""])
+    checked = with_keys = 0
+    for name, text in _texts(corpus_dir, examples_dir) + [("fuzz", fuzz)]:
+        if "*filter" not in text and "*nat" not in text:
+            continue
+        try:
+            tables = parse(text, "rules.txt")
+        except InputError:
+            continue
+        for table in tables:
+            for chain in table.chains.values():
+                for position, entry in enumerate(list(chain.entries())):
+                    if entry.__class__ is not tuple:
+                        continue
+                    from_text = unbuilt_exact_keys(entry)
+                    rule = chain.build_entry(position)
+                    assert chain.build_entry(position) is rule
+                    assert list(from_text.items()) == list(_exact_keys(rule).items()), (name, entry)
+                    checked += 1
+                    with_keys += bool(from_text)
+                built = chain.rules
+                assert all(r.__class__ is not tuple for r in built)
+    assert checked > 3_000 and with_keys > 1_000

@@ -217,8 +217,8 @@ class Chain:
     origin: Optional[Origin] = None
     handle: Optional[int] = None
     # A reader may leave rules unbuilt until first asked for (see ``rules`` below): entries of
-    # ``_pending`` are built Rules or reader-private tuples that ``_build(chain, pending)``
-    # turns into Rules, in order. None once everything is built.
+    # ``_pending`` are built Rules or reader-private tuples that ``_build(chain, entry,
+    # position)`` turns into the Rule at that 0-based position. None once all are built.
     _pending: Optional[list] = field(default=None, init=False, repr=False, compare=False)
     _build: Any = field(default=None, init=False, repr=False, compare=False)
 
@@ -242,6 +242,23 @@ class Chain:
         if unbuilt and needed(unbuilt):
             return self.rules
         return [entry for entry in pending if entry.__class__ is not tuple]
+
+    def entries(self) -> list:
+        """Every position of the chain, in order, without building anything: a Rule, or an
+        unbuilt entry (a tuple; ``build_entry`` makes its Rule). Read-only for the caller."""
+        pending = self._pending
+        return _CHAIN_RULES.__get__(self) if pending is None else pending
+
+    def build_entry(self, position: int) -> Rule:
+        """The Rule at ``position`` (0-based), building that one alone if it is unbuilt. It is
+        the very object ``rules`` holds there later (identity matters: findings point at it)."""
+        pending = self._pending
+        if pending is None:
+            return _CHAIN_RULES.__get__(self)[position]
+        entry = pending[position]
+        if entry.__class__ is tuple:
+            entry = pending[position] = self._build(self, entry, position)
+        return entry
 
     def unbuilt(self) -> list:
         """The reader-private entries not built yet (empty when the chain is built). For
@@ -270,13 +287,18 @@ _CHAIN_RULES = Chain.__dict__["rules"]          # the slot behind the property
 def _chain_rules_get(chain: Chain) -> list:
     pending = chain._pending
     if pending is not None:
+        # (a reader's chain keeps every rule in _pending until built: the slot's list is empty)
         build = chain._build
+        rules = _CHAIN_RULES.__get__(chain)
+        if build is None:
+            rules.extend(pending)
+        else:
+            for position, entry in enumerate(pending):
+                if entry.__class__ is tuple:
+                    entry = pending[position] = build(chain, entry, position)
+                rules.append(entry)
         chain._pending = None
         chain._build = None
-        if build is None:
-            _CHAIN_RULES.__get__(chain).extend(pending)
-        else:
-            build(chain, pending)
     return _CHAIN_RULES.__get__(chain)
 
 

@@ -274,10 +274,15 @@ def _exact_keys(rule) -> dict:
 
 
 def _build_blocks(chain_rules) -> Optional[list]:
-    n = len(chain_rules)
+    if len(chain_rules) < MIN_BLOCK:
+        return None
+    return _blocks_of([_exact_keys(r) for r in chain_rules])
+
+
+def _blocks_of(keys: list) -> Optional[list]:
+    n = len(keys)
     if n < MIN_BLOCK:
         return None
-    keys = [_exact_keys(r) for r in chain_rules]
     blocks = [None] * n
     found = False
     i = 0
@@ -355,12 +360,28 @@ class Engine:
         cc = self._compiled.get(key)
         if cc is None:
             # Rules are compiled when first evaluated: the chain index skips most of a big chain.
-            rules = [_CRule(None, rule.action, rule, idx) for idx, rule in enumerate(chain.rules)]
-            cc = _CChain(chain.name, chain, rules, _build_blocks(chain.rules))
+            entries = chain.entries()
+            if any(entry.__class__ is tuple for entry in entries):
+                # Lines the reader left unbuilt (kube-proxy's 10,000-rule KUBE-SERVICES) are
+                # indexed from their text and built only when a packet reaches them: such a
+                # _CRule holds the chain in ``rule`` and no action until _compile_rule.
+                from ..read.iptables_save import unbuilt_exact_keys
+                rules = [_CRule(None, e.action, e, idx) if e.__class__ is not tuple else _CRule(None, None, chain, idx)
+                         for idx, e in enumerate(entries)]
+                cc = _CChain(chain.name, chain, rules,
+                             _blocks_of([_exact_keys(e) if e.__class__ is not tuple else unbuilt_exact_keys(e)
+                                         for e in entries]))
+            else:
+                rules = [_CRule(None, rule.action, rule, idx) for idx, rule in enumerate(entries)]
+                cc = _CChain(chain.name, chain, rules, _build_blocks(entries))
             self._compiled[key] = cc
         return cc
 
     def _compile_rule(self, table: Table, cr: _CRule) -> tuple:
+        if cr.action is None:                      # unbuilt: cr.rule is its chain (see _chain)
+            rule = cr.rule.build_entry(cr.index)
+            cr.rule = rule
+            cr.action = rule.action
         cache = self._match_cache
         sets = table.sets
         preds = []

@@ -432,11 +432,11 @@ _DOTTED = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
 _PREFIX = r"(?:/(?:3[0-2]|[12]?[0-9]))?"
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9][0-9]|6[0-4][0-9][0-9][0-9]|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
 _SIMPLE_RULE = re.compile(
-    rf"(?: (?:! )?-s (?P<s>{_DOTTED}{_PREFIX}))?"
-    rf"(?: (?:! )?-d (?P<d>{_DOTTED}{_PREFIX}))?"
+    rf"(?: (?P<sn>! )?-s (?P<s>{_DOTTED}{_PREFIX}))?"
+    rf"(?: (?P<dn>! )?-d (?P<d>{_DOTTED}{_PREFIX}))?"
     r"(?: -p (?P<p>tcp|udp|sctp))?"
     r'(?: -m comment --comment "[^"\\]*")?'
-    rf"(?: -m (?P=p)(?: (?:! )?--dport {_PORT})?)?"       # no range: a regex cannot see min > max
+    rf"(?: -m (?P=p)(?: (?P<portn>! )?--dport (?P<port>{_PORT}))?)?"   # no range: a regex cannot see min > max
     r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
     rf" -j (?:DNAT --to-destination {_DOTTED}:{_PORT}|REJECT --reject-with icmp-port-unreachable"
     r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
@@ -457,6 +457,26 @@ def _cut_comment(plain: str) -> tuple:
             and "\\" not in (body := plain[start + _COMMENT_HEAD_LEN:end]):
         return plain[:start] + plain[end + 1:], body
     return None, None
+
+
+def unbuilt_exact_keys(entry: tuple) -> dict:
+    """The engine's index keys of a deferred line, without building it: {field: value} for
+    each positive `-s A`, `-d A` (one address) and `--dport N`, in the rule's order; the
+    same dict ``lbfw.analyze.engine._exact_keys`` gives for the built rule (a test holds
+    them equal on every deferred line of the corpus)."""
+    line = entry[1]
+    m = _SIMPLE_RULE.fullmatch(line, line.find(" ", 3))
+    keys = {}
+    for name, neg, field in (("s", "sn", "ip.saddr"), ("d", "dn", "ip.daddr")):
+        value = m.group(name)
+        if value is not None and m.group(neg) is None:
+            addr, _, prefix = value.partition("/")
+            if not prefix or prefix == "32":
+                keys[field] = _from_bytes(_pton(_AF_INET, addr), "big")
+    port = m.group("port")
+    if port is not None and m.group("portn") is None:
+        keys["th.dport"] = int(port)
+    return keys
 
 
 def unbuilt_may(entries: list, loopback: tuple) -> bool:
@@ -506,6 +526,7 @@ class _Parser:
         self.lazy = lazy and family == "ip"
         self.deferred_targets: set = set()   # non-chain targets deferred lines of this table name
         self.build = None                    # Chain._build for the open table's chains
+        self.position = None                 # live index of the deferred line being built
         self.family = family
         self.backend = backend
         self.live = backend != BACKEND_FILE
@@ -728,26 +749,22 @@ class _Parser:
                 chain.rules = []
                 chain._pending = built       # still reading: later lines queue up behind them
 
-    def build_deferred(self, table: Table, chain: Chain, pending: list) -> None:
-        """Chain._build: turn the deferred lines (and built Rules) of ``pending`` into the
-        chain's rules, in order, exactly as reading them at once would have."""
-        saved = self.table, self.lineno
+    def build_deferred(self, table: Table, chain: Chain, entry: tuple, position: int) -> Rule:
+        """Chain._build: the Rule of a deferred line (at 0-based ``position`` in ``chain``),
+        exactly as reading it at once would have made it."""
+        saved = self.table, self.lineno, self.position
         self.table = table
-        rules = chain.rules
+        self.lineno, line = entry
+        self.position = position + 1
         try:
-            for entry in pending:
-                if entry.__class__ is not tuple:
-                    rules.append(entry)
-                    continue
-                self.lineno, line = entry
-                plain = line
-                own_comment = None
-                if '"' in plain:
-                    plain, own_comment = _cut_comment(plain)
-                parts = plain.split(None, 2)
-                rules.append(self.plain_rule(parts[2], line, chain, frozenset(), own_comment))
+            plain = line
+            own_comment = None
+            if '"' in plain:
+                plain, own_comment = _cut_comment(plain)
+            parts = plain.split(None, 2)
+            return self.plain_rule(parts[2], line, chain, frozenset(), own_comment)
         finally:
-            self.table, self.lineno = saved
+            self.table, self.lineno, self.position = saved
 
     def chain_for_rule(self, name: str) -> Chain:
         table = self.table
@@ -953,7 +970,7 @@ class _Parser:
         else:
             ignore = ignores_in(comment) | ignore_above
         if self.live:
-            origin = Origin(self.source, index=chain.rule_count + 1)
+            origin = Origin(self.source, index=self.position or chain.rule_count + 1)
         else:
             origin = _file_origin(self.source, self.lineno)
         rule = Rule(matches, _CONTINUE, line, origin, comment, ignore)
