@@ -267,3 +267,21 @@ def test_engine_index_keys_read_from_unbuilt_lines_are_those_of_the_built_rules(
                 built = chain.rules
                 assert all(r.__class__ is not tuple for r in built)
     assert checked > 3_000 and with_keys > 1_000
+
+
+def test_the_default_flows_are_those_of_the_fully_built_ruleset(corpus_dir, examples_dir):
+    """The flow picker skips unbuilt chains that name no port a loopback packet can meet
+    (``unbuilt_may``): on every input, the flows are those of reading everything at once."""
+    from lbfw.analyze.flows import default_flows
+    from lbfw.model import Ruleset
+
+    compared = 0
+    for name, text in _texts(corpus_dir, examples_dir):
+        if "*filter" not in text and "*nat" not in text:
+            continue
+        eager, lazy = _read_both(text)
+        if isinstance(eager, str):
+            continue
+        assert default_flows(Ruleset(tables=lazy)) == default_flows(Ruleset(tables=eager)), name
+        compared += 1
+    assert compared > 20

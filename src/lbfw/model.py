@@ -233,13 +233,13 @@ class Chain:
         return len(_CHAIN_RULES.__get__(self)) + (len(pending) if pending is not None else 0)
 
     def rules_unless(self, needed) -> list:
-        """``rules``, or only the rules built so far when ``needed(unbuilt entries)`` says the
-        unbuilt ones do not matter to the caller (see ``unbuilt``); one pass over the chain."""
+        """``rules``, or only the rules built so far when ``needed(chain)`` says the unbuilt
+        ones do not matter to the caller (a reader's cheap test, e.g.
+        ``lbfw.read.iptables_save.unbuilt_may``)."""
         pending = self._pending
         if pending is None:
             return _CHAIN_RULES.__get__(self)
-        unbuilt = [entry for entry in pending if entry.__class__ is tuple]
-        if unbuilt and needed(unbuilt):
+        if needed(self):
             return self.rules
         return [entry for entry in pending if entry.__class__ is not tuple]
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from functools import partial
 from typing import Optional
 
 from ..errors import InputError
@@ -63,10 +62,9 @@ def _rule_port_ranges(ruleset: Ruleset):
     # lines the iptables reader left unbuilt (kube-proxy's endpoint chains) are built only if
     # one of them may name a port a loopback packet can meet
     from ..read.iptables_save import unbuilt_may
-    needed = partial(unbuilt_may, loopback=_LOOP4)
     for table in ruleset.tables:
         for chain in table.chains.values():
-            for rule in chain.rules_unless(needed):
+            for rule in chain.rules_unless(unbuilt_may):
                 ranges = None
                 for m in rule.matches:
                     f = m.field

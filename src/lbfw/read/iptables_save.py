@@ -479,42 +479,27 @@ def unbuilt_exact_keys(entry: tuple) -> dict:
     return keys
 
 
-def unbuilt_may(entries: list, loopback: tuple) -> bool:
-    """False when none of these deferred lines (``Chain.unbuilt()`` of a chain this reader
-    made) can both name a port and see a packet whose addresses lie in ``loopback`` (lo, hi):
-    a positive `-s`/`-d` outside it rules the packet out. True: build the chain and look.
+_LOOPBACK4 = (0x7F000000, 0x7FFFFFFF)
 
-    The lines are of _SIMPLE_RULE's shape, so what precedes `-p` is at most `[!] -s A` and
-    `[!] -d A`, in that order, and "port" appears in a line with `--dport`."""
-    lo, hi = loopback
-    for entry in entries:
-        line = entry[1]
-        if "port" not in line:
-            continue
-        words = line.split(" ", 8)
-        i = 2
-        seen = True
-        while seen and i + 1 < len(words):
-            neg = words[i] == "!"
-            opt = words[i + 1] if neg else words[i]
-            if opt != "-s" and opt != "-d":
-                break
-            value = words[i + 2] if neg else words[i + 1]
-            i += 3 if neg else 2
-            if not neg:
-                slash = value.find("/")
-                if slash < 0 or int(value[slash + 1:]) >= 8:
-                    # the first octet alone places it (kube-proxy: 10.96.0.1/32)
-                    first = int(value[:value.find(".")]) << 24
-                    net = (first, first | 0xFFFFFF)
-                else:
-                    net = _net(value, "ip")
-                if net is not None and (net[1] < lo or hi < net[0]):
-                    seen = False
-                    break
-        if seen:
-            return True
-    return False
+
+def _port_line_sees_loopback(m) -> bool:
+    """For a deferred line with a `--dport` (``m`` its _SIMPLE_RULE match): False when a
+    positive `-s`/`-d` lies outside 127.0.0.0/8, so no loopback packet can match it."""
+    lo, hi = _LOOPBACK4
+    for name, neg in (("s", "sn"), ("d", "dn")):
+        value = m.group(name)
+        if value is not None and m.group(neg) is None:
+            net = _net(value, "ip")
+            if net is not None and (net[1] < lo or hi < net[0]):
+                return False
+    return True
+
+
+def unbuilt_may(chain) -> bool:
+    """False when no line this reader left unbuilt in ``chain`` names a port that an IPv4
+    loopback packet (127.0.0.0/8) can meet; True: build the chain and look. Decided when the
+    lines were read: a chain holding such a `--dport` line has ``_build.ports`` set."""
+    return getattr(chain._build, "ports", True)
 
 
 class _Parser:
@@ -565,31 +550,39 @@ class _Parser:
     def run(self, text: str) -> list:
         pending_ignore = frozenset()
         simple = _SIMPLE_RULE.fullmatch
+        deferrable = _DEFERRABLE_TARGETS
+        # the open table's chains when lines may be deferred (kept in step at `*` and COMMIT)
+        chains = _EMPTY
         for lineno, raw in enumerate(text.split("\n"), 1):
             line = raw.strip()
             if not line:
                 pending_ignore = frozenset()
                 continue
-            self.lineno = lineno
             first = line[0]
-            if first == "-" and self.lazy and line[:3] == "-A " and not pending_ignore and self.table is not None:
+            if first == "-" and line[:3] == "-A " and not pending_ignore:
                 sp = line.find(" ", 3)
-                chain = self.table.chains.get(line[3:sp])
+                chain = chains.get(line[3:sp])
                 if chain is not None and chain._pending is not None:
                     m = simple(line, sp)
                     if m is not None:
                         target = m.group("t")
-                        if target is None or target in self.table.chains:
-                            chain._pending.append((lineno, line))
-                            chain._build = self.build
+                        if target is None or target in chains:
                             if target is None:
                                 self.deferred_targets.update(_DEFERRED_OWN)
-                            continue
-                        if target in _DEFERRABLE_TARGETS:
-                            chain._pending.append((lineno, line))
-                            chain._build = self.build
+                        elif target in deferrable:
                             self.deferred_targets.add(target)
+                        else:
+                            target = False
+                        if target is not False:
+                            chain._pending.append((lineno, line))
+                            # a chain with a deferred `--dport` line a loopback packet may
+                            # meet is marked (unbuilt_may)
+                            if m.group("port") is not None and _port_line_sees_loopback(m):
+                                chain._build = self.build_ports
+                            elif chain._build is None:
+                                chain._build = self.build
                             continue
+            self.lineno = lineno
             if first == "-" or first == "[":
                 chain = None
                 own_comment = None
@@ -624,9 +617,11 @@ class _Parser:
             elif first == "*":
                 self.table_open(line)
                 pending_ignore = frozenset()
+                chains = self.table.chains if self.lazy else _EMPTY
             elif line == "COMMIT":
                 self.commit()
                 pending_ignore = frozenset()
+                chains = _EMPTY
             else:
                 raise self.bad(f"not an iptables-save line (expected *table, :chain, -A rule, COMMIT "
                                f"or # comment): {line[:60]!r}")
@@ -647,6 +642,9 @@ class _Parser:
         self.table_line = self.lineno
         self.deferred_targets = set()
         self.build = partial(self.build_deferred, self.table)
+        self.build.ports = False
+        self.build_ports = partial(self.build_deferred, self.table)
+        self.build_ports.ports = True
 
     def commit(self) -> None:
         table = self.table
