@@ -155,7 +155,7 @@ def test_lines_just_outside_the_shape_are_read_at_once_with_their_errors(line, m
     if message is None:
         # no chain of that name and no known target: not deferred, read as an unknown target
         tables = parse(text, "rules.txt")
-        rule = tables[0].chains["INPUT"].built_so_far()[-1]
+        rule = tables[0].chains["INPUT"].entries()[-1]
         assert rule.action.kind == "unknown" and rule.action.target == "KUBE-NOWHERE"
         return
     with pytest.raises(InputError) as err:

@@ -269,13 +269,6 @@ class Chain:
             return []
         return [entry for entry in pending if entry.__class__ is tuple]
 
-    def built_so_far(self) -> list:
-        """The Rules already built (in order), without building the others."""
-        pending = self._pending
-        if pending is None:
-            return list(_CHAIN_RULES.__get__(self))
-        return [entry for entry in pending if entry.__class__ is not tuple]
-
 
 # ``Chain.rules`` builds what a reader deferred the first time anyone reads it, so every
 # consumer sees a plain list of Rules. (A kube-proxy node's 140,000 rules are mostly
@@ -288,15 +281,12 @@ def _chain_rules_get(chain: Chain) -> list:
     pending = chain._pending
     if pending is not None:
         # (a reader's chain keeps every rule in _pending until built: the slot's list is empty)
+        # All are built before the chain changes: should a build raise, nothing has changed.
         build = chain._build
-        rules = _CHAIN_RULES.__get__(chain)
-        if build is None:
-            rules.extend(pending)
-        else:
-            for position, entry in enumerate(pending):
-                if entry.__class__ is tuple:
-                    entry = pending[position] = build(chain, entry, position)
-                rules.append(entry)
+        built = pending if build is None else \
+            [entry if entry.__class__ is not tuple else build(chain, entry, position)
+             for position, entry in enumerate(pending)]
+        _CHAIN_RULES.__get__(chain).extend(built)
         chain._pending = None
         chain._build = None
     return _CHAIN_RULES.__get__(chain)
