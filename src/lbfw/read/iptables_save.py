@@ -680,14 +680,13 @@ class _Parser:
         if table is None:
             raise self.bad("chain declared outside any table (add a '*filter' line above it)")
         parts = line[1:].split()
-        if len(parts) == 3 and parts[1] == "-" and not self.live:
+        if len(parts) == 3 and parts[1] == "-":
             # the usual `:NAME - [0:0]` of a new user chain, kept short
             name = parts[0]
             if name not in table.chains and name not in self.deferred_targets and name not in \
                     BUILTIN_CHAINS[table.name] and name not in VERDICT_TARGETS and name[0] != "-" \
                     and len(name) <= 28:
-                table.chains[name] = _user_chain(name, _file_origin(self.source, self.lineno),
-                                                 [] if self.lazy else None)
+                table.chains[name] = _user_chain(name, self.origin(None), [] if self.lazy else None)
                 return
         if not parts:
             raise self.bad("':' without a chain name")

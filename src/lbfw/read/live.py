@@ -208,7 +208,7 @@ def _read_iptables_nft(parse: Callable, kernel_chains: Optional[set]) -> tuple:
                 continue
             if kernel_chains is not None:
                 for name in [n for n, c in table.chains.items()
-                             if c.is_base and not c.rules and (table.family, table.name, n) not in kernel_chains]:
+                             if c.is_base and not c.rule_count and (table.family, table.name, n) not in kernel_chains]:
                     del table.chains[name]  # invented by iptables-nft-save: not in the kernel
             owned.add((table.family, table.name))
             tables.append(table)
@@ -228,9 +228,17 @@ def _hides_chains(table, kernel_chains: Optional[set]) -> bool:
     return any(f == table.family and t == table.name and c not in table.chains for f, t, c in kernel_chains)
 
 
+def _unbuilt_never_bare(chain) -> bool:
+    """Chain.rules_unless: a deferred line is never bare (its shape ends in `-j TARGET`)."""
+    return False
+
+
 def _has_bare_rule(table) -> bool:
+    """A rule with neither match nor target (`-A CHAIN`): what *-nft-save prints for a native
+    rule it cannot show. Lines the reader deferred all have a target, so they are not looked at
+    (building them would cost seconds on a kube-proxy node)."""
     for chain in table.chains.values():
-        for rule in chain.rules:
+        for rule in chain.rules_unless(_unbuilt_never_bare):
             if not rule.matches and rule.action.kind == "continue" and not rule.action.target \
                     and len(rule.text.split()) == 2:
                 return True
