@@ -361,3 +361,28 @@ def test_random_hand_written_ipv6_rules_mean_what_the_kernel_saves(backend):
             for k, (w, s) in enumerate(zip(written[key][1], kernel[key][1])):
                 assert w == s, (seed, key, k)
             assert written[key] == kernel[key], (seed, key)
+
+
+@pytest.mark.parametrize("family", ["ip", "ip6"])
+def test_the_kernels_own_dump_of_a_kube_proxy_ruleset_is_deferred_and_reads_as_built(family):
+    """What iptables-save / ip6tables-save print for a kube-proxy ruleset (not what a
+    generator writes) is the shape the reader defers: nearly every rule, and the model equals
+    building everything at once (tests/test_read_iptables_lazy.py holds the reader to that)."""
+    import sys
+    from pathlib import Path
+    here = Path(__file__).resolve().parent
+    sys.path.insert(0, str(here / "benchmarks"))
+    sys.path.insert(0, str(here))
+    import generate
+    from test_read_iptables_lazy import _kube6
+
+    text = generate.kube_dump(3_000)
+    if family == "ip6":
+        text = _kube6(text)
+    dumped = kernel_dump(text, family, "legacy")
+    assert dumped.count("\n-A ") == text.count("\n-A ")
+    lazy = parse(dumped, "saved", family=family)
+    total = sum(c.rule_count for t in lazy for c in t.chains.values())
+    deferred = sum(len(c.unbuilt()) for t in lazy for c in t.chains.values())
+    assert deferred > 0.95 * total, f"{deferred} of {total} deferred"
+    assert parse(dumped, "saved", family=family, lazy=False) == lazy

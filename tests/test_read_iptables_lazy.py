@@ -285,3 +285,73 @@ def test_the_default_flows_are_those_of_the_fully_built_ruleset(corpus_dir, exam
         assert default_flows(Ruleset(tables=lazy)) == default_flows(Ruleset(tables=eager)), name
         compared += 1
     assert compared > 20
+
+
+def _kube6(text: str) -> str:
+    """An ip6tables-save dump of the kube-proxy shape, from the IPv4 generator's text: every
+    address becomes one in fd00::/64 (127.0.0.1 becomes ::1), prefixes grow by 96, DNAT
+    targets are bracketed, ICMP matches and rejects become ICMPv6 ones. ip6tables-restore
+    loads it (tests/test_read_iptables_kernel.py)."""
+    import re
+
+    def v6(a, b, c, d):
+        if (a, b, c, d) == ("127", "0", "0", "1"):
+            return "::1"
+        return "fd00::" + ":".join(f"{int(x):x}" for x in (a, b, c, d))
+
+    text = re.sub(r"--to-destination (\d+)\.(\d+)\.(\d+)\.(\d+):(\d+)",
+                  lambda m: f"--to-destination [{v6(*m.groups()[:4])}]:{m.group(5)}", text)
+    text = re.sub(r"(?<![\d.])(\d+)\.(\d+)\.(\d+)\.(\d+)(?:/(\d+))?(?![\d.])",
+                  lambda m: v6(*m.groups()[:4]) + (f"/{int(m.group(5)) + 96}" if m.group(5) else ""), text)
+    text = re.sub(r"-p icmp -m icmp --icmp-type (\S+)", r"-p ipv6-icmp -m icmp6 --icmpv6-type \1", text)
+    return text.replace("icmp-port-unreachable", "icmp6-port-unreachable")
+
+
+def test_ip6tables_dumps_are_deferred_too_with_the_same_model_and_keys():
+    from lbfw.analyze.engine import _exact_keys
+    from lbfw.read.iptables_save import unbuilt_exact_keys
+
+    text = _kube6(generate.kube_dump(3_000))
+    assert "[fd00::a:f4:" in text and "/112" in text
+    eager = parse(text, "kube6.rules", family="ip6", lazy=False)
+    lazy = parse(text, "kube6.rules", family="ip6", lazy=True)
+    deferred = _deferred(lazy)
+    assert deferred > 2_000
+    keyed = 0
+    for table in lazy:
+        for chain in table.chains.values():
+            for position, entry in enumerate(list(chain.entries())):
+                if entry.__class__ is tuple:
+                    keys = unbuilt_exact_keys(entry)
+                    assert list(keys.items()) == list(_exact_keys(chain.build_entry(position)).items()), entry
+                    keyed += bool(keys)
+    assert keyed > 1_000
+    assert eager == lazy
+
+
+def test_ip6_lines_of_the_shape_with_addresses_ip6tables_refuses_are_read_at_once():
+    """The IPv6 shape's addresses are checked with the parser's own reading (_ip6) before a
+    line is deferred: one it cannot read is read at once and refused with its line."""
+    rng = random.Random(8)
+    good = ["::1", "fd00::1", "fd00::a:f4:0:2", "2001:db8::", "::", "::ffff:10.0.0.1", "fe80::1:2:3:4"]
+    bad = ["1::2::3", "12345::1", "fd00:::1", "fd00::g", ":1", "1.2.3.4", "fd00::1.2.3"]
+    for _ in range(300):
+        address = rng.choice(good + bad)
+        prefix = rng.choice(["", "/128", "/64", "/0", "/112"])
+        where = rng.choice(["-s", "-d", "dnat"])
+        if where == "dnat":
+            line = f"-A OUTPUT -p tcp -m tcp --dport 80 -j DNAT --to-destination [{address}]:8080"
+        else:
+            line = f"-A OUTPUT {where} {address}{prefix} -p tcp -m tcp --dport 80 -j ACCEPT"
+        text = f"*nat\n:OUTPUT ACCEPT [0:0]\n{line}\nCOMMIT\n"
+        try:
+            eager = parse(text, "r6.rules", family="ip6", lazy=False)
+        except InputError as err:
+            assert address in bad, (line, err)
+            with pytest.raises(InputError) as lazy_err:
+                parse(text, "r6.rules", family="ip6", lazy=True)
+            assert str(lazy_err.value) == str(err) and "r6.rules:3:" in str(err)
+            continue
+        lazy = parse(text, "r6.rules", family="ip6", lazy=True)
+        assert _deferred(lazy) == (1 if address in good else 0), line
+        assert eager == lazy

@@ -420,9 +420,10 @@ def _tcp_flags(text: str) -> int:
 # A kube-proxy node's dump is mostly per-service and per-endpoint chains (KUBE-SVC-*,
 # KUBE-SEP-*) that no loopback flow ever enters. Building their 100,000+ Rules is most of a
 # big audit's time, so a rule line is only *checked* when read, and built when its chain is
-# first asked for its rules (``Chain.rules``). Only lines of this plain IPv4 shape are left
-# for later, because for them the check is a proof: every address is a dotted quad with
-# octets <= 255 and a prefix <= 32, every port is one number 0..65535, the comment holds no quote or
+# first asked for its rules (``Chain.rules``). Only lines of this plain shape are left for
+# later, because for them the check is a proof: every IPv4 address is a dotted quad with
+# octets <= 255 and a prefix <= 32 (IPv6: what _ip6 reads, checked when the line is read,
+# and a prefix <= 128), every port is one number 0..65535, the comment holds no quote or
 # backslash, `-m tcp` follows `-p tcp`, and the target is a chain declared by then or one
 # of the targets below with the options it takes. Building such a line cannot raise, so a
 # bad line is still reported when the file is read (any line outside the shape is built at
@@ -440,6 +441,33 @@ _SIMPLE_RULE = re.compile(
     r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
     rf" -j (?:DNAT --to-destination {_DOTTED}:{_PORT}|REJECT --reject-with icmp-port-unreachable"
     r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
+# ip6tables-save's spelling of the same shape; the addresses are checked with _ip6 as read
+_HEX6 = r"[0-9A-Fa-f:.]{2,45}"
+_PREFIX6 = r"(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
+_SIMPLE_RULE6 = re.compile(
+    rf"(?: (?P<sn>! )?-s (?P<s>{_HEX6}{_PREFIX6}))?"
+    rf"(?: (?P<dn>! )?-d (?P<d>{_HEX6}{_PREFIX6}))?"
+    r"(?: -p (?P<p>tcp|udp|sctp))?"
+    r'(?: -m comment --comment "[^"\\]*")?'
+    rf"(?: -m (?P=p)(?: (?P<portn>! )?--dport (?P<port>{_PORT}))?)?"
+    r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
+    rf" -j (?:DNAT --to-destination \[(?P<to>{_HEX6})\]:{_PORT}|REJECT --reject-with icmp6-port-unreachable"
+    r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
+
+
+def _ip6_addresses_read(m) -> bool:
+    """Every address of a _SIMPLE_RULE6 match is one _ip6 reads (else the line is read at once,
+    and its error raised then)."""
+    for name in ("s", "d", "to"):
+        value = m.group(name)
+        if value is not None:
+            try:
+                _ip6(value.partition("/")[0])
+            except ValueError:
+                return False
+    return True
+
+
 # targets a deferred line may name without a chain of that name (built exactly as at once)
 _DEFERRABLE_TARGETS = frozenset(("ACCEPT", "DROP", "RETURN", "MASQUERADE"))
 _DEFERRED_OWN = frozenset(("DNAT", "REJECT"))  # spelled out in _SIMPLE_RULE with their options
@@ -463,15 +491,21 @@ def unbuilt_exact_keys(entry: tuple) -> dict:
     """The engine's index keys of a deferred line, without building it: {field: value} for
     each positive `-s A`, `-d A` (one address) and `--dport N`, in the rule's order; the
     same dict ``lbfw.analyze.engine._exact_keys`` gives for the built rule (a test holds
-    them equal on every deferred line of the corpus)."""
+    them equal on every deferred line of the corpus). IPv6 entries carry a third item."""
     line = entry[1]
-    m = _SIMPLE_RULE.fullmatch(line, line.find(" ", 3))
+    v6 = len(entry) > 2
+    m = (_SIMPLE_RULE6 if v6 else _SIMPLE_RULE).fullmatch(line, line.find(" ", 3))
     keys = {}
-    for name, neg, field in (("s", "sn", "ip.saddr"), ("d", "dn", "ip.daddr")):
+    fields = (("s", "sn", "ip6.saddr"), ("d", "dn", "ip6.daddr")) if v6 else \
+        (("s", "sn", "ip.saddr"), ("d", "dn", "ip.daddr"))
+    for name, neg, field in fields:
         value = m.group(name)
         if value is not None and m.group(neg) is None:
             addr, _, prefix = value.partition("/")
-            if not prefix or prefix == "32":
+            if v6:
+                if not prefix or prefix == "128":
+                    keys[field] = _ip6(addr)
+            elif not prefix or prefix == "32":
                 keys[field] = _from_bytes(_pton(_AF_INET, addr), "big")
     port = m.group("port")
     if port is not None and m.group("portn") is None:
@@ -479,25 +513,26 @@ def unbuilt_exact_keys(entry: tuple) -> dict:
     return keys
 
 
-_LOOPBACK4 = (0x7F000000, 0x7FFFFFFF)
+_LOOPBACK = {"ip": (0x7F000000, 0x7FFFFFFF), "ip6": (1, 1)}
 
 
-def _port_line_sees_loopback(m) -> bool:
-    """For a deferred line with a `--dport` (``m`` its _SIMPLE_RULE match): False when a
-    positive `-s`/`-d` lies outside 127.0.0.0/8, so no loopback packet can match it."""
-    lo, hi = _LOOPBACK4
+def _port_line_sees_loopback(m, family: str) -> bool:
+    """For a deferred line with a `--dport` (``m`` its _SIMPLE_RULE(6) match): False when a
+    positive `-s`/`-d` lies outside 127.0.0.0/8 (IPv6: is not ::1), so no loopback packet can
+    match it."""
+    lo, hi = _LOOPBACK[family]
     for name, neg in (("s", "sn"), ("d", "dn")):
         value = m.group(name)
         if value is not None and m.group(neg) is None:
-            net = _net(value, "ip")
+            net = _net(value, family)
             if net is not None and (net[1] < lo or hi < net[0]):
                 return False
     return True
 
 
 def unbuilt_may(chain) -> bool:
-    """False when no line this reader left unbuilt in ``chain`` names a port that an IPv4
-    loopback packet (127.0.0.0/8) can meet; True: build the chain and look. Decided when the
+    """False when no line this reader left unbuilt in ``chain`` names a port that a loopback
+    packet (127.0.0.0/8, ::1) can meet; True: build the chain and look. Decided when the
     lines were read: a chain holding such a `--dport` line has ``_build.ports`` set."""
     return getattr(chain._build, "ports", True)
 
@@ -508,7 +543,7 @@ class _Parser:
     def __init__(self, source: str, family: str, backend: str, lazy: bool = True):
         self.source = source
         # lines of the proven shape (see _SIMPLE_RULE) are built when first asked for
-        self.lazy = lazy and family == "ip"
+        self.lazy = lazy
         self.deferred_targets: set = set()   # non-chain targets deferred lines of this table name
         self.build = None                    # Chain._build for the open table's chains
         self.position = None                 # live index of the deferred line being built
@@ -549,7 +584,8 @@ class _Parser:
 
     def run(self, text: str) -> list:
         pending_ignore = frozenset()
-        simple = _SIMPLE_RULE.fullmatch
+        v6 = self.family == "ip6"
+        simple = (_SIMPLE_RULE6 if v6 else _SIMPLE_RULE).fullmatch
         deferrable = _DEFERRABLE_TARGETS
         # the open table's chains when lines may be deferred (kept in step at `*` and COMMIT)
         chains = _EMPTY
@@ -564,7 +600,7 @@ class _Parser:
                 chain = chains.get(line[3:sp])
                 if chain is not None and chain._pending is not None:
                     m = simple(line, sp)
-                    if m is not None:
+                    if m is not None and (not v6 or _ip6_addresses_read(m)):
                         target = m.group("t")
                         if target is None or target in chains:
                             if target is None:
@@ -574,10 +610,10 @@ class _Parser:
                         else:
                             target = False
                         if target is not False:
-                            chain._pending.append((lineno, line))
+                            chain._pending.append((lineno, line, 6) if v6 else (lineno, line))
                             # a chain with a deferred `--dport` line a loopback packet may
                             # meet is marked (unbuilt_may)
-                            if m.group("port") is not None and _port_line_sees_loopback(m):
+                            if m.group("port") is not None and _port_line_sees_loopback(m, self.family):
                                 chain._build = self.build_ports
                             elif chain._build is None:
                                 chain._build = self.build
@@ -751,7 +787,7 @@ class _Parser:
         exactly as reading it at once would have made it."""
         saved = self.table, self.lineno, self.position
         self.table = table
-        self.lineno, line = entry
+        self.lineno, line = entry[0], entry[1]
         self.position = position + 1
         try:
             plain = line
