@@ -455,15 +455,24 @@ _SIMPLE_RULE6 = re.compile(
     r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
 
 
-def _ip6_addresses_read(m) -> bool:
+def _ip6_addresses_read(m, seen: dict) -> bool:
     """Every address of a _SIMPLE_RULE6 match is one _ip6 reads (else the line is read at once,
-    and its error raised then)."""
+    and its error raised then). ``seen`` remembers the answers: kube-proxy names each pod and
+    service address in two or three lines, and _ip6 (ipaddress) is the slow part."""
     for name in ("s", "d", "to"):
         value = m.group(name)
         if value is not None:
-            try:
-                _ip6(value.partition("/")[0])
-            except ValueError:
+            address = value.partition("/")[0]
+            ok = seen.get(address)
+            if ok is None:
+                try:
+                    _ip6(address)
+                    ok = True
+                except ValueError:
+                    ok = False
+                if len(seen) < _CACHE_LIMIT:
+                    seen[address] = ok
+            if not ok:
                 return False
     return True
 
@@ -585,6 +594,7 @@ class _Parser:
     def run(self, text: str) -> list:
         pending_ignore = frozenset()
         v6 = self.family == "ip6"
+        ip6_seen: dict = {}
         simple = (_SIMPLE_RULE6 if v6 else _SIMPLE_RULE).fullmatch
         deferrable = _DEFERRABLE_TARGETS
         # the open table's chains when lines may be deferred (kept in step at `*` and COMMIT)
@@ -600,7 +610,7 @@ class _Parser:
                 chain = chains.get(line[3:sp])
                 if chain is not None and chain._pending is not None:
                     m = simple(line, sp)
-                    if m is not None and (not v6 or _ip6_addresses_read(m)):
+                    if m is not None and (not v6 or _ip6_addresses_read(m, ip6_seen)):
                         target = m.group("t")
                         if target is None or target in chains:
                             if target is None:
