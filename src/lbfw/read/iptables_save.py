@@ -413,8 +413,6 @@ def _tcp_flags(text: str) -> int:
     return value
 
 
-# --------------------------------------------------------------------------- the parser
-
 # --------------------------------------------------------------------------- deferred lines
 #
 # A kube-proxy node's dump is mostly per-service and per-endpoint chains (KUBE-SVC-*,
@@ -432,27 +430,26 @@ _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _DOTTED = rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}"
 _PREFIX = r"(?:/(?:3[0-2]|[12]?[0-9]))?"
 _PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9][0-9]|6[0-4][0-9][0-9][0-9]|[1-5][0-9]{4}|[1-9][0-9]{0,3}|0)"
-_SIMPLE_RULE = re.compile(
-    rf"(?: (?P<sn>! )?-s (?P<s>{_DOTTED}{_PREFIX}))?"
-    rf"(?: (?P<dn>! )?-d (?P<d>{_DOTTED}{_PREFIX}))?"
-    r"(?: -p (?P<p>tcp|udp|sctp))?"
-    r'(?: -m comment --comment "[^"\\]*")?'
-    rf"(?: -m (?P=p)(?: (?P<portn>! )?--dport (?P<port>{_PORT}))?)?"   # no range: a regex cannot see min > max
-    r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
-    rf" -j (?:DNAT --to-destination {_DOTTED}:{_PORT}|REJECT --reject-with icmp-port-unreachable"
-    r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
+
+
+def _simple_rule(address: str, dnat_to: str, reject_with: str) -> re.Pattern:
+    """The deferred shape (what follows `-A CHAIN`), with one family's spelling of addresses."""
+    return re.compile(
+        rf"(?: (?P<sn>! )?-s (?P<s>{address}))?"
+        rf"(?: (?P<dn>! )?-d (?P<d>{address}))?"
+        r"(?: -p (?P<p>tcp|udp|sctp))?"
+        r'(?: -m comment --comment "[^"\\]*")?'
+        rf"(?: -m (?P=p)(?: (?P<portn>! )?--dport (?P<port>{_PORT}))?)?"   # no range: a regex cannot see min > max
+        r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
+        rf" -j (?:DNAT --to-destination {dnat_to}:{_PORT}|REJECT --reject-with {reject_with}"
+        r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
+
+
+_SIMPLE_RULE = _simple_rule(_DOTTED + _PREFIX, _DOTTED, "icmp-port-unreachable")
 # ip6tables-save's spelling of the same shape; the addresses are checked with _ip6 as read
 _HEX6 = r"[0-9A-Fa-f:.]{2,45}"
 _PREFIX6 = r"(?:/(?:12[0-8]|1[01][0-9]|[1-9]?[0-9]))?"
-_SIMPLE_RULE6 = re.compile(
-    rf"(?: (?P<sn>! )?-s (?P<s>{_HEX6}{_PREFIX6}))?"
-    rf"(?: (?P<dn>! )?-d (?P<d>{_HEX6}{_PREFIX6}))?"
-    r"(?: -p (?P<p>tcp|udp|sctp))?"
-    r'(?: -m comment --comment "[^"\\]*")?'
-    rf"(?: -m (?P=p)(?: (?P<portn>! )?--dport (?P<port>{_PORT}))?)?"
-    r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
-    rf" -j (?:DNAT --to-destination \[(?P<to>{_HEX6})\]:{_PORT}|REJECT --reject-with icmp6-port-unreachable"
-    r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
+_SIMPLE_RULE6 = _simple_rule(_HEX6 + _PREFIX6, rf"\[(?P<to>{_HEX6})\]", "icmp6-port-unreachable")
 
 
 def _ip6_addresses_read(m, seen: dict) -> bool:
@@ -545,6 +542,8 @@ def unbuilt_may(chain) -> bool:
     lines were read: a chain holding such a `--dport` line has ``_build.ports`` set."""
     return getattr(chain._build, "ports", True)
 
+
+# --------------------------------------------------------------------------- the parser
 
 class _Parser:
     """One pass over the text; ``tables`` is the result."""
