@@ -591,7 +591,7 @@ def test_suppression_in_rule_comment_and_comment_line_above():
 
 
 def test_suppression_reads_like_the_checks_do():
-    from lbfw.checks import ignored_ids
+    from lbfw.suppression import ignored_ids
 
     for comment in ["lbfw: ignore", "LBFW: Ignore all", "lbfw: ignore LB002,LB004 because",
                     "kept; lbfw:ignore lb001", "no suppression here", "lbfw: ignored? LB002"]:

@@ -96,6 +96,17 @@ ACTION_KINDS = (
 )
 
 
+# iptables targets that never end a packet's walk through its chain (they log, count, mark,
+# rewrite a header field lbfw does not follow ...): a rule with one is a "continue". The reader
+# builds such rules as "continue" and the engine treats an unresolved target of this name alike.
+NON_ENDING_TARGETS = frozenset((
+    "LOG", "NFLOG", "ULOG", "TRACE", "CONNMARK", "TCPMSS", "CLASSIFY", "DSCP", "TOS", "TTL", "HL",
+    "CHECKSUM", "AUDIT", "SET", "CONNSECMARK", "SECMARK", "ECN", "TCPOPTSTRIP", "IDLETIMER", "LED",
+    "RATEEST", "TEE", "NFACCT", "HMARK", "NETMAP_LOG", "COUNTER", "SYNPROXY_LOG", "TPROXY_LOG",
+    "CONNMARK_SAVE",
+))
+
+
 # --------------------------------------------------------------------------- where things came from
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import IPTABLES_PRIORITY, Action, Ruleset, Table
+from ..model import IPTABLES_PRIORITY, NON_ENDING_TARGETS, Action, Ruleset, Table
 from ..results import BLOCKED, DELIVERED, UNKNOWN, Flow, FlowResult, Step
 from .matchers import NA, PORT_PROTOS, TCP, UDP, compile_match, element_matches, single_value
 
@@ -51,14 +51,6 @@ MAX_DEPTH = 256        # jump depth (iptables' own limit is lower); beyond it: u
 
 LO4 = 0x7F000001
 LO6 = 1
-
-# Targets that do not end the chain and do not change what lbfw looks at.
-NONTERMINAL_TARGETS = frozenset((
-    "LOG", "NFLOG", "ULOG", "TRACE", "TCPMSS", "CLASSIFY", "DSCP", "TOS", "TTL", "HL", "SET", "AUDIT",
-    "CHECKSUM", "ECN", "IDLETIMER", "LED", "RATEEST", "SECMARK", "CONNSECMARK", "HMARK", "NETMAP_LOG",
-    "COUNTER", "CT", "TEE", "SYNPROXY_LOG", "TPROXY_LOG", "CONNMARK_SAVE",
-))
-
 
 # --------------------------------------------------------------------------- public packet API
 
@@ -907,7 +899,7 @@ class Engine:
 
     def _unknown_target(self, run: _Run, action, rule) -> str:
         name = (action.target or "").upper()
-        if name in NONTERMINAL_TARGETS:
+        if name in NON_ENDING_TARGETS:
             return "continue"
         text = rule.text or f"-j {action.target}"
         return ("continue", "accept", "drop")[run.decide(3, [text])]

@@ -7,10 +7,10 @@ in a stable order. Pure: nothing here reads or changes the system.
 
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 from ..results import SEVERITIES
+from ..suppression import ignored_ids, suppresses
 from . import (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked,
                lb005_route_localnet, lb006_lo_without_127_8)
 from .context import CheckContext
@@ -21,8 +21,6 @@ BY_ID = {c.ID: c for c in ALL}
 
 SEVERITY_RANK = {"error": 3, "warning": 2, "note": 1}
 
-_IGNORE_RE = re.compile(r"lbfw:\s*ignore\b([\s,A-Za-z0-9]*)", re.IGNORECASE)
-_ID_RE = re.compile(r"\b(LB\d{3}|all)\b", re.IGNORECASE)
 
 
 def get(check_id: str):
@@ -30,24 +28,12 @@ def get(check_id: str):
     return BY_ID.get(check_id.upper())
 
 
-def ignored_ids(text: Optional[str]) -> frozenset:
-    """Check ids a comment suppresses: `lbfw: ignore LB002, LB003` -> {"LB002", "LB003"};
-    `lbfw: ignore` alone or `lbfw: ignore all` -> {"ALL"}."""
-    if not text or "lbfw" not in text.lower():
-        return frozenset()
-    out = set()
-    for m in _IGNORE_RE.finditer(text):
-        ids = {i.upper() for i in _ID_RE.findall(m.group(1))}
-        out |= ids or {"ALL"}
-    return frozenset(out)
-
-
 def _suppressed(finding) -> bool:
     rule = finding.rule
     if rule is None:
         return False
-    ignore = set(i.upper() for i in (rule.ignore or ())) | ignored_ids(rule.comment)
-    return finding.check in ignore or "ALL" in ignore
+    ignore = frozenset(i.upper() for i in (rule.ignore or ())) | ignored_ids(rule.comment)
+    return suppresses(ignore, finding.check)
 
 
 def _sort_key(f):

@@ -27,7 +27,9 @@ from socket import AF_INET as _AF_INET, inet_pton as _pton
 from typing import Optional
 
 from ..errors import InputError
+from ..suppression import ignored_ids
 from ..model import (
+    NON_ENDING_TARGETS,
     _CHAIN_RULES,
     BACKEND_FILE,
     IPTABLES_CHAIN_TYPE,
@@ -72,12 +74,6 @@ CT_STATES = {"NEW": "new", "ESTABLISHED": "established", "RELATED": "related",
 CT_STATUS = {"SNAT": "snat", "DNAT": "dnat", "CONFIRMED": "confirmed", "SEEN_REPLY": "seen-reply",
              "ASSURED": "assured", "EXPECTED": "expected"}
 
-# Targets that do not end evaluation: the rule is a "continue" keeping the target's name.
-CONTINUE_TARGETS = frozenset((
-    "LOG", "NFLOG", "ULOG", "TRACE", "CONNMARK", "TCPMSS", "CLASSIFY", "DSCP", "TOS", "TTL", "HL",
-    "CHECKSUM", "AUDIT", "SET", "CONNSECMARK", "SECMARK", "ECN", "TCPOPTSTRIP", "IDLETIMER", "LED",
-    "RATEEST", "TEE", "NFACCT",
-))
 VERDICT_TARGETS = {"ACCEPT": "accept", "DROP": "drop", "REJECT": "reject", "RETURN": "return"}
 
 # Options whose single argument may itself start with "-" (so it is always taken).
@@ -103,8 +99,6 @@ QUIET_MODULES = frozenset(("tcp", "udp", "udplite", "sctp", "dccp", "icmp", "icm
                            "cluster", "condition", "osf", "geoip", "account", "connlabel", "ipcomp",
                            "rateest"))
 
-_IGNORE_RE = re.compile(r"lbfw:\s*ignore\b([\s,A-Za-z0-9]*)", re.IGNORECASE)
-_IGNORE_ID_RE = re.compile(r"\b(LB\d{3}|all)\b", re.IGNORECASE)
 _QUOTED = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"', re.S)
 _UNESCAPE = re.compile(r"\\(.)", re.S)
 _COMMENT_RE = re.compile(r' -m comment --comment "([^"\\]*)"(?= |$)')
@@ -269,16 +263,6 @@ def _quote(tok: str) -> str:
     if tok and " " not in tok and "\t" not in tok and '"' not in tok and "\\" not in tok:
         return tok
     return '"' + tok.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def ignores_in(text: str) -> frozenset:
-    """Check ids suppressed by `lbfw: ignore LB002, LB003` in a comment; `lbfw: ignore` alone
-    or `lbfw: ignore all` -> {"ALL"} (the same reading as lbfw.checks.ignored_ids)."""
-    out = set()
-    for found in _IGNORE_RE.finditer(text):
-        ids = {i.upper() for i in _IGNORE_ID_RE.findall(found.group(1))}
-        out |= ids or {"ALL"}
-    return frozenset(out)
 
 
 def _strtoui(text: str, limit: int) -> int:
@@ -655,7 +639,7 @@ class _Parser:
                 if pending_ignore:
                     pending_ignore = frozenset()
             elif first == "#":
-                pending_ignore = ignores_in(line) if "lbfw" in line.lower() else frozenset()
+                pending_ignore = ignored_ids(line) if "lbfw" in line.lower() else frozenset()
             elif first == ":":
                 self.chain_line(line)
                 pending_ignore = frozenset()
@@ -1010,7 +994,7 @@ class _Parser:
         if comment is None or "lbfw" not in comment.lower():
             ignore = ignore_above
         else:
-            ignore = ignores_in(comment) | ignore_above
+            ignore = ignored_ids(comment) | ignore_above
         if self.live:
             origin = Origin(self.source, index=self.position or chain.rule_count + 1)
         else:
@@ -1451,7 +1435,7 @@ class _Parser:
             if args and name != "REJECT":
                 raise self.bad(f"-j {name} takes no options, got {arg_text!r}", line=rule.origin.line)
             return _action(kind, name, arg_text)
-        if name in CONTINUE_TARGETS:
+        if name in NON_ENDING_TARGETS:
             return _action("continue", name, arg_text)
         if name == "MARK":
             return Action("continue", target=name, args=arg_text, set_mark=self.mark_target(args))

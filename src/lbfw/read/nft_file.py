@@ -28,6 +28,7 @@ from typing import Optional, Union
 
 from ..errors import InputError, MissingDependencyError
 from ..model import BACKEND_FILE, Origin
+from ..suppression import ignored_ids
 from . import nft_json
 
 __all__ = ["read", "load_json", "map_rule_lines", "RuleLine"]
@@ -97,7 +98,7 @@ def read(path_or_text: Union[str, Path], source: str) -> list:
                     rule.origin = Origin(loc.path, line=loc.line)
                     above = lines[loc.line - 2].strip() if loc.path == source and 2 <= loc.line <= len(lines) + 1 else ""
                     if above.startswith("#") and "lbfw" in above:
-                        rule.ignore = frozenset(rule.ignore) | nft_json.parse_ignore(above)
+                        rule.ignore = frozenset(rule.ignore) | ignored_ids(above)
                 else:
                     rule.origin = Origin(source)
     return tables

@@ -16,11 +16,12 @@ import socket
 from typing import Any, Callable, Optional
 
 from ..errors import InputError
+from ..suppression import ignored_ids
 from ..model import (
     Action, Chain, Match, NamedSet, Origin, Rule, Table, VmapEntry, BACKEND_FILE, SYNTAX_NFT,
 )
 
-__all__ = ["parse", "render_expr", "render_rule", "parse_ignore", "NAMED_PRIORITIES"]
+__all__ = ["parse", "render_expr", "render_rule", "NAMED_PRIORITIES"]
 
 # Named chain priorities (nft(8), "PRIORITY"): family -> name -> number.
 _STD_PRIO = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
@@ -30,7 +31,6 @@ NAMED_PRIORITIES = {
     "netdev": {"filter": 0}, "bridge": _BRIDGE_PRIO,
 }
 
-_IGNORE_RE = re.compile(r"lbfw:\s*ignore\s+((?:[A-Za-z]+\d+[\s,]*)+)", re.IGNORECASE)
 
 # Kinds of values per model field, to convert JSON values to model values.
 _FIELD_KIND = {
@@ -315,16 +315,6 @@ def render_rule(exprs: list, comment: Optional[str] = None) -> str:
     if comment:
         text += f' comment "{comment}"'
     return text
-
-
-def parse_ignore(comment: Optional[str]) -> frozenset:
-    """Check ids named in ``lbfw: ignore LB002, LB003`` inside a comment."""
-    if not comment or "lbfw" not in comment.lower():
-        return frozenset()
-    ids = set()
-    for m in _IGNORE_RE.finditer(comment):
-        ids.update(x.upper() for x in re.split(r"[\s,]+", m.group(1)) if x)
-    return frozenset(ids)
 
 
 # --------------------------------------------------------------------------- expressions -> fields
@@ -794,7 +784,7 @@ def _parse_items(items: list, source: str, backend: str, line_of, text_of) -> li
         if line is None and line_of is not None:
             origin = Origin(source, handle=handle)
         chain.rules.append(Rule(matches=matches, action=action, text=text, origin=origin, comment=comment,
-                                ignore=parse_ignore(comment), before=before))
+                                ignore=ignored_ids(comment), before=before))
     return list(tables.values())
 
 
