@@ -548,54 +548,7 @@ def test_a_service_address_is_found_through_the_index():
     assert engine.stats.rule_evals < 10
 
 
-# --------------------------------------------------------------------------- modules with state
-
-def test_recent_list_no_rule_fills_is_empty_and_a_filled_one_is_unknown():
-    rs = ipt("""
-        *filter
-        :INPUT ACCEPT [0:0]
-        :OUTPUT ACCEPT [0:0]
-        -A INPUT -m recent --update --seconds 60 --name DEFAULT --rsource -j DROP
-        -A INPUT -p tcp --dport 22 -m recent --update --seconds 60 --hitcount 4 --name ssh -j DROP
-        -A INPUT -p tcp --dport 22 -m recent --set --name ssh
-        COMMIT
-        """)
-    engine = Engine(rs)
-    assert engine.evaluate(TCP_1).verdict == "delivered"
-    ssh = engine.evaluate(Flow("tcp", "127.0.0.1", 22))
-    assert ssh.verdict == "unknown"
-    assert any("--name ssh" in u for u in ssh.unknown)
-
-
-def test_rpfilter_passes_everything_that_came_in_on_lo():
-    rs = ipt("""
-        *raw
-        :PREROUTING ACCEPT [0:0]
-        :OUTPUT ACCEPT [0:0]
-        -A PREROUTING -m rpfilter --invert -j DROP
-        COMMIT
-        """)
-    engine = Engine(rs)
-    assert engine.evaluate(TCP_BOUND).verdict == "delivered"
-    spoof = Packet(family="ip", saddr="10.1.1.1", daddr="127.0.0.1", proto="tcp", dport=22, iif="eth0")
-    assert engine.walk_packet(spoof, ("prerouting", "input")).verdict == "unknown"
-
-
-def test_nft_fib_reverse_path_filter_passes_lo_on_prerouting_and_tcp_flags_are_read():
-    fib = Match("fib saddr . mark . iif oif", text="fib saddr . mark . iif oif false", opaque=True)
-    syn_only = Match("tcp flags & fin,syn,rst,ack", text="tcp flags & fin,syn,rst,ack == syn", opaque=True)
-    pre = Chain("pre", [rule([fib], Action("drop"))], hook="prerouting", priority=-290, type="filter",
-                policy="accept")
-    inp = Chain("input", [rule([syn_only], Action("drop")),
-                          rule([Match("meta.l4proto", ((6, 6),))], Action("accept"))],
-                hook="input", priority=0, type="filter", policy="accept")
-    engine = Engine(Ruleset(tables=[nft_table("inet", {"pre": pre, "input": inp})]))
-    tcp = engine.evaluate(TCP_1)
-    assert tcp.verdict == "blocked" and tcp.deciding.packet == "request"
-    assert engine.evaluate(UDP_53).verdict == "delivered"
-    spoof = Packet(family="ip", saddr="10.1.1.1", daddr="127.0.0.1", proto="udp", dport=53, iif="eth0")
-    assert engine.walk_packet(spoof).verdict == "unknown"
-
+# --------------------------------------------------------------------------- assorted matches and targets
 
 def test_undecidable_rules_that_only_log_do_not_fork():
     lines = "\n".join(f"-A INPUT -m owner --uid-owner {i} -j LOG" for i in range(30))

@@ -238,7 +238,7 @@ def test_engine_index_keys_read_from_unbuilt_lines_are_those_of_the_built_rules(
     """The engine indexes a big chain's unbuilt lines by their text (`-d 10.96.0.1/32`,
     `--dport 53`) and builds only those a packet reaches: the keys must be the built rule's,
     in the same order (the index picks the first of equally long runs)."""
-    from lbfw.analyze.engine import _exact_keys
+    from lbfw.analyze.compile import _exact_keys
     from lbfw.read.iptables_save import unbuilt_exact_keys
 
     rng = random.Random(7)
@@ -309,7 +309,7 @@ def _kube6(text: str) -> str:
 
 
 def test_ip6tables_dumps_are_deferred_too_with_the_same_model_and_keys():
-    from lbfw.analyze.engine import _exact_keys
+    from lbfw.analyze.compile import _exact_keys
     from lbfw.read.iptables_save import unbuilt_exact_keys
 
     text = _kube6(generate.kube_dump(3_000))

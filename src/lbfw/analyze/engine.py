@@ -30,22 +30,20 @@ the branches disagree, and then the matches are named.
 from __future__ import annotations
 
 import ipaddress
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import IPTABLES_PRIORITY, NON_ENDING_TARGETS, Action, Ruleset, Table
+from ..model import NON_ENDING_TARGETS, Action, Ruleset, Table
 from ..results import BLOCKED, DELIVERED, UNKNOWN, Flow, FlowResult, Step
-from .matchers import NA, PORT_PROTOS, TCP, UDP, compile_match, element_matches, single_value
+from .compile import Compiler
+from .hooks import DST_MANIP_HOOKS, LOOPBACK_PATH, HookOrder
+from .matchers import NA, TCP, UDP, element_matches, single_value
+from .state import Conn, GiveUp, Pkt, Run
 
 # TCP flag bits
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 EPHEMERAL = (32768, 60999)  # Linux' default ip_local_port_range: where a client's port lies
-LOOPBACK_PATH = ("output", "postrouting", "prerouting", "input")
-CONNTRACK_PRIO = -200
-NAT_PRIO = {"prerouting": -100, "output": -100, "postrouting": 100, "input": 100}
-DST_MANIP_HOOKS = ("prerouting", "output")
 MAX_RUNS = 64          # branches explored per flow before giving up as unknown
 MAX_DEPTH = 256        # jump depth (iptables' own limit is lower); beyond it: unknown
 
@@ -96,211 +94,6 @@ class Stats:
     runs: int = 0
 
 
-# --------------------------------------------------------------------------- internal packet state
-
-class _Pkt:
-    """The engine's mutable view of a packet on its way through the hooks."""
-
-    __slots__ = ("family", "saddr", "daddr", "l4proto", "sport", "dport", "iif", "oif", "ct_state",
-                 "ct_direction", "ct_status", "tcp_flags", "mark", "name", "client_side", "untracked",
-                 "attached", "creator", "fixed_ct", "hook")
-
-    def __init__(self, family, saddr, daddr, l4proto, sport, dport, tcp_flags, name, client_side):
-        self.family = family
-        self.saddr = saddr
-        self.daddr = daddr
-        self.l4proto = l4proto
-        self.sport = sport
-        self.dport = dport
-        self.iif = None
-        self.oif = None
-        self.ct_state = "invalid"     # no conntrack entry until the conntrack hook has run
-        self.ct_direction = None
-        self.ct_status = frozenset()
-        self.tcp_flags = tcp_flags
-        self.mark = (0, 0)
-        self.name = name
-        self.client_side = client_side
-        self.untracked = False
-        self.attached = False
-        self.creator = False
-        self.fixed_ct = None          # walk_packet: the caller's conntrack view
-        self.hook = None
-
-
-class _Conn:
-    """The one conntrack entry a flow creates (with its NAT bindings)."""
-
-    __slots__ = ("creator_client_side", "seen_reply", "confirmed", "assured", "dnat", "snat",
-                 "manips_done", "tcp_state")
-
-    def __init__(self, creator_client_side):
-        self.creator_client_side = creator_client_side
-        self.seen_reply = False
-        self.confirmed = False
-        self.assured = False
-        self.dnat = None   # ((orig_addr, orig_port), (new_addr, new_port))
-        self.snat = None
-        self.manips_done = set()
-        self.tcp_state = None  # "SS" SYN_SENT, "SR" SYN_RECV, "ES" ESTABLISHED
-
-    def status(self) -> frozenset:
-        out = set()
-        if self.confirmed:
-            out.add("confirmed")
-        if self.seen_reply:
-            out.add("seen-reply")
-        if self.assured:
-            out.add("assured")
-        if self.dnat:
-            out.add("dnat")
-        if self.snat:
-            out.add("snat")
-        return frozenset(out)
-
-
-class _GiveUp(Exception):
-    """Too deep or a missing chain: the flow is unknown."""
-
-
-class _Run:
-    """One deterministic execution along a vector of choices for the undecidable points."""
-
-    __slots__ = ("prefix", "taken", "arities", "steps", "unknown", "conn", "deciding", "note")
-
-    def __init__(self, prefix):
-        self.prefix = prefix
-        self.taken = []
-        self.arities = []
-        self.steps = []
-        self.unknown = []
-        self.conn = None
-        self.deciding = None
-        self.note = ""
-
-    def decide(self, arity: int, texts) -> int:
-        """Choose among ``arity`` branches at the next undecidable point (0 = the first run's)."""
-        d = len(self.taken)
-        choice = self.prefix[d] if d < len(self.prefix) else 0
-        self.taken.append(choice)
-        self.arities.append(arity)
-        for t in texts:
-            if t not in self.unknown:
-                self.unknown.append(t)
-        return choice
-
-
-# --------------------------------------------------------------------------- compiled rules
-
-class _CRule:
-    __slots__ = ("preds", "action", "rule", "index")
-
-    def __init__(self, preds, action, rule, index):
-        self.preds = preds
-        self.action = action
-        self.rule = rule
-        self.index = index
-
-
-class _Block:
-    """Consecutive rules that each name one exact value of the same field (kube-proxy's
-    `-d 10.96.0.10/32 -p tcp --dport 53 -j KUBE-SVC-...` runs): a dict finds the few rules
-    whose value equals the packet's, the others are certainly false and are skipped."""
-
-    __slots__ = ("attr", "family", "ports", "start", "end", "where")
-
-    def __init__(self, attr, family, ports, start, end, where):
-        self.attr = attr
-        self.family = family
-        self.ports = ports
-        self.start = start
-        self.end = end
-        self.where = where
-
-    def next_index(self, pkt, i: int) -> int:
-        """The next rule position >= i worth evaluating (self.end: none in this block)."""
-        if self.family is not None and pkt.family != self.family:
-            return self.end
-        if self.ports and pkt.l4proto[0] not in PORT_PROTOS:
-            return self.end
-        lo, hi = getattr(pkt, self.attr)
-        if lo != hi:
-            return i
-        positions = self.where.get(lo)
-        if not positions:
-            return self.end
-        k = bisect_left(positions, i)
-        return positions[k] if k < len(positions) else self.end
-
-
-_INDEXABLE = {
-    "ip.daddr": ("daddr", "ip", False), "ip6.daddr": ("daddr", "ip6", False),
-    "ip.saddr": ("saddr", "ip", False), "ip6.saddr": ("saddr", "ip6", False),
-    "th.dport": ("dport", None, True),
-}
-MIN_BLOCK = 8
-
-
-class _CChain:
-    __slots__ = ("name", "chain", "rules", "blocks")
-
-    def __init__(self, name, chain, rules, blocks):
-        self.name = name
-        self.chain = chain
-        self.rules = rules
-        self.blocks = blocks
-
-
-def _exact_keys(rule) -> dict:
-    keys = {}
-    for m in rule.matches:
-        if m.opaque or m.negate or not isinstance(m.field, str) or m.field not in _INDEXABLE:
-            continue
-        if len(m.values) != 1:
-            continue
-        v = m.values[0]
-        lo, hi = v if isinstance(v, tuple) else (v, v)
-        if lo == hi:
-            keys[m.field] = int(lo)
-    return keys
-
-
-def _build_blocks(chain_rules) -> Optional[list]:
-    if len(chain_rules) < MIN_BLOCK:
-        return None
-    return _blocks_of([_exact_keys(r) for r in chain_rules])
-
-
-def _blocks_of(keys: list) -> Optional[list]:
-    n = len(keys)
-    if n < MIN_BLOCK:
-        return None
-    blocks = [None] * n
-    found = False
-    i = 0
-    while i < n:
-        best_field, best_end = None, i
-        for f in keys[i]:
-            j = i + 1
-            while j < n and f in keys[j]:
-                j += 1
-            if j > best_end:
-                best_field, best_end = f, j
-        if best_field is not None and best_end - i >= MIN_BLOCK:
-            where: dict = {}
-            for k in range(i, best_end):
-                where.setdefault(keys[k][best_field], []).append(k)
-            attr, fam, ports = _INDEXABLE[best_field]
-            block = _Block(attr, fam, ports, i, best_end, where)
-            for k in range(i, best_end):
-                blocks[k] = block
-            found = True
-            i = best_end
-        else:
-            i += 1
-    return blocks if found else None
-
-
 # --------------------------------------------------------------------------- the engine
 
 def _addr(family: str, value) -> int:
@@ -340,129 +133,8 @@ class Engine:
         self.udp_followup = udp_followup
         self.stats = Stats()
         self.max_runs = max_runs
-        self._compiled: dict = {}
-        self._match_cache: dict = {}   # equal matches (`-p tcp` a thousand times) compile once
-        self._recent_set: Optional[set] = None
-        self._hook_items: dict = {}
-
-    # ----------------------------------------------------------------- compilation (lazy)
-
-    def _chain(self, table: Table, chain) -> _CChain:
-        key = id(chain)
-        cc = self._compiled.get(key)
-        if cc is None:
-            # Rules are compiled when first evaluated: the chain index skips most of a big chain.
-            entries = chain.entries()
-            if any(entry.__class__ is tuple for entry in entries):
-                # Lines the reader left unbuilt (kube-proxy's 10,000-rule KUBE-SERVICES) are
-                # indexed from their text and built only when a packet reaches them: such a
-                # _CRule holds the chain in ``rule`` and no action until _compile_rule.
-                from ..read.iptables_save import unbuilt_exact_keys
-                rules = [_CRule(None, e.action, e, idx) if e.__class__ is not tuple else _CRule(None, None, chain, idx)
-                         for idx, e in enumerate(entries)]
-                cc = _CChain(chain.name, chain, rules,
-                             _blocks_of([_exact_keys(e) if e.__class__ is not tuple else unbuilt_exact_keys(e)
-                                         for e in entries]))
-            else:
-                rules = [_CRule(None, rule.action, rule, idx) for idx, rule in enumerate(entries)]
-                cc = _CChain(chain.name, chain, rules, _build_blocks(entries))
-            self._compiled[key] = cc
-        return cc
-
-    def _compile_rule(self, table: Table, cr: _CRule) -> tuple:
-        if cr.action is None:                      # unbuilt: cr.rule is its chain (see _chain)
-            rule = cr.rule.build_entry(cr.index)
-            cr.rule = rule
-            cr.action = rule.action
-        cache = self._match_cache
-        sets = table.sets
-        preds = []
-        for m in cr.rule.matches:
-            key = (m, id(sets)) if m.set_name else m
-            try:
-                compiled = cache.get(key)
-            except TypeError:  # an unhashable value shape: compile without the cache
-                compiled = None
-                key = None
-            if compiled is None:
-                compiled = compile_match(m, sets)
-                if key is not None:
-                    cache[key] = compiled
-            preds.append(compiled)
-        preds = tuple(preds)
-        if any(m.opaque and isinstance(m.field, str) and m.field.startswith(("fib ", "tcp flags"))
-               for m in cr.rule.matches):
-            preds = tuple(_nft_opaque(m, p) if m.opaque else p for m, p in zip(cr.rule.matches, preds)) \
-                + preds[len(cr.rule.matches):]
-        if any(m.field == "m.recent" for m in cr.rule.matches):
-            preds = self._recent(cr.rule, preds)
-        if "-m rpfilter" in (cr.rule.text or ""):
-            preds = _rpfilter(cr.rule, preds)
-        cr.preds = preds
-        return preds
-
-    def _recent(self, rule, preds) -> tuple:
-        """`-m recent`: lists start empty and only `--set` rules fill them (or an admin writing to
-        /proc/net/xt_recent). A --rcheck/--update/--remove of a list no rule of the ruleset sets
-        is false; of a list some rule sets, it depends on past traffic: unknown."""
-        if self._recent_set is None:
-            names = set()
-            for table in self.ruleset.tables:
-                for chain in table.chains.values():
-                    for r in chain.rules:
-                        for m in r.matches:
-                            if m.field == "m.recent" and "--set" in m.text.split():
-                                names.add(_recent_name(m.text))
-            self._recent_set = names
-        out = []
-        for (pred, text), m in zip(preds, rule.matches):
-            if m.field == "m.recent":
-                words = m.text.split()
-                negate = m.negate or "!" in words
-                if "--set" in words:
-                    value = not negate
-                    out.append(((lambda pkt, v=value: v), text))
-                    continue
-                if _recent_name(m.text) not in self._recent_set:
-                    value = negate
-                    out.append(((lambda pkt, v=value: v), text))
-                    continue
-            out.append((pred, text))
-        out += list(preds[len(rule.matches):])
-        return tuple(out)
-
-    def _items(self, hook: str, family: str) -> list:
-        """What runs on ``hook`` for ``family``, in order: base chains, the conntrack point and
-        the nat point (all nat base chains of the hook, run together as the kernel's nat core
-        does, at its fixed priority)."""
-        key = (hook, family)
-        items = self._hook_items.get(key)
-        if items is not None:
-            return items
-        entries = []
-        nat_chains = []
-        order = 0
-        for table in self.ruleset.tables:
-            if table.family not in (family, "inet"):
-                continue
-            for chain in table.chains.values():
-                if chain.hook != hook:
-                    continue
-                order += 1
-                prio = _priority(table, chain, hook)
-                if _is_nat(table, chain):
-                    nat_chains.append((prio, order, table, chain))
-                else:
-                    entries.append((prio, 1, order, "chain", (table, chain)))
-        if hook in DST_MANIP_HOOKS:
-            entries.append((CONNTRACK_PRIO, 0, 0, "ct", None))
-        if hook in NAT_PRIO:
-            nat_chains.sort(key=lambda e: (e[0], e[1]))
-            entries.append((NAT_PRIO[hook], 0, 1, "nat", [(t, c) for _, _, t, c in nat_chains]))
-        entries.sort(key=lambda e: (e[0], e[1], e[2]))
-        items = [(kind, prio, payload) for prio, _, _, kind, payload in entries]
-        self._hook_items[key] = items
-        return items
+        self._compiler = Compiler(ruleset)
+        self._hooks = HookOrder(ruleset)
 
     # ----------------------------------------------------------------- exploration
 
@@ -476,10 +148,10 @@ class Engine:
             if len(runs) >= self.max_runs:
                 return UNKNOWN, runs, False
             prefix = pending.pop()
-            run = _Run(prefix)
+            run = Run(prefix)
             try:
                 outcome = once(run)
-            except _GiveUp as err:
+            except GiveUp as err:
                 run.note = str(err)
                 if str(err) not in run.unknown:
                     run.unknown.append(str(err))
@@ -530,16 +202,16 @@ class Engine:
         return FlowResult(flow=flow, verdict=outcome, steps=list(first.steps), deciding=deciding,
                           unknown=unknown, client_addr=_fmt_addr(family, client))
 
-    def _flow_once(self, run: _Run, family, client, server, proto, port) -> str:
+    def _flow_once(self, run: Run, family, client, server, proto, port) -> str:
         tcp = proto == TCP
-        req = _Pkt(family, (client, client), (server, server), (proto, proto), EPHEMERAL, (port, port),
+        req = Pkt(family, (client, client), (server, server), (proto, proto), EPHEMERAL, (port, port),
                    SYN if tcp else None, "request", True)
         first = (req.saddr, req.sport, req.daddr, req.dport)
         verdict = self._through(run, req, LOOPBACK_PATH)
         if verdict != "accept":
             return BLOCKED if verdict == "drop" else UNKNOWN
         # The server answers from where the request arrived (after any DNAT).
-        rep = _Pkt(family, req.daddr, req.saddr, req.l4proto, req.dport, req.sport,
+        rep = Pkt(family, req.daddr, req.saddr, req.l4proto, req.dport, req.sport,
                    (SYN | ACK) if tcp else None, "reply", False)
         rep_first = (rep.saddr, rep.sport, rep.daddr, rep.dport)
         verdict = self._through(run, rep, LOOPBACK_PATH)
@@ -547,7 +219,7 @@ class Engine:
             return BLOCKED if verdict == "drop" else UNKNOWN
         if not tcp and not self.udp_followup:
             return DELIVERED
-        ack = _Pkt(family, first[0], first[2], req.l4proto, first[1], first[3],
+        ack = Pkt(family, first[0], first[2], req.l4proto, first[1], first[3],
                    ACK if tcp else None, "ack", True)
         verdict = self._through(run, ack, LOOPBACK_PATH)
         if verdict != "accept":
@@ -556,7 +228,7 @@ class Engine:
             # The server's answer after the handshake. Usually the reply's twin, but not when the
             # request was UNTRACKED: the SYN-ACK is then INVALID (conntrack will not pick a
             # connection up from a SYN-ACK) while this packet is picked up as NEW (measured).
-            answer = _Pkt(family, rep_first[0], rep_first[2], req.l4proto, rep_first[1], rep_first[3],
+            answer = Pkt(family, rep_first[0], rep_first[2], req.l4proto, rep_first[1], rep_first[3],
                           ACK | PSH, "answer", False)
             verdict = self._through(run, answer, LOOPBACK_PATH)
             if verdict != "accept":
@@ -569,7 +241,7 @@ class Engine:
         """Follow one packet through ``path`` (hook names). The packet's iif is used on
         prerouting/input/forward, its oif on output/forward/postrouting."""
         family = packet.family
-        base = _Pkt(family, _rng(_addr(family, packet.saddr)) if not isinstance(packet.saddr, tuple)
+        base = Pkt(family, _rng(_addr(family, packet.saddr)) if not isinstance(packet.saddr, tuple)
                     else packet.saddr,
                     _rng(_addr(family, packet.daddr)) if not isinstance(packet.daddr, tuple) else packet.daddr,
                     _rng(_proto_num(packet.proto)), _rng(packet.sport), _rng(packet.dport),
@@ -581,7 +253,7 @@ class Engine:
         iif, oif = packet.iif, packet.oif
 
         def once(run):
-            pkt = _Pkt(base.family, base.saddr, base.daddr, base.l4proto, base.sport, base.dport,
+            pkt = Pkt(base.family, base.saddr, base.daddr, base.l4proto, base.sport, base.dport,
                        base.tcp_flags, base.name, True)
             pkt.mark = base.mark
             pkt.fixed_ct = base.fixed_ct
@@ -602,7 +274,7 @@ class Engine:
 
     # ----------------------------------------------------------------- hooks
 
-    def _through(self, run: _Run, pkt: _Pkt, path, ifaces=None) -> str:
+    def _through(self, run: Run, pkt: Pkt, path, ifaces=None) -> str:
         """Take the packet through the hooks of ``path``: "accept", "drop" or "leaves"."""
         for hook in path:
             pkt.hook = hook
@@ -615,7 +287,7 @@ class Engine:
                 iif, oif = ifaces
                 pkt.iif = iif if hook in ("prerouting", "input", "forward") else None
                 pkt.oif = oif if hook in ("output", "postrouting", "forward") else None
-            for kind, prio, payload in self._items(hook, pkt.family):
+            for kind, prio, payload in self._hooks.items(hook, pkt.family):
                 if kind == "ct":
                     if not pkt.attached:
                         self._conntrack(run, pkt)
@@ -633,11 +305,11 @@ class Engine:
             if hook == "output" and ifaces is None and not is_loopback(pkt.family, pkt.daddr[0]):
                 if not is_loopback(pkt.family, pkt.saddr[0]) and pkt.daddr[0] == pkt.saddr[0]:
                     continue  # the host's own address: still over lo
-                raise _GiveUp(f"nat sends the {pkt.name} to {_fmt_addr(pkt.family, pkt.daddr[0])}, "
+                raise GiveUp(f"nat sends the {pkt.name} to {_fmt_addr(pkt.family, pkt.daddr[0])}, "
                               "off loopback")
         return "accept"
 
-    def _conntrack(self, run: _Run, pkt: _Pkt) -> None:
+    def _conntrack(self, run: Run, pkt: Pkt) -> None:
         pkt.attached = True
         if pkt.untracked:
             pkt.ct_state, pkt.ct_direction, pkt.ct_status = "untracked", None, frozenset()
@@ -645,7 +317,7 @@ class Engine:
         if pkt.fixed_ct is not None:
             pkt.ct_state, pkt.ct_direction, pkt.ct_status = pkt.fixed_ct
             if pkt.ct_state == "new":
-                run.conn = _Conn(pkt.client_side)
+                run.conn = Conn(pkt.client_side)
                 pkt.creator = True
             return
         conn = run.conn
@@ -656,7 +328,7 @@ class Engine:
                 # conntrack will not pick a connection up from a SYN-ACK: INVALID, no entry
                 self._invalid(pkt)
                 return
-            conn = run.conn = _Conn(pkt.client_side)
+            conn = run.conn = Conn(pkt.client_side)
             # a SYN opens SYN_SENT; a lone ACK is picked up mid-stream (nf_conntrack_tcp_loose)
             conn.tcp_state = "SS" if kind == "syn" else "ES"
             pkt.creator = True
@@ -691,15 +363,15 @@ class Engine:
         pkt.ct_status = conn.status()
 
     @staticmethod
-    def _invalid(pkt: _Pkt) -> None:
+    def _invalid(pkt: Pkt) -> None:
         pkt.ct_state, pkt.ct_direction, pkt.ct_status = "invalid", None, frozenset()
 
-    def _refresh(self, run: _Run, pkt: _Pkt) -> None:
+    def _refresh(self, run: Run, pkt: Pkt) -> None:
         if run.conn is not None and pkt.fixed_ct is None and pkt.attached and not pkt.untracked \
                 and pkt.ct_state != "invalid":
             pkt.ct_status = run.conn.status()
 
-    def _nat_point(self, run: _Run, pkt: _Pkt, hook: str, chains) -> str:
+    def _nat_point(self, run: Run, pkt: Pkt, hook: str, chains) -> str:
         if pkt.untracked or not pkt.attached or run.conn is None or pkt.ct_state == "invalid":
             return "accept"
         conn = run.conn
@@ -726,7 +398,7 @@ class Engine:
                 pkt.saddr, pkt.sport = conn.dnat[0]
         return "accept"
 
-    def _bind(self, run: _Run, pkt: _Pkt, hook: str, action) -> str:
+    def _bind(self, run: Run, pkt: Pkt, hook: str, action) -> str:
         """A NAT target in a nat chain: make the binding, translate the packet. Returns a note."""
         conn = run.conn
         if conn is None:
@@ -737,7 +409,7 @@ class Engine:
             if kind == "redirect":
                 addr = LO4 if pkt.family == "ip" else LO6
                 if hook == "prerouting" and pkt.iif not in (None, "lo"):
-                    raise _GiveUp(f"REDIRECT on {pkt.iif}: the interface's address is not known")
+                    raise GiveUp(f"REDIRECT on {pkt.iif}: the interface's address is not known")
             else:
                 addr = action.to_addr if action.to_addr is not None else pkt.daddr[0]
             new = ((addr, addr), (action.to_port, action.to_port) if action.to_port is not None else pkt.dport)
@@ -747,7 +419,7 @@ class Engine:
         elif kind in ("snat", "masquerade") and manip == "src":
             if kind == "masquerade":
                 if pkt.oif != "lo":
-                    raise _GiveUp(f"MASQUERADE on {pkt.oif}: the interface's address is not known")
+                    raise GiveUp(f"MASQUERADE on {pkt.oif}: the interface's address is not known")
                 addr = LO4 if pkt.family == "ip" else LO6
             else:
                 addr = action.to_addr if action.to_addr is not None else pkt.saddr[0]
@@ -769,11 +441,12 @@ class Engine:
         run.steps.append(step)
         return step
 
-    def _base_chain(self, run: _Run, pkt: _Pkt, hook: str, table: Table, chain, nat: bool = False) -> str:
+    def _base_chain(self, run: Run, pkt: Pkt, hook: str, table: Table, chain, nat: bool = False) -> str:
         """Run one base chain: "accept" (this chain is done) or "drop" (the packet is)."""
         stats = self.stats
+        compiler = self._compiler
         frames = []
-        cc = self._chain(table, chain)
+        cc = compiler.chain(table, chain)
         i = 0
         while True:
             rules = cc.rules
@@ -797,7 +470,7 @@ class Engine:
             unk = None
             preds = cr.preds
             if preds is None:
-                preds = self._compile_rule(table, cr)
+                preds = compiler.compile_rule(table, cr)
             for pred, text in preds:
                 r = pred(pkt)
                 if r is False:
@@ -850,13 +523,13 @@ class Engine:
             if kind in ("jump", "goto"):
                 target = table.chains.get(action.target)
                 if target is None:
-                    raise _GiveUp(f"{rule.text or kind}: chain {action.target} does not exist")
+                    raise GiveUp(f"{rule.text or kind}: chain {action.target} does not exist")
                 self._step(run, pkt, hook, table, cc.name, kind, rule, note=action.target)
                 if kind == "jump":
                     frames.append((cc, i + 1))
                     if len(frames) > MAX_DEPTH:
-                        raise _GiveUp(f"{rule.text}: jumps nest deeper than {MAX_DEPTH}")
-                cc = self._chain(table, target)
+                        raise GiveUp(f"{rule.text}: jumps nest deeper than {MAX_DEPTH}")
+                cc = compiler.chain(table, target)
                 i = 0
                 continue
             if kind == "return":
@@ -887,7 +560,7 @@ class Engine:
             self._side_effect(pkt, action)
             i += 1
 
-    def _side_effect(self, pkt: _Pkt, action) -> None:
+    def _side_effect(self, pkt: Pkt, action) -> None:
         if action.set_mark is not None:
             value, mask = action.set_mark
             mark = pkt.mark[0]
@@ -897,14 +570,14 @@ class Engine:
                 mark = (mark & ~mask & 0xFFFFFFFF) ^ value
             pkt.mark = (mark, mark)
 
-    def _unknown_target(self, run: _Run, action, rule) -> str:
+    def _unknown_target(self, run: Run, action, rule) -> str:
         name = (action.target or "").upper()
         if name in NON_ENDING_TARGETS:
             return "continue"
         text = rule.text or f"-j {action.target}"
         return ("continue", "accept", "drop")[run.decide(3, [text])]
 
-    def _vmap(self, run: _Run, pkt: _Pkt, table: Table, action, rule):
+    def _vmap(self, run: Run, pkt: Pkt, table: Table, action, rule):
         """The verdict a map picks for this packet, or None (no entry: the rule continues)."""
         entries = action.vmap
         if not entries and action.set_name:
@@ -944,7 +617,7 @@ class Engine:
         pick = run.decide(len(choices), [rule.text or "verdict map"])
         return choices[pick]
 
-    def _policy(self, run: _Run, pkt: _Pkt, hook: str, table: Table, chain) -> str:
+    def _policy(self, run: Run, pkt: Pkt, hook: str, table: Table, chain) -> str:
         policy = (chain.policy or "accept").lower()
         if policy == "drop":
             run.deciding = self._step(run, pkt, hook, table, chain.name, "policy-drop", origin=chain.origin)
@@ -953,111 +626,10 @@ class Engine:
         return "accept"
 
 
-_RPFILTER_OPTIONS = ("m.rpfilter", "opt.invert", "opt.loose", "opt.validmark", "opt.accept-local")
-
-
-def _recent_name(text: str) -> str:
-    words = text.split()
-    if "--name" in words:
-        k = words.index("--name")
-        if k + 1 < len(words):
-            return words[k + 1]
-    return "DEFAULT"
-
-
-def _rpfilter(rule, preds) -> tuple:
-    """`-m rpfilter [--invert]`: the kernel lets every packet that came in on loopback pass the
-    reverse-path test (xt_rpfilter: rpfilter_is_loopback -> true ^ invert); elsewhere it
-    depends on routes lbfw does not know."""
-    invert = "--invert" in rule.text.split()
-    kept = tuple((p, t) for (p, t), m in zip(preds, rule.matches)
-                 if not (m.opaque and m.field in _RPFILTER_OPTIONS))
-
-    def rpfilter(pkt):
-        if pkt.iif == "lo":
-            return not invert
-        return None
-    return kept + ((rpfilter, "-m rpfilter" + (" --invert" if invert else "")),)
-
-
-_TCP_FLAG_BITS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20,
-                  "ecn": 0x40, "cwr": 0x80}
-
-
-def _flag_bits(text: str) -> Optional[int]:
-    value = 0
-    for word in text.strip("() ").replace("|", ",").split(","):
-        word = word.strip()
-        if not word:
-            continue
-        bit = _TCP_FLAG_BITS.get(word)
-        if bit is None:
-            return None
-        value |= bit
-    return value
-
-
-def _nft_opaque(match, compiled) -> tuple:
-    """Two nft matches the model keeps opaque but the kernel decides on lo:
-
-    * `fib saddr [. mark] . iif oif missing` (firewalld's and the nft wiki's reverse-path
-      filter): on PREROUTING the kernel answers lo itself for packets that came in on lo
-      (nft_fib4_eval / nft_fib6_eval: nft_fib_is_loopback), so `missing` is false and `exists`
-      true there; elsewhere it needs the routes: unknown.
-    * `tcp flags & MASK == COMP` (and `!=`): the flags of the packet, false for non-TCP.
-    """
-    pred, text = compiled
-    field = match.field
-    words = match.text.split()
-    if field.startswith("fib ") and field.endswith((" oif", " oifname")) and words:
-        last = words[-1]
-        if last in ("false", "0", "true", "exists", "missing"):
-            exists_wanted = last in ("true", "exists")
-            negate = match.negate or (len(words) >= 2 and words[-2] == "!=")
-
-            def fib(pkt, want=exists_wanted, negate=negate):
-                if pkt.hook == "prerouting" and pkt.iif == "lo":
-                    return want != negate
-                return None
-            return (fib, text)
-        return compiled
-    if field.startswith("tcp flags & "):
-        mask = _flag_bits(field[len("tcp flags & "):])
-        rest = match.text[len(field):].split()
-        if mask is None or len(rest) != 2 or rest[0] not in ("==", "!="):
-            return compiled
-        comp = _flag_bits(rest[1])
-        if comp is None:
-            return compiled
-        equal = rest[0] == "=="
-
-        def flags(pkt, mask=mask, comp=comp, equal=equal):
-            if pkt.l4proto[0] != TCP or pkt.tcp_flags is None:
-                return False
-            return ((pkt.tcp_flags & mask) == comp) == equal
-        return (flags, text)
-    return compiled
-
-
 def _tcp_kind(flags: int) -> str:
     if flags & SYN:
         return "synack" if flags & ACK else "syn"
     return "ack"
-
-
-def _priority(table: Table, chain, hook: str) -> int:
-    if chain.priority is not None:
-        return int(chain.priority)
-    prio = IPTABLES_PRIORITY.get(table.name, 0)
-    if isinstance(prio, dict):
-        return prio.get(hook, 0)
-    return prio
-
-
-def _is_nat(table: Table, chain) -> bool:
-    if chain.type is not None:
-        return chain.type == "nat"
-    return table.syntax == "iptables" and table.name == "nat"
 
 
 __all__ = ["Engine", "Packet", "PacketResult", "Stats", "EPHEMERAL", "LOOPBACK_PATH", "is_loopback"]

@@ -10,6 +10,11 @@ Kernel facts these predicates follow (measured in a private namespace, see DOMAI
 - A field the packet does not carry (an IPv4 address on an IPv6 packet in an inet table, a port
   on ICMP, tcp flags on UDP) makes the match false whatever its negation: nft's payload load
   breaks the rule before the comparison, and iptables only allows those matches with -p.
+- The reverse-path tests pass for a packet that came in on lo: iptables' `-m rpfilter` on any
+  hook (xt_rpfilter: rpfilter_is_loopback), nft's `fib ... oif` lookup on PREROUTING
+  (nft_fib4_eval / nft_fib6_eval: nft_fib_is_loopback). Elsewhere they need routes: unknown.
+- `-m recent` lists start empty: only a `--set` rule fills them (its match is true). Checking a
+  list no rule fills is false; a filled one depends on past traffic: unknown.
 """
 
 from __future__ import annotations
@@ -188,13 +193,14 @@ def _ct_state_item(item: str, value) -> bool:
 
 # --------------------------------------------------------------------------- compilation
 
-def compile_match(match: Match, sets: dict) -> tuple[Pred, str]:
+def compile_match(match: Match, sets: dict, recent_lists: frozenset = frozenset()) -> tuple[Pred, str]:
     """Compile one model Match (with the table's named sets for lookups) into a predicate.
 
-    Returns (pred, text) where text names the match for `unknown` reports. A value of a shape
-    the engine does not expect makes the match unknown, never an error."""
+    ``recent_lists``: the `-m recent` list names some rule of the ruleset sets (only a `recent`
+    match reads it). Returns (pred, text) where text names the match for `unknown` reports. A
+    value of a shape the engine does not expect makes the match unknown, never an error."""
     try:
-        return _compile(match, sets)
+        return _compile(match, sets, recent_lists)
     except (TypeError, ValueError, IndexError, AttributeError):
         return _unknown_pred, match.text or _describe(match)
 
@@ -203,7 +209,7 @@ def _unknown_pred(pkt):
     return None
 
 
-def _compile(match: Match, sets: dict) -> tuple[Pred, str]:
+def _compile(match: Match, sets: dict, recent_lists: frozenset) -> tuple[Pred, str]:
     text = match.text or _describe(match)
     if match.opaque:
         return (lambda pkt: None), text
@@ -240,6 +246,12 @@ def _compile(match: Match, sets: dict) -> tuple[Pred, str]:
         return _compile_range(field, values, negate), text
     if field in STRING_FIELDS or field == "tcp.flags":
         return _compile_items(field, values, negate), text
+    if field == "rpfilter":
+        return _compile_rpfilter(negate), text
+    if field == "fib.rpf":
+        return _compile_fib_rpf(values, negate), text
+    if field == "recent":
+        return _compile_recent(values, negate, recent_lists), text
     return (lambda pkt: None), text
 
 
@@ -361,6 +373,45 @@ def _compile_items(field: str, values, negate: bool) -> Pred:
                 result = None
         return result
     return _finish(pred, negate)
+
+
+def _compile_rpfilter(negate: bool) -> Pred:
+    """`-m rpfilter [--invert]`: true for a packet that came in on lo, whatever --loose,
+    --validmark or --accept-local say; elsewhere it depends on routes lbfw does not know."""
+    on_lo = not negate
+
+    def pred(pkt):
+        return on_lo if pkt.iif == "lo" else None
+    return pred
+
+
+def _compile_fib_rpf(values, negate: bool) -> Pred:
+    """nft `fib saddr [. mark] . iif oif missing|exists` (firewalld's and the nft wiki's
+    reverse-path filter): the route exists on PREROUTING for a packet that came in on lo."""
+    (wants_route,) = values
+    if not isinstance(wants_route, bool):
+        raise TypeError(f"fib.rpf value {wants_route!r}")
+    on_lo = wants_route != negate
+
+    def pred(pkt):
+        return on_lo if pkt.hook == "prerouting" and pkt.iif == "lo" else None
+    return pred
+
+
+def _compile_recent(values, negate: bool, recent_lists: frozenset) -> Pred:
+    """`-m recent --name N --set|--rcheck|--update|--remove`: a set is true, a look-up of a list no
+    rule sets is false, a look-up of a list some rule sets is unknown (it depends on past traffic)."""
+    ((name, command),) = values
+    if command == "set":
+        result: Optional[bool] = not negate
+    elif command in ("rcheck", "update", "remove"):
+        result = negate if name not in recent_lists else None
+    else:
+        raise ValueError(f"recent command {command!r}")
+
+    def pred(pkt):
+        return result
+    return pred
 
 
 def _compile_concat(fields: tuple, values, negate: bool) -> Pred:

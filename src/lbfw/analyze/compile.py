@@ -1,0 +1,207 @@
+"""Rules compiled for the walk: each rule's matches become three-valued predicates, each chain
+gets an index of its exact keys, and equal matches compile once.
+
+Compilation is lazy: a chain is compiled when a packet first enters it, and a rule when a packet
+first reaches it (the chain index lets a packet skip most of a 10,000-rule kube-proxy chain).
+Single matches are compiled by `matchers.compile_match`; this module decides what a ruleset as a
+whole adds (the `-m recent` lists some rule fills).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Optional
+
+from ..model import Chain, Ruleset, Table
+from .matchers import PORT_PROTOS, compile_match
+
+# --------------------------------------------------------------------------- compiled rules
+
+class _CRule:
+    """One rule of a compiled chain: its predicates (None until first reached) and action."""
+
+    __slots__ = ("preds", "action", "rule", "index")
+
+    def __init__(self, preds, action, rule, index):
+        self.preds = preds
+        self.action = action
+        self.rule = rule
+        self.index = index
+
+
+class _Block:
+    """Consecutive rules that each name one exact value of the same field (kube-proxy's
+    `-d 10.96.0.10/32 -p tcp --dport 53 -j KUBE-SVC-...` runs): a dict finds the few rules
+    whose value equals the packet's, the others are certainly false and are skipped."""
+
+    __slots__ = ("attr", "family", "ports", "start", "end", "where")
+
+    def __init__(self, attr, family, ports, start, end, where):
+        self.attr = attr
+        self.family = family
+        self.ports = ports
+        self.start = start
+        self.end = end
+        self.where = where
+
+    def next_index(self, pkt, i: int) -> int:
+        """The next rule position >= i worth evaluating (self.end: none in this block)."""
+        if self.family is not None and pkt.family != self.family:
+            return self.end
+        if self.ports and pkt.l4proto[0] not in PORT_PROTOS:
+            return self.end
+        lo, hi = getattr(pkt, self.attr)
+        if lo != hi:
+            return i
+        positions = self.where.get(lo)
+        if not positions:
+            return self.end
+        k = bisect_left(positions, i)
+        return positions[k] if k < len(positions) else self.end
+
+
+_INDEXABLE = {
+    "ip.daddr": ("daddr", "ip", False), "ip6.daddr": ("daddr", "ip6", False),
+    "ip.saddr": ("saddr", "ip", False), "ip6.saddr": ("saddr", "ip6", False),
+    "th.dport": ("dport", None, True),
+}
+MIN_BLOCK = 8
+
+
+class _CChain:
+    """A chain's compiled rules and its index (``blocks[i]``: the block position i lies in)."""
+
+    __slots__ = ("name", "chain", "rules", "blocks")
+
+    def __init__(self, name, chain, rules, blocks):
+        self.name = name
+        self.chain = chain
+        self.rules = rules
+        self.blocks = blocks
+
+
+def _exact_keys(rule) -> dict:
+    keys = {}
+    for m in rule.matches:
+        if m.opaque or m.negate or not isinstance(m.field, str) or m.field not in _INDEXABLE:
+            continue
+        if len(m.values) != 1:
+            continue
+        v = m.values[0]
+        lo, hi = v if isinstance(v, tuple) else (v, v)
+        if lo == hi:
+            keys[m.field] = int(lo)
+    return keys
+
+
+def _build_blocks(chain_rules) -> Optional[list]:
+    if len(chain_rules) < MIN_BLOCK:
+        return None
+    return _blocks_of([_exact_keys(r) for r in chain_rules])
+
+
+def _blocks_of(keys: list) -> Optional[list]:
+    n = len(keys)
+    if n < MIN_BLOCK:
+        return None
+    blocks = [None] * n
+    found = False
+    i = 0
+    while i < n:
+        best_field, best_end = None, i
+        for f in keys[i]:
+            j = i + 1
+            while j < n and f in keys[j]:
+                j += 1
+            if j > best_end:
+                best_field, best_end = f, j
+        if best_field is not None and best_end - i >= MIN_BLOCK:
+            where: dict = {}
+            for k in range(i, best_end):
+                where.setdefault(keys[k][best_field], []).append(k)
+            attr, fam, ports = _INDEXABLE[best_field]
+            block = _Block(attr, fam, ports, i, best_end, where)
+            for k in range(i, best_end):
+                blocks[k] = block
+            found = True
+            i = best_end
+        else:
+            i += 1
+    return blocks if found else None
+
+
+class Compiler:
+    """The compiled chains and matches of one ruleset (one per Engine)."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self._compiled: dict = {}
+        self._match_cache: dict = {}   # equal matches (`-p tcp` a thousand times) compile once
+        self._recent_lists: Optional[frozenset] = None
+
+    def chain(self, table: Table, chain: Chain) -> _CChain:
+        """The compiled form of ``chain`` (built on first use; its rules compile when first reached)."""
+        key = id(chain)
+        cc = self._compiled.get(key)
+        if cc is None:
+            # Rules are compiled when first evaluated: the chain index skips most of a big chain.
+            entries = chain.entries()
+            if any(entry.__class__ is tuple for entry in entries):
+                # Lines the reader left unbuilt (kube-proxy's 10,000-rule KUBE-SERVICES) are
+                # indexed from their text and built only when a packet reaches them: such a
+                # _CRule holds the chain in ``rule`` and no action until _compile_rule.
+                from ..read.iptables_save import unbuilt_exact_keys
+                rules = [_CRule(None, e.action, e, idx) if e.__class__ is not tuple else _CRule(None, None, chain, idx)
+                         for idx, e in enumerate(entries)]
+                cc = _CChain(chain.name, chain, rules,
+                             _blocks_of([_exact_keys(e) if e.__class__ is not tuple else unbuilt_exact_keys(e)
+                                         for e in entries]))
+            else:
+                rules = [_CRule(None, rule.action, rule, idx) for idx, rule in enumerate(entries)]
+                cc = _CChain(chain.name, chain, rules, _build_blocks(entries))
+            self._compiled[key] = cc
+        return cc
+
+    def compile_rule(self, table: Table, cr: _CRule) -> tuple:
+        """The predicates of one rule, compiled now (``cr.preds`` holds them afterwards)."""
+        if cr.action is None:                      # unbuilt: cr.rule is its chain (see _chain)
+            rule = cr.rule.build_entry(cr.index)
+            cr.rule = rule
+            cr.action = rule.action
+        cache = self._match_cache
+        sets = table.sets
+        preds = []
+        for m in cr.rule.matches:
+            key = (m, id(sets)) if m.set_name else m
+            try:
+                compiled = cache.get(key)
+            except TypeError:  # an unhashable value shape: compile without the cache
+                compiled = None
+                key = None
+            if compiled is None:
+                compiled = compile_match(m, sets, self.recent_lists() if m.field == "recent" else frozenset())
+                if key is not None:
+                    cache[key] = compiled
+            preds.append(compiled)
+        preds = tuple(preds)
+        cr.preds = preds
+        return preds
+
+    def recent_lists(self) -> frozenset:
+        """The `-m recent` lists some rule of the ruleset fills (computed once, when first needed)."""
+        if self._recent_lists is None:
+            self._recent_lists = recent_lists_set(self.ruleset)
+        return self._recent_lists
+
+
+def recent_lists_set(ruleset: Ruleset) -> frozenset:
+    """Names of the `-m recent` lists a `set` rule of ``ruleset`` fills. Lists start empty and only
+    such rules fill them (or an admin writing to /proc/net/xt_recent, which lbfw cannot see)."""
+    names = set()
+    for table in ruleset.tables:
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                for m in rule.matches:
+                    if m.field == "recent" and not m.opaque:
+                        names.update(name for name, command in m.values if command == "set")
+    return frozenset(names)
