@@ -19,7 +19,7 @@ OWNERS = (DOCKER, KUBE_PROXY, UFW, FIREWALLD, FAIL2BAN, FW4)
 
 # Where each manager's own configuration changes (the rule itself would be rewritten on reload).
 ADVICE = {
-    DOCKER: "publish the port on the address you mean (`-p ADDR:PORT:PORT`) or change /etc/docker/daemon.json",
+    DOCKER: "publish the port on the address you mean (`docker run -p ADDR:PORT:PORT`) or change /etc/docker/daemon.json",
     KUBE_PROXY: "change the Service or kube-proxy's configuration (e.g. --nodeport-addresses)",
     UFW: "edit /etc/ufw/before.rules (before6.rules for IPv6), then `ufw reload`",
     FIREWALLD: "change the zone, policy or direct rule with `firewall-cmd --permanent`, then `firewall-cmd --reload`",
