@@ -344,6 +344,9 @@ def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity
         owner = owner_of(table, chain, rule)
     if owner is not None and advise_owner:
         message += " " + owner_advice(owner)
+    where_origin = origin
+    if where_origin is None and chain is not None and rule is None:
+        where_origin = chain.origin
     return Finding(
         check=check.ID,
         severity=severity or check.SEVERITY,
@@ -353,8 +356,7 @@ def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity
         owner=owner,
         extra=dict(extra or {}),
         deliberate=deliberate,
-        **where_fields(rule, table, chain.name if chain is not None else None,
-                       origin if origin is not None else (chain.origin if (chain is not None and rule is None) else None)),
+        **where_fields(rule, table, chain.name if chain is not None else None, where_origin),
     )
 
 
