@@ -1,6 +1,7 @@
 """rules/examples and rules/reference: every check fires on its must-fire examples and stays
-quiet on the others (each file declares which in its header), and every file loads in the
-real kernel, where real traffic confirms what the findings say."""
+quiet on the others (each file declares which in its header; tests/checks/test_lb00N_*.py name
+them per check), and every file loads in the real kernel, where real traffic confirms what the
+findings say."""
 
 from __future__ import annotations
 
@@ -14,27 +15,13 @@ from lbfw.commands.audit import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.results import DELIVERED
 
+from checks.support import declared
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(p for p in (ROOT / "rules" / "examples").iterdir()
                   if p.suffix in (".rules", ".v4", ".v6", ".nft"))
 REFERENCE = sorted(p for p in (ROOT / "rules" / "reference").iterdir() if p.suffix in (".v4", ".v6", ".nft"))
 CHECK_IDS = {c.ID for c in ALL}
-
-
-def declared(path: Path) -> tuple[dict, set]:
-    """({check: severity or None} that must fire, {checks} that must stay quiet) from the header."""
-    fire, quiet = {}, set()
-    for line in path.read_text().splitlines():
-        if not line.startswith("#"):
-            break
-        body = line[1:].strip()
-        if body.startswith("must-fire:"):
-            for item in body.split(":", 1)[1].split():
-                check, _, severity = item.partition(":")
-                fire[check] = severity or None
-        elif body.startswith("must-stay-quiet:"):
-            quiet.update(body.split(":", 1)[1].split())
-    return fire, quiet
 
 
 def declared_owner(path: Path):
@@ -56,7 +43,7 @@ def test_examples_cover_every_check_that_files_can_show():
         assert set(fire) <= CHECK_IDS and quiet <= CHECK_IDS, path.name
         assert not set(fire) & quiet, path.name
         fired |= set(fire)
-    # LB005 and LB006 need live host facts (route_localnet, the local route): tests/test_checks.py
+    # LB005 and LB006 need live host facts (route_localnet, the local route): tests/checks/test_lb005_*, _lb006_*
     assert fired >= {"LB001", "LB002", "LB003", "LB004"}
     assert {p.suffix for p in EXAMPLES} >= {".rules", ".v6", ".nft"}
 

@@ -26,13 +26,14 @@ def nft_ruleset(path: str, text: str, rules: dict, hooks: dict, jumps: dict = No
     return Ruleset(tables=[table])
 
 
-def finding(ruleset, line, check="LB002", severity="warning", owner=None):
+def finding(ruleset, line, check="LB002", severity="warning", owner=None, deliberate=None):
     for table in ruleset.tables:
         for chain in table.chains.values():
             for rule in chain.rules:
                 if rule.origin.line == line:
                     return Finding(check, severity, "narrow", source=rule.origin.source, line=line,
-                                   table=table.name, chain=chain.name, rule=rule, owner=owner)
+                                   table=table.name, chain=chain.name, rule=rule, owner=owner,
+                                   deliberate=deliberate)
     raise LookupError(line)
 
 
@@ -271,12 +272,14 @@ def test_persist_candidates_are_injectable(tmp_path):
     assert live.persist_candidates(touched, files) == [("ip", str(rules))]
 
 
-def test_notes_are_fixed_unless_an_owner_match_makes_them_deliberate():
+def test_notes_are_fixed_unless_the_check_judged_them_deliberate():
     text = ("table inet filter {\n\tchain output {\n\t\ttype filter hook output priority 0;\n"
             "\t\tip daddr 127.0.0.1 accept\n"
             "\t\tip daddr 127.0.0.1 tcp dport 9050 meta skuid 1000 accept\n\t}\n}\n")
     rs = nft_ruleset("n.nft", text, {4: "output", 5: "output"}, {"output": "output"})
-    plan = plan_fixes(rs, [finding(rs, 4, severity="note"), finding(rs, 5, severity="note")], texts={"n.nft": text})
+    # the planner reads the check's verdict (Finding.deliberate), not the rule's or message's words
+    plan = plan_fixes(rs, [finding(rs, 4, severity="note"),
+                           finding(rs, 5, severity="note", deliberate="meta skuid 1000")], texts={"n.nft": text})
     assert [(e.line, e.new) for e in plan.edits] == [(4, '\t\toif "lo" accept')]
     assert [r.where for r in plan.refusals] == ["n.nft:5"] and "owner match" in plan.refusals[0].why
 

@@ -97,6 +97,9 @@ class Finding:
     family: Optional[str] = None
     backend: Optional[str] = None
     extra: dict = field(default_factory=dict)
+    # Why the check judges the rule a deliberate policy (an owner match), not a mistake: the fixer
+    # leaves such a rule alone. None for an ordinary finding. Not in the JSON (the message says it).
+    deliberate: Optional[str] = None
 
     def to_json(self) -> dict:
         return {

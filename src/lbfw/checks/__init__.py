@@ -1,4 +1,5 @@
-"""The checks: one module per check, each with ID, NAME, SEVERITY, SUMMARY, DOC and check(ctx).
+"""The checks: one module per check, each with ID, NAME, SEVERITY, SUMMARY, FIX (checks/fixes.py),
+DOC and check(ctx).
 
 `run_checks(ruleset, engine, results)` runs them all over a ruleset and the engine's flow
 results, drops what the rules suppress (``lbfw: ignore LB002``), and returns the findings
@@ -6,8 +7,6 @@ in a stable order. Pure: nothing here reads or changes the system.
 """
 
 from __future__ import annotations
-
-from typing import Optional
 
 from ..results import SEVERITIES
 from ..suppression import ignored_ids, suppresses
@@ -20,7 +19,6 @@ ALL = (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_bl
 BY_ID = {c.ID: c for c in ALL}
 
 SEVERITY_RANK = {"error": 3, "warning": 2, "note": 1}
-
 
 
 def get(check_id: str):

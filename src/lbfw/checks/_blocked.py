@@ -82,20 +82,21 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
         severity = None
         evidence = _deliberate_evidence(ctx, table, step.hook)
         extra = {"packets": packets}
+        deliberate = None
         if evidence is not None:
             severity = "note"
             message += (" It looks deliberate: loopback is opened only to chosen users by an owner match "
                         f"({evidence.origin.where()}: {evidence.text}). Suppress it if so.")
-            extra["evidence"] = evidence.text
+            extra["evidence"] = deliberate = evidence.text
         if step.rule is not None:
             ref = RuleRef(table, chain, step.rule, 0, frozenset()) if table is not None else None
             findings.append(make_finding(check, message, ref, severity=severity,
                                          flows=[r.flow for r in results], table=table, chain=chain,
-                                         origin=step.origin, extra=extra))
+                                         origin=step.origin, extra=extra, deliberate=deliberate))
         else:
             origin = step.origin or (chain.origin if chain is not None else None)
             f = make_finding(check, message, None, severity=severity, flows=[r.flow for r in results],
-                             table=table, chain=chain, origin=origin, extra=extra)
+                             table=table, chain=chain, origin=origin, extra=extra, deliberate=deliberate)
             if f.table is None:
                 f.table, f.chain, f.family = step.table, step.chain, step.family
             findings.append(f)

@@ -16,6 +16,7 @@ from ..model import Chain, Match, Rule, Ruleset, Table
 from ..results import BLOCKED, DELIVERED, Finding, UNKNOWN
 from .owners import advice as owner_advice
 from .owners import owner_of
+from .reach import JumpGraph
 
 LOOP4_LO = 0x7F000000
 LOOP4_HI = 0x7FFFFFFF
@@ -52,14 +53,26 @@ class CheckContext:
     engine: object = None
     results: list = field(default_factory=list)       # list[FlowResult]
     _reach: dict = field(default_factory=dict)        # id(table) -> {id(chain): frozenset of hooks}
+    _graphs: dict = field(default_factory=dict)       # id(table) -> JumpGraph
+
+    def graph(self, table: Table) -> JumpGraph:
+        """The table's jump graph, built the first time a check asks (nat tables, the bulk of a
+        kube-proxy host, are never asked)."""
+        graph = self._graphs.get(id(table))
+        if graph is None:
+            graph = self._graphs[id(table)] = JumpGraph(table)
+        return graph
 
     def _table_reach(self, table: Table) -> dict:
-        """Reachability per table, computed the first time a check asks (nat tables, the bulk of
-        a kube-proxy host, are never asked)."""
         reach = self._reach.get(id(table))
         if reach is None:
-            reach = self._reach[id(table)] = chain_hooks(table)
+            reach = self._reach[id(table)] = self.graph(table).chain_hooks()
         return reach
+
+    def chains_below(self, table: Table, name: str) -> list[Chain]:
+        """Chain ``name`` of ``table`` and every chain it jumps or goes to; [] when there is none."""
+        chain = table.chains.get(name)
+        return self.graph(table).below(chain) if chain is not None else []
 
     # ---------------------------------------------------------------- rules
 
@@ -128,51 +141,6 @@ class CheckContext:
 
 def flow_family(flow) -> str:
     return "ip6" if ":" in flow.server else "ip"
-
-
-# --------------------------------------------------------------------------- reachability
-
-def _targets(rule: Rule) -> list:
-    """Chains a rule can jump or goto, including verdict-map entries."""
-    action = rule.action
-    out = []
-    if action.kind in ("jump", "goto") and action.target:
-        out.append(action.target)
-    elif action.kind == "vmap":
-        for entry in action.vmap:
-            sub = getattr(entry, "action", None)
-            if sub is not None and sub.kind in ("jump", "goto") and sub.target:
-                out.append(sub.target)
-    return out
-
-
-def chain_hooks(table: Table) -> dict:
-    """id(chain) -> frozenset of hooks whose base chains reach it.
-
-    The jump graph is built once (one pass over the rules); then each base chain walks the
-    graph of chains, not the rules again, so the cost stays linear in the ruleset's size."""
-    edges: dict = {}
-    for chain in table.chains.values():
-        targets = set()
-        for rule in chain.rules:
-            kind = rule.action.kind
-            if kind == "jump" or kind == "goto" or kind == "vmap":
-                targets.update(_targets(rule))
-        edges[chain.name] = [table.chains[t] for t in targets if t in table.chains]
-    reach: dict = {}
-    for chain in table.chains.values():
-        if chain.hook is None:
-            continue
-        stack = [chain]
-        seen = {id(chain)}
-        while stack:
-            current = stack.pop()
-            reach.setdefault(id(current), set()).add(chain.hook)
-            for nxt in edges.get(current.name, ()):
-                if id(nxt) not in seen:
-                    seen.add(id(nxt))
-                    stack.append(nxt)
-    return {k: frozenset(v) for k, v in reach.items()}
 
 
 # --------------------------------------------------------------------------- addresses
@@ -363,10 +331,12 @@ def where_fields(rule: Optional[Rule], table: Optional[Table], chain_name: Optio
 
 def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity: Optional[str] = None,
                  flows=(), table: Optional[Table] = None, chain: Optional[Chain] = None, origin=None,
-                 owner: Optional[str] = None, extra: Optional[dict] = None, advise_owner: bool = True) -> Finding:
+                 owner: Optional[str] = None, extra: Optional[dict] = None, advise_owner: bool = True,
+                 deliberate: Optional[str] = None) -> Finding:
     """A Finding for ``check`` (a check module) at ``ref`` (or a chain policy / host fact).
     A rule a firewall manager owns is named as such; ``advise_owner`` adds that its
-    configuration, not the rule, is what must change."""
+    configuration, not the rule, is what must change. ``deliberate`` is the evidence (an owner
+    match) that makes the rule look like a policy rather than a mistake."""
     rule = ref.rule if ref is not None else None
     table = ref.table if ref is not None else table
     chain = ref.chain if ref is not None else chain
@@ -374,6 +344,9 @@ def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity
         owner = owner_of(table, chain, rule)
     if owner is not None and advise_owner:
         message += " " + owner_advice(owner)
+    where_origin = origin
+    if where_origin is None and chain is not None and rule is None:
+        where_origin = chain.origin
     return Finding(
         check=check.ID,
         severity=severity or check.SEVERITY,
@@ -382,8 +355,8 @@ def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity
         flows=list(flows),
         owner=owner,
         extra=dict(extra or {}),
-        **where_fields(rule, table, chain.name if chain is not None else None,
-                       origin if origin is not None else (chain.origin if (chain is not None and rule is None) else None)),
+        deliberate=deliberate,
+        **where_fields(rule, table, chain.name if chain is not None else None, where_origin),
     )
 
 

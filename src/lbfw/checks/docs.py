@@ -17,11 +17,25 @@ def sections(doc: str) -> list:
     return [line[3:].strip() for line in doc.splitlines() if line.startswith("## ")]
 
 
+def fix_line(check) -> str:
+    """ruff's sentence on a fix, with how `lbfw fix` makes it: `Fix is sometimes available
+    (lbfw fix; --style interface or range).`"""
+    fix = check.FIX
+    if not fix.fixable:
+        return fix.sentence()
+    if len(fix.modes) == 1:
+        how = f"lbfw fix; always by {fix.modes[0]}, whatever --style says"
+    else:
+        how = f"lbfw fix; --style {' or '.join(fix.modes)}"
+    return f"{fix.sentence()[:-1]} ({how})."
+
+
 def check_markdown(check, level: int = 2) -> str:
-    """One check as markdown: a heading, its severity, then its DOC with headings shifted down."""
+    """One check as markdown: a heading, its severity and fixability, then its DOC with headings
+    shifted down."""
     shift = "#" * (level - 1)
     out = [f"{'#' * level} {check.ID} {check.NAME}", "",
-           f"{check.SUMMARY}. Default severity: **{check.SEVERITY}**.", ""]
+           f"{check.SUMMARY}. Default severity: **{check.SEVERITY}**. {fix_line(check)}", ""]
     for line in check.DOC.rstrip().splitlines():
         out.append(shift + line if line.startswith("## ") else line)
     return "\n".join(out) + "\n"
@@ -37,11 +51,12 @@ def render() -> str:
         "containing `lbfw: ignore ID` (iptables `-m comment --comment`, nft `comment`, or in files a `#` line",
         "directly above the rule).",
         "",
-        "| ID | Name | Severity | Summary |",
-        "|---|---|---|---|",
+        "| ID | Name | Severity | Fix | Summary |",
+        "|---|---|---|---|---|",
     ]
     for c in ALL:
-        parts.append(f"| [{c.ID}](#{c.ID.lower()}-{c.NAME}) | {c.NAME} | {c.SEVERITY} | {c.SUMMARY} |")
+        parts.append(f"| [{c.ID}](#{c.ID.lower()}-{c.NAME}) | {c.NAME} | {c.SEVERITY} | {c.FIX.availability} "
+                     f"| {c.SUMMARY} |")
     parts.append("")
     for c in ALL:
         parts.append(check_markdown(c))

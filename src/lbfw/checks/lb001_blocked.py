@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 
 from ._blocked import blocked_findings
+from .fixes import NO_FIX
 
 ID = "LB001"
 NAME = "loopback-blocked"
 SEVERITY = "error"
 SUMMARY = "A rule or policy drops IPv4 loopback traffic"
+FIX = NO_FIX
 
 DOC = """\
 ## What it does

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import sys
 
-from .context import (INBOUND_HOOKS, LOOPBACK_HOOKS, CheckContext, RuleRef, describe_part, flows_summary,
+from .context import (INBOUND_HOOKS, LOOPBACK_HOOKS, CheckContext, RuleRef, as_range, describe_part, flows_summary,
                       iface_class, make_finding, narrow_addr_matches, narrow_loopback, negated_narrow_addr_matches,
-                      owner_match,
-                      as_range)
+                      owner_match)
+from .fixes import SET_SAFETY, CheckFix
 
 ID = "LB002"
 NAME = "narrow-loopback-accept"
 SEVERITY = "warning"
 SUMMARY = "A rule accepts loopback traffic by 127.0.0.1 alone"
+# What each fix changes beyond the 127/8 traffic it is meant for, printed next to every edit.
+FIX = CheckFix("sometimes", modes=("interface", "range"), safety={
+    "interface": (
+        "Fix safety: `-i lo` / `iif \"lo\"` accepts everything that arrives over lo: all of 127.0.0.0/8 "
+        "(and ::1 too in an nft inet table), and also the host's own traffic to its non-loopback addresses "
+        "(it travels over lo too), on every "
+        "port the rule's other matches allow. Packets with a 127.0.0.1 source arriving on another "
+        "interface are no longer accepted by this rule (routing drops them as martians anyway unless "
+        "route_localnet=1)."),
+    "range": (
+        "Fix safety: 127.0.0.0/8 accepts every loopback address (127.0.0.53, 127.0.1.1, clients bound to "
+        "127.0.0.2 ...) on whatever interface the rule allows. Where route_localnet=1, 127/8-sourced "
+        "packets from the network would be accepted too: keep an anti-spoofing drop "
+        "(`! -i lo -s 127.0.0.0/8 -j DROP`) before it."),
+    "set": SET_SAFETY,
+})
 
 DOC = """\
 ## What it does
@@ -79,21 +95,12 @@ says where its configuration must change.
 """
 
 
-def _chain_accepts(table, name: str, depth: int = 0) -> bool:
-    """True when chain ``name`` accepts something, itself or through its own jumps (bounded depth)."""
-    chain = table.chains.get(name)
-    if chain is None or depth > 8:
-        return False
-    for rule in chain.rules:
-        kind = rule.action.kind
-        if kind == "accept":
-            return True
-        if kind in ("jump", "goto") and rule.action.target and _chain_accepts(table, rule.action.target, depth + 1):
-            return True
-    return False
+def _chain_accepts(ctx: CheckContext, table, name: str) -> bool:
+    """True when chain ``name`` accepts something, itself or through the chains it leads to."""
+    return any(rule.action.kind == "accept" for chain in ctx.chains_below(table, name) for rule in chain.rules)
 
 
-def _vmap_narrow(ref: RuleRef) -> list:
+def _vmap_narrow(ctx: CheckContext, ref: RuleRef) -> list:
     """(field, loopback part) of verdict-map entries that accept 127.0.0.1 without the rest of 127/8."""
     action = ref.rule.action
     entries = action.vmap
@@ -107,7 +114,7 @@ def _vmap_narrow(ref: RuleRef) -> list:
         if sub is None:
             continue
         accepts = sub.kind == "accept" or (sub.kind in ("jump", "goto") and sub.target
-                                           and _chain_accepts(ref.table, sub.target))
+                                           and _chain_accepts(ctx, ref.table, sub.target))
         if not accepts:
             continue
         for want in ("ip.saddr", "ip.daddr"):
@@ -126,12 +133,12 @@ def _vmap_narrow(ref: RuleRef) -> list:
     return found
 
 
-def _accepting(ref: RuleRef) -> str:
+def _accepting(ctx: CheckContext, ref: RuleRef) -> str:
     """"" when the rule does not accept; else how it accepts ("accept", "jump to X")."""
     action = ref.rule.action
     if action.kind == "accept":
         return "accept"
-    if action.kind in ("jump", "goto") and action.target and _chain_accepts(ref.table, action.target):
+    if action.kind in ("jump", "goto") and action.target and _chain_accepts(ctx, ref.table, action.target):
         return f"{action.kind} to {action.target}, which accepts"
     return ""
 
@@ -215,10 +222,10 @@ def check(ctx: CheckContext):
         if ref.rule.action.kind == "vmap":
             name = ref.rule.action.set_name
             via = f"verdict map @{name.lstrip('@')}" if name else "a verdict map"
-            narrow = [(f, p, via) for f, p in _vmap_narrow(ref)]
+            narrow = [(f, p, via) for f, p in _vmap_narrow(ctx, ref)]
             how = "verdict map entry accept"
         else:
-            how = _accepting(ref)
+            how = _accepting(ctx, ref)
             if how:
                 narrow = [(n.field, n.part, n.via) for n in narrow_addr_matches(ref.rule, ref.table)]
             elif _dropping(ref):
@@ -263,5 +270,6 @@ def check(ctx: CheckContext):
             message += (f" It is restricted by an owner match ({evidence}), so it may be a deliberate policy: "
                         "suppress it with `lbfw: ignore LB002` if so.")
         findings.append(make_finding(me, message, ref, severity=severity, flows=[r.flow for r in breaking],
-                                     extra={"field": fld, "addresses": addr, "via": via or None}))
+                                     extra={"field": fld, "addresses": addr, "via": via or None},
+                                     deliberate=evidence))
     return findings

@@ -6,11 +6,20 @@ import sys
 
 from .context import (INBOUND_HOOKS, CheckContext, describe_part, has_port_match, iface_class, make_finding,
                       narrow_addr_matches)
+from .fixes import SET_SAFETY, CheckFix
 
 ID = "LB003"
 NAME = "narrow-loopback-antispoofing"
 SEVERITY = "warning"
 SUMMARY = "An anti-spoofing rule drops 127.0.0.1 from other interfaces but not the rest of 127.0.0.0/8"
+# Always widened, whatever `--style` says: an interface cannot stand for "any address of 127/8 not on lo".
+FIX = CheckFix("sometimes", modes=("range",), safety={
+    "range": (
+        "Fix safety: the drop now covers all of 127.0.0.0/8 on the interfaces it names. Anything that "
+        "relied on another 127.x address arriving from outside lo (possible only with route_localnet=1, "
+        "e.g. kube-proxy nodeports on localhost) is dropped from now on."),
+    "set": SET_SAFETY,
+})
 
 DOC = """\
 ## What it does

@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 
 from ._blocked import blocked_findings
+from .fixes import NO_FIX
 
 ID = "LB004"
 NAME = "ipv6-loopback-blocked"
 SEVERITY = "error"
 SUMMARY = "A rule or policy drops IPv6 loopback (::1) traffic"
+FIX = NO_FIX
 
 DOC = """\
 ## What it does

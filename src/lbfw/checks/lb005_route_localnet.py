@@ -6,11 +6,13 @@ import sys
 
 from .context import (INBOUND_HOOKS, CheckContext, full_loopback_addr, has_port_match, iface_class,
                       make_finding)
+from .fixes import NO_FIX
 
 ID = "LB005"
 NAME = "route-localnet-unprotected"
 SEVERITY = "error"
 SUMMARY = "route_localnet is on and nothing drops 127.0.0.0/8 arriving on other interfaces"
+FIX = NO_FIX
 
 DOC = """\
 ## What it does

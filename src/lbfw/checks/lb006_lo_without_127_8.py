@@ -5,11 +5,13 @@ from __future__ import annotations
 import sys
 
 from .context import CheckContext, make_finding
+from .fixes import NO_FIX
 
 ID = "LB006"
 NAME = "lo-without-127-8"
 SEVERITY = "warning"
 SUMMARY = "The loopback interface lacks 127.0.0.0/8, so 127.0.0.2 and up fail before any rule"
+FIX = NO_FIX
 
 DOC = """\
 ## What it does

@@ -19,7 +19,8 @@ OWNERS = (DOCKER, KUBE_PROXY, UFW, FIREWALLD, FAIL2BAN, FW4)
 
 # Where each manager's own configuration changes (the rule itself would be rewritten on reload).
 ADVICE = {
-    DOCKER: "publish the port on the address you mean (`-p ADDR:PORT:PORT`) or change /etc/docker/daemon.json",
+    DOCKER: "publish the port on the address you mean (`docker run -p ADDR:PORT:PORT`) "
+            "or change /etc/docker/daemon.json",
     KUBE_PROXY: "change the Service or kube-proxy's configuration (e.g. --nodeport-addresses)",
     UFW: "edit /etc/ufw/before.rules (before6.rules for IPv6), then `ufw reload`",
     FIREWALLD: "change the zone, policy or direct rule with `firewall-cmd --permanent`, then `firewall-cmd --reload`",
@@ -29,7 +30,8 @@ ADVICE = {
 
 
 def advice(owner: str) -> str:
-    """One sentence for a finding on a manager's rule: where to change it instead."""
+    """One sentence for a finding on a manager's rule, and the fixer's refusal to touch it: where to
+    change it instead."""
     how = ADVICE.get(owner, f"change {owner}'s own configuration")
     return f"This rule is managed by {owner}, which rewrites it: change {owner}'s configuration instead ({how})."
 

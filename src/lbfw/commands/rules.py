@@ -11,13 +11,13 @@ FORMATS = ("text", "json", "markdown")
 
 def _json(check) -> dict:
     return {"id": check.ID, "name": check.NAME, "severity": check.SEVERITY, "summary": check.SUMMARY,
-            "doc": check.DOC}
+            "fix": check.FIX.to_json(), "doc": check.DOC}
 
 
 def run(check_id=None, format: str = "text") -> int:
     choose("--format", format, FORMATS)
     from ..checks import ALL, get
-    from ..checks.docs import check_markdown, render
+    from ..checks.docs import check_markdown, fix_line, render
 
     if check_id is None:
         if format == "json":
@@ -26,7 +26,8 @@ def run(check_id=None, format: str = "text") -> int:
             text = render()
         else:
             width = max(len(c.NAME) for c in ALL)
-            text = "".join(f"{c.ID}  {c.NAME:<{width}}  {c.SEVERITY:<7}  {c.SUMMARY}\n" for c in ALL)
+            text = "".join(f"{c.ID}  {c.NAME:<{width}}  {c.SEVERITY:<7}  fix: {c.FIX.availability:<9}  {c.SUMMARY}\n"
+                           for c in ALL)
             text += "\n`lbfw rules ID` prints one check's documentation.\n"
         write_output(text, None)
         return 0
@@ -40,6 +41,7 @@ def run(check_id=None, format: str = "text") -> int:
     elif format == "markdown":
         text = check_markdown(check, level=1)
     else:
-        text = f"{check.ID} {check.NAME} ({check.SEVERITY}): {check.SUMMARY}\n\n{check.DOC.rstrip()}\n"
+        text = (f"{check.ID} {check.NAME} ({check.SEVERITY}): {check.SUMMARY}\n{fix_line(check)}\n\n"
+                f"{check.DOC.rstrip()}\n")
     write_output(text, None)
     return 0

@@ -31,51 +31,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional
 
+from ..checks import ALL as ALL_CHECKS
+from ..checks.fixes import CheckFix
+from ..checks.owners import advice as owner_advice
+from ..checks.reach import JumpGraph
 from ..model import IPTABLES_HOOK_OF_CHAIN, SYNTAX_IPTABLES, SYNTAX_NFT, Ruleset
 from . import rewrite
 from .rewrite import Refuse
 
-FIXABLE = ("LB002", "LB003")
-STYLES = ("interface", "range")
+# What each check declares about its fix (checks/lb00N_*.py `FIX`): which findings are planned,
+# the --style choices, and the fix-safety text of each edit.
+FIXES: dict[str, CheckFix] = {c.ID: c.FIX for c in ALL_CHECKS if c.FIX.fixable}
+FIXABLE = tuple(FIXES)
+STYLES = tuple(dict.fromkeys(mode for fix in FIXES.values() for mode in fix.modes))
+SAFETY = {(check, mode): text for check, fix in FIXES.items() for mode, text in fix.safety.items()}
 
 IN_HOOKS = frozenset({"prerouting", "input"})
 OUT_HOOKS = frozenset({"output", "postrouting"})
 
-# What each fix changes beyond the 127/8 traffic it is meant for. Printed next to every edit
-# and meant for each check's "Fix safety" doc.
-SAFETY = {
-    ("LB002", "interface"): (
-        "Fix safety: `-i lo` / `iif \"lo\"` accepts everything that arrives over lo: all of 127.0.0.0/8 "
-        "(and ::1 too in an nft inet table), and also the host's own traffic to its non-loopback addresses "
-        "(it travels over lo too), on every "
-        "port the rule's other matches allow. Packets with a 127.0.0.1 source arriving on another "
-        "interface are no longer accepted by this rule (routing drops them as martians anyway unless "
-        "route_localnet=1)."),
-    ("LB002", "range"): (
-        "Fix safety: 127.0.0.0/8 accepts every loopback address (127.0.0.53, 127.0.1.1, clients bound to "
-        "127.0.0.2 ...) on whatever interface the rule allows. Where route_localnet=1, 127/8-sourced "
-        "packets from the network would be accepted too: keep an anti-spoofing drop "
-        "(`! -i lo -s 127.0.0.0/8 -j DROP`) before it."),
-    ("LB003", "range"): (
-        "Fix safety: the drop now covers all of 127.0.0.0/8 on the interfaces it names. Anything that "
-        "relied on another 127.x address arriving from outside lo (possible only with route_localnet=1, "
-        "e.g. kube-proxy nodeports on localhost) is dropped from now on."),
-    "set": (
-        "Fix safety: the set element 127.0.0.1 becomes 127.0.0.0/8, so every rule that uses this set now "
-        "matches all of 127/8."),
-}
-
-OWNER_ADVICE = {
-    "docker": "Docker writes this rule and rewrites its chains on restart: publish the port on the address "
-              "you mean (`docker run -p ADDR:PORT:PORT`) or change /etc/docker/daemon.json instead.",
-    "kube-proxy": "kube-proxy writes this rule and rewrites its KUBE-* chains continually: change the Service "
-                  "or kube-proxy's configuration (e.g. --nodeport-addresses) instead.",
-    "ufw": "ufw writes this rule: edit /etc/ufw/before.rules (before6.rules for IPv6), then run `ufw reload`.",
-    "firewalld": "firewalld writes this rule and rewrites its table on reload: change the zone or policy "
-                 "(`firewall-cmd --permanent ...`, then `firewall-cmd --reload`) instead.",
-    "fail2ban": "fail2ban writes this rule: change `ignoreip` or the action in /etc/fail2ban/jail.local instead.",
-    "fw4": "OpenWrt fw4 writes this rule: change /etc/config/firewall and run `fw4 reload` instead.",
-}
 # Files that are a manager's own configuration: fixing them is fixing the manager.
 _OWNER_FILES = {"ufw": ("before.rules", "before6.rules", "after.rules", "after6.rules", "user.rules",
                         "user6.rules")}
@@ -178,12 +151,12 @@ def _default_locate(finding) -> Optional[tuple]:
 # --------------------------------------------------------------------------- chain direction
 
 class _Topology:
-    """Which hooks reach each chain (through jump/goto and verdict maps), per table."""
+    """Where a rule is, and which hooks reach its chain (checks/reach.py), per table."""
 
     def __init__(self, ruleset: Ruleset):
         self.ruleset = ruleset
         self._where = None
-        self._callers = {}
+        self._hooks: dict = {}
 
     def locate_rule(self, rule, table_name=None, chain_name=None):
         """(table, chain) holding this Rule object, or (None, None). The names, when known
@@ -201,39 +174,12 @@ class _Topology:
                         self._where[id(r)] = (table, chain)
         return self._where.get(id(rule), (None, None))
 
-    def _callers_of(self, table) -> dict:
+    def hooks(self, table, chain) -> frozenset:
+        """The hooks whose base chains reach ``chain`` of ``table``."""
         key = id(table)
-        if key not in self._callers:
-            callers = {}
-            for chain in table.chains.values():
-                for r in chain.rules:
-                    targets = []
-                    if r.action.kind in ("jump", "goto") and r.action.target:
-                        targets.append(r.action.target)
-                    for entry in r.action.vmap or ():
-                        if entry.action.kind in ("jump", "goto") and entry.action.target:
-                            targets.append(entry.action.target)
-                    for target in targets:
-                        callers.setdefault(target, set()).add(chain.name)
-            self._callers[key] = callers
-        return self._callers[key]
-
-    def hooks(self, table, chain_name: str) -> set:
-        callers = self._callers_of(table)
-        seen, todo, hooks = set(), [chain_name], set()
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            chain = table.chains.get(name)
-            hook = chain.hook if chain is not None else None
-            if hook is None and table.syntax == SYNTAX_IPTABLES:
-                hook = IPTABLES_HOOK_OF_CHAIN.get(name)
-            if hook is not None:
-                hooks.add(hook)
-            todo.extend(callers.get(name, ()))
-        return hooks
+        if key not in self._hooks:
+            self._hooks[key] = JumpGraph(table).chain_hooks()
+        return self._hooks[key].get(id(chain), frozenset())
 
 
 def direction_of(hooks: set) -> Optional[str]:
@@ -246,17 +192,6 @@ def direction_of(hooks: set) -> Optional[str]:
 
 
 # --------------------------------------------------------------------------- the planner
-
-_OWNER_EVIDENCE = re.compile(r"(?:^|\s)(?:-m owner|--(?:uid|gid|pid|sid)-owner|--cmd-owner)(?:\s|$)"
-                             r"|\bmeta\s+sk(?:uid|gid)\b|(?:^|\s)sk(?:uid|gid)\s")
-
-
-def _deliberate(finding) -> bool:
-    """A finding the check reports as a note because an owner match restricts the rule."""
-    if finding.severity != "note" or finding.rule is None:
-        return False
-    return bool(_OWNER_EVIDENCE.search(finding.rule.text)) or "owner match" in (finding.message or "")
-
 
 def _safety(check: str, how: str) -> str:
     """The fix-safety text for what ``how`` says was done (an interface, a wider range, or both)."""
@@ -287,7 +222,7 @@ class _Planner:
         self.findings = [f for f in findings if f.check in FIXABLE]
         self.finding_lines = set()
         for f in self.findings:
-            if f.rule is None or _deliberate(f) or (f.owner and not self._owner_file_ok(f)):
+            if f.rule is None or f.deliberate or (f.owner and not self._owner_file_ok(f)):
                 continue  # refused below: its rule keeps whatever a define or set gives it
             loc = self._locate(f)
             if loc is not None:
@@ -336,12 +271,10 @@ class _Planner:
             text = finding.rule.text if finding.rule is not None else None
             try:
                 if finding.owner and not self._owner_file_ok(finding):
-                    advice = OWNER_ADVICE.get(finding.owner, f"{finding.owner} writes this rule: change its "
-                                              "configuration instead.")
-                    raise Refuse(advice)
+                    raise Refuse(owner_advice(finding.owner))
                 if finding.rule is None:
                     raise Refuse("the finding names no rule")
-                if _deliberate(finding):
+                if finding.deliberate:
                     # An owner match (Tor ports opened to chosen users, as in Tails) makes the /32 a
                     # policy to confirm, not a typo to rewrite. A note without such evidence is a
                     # latent mistake (nothing fails because of it today) and is fixed.
@@ -381,11 +314,12 @@ class _Planner:
     def _fix(self, finding, source, line, target):
         table, chain = self.topology.locate_rule(finding.rule, finding.table, finding.chain)
         chain_name = chain.name if chain is not None else (finding.chain or "")
-        mode = "range" if (finding.check == "LB003" or self.style == "range") else "interface"
+        modes = FIXES[finding.check].modes
+        mode = self.style if self.style in modes else modes[0]
         direction = None
         fallback = ""
         if mode == "interface":
-            hooks = self.topology.hooks(table, chain_name) if table is not None else \
+            hooks = self.topology.hooks(table, chain) if table is not None else \
                 ({IPTABLES_HOOK_OF_CHAIN[chain_name].lower()} if chain_name in IPTABLES_HOOK_OF_CHAIN else set())
             direction = direction_of(hooks)
             if direction is None:
@@ -557,7 +491,8 @@ class _Planner:
         if overlapping:
             raise Refuse(f"set @{name} also lists {', '.join(overlapping)}: 127.0.0.0/8 would overlap it; "
                          "merge the elements by hand")
-        note = (finding.check, f"set @{name}: the element 127.0.0.1 widened to 127.0.0.0/8", SAFETY["set"])
+        note = (finding.check, f"set @{name}: the element 127.0.0.1 widened to 127.0.0.0/8",
+                SAFETY[(finding.check, "set")])
         for number in range(first, last + 1):
             text = self._get(source, number)
             spans = [rewrite.Span(s, e, rewrite.WIDE) for s, e in rewrite.nft_narrow(rewrite.nft_mask(text))]
