@@ -11,7 +11,7 @@ from lbfw.checks.context import LOOP4_HI, LOOP4_LO, narrow_loopback
 from lbfw.checks.docs import DOC_SECTIONS, sections
 from lbfw.checks.owners import owner_of
 from lbfw.model import HostFacts, Ruleset
-from lbfw.read import iptables_save
+from lbfw.read import iptables
 from lbfw.results import Flow
 
 FLOWS = [Flow(p, s, 80, c) for p in ("tcp", "udp") for c in (None, "127.0.0.2")
@@ -19,7 +19,7 @@ FLOWS = [Flow(p, s, 80, c) for p in ("tcp", "udp") for c in (None, "127.0.0.2")
 
 
 def audit(text: str, family: str = "ip", host=None):
-    rs = Ruleset(tables=iptables_save.parse(text, "t.rules", family=family), host=host)
+    rs = Ruleset(tables=iptables.parse(text, "t.rules", family=family), host=host)
     engine = Engine(rs)
     results = [engine.evaluate(f) for f in FLOWS]
     return run_checks(rs, engine, results)
@@ -284,7 +284,7 @@ def test_checks_never_walk_nat_tables_of_a_kube_proxy_dump():
     from lbfw.analyze.flows import default_flows
     from lbfw.checks.context import CheckContext
 
-    rs = Ruleset(tables=iptables_save.parse(generate.kube_dump(3000), "kube.rules"))
+    rs = Ruleset(tables=iptables.parse(generate.kube_dump(3000), "kube.rules"))
     nat = next(t for t in rs.tables if t.name == "nat")
     assert sum(len(c.rules) for c in nat.chains.values()) > 2000
     engine = Engine(rs)

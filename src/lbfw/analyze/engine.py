@@ -34,7 +34,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import IPTABLES_PRIORITY, NON_ENDING_TARGETS, Action, Ruleset, Table
+from ..model import IPTABLES_PRIORITY, NON_ENDING_TARGETS, Action, LazyRules, Ruleset, Table
 from ..results import BLOCKED, DELIVERED, UNKNOWN, Flow, FlowResult, Step
 from .matchers import NA, PORT_PROTOS, TCP, UDP, compile_match, element_matches, single_value
 
@@ -352,17 +352,17 @@ class Engine:
         cc = self._compiled.get(key)
         if cc is None:
             # Rules are compiled when first evaluated: the chain index skips most of a big chain.
-            entries = chain.entries()
-            if any(entry.__class__ is tuple for entry in entries):
+            entries = chain.rules
+            if isinstance(entries, LazyRules) and entries.unbuilt_count():
                 # Lines the reader left unbuilt (kube-proxy's 10,000-rule KUBE-SERVICES) are
-                # indexed from their text and built only when a packet reaches them: such a
-                # _CRule holds the chain in ``rule`` and no action until _compile_rule.
-                from ..read.iptables_save import unbuilt_exact_keys
-                rules = [_CRule(None, e.action, e, idx) if e.__class__ is not tuple else _CRule(None, None, chain, idx)
-                         for idx, e in enumerate(entries)]
+                # indexed by the keys the LazyRules gives and built only when a packet reaches
+                # them: such a _CRule holds the chain in ``rule`` and no action until _compile_rule.
+                built = [entries.built_at(idx) for idx in range(len(entries))]
+                rules = [_CRule(None, r.action, r, idx) if r is not None else _CRule(None, None, chain, idx)
+                         for idx, r in enumerate(built)]
                 cc = _CChain(chain.name, chain, rules,
-                             _blocks_of([_exact_keys(e) if e.__class__ is not tuple else unbuilt_exact_keys(e)
-                                         for e in entries]))
+                             _blocks_of([_exact_keys(r) if r is not None else entries.index_keys(idx)
+                                         for idx, r in enumerate(built)]))
             else:
                 rules = [_CRule(None, rule.action, rule, idx) for idx, rule in enumerate(entries)]
                 cc = _CChain(chain.name, chain, rules, _build_blocks(entries))
@@ -371,7 +371,7 @@ class Engine:
 
     def _compile_rule(self, table: Table, cr: _CRule) -> tuple:
         if cr.action is None:                      # unbuilt: cr.rule is its chain (see _chain)
-            rule = cr.rule.build_entry(cr.index)
+            rule = cr.rule.rules[cr.index]
             cr.rule = rule
             cr.action = rule.action
         cache = self._match_cache
