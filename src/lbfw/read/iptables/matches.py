@@ -9,9 +9,21 @@ from typing import Optional
 from ...model import Match
 from .fast import _ANY, _match
 from .options import CT_STATES, CT_STATUS, PROTOCOLS
-from .values import _CACHE_LIMIT, _HOSTNAME_RE, _Bad, _ip4, _ip6, _net, _port_range, _strtoui, _tcp_flags, _value_mask
+from .values import (
+    _CACHE_LIMIT,
+    _HOSTNAME_RE,
+    _Bad,
+    _ip4,
+    _ip6,
+    _net,
+    _port_range,
+    _strtoui,
+    _tcp_flags,
+    _value_mask,
+)
 
 _from_bytes = int.from_bytes
+
 
 class MatchBuilder:
     """The parser's match half (a mixin of ``_Parser``): needs ``family``, ``saddr``, ``daddr``,

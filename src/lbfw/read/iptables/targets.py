@@ -9,6 +9,7 @@ from .fast import _action
 from .options import VERDICT_TARGETS
 from .values import _CACHE_LIMIT, _int, _ip4, _ip6, _quote, _value_mask
 
+
 class TargetReader:
     """The parser's target half (a mixin of ``_Parser``): needs ``table``, ``family``,
     ``family_word``, ``actions``, ``unresolved`` and ``bad``."""
