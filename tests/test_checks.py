@@ -19,7 +19,7 @@ from lbfw.checks.owners import advice, owner_of
 from lbfw.checks.reach import JumpGraph, chain_hooks, jump_targets
 from lbfw.fix.plan import FIXABLE, SAFETY, STYLES, _Topology
 from lbfw.model import Action, Chain, Origin, Rule, Ruleset, Table, VmapEntry
-from lbfw.read import iptables_save
+from lbfw.read import iptables
 from lbfw.suppression import ignored_ids
 
 from checks.support import ROOT, audit, filt, ids
@@ -159,7 +159,7 @@ def test_manager_owned_finding_names_the_manager_as_the_fixer_does():
     assert lb002[0].to_json()["owner"] == "ufw"
     # one wording: the finding ends with the advice, and the refusal is that advice
     assert lb002[0].message.endswith(" " + advice("ufw"))
-    rs = Ruleset(tables=iptables_save.parse(text, "t.rules"))
+    rs = Ruleset(tables=iptables.parse(text, "t.rules"))
     plan = plan_fixes(rs, [f for f in audit(text) if f.check == "LB002"], texts={"t.rules": text})
     assert [r.why for r in plan.refusals] == [advice("ufw")]
 
@@ -181,7 +181,7 @@ def test_checks_never_walk_nat_tables_of_a_kube_proxy_dump():
     from lbfw.analyze.flows import default_flows
     from lbfw.checks.context import CheckContext
 
-    rs = Ruleset(tables=iptables_save.parse(generate.kube_dump(3000), "kube.rules"))
+    rs = Ruleset(tables=iptables.parse(generate.kube_dump(3000), "kube.rules"))
     nat = next(t for t in rs.tables if t.name == "nat")
     assert sum(len(c.rules) for c in nat.chains.values()) > 2000
     engine = Engine(rs)

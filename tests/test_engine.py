@@ -8,7 +8,7 @@ import textwrap
 
 from lbfw.analyze.engine import Engine, Packet
 from lbfw.model import Action, Chain, Match, Origin, Rule, Ruleset, Table, VmapEntry
-from lbfw.read import iptables_save
+from lbfw.read import iptables
 from lbfw.results import Flow
 
 TCP_1 = Flow("tcp", "127.0.0.1", 5000)
@@ -18,7 +18,7 @@ UDP_53 = Flow("udp", "127.0.0.53", 53)
 
 
 def ipt(text: str, family: str = "ip") -> Ruleset:
-    return Ruleset(tables=iptables_save.parse(textwrap.dedent(text).lstrip(), "rules.v4", family=family))
+    return Ruleset(tables=iptables.parse(textwrap.dedent(text).lstrip(), "rules.v4", family=family))
 
 
 def verdicts(ruleset: Ruleset, flows) -> list:
@@ -475,7 +475,7 @@ def test_forks_are_bounded():
     chains = "\n".join(f":C{i} - [0:0]" for i in range(12))
     body = "\n".join(f"-A C{i} -j RETURN" for i in range(12))
     text = f"*filter\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{chains}\n{lines}\n{body}\nCOMMIT\n"
-    rs = Ruleset(tables=iptables_save.parse(text, "forks", family="ip"))
+    rs = Ruleset(tables=iptables.parse(text, "forks", family="ip"))
     engine = Engine(rs, max_runs=16)
     # owner matches never appear in INPUT for real; here they only force forks
     result = engine.evaluate(TCP_1)
@@ -524,7 +524,7 @@ def _kube_like(services: int) -> Ruleset:
         lines.append(f"-A SVC{i} -p tcp -j DNAT --to-destination 10.244.{i // 256 % 256}.{i % 256}:8080")
     lines += ["COMMIT", "*filter", ":INPUT DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
               "-A INPUT -s 127.0.0.1/32 -j ACCEPT", "COMMIT", ""]
-    return Ruleset(tables=iptables_save.parse("\n".join(lines), "kube", family="ip"))
+    return Ruleset(tables=iptables.parse("\n".join(lines), "kube", family="ip"))
 
 
 def test_rule_evaluations_per_flow_do_not_grow_with_unreachable_rules():
@@ -552,7 +552,7 @@ def test_a_service_address_is_found_through_the_index():
 
 def test_undecidable_rules_that_only_log_do_not_fork():
     lines = "\n".join(f"-A INPUT -m owner --uid-owner {i} -j LOG" for i in range(30))
-    rs = Ruleset(tables=iptables_save.parse(f"*filter\n:INPUT ACCEPT [0:0]\n{lines}\nCOMMIT\n", "log", family="ip"))
+    rs = Ruleset(tables=iptables.parse(f"*filter\n:INPUT ACCEPT [0:0]\n{lines}\nCOMMIT\n", "log", family="ip"))
     engine = Engine(rs)
     assert engine.evaluate(TCP_1).verdict == "delivered"
     assert engine.stats.runs == 1

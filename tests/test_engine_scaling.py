@@ -11,14 +11,14 @@ import pytest
 from lbfw.analyze.engine import Engine
 from lbfw.analyze.flows import MAX_PORT_CLASSES, default_flows
 from lbfw.model import Ruleset
-from lbfw.read import iptables_save
+from lbfw.read import iptables
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 generate = pytest.importorskip("generate")
 
 
 def _work(text: str) -> tuple:
-    ruleset = Ruleset(tables=iptables_save.parse(text, "generated", family="ip"))
+    ruleset = Ruleset(tables=iptables.parse(text, "generated", family="ip"))
     flows = default_flows(ruleset)
     engine = Engine(ruleset)
     verdicts = [engine.evaluate(f).verdict for f in flows]

@@ -10,12 +10,12 @@ from lbfw.analyze import flows as flows_mod
 from lbfw.analyze.flows import default_flows, parse_plan, parse_to
 from lbfw.errors import InputError
 from lbfw.model import Ruleset
-from lbfw.read import iptables_save, read_sources
+from lbfw.read import iptables, read_sources
 from lbfw.results import Flow
 
 
 def ipt(text: str) -> Ruleset:
-    return Ruleset(tables=iptables_save.parse(textwrap.dedent(text).lstrip(), "rules.v4", family="ip"))
+    return Ruleset(tables=iptables.parse(textwrap.dedent(text).lstrip(), "rules.v4", family="ip"))
 
 
 EMPTY = ipt("""
@@ -81,7 +81,7 @@ def test_default_flows_are_deterministic_and_bounded():
     lines = ["*filter", ":INPUT ACCEPT [0:0]"]
     lines += [f"-A INPUT -p tcp --dport {30000 + i} -j ACCEPT" for i in range(3000)]
     lines += ["COMMIT", ""]
-    many = Ruleset(tables=iptables_save.parse("\n".join(lines), "many", family="ip"))
+    many = Ruleset(tables=iptables.parse("\n".join(lines), "many", family="ip"))
     first = default_flows(many)
     assert first == default_flows(many)
     tcp_ports = {f.port for f in first if f.proto == "tcp"}

@@ -12,8 +12,8 @@ import pytest
 
 from lbfw.errors import InputError
 from lbfw.model import Action, Match, Origin
-from lbfw.read import iptables_save
-from lbfw.read.iptables_save import parse, split_quoted
+from lbfw.read.iptables import parse, split_quoted
+from lbfw.read.iptables.values import _Bad
 
 LO = 0x7F000001
 NET8 = (0x7F000000, 0x7FFFFFFF)
@@ -355,7 +355,7 @@ def test_split_quoted_follows_iptables_restore():
     assert split_quoted(r'--comment "say \"hi\" \\ ok"') == ["--comment", r'say "hi" \ ok']
     assert split_quoted('--comment ""') == ["--comment", ""]
     assert split_quoted('--comment ab"c d"') == ["--comment", "abc d"]
-    with pytest.raises(iptables_save._Bad):
+    with pytest.raises(_Bad):
         split_quoted('--comment "open')
 
 
@@ -365,8 +365,8 @@ def test_neutral_modules_add_nothing_and_unknown_ones_are_opaque():
     r = rule("-m owner --uid-owner 0 -m recent --rcheck --seconds 60 --name ssh -m rpfilter -j ACCEPT")
     assert [(m.field, m.text, m.opaque) for m in r.matches] == [
         ("m.owner", "-m owner --uid-owner 0", True),
-        ("m.recent", "-m recent --rcheck --seconds 60 --name ssh", True),
-        ("m.rpfilter", "-m rpfilter", True)]
+        ("recent", "-m recent --rcheck --seconds 60 --name ssh", False),
+        ("rpfilter", "-m rpfilter", False)]
     r = rule("-m hashlimit --hashlimit-above 5/sec --hashlimit-name x -m frobnicate --zap 1 2 -j DROP")
     assert [m.text for m in r.matches] == ["-m hashlimit --hashlimit-above 5/sec --hashlimit-name x",
                                            "-m frobnicate --zap 1 2"]
@@ -748,3 +748,54 @@ def test_140000_kube_proxy_rules_parse_within_a_small_multiple_of_plain_splittin
     assert sum(r.comment is not None for c in tables[0].chains.values() for r in c.rules) == 140_000
     print(f"split {split_cost:.3f}s parse {parse_cost:.3f}s ({parse_cost / split_cost:.1f}x)")
     assert parse_cost < 15 * split_cost
+
+
+# --------------------------------------------------------------------------- rpfilter and recent as fields
+
+@pytest.mark.parametrize("options, negate", [
+    ("", False), (" --loose", False), (" --validmark", False), (" --accept-local", False), (" --invert", True),
+    (" --loose --invert", True), (" --invert --loose --validmark --accept-local", True),
+    (" --accept-local --validmark --loose", False),
+])
+def test_rpfilter_is_one_field_match_negated_by_invert(options, negate):
+    r = rule(f"-p udp -m rpfilter{options} -j DROP")
+    assert r.matches[1] == Match(field="rpfilter", values=(), negate=negate, text=f"-m rpfilter{options}")
+    assert len(r.matches) == 2 and r.action.kind == "drop"
+
+
+def test_rpfilter_next_to_other_modules_keeps_each_its_own_match():
+    r = rule("-m rpfilter --invert -m comment --comment x -m rpfilter -m socket -j DROP")
+    assert [(m.field, m.negate, m.text) for m in r.matches] == [
+        ("rpfilter", True, "-m rpfilter --invert"), ("rpfilter", False, "-m rpfilter"),
+        ("m.socket", False, "-m socket")]
+
+
+@pytest.mark.parametrize("options, name, command, negate", [
+    ("--set", "DEFAULT", "set", False),
+    ("--set --name SSH --mask 255.255.255.255 --rsource", "SSH", "set", False),
+    ("--rcheck --seconds 60 --hitcount 4 --name SSH --rsource", "SSH", "rcheck", False),
+    ("--update --seconds 60 --reap --rttl --name ssh --rdest", "ssh", "update", False),
+    ("--remove --name x", "x", "remove", False),
+    ("! --rcheck --name SSH", "SSH", "rcheck", True),
+    ("--name SSH ! --update --seconds 10", "SSH", "update", True),
+])
+def test_recent_is_one_field_match_of_list_name_and_command(options, name, command, negate):
+    r = rule(f"-p tcp -m tcp --dport 22 -m recent {options} -j DROP")
+    assert r.matches[2:] == (Match(field="recent", values=((name, command),), negate=negate,
+                                   text=f"-m recent {options}"),)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("-m rpfilter ! --loose -j DROP", "cannot be inverted"),
+    ("-m rpfilter --invert --invert -j DROP", "only be used once"),
+    ("-m recent --name X -j DROP", "must specify one of"),
+    ("-m recent -j DROP", "must specify one of"),
+    ("-m recent --set --rcheck -j DROP", "cannot be used together"),
+    ("-m recent ! --name X --rcheck -j DROP", "cannot be inverted"),
+    ("-m recent --rcheck --name A --name B -j DROP", "only be used once"),
+])
+def test_rpfilter_and_recent_options_iptables_restore_refuses_are_refused(line, message):
+    """Each refused by iptables-restore 1.8.9 too (measured)."""
+    with pytest.raises(InputError) as err:
+        parse(f"*raw\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING {line}\nCOMMIT\n", "r.rules")
+    assert "r.rules:3:" in str(err.value) and message in str(err.value)

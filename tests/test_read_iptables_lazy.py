@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from lbfw.errors import InputError
-from lbfw.read.iptables_save import _SIMPLE_RULE, parse
+from lbfw.model import LazyRules
+from lbfw.read.iptables import parse
+from lbfw.read.iptables.deferred import _SIMPLE_RULE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 
@@ -42,8 +44,12 @@ def _read_both(text: str, backend: str = "file"):
     return eager, parse(text, "rules.txt", backend=backend, lazy=True)
 
 
+def _unbuilt(chain) -> int:
+    return chain.rules.unbuilt_count() if isinstance(chain.rules, LazyRules) else 0
+
+
 def _deferred(tables) -> int:
-    return sum(len(c.unbuilt()) for t in tables for c in t.chains.values())
+    return sum(_unbuilt(c) for t in tables for c in t.chains.values())
 
 
 @pytest.mark.parametrize("backend", ["file", "legacy"])
@@ -155,7 +161,7 @@ def test_lines_just_outside_the_shape_are_read_at_once_with_their_errors(line, m
     if message is None:
         # no chain of that name and no known target: not deferred, read as an unknown target
         tables = parse(text, "rules.txt")
-        rule = tables[0].chains["INPUT"].entries()[-1]
+        rule = tables[0].chains["INPUT"].rules[-1]
         assert rule.action.kind == "unknown" and rule.action.target == "KUBE-NOWHERE"
         return
     with pytest.raises(InputError) as err:
@@ -207,7 +213,7 @@ def test_an_audit_of_a_kube_proxy_dump_builds_only_what_loopback_flows_reach(tmp
 
     def audit(lazy: bool):
         if not lazy:
-            import lbfw.read.iptables_save as reader
+            import lbfw.read.iptables as reader
             original = reader.parse
             reader.parse = lambda *a, **k: original(*a, **{**k, "lazy": False})
             try:
@@ -224,7 +230,7 @@ def test_an_audit_of_a_kube_proxy_dump_builds_only_what_loopback_flows_reach(tmp
 
     ruleset, flows, results, findings = audit(lazy=True)
     total = ruleset.rule_count()
-    unbuilt = sum(len(c.unbuilt()) for t in ruleset.tables for c in t.chains.values())
+    unbuilt = _deferred(ruleset.tables)
     assert total > 5_000
     assert unbuilt > 0.8 * total, f"only {unbuilt} of {total} rules left unbuilt"
     _, flows_e, results_e, findings_e = audit(lazy=False)
@@ -239,7 +245,6 @@ def test_engine_index_keys_read_from_unbuilt_lines_are_those_of_the_built_rules(
     `--dport 53`) and builds only those a packet reaches: the keys must be the built rule's,
     in the same order (the index picks the first of equally long runs)."""
     from lbfw.analyze.compile import _exact_keys
-    from lbfw.read.iptables_save import unbuilt_exact_keys
 
     rng = random.Random(7)
     fuzz = "\n".join(["*nat", ":OUTPUT ACCEPT [0:0]", ":KUBE-SEP-ABC - [0:0]"]
@@ -255,23 +260,25 @@ def test_engine_index_keys_read_from_unbuilt_lines_are_those_of_the_built_rules(
             continue
         for table in tables:
             for chain in table.chains.values():
-                for position, entry in enumerate(list(chain.entries())):
-                    if entry.__class__ is not tuple:
+                rules = chain.rules
+                if not isinstance(rules, LazyRules):
+                    continue
+                for position in range(len(rules)):
+                    if rules.built_at(position) is not None:
                         continue
-                    from_text = unbuilt_exact_keys(entry)
-                    rule = chain.build_entry(position)
-                    assert chain.build_entry(position) is rule
-                    assert list(from_text.items()) == list(_exact_keys(rule).items()), (name, entry)
+                    from_text = rules.index_keys(position)
+                    rule = rules[position]
+                    assert rules[position] is rule and rules.built_at(position) is rule
+                    assert list(from_text.items()) == list(_exact_keys(rule).items()), (name, rule.text)
                     checked += 1
                     with_keys += bool(from_text)
-                built = chain.rules
-                assert all(r.__class__ is not tuple for r in built)
+                assert rules.unbuilt_count() == 0 and all(r.__class__ is not tuple for r in rules)
     assert checked > 3_000 and with_keys > 1_000
 
 
 def test_the_default_flows_are_those_of_the_fully_built_ruleset(corpus_dir, examples_dir):
     """The flow picker skips unbuilt chains that name no port a loopback packet can meet
-    (``unbuilt_may``): on every input, the flows are those of reading everything at once."""
+    (``LazyRules.may_name_loopback_port``): on every input, the flows are those of reading everything at once."""
     from lbfw.analyze.flows import default_flows
     from lbfw.model import Ruleset
 
@@ -291,7 +298,7 @@ def _kube6(text: str) -> str:
     """An ip6tables-save dump of the kube-proxy shape, from the IPv4 generator's text: every
     address becomes one in fd00::/64 (127.0.0.1 becomes ::1), prefixes grow by 96, DNAT
     targets are bracketed, ICMP matches and rejects become ICMPv6 ones. ip6tables-restore
-    loads it (tests/test_read_iptables_kernel.py)."""
+    loads it (tests/kernel/test_read_iptables_kernel.py)."""
     import re
 
     def v6(a, b, c, d):
@@ -310,7 +317,6 @@ def _kube6(text: str) -> str:
 
 def test_ip6tables_dumps_are_deferred_too_with_the_same_model_and_keys():
     from lbfw.analyze.compile import _exact_keys
-    from lbfw.read.iptables_save import unbuilt_exact_keys
 
     text = _kube6(generate.kube_dump(3_000))
     assert "[fd00::a:f4:" in text and "/112" in text
@@ -321,10 +327,13 @@ def test_ip6tables_dumps_are_deferred_too_with_the_same_model_and_keys():
     keyed = 0
     for table in lazy:
         for chain in table.chains.values():
-            for position, entry in enumerate(list(chain.entries())):
-                if entry.__class__ is tuple:
-                    keys = unbuilt_exact_keys(entry)
-                    assert list(keys.items()) == list(_exact_keys(chain.build_entry(position)).items()), entry
+            rules = chain.rules
+            if not isinstance(rules, LazyRules):
+                continue
+            for position in range(len(rules)):
+                if rules.built_at(position) is None:
+                    keys = rules.index_keys(position)
+                    assert list(keys.items()) == list(_exact_keys(rules[position]).items()), rules[position].text
                     keyed += bool(keys)
     assert keyed > 1_000
     assert eager == lazy

@@ -21,6 +21,7 @@ meta.nfproto       "ipv4" | "ipv6"
 meta.l4proto       (lo, hi) ranges of IP protocol numbers (tcp = 6, udp = 17)
 th.sport th.dport  (lo, hi) port ranges (a rule with `--dport` also carries
                    its meta.l4proto match)
+th.port            (lo, hi) port ranges either port may be in (multiport --ports)
 meta.iifname       interface names; a trailing "*" is a prefix wildcard
 meta.oifname       (iptables `eth+` and nft `"eth*"` both become "eth*")
 ct.state           "new" "established" "related" "invalid" "untracked"
@@ -28,7 +29,15 @@ ct.status          "snat" "dnat" "confirmed" "seen-reply" "assured" "expected"
 ct.direction       "original" | "reply"
 fib.saddr.type     address types, lower case: "local" "unicast" "broadcast"
 fib.daddr.type     "multicast" "blackhole" "unreachable" "prohibit" ...
+fib.rpf            (exists,): True when the rule asks that the reverse-path
+                   lookup finds a route, False that it finds none
 meta.mark          (lo, hi) ranges (after applying a mask: see Match.mask)
+tcp.flags          ((mask, comp),): true when flags & mask == comp (fin 0x01
+                   syn 0x02 rst 0x04 psh 0x08 ack 0x10 urg 0x20 ecn 0x40
+                   cwr 0x80); false for a packet that is not TCP
+rpfilter           () : iptables -m rpfilter (negate: --invert)
+recent             ((list name, command),): iptables -m recent, command
+                   "set" | "rcheck" | "update" | "remove"
 =================  =========================================================
 
 A match the model cannot express is kept with ``opaque=True`` and its text: the
@@ -38,6 +47,8 @@ counter, log, limit, ...) are not matches at all: they are kept in the rule text
 
 from __future__ import annotations
 
+from abc import abstractmethod
+from collections.abc import MutableSequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
@@ -105,6 +116,34 @@ NON_ENDING_TARGETS = frozenset((
     "RATEEST", "TEE", "NFACCT", "HMARK", "NETMAP_LOG", "COUNTER", "SYNPROXY_LOG", "TPROXY_LOG",
     "CONNMARK_SAVE",
 ))
+
+
+# Every field a reader may emit in a Match that is not opaque -> what its values are (the
+# module docstring's table, in full). Opaque matches keep a descriptive field of their own
+# ("m.owner", "opt.icmp-type", ...) that nothing decides on.
+FIELDS = {
+    "ip.saddr": "(lo, hi) integer ranges of IPv4 source addresses",
+    "ip.daddr": "(lo, hi) integer ranges of IPv4 destination addresses",
+    "ip6.saddr": "(lo, hi) integer ranges of IPv6 source addresses",
+    "ip6.daddr": "(lo, hi) integer ranges of IPv6 destination addresses",
+    "meta.nfproto": '"ipv4" | "ipv6"',
+    "meta.l4proto": "(lo, hi) ranges of IP protocol numbers (tcp = 6, udp = 17)",
+    "th.sport": "(lo, hi) source port ranges (the rule also carries its meta.l4proto match)",
+    "th.dport": "(lo, hi) destination port ranges (the rule also carries its meta.l4proto match)",
+    "th.port": "(lo, hi) port ranges either the source or the destination port may be in",
+    "meta.iifname": 'input interface names; a trailing "*" is a prefix wildcard',
+    "meta.oifname": 'output interface names; a trailing "*" is a prefix wildcard',
+    "ct.state": '"new" "established" "related" "invalid" "untracked"',
+    "ct.status": '"snat" "dnat" "confirmed" "seen-reply" "assured" "expected"',
+    "ct.direction": '"original" | "reply"',
+    "fib.saddr.type": 'address types of the source, lower case: "local" "unicast" "broadcast" ...',
+    "fib.daddr.type": 'address types of the destination, lower case: "local" "multicast" ...',
+    "fib.rpf": "(exists,): True when the reverse-path lookup must find a route, False when none",
+    "meta.mark": "(lo, hi) ranges of the packet mark (after applying Match.mask)",
+    "tcp.flags": "((mask, comp),): true when flags & mask == comp; false for a packet that is not TCP",
+    "rpfilter": "(): iptables -m rpfilter (negate: --invert); true for a packet that came in on lo",
+    "recent": '((list name, command),): iptables -m recent; command "set" "rcheck" "update" "remove"',
+}
 
 
 # --------------------------------------------------------------------------- where things came from
@@ -214,24 +253,58 @@ class Rule:
     before: tuple = ()
 
 
+class LazyRules(MutableSequence):
+    """A chain's rules when a reader builds some of them only when first asked for.
+
+    A kube-proxy node's 140,000 rules are mostly per-endpoint chains no loopback flow enters,
+    so the iptables reader checks such lines when it reads them and builds each Rule on demand
+    (``lbfw.read.iptables.deferred.DeferredRules``). To every consumer this is a list of Rules:
+    ``len`` builds nothing, ``rules[i]`` builds that one rule (the same object every time:
+    findings point at it), iterating builds them all. A line left unbuilt never raises when
+    built (the reader proved it well-formed) and always has a target (it is never a bare rule).
+    The methods below let a consumer that can skip most of a big chain do so without building it.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def unbuilt_count(self) -> int:
+        """How many positions are not built yet (0: every position holds its Rule)."""
+
+    @abstractmethod
+    def built_at(self, position: int) -> Optional["Rule"]:
+        """The Rule at ``position`` if it is built, else None; builds nothing."""
+
+    @abstractmethod
+    def index_keys(self, position: int) -> dict:
+        """For an unbuilt position: {field: value} for each positive exact single-value match the
+        engine indexes (ip.saddr / ip.daddr / ip6.saddr / ip6.daddr of one address, th.dport of
+        one port), in the rule's order: the keys the built rule would give."""
+
+    @abstractmethod
+    def may_name_loopback_port(self) -> bool:
+        """False when no unbuilt line names a port a loopback packet (127.0.0.0/8, ::1) can meet;
+        True: build the rules and look."""
+
+    @abstractmethod
+    def built_rules(self) -> list:
+        """The Rules built so far, in order, without building the others."""
+
+
 @dataclass(slots=True)
 class Chain:
     """A chain. Base chains have ``hook``, ``priority``, ``type`` and ``policy``
-    ("accept" or "drop"); user chains have them all None."""
+    ("accept" or "drop"); user chains have them all None. ``rules`` is a list of Rules, or a
+    ``LazyRules`` (which reads like one) when a reader left lines to build later."""
 
     name: str
-    rules: list = field(default_factory=list)
+    rules: Union[list, LazyRules] = field(default_factory=list)
     hook: Optional[str] = None
     priority: Optional[int] = None
     type: Optional[str] = None
     policy: Optional[str] = None
     origin: Optional[Origin] = None
     handle: Optional[int] = None
-    # A reader may leave rules unbuilt until first asked for (see ``rules`` below): entries of
-    # ``_pending`` are built Rules or reader-private tuples that ``_build(chain, entry,
-    # position)`` turns into the Rule at that 0-based position. None once all are built.
-    _pending: Optional[list] = field(default=None, init=False, repr=False, compare=False)
-    _build: Any = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def is_base(self) -> bool:
@@ -239,77 +312,8 @@ class Chain:
 
     @property
     def rule_count(self) -> int:
-        """len(self.rules), without building rules a reader left for later."""
-        pending = self._pending
-        return len(_CHAIN_RULES.__get__(self)) + (len(pending) if pending is not None else 0)
-
-    def rules_unless(self, needed) -> list:
-        """``rules``, or only the rules built so far when ``needed(chain)`` says the unbuilt
-        ones do not matter to the caller (a reader's cheap test, e.g.
-        ``lbfw.read.iptables_save.unbuilt_may``)."""
-        pending = self._pending
-        if pending is None:
-            return _CHAIN_RULES.__get__(self)
-        if needed(self):
-            return self.rules
-        return [entry for entry in pending if entry.__class__ is not tuple]
-
-    def entries(self) -> list:
-        """Every position of the chain, in order, without building anything: a Rule, or an
-        unbuilt entry (a tuple; ``build_entry`` makes its Rule). Read-only for the caller."""
-        pending = self._pending
-        return _CHAIN_RULES.__get__(self) if pending is None else pending
-
-    def build_entry(self, position: int) -> Rule:
-        """The Rule at ``position`` (0-based), building that one alone if it is unbuilt. It is
-        the very object ``rules`` holds there later (identity matters: findings point at it)."""
-        pending = self._pending
-        if pending is None:
-            return _CHAIN_RULES.__get__(self)[position]
-        entry = pending[position]
-        if entry.__class__ is tuple:
-            entry = pending[position] = self._build(self, entry, position)
-        return entry
-
-    def unbuilt(self) -> list:
-        """The reader-private entries not built yet (empty when the chain is built). For
-        consumers that can skip most of a big chain by a reader's cheap test (see
-        ``lbfw.read.iptables_save.unbuilt_may``) instead of building every rule."""
-        pending = self._pending
-        if pending is None:
-            return []
-        return [entry for entry in pending if entry.__class__ is tuple]
-
-
-# ``Chain.rules`` builds what a reader deferred the first time anyone reads it, so every
-# consumer sees a plain list of Rules. (A kube-proxy node's 140,000 rules are mostly
-# per-endpoint chains no loopback flow enters; iptables_save.py defers only lines it has
-# proven well-formed, so a deferred line never raises later.)
-_CHAIN_RULES = Chain.__dict__["rules"]          # the slot behind the property
-
-
-def _chain_rules_get(chain: Chain) -> list:
-    pending = chain._pending
-    if pending is not None:
-        # (a reader's chain keeps every rule in _pending until built: the slot's list is empty)
-        # All are built before the chain changes: should a build raise, nothing has changed.
-        build = chain._build
-        built = pending if build is None else \
-            [entry if entry.__class__ is not tuple else build(chain, entry, position)
-             for position, entry in enumerate(pending)]
-        _CHAIN_RULES.__get__(chain).extend(built)
-        chain._pending = None
-        chain._build = None
-    return _CHAIN_RULES.__get__(chain)
-
-
-def _chain_rules_set(chain: Chain, rules: list) -> None:
-    _CHAIN_RULES.__set__(chain, rules)
-    chain._pending = None
-    chain._build = None
-
-
-Chain.rules = property(_chain_rules_get, _chain_rules_set, doc="The chain's rules, in order.")
+        """len(self.rules) (building nothing)."""
+        return len(self.rules)
 
 
 @dataclass(slots=True)
@@ -379,21 +383,6 @@ class Ruleset:
     tables: list = field(default_factory=list)
     sources: list = field(default_factory=list)
     host: Optional[HostFacts] = None
-
-    def base_chains(self, hook: str, family: str):
-        """Base chains registered on ``hook`` that see packets of ``family`` ("ip"/"ip6"),
-        in the order the kernel runs them (priority, then the order they were read)."""
-        found = []
-        order = 0
-        for table in self.tables:
-            if table.family not in (family, "inet"):
-                continue
-            for chain in table.chains.values():
-                if chain.hook == hook:
-                    found.append((chain.priority if chain.priority is not None else 0, order, table, chain))
-                    order += 1
-        found.sort(key=lambda item: (item[0], item[1]))
-        return [(table, chain) for _, _, table, chain in found]
 
     def rule_count(self) -> int:
         return sum(c.rule_count for t in self.tables for c in t.chains.values())

@@ -10,7 +10,7 @@ from lbfw.analyze.engine import Engine
 from lbfw.checks import run_checks
 from lbfw.commands.audit import audit_ruleset
 from lbfw.model import HostFacts, Ruleset
-from lbfw.read import iptables_save, read_sources
+from lbfw.read import iptables, read_sources
 from lbfw.results import Finding, Flow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ FLOWS = [Flow(p, s, 80, c) for p in ("tcp", "udp") for c in (None, "127.0.0.2")
 
 def audit(text: str, family: str = "ip", host: HostFacts | None = None) -> list[Finding]:
     """The findings of every check on an iptables-save text, judged on FLOWS."""
-    rs = Ruleset(tables=iptables_save.parse(text, "t.rules", family=family), host=host)
+    rs = Ruleset(tables=iptables.parse(text, "t.rules", family=family), host=host)
     engine = Engine(rs)
     return run_checks(rs, engine, [engine.evaluate(f) for f in FLOWS])
 

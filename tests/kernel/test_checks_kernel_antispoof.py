@@ -13,7 +13,7 @@ from lbfw.analyze.engine import Engine
 from lbfw.analyze.flows import default_flows
 from lbfw.checks import run_checks
 from lbfw.model import HostFacts, Ruleset
-from lbfw.read import iptables_save
+from lbfw.read import iptables
 
 # Runs inside the namespace: a UDP server on 127.0.0.1:PORT, and for each source address a
 # hand-made Ethernet frame (IPv4 + UDP) written to the veth peer, so it arrives on eth0.
@@ -89,7 +89,7 @@ def observe(text: str) -> dict:
 
 
 def checks_for(text: str) -> set:
-    rs = Ruleset(tables=iptables_save.parse(text, "case.rules", family="ip"),
+    rs = Ruleset(tables=iptables.parse(text, "case.rules", family="ip"),
                  host=HostFacts(route_localnet={"all": 1, "eth0": 1}, local_127_route=True))
     engine = Engine(rs)
     results = [engine.evaluate(f) for f in default_flows(rs)]

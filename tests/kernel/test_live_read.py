@@ -266,7 +266,7 @@ def _semantic(tables):
 def test_the_live_model_equals_the_model_of_the_files_that_were_loaded(live, tmp_path):
     """Exactly what was loaded: each backend's live tables equal, match for match, the model of
     the very file loaded into it (only origins and the normalised text differ)."""
-    from lbfw.read import iptables_save, nft_file
+    from lbfw.read import iptables, nft_file
 
     rs = live["ruleset"]
 
@@ -275,11 +275,11 @@ def test_the_live_model_equals_the_model_of_the_files_that_were_loaded(live, tmp
 
     files = {}
     for fam, text in (("ip", LEGACY_V4), ("ip6", LEGACY_V6)):
-        files.update(_semantic(iptables_save.parse(text, "f", family=fam)))
+        files.update(_semantic(iptables.parse(text, "f", family=fam)))
     assert backend("legacy") == files
     files = {}
     for fam, text in (("ip", NFT_V4), ("ip6", NFT_V6)):
-        files.update(_semantic(iptables_save.parse(text, "f", family=fam)))
+        files.update(_semantic(iptables.parse(text, "f", family=fam)))
     assert backend("iptables-nft") == files
     assert backend("nftables") == _semantic(nft_file.read(NATIVE, "-"))
 
@@ -343,7 +343,7 @@ for name, fam, text in TEXTS:
 
 
 def test_every_iptables_example_loaded_with_both_backends_reads_back_as_its_file_model(examples_dir):
-    from lbfw.read import iptables_save
+    from lbfw.read import iptables
 
     files = sorted(list(examples_dir.glob("*.rules")) + list(examples_dir.glob("*.v4"))
                    + list(examples_dir.glob("*.v6")))
@@ -351,7 +351,7 @@ def test_every_iptables_example_loaded_with_both_backends_reads_back_as_its_file
     res = in_netns([], f"TEXTS = {texts!r}\n" + EACH_IPTABLES_EXAMPLE)
     for name, fam, text in texts:
         rs = res[name]
-        want = _semantic(iptables_save.parse(text, name, family=fam))
+        want = _semantic(iptables.parse(text, name, family=fam))
         # legacy tables keep every built-in chain; iptables-nft-restore creates the declared ones
         legacy = _semantic([t for t in rs.tables if t.backend == "legacy" and t.family == fam])
         nft = _semantic([t for t in rs.tables if t.backend == "iptables-nft"])

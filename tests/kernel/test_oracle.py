@@ -17,7 +17,7 @@ import pytest
 from lbfw.analyze.engine import Engine
 from lbfw.analyze.flows import default_flows
 from lbfw.model import Ruleset
-from lbfw.read import iptables_save, read_sources
+from lbfw.read import iptables, read_sources
 from lbfw.results import UNKNOWN, Flow
 from lbfw.sandbox.traffic import observe
 from lbfw.sandbox.verify import RulesetText, observe_files_detailed
@@ -109,7 +109,7 @@ def test_engine_matches_kernel_on_corpus(corpus_dir, name):
     elif name == CHAIR:
         # censored MACs (XX:XX:...) are rejected by iptables-restore: a dummy MAC in a copy
         text = path.read_text().replace("XX:XX:XX:XX:XX:XX", DUMMY_MAC)
-        ruleset = Ruleset(tables=iptables_save.parse(text, name, family="ip"))
+        ruleset = Ruleset(tables=iptables.parse(text, name, family="ip"))
         sources = [RulesetText(name=name, text=text, format="iptables-save")]
     else:
         ruleset = read_sources([str(path)])
@@ -141,7 +141,7 @@ def test_engine_matches_kernel_on_examples(examples_dir, name):
 def _ipt(text: str, flows, family="ip"):
     text = textwrap.dedent(text).lstrip()
     fmt = "ip6tables-save" if family == "ip6" else "iptables-save"
-    ruleset = Ruleset(tables=iptables_save.parse(text, "targeted", family=family))
+    ruleset = Ruleset(tables=iptables.parse(text, "targeted", family=family))
     engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]
     observed = observe_files_detailed([RulesetText(name="targeted", text=text, format=fmt)], flows,
@@ -320,7 +320,7 @@ def test_dnat_in_nat_output_changes_what_later_hooks_see():
         -A INPUT -s 127.0.0.5/32 -p tcp --sport 81 -j ACCEPT
         COMMIT
         """
-    ruleset = Ruleset(tables=iptables_save.parse(textwrap.dedent(text).lstrip(), "nat", family="ip"))
+    ruleset = Ruleset(tables=iptables.parse(textwrap.dedent(text).lstrip(), "nat", family="ip"))
     engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     dnat = engine.evaluate(flows[0])
     assert dnat.verdict == "delivered"
@@ -422,7 +422,7 @@ def test_legacy_and_nft_tables_on_the_same_hook_both_decide():
         }
         """).lstrip()
     from lbfw.read import nft_file
-    ruleset = Ruleset(tables=iptables_save.parse(legacy, "rules.v4", family="ip") + nft_file.read(nft, "fw.nft"))
+    ruleset = Ruleset(tables=iptables.parse(legacy, "rules.v4", family="ip") + nft_file.read(nft, "fw.nft"))
     flows = FLOWS4 + [Flow("udp", "127.0.0.1", 5002), Flow("tcp", "::1", 5001)]
     engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]
@@ -457,7 +457,7 @@ def test_udp_followup_datagram_is_established_in_the_original_direction():
         -A INPUT -p udp -m conntrack --ctstate ESTABLISHED --ctdir ORIGINAL -j DROP
         COMMIT
         """).lstrip()
-    ruleset = Ruleset(tables=iptables_save.parse(text, "udp", family="ip"))
+    ruleset = Ruleset(tables=iptables.parse(text, "udp", family="ip"))
     flow = Flow("udp", "127.0.0.53", 5001)
     assert Engine(ruleset).evaluate(flow).verdict == "blocked"
     assert Engine(ruleset).evaluate(flow).deciding.packet == "ack"

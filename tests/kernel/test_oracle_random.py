@@ -13,7 +13,7 @@ import pytest
 
 from lbfw.analyze.engine import Engine
 from lbfw.model import Ruleset
-from lbfw.read import iptables_save, nft_file
+from lbfw.read import iptables, nft_file
 from lbfw.results import UNKNOWN, Flow
 from lbfw.sandbox.verify import RulesetText, observe_files_detailed
 
@@ -166,7 +166,7 @@ def _check(ruleset: Ruleset, source: RulesetText, flows=FLOWS):
 @pytest.mark.parametrize("seed", range(FIRST, FIRST + SEEDS))
 def test_engine_equals_kernel_on_random_iptables(seed):
     text = random_iptables(seed)
-    ruleset = Ruleset(tables=iptables_save.parse(text, f"random-{seed}.rules", family="ip"))
+    ruleset = Ruleset(tables=iptables.parse(text, f"random-{seed}.rules", family="ip"))
     compared, wrong = _check(ruleset, RulesetText(name=f"random-{seed}.rules", text=text, format="iptables-save"))
     assert not wrong, (text, wrong[:3])
     assert compared >= len(FLOWS) - 4
@@ -184,7 +184,7 @@ def test_engine_equals_kernel_on_random_nft(seed):
 @pytest.mark.parametrize("seed", range(2000 + FIRST, 2000 + FIRST + max(1, SEEDS // 2)))
 def test_engine_equals_kernel_on_random_ip6tables(seed):
     text = random_iptables(seed, family="ip6")
-    ruleset = Ruleset(tables=iptables_save.parse(text, f"random-{seed}.v6", family="ip6"))
+    ruleset = Ruleset(tables=iptables.parse(text, f"random-{seed}.v6", family="ip6"))
     compared, wrong = _check(ruleset, RulesetText(name=f"random-{seed}.v6", text=text, format="ip6tables-save"),
                              FLOWS6)
     assert not wrong, (text, wrong[:3])

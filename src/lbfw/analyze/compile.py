@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Optional
 
-from ..model import Chain, Ruleset, Table
+from ..model import Chain, LazyRules, Ruleset, Table
 from .matchers import PORT_PROTOS, compile_match
 
 # --------------------------------------------------------------------------- compiled rules
@@ -145,17 +145,17 @@ class Compiler:
         cc = self._compiled.get(key)
         if cc is None:
             # Rules are compiled when first evaluated: the chain index skips most of a big chain.
-            entries = chain.entries()
-            if any(entry.__class__ is tuple for entry in entries):
+            entries = chain.rules
+            if isinstance(entries, LazyRules) and entries.unbuilt_count():
                 # Lines the reader left unbuilt (kube-proxy's 10,000-rule KUBE-SERVICES) are
                 # indexed from their text and built only when a packet reaches them: such a
-                # _CRule holds the chain in ``rule`` and no action until _compile_rule.
-                from ..read.iptables_save import unbuilt_exact_keys
-                rules = [_CRule(None, e.action, e, idx) if e.__class__ is not tuple else _CRule(None, None, chain, idx)
-                         for idx, e in enumerate(entries)]
+                # _CRule holds the chain in ``rule`` and no action until compile_rule.
+                built = [entries.built_at(idx) for idx in range(len(entries))]
+                rules = [_CRule(None, r.action, r, idx) if r is not None else _CRule(None, None, chain, idx)
+                         for idx, r in enumerate(built)]
                 cc = _CChain(chain.name, chain, rules,
-                             _blocks_of([_exact_keys(e) if e.__class__ is not tuple else unbuilt_exact_keys(e)
-                                         for e in entries]))
+                             _blocks_of([_exact_keys(r) if r is not None else entries.index_keys(idx)
+                                         for idx, r in enumerate(built)]))
             else:
                 rules = [_CRule(None, rule.action, rule, idx) for idx, rule in enumerate(entries)]
                 cc = _CChain(chain.name, chain, rules, _build_blocks(entries))
@@ -164,8 +164,8 @@ class Compiler:
 
     def compile_rule(self, table: Table, cr: _CRule) -> tuple:
         """The predicates of one rule, compiled now (``cr.preds`` holds them afterwards)."""
-        if cr.action is None:                      # unbuilt: cr.rule is its chain (see _chain)
-            rule = cr.rule.build_entry(cr.index)
+        if cr.action is None:                      # unbuilt: cr.rule is its chain (see chain())
+            rule = cr.rule.rules[cr.index]
             cr.rule = rule
             cr.action = rule.action
         cache = self._match_cache

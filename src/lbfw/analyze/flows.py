@@ -10,7 +10,7 @@ import re
 from typing import Optional
 
 from ..errors import InputError
-from ..model import Ruleset
+from ..model import LazyRules, Ruleset
 from ..results import Flow
 
 try:  # Python 3.11+
@@ -59,12 +59,14 @@ def _rule_port_ranges(ruleset: Ruleset):
     """(protocols the rule is about, port ranges) for every rule that names ports and can see
     loopback traffic. One cheap pass: most rules of a big dump name no port at all."""
     port_fields = _PORT_FIELDS
-    # lines the iptables reader left unbuilt (kube-proxy's endpoint chains) are built only if
-    # one of them may name a port a loopback packet can meet
-    from ..read.iptables_save import unbuilt_may
+    # lines a reader left unbuilt (kube-proxy's endpoint chains) are built only if one of
+    # them may name a port a loopback packet can meet
     for table in ruleset.tables:
         for chain in table.chains.values():
-            for rule in chain.rules_unless(unbuilt_may):
+            rules = chain.rules
+            if isinstance(rules, LazyRules) and not rules.may_name_loopback_port():
+                rules = rules.built_rules()
+            for rule in rules:
                 ranges = None
                 for m in rule.matches:
                     f = m.field

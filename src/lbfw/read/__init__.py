@@ -66,9 +66,9 @@ def _parse_json(text: str, source: str):
 def _read_one(source: str, text: str, fmt: str, warnings: list) -> list:
     """The tables of one source in format ``fmt``; notes for the user go to ``warnings``."""
     if fmt in ("iptables-save", "ip6tables-save"):
-        from . import iptables_save
-        return iptables_save.parse(text, source, family="ip6" if fmt == "ip6tables-save" else "ip",
-                                   backend=BACKEND_FILE, warnings=warnings)
+        from . import iptables
+        return iptables.parse(text, source, family="ip6" if fmt == "ip6tables-save" else "ip",
+                              backend=BACKEND_FILE, warnings=warnings)
     if fmt == "nft":
         from . import nft_file
         # a path lets `include` resolve relative to the file; stdin has only its text

@@ -6,7 +6,7 @@ it is never the default. To give the same model as the text path by construction
 it writes iptables-save lines (exactly as iptables 1.8.9's ``print_rule4``/
 ``print_rule6`` do: addresses, interfaces, protocol, fragment, each match's own
 ``save`` output, then the target's) and those go through the same
-``iptables_save.parse``.
+``iptables.parse``.
 
 Only tables the kernel already lists (/proc/net/ip_tables_names) may be opened:
 libiptc would otherwise load the table module and create an empty table.

@@ -2,7 +2,7 @@
 
 - legacy ip_tables / ip6_tables: ``iptables-legacy-save`` / ``ip6tables-legacy-save``
   (only when /proc/net/ip(6)_tables_names lists tables), or python-iptables with
-  ``reader="iptc"``; parsed by ``iptables_save.parse`` with backend "legacy".
+  ``reader="iptc"``; parsed by ``iptables.parse`` with backend "legacy".
 - iptables-nft: ``iptables-nft-save`` / ``ip6tables-nft-save`` (their nft JSON hides
   matches as ``xt`` expressions), backend "iptables-nft". The family+name of each table
   they print is "owned" by iptables-nft.
@@ -37,7 +37,7 @@ from typing import Callable, Optional
 
 from ..errors import InputError, MissingDependencyError, NeedRootError
 from ..model import (
-    BACKEND_IPTABLES_NFT, BACKEND_LEGACY, BACKEND_NFTABLES, Origin, Ruleset, SourceInfo,
+    BACKEND_IPTABLES_NFT, BACKEND_LEGACY, BACKEND_NFTABLES, LazyRules, Origin, Ruleset, SourceInfo,
 )
 
 __all__ = ["read_live", "handle_texts", "READERS"]
@@ -228,17 +228,13 @@ def _hides_chains(table, kernel_chains: Optional[set]) -> bool:
     return any(f == table.family and t == table.name and c not in table.chains for f, t, c in kernel_chains)
 
 
-def _unbuilt_never_bare(chain) -> bool:
-    """Chain.rules_unless: a deferred line is never bare (its shape ends in `-j TARGET`)."""
-    return False
-
-
 def _has_bare_rule(table) -> bool:
     """A rule with neither match nor target (`-A CHAIN`): what *-nft-save prints for a native
     rule it cannot show. Lines the reader deferred all have a target, so they are not looked at
     (building them would cost seconds on a kube-proxy node)."""
     for chain in table.chains.values():
-        for rule in chain.rules_unless(_unbuilt_never_bare):
+        rules = chain.rules
+        for rule in (rules.built_rules() if isinstance(rules, LazyRules) else rules):
             if not rule.matches and rule.action.kind == "continue" and not rule.action.target \
                     and len(rule.text.split()) == 2:
                 return True
@@ -296,7 +292,7 @@ def read_live(reader: str = "auto", is_root: Optional[bool] = None) -> Ruleset:
             "reading the live firewall needs root (iptables-save and nft need CAP_NET_ADMIN)",
             hint="run as root: sudo lbfw audit   (or audit saved rulesets without root: "
                  "lbfw audit /etc/iptables/rules.v4 /etc/nftables.conf)")
-    from .iptables_save import parse
+    from .iptables import parse
     from .hostfacts import read_host_facts
 
     legacy, legacy_warn = _read_legacy(reader, parse)

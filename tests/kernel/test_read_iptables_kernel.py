@@ -12,8 +12,8 @@ import tempfile
 
 import pytest
 
-from lbfw.model import Origin
-from lbfw.read.iptables_save import parse
+from lbfw.model import LazyRules, Origin
+from lbfw.read.iptables import parse
 
 pytestmark = pytest.mark.kernel
 
@@ -370,7 +370,7 @@ def test_the_kernels_own_dump_of_a_kube_proxy_ruleset_is_deferred_and_reads_as_b
     building everything at once (tests/test_read_iptables_lazy.py holds the reader to that)."""
     import sys
     from pathlib import Path
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent      # tests/
     sys.path.insert(0, str(here / "benchmarks"))
     sys.path.insert(0, str(here))
     import generate
@@ -383,6 +383,49 @@ def test_the_kernels_own_dump_of_a_kube_proxy_ruleset_is_deferred_and_reads_as_b
     assert dumped.count("\n-A ") == text.count("\n-A ")
     lazy = parse(dumped, "saved", family=family)
     total = sum(c.rule_count for t in lazy for c in t.chains.values())
-    deferred = sum(len(c.unbuilt()) for t in lazy for c in t.chains.values())
+    deferred = sum(c.rules.unbuilt_count() for t in lazy for c in t.chains.values() if isinstance(c.rules, LazyRules))
     assert deferred > 0.95 * total, f"{deferred} of {total} deferred"
     assert parse(dumped, "saved", family=family, lazy=False) == lazy
+
+
+_RPFILTER_RECENT = [
+    "-m rpfilter", "-m rpfilter --loose", "-m rpfilter --invert --loose --validmark --accept-local",
+    "-m rpfilter --accept-local --invert",
+    "-m recent --set", "-m recent --set --name SSH --mask 255.255.255.255 --rsource",
+    "-m recent --rcheck --seconds 60 --hitcount 4 --name SSH --rsource",
+    "-m recent --update --seconds 60 --reap --rttl --name ssh --rdest", "-m recent --remove --name x",
+    "-m recent ! --rcheck --name SSH", "-m recent --name SSH ! --update --seconds 10",
+]
+_REFUSED = ["-m rpfilter ! --loose", "-m rpfilter --invert --invert", "-m recent --name X", "-m recent",
+            "-m recent --set --rcheck", "-m recent ! --name X --rcheck", "-m recent --rcheck --name A --name B"]
+
+
+def _raw(lines: list) -> str:
+    return "*raw\n:PREROUTING ACCEPT [0:0]\n" + "".join(f"-A PREROUTING {x} -j DROP\n" for x in lines) + "COMMIT\n"
+
+
+@pytest.mark.parametrize("backend", ["legacy", "nft"])
+def test_rpfilter_and_recent_fields_are_what_the_kernel_saves(backend):
+    """The rpfilter / recent Matches of hand-written lines are those of the kernel's own dump
+    of them (iptables-save adds defaults such as `--mask` and `--rsource`: the values agree)."""
+    text = _raw(_RPFILTER_RECENT)
+    ours = parse(text, "hand")[0].chains["PREROUTING"].rules
+    theirs = parse(kernel_dump(text, "ip", backend), "saved")[0].chains["PREROUTING"].rules
+    assert len(ours) == len(theirs) == len(_RPFILTER_RECENT)
+    for mine, saved in zip(ours, theirs):
+        assert [(m.field, m.values, m.negate) for m in mine.matches] == \
+            [(m.field, m.values, m.negate) for m in saved.matches], (mine.text, saved.text)
+        assert mine.matches[0].field in ("rpfilter", "recent") and not mine.matches[0].opaque
+
+
+@pytest.mark.parametrize("line", _REFUSED)
+def test_rpfilter_and_recent_options_the_reader_refuses_the_kernel_tools_refuse(line):
+    with tempfile.TemporaryDirectory(prefix="lbfw-test-") as tmp:
+        path = os.path.join(tmp, "rules")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(_raw([line]))
+        argv = ["unshare", "-n", "iptables-legacy-restore", path]
+        if os.geteuid() != 0:
+            argv.insert(1, "-r")
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0, line
