@@ -11,8 +11,8 @@ import pytest
 from lbfw.errors import InputError, NeedRootError
 from lbfw.model import Action, Origin, VmapEntry
 from lbfw.read import hostfacts
-from lbfw.read.nft import tables as nft_tables
 from lbfw.read.live import handle_texts, read_live
+from lbfw.read.nft import tables as nft_tables
 
 LO = 0x7F000001
 

@@ -42,7 +42,7 @@ def test_the_reader_gives_each_spelling_its_field(ruleset_file):
     (table,) = nft_files.read(ruleset_file, ruleset_file)
     rules = table.chains["c"].rules
     assert len(rules) == len(ROWS)
-    for row, rule in zip(ROWS, rules):
+    for row, rule in zip(ROWS, rules, strict=True):
         (match,) = rule.matches
         assert rule.text == f"{row['nft']} accept"
         if row.get("opaque"):
@@ -83,7 +83,7 @@ def test_each_mask_and_compare_is_what_nft_hands_the_kernel():
     text = "table inet t {\n\tchain c {\n" + "".join(f"\t\t{r['nft']} accept\n" for r in rows) + "\t}\n}\n"
     compiled = _compiled_flag_tests(text)
     assert len(compiled) == len(rows)
-    for row, (mask, comps, neq) in zip(rows, compiled):
+    for row, (mask, comps, neq) in zip(rows, compiled, strict=True):
         values = row["values"]
         assert {v[0] for v in values} == {mask}, row["nft"]
         # one compare, or a lookup in the set of comps; `tcp flags syn` is `& syn != 0`

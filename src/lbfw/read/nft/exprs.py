@@ -138,9 +138,10 @@ def match_stmt(stmt: dict, ctx: TableContext) -> list:
             values = _cmp_range(kinds, op, right)
         elif kinds == "ethertype":
             items = right["set"] if isinstance(right, dict) and "set" in right else [right]
-            if not all(isinstance(x, str) and x in _NFPROTO_OF_ETHERTYPE for x in items):
+            names = [x for x in items if isinstance(x, str) and x in _NFPROTO_OF_ETHERTYPE]
+            if len(names) != len(items):
                 raise Opaque(text)
-            values = tuple(_NFPROTO_OF_ETHERTYPE[x] for x in items)
+            values = tuple(_NFPROTO_OF_ETHERTYPE[x] for x in names)
         else:
             if op == "in" and kinds not in ("word",):
                 # "in" on a non-flag field is a bitwise test we do not model.

@@ -104,8 +104,8 @@ def load_json(path: str, source: str, include_dirs: Optional[list] = None,
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         raise InputError(f"libnftables took more than {_TIMEOUT} s to load the file", path=source) from None
-    except OSError as err:
-        raise MissingDependencyError(f"cannot run {argv[0]}: {err}", hint="install util-linux") from None
+    except OSError as exc:
+        raise MissingDependencyError(f"cannot run {argv[0]}: {exc}", hint="install util-linux") from None
     if proc.returncode == 0:
         try:
             return json.loads(proc.stdout)

@@ -59,7 +59,7 @@ def place(doc: Any, lines: dict) -> dict:
 class Walker:
     """Walk nft source text (following includes) and record where each rule is written."""
 
-    def __init__(self, base_dir: str, absolute: bool):
+    def __init__(self, base_dir: str, absolute: bool) -> None:
         self.base_dir = base_dir
         self.absolute = absolute  # show included paths absolute (else relative to the cwd)
         self.rules: dict = {}     # (family, table, chain) -> list[RuleLine]

@@ -39,7 +39,7 @@ def _in_private_netns(caller_netns: str) -> bool:
 class _Lib:
     """libnftables through the `nftables` binding, plus the two calls the binding lacks."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         import ctypes
 
         import nftables  # noqa: F401  (the binding; ImportError -> the nft CLI is used)
@@ -81,7 +81,7 @@ class _Lib:
 class _Cli:
     """The nft command, when the binding is not importable here."""
 
-    def __init__(self, includes: list):
+    def __init__(self, includes: list) -> None:
         self.nft = shutil.which("nft") or "/usr/sbin/nft"
         self.includes = includes
 
@@ -155,6 +155,7 @@ def main(argv: list) -> int:
     if len(files) != 1:
         print("usage: loader.py [-I DIR]... FILE", file=sys.stderr)
         return 2
+    backend: _Lib | _Cli
     try:
         backend = _Lib()
     except (ImportError, OSError, AttributeError):

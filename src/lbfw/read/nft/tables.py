@@ -44,6 +44,7 @@ def _named_set(obj: dict, is_map: bool, origin: Origin) -> NamedSet:
     elif not isinstance(elems, list):
         elems = [elems]
     typ = obj.get("type")
+    key: Any
     if isinstance(typ, list):
         key = tuple(TYPE_KIND.get(t, (t, None))[0] for t in typ)
     else:
@@ -147,7 +148,7 @@ def _parse_items(items: list, source: str, backend: str, line_of: Optional[LineO
         if not isinstance(body, dict):
             continue
         if kind == "table":
-            key = (body.get("family", "ip"), body.get("name"))
+            key: tuple = (body.get("family", "ip"), body.get("name"))
             if key not in tables:
                 tables[key] = Table(family=key[0], name=key[1], backend=backend, syntax=SYNTAX_NFT, source=source,
                                     origin=Origin(source, handle=body.get("handle")), handle=body.get("handle"))
@@ -223,7 +224,7 @@ def _note_set_use(stmt: Any, ctx: Optional[TableContext]) -> None:
 
 
 def _table_for(tables: dict, ctxs: dict, body: dict, source: str, backend: str) -> Table:
-    key = (body.get("family", "ip"), body.get("table"))
+    key: tuple = (body.get("family", "ip"), body.get("table"))
     if key not in tables:
         tables[key] = Table(family=key[0], name=key[1], backend=backend, syntax=SYNTAX_NFT, source=source,
                             origin=Origin(source))
