@@ -3,12 +3,16 @@ exactly as `nft -j list ruleset` (nftables 1.0.6) prints them. Pure: no kernel."
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from lbfw.errors import InputError, NeedRootError
-from lbfw.model import Origin, VmapEntry
-from lbfw.read import hostfacts, nft_json
+from lbfw.model import Action, Origin, VmapEntry
+from lbfw.read import hostfacts
 from lbfw.read.live import handle_texts, read_live
+from lbfw.read.nft import tables as nft_tables
 
 LO = 0x7F000001
 
@@ -35,7 +39,7 @@ def doc(rules, family="inet", table="filter", sets=(), chain=None):
 
 
 def rules_of(d, **kw):
-    tables = nft_json.parse(d, "test.json", **kw)
+    tables = nft_tables.parse(d, "test.json", **kw)
     return tables, tables[0].chains["input"].rules
 
 
@@ -205,8 +209,8 @@ def test_named_sets_and_maps_are_resolved_from_the_table():
     assert rules[1].matches[-1].values == (((LO, LO), (53, 53)),)
     vmap = rules[2].action
     assert vmap.kind == "vmap" and vmap.set_name == "vm" and vmap.vmap_field == "ip.saddr"
-    assert vmap.vmap == (VmapEntry((_ip(10, 0, 0, 1),) * 2, nft_json.Action("drop")),
-                         VmapEntry((LO, LO), nft_json.Action("jump", target="other")))
+    assert vmap.vmap == (VmapEntry((_ip(10, 0, 0, 1),) * 2, Action("drop")),
+                         VmapEntry((LO, LO), Action("jump", target="other")))
     assert named["vm"].is_map and named["vm"].map_type == "verdict"
     # a set filled at run time cannot be decided: opaque, and the set says it is not known
     assert named["dyn"].known is False
@@ -269,7 +273,7 @@ def test_iptables_nft_xt_and_unknown_expressions_are_kept_opaque():
         [{"xt": {"type": "match", "name": "comment"}}, ACCEPT],
         [{"xt": {"type": "target", "name": "LOG"}}],
         [m({"meta": {"key": "skuid"}}, 0), ACCEPT],
-        [m({"payload": {"protocol": "tcp", "field": "flags"}}, "syn", "in"), ACCEPT],
+        [m({"payload": {"protocol": "tcp", "field": "flags"}}, "syn", "<"), ACCEPT],
         [{"tproxy": {"port": 1}}],
         [m({"ct": {"key": "mark"}}, 1), ACCEPT],
     ]))
@@ -277,7 +281,7 @@ def test_iptables_nft_xt_and_unknown_expressions_are_kept_opaque():
     assert rules[0].action.kind == "accept"
     assert (rules[1].action.kind, rules[1].action.target) == ("unknown", "LOG")
     assert rules[2].matches[0].opaque and "skuid" in rules[2].matches[0].text
-    assert rules[3].matches[-1].opaque and "tcp flags" in rules[3].matches[-1].text
+    assert rules[3].matches[-1].opaque and rules[3].matches[-1].text == "tcp flags < syn"
     assert (rules[4].action.kind, rules[4].action.target) == ("unknown", "tproxy")
     assert rules[5].matches[0].opaque
 
@@ -314,7 +318,7 @@ def test_origins_live_handles_file_lines_and_texts():
                                  {"nftables": [{"chain": {"family": "ip", "table": "t"}}]}])
 def test_a_document_that_is_not_a_ruleset_is_an_input_error(bad):
     with pytest.raises(InputError) as err:
-        nft_json.parse(bad, "bad.json")
+        nft_tables.parse(bad, "bad.json")
     assert err.value.path == "bad.json"
 
 
@@ -386,7 +390,71 @@ def test_the_nft_j_f_command_form_is_read_too():
         {"add": {"rule": {"family": "inet", "table": "f", "chain": "input",
                           "expr": [m({"meta": {"key": "iif"}}, "lo"), ACCEPT]}}},
     ]}
-    tables = nft_json.parse(d, "cmds.json")
+    tables = nft_tables.parse(d, "cmds.json")
     chain = tables[0].chains["input"]
     assert (chain.hook, chain.policy) == ("input", "drop")
     assert [r.text for r in chain.rules] == ['iif "lo" accept']
+
+
+# Match spellings of `tcp flags` and `fib ... oif` with the JSON nft 1.0.6 prints for each
+# (measured: tests/kernel/test_nft_file_fields.py checks them against the real nft).
+LOOKUPS = json.loads((Path(__file__).parent / "data" / "nft_lookups.json").read_text())["rows"]
+FLAGSET = ("set", {"name": "flagset", "type": "tcp_flag", "handle": 2, "elem": ["syn", "ack"]})
+
+
+def _tuples(values):
+    return tuple(tuple(v) if isinstance(v, list) else v for v in values)
+
+
+@pytest.mark.parametrize("row", LOOKUPS, ids=[r["nft"] for r in LOOKUPS])
+def test_tcp_flags_and_fib_oif_lookups_become_fields_as_nft_prints_them(row):
+    _, rules = rules_of(doc([[{"match": row["json"]}, ACCEPT]], sets=[FLAGSET]))
+    (match,) = rules[0].matches
+    if row.get("opaque"):
+        assert match.opaque
+    else:
+        assert (match.field, match.values, match.negate, match.opaque) == (
+            row["field"], _tuples(row["values"]), row["negate"], False)
+    assert match.text == rules[0].text.removesuffix(" accept")
+
+
+def test_tcp_flags_keep_their_text_and_are_the_iptables_reader_field(tmp_path):
+    from lbfw.read import read_sources
+
+    ipt = tmp_path / "rules.v4"
+    ipt.write_text("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -p tcp --tcp-flags FIN,SYN,RST,ACK SYN -j ACCEPT\n"
+                   "-A INPUT -p tcp ! --tcp-flags SYN,ACK ACK -j ACCEPT\nCOMMIT\n")
+    ipt_rules = read_sources([str(ipt)]).tables[0].chains["INPUT"].rules
+    ipt_flags = [next(x for x in r.matches if x.field == "tcp.flags") for r in ipt_rules]
+    flags = {"payload": {"protocol": "tcp", "field": "flags"}}
+    _, rules = rules_of(doc([
+        [m({"&": [flags, ["fin", "syn", "rst", "ack"]]}, "syn"), ACCEPT],
+        [m({"&": [flags, ["syn", "ack"]]}, "ack", "!="), ACCEPT],
+    ]))
+    assert [(x.values, x.negate) for x in ipt_flags] == [(r.matches[0].values, r.matches[0].negate) for r in rules]
+    assert [r.matches[0].text for r in rules] == ["tcp flags & fin,syn,rst,ack == syn", "tcp flags & syn,ack != ack"]
+
+
+def test_tcp_flags_of_an_unknown_shape_stay_opaque_with_their_text():
+    flags = {"payload": {"protocol": "tcp", "field": "flags"}}
+    _, rules = rules_of(doc([
+        [m({"&": [flags, ["syn", "bogus"]]}, "syn"), ACCEPT],   # a flag name nft does not have
+        [m({"&": [flags, "syn"]}, {"range": ["syn", "ack"]}), ACCEPT],
+        [m(flags, {"set": []}), ACCEPT],
+        [m({"&": [flags, 0x1FF]}, 2), ACCEPT],                 # wider than the one-byte field
+    ]))
+    assert all(r.matches[0].opaque and r.matches[0].field.startswith("tcp flags") for r in rules)
+    assert rules[0].matches[0].text == "tcp flags & syn,bogus == syn"
+
+
+def test_fib_oif_compared_with_an_interface_or_by_order_stays_as_it_was():
+    fib = {"fib": {"result": "oif", "flags": ["saddr", "iif"]}}
+    _, rules = rules_of(doc([
+        [m(fib, "eth0"), ACCEPT],
+        [m(fib, 0, "<"), ACCEPT],
+        [m(fib, False, "in"), ACCEPT],
+        [m({"fib": {"result": "type", "flags": ["saddr"]}}, "local"), ACCEPT],
+    ]))
+    assert [r.matches[0].opaque for r in rules] == [True, True, True, False]
+    assert rules[3].matches[0].field == "fib.saddr.type"
+

@@ -4,7 +4,7 @@ tests in tests/kernel/test_nft_file_load.py check the same mapping against libnf
 
 from __future__ import annotations
 
-from lbfw.read.nft_file import RuleLine, map_rule_lines
+from lbfw.read.nft.lines import RuleLine, map_rule_lines, place
 
 MULTI = '''#!/usr/sbin/nft -f
 flush ruleset
@@ -115,7 +115,6 @@ def test_the_2015_nft_list_ruleset_text_is_mapped(corpus_dir):
 
 
 def test_a_chain_whose_rule_count_differs_gets_no_lines_rather_than_shifted_ones():
-    from lbfw.read.nft_file import _place
 
     def rule(chain, handle):
         return {"rule": {"family": "ip", "table": "t", "chain": chain, "handle": handle, "expr": []}}
@@ -123,20 +122,20 @@ def test_a_chain_whose_rule_count_differs_gets_no_lines_rather_than_shifted_ones
     doc = {"nftables": [rule("c", 4), rule("d", 5), rule("d", 6)]}
     lines = {("ip", "t", "c"): [RuleLine("f", 3, "a"), RuleLine("f", 4, "b")],   # 2 found, 1 loaded
              ("ip", "t", "d"): [RuleLine("f", 7, "x"), RuleLine("f", 8, "y")]}
-    assert _place(doc, lines) == {("ip", "t", "d", 5): RuleLine("f", 7, "x"),
-                                  ("ip", "t", "d", 6): RuleLine("f", 8, "y")}
+    assert place(doc, lines) == {("ip", "t", "d", 5): RuleLine("f", 7, "x"),
+                                 ("ip", "t", "d", 6): RuleLine("f", 8, "y")}
 
 
 def test_a_missing_nft_file_is_an_input_error_not_ruleset_text(tmp_path):
     import pytest
 
     from lbfw.errors import InputError
-    from lbfw.read import nft_file
+    from lbfw.read.nft import files as nft_files
 
     missing = str(tmp_path / "missing.nft")
     with pytest.raises(InputError) as err:
-        nft_file.read(missing, missing)
+        nft_files.read(missing, missing)
     assert (err.value.path, err.value.message) == (missing, "no such file")
     with pytest.raises(InputError) as err:
-        nft_file.read(str(tmp_path), "dir")
+        nft_files.read(str(tmp_path), "dir")
     assert err.value.path == "dir"

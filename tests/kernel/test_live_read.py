@@ -266,7 +266,8 @@ def _semantic(tables):
 def test_the_live_model_equals_the_model_of_the_files_that_were_loaded(live, tmp_path):
     """Exactly what was loaded: each backend's live tables equal, match for match, the model of
     the very file loaded into it (only origins and the normalised text differ)."""
-    from lbfw.read import iptables, nft_file
+    from lbfw.read import iptables
+    from lbfw.read.nft import files as nft_files
 
     rs = live["ruleset"]
 
@@ -281,7 +282,7 @@ def test_the_live_model_equals_the_model_of_the_files_that_were_loaded(live, tmp
     for fam, text in (("ip", NFT_V4), ("ip6", NFT_V6)):
         files.update(_semantic(iptables.parse(text, "f", family=fam)))
     assert backend("iptables-nft") == files
-    assert backend("nftables") == _semantic(nft_file.read(NATIVE, "-"))
+    assert backend("nftables") == _semantic(nft_files.read(NATIVE, "-"))
 
 
 EACH_EXAMPLE = r'''
@@ -294,7 +295,7 @@ for name, text in TEXTS:
 
 
 def test_every_nft_example_loaded_live_reads_back_as_its_file_model(examples_dir):
-    from lbfw.read import nft_file
+    from lbfw.read.nft import files as nft_files
 
     files = sorted(examples_dir.glob("*.nft"))
     texts = [(f.name, f.read_text()) for f in files]
@@ -302,7 +303,7 @@ def test_every_nft_example_loaded_live_reads_back_as_its_file_model(examples_dir
     for f in files:
         rs = res[f.name]
         assert {t.backend for t in rs.tables} == {"nftables"}, f.name
-        assert _semantic(rs.tables) == _semantic(nft_file.read(str(f), str(f))), f.name
+        assert _semantic(rs.tables) == _semantic(nft_files.read(str(f), str(f))), f.name
         assert all(r.text and r.origin.handle for t in rs.tables for c in t.chains.values() for r in c.rules)
 
 

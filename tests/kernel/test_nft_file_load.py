@@ -12,7 +12,8 @@ import subprocess
 import pytest
 
 from lbfw.errors import InputError
-from lbfw.read import nft_file, nft_json
+from lbfw.read.nft import files as nft_files
+from lbfw.read.nft import tables as nft_tables
 
 pytestmark = pytest.mark.kernel
 
@@ -81,7 +82,7 @@ def by_key(tables):
 
 def test_multi_line_file_with_defines_include_sets_vmap_and_iif_names_loads_and_maps_lines(ruleset_dir):
     path = str(ruleset_dir / "main.nft")
-    tables = by_key(nft_file.read(path, path))
+    tables = by_key(nft_files.read(path, path))
     assert set(tables) == {("inet", "filter"), ("ip", "nat")}
     filt = tables[("inet", "filter")]
     assert all(t.backend == "file" and t.syntax == "nft" for t in tables.values())
@@ -131,7 +132,7 @@ def test_multi_line_file_with_defines_include_sets_vmap_and_iif_names_loads_and_
 def test_every_line_points_at_the_rule_it_names(ruleset_dir):
     """The mapped line of each rule holds the first word of its text (no off-by-one anywhere)."""
     path = str(ruleset_dir / "main.nft")
-    for table in nft_file.read(path, path):
+    for table in nft_files.read(path, path):
         for chain in table.chains.values():
             for rule in chain.rules:
                 with open(rule.origin.source) as f:
@@ -141,7 +142,7 @@ def test_every_line_points_at_the_rule_it_names(ruleset_dir):
 
 def test_text_input_is_read_and_named_as_given():
     text = "table ip t {\n\tchain c {\n\t\ttype filter hook output priority 0;\n\t\toif lo accept\n\t}\n}\n"
-    tables = nft_file.read(text, "-")
+    tables = nft_files.read(text, "-")
     rule = tables[0].chains["c"].rules[0]
     assert (rule.origin.source, rule.origin.line, rule.text) == ("-", 4, "oif lo accept")
 
@@ -150,14 +151,14 @@ def test_syntax_error_is_reported_at_its_line(tmp_path):
     bad = tmp_path / "bad.nft"
     bad.write_text("table ip t {\n\tchain c {\n\t\tip saddr 127.0.0.1 acept\n\t}\n}\n")
     with pytest.raises(InputError) as err:
-        nft_file.read(str(bad), str(bad))
+        nft_files.read(str(bad), str(bad))
     assert (err.value.path, err.value.line) == (str(bad), 3)
     assert "syntax error" in err.value.message
 
 
 def test_syntax_error_in_standard_input_names_standard_input():
     with pytest.raises(InputError) as err:
-        nft_file.read("table ip t {\n\tchain c {\n\t\tbogus\n\t}\n}\n", "-")
+        nft_files.read("table ip t {\n\tchain c {\n\t\tbogus\n\t}\n}\n", "-")
     assert (err.value.path, err.value.line) == ("-", 3)
 
 
@@ -165,7 +166,7 @@ def test_missing_include_is_an_input_error(tmp_path):
     f = tmp_path / "x.nft"
     f.write_text('include "nope.nft"\n')
     with pytest.raises(InputError) as err:
-        nft_file.read(str(f), str(f))
+        nft_files.read(str(f), str(f))
     assert err.value.line == 1 and "nope.nft" in err.value.message
 
 
@@ -174,7 +175,7 @@ def test_2015_nft_list_ruleset_text_reads_without_error(corpus_dir):
     needed: `type nat hook postrouting priority 0;`, `snat A-B`, `dnat A`, the unquoted
     counters and `reject with icmp type net-prohibited` all load)."""
     path = str(corpus_dir / "config_ongy_flat_share__2015_aug_nft-ruleset")
-    tables = by_key(nft_file.read(path, path))
+    tables = by_key(nft_files.read(path, path))
     assert set(tables) == {("ip", "nat"), ("ip", "filter")}
     counts = {(t.name, c.name): len(c.rules) for t in tables.values() for c in t.chains.values()}
     assert counts == {("nat", "post"): 1, ("nat", "pre"): 2, ("filter", "ssh-chain"): 3, ("filter", "input"): 1,
@@ -204,8 +205,8 @@ def test_nft_json_file_gives_the_same_model_as_the_nft_file(ruleset_dir, tmp_pat
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     json_file = tmp_path / "ruleset.json"
     json_file.write_text(out)
-    from_json = nft_json.parse(json.loads(json_file.read_text()), str(json_file))
-    from_nft = nft_file.read(path, path)
+    from_json = nft_tables.parse(json.loads(json_file.read_text()), str(json_file))
+    from_nft = nft_files.read(path, path)
     assert _strip_origins(from_json) == _strip_origins(from_nft)
     # JSON files have no lines: rules say their handle, and a text rendered from the JSON
     rule = by_key(from_json)[("inet", "filter")].chains["input"].rules[0]
@@ -216,7 +217,7 @@ def test_every_nft_example_loads_with_each_rule_on_its_line(examples_dir):
     files = sorted(examples_dir.glob("*.nft"))
     assert files, "rules/examples has nft files"
     for f in files:
-        tables = nft_file.read(str(f), str(f))
+        tables = nft_files.read(str(f), str(f))
         source_lines = f.read_text().split("\n")
         rules = [r for t in tables for c in t.chains.values() for r in c.rules]
         assert rules, f
@@ -231,7 +232,7 @@ def test_nft_json_of_iptables_nft_tables_keeps_xt_expressions_opaque(tmp_path):
     script = ("iptables-nft -A INPUT -s 127.0.0.1 -m comment --comment x -m conntrack --ctstate NEW -j ACCEPT"
               " && iptables-nft -A INPUT -i lo -j ACCEPT && nft -j list ruleset")
     out = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, check=True).stdout
-    tables = by_key(nft_json.parse(json.loads(out), "dump.json"))
+    tables = by_key(nft_tables.parse(json.loads(out), "dump.json"))
     rules = tables[("ip", "filter")].chains["INPUT"].rules
     first = rules[0]
     assert (first.matches[0].field, first.matches[0].values) == ("ip.saddr", ((LO, LO),))

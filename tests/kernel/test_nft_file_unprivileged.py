@@ -17,9 +17,9 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 CODE = r'''
 import sys
 from lbfw.errors import InputError
-from lbfw.read import nft_file
+from lbfw.read.nft import files as nft_files
 try:
-    tables = nft_file.read(sys.argv[1], "ongy.nft")
+    tables = nft_files.read(sys.argv[1], "ongy.nft")
 except InputError as err:
     print("ERROR", err)
 else:

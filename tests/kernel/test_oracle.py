@@ -160,8 +160,8 @@ def _nft(text: str, flows):
 
 
 def read_sources_text(text: str) -> Ruleset:
-    from lbfw.read import nft_file
-    return Ruleset(tables=nft_file.read(text, "targeted.nft"))
+    from lbfw.read.nft import files as nft_files
+    return Ruleset(tables=nft_files.read(text, "targeted.nft"))
 
 
 F_DEF_1 = Flow("tcp", "127.0.0.1", 5001)
@@ -421,8 +421,8 @@ def test_legacy_and_nft_tables_on_the_same_hook_both_decide():
             chain output { type filter hook output priority 0; policy accept; udp dport 5002 drop; }
         }
         """).lstrip()
-    from lbfw.read import nft_file
-    ruleset = Ruleset(tables=iptables.parse(legacy, "rules.v4", family="ip") + nft_file.read(nft, "fw.nft"))
+    from lbfw.read.nft import files as nft_files
+    ruleset = Ruleset(tables=iptables.parse(legacy, "rules.v4", family="ip") + nft_files.read(nft, "fw.nft"))
     flows = FLOWS4 + [Flow("udp", "127.0.0.1", 5002), Flow("tcp", "::1", 5001)]
     engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]

@@ -13,7 +13,8 @@ import pytest
 
 from lbfw.analyze.engine import Engine
 from lbfw.model import Ruleset
-from lbfw.read import iptables, nft_file
+from lbfw.read import iptables
+from lbfw.read.nft import files as nft_files
 from lbfw.results import UNKNOWN, Flow
 from lbfw.sandbox.verify import RulesetText, observe_files_detailed
 
@@ -175,7 +176,7 @@ def test_engine_equals_kernel_on_random_iptables(seed):
 @pytest.mark.parametrize("seed", range(1000 + FIRST, 1000 + FIRST + max(1, SEEDS * 2 // 3)))
 def test_engine_equals_kernel_on_random_nft(seed):
     text = random_nft(seed)
-    ruleset = Ruleset(tables=nft_file.read(text, f"random-{seed}.nft"))
+    ruleset = Ruleset(tables=nft_files.read(text, f"random-{seed}.nft"))
     compared, wrong = _check(ruleset, RulesetText(name=f"random-{seed}.nft", text=text, format="nft"))
     assert not wrong, (text, wrong[:3])
     assert compared >= len(FLOWS) - 4

@@ -5,7 +5,7 @@ Several sources are one host's ruleset (rules.v4 + rules.v6 + nftables.conf): ev
 every source is kept, same-named ones included, as the kernel keeps them all. No source at
 all means the live host (``lbfw.read.live``).
 
-The nft readers (``nft_file``, ``nft_json``) and the live reader are imported only when a
+The nft readers (``lbfw.read.nft``) and the live reader are imported only when a
 source needs them, so reading an iptables dump needs neither libnftables nor root.
 """
 
@@ -70,12 +70,12 @@ def _read_one(source: str, text: str, fmt: str, warnings: list) -> list:
         return iptables.parse(text, source, family="ip6" if fmt == "ip6tables-save" else "ip",
                               backend=BACKEND_FILE, warnings=warnings)
     if fmt == "nft":
-        from . import nft_file
+        from .nft import files as nft_files
         # a path lets `include` resolve relative to the file; stdin has only its text
-        return nft_file.read(text if source == "-" else source, source)
+        return nft_files.read(text if source == "-" else source, source)
     if fmt == "nft-json":
-        from . import nft_json
-        return nft_json.parse(_parse_json(text, source), source, backend=BACKEND_FILE)
+        from .nft import tables as nft_tables
+        return nft_tables.parse(_parse_json(text, source), source, backend=BACKEND_FILE)
     raise InputError(f"unknown input format {fmt!r} (one of: {', '.join(INPUT_FORMATS)})")
 
 

@@ -242,14 +242,14 @@ def _has_bare_rule(table) -> bool:
 
 
 def _read_native(nft: _Nft, table_keys: list, owned: set) -> tuple:
-    from . import nft_json
+    from .nft import tables as nft_tables
     tables, warnings = [], []
     for family, name in table_keys:
         if (family, name) in owned:
             continue  # read from iptables-nft-save: never twice
         doc = nft.json(f"list table {family} {name}")
         texts = handle_texts(nft.text(f"list table {family} {name}"), family, name)
-        tables.extend(nft_json.parse(doc, "live:nftables", BACKEND_NFTABLES, text_of=texts))
+        tables.extend(nft_tables.parse(doc, "live:nftables", BACKEND_NFTABLES, text_of=texts))
     return tables, warnings
 
 

@@ -1,48 +1,26 @@
-"""nftables ruleset files, parsed by libnftables itself.
+"""Where each rule of an nft ruleset file is written: its path (following includes) and line.
 
-The file is loaded with the real libnftables inside a throwaway network
-namespace (``unshare -n`` as root, ``unshare -rn`` otherwise) by
-``nft_loader.py``, and read back as JSON: defines, includes, sets and maps are
-resolved exactly as ``nft -f`` resolves them. Each rule is then mapped back to
-its line in the source (following includes) by ``map_rule_lines``, a light
-walk over the text that tracks table and chain blocks and ``add rule`` commands.
-
-Includes: nft 1.0.6 looks relative ``include`` paths up in its include path
-only; lbfw adds the file's own directory to it (as if ``nft -I DIR``), so
-``include "sub/part.nft"`` works beside the file, as ``nft -f`` users expect.
+Pure but for reading included files. A light walk over the source text that tracks table
+and chain blocks and ``add rule`` commands; ``place`` then pairs what it found with the rules
+libnftables listed, chain by chain, so findings say PATH:LINE and the fixer edits that line.
 """
 
 from __future__ import annotations
 
 import glob
-import json
 import os
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional
 
-from ..errors import InputError, MissingDependencyError
-from ..model import BACKEND_FILE, Origin
-from ..suppression import ignored_ids
-from . import nft_json
+__all__ = ["RuleLine", "Walker", "map_rule_lines", "place", "walk"]
 
-__all__ = ["read", "load_json", "map_rule_lines", "RuleLine"]
-
-_LOADER = str(Path(__file__).with_name("nft_loader.py"))
 _DEFAULT_INCLUDE = "/etc"
 _FAMILIES = frozenset(("ip", "ip6", "inet", "arp", "bridge", "netdev"))
 _CHAIN_PROPS = frozenset(("type", "policy", "comment", "devices", "device", "priority", "flags"))
 _TABLE_OBJECTS = frozenset(("set", "map", "flowtable", "counter", "quota", "ct", "limit", "secmark",
                             "synproxy", "tunnel"))
-_ERR_RE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<c1>\d+)(?:-(?P<c2>\d+))?: Error: (?P<msg>.*)$",
-                     re.MULTILINE)
 _TOKEN = re.compile(r'"[^"\n]*"?|#[^\n]*|\\\n|\n|[{};]|[^\s{};"#]+')
-_TIMEOUT = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,139 +33,7 @@ class RuleLine:
     text: str
 
 
-# --------------------------------------------------------------------------- public
-
-def read(path_or_text: Union[str, Path], source: str) -> list:
-    """Load an nft ruleset file (or its text) with libnftables in a throwaway namespace
-    and return its tables, every rule carrying ``Origin(path, line)`` and its source text.
-
-    ``path_or_text``: a Path, a path string, or the ruleset text itself (e.g. stdin);
-    ``source``: the name used in origins and messages (the path as given, or "-")."""
-    text, path = _text_and_path(path_or_text, source)
-    with tempfile.TemporaryDirectory(prefix="lbfw-nft-") as tmp:
-        if path is None:
-            load_path = os.path.join(tmp, "ruleset.nft")
-            with open(load_path, "w", encoding="utf-8") as f:
-                f.write(text)
-            base_dir = os.getcwd()
-        else:
-            load_path = path
-            base_dir = os.path.dirname(os.path.abspath(path))
-        doc = load_json(load_path, source, include_dirs=[base_dir],
-                        shown_as={load_path: source} if path is None else None)
-    walker = _walk(text, source, base_dir)
-    placed = _place(doc, walker.rules)
-    blocks = walker.blocks
-    text_of = {(fam, tab, handle): loc.text for (fam, tab, _chain, handle), loc in placed.items()}
-    tables = nft_json.parse(doc, source, BACKEND_FILE, text_of=text_of)
-    def where(key):
-        found = blocks.get(key)
-        return Origin(found[0], line=found[1]) if found is not None else Origin(source)
-
-    lines = text.splitlines()  # lbfw-checks: `# lbfw: ignore LB002` on the line above a rule suppresses it
-    for table in tables:
-        fam, tname = table.family, table.name
-        table.origin = where(("table", fam, tname))
-        for named in table.sets.values():
-            named.origin = where(("set", fam, tname, named.name))
-        for chain in table.chains.values():
-            chain.origin = where(("chain", fam, tname, chain.name))
-            for rule in chain.rules:
-                loc = placed.get((table.family, table.name, chain.name, rule.origin.handle))
-                if loc is not None:
-                    rule.origin = Origin(loc.path, line=loc.line)
-                    above = lines[loc.line - 2].strip() if loc.path == source and 2 <= loc.line <= len(lines) + 1 else ""
-                    if above.startswith("#") and "lbfw" in above:
-                        rule.ignore = frozenset(rule.ignore) | ignored_ids(above)
-                else:
-                    rule.origin = Origin(source)
-    return tables
-
-
-def load_json(path: str, source: str, include_dirs: Optional[list] = None,
-              shown_as: Optional[dict] = None) -> dict:
-    """Load ``path`` into a throwaway network namespace and return `nft -j list ruleset`.
-
-    Errors from nft become ``InputError(msg, path, line)``; ``shown_as`` renames
-    paths in those messages (a temporary file -> "-")."""
-    argv = _unshare_argv(source) + [sys.executable, "-I", _LOADER, "--not-netns", str(os.stat("/proc/self/ns/net").st_ino)]
-    for d in include_dirs or []:
-        argv += ["-I", d]
-    argv.append(path)
-    env = dict(os.environ)
-    env.pop("PYTHONSTARTUP", None)
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, env=env)
-    except subprocess.TimeoutExpired:
-        raise InputError(f"libnftables took more than {_TIMEOUT} s to load the file", path=source) from None
-    except OSError as err:
-        raise MissingDependencyError(f"cannot run {argv[0]}: {err}", hint="install util-linux") from None
-    if proc.returncode == 0:
-        try:
-            return json.loads(proc.stdout)
-        except ValueError:
-            raise InputError("libnftables printed no JSON for the loaded ruleset", path=source) from None
-    err = proc.stderr or ""
-    if proc.returncode == 4:
-        raise MissingDependencyError(
-            "reading nft files needs libnftables: neither the nftables Python module nor the nft command "
-            "is installed", hint="install the Debian packages nftables and libnftables1 "
-                                 "(and python3-nftables, or pip install pip-nftables)")
-    if proc.returncode == 3 or "unshare:" in err and "Error:" not in err:
-        raise InputError(
-            "cannot load the nft file: creating a private network namespace failed "
-            f"({err.strip() or 'unshare failed'}); run as root, or allow unprivileged user namespaces "
-            "(sysctl kernel.unprivileged_userns_clone=1)", path=source)
-    m = _ERR_RE.search(err)
-    if m is not None:
-        epath = m.group("path")
-        if shown_as and epath in shown_as:
-            epath = shown_as[epath]
-        msg = m.group("msg").strip()
-        if msg.startswith("Could not process rule"):
-            msg += " (the kernel here refused it: a missing module or feature)"
-        raise InputError(msg, path=epath, line=int(m.group("line")))
-    if "libnftables" in err and ("No such file" in err or "cannot open" in err.lower()):
-        raise MissingDependencyError("libnftables.so.1 is missing", hint="install the Debian package libnftables1")
-    raise InputError(err.strip().splitlines()[-1] if err.strip() else "nft could not load the file", path=source)
-
-
-def _unshare_argv(source: str) -> list:
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        raise MissingDependencyError("unshare is not installed", hint="install the Debian package util-linux")
-    if os.geteuid() == 0:
-        return [unshare, "-n"]
-    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True)
-    if probe.returncode != 0:
-        raise InputError(
-            "reading an nft file needs a private network namespace, and this user cannot create one "
-            f"({probe.stderr.strip() or 'unshare -rn failed'}): run as root, or allow unprivileged user "
-            "namespaces (sysctl kernel.unprivileged_userns_clone=1)", path=source)
-    return [unshare, "-rn"]
-
-
-def _text_and_path(path_or_text, source: str) -> tuple:
-    """(text, path or None). A str is a path when it names a file, or when it cannot be
-    ruleset text (no newline, brace, semicolon or space): then a missing file is an error."""
-    if isinstance(path_or_text, str) and not os.path.isfile(path_or_text) and (
-            any(c in path_or_text for c in "\n{; \t") or not path_or_text):
-        return path_or_text, None
-    p = str(path_or_text)
-    try:
-        with open(p, encoding="utf-8", errors="surrogateescape") as f:
-            return f.read(), p
-    except FileNotFoundError:
-        raise InputError("no such file", path=source) from None
-    except IsADirectoryError:
-        raise InputError("is a directory, not a ruleset file", path=source) from None
-    except OSError as err:
-        raise InputError(f"cannot read: {err.strerror or err}", path=source) from None
-
-
-# --------------------------------------------------------------------------- rules -> lines
-
-def _place(doc, lines: dict) -> dict:
+def place(doc: Any, lines: dict) -> dict:
     """Assign the mapped source lines to the JSON rules, in order per chain.
 
     A chain whose rule count differs from what the walk found (a `delete rule` in the
@@ -210,10 +56,10 @@ def _place(doc, lines: dict) -> dict:
     return placed
 
 
-class _Walker:
+class Walker:
     """Walk nft source text (following includes) and record where each rule is written."""
 
-    def __init__(self, base_dir: str, absolute: bool):
+    def __init__(self, base_dir: str, absolute: bool) -> None:
         self.base_dir = base_dir
         self.absolute = absolute  # show included paths absolute (else relative to the cwd)
         self.rules: dict = {}     # (family, table, chain) -> list[RuleLine]
@@ -418,10 +264,12 @@ def map_rule_lines(text: str, path: str, base_dir: Optional[str] = None) -> dict
     """Where each rule of an nft file is written: ``{(family, table, chain): [RuleLine, ...]}``
     in chain order (``insert rule`` prepends), following includes relative to
     ``base_dir`` (default: the file's directory)."""
-    return _walk(text, path, base_dir).rules
+    return walk(text, path, base_dir).rules
 
 
-def _walk(text: str, path: str, base_dir: Optional[str] = None) -> "_Walker":
-    walker = _Walker(base_dir or os.path.dirname(os.path.abspath(path)), os.path.isabs(path))
+def walk(text: str, path: str, base_dir: Optional[str] = None) -> Walker:
+    """Walk ``text`` (written at ``path``): the Walker holds ``rules`` and ``blocks`` (where each
+    table, chain and set is opened)."""
+    walker = Walker(base_dir or os.path.dirname(os.path.abspath(path)), os.path.isabs(path))
     walker.walk(text, path)
     return walker

@@ -1,11 +1,11 @@
 """Load an nft ruleset file and print it back as `nft -j list ruleset` JSON.
 
-Runs INSIDE a throwaway network namespace that ``nft_file`` creates
+Runs INSIDE a throwaway network namespace that ``files.py`` creates
 (``unshare -n`` / ``unshare -rn``). The caller passes its own namespace's inode
 (``--not-netns N``) and the loader refuses to run when it is still in that
 namespace, so it can never touch a host's firewall. It is started as a script
-(``python nft_loader.py --not-netns N [-I DIR]... FILE``), not as ``-m lbfw.read...``, so
-nothing else of lbfw is imported in the namespace.
+(``python loader.py --not-netns N [-I DIR]... FILE``), not as ``-m lbfw.read...``, so
+nothing else of lbfw is imported in the namespace (and it imports nothing from this package).
 
 Interface names that `iif`/`oif` use make the load fail in an empty namespace
 ("Interface does not exist"): the loader creates them (dummy, or a veth pair
@@ -39,7 +39,7 @@ def _in_private_netns(caller_netns: str) -> bool:
 class _Lib:
     """libnftables through the `nftables` binding, plus the two calls the binding lacks."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         import ctypes
 
         import nftables  # noqa: F401  (the binding; ImportError -> the nft CLI is used)
@@ -81,7 +81,7 @@ class _Lib:
 class _Cli:
     """The nft command, when the binding is not importable here."""
 
-    def __init__(self, includes: list):
+    def __init__(self, includes: list) -> None:
         self.nft = shutil.which("nft") or "/usr/sbin/nft"
         self.includes = includes
 
@@ -150,16 +150,17 @@ def main(argv: list) -> int:
         else:
             files.append(arg)
     if not caller_netns or not _in_private_netns(caller_netns):
-        print("nft_loader: refusing to run outside a private network namespace", file=sys.stderr)
+        print("lbfw nft loader: refusing to run outside a private network namespace", file=sys.stderr)
         return 3
     if len(files) != 1:
-        print("usage: nft_loader.py [-I DIR]... FILE", file=sys.stderr)
+        print("usage: loader.py [-I DIR]... FILE", file=sys.stderr)
         return 2
+    backend: _Lib | _Cli
     try:
         backend = _Lib()
     except (ImportError, OSError, AttributeError):
         if shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
-            print("nft_loader: neither libnftables (the nftables Python module) nor the nft command "
+            print("lbfw nft loader: neither libnftables (the nftables Python module) nor the nft command "
                   "is available", file=sys.stderr)
             return 4
         backend = _Cli(includes)

@@ -1,0 +1,169 @@
+"""nftables ruleset files, parsed by libnftables itself.
+
+The file is loaded with the real libnftables inside a throwaway network
+namespace (``unshare -n`` as root, ``unshare -rn`` otherwise) by
+``loader.py``, and read back as JSON: defines, includes, sets and maps are
+resolved exactly as ``nft -f`` resolves them. Each rule is then mapped back to
+its line in the source (following includes) by ``lines.py``, a light
+walk over the text that tracks table and chain blocks and ``add rule`` commands.
+
+Includes: nft 1.0.6 looks relative ``include`` paths up in its include path
+only; lbfw adds the file's own directory to it (as if ``nft -I DIR``), so
+``include "sub/part.nft"`` works beside the file, as ``nft -f`` users expect.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Union
+
+from ...errors import InputError, MissingDependencyError
+from ...model import BACKEND_FILE, Origin, Table
+from ...suppression import ignored_ids
+from . import tables as nft_tables
+from .lines import place, walk
+
+__all__ = ["read", "load_json"]
+
+_LOADER = str(Path(__file__).with_name("loader.py"))
+_ERR_RE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<c1>\d+)(?:-(?P<c2>\d+))?: Error: (?P<msg>.*)$",
+                     re.MULTILINE)
+_TIMEOUT = 120
+
+
+def read(path_or_text: Union[str, Path], source: str) -> list[Table]:
+    """Load an nft ruleset file (or its text) with libnftables in a throwaway namespace
+    and return its tables, every rule carrying ``Origin(path, line)`` and its source text.
+
+    ``path_or_text``: a Path, a path string, or the ruleset text itself (e.g. stdin);
+    ``source``: the name used in origins and messages (the path as given, or "-")."""
+    text, path = _text_and_path(path_or_text, source)
+    with tempfile.TemporaryDirectory(prefix="lbfw-nft-") as tmp:
+        if path is None:
+            load_path = os.path.join(tmp, "ruleset.nft")
+            with open(load_path, "w", encoding="utf-8") as f:
+                f.write(text)
+            base_dir = os.getcwd()
+        else:
+            load_path = path
+            base_dir = os.path.dirname(os.path.abspath(path))
+        doc = load_json(load_path, source, include_dirs=[base_dir],
+                        shown_as={load_path: source} if path is None else None)
+    walker = walk(text, source, base_dir)
+    placed = place(doc, walker.rules)
+    blocks = walker.blocks
+    text_of = {(fam, tab, handle): loc.text for (fam, tab, _chain, handle), loc in placed.items()}
+    tables = nft_tables.parse(doc, source, BACKEND_FILE, text_of=text_of)
+
+    def where(key: tuple) -> Origin:
+        found = blocks.get(key)
+        return Origin(found[0], line=found[1]) if found is not None else Origin(source)
+
+    lines = text.splitlines()  # lbfw-checks: `# lbfw: ignore LB002` on the line above a rule suppresses it
+    for table in tables:
+        fam, tname = table.family, table.name
+        table.origin = where(("table", fam, tname))
+        for named in table.sets.values():
+            named.origin = where(("set", fam, tname, named.name))
+        for chain in table.chains.values():
+            chain.origin = where(("chain", fam, tname, chain.name))
+            for rule in chain.rules:
+                loc = placed.get((table.family, table.name, chain.name, rule.origin.handle))
+                if loc is not None:
+                    rule.origin = Origin(loc.path, line=loc.line)
+                    in_text = loc.path == source and 2 <= loc.line <= len(lines) + 1
+                    above = lines[loc.line - 2].strip() if in_text else ""
+                    if above.startswith("#") and "lbfw" in above:
+                        rule.ignore = frozenset(rule.ignore) | ignored_ids(above)
+                else:
+                    rule.origin = Origin(source)
+    return tables
+
+
+def load_json(path: str, source: str, include_dirs: Optional[list] = None,
+              shown_as: Optional[dict] = None) -> dict:
+    """Load ``path`` into a throwaway network namespace and return `nft -j list ruleset`.
+
+    Errors from nft become ``InputError(msg, path, line)``; ``shown_as`` renames
+    paths in those messages (a temporary file -> "-")."""
+    own_netns = str(os.stat("/proc/self/ns/net").st_ino)
+    argv = _unshare_argv(source) + [sys.executable, "-I", _LOADER, "--not-netns", own_netns]
+    for d in include_dirs or []:
+        argv += ["-I", d]
+    argv.append(path)
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        raise InputError(f"libnftables took more than {_TIMEOUT} s to load the file", path=source) from None
+    except OSError as exc:
+        raise MissingDependencyError(f"cannot run {argv[0]}: {exc}", hint="install util-linux") from None
+    if proc.returncode == 0:
+        try:
+            return json.loads(proc.stdout)
+        except ValueError:
+            raise InputError("libnftables printed no JSON for the loaded ruleset", path=source) from None
+    err = proc.stderr or ""
+    if proc.returncode == 4:
+        raise MissingDependencyError(
+            "reading nft files needs libnftables: neither the nftables Python module nor the nft command "
+            "is installed", hint="install the Debian packages nftables and libnftables1 "
+                                 "(and python3-nftables, or pip install pip-nftables)")
+    if proc.returncode == 3 or "unshare:" in err and "Error:" not in err:
+        raise InputError(
+            "cannot load the nft file: creating a private network namespace failed "
+            f"({err.strip() or 'unshare failed'}); run as root, or allow unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1)", path=source)
+    m = _ERR_RE.search(err)
+    if m is not None:
+        epath = m.group("path")
+        if shown_as and epath in shown_as:
+            epath = shown_as[epath]
+        msg = m.group("msg").strip()
+        if msg.startswith("Could not process rule"):
+            msg += " (the kernel here refused it: a missing module or feature)"
+        raise InputError(msg, path=epath, line=int(m.group("line")))
+    if "libnftables" in err and ("No such file" in err or "cannot open" in err.lower()):
+        raise MissingDependencyError("libnftables.so.1 is missing", hint="install the Debian package libnftables1")
+    raise InputError(err.strip().splitlines()[-1] if err.strip() else "nft could not load the file", path=source)
+
+
+def _unshare_argv(source: str) -> list:
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        raise MissingDependencyError("unshare is not installed", hint="install the Debian package util-linux")
+    if os.geteuid() == 0:
+        return [unshare, "-n"]
+    probe = subprocess.run([unshare, "-rn", "true"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise InputError(
+            "reading an nft file needs a private network namespace, and this user cannot create one "
+            f"({probe.stderr.strip() or 'unshare -rn failed'}): run as root, or allow unprivileged user "
+            "namespaces (sysctl kernel.unprivileged_userns_clone=1)", path=source)
+    return [unshare, "-rn"]
+
+
+def _text_and_path(path_or_text: Union[str, Path], source: str) -> tuple:
+    """(text, path or None). A str is a path when it names a file, or when it cannot be
+    ruleset text (no newline, brace, semicolon or space): then a missing file is an error."""
+    if isinstance(path_or_text, str) and not os.path.isfile(path_or_text) and (
+            any(c in path_or_text for c in "\n{; \t") or not path_or_text):
+        return path_or_text, None
+    p = str(path_or_text)
+    try:
+        with open(p, encoding="utf-8", errors="surrogateescape") as f:
+            return f.read(), p
+    except FileNotFoundError:
+        raise InputError("no such file", path=source) from None
+    except IsADirectoryError:
+        raise InputError("is a directory, not a ruleset file", path=source) from None
+    except OSError as err:
+        raise InputError(f"cannot read: {err.strerror or err}", path=source) from None
