@@ -241,7 +241,7 @@ def test_kube_firewall_protects_against_route_localnet(examples_dir):
 
 
 def test_lb001_explains_an_accept_in_another_table_does_not_end_the_packet(examples_dir):
-    from lbfw.commands.audit import audit_ruleset
+    from lbfw.pipeline import audit_ruleset
     from lbfw.read import read_sources
     findings, _ = audit_ruleset(read_sources([str(examples_dir / "nft-two-tables.nft")]))
     assert [(f.check, f.table, f.chain) for f in findings] == [("LB001", "extra", "input")]

@@ -107,7 +107,7 @@ def test_nft_json_dump_file_is_audited_with_handles(tmp_path):
         dump = space.run(["nft", "-j", "list", "ruleset"]).stdout
     path = tmp_path / "ruleset.json"
     path.write_text(dump)
-    from lbfw.commands.audit import audit_ruleset
+    from lbfw.pipeline import audit_ruleset
     from lbfw.read import read_sources
     findings, _ = audit_ruleset(read_sources([str(path)]))
     lb002 = [f for f in findings if f.check == "LB002"]

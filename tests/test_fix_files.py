@@ -15,7 +15,7 @@ from lbfw.errors import InputError
 from lbfw.fix.files import file_fixes, render_diff, write_fixed
 from lbfw.fix.plan import plan_fixes
 from lbfw.read import read_sources
-from lbfw.commands.audit import audit_ruleset
+from lbfw.pipeline import audit_ruleset
 
 NARROW = """\
 # Hand-written rules: loopback by source 127.0.0.1 alone.

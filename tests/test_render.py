@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lbfw.checks import ALL
-from lbfw.commands.audit import audit_ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.model import Origin
 from lbfw.read import read_sources
 from lbfw.render import json as render_json

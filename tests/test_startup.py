@@ -32,7 +32,7 @@ sys.stderr.write("\\nLBFW-MODULES " + str(code) + " " + " ".join(sorted(sys.modu
 # Modules `--help` must never load: lbfw's working parts (each command imports them when it
 # runs), the kernel bindings, and rich (typer renders help with rich when asked to).
 HEAVY = ("lbfw.read", "lbfw.analyze", "lbfw.checks", "lbfw.render", "lbfw.fix", "lbfw.sandbox",
-         "lbfw.commands", "nftables", "iptc", "rich")
+         "lbfw.commands", "lbfw.pipeline", "nftables", "iptc", "rich")
 
 
 def _modules_loaded_by(*args: str) -> tuple:

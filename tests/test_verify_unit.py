@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from lbfw.commands.verify import agreement, bug_report, compare, render_json, render_text
+from lbfw.pipeline import agreement, compare
+from lbfw.render.verify import bug_report, render_json, render_text
 from lbfw.model import Action, Origin, Rule
 from lbfw.results import Flow, FlowResult, Step
 from lbfw.sandbox import probe
@@ -156,7 +157,7 @@ def test_nat_targets_are_read_from_both_tools_listings():
 
 
 def test_live_probes_skip_flows_nat_rewrites():
-    from lbfw.commands.verify import live_nat_flows
+    from lbfw.sandbox.verify import nat_rewritten
     from lbfw.model import Chain, Ruleset, Table
     flows = [Flow("udp", "127.0.0.11", 53), Flow("tcp", "127.0.0.1", 22), Flow("tcp", "127.0.0.1", 23)]
     nat_step = Step("request", "output", "nat", "ip", "DOCKER_OUTPUT", "dnat")
@@ -165,8 +166,8 @@ def test_live_probes_skip_flows_nat_rewrites():
     no_nat = Ruleset(tables=[])
     with_nat = Ruleset(tables=[Table("ip", "nat", "file", "iptables", "x", chains={
         "OUTPUT": Chain("OUTPUT", [object()], "output", -100, "nat", "accept")})])
-    assert live_nat_flows(no_nat, results) == [0]
-    assert live_nat_flows(with_nat, results) == [0, 2]
+    assert nat_rewritten(no_nat, results) == [0]
+    assert nat_rewritten(with_nat, results) == [0, 2]
 
 
 def _lbfw(*args, input=None):

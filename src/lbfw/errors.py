@@ -28,6 +28,10 @@ class LbfwError(Exception):
         return text
 
 
+class UsageError(LbfwError):
+    """A bad option value, or options that do not go together."""
+
+
 class InputError(LbfwError):
     """A ruleset file (or standard input) that cannot be read or parsed."""
 

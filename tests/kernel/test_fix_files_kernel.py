@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from lbfw.analyze.flows import default_flows
-from lbfw.commands.audit import audit_ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.fix.files import file_fixes, write_fixed
 from lbfw.fix.plan import plan_fixes
 from lbfw.read import read_sources

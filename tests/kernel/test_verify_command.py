@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lbfw.commands.verify import verify_rows
+from lbfw.pipeline import verify_rows
 
 pytestmark = pytest.mark.kernel
 
@@ -32,7 +32,7 @@ CHAIR = "configs_chair_for_Network_Architectures_and_Services__iptables-save-201
 
 
 def _disagreements(path: str):
-    rows, results, _ = verify_rows([path], timeout=0.3)
+    rows, results, _, _ = verify_rows([path], timeout=0.3)
     assert rows, path
     return [r for r in rows if r["agree"] is False], sum(r["agree"] is True for r in rows), len(rows)
 
@@ -315,7 +315,7 @@ def test_veroneau_agrees_once_its_trailing_spaces_are_gone(corpus_dir):
     # same rules without the spaces load, and the prediction from the original matches them.
     from lbfw.analyze.engine import Engine
     from lbfw.analyze.flows import default_flows
-    from lbfw.commands.verify import compare
+    from lbfw.pipeline import compare
     from lbfw.read import read_sources
     from lbfw.sandbox.verify import RulesetText, observe_files_detailed
 

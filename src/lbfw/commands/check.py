@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import sys
 
-from ._common import UsageError, choose, read_ruleset, write_output
+from ..errors import UsageError
+from ..pipeline import evaluate, read_ruleset
+from ._common import choose, write_output
 
 FORMATS = ("text", "json")
 
@@ -27,9 +29,7 @@ def run(sources=(), to=(), from_=None, plan=None, explain: bool = False, format:
         raise UsageError("the plan holds no [[flow]] table", path=plan)
 
     ruleset = read_ruleset(sources, input_format, reader)
-    from ..analyze.engine import Engine
-    engine = Engine(ruleset)
-    results = [engine.evaluate(flow) for flow in flows]
+    _, results = evaluate(ruleset, flows)
 
     if format == "json":
         from ..render.json import render_flows

@@ -37,7 +37,8 @@ from . import traffic
 from .netns import Namespace, missing_interfaces, valid_ifname
 
 __all__ = ["RulesetText", "observe_files", "observe_files_detailed", "verify_sources", "verify_live",
-           "verify_live_detailed", "load_sources", "interfaces_named", "NOT_LOOPBACK", "NAT_ELSEWHERE"]
+           "verify_live_detailed", "load_sources", "tool_versions", "interfaces_named", "NOT_LOOPBACK",
+           "NAT_ELSEWHERE"]
 
 NOT_LOOPBACK = "not observed: not a loopback address (the live probe binds loopback addresses only)"
 NAT_ELSEWHERE = "not observed: NAT sends it to another address or port, where a real service may answer"
@@ -352,3 +353,20 @@ def _wait_half_open_gone(keys: set, settle: float) -> None:
     while half_open(keys) and time.monotonic() < deadline:
         time.sleep(0.05)
 
+
+
+def tool_versions() -> dict:
+    """iptables and nft versions, asked inside a throwaway namespace (the host's tables are
+    never queried)."""
+    versions = {}
+    try:
+        with Namespace() as ns:
+            for argv in (["iptables-legacy", "-V"], ["iptables-nft", "-V"], ["nft", "-v"]):
+                try:
+                    proc = ns.run(argv, check=False, timeout=10)
+                    versions[argv[0]] = (proc.stdout or proc.stderr).strip() or f"exit {proc.returncode}"
+                except Exception as err:  # a missing tool is itself worth reporting
+                    versions[argv[0]] = f"unavailable: {err}"
+    except Exception as err:
+        versions["sandbox"] = f"unavailable: {err}"
+    return versions
