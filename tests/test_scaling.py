@@ -295,6 +295,7 @@ def test_the_140k_target_is_judged_on_back_to_back_pairs_when_there_are_some():
     assert line.endswith("| yes |") and "2.5x" in line and "each: 2.4x, 2.7x, 2.5x" in line
 
 
+@pytest.mark.slow
 def test_memory_per_rule_keeps_140k_rules_under_400_mb(tmp_path):
     """Issue 6: peak memory under 400 MB for the 140k-rule audit. Peak RSS is not a timing (it
     does not depend on the machine's load), so a smaller audit can check the slope: what each
