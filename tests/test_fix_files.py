@@ -14,8 +14,8 @@ import pytest
 from lbfw.errors import InputError
 from lbfw.fix.files import file_fixes, render_diff, write_fixed
 from lbfw.fix.plan import plan_fixes
-from lbfw.read import read_sources
 from lbfw.pipeline import audit_ruleset
+from lbfw.read import read_sources
 
 NARROW = """\
 # Hand-written rules: loopback by source 127.0.0.1 alone.

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from lbfw.checks import ALL
-from lbfw.pipeline import audit_ruleset
 from lbfw.model import Origin
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.render import json as render_json
 from lbfw.render import sarif, text

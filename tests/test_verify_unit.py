@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from lbfw.model import Action, Origin, Rule
 from lbfw.pipeline import agreement, compare
 from lbfw.render.verify import bug_report, render_json, render_text
-from lbfw.model import Action, Origin, Rule
 from lbfw.results import Flow, FlowResult, Step
 from lbfw.sandbox import probe
 from lbfw.sandbox.netns import _comparable_save, _rejected, missing_interfaces, valid_ifname
@@ -157,8 +157,8 @@ def test_nat_targets_are_read_from_both_tools_listings():
 
 
 def test_live_probes_skip_flows_nat_rewrites():
-    from lbfw.sandbox.verify import nat_rewritten
     from lbfw.model import Chain, Ruleset, Table
+    from lbfw.sandbox.verify import nat_rewritten
     flows = [Flow("udp", "127.0.0.11", 53), Flow("tcp", "127.0.0.1", 22), Flow("tcp", "127.0.0.1", 23)]
     nat_step = Step("request", "output", "nat", "ip", "DOCKER_OUTPUT", "dnat")
     results = [_result(flows[0], "delivered", [nat_step]), _result(flows[1], "delivered"),

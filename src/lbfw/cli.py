@@ -9,7 +9,7 @@ exit 2, never a traceback.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -51,16 +51,16 @@ def _run(module: str, **kwargs) -> None:
         code = import_module(f"lbfw.commands.{module}").run(**kwargs)
     except LbfwError as err:
         print(f"lbfw: {err}" if err.path is None else str(err), file=sys.stderr)
-        raise typer.Exit(err.exit_code)
+        raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         print("lbfw: interrupted", file=sys.stderr)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     raise typer.Exit(code or 0)
 
 
 @app.command()
 def audit(
-    sources: Optional[List[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
+    sources: Optional[list[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
     format: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
     fail_on: str = typer.Option("warning", "--fail-on",
                                 help="Exit 1 when a finding is at or above: error | warning | note | never."),
@@ -77,8 +77,8 @@ def audit(
 
 @app.command()
 def check(
-    sources: Optional[List[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
-    to: Optional[List[str]] = typer.Option(None, "--to",
+    sources: Optional[list[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
+    to: Optional[list[str]] = typer.Option(None, "--to",
                                            help="ADDR:PORT[/tcp|/udp], e.g. 127.0.0.53:53/udp or [::1]:80."),
     from_: Optional[str] = typer.Option(None, "--from", help="Client address (default: the kernel's choice)."),
     plan: Optional[str] = typer.Option(None, "--plan", help="PLAN.toml with [[flow]] tables."),
@@ -103,7 +103,7 @@ def rules(
 
 @app.command()
 def fix(
-    sources: Optional[List[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
+    sources: Optional[list[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the diff only (the default)."),
     write: bool = typer.Option(False, "--write", help="Write the fixed files (a backup beside each)."),
     apply: bool = typer.Option(False, "--apply", help="Fix the live kernel: backup, proof, atomic apply, confirm."),
@@ -132,7 +132,7 @@ def rollback(
 
 @app.command()
 def verify(
-    sources: Optional[List[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
+    sources: Optional[list[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
     plan: Optional[str] = typer.Option(None, "--plan", help="PLAN.toml with [[flow]] tables."),
     format: str = typer.Option("text", "--format", "-f", help="text | json"),
     input_format: str = InputFormat,

@@ -35,6 +35,9 @@ class UsageError(LbfwError):
 class InputError(LbfwError):
     """A ruleset file (or standard input) that cannot be read or parsed."""
 
+    # when a kernel tool (iptables-restore, nft -f) rejected it: the tool's whole complaint
+    stderr: Optional[str] = None
+
 
 class NeedRootError(LbfwError):
     """Live reading or applying without the privileges it needs."""

@@ -20,6 +20,7 @@ Internal: ``bench.py --phases FILE`` times lbfw's phases on FILE and prints JSON
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -126,15 +127,13 @@ def run_timed(argv: list[str], stdin_path: Optional[Path] = None, timeout: Optio
     dump never blocks on a pipe. CPU time is reported beside wall time because the machine
     may be shared: wall time then includes waiting for a core, CPU time does not."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL  # noqa: SIM115 (closed in finally)
         timed_out = []
 
         def kill() -> None:
             timed_out.append(True)
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         try:
             start = time.perf_counter()
             proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err, start_new_session=True, env=env)
@@ -169,7 +168,7 @@ class NetNS:
         self.proc = None
         self.path = None
 
-    def __enter__(self) -> "NetNS":
+    def __enter__(self) -> NetNS:
         argv = ["unshare", "-n", "--", "sleep", "infinity"] if os.geteuid() == 0 else \
             ["unshare", "-rn", "--", "sleep", "infinity"]
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
@@ -307,7 +306,7 @@ class Timing:
     note: str = ""
 
     @classmethod
-    def of(cls, runs: list, note: str = "") -> "Timing":
+    def of(cls, runs: list, note: str = "") -> Timing:
         return cls(median([r.wall for r in runs]), median([r.cpu for r in runs]), len(runs), note)
 
     def cell(self, wanted_runs: int) -> str:
@@ -606,7 +605,7 @@ def _judge(wall_ok: Optional[bool], cpu_ok: Optional[bool]) -> str:
     return "**no**"
 
 
-def _under(t: "Timing", limit: float) -> str:
+def _under(t: Timing, limit: float) -> str:
     return _judge(None if t.wall is None else t.wall < limit, t.cpu is not None and t.cpu < limit)
 
 

@@ -155,7 +155,8 @@ def test_apply_fixes_every_backend_and_touches_nothing_else(examples_dir, tmp_pa
             audit = json.loads(lbfw_in(ns, "audit", "--format", "json").stdout)
             assert [f for f in audit["findings"] if f["check"] in ("LB002", "LB003")] == []
         # every backend was fixed: both iptables backends, and nft when loaded
-        touched = {line.split()[0] for line in proc.stderr.splitlines() if re.match(r"^\S+ \S+ \S+ \S+ (#|handle)", line)}
+        touched = {line.split()[0] for line in proc.stderr.splitlines()
+                   if re.match(r"^\S+ \S+ \S+ \S+ (#|handle)", line)}
         assert {"legacy", "iptables-nft"} <= touched, proc.stderr
         if nft_text:
             assert "nftables" in touched, proc.stderr

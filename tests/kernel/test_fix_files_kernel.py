@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from lbfw.analyze.flows import default_flows
-from lbfw.pipeline import audit_ruleset
 from lbfw.fix.files import file_fixes, write_fixed
 from lbfw.fix.plan import plan_fixes
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.sandbox.netns import Namespace
 from lbfw.sandbox.traffic import observe

@@ -54,7 +54,7 @@ def _prove(sources, ruleset: Ruleset, flows=None, name="ruleset"):
     compared = unknown = 0
     mismatches = []
     for result, seen in zip(predicted, observed):
-        if not seen["observed"] in ("delivered", "blocked"):
+        if seen["observed"] not in ("delivered", "blocked"):
             continue
         if result.verdict == UNKNOWN:
             unknown += 1

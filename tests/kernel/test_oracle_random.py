@@ -51,7 +51,8 @@ def _ipt_matches(rng: random.Random, chain: str, addrs=ADDRS) -> str:
         proto = rng.choice(["tcp", "udp"])
         parts.append(f"-p {proto}")
         if rng.random() < 0.6:
-            parts.append(f"--{rng.choice(['dport', 'sport'])} {rng.choice(['5001', '5002', '5000:5001', '1024:65535'])}")
+            option = rng.choice(['dport', 'sport'])  # drawn in this order: the seeds' rulesets stay the same
+            parts.append(f"--{option} {rng.choice(['5001', '5002', '5000:5001', '1024:65535'])}")
         if proto == "tcp" and rng.random() < 0.2:
             parts.append(rng.choice(["--syn", "--tcp-flags SYN,ACK SYN,ACK", "! --syn"]))
     if rng.random() < 0.3:
@@ -109,7 +110,8 @@ def random_iptables(seed: int, family: str = "ip") -> str:
 def _nft_matches(rng: random.Random, hook: str) -> str:
     parts = []
     if rng.random() < 0.35:
-        parts.append(f"ip saddr {rng.choice(['', '!= '])}{rng.choice(['127.0.0.1', '127.0.0.0/8', '{ 127.0.0.2, 127.0.0.53 }'])}")
+        op = rng.choice(['', '!= '])  # drawn in this order: the seeds' rulesets stay the same
+        parts.append(f"ip saddr {op}{rng.choice(['127.0.0.1', '127.0.0.0/8', '{ 127.0.0.2, 127.0.0.53 }'])}")
     if rng.random() < 0.3:
         parts.append(f"ip daddr {rng.choice(['', '!= '])}{rng.choice(['127.0.0.1', '127.0.0.53', '127.0.0.0/8'])}")
     if rng.random() < 0.3:

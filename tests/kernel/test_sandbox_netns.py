@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -70,10 +71,9 @@ def test_namespace_and_holder_are_gone_after_exit():
 
 
 def test_namespace_is_gone_after_an_exception_inside():
-    with pytest.raises(RuntimeError):
-        with Namespace() as ns:
-            pid, inode = ns.pid, _inode(ns.pid)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), Namespace() as ns:
+        pid, inode = ns.pid, _inode(ns.pid)
+        raise RuntimeError("boom")
     assert _gone(pid, inode)
 
 
@@ -143,7 +143,7 @@ def test_iptables_loads_in_each_backend_and_dump_reads_it_back():
     assert ":INPUT DROP [0:0]" in dump["iptables-legacy-save"]
     assert "table ip filter" in dump["nft"]
     assert not any(line.startswith("#") for v in dump.values() for line in v.splitlines()
-                   if not v is dump["nft"])
+                   if v is not dump["nft"])
 
 
 def test_a_dump_the_kernel_rejects_names_the_source_and_line():
@@ -163,9 +163,8 @@ def test_a_dump_the_kernel_rejects_names_the_source_and_line():
 def test_nft_rejection_gives_the_line():
     text = "table inet f {\n  chain input {\n    type filter hook input priority 0;\n" \
            "    ip saddr 127.0.0.1 bogus\n  }\n}\n"
-    with Namespace() as ns:
-        with pytest.raises(InputError) as err:
-            ns.load_nft(text, source="fw.nft")
+    with Namespace() as ns, pytest.raises(InputError) as err:
+        ns.load_nft(text, source="fw.nft")
     assert err.value.path == "fw.nft" and err.value.line == 4
 
 
@@ -209,7 +208,8 @@ with Namespace() as ns:
                                           timeout=0.4))
 # Without legacy tables (here: a user namespace; kernels 6.17+ may lack them) dumps go to iptables-nft.
 from lbfw.sandbox.verify import RulesetText, observe_files
-print(*observe_files([RulesetText("r.v4", "*filter\\n:INPUT DROP [0:0]\\n-A INPUT -i lo -s 127.0.0.1 -j ACCEPT\\nCOMMIT\\n")],
+RULES = "*filter\\n:INPUT DROP [0:0]\\n-A INPUT -i lo -s 127.0.0.1 -j ACCEPT\\nCOMMIT\\n"
+print(*observe_files([RulesetText("r.v4", RULES)],
                      [Flow("tcp", "127.0.0.1", 80), Flow("udp", "127.0.0.53", 53)], timeout=0.4))
 """
 
@@ -249,10 +249,8 @@ def test_holder_dies_with_its_owner_even_when_a_forked_child_keeps_the_pipe():
             owner.kill()
         owner.stdout.close()
         if child is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def test_root_without_cap_sys_admin_falls_back_to_a_user_namespace():

@@ -4,12 +4,12 @@ kernel loads; the command's output, exit codes and clean-up under Ctrl-C."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def test_every_example_agrees_with_the_kernel(examples_dir):
     paths = sorted(str(p) for p in examples_dir.iterdir() if p.suffix in (".rules", ".v4", ".v6", ".nft"))
     assert len(paths) >= 20
     outcome = _verify_all(paths)
-    for path, (wrong, agree, total) in outcome.items():
+    for path, (wrong, _agree, _total) in outcome.items():
         assert wrong == [], path
     # Most flows are definite verdicts that were compared, not skipped as unknown.
     assert sum(a for _, a, _ in outcome.values()) > 0.9 * sum(t for _, _, t in outcome.values())
@@ -67,7 +67,7 @@ def test_every_loadable_corpus_ruleset_agrees_with_the_kernel(corpus_dir, tmp_pa
         paths.append(str(p))
     assert len(paths) == 12
     outcome = _verify_all(paths)
-    for path, (wrong, agree, total) in outcome.items():
+    for path, (wrong, agree, _total) in outcome.items():
         assert wrong == [], path
         assert agree > 0, path
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from ..errors import UsageError
 
@@ -37,8 +39,6 @@ def write_output(text: str, output: Optional[str]) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, output)
     except OSError as err:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise UsageError(f"cannot write the report: {err.strerror or err}", path=output) from None

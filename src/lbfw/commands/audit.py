@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from ..pipeline import audit_ruleset, read_ruleset, verify_results
 from ._common import FAIL_ON, choose, write_output

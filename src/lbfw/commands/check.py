@@ -32,11 +32,11 @@ def run(sources=(), to=(), from_=None, plan=None, explain: bool = False, format:
     _, results = evaluate(ruleset, flows)
 
     if format == "json":
-        from ..render.json import render_flows
-        text = render_flows(results, explain=explain)
+        from ..render import json as as_json
+        text = as_json.render_flows(results, explain=explain)
     else:
-        from ..render.text import render_flows, use_color
-        text = render_flows(results, explain=explain, color=use_color(sys.stdout))
+        from ..render import text as as_text
+        text = as_text.render_flows(results, explain=explain, color=as_text.use_color(sys.stdout))
     write_output(text, None)
     from ..results import DELIVERED
     return 0 if all(r.verdict == DELIVERED for r in results) else 1

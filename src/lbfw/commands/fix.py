@@ -94,7 +94,7 @@ def _files(sources, write, style, verify, input_format, reader, out, err) -> int
         try:
             texts[source] = read_text(source)
         except OSError as error:
-            raise InputError(f"cannot read: {error.strerror}", path=source)
+            raise InputError(f"cannot read: {error.strerror}", path=source) from None
     findings = audit(ruleset)
     plan = plan_fixes(ruleset, findings, style, texts=texts)
     fixes = file_fixes(plan)
@@ -174,7 +174,7 @@ def _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reade
     try:
         _, broken = prove(ruleset, before_loads, after_loads, err)
     except LbfwError as error:
-        raise ApplyError(f"the fix could not be proven in a private namespace: {error}; nothing was changed")
+        raise ApplyError(f"the fix could not be proven in a private namespace: {error}; nothing was changed") from None
     if broken:
         raise ApplyError("the fix would block loopback flows that work now (see above); nothing was changed")
 

@@ -17,7 +17,8 @@ Glue only: the rows come from lbfw.pipeline.verify_rows, the report from lbfw.re
 from __future__ import annotations
 
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 from ..pipeline import verify_rows
 from ._common import choose, write_output

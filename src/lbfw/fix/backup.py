@@ -53,7 +53,7 @@ def run_tool(argv: list, input: Optional[str] = None) -> subprocess.CompletedPro
         return subprocess.run([tool(argv[0]), *argv[1:]], input=input, capture_output=True, text=True,
                               timeout=TIMEOUT, close_fds=True)
     except subprocess.TimeoutExpired:
-        raise ApplyError(f"{argv[0]} did not finish within {TIMEOUT:g} s")
+        raise ApplyError(f"{argv[0]} did not finish within {TIMEOUT:g} s") from None
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def write_backup(backup_dir: str, tables: dict) -> str:
         _write_private(os.path.join(path, "manifest.json"),
                        json.dumps({"created": stamp, "tables": entries}, indent=2) + "\n")
     except OSError as err:
-        raise ApplyError(f"cannot write the backup in {backup_dir}: {err.strerror}; nothing was changed")
+        raise ApplyError(f"cannot write the backup in {backup_dir}: {err.strerror}; nothing was changed") from None
     return path
 
 
@@ -170,7 +170,7 @@ def read_backup(path: str) -> dict:
             with open(os.path.join(path, entry["file"]), encoding="utf-8", errors="surrogateescape") as handle:
                 tables[ref] = handle.read()
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(f"not a readable lbfw backup: {err}", path=path)
+        raise InputError(f"not a readable lbfw backup: {err}", path=path) from None
     return tables
 
 

@@ -22,8 +22,9 @@ import re
 import select
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional, Union
 
 from ..errors import ApplyError, NeedRootError
 from ..model import BACKEND_IPTABLES_NFT, BACKEND_LEGACY, BACKEND_NFTABLES
@@ -217,7 +218,7 @@ def replace_ops(checked: list, new: bool = True) -> tuple:
     anonymous interval set or map (`BUG: unhandled op 2`, evaluate.c interval_set_eval): such a
     rule is inserted before itself and the old one deleted, in the same transaction, so it
     gets a new handle (returned by run_ops, in the order of the second list)."""
-    ipt = {}
+    ipt: dict[tuple[str, str], dict[str, list[str]]] = {}
     nft = []
     inserted = []
     for edit, place in checked:
@@ -235,7 +236,7 @@ def replace_ops(checked: list, new: bool = True) -> tuple:
             per_table = ipt.setdefault((target.backend, target.family), {})
             per_table.setdefault(target.table, []).append(f"-R {target.chain} {place} "
                                                          f"{_rule_body(text, target.chain)}\n")
-    ops = {}
+    ops: dict[Union[tuple[str, str], str], str] = {}
     for key, tables in ipt.items():
         ops[key] = "".join(f"*{table}\n" + "".join(lines) + "COMMIT\n" for table, lines in tables.items())
     if nft:
@@ -321,7 +322,7 @@ def apply_plan(plan: FixPlan, live: LiveTables, backup_dir: str, confirm: Callab
         handles = runner(ops) or []
     except ApplyError as err:
         _undo(refs, fresh, dumper, say)
-        raise ApplyError(f"{err.message}; the kernel holds the rules it had before (backup: {backup})")
+        raise ApplyError(f"{err.message}; the kernel holds the rules it had before (backup: {backup})") from None
     except BaseException:
         _undo(refs, fresh, dumper, say)
         raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePosixPath, Path
+from pathlib import Path, PurePosixPath
 
 from .. import __version__ as _version
 

@@ -31,6 +31,13 @@ def use_color(stream=None) -> bool:
     return bool(isatty and isatty())
 
 
+def _captured(console: Console) -> str:
+    """What ``console`` (one of `_console`'s) has printed."""
+    buffer = console.file
+    assert isinstance(buffer, io.StringIO)
+    return buffer.getvalue()
+
+
 def _console(color: bool) -> Console:
     return Console(file=io.StringIO(), force_terminal=color, no_color=not color,
                    color_system="standard" if color else None, width=120, highlight=False,
@@ -114,7 +121,7 @@ def render_findings(findings, results=(), sources=(), color: bool = False, verif
         summary = Text("No loopback problems found" + (f" in {plural(n, 'rule')}." if sources else "."),
                        style="green")
     out(summary, soft_wrap=True)
-    return console.file.getvalue()
+    return _captured(console)
 
 
 def render_flows(results, explain: bool = False, color: bool = False) -> str:
@@ -138,4 +145,4 @@ def render_flows(results, explain: bool = False, color: bool = False) -> str:
                 note = f"  ({s.note})" if s.note else ""
                 console.print(Text(f"    {s.packet:<7} {s.hook:<11} {s.family} {s.table} {s.chain}: "
                                    f"{s.verdict}  {loc}{rule}{note}", style="dim"), soft_wrap=True)
-    return console.file.getvalue()
+    return _captured(console)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 import platform
-from typing import TYPE_CHECKING, Optional, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Optional
 
 from rich.table import Table
 from rich.text import Text
 
 from .. import __version__
 from ..results import BLOCKED, DELIVERED, UNKNOWN
-from .text import VERDICT_STYLE, _console
+from .text import VERDICT_STYLE, _captured, _console
 
 if TYPE_CHECKING:
     from ..model import Ruleset
@@ -87,11 +88,11 @@ def render_text(rows: Sequence[dict], report: Optional[dict], mode: str, color: 
         table.add_row(row_flow(row), Text(row["predicted"], style=VERDICT_STYLE.get(row["predicted"], "")),
                       observed, agree)
     console.print(table, soft_wrap=True)
-    agree = sum(1 for r in rows if r["agree"] is True)
+    agreeing = sum(1 for r in rows if r["agree"] is True)
     unknown = sum(1 for r in rows if r["predicted"] == UNKNOWN)
     unobserved = sum(1 for r in rows if r["observed"] not in (DELIVERED, BLOCKED))
     wrong = sum(1 for r in rows if r["agree"] is False)
-    summary = f"{len(rows)} flows, observed {mode}: {agree} agree, {wrong} disagree"
+    summary = f"{len(rows)} flows, observed {mode}: {agreeing} agree, {wrong} disagree"
     if unknown:
         summary += f", {unknown} predicted unknown (not compared)"
     if unobserved:
@@ -114,4 +115,4 @@ def render_text(rows: Sequence[dict], report: Optional[dict], mode: str, color: 
                           + (f" ({item['reason']})" if item["reason"] else ""), soft_wrap=True, markup=False)
             for line in item["path"] or ["(no base chain of the ruleset lbfw read saw this flow)"]:
                 console.print(f"    {line}", soft_wrap=True, markup=False)
-    return console.file.getvalue()
+    return _captured(console)

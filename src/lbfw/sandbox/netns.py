@@ -19,14 +19,16 @@ interfaces and sockets.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 from ..errors import InputError, LbfwError, MissingDependencyError
 
@@ -97,7 +99,7 @@ class Namespace:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> "Namespace":
+    def __enter__(self) -> Namespace:
         try:
             self._start()
             self._setup_loopback()
@@ -182,14 +184,10 @@ class Namespace:
         except OSError:
             pass
         if holder.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 holder.kill()  # SIGKILL to unshare; --kill-child takes cat along
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # pragma: no cover - SIGKILL cannot be ignored
             holder.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
-            pass
         if holder.stderr is not None:
             holder.stderr.close()
 
@@ -220,9 +218,9 @@ class Namespace:
             proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout,
                                   close_fds=True, cwd=cwd, env=self._env)
         except subprocess.TimeoutExpired:
-            raise SandboxError(f"{argv[0]} did not finish within {timeout:g} s in the sandbox", argv=argv)
+            raise SandboxError(f"{argv[0]} did not finish within {timeout:g} s in the sandbox", argv=argv) from None
         except FileNotFoundError as err:
-            raise MissingDependencyError(f"cannot run {argv[0]}: {err}")
+            raise MissingDependencyError(f"cannot run {argv[0]}: {err}") from None
         if check and proc.returncode != 0:
             raise SandboxError(f"{argv[0]} failed in the sandbox: {proc.stderr.strip()}", argv=argv,
                                returncode=proc.returncode, stderr=proc.stderr)
@@ -352,8 +350,8 @@ class Namespace:
             text = proc.stdout if proc.returncode == 0 else ""
             out[tool] = text if raw else _comparable_save(text)
         nft = ["nft", "list", "ruleset"] if raw else ["nft", "-s", "list", "ruleset"]
-        proc = self.run(nft, check=False) if shutil.which("nft") else None
-        out["nft"] = proc.stdout if proc is not None and proc.returncode == 0 else ""
+        listing = self.run(nft, check=False) if shutil.which("nft") else None
+        out["nft"] = listing.stdout if listing is not None and listing.returncode == 0 else ""
         return out
 
 

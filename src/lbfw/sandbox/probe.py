@@ -18,6 +18,7 @@ so no TIME_WAIT entry outlives the probe.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import socket
@@ -25,6 +26,8 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import Union
 
 DELIVERED = "delivered"
 BLOCKED = "blocked"
@@ -88,10 +91,8 @@ def _close(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
     except OSError:
         pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------- servers
@@ -102,7 +103,7 @@ def _tcp_server(listener, socks: _Sockets, stop: threading.Event, timeout: float
     while not stop.is_set():
         try:
             conn, _ = listener.accept()
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break
@@ -132,15 +133,13 @@ def _udp_server(sock, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             data, peer = sock.recvfrom(256)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break
         if data.startswith(b"lbfw ") and data.endswith(b" ?"):
-            try:
+            with contextlib.suppress(OSError):  # a DROP on the reply's way out: the client times out
                 sock.sendto(data[:-2] + b" !", peer)
-            except OSError:
-                pass  # a DROP on the reply's way out: the client times out
 
 
 # --------------------------------------------------------------------------- clients
@@ -224,7 +223,7 @@ def _nat_keys(flows: list, extra: list, taken) -> list:
     return keys
 
 
-def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: list = ()) -> None:
+def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: Sequence = ()) -> None:
     socks = _Sockets()
     stop = threading.Event()
     threads = []
@@ -275,7 +274,7 @@ def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: list 
         socks.close_all()
 
 
-def observe_flows(flows: list, timeout: float = 1.0, nat_targets: list = ()) -> list:
+def observe_flows(flows: list, timeout: float = 1.0, nat_targets: Sequence = ()) -> list:
     """Observe each flow (dicts with proto, server, port, client) in this network namespace.
 
     ``nat_targets``: [proto, addr, port or None] where DNAT/REDIRECT rules send traffic;
@@ -325,7 +324,7 @@ def observe_arrivals(peer: str, dst_mac: str, src_mac: str, packets: list, timeo
     socks = _Sockets()
     out: list = [None] * len(packets)
     try:
-        servers = {}
+        servers: dict[tuple[str, int], Union[socket.socket, str]] = {}
         for i, packet in enumerate(packets):
             key = (packet["dst"], int(packet["port"]))
             if key not in servers:
@@ -350,11 +349,11 @@ def observe_arrivals(peer: str, dst_mac: str, src_mac: str, packets: list, timeo
         waiting = sum(1 for o in out if o is None)
         while waiting and time.monotonic() < deadline:
             got_any = False
-            for sock in servers.values():
-                if isinstance(sock, str):
+            for server in servers.values():
+                if isinstance(server, str):
                     continue
                 try:
-                    data = sock.recv(256)
+                    data = server.recv(256)
                 except (BlockingIOError, InterruptedError):
                     continue
                 parts = data.split()

@@ -7,7 +7,8 @@ delivered before would be blocked after.
 
 from __future__ import annotations
 
-from typing import IO, TYPE_CHECKING, NamedTuple, Optional, Sequence
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, NamedTuple, Optional
 
 from ..errors import UsageError
 
@@ -35,7 +36,7 @@ class Load(NamedTuple):
 def interfaces_named(ruleset: Ruleset) -> set[str]:
     """The interfaces the rules name by `iifname`/`oifname` (but lo and wildcards): the
     namespaces need them for the rules to load."""
-    names = set()
+    names: set[str] = set()
     for table in ruleset.tables:
         for chain in table.chains.values():
             for rule in chain.rules:
@@ -77,6 +78,7 @@ def _load(ns: Namespace, loads: Sequence[Load], interfaces: set[str]) -> None:
         if load.kind == "nft":
             ns.load_nft(load.text, source=load.source)
         else:
+            assert load.family is not None and load.backend is not None  # every iptables Load has both
             ns.load_iptables(load.text, family=load.family, backend=load.backend, source=load.source)
 
 

@@ -12,8 +12,9 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Optional
 
 from ..results import Flow
 from . import probe
@@ -25,7 +26,8 @@ NOT_OBSERVED = "not observed"
 
 def _as_dicts(flows: Iterable[Flow]) -> list:
     """The probe's JSON shape; a flow it cannot observe is refused here, before any socket."""
-    out = [{"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client} for f in flows]
+    out: list[dict[str, Any]] = [{"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client}
+                                 for f in flows]
     if len(out) > probe.MAX_FLOWS:
         raise SandboxError(f"{len(out)} flows: at most {probe.MAX_FLOWS} are observed at once (split the plan)")
     for item in out:

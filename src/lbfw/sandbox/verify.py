@@ -27,9 +27,10 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Union
 
 from ..errors import InputError, LbfwError, NeedRootError
 from ..results import UNKNOWN, Flow
@@ -169,7 +170,7 @@ def load_sources(ns: Namespace, sources: Sequence[Source], input_format: str = "
 
 def _load_prepared(ns: Namespace, prepared: list) -> list[str]:
     wanted = []
-    for name, text, fmt, _, _ in prepared:
+    for _name, text, fmt, _, _ in prepared:
         wanted += interfaces_named(text, fmt)
     if wanted:
         ns.add_interfaces(wanted[:MAX_INTERFACES])
@@ -256,9 +257,7 @@ def nat_rewritten(ruleset, results) -> list[int]:
     has_nat = any(any(c.rules for c in t.chains.values() if c.type == "nat" or t.name == "nat") for t in tables)
     out = []
     for i, result in enumerate(results):
-        if any(step.verdict in ("dnat", "redirect") for step in result.steps):
-            out.append(i)
-        elif result.verdict == UNKNOWN and has_nat:
+        if any(step.verdict in ("dnat", "redirect") for step in result.steps) or result.verdict == UNKNOWN and has_nat:
             out.append(i)
     return out
 
@@ -290,22 +289,22 @@ def verify_live_detailed(flows: Sequence[Flow], timeout: float = 1.0, settle: fl
     flows = list(flows)
     if skip is None:
         skip = _nat_skips(flows, results, ruleset)
-    results: list = [None] * len(flows)
+    observed: list = [None] * len(flows)
     todo = []
     for i, flow in enumerate(flows):
         if i in skip:
-            results[i] = {"observed": skip[i], "reason": skip[i].split(": ", 1)[-1]}
+            observed[i] = {"observed": skip[i], "reason": skip[i].split(": ", 1)[-1]}
         elif not _is_loopback(flow.server):
-            results[i] = {"observed": NOT_LOOPBACK, "reason": "server is not a loopback address"}
+            observed[i] = {"observed": NOT_LOOPBACK, "reason": "server is not a loopback address"}
         else:
             todo.append(i)
     if todo:
         got = traffic.observe_here_detailed([flows[i] for i in todo], timeout=timeout)
         for i, result in zip(todo, got):
-            results[i] = result
+            observed[i] = result
         _wait_half_open_gone({(flows[i].server.strip("[]"), int(flows[i].port)) for i in todo
                               if flows[i].proto == "tcp"}, settle)
-    return results
+    return observed
 
 
 def verify_live(flows: Sequence[Flow], timeout: float = 1.0, results=None, ruleset=None) -> list[str]:
