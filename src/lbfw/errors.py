@@ -10,8 +10,9 @@ class LbfwError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str, path: Optional[str] = None, line: Optional[int] = None,
-                 hint: Optional[str] = None):
+    def __init__(
+        self, message: str, path: Optional[str] = None, line: Optional[int] = None, hint: Optional[str] = None
+    ):
         super().__init__(message)
         self.message = message
         self.path = path

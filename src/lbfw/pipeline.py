@@ -64,8 +64,7 @@ def audit_ruleset(ruleset: Ruleset) -> tuple[list[Finding], list[FlowResult]]:
     return run_checks(ruleset, engine, results), results
 
 
-def verify_results(sources: Sequence[str], results: Sequence[FlowResult],
-                   stdin_text: Optional[str] = None) -> dict:
+def verify_results(sources: Sequence[str], results: Sequence[FlowResult], stdin_text: Optional[str] = None) -> dict:
     """Flow -> verdict observed with real traffic: the sources loaded into a private network
     namespace (lbfw.sandbox.verify), or for the live host harmless probes on loopback."""
     from .sandbox import verify as sandbox
@@ -84,6 +83,7 @@ def verify_results(sources: Sequence[str], results: Sequence[FlowResult],
 
 
 # --------------------------------------------------------------------------- predicted against observed
+
 
 def agreement(predicted: str, observed: str) -> Optional[bool]:
     """True / False when both verdicts are definite; None when the engine said unknown or the
@@ -121,8 +121,9 @@ def _loadable(sources: Sequence[str], ruleset: Ruleset, stdin_data: Optional[byt
     for source in sources:
         fmt = formats.get(source)
         if source == "-":
-            out.append(RulesetText("-", (stdin_data or b"").decode("utf-8", errors="replace").lstrip("\ufeff"),
-                                   format=fmt))
+            out.append(
+                RulesetText("-", (stdin_data or b"").decode("utf-8", errors="replace").lstrip("\ufeff"), format=fmt)
+            )
         elif fmt is not None:
             path = Path(source)
             text = path.read_text(encoding="utf-8").lstrip("\ufeff")
@@ -133,9 +134,14 @@ def _loadable(sources: Sequence[str], ruleset: Ruleset, stdin_data: Optional[byt
     return out
 
 
-def verify_rows(sources: Sequence[str], plan: Optional[str] = None, input_format: str = "auto",
-                reader: str = "auto", timeout: float = 1.0,
-                stdin_data: Optional[bytes] = None) -> tuple[list[dict], list[FlowResult], str, Ruleset]:
+def verify_rows(
+    sources: Sequence[str],
+    plan: Optional[str] = None,
+    input_format: str = "auto",
+    reader: str = "auto",
+    timeout: float = 1.0,
+    stdin_data: Optional[bytes] = None,
+) -> tuple[list[dict], list[FlowResult], str, Ruleset]:
     """(rows, results, mode, ruleset): predicted (engine) and observed (sandbox or live) per
     flow, the rows `lbfw verify --format json` prints, and the Ruleset read. Standard input,
     when a source is "-", must already be read into ``stdin_data``."""

@@ -24,8 +24,15 @@ def _read_stdin_once() -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def run(sources: Sequence[str] = (), format: str = "text", fail_on: str = "warning", input_format: str = "auto",
-        reader: str = "auto", verify: bool = False, output: Optional[str] = None) -> int:
+def run(
+    sources: Sequence[str] = (),
+    format: str = "text",
+    fail_on: str = "warning",
+    input_format: str = "auto",
+    reader: str = "auto",
+    verify: bool = False,
+    output: Optional[str] = None,
+) -> int:
     """Audit ``sources`` (the live host when empty) and write the report; the exit code."""
     choose("--format", format, FORMATS)
     choose("--fail-on", fail_on, FAIL_ON)
@@ -38,12 +45,15 @@ def run(sources: Sequence[str] = (), format: str = "text", fail_on: str = "warni
 
     if format == "json":
         from ..render.json import render_audit
+
         text = render_audit(findings, results, ruleset.sources, verified)
     elif format == "sarif":
         from ..render.sarif import render
+
         text = render(findings)
     else:
         from ..render.text import render_findings, use_color
+
         color = output in (None, "-") and use_color(sys.stdout)
         text = render_findings(findings, results, ruleset.sources, color=color, verified=verified)
     write_output(text, output)

@@ -12,8 +12,16 @@ from ._common import choose, write_output
 FORMATS = ("text", "json")
 
 
-def run(sources=(), to=(), from_=None, plan=None, explain: bool = False, format: str = "text",
-        input_format: str = "auto", reader: str = "auto") -> int:
+def run(
+    sources=(),
+    to=(),
+    from_=None,
+    plan=None,
+    explain: bool = False,
+    format: str = "text",
+    input_format: str = "auto",
+    reader: str = "auto",
+) -> int:
     choose("--format", format, FORMATS)
     to = list(to or [])
     if not to and plan is None:
@@ -24,6 +32,7 @@ def run(sources=(), to=(), from_=None, plan=None, explain: bool = False, format:
         raise UsageError("--from goes with --to; a plan names each flow's client itself")
 
     from ..analyze.flows import parse_plan, parse_to
+
     flows = parse_plan(plan) if plan is not None else [parse_to(spec, from_) for spec in to]
     if not flows:
         raise UsageError("the plan holds no [[flow]] table", path=plan)
@@ -33,10 +42,13 @@ def run(sources=(), to=(), from_=None, plan=None, explain: bool = False, format:
 
     if format == "json":
         from ..render import json as as_json
+
         text = as_json.render_flows(results, explain=explain)
     else:
         from ..render import text as as_text
+
         text = as_text.render_flows(results, explain=explain, color=as_text.use_color(sys.stdout))
     write_output(text, None)
     from ..results import DELIVERED
+
     return 0 if all(r.verdict == DELIVERED for r in results) else 1

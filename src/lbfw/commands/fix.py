@@ -29,8 +29,12 @@ if TYPE_CHECKING:
 
 
 def _use_color(stream) -> bool:
-    return hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR") \
+    return (
+        hasattr(stream, "isatty")
+        and stream.isatty()
+        and not os.environ.get("NO_COLOR")
         and os.environ.get("TERM") != "dumb"
+    )
 
 
 def audit(ruleset: Ruleset) -> list[Finding]:
@@ -53,10 +57,24 @@ def describe(plan: FixPlan, err) -> None:
             err.write(f"  rule: {refusal.rule.strip()}\n")
 
 
-def run(sources=(), dry_run: bool = False, write: bool = False, apply: bool = False, style: str = "interface",
-        backup_dir: str = "/var/lib/lbfw/backups", confirm_timeout: int = 30, yes: bool = False,
-        persist: bool = False, verify: bool = False, input_format: str = "auto", reader: str = "auto",
-        persist_files: Optional[dict] = None, stdout=None, stderr=None, stdin=None) -> int:
+def run(
+    sources=(),
+    dry_run: bool = False,
+    write: bool = False,
+    apply: bool = False,
+    style: str = "interface",
+    backup_dir: str = "/var/lib/lbfw/backups",
+    confirm_timeout: int = 30,
+    yes: bool = False,
+    persist: bool = False,
+    verify: bool = False,
+    input_format: str = "auto",
+    reader: str = "auto",
+    persist_files: Optional[dict] = None,
+    stdout=None,
+    stderr=None,
+    stdin=None,
+) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     choose("--style", style, STYLES)
@@ -79,11 +97,24 @@ def run(sources=(), dry_run: bool = False, write: bool = False, apply: bool = Fa
         return _files(sources, write, style, verify, input_format, reader, out, err)
     if write:
         raise UsageError("--write needs SOURCE files (use --apply for the live host)")
-    return _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reader, persist_files,
-                 out, err, stdin or sys.stdin)
+    return _live(
+        apply,
+        style,
+        backup_dir,
+        confirm_timeout,
+        yes,
+        persist,
+        verify,
+        reader,
+        persist_files,
+        out,
+        err,
+        stdin or sys.stdin,
+    )
 
 
 # --------------------------------------------------------------------------- files
+
 
 def _files(sources, write, style, verify, input_format, reader, out, err) -> int:
     from ..fix.files import colorize, file_fixes, write_fixed
@@ -105,6 +136,7 @@ def _files(sources, write, style, verify, input_format, reader, out, err) -> int
         out.flush()
         if verify and fixes:
             from ..sandbox.proof import file_loads, prove
+
             fixed = dict(texts)
             fixed.update({f.path: f.new for f in fixes})
             prove(ruleset, file_loads(ruleset, sources, texts), file_loads(ruleset, sources, fixed), err)
@@ -127,6 +159,7 @@ def _files(sources, write, style, verify, input_format, reader, out, err) -> int
 
 # --------------------------------------------------------------------------- the live host
 
+
 def _live_loads(live, plan: FixPlan) -> tuple:
     """(before, after) loads of every live table, the after with the plan's edits made."""
     from ..fix.live import fixed_text
@@ -141,8 +174,9 @@ def _live_loads(live, plan: FixPlan) -> tuple:
     return before, after
 
 
-def _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reader, persist_files,
-          out, err, stdin) -> int:
+def _live(
+    apply, style, backup_dir, confirm_timeout, yes, persist, verify, reader, persist_files, out, err, stdin
+) -> int:
     from ..fix import live as livefix
     from ..fix.files import colorize, render_diff
     from ..sandbox.proof import prove
@@ -150,15 +184,20 @@ def _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reade
     livefix.need_root("lbfw fix --apply" if apply else "lbfw fix (live)")
     tty = hasattr(stdin, "isatty") and stdin.isatty()
     if apply and not yes and not tty:
-        raise UsageError("--apply without a terminal needs --yes (nobody could confirm, and lbfw will not "
-                         "revert at once the way iptables-apply does)")
+        raise UsageError(
+            "--apply without a terminal needs --yes (nobody could confirm, and lbfw will not "
+            "revert at once the way iptables-apply does)"
+        )
     ruleset = read_ruleset([], "auto", reader)
     live = livefix.read_tables(ruleset)
     findings = audit(ruleset)
     plan = plan_fixes(ruleset, findings, style, texts=live.texts, locate=livefix.make_locator(ruleset, live))
     describe(plan, err)
-    diff = "".join(render_diff(ref.key, text, livefix.fixed_text(text, plan.edits_for(ref.key)))
-                   for ref, text in live.dumps.items() if plan.edits_for(ref.key))
+    diff = "".join(
+        render_diff(ref.key, text, livefix.fixed_text(text, plan.edits_for(ref.key)))
+        for ref, text in live.dumps.items()
+        if plan.edits_for(ref.key)
+    )
     out.write(colorize(diff) if _use_color(out) else diff)
     out.flush()
     if not plan.edits:
@@ -207,9 +246,11 @@ def _persistence(touched, persist, persist_files, style, err) -> None:
 
     candidates = livefix.persist_candidates(touched, persist_files)
     if not candidates:
-        err.write("warning: no boot-time rules file found for the fixed tables (looked for "
-                  + ", ".join(p for paths in (persist_files or livefix.PERSIST_FILES).values() for p in paths)
-                  + "): the live fix is lost at reboot unless you save it (e.g. `netfilter-persistent save`)\n")
+        err.write(
+            "warning: no boot-time rules file found for the fixed tables (looked for "
+            + ", ".join(p for paths in (persist_files or livefix.PERSIST_FILES).values() for p in paths)
+            + "): the live fix is lost at reboot unless you save it (e.g. `netfilter-persistent save`)\n"
+        )
         return
     for _, path in candidates:
         try:
@@ -223,8 +264,10 @@ def _persistence(touched, persist, persist_files, style, err) -> None:
             err.write(f"{path}: loaded at boot; it has no narrow loopback rule lbfw can fix\n")
             continue
         if not persist:
-            err.write(f"{path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
-                      f"Run `lbfw fix {path} --write` (or add --persist).\n")
+            err.write(
+                f"{path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
+                f"Run `lbfw fix {path} --write` (or add --persist).\n"
+            )
             continue
         for written, backup in write_fixed(fixes):
             err.write(f"persisted: wrote {written} (the original is in {backup})\n")

@@ -11,8 +11,7 @@ FORMATS = ("text", "json", "markdown")
 
 
 def _json(check) -> dict:
-    return {"id": check.ID, "name": check.NAME, "severity": check.SEVERITY, "summary": check.SUMMARY,
-            "doc": check.DOC}
+    return {"id": check.ID, "name": check.NAME, "severity": check.SEVERITY, "summary": check.SUMMARY, "doc": check.DOC}
 
 
 def run(check_id=None, format: str = "text") -> int:

@@ -26,8 +26,14 @@ from ._common import choose, write_output
 FORMATS = ("text", "json")
 
 
-def run(sources: Sequence[str] = (), plan: Optional[str] = None, format: str = "text", input_format: str = "auto",
-        reader: str = "auto", timeout: float = 1.0) -> int:
+def run(
+    sources: Sequence[str] = (),
+    plan: Optional[str] = None,
+    format: str = "text",
+    input_format: str = "auto",
+    reader: str = "auto",
+    timeout: float = 1.0,
+) -> int:
     """Compare predicted and observed verdicts, print the report; 1 when one disagrees."""
     from ..render.verify import bug_report, render_json, render_text
     from ..sandbox.verify import tool_versions
@@ -42,6 +48,7 @@ def run(sources: Sequence[str] = (), plan: Optional[str] = None, format: str = "
         text = render_json(rows, report)
     else:
         from ..render.text import use_color
+
         text = render_text(rows, report, mode, color=use_color(sys.stdout))
     write_output(text, None)
     return 1 if report is not None else 0

@@ -207,10 +207,12 @@ def write_fixed(fixes: list) -> list:
         except OSError as err:
             raise InputError(f"cannot read it again before writing: {err.strerror}", path=fix.path) from None
         if hashlib.sha256(now).hexdigest() != fix.sha256:
-            raise InputError("the file changed since lbfw read it; nothing was written. Run lbfw fix again.",
-                             path=fix.path)
-        if not os.access(fix.path, os.W_OK) or not os.access(os.path.dirname(os.path.realpath(fix.path)) or ".",
-                                                             os.W_OK):
+            raise InputError(
+                "the file changed since lbfw read it; nothing was written. Run lbfw fix again.", path=fix.path
+            )
+        if not os.access(fix.path, os.W_OK) or not os.access(
+            os.path.dirname(os.path.realpath(fix.path)) or ".", os.W_OK
+        ):
             raise InputError("not writable (nothing was written)", path=fix.path)
     written = []
     for fix in fixes:

@@ -40,23 +40,32 @@ def _tables(ruleset: Optional[Ruleset]) -> list[str]:
     return out
 
 
-def bug_report(rows: Sequence[dict], results: Sequence[FlowResult], versions: dict,
-               ruleset: Optional[Ruleset] = None) -> Optional[dict]:
+def bug_report(
+    rows: Sequence[dict], results: Sequence[FlowResult], versions: dict, ruleset: Optional[Ruleset] = None
+) -> Optional[dict]:
     """What to attach to a bug report when a prediction disagrees with the kernel, or None."""
     wrong = [(row, result) for row, result in zip(rows, results) if row["agree"] is False]
     if not wrong:
         return None
     return {
         "message": "lbfw predicted a verdict the kernel does not give: this is a bug in lbfw. "
-                   "Please report it with the details below and the ruleset (or the lines the path names).",
+        "Please report it with the details below and the ruleset (or the lines the path names).",
         "lbfw": __version__,
         "python": platform.python_version(),
         "kernel": platform.release(),
         "tools": versions,
         "tables": _tables(ruleset),
         "warnings": [w for info in (getattr(ruleset, "sources", None) or []) for w in info.warnings],
-        "flows": [dict(flow=row_flow(row), predicted=row["predicted"], observed=row["observed"],
-                       reason=row["reason"], path=_path_lines(result)) for row, result in wrong],
+        "flows": [
+            dict(
+                flow=row_flow(row),
+                predicted=row["predicted"],
+                observed=row["observed"],
+                reason=row["reason"],
+                path=_path_lines(result),
+            )
+            for row, result in wrong
+        ],
     }
 
 
@@ -80,13 +89,15 @@ def render_text(rows: Sequence[dict], report: Optional[dict], mode: str, color: 
     for name in ("flow", "predicted", "observed", "agree"):
         table.add_column(name, no_wrap=True)
     for row in rows:
-        agree = {True: Text("yes", style="green"), False: Text("NO", style="bold red"),
-                 None: Text("-", style="dim")}[row["agree"]]
+        agree = {True: Text("yes", style="green"), False: Text("NO", style="bold red"), None: Text("-", style="dim")}[
+            row["agree"]
+        ]
         observed = Text(row["observed"], style=VERDICT_STYLE.get(row["observed"], "dim"))
         if row["reason"] and row["observed"] == BLOCKED:
             observed.append(f" ({row['reason']})", style="dim")
-        table.add_row(row_flow(row), Text(row["predicted"], style=VERDICT_STYLE.get(row["predicted"], "")),
-                      observed, agree)
+        table.add_row(
+            row_flow(row), Text(row["predicted"], style=VERDICT_STYLE.get(row["predicted"], "")), observed, agree
+        )
     console.print(table, soft_wrap=True)
     agreeing = sum(1 for r in rows if r["agree"] is True)
     unknown = sum(1 for r in rows if r["predicted"] == UNKNOWN)
@@ -100,19 +111,25 @@ def render_text(rows: Sequence[dict], report: Optional[dict], mode: str, color: 
     console.print(Text(summary, style="bold red" if wrong else "bold"), soft_wrap=True)
     if report is not None:
         console.print(Text(report["message"], style="bold red"), soft_wrap=True)
-        console.print(f"Attach: lbfw {report['lbfw']}, Python {report['python']}, kernel {report['kernel']}",
-                      soft_wrap=True, markup=False)
+        console.print(
+            f"Attach: lbfw {report['lbfw']}, Python {report['python']}, kernel {report['kernel']}",
+            soft_wrap=True,
+            markup=False,
+        )
         for tool, version in report["tools"].items():
             console.print(f"  {tool}: {version}", soft_wrap=True, markup=False)
-        console.print("  tables lbfw read:" + ("" if report.get("tables") else " none"), soft_wrap=True,
-                      markup=False)
+        console.print("  tables lbfw read:" + ("" if report.get("tables") else " none"), soft_wrap=True, markup=False)
         for line in report.get("tables") or ():
             console.print(f"    {line}", soft_wrap=True, markup=False)
         for line in report.get("warnings") or ():
             console.print(f"  reader warning: {line}", soft_wrap=True, markup=False)
         for item in report["flows"]:
-            console.print(f"  flow {item['flow']}: predicted {item['predicted']}, observed {item['observed']}"
-                          + (f" ({item['reason']})" if item["reason"] else ""), soft_wrap=True, markup=False)
+            console.print(
+                f"  flow {item['flow']}: predicted {item['predicted']}, observed {item['observed']}"
+                + (f" ({item['reason']})" if item["reason"] else ""),
+                soft_wrap=True,
+                markup=False,
+            )
             for line in item["path"] or ["(no base chain of the ruleset lbfw read saw this flow)"]:
                 console.print(f"    {line}", soft_wrap=True, markup=False)
     return _captured(console)

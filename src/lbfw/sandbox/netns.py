@@ -52,8 +52,9 @@ _IFNAME_OK = re.compile(r"^[^/:\s]{1,15}$")
 class SandboxError(LbfwError):
     """A command inside the sandbox failed, or the sandbox could not be made."""
 
-    def __init__(self, message: str, argv: Sequence[str] = (), returncode: Optional[int] = None,
-                 stderr: str = "", **kwargs):
+    def __init__(
+        self, message: str, argv: Sequence[str] = (), returncode: Optional[int] = None, stderr: str = "", **kwargs
+    ):
         super().__init__(message, **kwargs)
         self.argv = list(argv)
         self.returncode = returncode
@@ -63,8 +64,9 @@ class SandboxError(LbfwError):
 def _need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise MissingDependencyError(f"{tool} is not installed",
-                                     hint="Install the system packages scripts/system-deps.sh lists.")
+        raise MissingDependencyError(
+            f"{tool} is not installed", hint="Install the system packages scripts/system-deps.sh lists."
+        )
     return path
 
 
@@ -125,8 +127,10 @@ class Namespace:
                 return
             errors.append(err)
             self.close()
-        hint = ("Run as root, or allow unprivileged user namespaces "
-                "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces).")
+        hint = (
+            "Run as root, or allow unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)."
+        )
         raise SandboxError(f"cannot create a private network namespace: {'; '.join(errors)}", hint=hint)
 
     def _spawn(self, unshare: str, user_ns: bool) -> Optional[str]:
@@ -146,7 +150,10 @@ class Namespace:
         prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self._holder = subprocess.Popen(
             [*prefix, unshare, *flags, "--kill-child", "--", "cat"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            close_fds=True,
             # Its own session: a terminal's Ctrl-C goes to our process group, not to the holder,
             # so the namespace stays usable until __exit__ takes it down in order.
             start_new_session=True,
@@ -162,7 +169,8 @@ class Namespace:
                 # In a user namespace, also wait for unshare to write the uid map: joining before
                 # leaves nsenter unmapped (uid 65534) and every command fails with EPERM.
                 if os.readlink(f"/proc/{self.pid}/ns/net") != own and (
-                        not user_ns or Path(f"/proc/{self.pid}/uid_map").read_text().strip()):
+                    not user_ns or Path(f"/proc/{self.pid}/uid_map").read_text().strip()
+                ):
                     return None
             except OSError:
                 pass
@@ -206,8 +214,14 @@ class Namespace:
             prefix += ["-U", "--preserve-credentials"]
         return prefix + ["--", *[str(a) for a in argv]]
 
-    def run(self, argv: Sequence[str], input: Optional[str] = None, check: bool = True,
-            timeout: float = COMMAND_TIMEOUT, cwd: Optional[str] = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        argv: Sequence[str],
+        input: Optional[str] = None,
+        check: bool = True,
+        timeout: float = COMMAND_TIMEOUT,
+        cwd: Optional[str] = None,
+    ) -> subprocess.CompletedProcess:
         """Run ``argv`` (a list, never a shell string) inside the namespace; text in, text out.
 
         ``check``: raise SandboxError (with the command's stderr) on a non-zero exit.
@@ -215,15 +229,27 @@ class Namespace:
         """
         full = self.enter_argv(argv)
         try:
-            proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout,
-                                  close_fds=True, cwd=cwd, env=self._env)
+            proc = subprocess.run(
+                full,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                close_fds=True,
+                cwd=cwd,
+                env=self._env,
+            )
         except subprocess.TimeoutExpired:
             raise SandboxError(f"{argv[0]} did not finish within {timeout:g} s in the sandbox", argv=argv) from None
         except FileNotFoundError as err:
             raise MissingDependencyError(f"cannot run {argv[0]}: {err}") from None
         if check and proc.returncode != 0:
-            raise SandboxError(f"{argv[0]} failed in the sandbox: {proc.stderr.strip()}", argv=argv,
-                               returncode=proc.returncode, stderr=proc.stderr)
+            raise SandboxError(
+                f"{argv[0]} failed in the sandbox: {proc.stderr.strip()}",
+                argv=argv,
+                returncode=proc.returncode,
+                stderr=proc.stderr,
+            )
         return proc
 
     # ------------------------------------------------------------------ set-up
@@ -289,8 +315,9 @@ class Namespace:
 
     # ------------------------------------------------------------------ loading rulesets
 
-    def load_iptables(self, text: str, family: str = "ip", backend: str = "legacy",
-                      source: Optional[str] = None) -> None:
+    def load_iptables(
+        self, text: str, family: str = "ip", backend: str = "legacy", source: Optional[str] = None
+    ) -> None:
         """Load an iptables-save / ip6tables-save dump with the real restore tool.
 
         family "ip" | "ip6"; backend "legacy" | "nft". A dump the kernel rejects raises
@@ -304,8 +331,7 @@ class Namespace:
         if proc.returncode != 0:
             raise _rejected(tool, proc.stderr, source)
 
-    def load_nft(self, text_or_path: Union[str, Path], source: Optional[str] = None,
-                 json: bool = False) -> None:
+    def load_nft(self, text_or_path: Union[str, Path], source: Optional[str] = None, json: bool = False) -> None:
         """Load an nft ruleset with `nft -f` (one transaction). A ``Path`` is loaded from
         its file (so relative `include`s resolve); a ``str`` is the text itself.
         ``json=True``: the text is `nft -j list ruleset` JSON."""
@@ -394,9 +420,9 @@ def _rejected(tool: str, stderr: str, source: Optional[str]) -> InputError:
 def missing_interfaces(nft_stderr: str) -> list[str]:
     """The interface names `nft -f` said do not exist, read off its caret lines::
 
-        /dev/stdin:5:20-25: Error: Interface does not exist
-          iif . ip saddr { "eth9" . 1.2.3.4 } accept
-                           ^^^^^^
+    /dev/stdin:5:20-25: Error: Interface does not exist
+      iif . ip saddr { "eth9" . 1.2.3.4 } accept
+                       ^^^^^^
     """
     lines = nft_stderr.splitlines()
     names = []
@@ -407,7 +433,7 @@ def missing_interfaces(nft_stderr: str) -> list[str]:
         start = carets.find("^")
         if start < 0:
             continue
-        name = text[start:carets.rfind("^") + 1].strip().strip('"')
+        name = text[start : carets.rfind("^") + 1].strip().strip('"')
         if name and name not in names:
             names.append(name)
     return names

@@ -82,8 +82,9 @@ def _load(ns: Namespace, loads: Sequence[Load], interfaces: set[str]) -> None:
             ns.load_iptables(load.text, family=load.family, backend=load.backend, source=load.source)
 
 
-def observe_before_after(before_loads: Sequence[Load], after_loads: Sequence[Load], flows: Sequence[Flow],
-                         interfaces: set[str]) -> tuple[list[str], list[str]]:
+def observe_before_after(
+    before_loads: Sequence[Load], after_loads: Sequence[Load], flows: Sequence[Flow], interfaces: set[str]
+) -> tuple[list[str], list[str]]:
     """Real traffic for ``flows`` with each set of rules loaded in its own private namespace."""
     from .netns import Namespace
     from .traffic import observe
@@ -97,14 +98,17 @@ def observe_before_after(before_loads: Sequence[Load], after_loads: Sequence[Loa
     return before, after
 
 
-def report_flows(flows: Sequence[Flow], before: Sequence[str], after: Sequence[str],
-                 err: IO[str]) -> tuple[list[Flow], list[Flow]]:
+def report_flows(
+    flows: Sequence[Flow], before: Sequence[str], after: Sequence[str], err: IO[str]
+) -> tuple[list[Flow], list[Flow]]:
     """Print the flows the fix repairs and any it breaks; returns (repaired, broken)."""
     repaired = [f for f, b, a in zip(flows, before, after) if b != "delivered" and a == "delivered"]
     broken = [f for f, b, a in zip(flows, before, after) if b == "delivered" and a != "delivered"]
     still = [f for f, b, a in zip(flows, before, after) if b != "delivered" and a != "delivered"]
-    err.write(f"observed with real traffic in a private namespace: {len(flows)} flows, "
-              f"{len(repaired)} repaired by the fix, {len(broken)} broken by it, {len(still)} still blocked\n")
+    err.write(
+        f"observed with real traffic in a private namespace: {len(flows)} flows, "
+        f"{len(repaired)} repaired by the fix, {len(broken)} broken by it, {len(still)} still blocked\n"
+    )
     for flow in repaired:
         err.write(f"  repaired: {flow.label()} (before: blocked, after: delivered)\n")
     for flow in broken:
@@ -116,8 +120,9 @@ def report_flows(flows: Sequence[Flow], before: Sequence[str], after: Sequence[s
     return repaired, broken
 
 
-def prove(ruleset: Ruleset, before_loads: Sequence[Load], after_loads: Sequence[Load],
-          err: IO[str]) -> tuple[list[Flow], list[Flow]]:
+def prove(
+    ruleset: Ruleset, before_loads: Sequence[Load], after_loads: Sequence[Load], err: IO[str]
+) -> tuple[list[Flow], list[Flow]]:
     """The default loopback flows of ``ruleset`` observed before and after the fix, reported on
     ``err``; (repaired, broken)."""
     from ..analyze.flows import default_flows
