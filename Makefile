@@ -1,10 +1,11 @@
 # Quick start: `make run` (set up and audit the sample rulesets), `make test`.
+# While editing: `make test-fast` (the pure suite: no namespaces, no slow tests) and `make lint`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup run test bench docs clean
+.PHONY: setup run test test-fast lint bench docs clean
 
 setup: $(STAMP)
 
@@ -12,7 +13,7 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	@sh scripts/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	@$(BIN)/python -m pip install -q -e '.[test,iptc]'
+	@$(BIN)/python -m pip install -q -e '.[test,iptc,dev]'
 	@touch $(STAMP)
 
 run: setup
@@ -24,6 +25,14 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not kernel and not slow"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python tests/benchmarks/bench.py --write docs/performance.md

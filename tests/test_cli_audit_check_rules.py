@@ -24,6 +24,7 @@ def lbfw(*args, stdin: str | None = None):
     from typer.testing import CliRunner
 
     from lbfw.cli import app
+
     old = os.getcwd()
     os.chdir(ROOT)
     try:
@@ -37,25 +38,35 @@ def lbfw(*args, stdin: str | None = None):
 
 def lbfw_process(*args, stdin: str | None = None):
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    return subprocess.run([sys.executable, "-m", "lbfw", *args], capture_output=True, text=True, cwd=ROOT,
-                          input=stdin, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "lbfw", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        input=stdin,
+        timeout=120,
+        env=env,
+    )
 
 
 def no_traceback(proc) -> None:
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
 
 
-@pytest.mark.parametrize("example,fail_on,code", [
-    ("input-narrow-accept.rules", "warning", 1),
-    ("input-narrow-accept.rules", "error", 1),
-    ("input-narrow-accept.rules", "never", 0),
-    ("antispoof-narrow.rules", "error", 0),         # LB003 is a warning
-    ("antispoof-narrow.rules", "warning", 1),
-    ("tor-owner-ports.rules", "warning", 0),        # deliberate: notes only
-    ("tor-owner-ports.rules", "note", 1),
-    ("lo-accept.rules", "note", 0),
-    ("nft-iif-lo.nft", "note", 0),
-])
+@pytest.mark.parametrize(
+    "example,fail_on,code",
+    [
+        ("input-narrow-accept.rules", "warning", 1),
+        ("input-narrow-accept.rules", "error", 1),
+        ("input-narrow-accept.rules", "never", 0),
+        ("antispoof-narrow.rules", "error", 0),  # LB003 is a warning
+        ("antispoof-narrow.rules", "warning", 1),
+        ("tor-owner-ports.rules", "warning", 0),  # deliberate: notes only
+        ("tor-owner-ports.rules", "note", 1),
+        ("lo-accept.rules", "note", 0),
+        ("nft-iif-lo.nft", "note", 0),
+    ],
+)
 def test_audit_exit_code_follows_fail_on(example, fail_on, code):
     proc = lbfw("audit", f"{EX}/{example}", "--fail-on", fail_on)
     assert proc.returncode == code, proc.stdout + proc.stderr
@@ -80,8 +91,10 @@ def test_audit_several_sources_are_one_host_grouped_by_source():
     doc = json.loads(proc.stdout)
     assert [s["source"] for s in doc["sources"]] == [f"{EX}/input-narrow-accept.rules", f"{EX}/ip6-no-loopback.v6"]
     assert {(f["check"], f["source"]) for f in doc["findings"]} == {
-        ("LB001", f"{EX}/input-narrow-accept.rules"), ("LB002", f"{EX}/input-narrow-accept.rules"),
-        ("LB004", f"{EX}/ip6-no-loopback.v6")}
+        ("LB001", f"{EX}/input-narrow-accept.rules"),
+        ("LB002", f"{EX}/input-narrow-accept.rules"),
+        ("LB004", f"{EX}/ip6-no-loopback.v6"),
+    }
     text = lbfw("audit", f"{EX}/input-narrow-accept.rules", f"{EX}/ip6-no-loopback.v6").stdout
     assert text.index(f"{EX}/input-narrow-accept.rules\n") < text.index(f"{EX}/ip6-no-loopback.v6\n")
 
@@ -105,17 +118,23 @@ def test_audit_output_file_and_sarif(tmp_path):
     assert not list(tmp_path.glob(".lbfw-*"))
 
 
-@pytest.mark.parametrize("args,message", [
-    (["audit", f"{EX}/lo-accept.rules", "--format", "xml"], "--format must be one of"),
-    (["audit", f"{EX}/lo-accept.rules", "--fail-on", "sometimes"], "--fail-on must be one of"),
-    (["audit", "no/such/file.rules"], "no/such/file.rules: no such file"),
-    (["audit", "rules/examples"], "rules/examples: is a directory"),
-    (["check", f"{EX}/lo-accept.rules"], "say which flows to check"),
-    (["check", f"{EX}/lo-accept.rules", "--to", "127.0.0.1"], ""),
-    (["rules", "LB999"], "no check named 'LB999'"),
-    (["check", f"{EX}/lo-accept.rules", "--plan", "no/such/plan.toml"], "no/such/plan.toml: cannot read the plan"),
-    (["check", f"{EX}/lo-accept.rules", "--plan", "x.toml", "--to", "127.0.0.1:80"], "use --to or --plan, not both"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["audit", f"{EX}/lo-accept.rules", "--format", "xml"], "--format must be one of"),
+        (["audit", f"{EX}/lo-accept.rules", "--fail-on", "sometimes"], "--fail-on must be one of"),
+        (["audit", "no/such/file.rules"], "no/such/file.rules: no such file"),
+        (["audit", "rules/examples"], "rules/examples: is a directory"),
+        (["check", f"{EX}/lo-accept.rules"], "say which flows to check"),
+        (["check", f"{EX}/lo-accept.rules", "--to", "127.0.0.1"], ""),
+        (["rules", "LB999"], "no check named 'LB999'"),
+        (["check", f"{EX}/lo-accept.rules", "--plan", "no/such/plan.toml"], "no/such/plan.toml: cannot read the plan"),
+        (
+            ["check", f"{EX}/lo-accept.rules", "--plan", "x.toml", "--to", "127.0.0.1:80"],
+            "use --to or --plan, not both",
+        ),
+    ],
+)
 def test_errors_exit_2_without_traceback(args, message):
     proc = lbfw_process(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -142,22 +161,33 @@ def test_check_to_and_from():
     bad = lbfw("check", narrow, "--to", "127.0.0.1:8080/tcp", "--from", "127.0.0.2", "--format", "json")
     assert bad.returncode == 1
     flow = json.loads(bad.stdout)["flows"][0]
-    assert (flow["proto"], flow["client"], flow["server"], flow["port"], flow["verdict"]) == \
-        ("tcp", "127.0.0.2", "127.0.0.1", 8080, "blocked")
+    assert (flow["proto"], flow["client"], flow["server"], flow["port"], flow["verdict"]) == (
+        "tcp",
+        "127.0.0.2",
+        "127.0.0.1",
+        8080,
+        "blocked",
+    )
     assert flow["decided_by"]["chain"] == "INPUT" and flow["decided_by"]["rule"] is None
 
 
 def test_check_plan_in_order_and_explain(tmp_path):
     plan = tmp_path / "plan.toml"
-    plan.write_text('[[flow]]\nproto = "udp"\nserver = "127.0.0.53"\nport = 53\n\n'
-                    '[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 22\n\n'
-                    '[[flow]]\nproto = "tcp"\nclient = "127.0.0.2"\nserver = "127.66.66.66"\nport = 8080\n')
-    proc = lbfw("check", f"{EX}/input-narrow-accept-established.rules", "--plan", str(plan), "--format", "json",
-                "--explain")
+    plan.write_text(
+        '[[flow]]\nproto = "udp"\nserver = "127.0.0.53"\nport = 53\n\n'
+        '[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 22\n\n'
+        '[[flow]]\nproto = "tcp"\nclient = "127.0.0.2"\nserver = "127.66.66.66"\nport = 8080\n'
+    )
+    proc = lbfw(
+        "check", f"{EX}/input-narrow-accept-established.rules", "--plan", str(plan), "--format", "json", "--explain"
+    )
     assert proc.returncode == 1
     flows = json.loads(proc.stdout)["flows"]
     assert [(f["server"], f["verdict"]) for f in flows] == [
-        ("127.0.0.53", "delivered"), ("127.0.0.1", "delivered"), ("127.66.66.66", "blocked")]
+        ("127.0.0.53", "delivered"),
+        ("127.0.0.1", "delivered"),
+        ("127.66.66.66", "blocked"),
+    ]
     assert all(f["steps"] for f in flows)
     assert {s["packet"] for s in flows[0]["steps"]} >= {"request", "reply"}
     text = lbfw("check", f"{EX}/input-narrow-accept-established.rules", "--plan", str(plan), "--explain")
@@ -167,14 +197,21 @@ def test_check_plan_in_order_and_explain(tmp_path):
 
 def test_rules_lists_and_documents():
     from lbfw.checks import ALL
+
     listing = lbfw("rules")
     assert listing.returncode == 0
     for c in ALL:
         assert c.ID in listing.stdout
     one = lbfw("rules", "lb002")
     assert one.returncode == 0 and one.stdout.startswith("LB002 narrow-loopback-accept (warning)")
-    for heading in ("## What it does", "## Why is this bad?", "## Example", "## Use instead", "## Fix safety",
-                    "## References"):
+    for heading in (
+        "## What it does",
+        "## Why is this bad?",
+        "## Example",
+        "## Use instead",
+        "## Fix safety",
+        "## References",
+    ):
         assert heading in one.stdout
     data = json.loads(lbfw("rules", "--format", "json").stdout)
     assert [c["id"] for c in data["checks"]] == [c.ID for c in ALL]
@@ -182,13 +219,15 @@ def test_rules_lists_and_documents():
 
 def test_docs_checks_md_is_generated_from_the_checks():
     from lbfw.checks.docs import render
+
     assert (ROOT / "docs" / "checks.md").read_text() == render(), "run `make docs`"
 
 
 @pytest.mark.kernel
 def test_audit_verify_marks_flows_verified_by_real_traffic():
-    proc = lbfw("audit", f"{EX}/input-narrow-accept-established.rules", "--verify", "--format", "json",
-                "--fail-on", "never")
+    proc = lbfw(
+        "audit", f"{EX}/input-narrow-accept-established.rules", "--verify", "--format", "json", "--fail-on", "never"
+    )
     assert proc.returncode == 0, proc.stderr
     flows = json.loads(proc.stdout)["flows"]
     assert flows and all(f["verified"] for f in flows), [f for f in flows if not f["verified"]]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lbfw.checks import ALL
-from lbfw.commands.audit import audit_ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.results import DELIVERED
 

@@ -14,8 +14,8 @@ import pytest
 from lbfw.errors import InputError
 from lbfw.fix.files import file_fixes, render_diff, write_fixed
 from lbfw.fix.plan import plan_fixes
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
-from lbfw.commands.audit import audit_ruleset
 
 NARROW = """\
 # Hand-written rules: loopback by source 127.0.0.1 alone.
@@ -33,8 +33,9 @@ COMMIT
 
 
 def lbfw(*args, cwd=None, stdin=None):
-    return subprocess.run([sys.executable, "-m", "lbfw", *args], cwd=cwd, capture_output=True, text=True,
-                          input=stdin, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "lbfw", *args], cwd=cwd, capture_output=True, text=True, input=stdin, timeout=120
+    )
 
 
 def plan_for(path: str, style: str = "interface"):
@@ -55,8 +56,8 @@ def test_dry_run_is_the_default_and_changes_nothing(narrow):
     assert proc.returncode == 1, proc.stderr
     assert narrow.read_text() == NARROW
     assert proc.stdout.startswith("--- a/rules.v4\n+++ b/rules.v4\n")
-    assert "-A INPUT -i lo -m comment --comment \"local 127.0.0.1 services\" -j ACCEPT" in proc.stdout
-    assert "\x1b[" not in proc.stdout          # piped: no colour
+    assert '-A INPUT -i lo -m comment --comment "local 127.0.0.1 services" -j ACCEPT' in proc.stdout
+    assert "\x1b[" not in proc.stdout  # piped: no colour
     assert "Fix safety" in proc.stderr and "non-loopback addresses" in proc.stderr
 
 
@@ -140,8 +141,9 @@ def test_crlf_and_missing_final_newline_survive(tmp_path):
     path = tmp_path / "win.rules"
     data = NARROW.replace("\n", "\r\n").rstrip("\r\n")  # CRLF, no newline at the end
     path.write_bytes(data.encode())
-    diff = subprocess.run([sys.executable, "-m", "lbfw", "fix", "win.rules"], cwd=tmp_path,
-                          capture_output=True).stdout  # bytes: the CRs must reach git as written
+    diff = subprocess.run(
+        [sys.executable, "-m", "lbfw", "fix", "win.rules"], cwd=tmp_path, capture_output=True
+    ).stdout  # bytes: the CRs must reach git as written
     assert b"\r\n" in diff
     target = tmp_path / "copy"
     target.mkdir()
@@ -166,15 +168,18 @@ def test_style_range_writes_the_block(narrow):
     assert '+-A INPUT -s 127.0.0.0/8 -m comment --comment "local 127.0.0.1 services" -j ACCEPT' in proc.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["fix", "-", "--write"], "standard input"),
-    (["fix", "--write"], "--write needs SOURCE"),
-    (["fix", "rules.v4", "--apply"], "takes no SOURCE"),
-    (["fix", "rules.v4", "--style", "wide"], "--style"),
-    (["fix", "rules.v4", "--write", "--apply"], "exclude each other"),
-    (["fix", "rules.v4", "--persist"], "--persist"),
-    (["fix", "missing.rules"], "missing.rules"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["fix", "-", "--write"], "standard input"),
+        (["fix", "--write"], "--write needs SOURCE"),
+        (["fix", "rules.v4", "--apply"], "takes no SOURCE"),
+        (["fix", "rules.v4", "--style", "wide"], "--style"),
+        (["fix", "rules.v4", "--write", "--apply"], "exclude each other"),
+        (["fix", "rules.v4", "--persist"], "--persist"),
+        (["fix", "missing.rules"], "missing.rules"),
+    ],
+)
 def test_usage_errors_exit_2_without_traceback(narrow, args, message):
     proc = lbfw(*args, cwd=narrow.parent)
     assert proc.returncode == 2
@@ -209,13 +214,14 @@ def test_every_buggy_iptables_example_is_fixed_and_reaudits_clean(examples_dir, 
     fixed_any = 0
     for example in sorted(examples_dir.glob("*.rules")) + sorted(examples_dir.glob("*.v6")):
         head = example.read_text().split("*", 1)[0]
-        if "must-fire:" not in head or not any(c in head.split("must-fire:")[1].split("\n")[0]
-                                               for c in ("LB002", "LB003")):
+        if "must-fire:" not in head or not any(
+            c in head.split("must-fire:")[1].split("\n")[0] for c in ("LB002", "LB003")
+        ):
             continue
         copy = tmp_path / example.name
         shutil.copy(example, copy)
         plan = plan_for(str(copy))
-        if not plan.edits:   # deliberate ones (notes) are refused, with a reason
+        if not plan.edits:  # deliberate ones (notes) are refused, with a reason
             assert plan.refusals, example.name
             continue
         write_fixed(file_fixes(plan))
@@ -232,7 +238,7 @@ def test_corpus_ugent_old_format_is_fixed_in_its_own_spelling(corpus_dir, tmp_pa
     fixes = file_fixes(plan)
     assert len(fixes) == 1
     new = fixes[0].new
-    assert "-A INPUT -i lo -j ACCEPT" in new                       # was -s 127.0.0.1 -d 127.0.0.1
+    assert "-A INPUT -i lo -j ACCEPT" in new  # was -s 127.0.0.1 -d 127.0.0.1
     assert "-A INPUT -i lo -p tcp -m tcp --dport 25 -j ACCEPT" in new
     old_lines, new_lines = fixes[0].old.splitlines(), new.splitlines()
     assert len(old_lines) == len(new_lines)
@@ -250,7 +256,7 @@ def test_corpus_ugent_old_format_is_fixed_in_its_own_spelling(corpus_dir, tmp_pa
 def test_corpus_kornwall_keeps_the_interface_and_drops_the_address(corpus_dir):
     ruleset = read_sources([str(corpus_dir / "config_kornwall__iptables-save")])
     findings, _ = audit_ruleset(ruleset)
-    for f in findings:   # how sure the check is does not matter here: the rewrite does
+    for f in findings:  # how sure the check is does not matter here: the rewrite does
         f.severity = "warning"
     plan = plan_fixes(ruleset, findings)
     new = {e.old: e.new for e in plan.edits}
@@ -260,10 +266,17 @@ def test_corpus_kornwall_keeps_the_interface_and_drops_the_address(corpus_dir):
 
 def test_colour_only_on_a_terminal(narrow):
     import pty
+
     master, slave = pty.openpty()
     try:
-        proc = subprocess.run([sys.executable, "-m", "lbfw", "fix", "rules.v4"], cwd=narrow.parent, stdout=slave,
-                              stderr=subprocess.PIPE, timeout=120, env={**os.environ, "TERM": "xterm"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "lbfw", "fix", "rules.v4"],
+            cwd=narrow.parent,
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            env={**os.environ, "TERM": "xterm"},
+        )
         os.close(slave)
         data = b""
         while True:
@@ -279,8 +292,9 @@ def test_colour_only_on_a_terminal(narrow):
     assert proc.returncode == 1
     assert b"\x1b[31m-" in data and b"\x1b[32m+" in data
     env = {**os.environ, "NO_COLOR": "1"}
-    piped = subprocess.run([sys.executable, "-m", "lbfw", "fix", "rules.v4"], cwd=narrow.parent,
-                           capture_output=True, env=env, timeout=120)
+    piped = subprocess.run(
+        [sys.executable, "-m", "lbfw", "fix", "rules.v4"], cwd=narrow.parent, capture_output=True, env=env, timeout=120
+    )
     assert b"\x1b[" not in piped.stdout
 
 
@@ -305,8 +319,13 @@ def test_persistence_after_a_live_fix(examples_dir, tmp_path, case):
     if case != "no file":
         boot.write_text(original)
     err = io.StringIO()
-    _persistence([TableRef("legacy", "ip", "filter")], case == "persist",
-                 {"ip": [str(boot)], "ip6": [str(tmp_path / "rules.v6")], "nft": []}, "interface", err)
+    _persistence(
+        [TableRef("legacy", "ip", "filter")],
+        case == "persist",
+        {"ip": [str(boot)], "ip6": [str(tmp_path / "rules.v6")], "nft": []},
+        "interface",
+        err,
+    )
     text = err.getvalue()
     if case == "no file":
         assert "no boot-time rules file found" in text and "lost at reboot" in text
@@ -355,7 +374,7 @@ def test_write_keeps_the_owner_and_writes_through_a_symlink(tmp_path):
     link.symlink_to(real)
     plan = plan_for(str(link))
     write_fixed(file_fixes(plan))
-    assert link.is_symlink()                          # the link stays a link
+    assert link.is_symlink()  # the link stays a link
     st = os.stat(real)
     assert (st.st_uid, st.st_gid) == (65534, 65534)
     assert "-A INPUT -i lo -m comment" in real.read_text()

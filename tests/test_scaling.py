@@ -26,7 +26,7 @@ from lbfw.read import read_sources  # noqa: E402
 LOOPBACK_HOOKS = ("output", "postrouting", "prerouting", "input")
 # request, reply, and the client's ACK of an established tcp connection (results.Step.packet)
 PACKETS_PER_RUN = 3
-GROWTH = 2.2   # issue 6: twice the rules, at most 2.2x the work
+GROWTH = 2.2  # issue 6: twice the rules, at most 2.2x the work
 
 
 def _engine_api():
@@ -35,8 +35,7 @@ def _engine_api():
         from lbfw.analyze.engine import Engine
         from lbfw.analyze.flows import default_flows
     except ImportError as err:  # pragma: no cover - only while the engine is missing
-        pytest.fail(f"lbfw.analyze.engine.Engine / flows.default_flows missing ({err}); "
-                    "see docs/architecture.md")
+        pytest.fail(f"lbfw.analyze.engine.Engine / flows.default_flows missing ({err}); see docs/architecture.md")
     return Engine, default_flows
 
 
@@ -52,8 +51,9 @@ def _work(ruleset: Ruleset) -> tuple:
     Engine, default_flows = _engine_api()
     engine = Engine(ruleset)
     stats = getattr(engine, "stats", None)
-    assert stats is not None and hasattr(stats, "rule_evals"), \
+    assert stats is not None and hasattr(stats, "rule_evals"), (
         "Engine has no stats.rule_evals counter (contract in docs/architecture.md)"
+    )
     flows = default_flows(ruleset)
     per_flow = []
     for flow in flows:
@@ -100,6 +100,7 @@ def _path_bound(ruleset: Ruleset, family: str) -> int:
 
 # --------------------------------------------------------------------------- linear growth
 
+
 @pytest.mark.parametrize("shape", ["kube", "filter"])
 def test_doubling_the_rules_at_most_doubles_the_rule_evaluations(tmp_path, shape):
     make = generate.kube_dump if shape == "kube" else generate.filter_dump
@@ -113,10 +114,11 @@ def test_doubling_the_rules_at_most_doubles_the_rule_evaluations(tmp_path, shape
         assert total > 0, "the engine evaluated no rule at all: is stats.rule_evals counted?"
         work.append((size, ruleset.rule_count(), total, len(flows)))
     for (_, rules_a, evals_a, _), (_, rules_b, evals_b, _) in zip(work, work[1:]):
-        allowed = GROWTH * (rules_b / rules_a) / 2   # 2.2x per doubling, scaled to the real sizes
+        allowed = GROWTH * (rules_b / rules_a) / 2  # 2.2x per doubling, scaled to the real sizes
         assert evals_b <= allowed * evals_a, (
             f"{shape}: {rules_a} -> {rules_b} rules made rule evaluations grow {evals_a} -> {evals_b} "
-            f"({evals_b / evals_a:.2f}x, allowed {allowed:.2f}x); all: {work}")
+            f"({evals_b / evals_a:.2f}x, allowed {allowed:.2f}x); all: {work}"
+        )
 
 
 def test_the_flow_set_is_bounded_whatever_the_ruleset_names(tmp_path):
@@ -125,9 +127,14 @@ def test_the_flow_set_is_bounded_whatever_the_ruleset_names(tmp_path):
     from lbfw.analyze import flows as flows_module
 
     try:
-        cap = len(flows_module.PROTOS) * (1 + flows_module.MAX_PORT_CLASSES) * (
-            len(flows_module.IPV4_CLIENTS) * len(flows_module.IPV4_SERVERS)
-            + len(flows_module.IPV6_CLIENTS) * len(flows_module.IPV6_SERVERS))
+        cap = (
+            len(flows_module.PROTOS)
+            * (1 + flows_module.MAX_PORT_CLASSES)
+            * (
+                len(flows_module.IPV4_CLIENTS) * len(flows_module.IPV4_SERVERS)
+                + len(flows_module.IPV6_CLIENTS) * len(flows_module.IPV6_SERVERS)
+            )
+        )
     except AttributeError as err:  # pragma: no cover - only if flows.py renames its constants
         pytest.fail(f"lbfw.analyze.flows no longer exposes the flow-set constants: {err}")
     text = generate.kube_dump(16000)
@@ -141,6 +148,7 @@ def test_the_flow_set_is_bounded_whatever_the_ruleset_names(tmp_path):
 
 # --------------------------------------------------------------------------- bounded per flow
 
+
 @pytest.mark.parametrize("shape,size", [("kube", 2000), ("filter", 2000)])
 def test_each_flow_costs_at_most_the_rules_on_its_path(tmp_path, shape, size):
     make = generate.kube_dump if shape == "kube" else generate.filter_dump
@@ -150,8 +158,10 @@ def test_each_flow_costs_at_most_the_rules_on_its_path(tmp_path, shape, size):
     for flow, (evals, runs) in zip(flows, per_flow):
         family = "ip6" if ":" in flow.server else "ip"
         limit = max(runs, 1) * bounds[family]
-        assert evals <= limit, (f"{flow.label()}: {evals} rule evaluations in {runs} runs, more than the "
-                                f"{limit} rules its packets can reach")
+        assert evals <= limit, (
+            f"{flow.label()}: {evals} rule evaluations in {runs} runs, more than the "
+            f"{limit} rules its packets can reach"
+        )
 
 
 def test_each_flow_of_the_real_5556_rule_dump_is_bounded_by_its_path(corpus_dir):
@@ -169,12 +179,15 @@ def test_each_flow_of_the_real_5556_rule_dump_is_bounded_by_its_path(corpus_dir)
 
 # --------------------------------------------------------------------------- off-path rules are free
 
+
 def _with_forward_only_bulk(text: str, rules: int) -> str:
     """``text`` plus a filter chain of ``rules`` rules that only FORWARD jumps to: no loopback
     packet ever crosses the forward hook."""
     bulk = [":BULK-FWD - [0:0]"]
-    body = [f"-A BULK-FWD -s 192.0.{i // 250 % 250}.{i % 250 + 1}/32 -p tcp -m tcp --dport {1 + i % 60000} "
-            "-j ACCEPT" for i in range(rules)]
+    body = [
+        f"-A BULK-FWD -s 192.0.{i // 250 % 250}.{i % 250 + 1}/32 -p tcp -m tcp --dport {1 + i % 60000} -j ACCEPT"
+        for i in range(rules)
+    ]
     body.append("-A FORWARD -j BULK-FWD")
     head, sep, tail = text.partition("*filter\n")
     assert sep, "no filter table to extend"
@@ -192,40 +205,59 @@ def test_rules_off_the_loopback_path_are_never_evaluated(tmp_path):
     assert bulky.rule_count() == base.rule_count() + 3001
     base_total, base_flows, _ = _work(base)
     bulky_total, bulky_flows, _ = _work(bulky)
-    assert [f.label() for f in bulky_flows] == [f.label() for f in base_flows] or len(bulky_flows) <= \
-        len(base_flows) * 1.5
+    assert [f.label() for f in bulky_flows] == [f.label() for f in base_flows] or len(bulky_flows) <= len(
+        base_flows
+    ) * 1.5
     per_base = base_total / len(base_flows)
     per_bulky = bulky_total / len(bulky_flows)
     # The forward hook is never on a loopback packet's path: 3,000 more rules there change nothing
     # (the last FORWARD rule itself is not reached either).
     assert per_bulky <= per_base * 1.01, (
-        f"rule evaluations per flow rose {per_base:.1f} -> {per_bulky:.1f} after adding 3,000 FORWARD-only rules")
+        f"rule evaluations per flow rose {per_base:.1f} -> {per_bulky:.1f} after adding 3,000 FORWARD-only rules"
+    )
 
 
 # --------------------------------------------------------------------------- the benchmark itself
+
 
 def test_generators_are_deterministic_and_sized_as_asked():
     assert generate.kube_dump(3000) == generate.kube_dump(3000)
     assert generate.kube_dump(3000, seed=1) != generate.kube_dump(3000, seed=2)
     for size in (1000, 10_000):
         n = generate.count_rules(generate.kube_dump(size))
-        assert size <= n <= size + 30, n        # one service (8 endpoints, a node port) adds <= 29
+        assert size <= n <= size + 30, n  # one service (8 endpoints, a node port) adds <= 29
         assert generate.count_rules(generate.filter_dump(size)) == size
     text = generate.nft_big_set(500)
     assert text == generate.nft_big_set(500)
-    assert "flush ruleset" not in text          # loading it never wipes anything else
-    assert len({a.strip() for line in text.splitlines() if line.startswith("\t\t\t")
-                for a in line.strip().rstrip(",").split(",")}) == 500
+    assert "flush ruleset" not in text  # loading it never wipes anything else
+    assert (
+        len(
+            {
+                a.strip()
+                for line in text.splitlines()
+                if line.startswith("\t\t\t")
+                for a in line.strip().rstrip(",").split(",")
+            }
+        )
+        == 500
+    )
 
 
 def test_kube_dump_has_the_shapes_the_benchmark_promises():
     text = generate.kube_dump(5000)
-    for needle in ("-m statistic --mode random --probability", "-j DNAT --to-destination",
-                   "-j KUBE-MARK-MASQ", ":KUBE-NODEPORTS", ":KUBE-POSTROUTING", 'cluster IP" -m tcp --dport',
-                   ":INPUT DROP", "-A INPUT -s 127.0.0.1/32 -j ACCEPT"):
+    for needle in (
+        "-m statistic --mode random --probability",
+        "-j DNAT --to-destination",
+        "-j KUBE-MARK-MASQ",
+        ":KUBE-NODEPORTS",
+        ":KUBE-POSTROUTING",
+        'cluster IP" -m tcp --dport',
+        ":INPUT DROP",
+        "-A INPUT -s 127.0.0.1/32 -j ACCEPT",
+    ):
         assert needle in text, needle
     nat = text.split("*nat", 1)[1]
-    assert generate.count_rules(nat) > 0.9 * generate.count_rules(text)   # nat-heavy, as kube-proxy
+    assert generate.count_rules(nat) > 0.9 * generate.count_rules(text)  # nat-heavy, as kube-proxy
 
 
 def test_the_benchmark_phases_run_against_the_real_parts(tmp_path):
@@ -237,8 +269,9 @@ def test_the_benchmark_phases_run_against_the_real_parts(tmp_path):
     path = tmp_path / "k.rules"
     path.write_text(generate.kube_dump(1000))
     bench = Path(__file__).resolve().parent / "benchmarks" / "bench.py"
-    proc = subprocess.run([sys.executable, str(bench), "--phases", str(path)], capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(bench), "--phases", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-1000:]
     data = json.loads(proc.stdout)
     assert "error" not in data, data["error"]
@@ -260,13 +293,25 @@ def _report_with(audit_140k: float, legacy_140k: float, help_s: float, paired=No
         if legacy is not None:
             r.floor["iptables-legacy-save"] = bench.Timing(legacy, legacy, 3)
         return r
-    rows = [row("tiny-3", 3, 0.3), row("kube-35k", 35_000, audit_140k / 4, legacy_140k / 4),
-            row("kube-140k", 140_000, audit_140k, legacy_140k)]
+
+    rows = [
+        row("tiny-3", 3, 0.3),
+        row("kube-35k", 35_000, audit_140k / 4, legacy_140k / 4),
+        row("kube-140k", 140_000, audit_140k, legacy_140k),
+    ]
     if paired is not None:
-        rows[-1].paired = {"wall": sorted(paired)[len(paired) // 2], "cpu": sorted(paired)[len(paired) // 2],
-                           "runs": len(paired), "ratios": [[r, r] for r in paired]}
-    help_res = {"help": bench.Timing(help_s, help_s, 5), "python": bench.Timing(0.02, 0.02, 5),
-                "typer": bench.Timing(0.1, 0.1, 5), "cold": (bench.Timing(help_s, help_s, 3), False)}
+        rows[-1].paired = {
+            "wall": sorted(paired)[len(paired) // 2],
+            "cpu": sorted(paired)[len(paired) // 2],
+            "runs": len(paired),
+            "ratios": [[r, r] for r in paired],
+        }
+    help_res = {
+        "help": bench.Timing(help_s, help_s, 5),
+        "python": bench.Timing(0.02, 0.02, 5),
+        "typer": bench.Timing(0.1, 0.1, 5),
+        "cold": (bench.Timing(help_s, help_s, 3), False),
+    }
     machine = {"date": "d", "cpus": 2, "cpu": "c", "kernel": "k", "python": "p", "iptables": "i", "nft": "n"}
     return bench.render(rows, help_res, 3, 1.0, "", ("0", "0"), machine)
 
@@ -295,6 +340,7 @@ def test_the_140k_target_is_judged_on_back_to_back_pairs_when_there_are_some():
     assert line.endswith("| yes |") and "2.5x" in line and "each: 2.4x, 2.7x, 2.5x" in line
 
 
+@pytest.mark.slow
 def test_memory_per_rule_keeps_140k_rules_under_400_mb(tmp_path):
     """Issue 6: peak memory under 400 MB for the 140k-rule audit. Peak RSS is not a timing (it
     does not depend on the machine's load), so a smaller audit can check the slope: what each
@@ -312,5 +358,7 @@ def test_memory_per_rule_keeps_140k_rules_under_400_mb(tmp_path):
     per_rule = (full.rss - base.rss) / generate.count_rules(big.read_text())
     fixed = base.rss
     budget = (400 * 2**20 - fixed) / 140_000
-    assert per_rule < budget, (f"{per_rule:.0f} bytes a rule over a fixed {fixed / 2**20:.0f} MB: "
-                               f"140k rules would need {(fixed + per_rule * 140_000) / 2**20:.0f} MB")
+    assert per_rule < budget, (
+        f"{per_rule:.0f} bytes a rule over a fixed {fixed / 2**20:.0f} MB: "
+        f"140k rules would need {(fixed + per_rule * 140_000) / 2**20:.0f} MB"
+    )

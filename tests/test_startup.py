@@ -31,8 +31,19 @@ sys.stderr.write("\\nLBFW-MODULES " + str(code) + " " + " ".join(sorted(sys.modu
 
 # Modules `--help` must never load: lbfw's working parts (each command imports them when it
 # runs), the kernel bindings, and rich (typer renders help with rich when asked to).
-HEAVY = ("lbfw.read", "lbfw.analyze", "lbfw.checks", "lbfw.render", "lbfw.fix", "lbfw.sandbox",
-         "lbfw.commands", "nftables", "iptc", "rich")
+HEAVY = (
+    "lbfw.read",
+    "lbfw.analyze",
+    "lbfw.checks",
+    "lbfw.render",
+    "lbfw.fix",
+    "lbfw.sandbox",
+    "lbfw.commands",
+    "lbfw.pipeline",
+    "nftables",
+    "iptc",
+    "rich",
+)
 
 
 def _modules_loaded_by(*args: str) -> tuple:
@@ -69,8 +80,8 @@ def test_a_command_help_imports_none_of_the_heavy_modules(command):
 
 def test_no_arguments_prints_help_without_the_heavy_modules():
     code, text, modules = _modules_loaded_by()
-    assert "audit" in text   # the help goes to stderr here, as a usage error's does
-    assert code in (0, 2)   # typer's no_args_is_help exits 2 with this typer, 0 with older ones
+    assert "audit" in text  # the help goes to stderr here, as a usage error's does
+    assert code in (0, 2)  # typer's no_args_is_help exits 2 with this typer, 0 with older ones
     assert _heavy(modules) == []
 
 

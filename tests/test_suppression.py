@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lbfw.commands.audit import audit_ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.suppression import ignored_ids, suppresses
 

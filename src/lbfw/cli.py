@@ -9,7 +9,7 @@ exit 2, never a traceback.
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+from typing import Optional
 
 import typer
 
@@ -32,11 +32,13 @@ app = typer.Typer(
 )
 
 InputFormat = typer.Option(
-    "auto", "--input-format",
+    "auto",
+    "--input-format",
     help="auto | iptables-save | ip6tables-save | nft | nft-json",
 )
 Reader = typer.Option(
-    "auto", "--reader",
+    "auto",
+    "--reader",
     help="Live legacy tables: auto (iptables-legacy-save) | text | iptc (python-iptables, lbfw[iptc]).",
 )
 
@@ -51,35 +53,46 @@ def _run(module: str, **kwargs) -> None:
         code = import_module(f"lbfw.commands.{module}").run(**kwargs)
     except LbfwError as err:
         print(f"lbfw: {err}" if err.path is None else str(err), file=sys.stderr)
-        raise typer.Exit(err.exit_code)
+        raise typer.Exit(err.exit_code) from None
     except KeyboardInterrupt:
         print("lbfw: interrupted", file=sys.stderr)
-        raise typer.Exit(130)
+        raise typer.Exit(130) from None
     raise typer.Exit(code or 0)
 
 
 @app.command()
 def audit(
-    sources: Optional[List[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
+    sources: Optional[list[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
     format: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
-    fail_on: str = typer.Option("warning", "--fail-on",
-                                help="Exit 1 when a finding is at or above: error | warning | note | never."),
+    fail_on: str = typer.Option(
+        "warning", "--fail-on", help="Exit 1 when a finding is at or above: error | warning | note | never."
+    ),
     input_format: str = InputFormat,
     reader: str = Reader,
-    verify: bool = typer.Option(False, "--verify",
-                                help="Also prove each flow's verdict with real traffic in a private namespace."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Also prove each flow's verdict with real traffic in a private namespace."
+    ),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the report to this file."),
 ) -> None:
     """Follow loopback flows through every hook and report the rules that break them."""
-    _run("audit", sources=sources or [], format=format, fail_on=fail_on, input_format=input_format,
-         reader=reader, verify=verify, output=output)
+    _run(
+        "audit",
+        sources=sources or [],
+        format=format,
+        fail_on=fail_on,
+        input_format=input_format,
+        reader=reader,
+        verify=verify,
+        output=output,
+    )
 
 
 @app.command()
 def check(
-    sources: Optional[List[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
-    to: Optional[List[str]] = typer.Option(None, "--to",
-                                           help="ADDR:PORT[/tcp|/udp], e.g. 127.0.0.53:53/udp or [::1]:80."),
+    sources: Optional[list[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
+    to: Optional[list[str]] = typer.Option(
+        None, "--to", help="ADDR:PORT[/tcp|/udp], e.g. 127.0.0.53:53/udp or [::1]:80."
+    ),
     from_: Optional[str] = typer.Option(None, "--from", help="Client address (default: the kernel's choice)."),
     plan: Optional[str] = typer.Option(None, "--plan", help="PLAN.toml with [[flow]] tables."),
     explain: bool = typer.Option(False, "--explain", help="Show each packet's path: hook, table, chain, rule."),
@@ -88,8 +101,17 @@ def check(
     reader: str = Reader,
 ) -> None:
     """Will these loopback bindings work here? Exit 1 when a flow is not delivered."""
-    _run("check", sources=sources or [], to=to or [], from_=from_, plan=plan, explain=explain,
-         format=format, input_format=input_format, reader=reader)
+    _run(
+        "check",
+        sources=sources or [],
+        to=to or [],
+        from_=from_,
+        plan=plan,
+        explain=explain,
+        format=format,
+        input_format=input_format,
+        reader=reader,
+    )
 
 
 @app.command()
@@ -103,11 +125,11 @@ def rules(
 
 @app.command()
 def fix(
-    sources: Optional[List[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
+    sources: Optional[list[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the diff only (the default)."),
     write: bool = typer.Option(False, "--write", help="Write the fixed files (a backup beside each)."),
     apply: bool = typer.Option(False, "--apply", help="Fix the live kernel: backup, proof, atomic apply, confirm."),
-    style: str = typer.Option("interface", "--style", help="interface (-i lo / iif \"lo\") | range (127.0.0.0/8)"),
+    style: str = typer.Option("interface", "--style", help='interface (-i lo / iif "lo") | range (127.0.0.0/8)'),
     backup_dir: str = typer.Option("/var/lib/lbfw/backups", "--backup-dir", help="Where live backups go."),
     confirm_timeout: int = typer.Option(30, "--confirm-timeout", help="Seconds to wait for confirmation."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Confirm without a prompt (required without a TTY)."),
@@ -117,9 +139,21 @@ def fix(
     reader: str = Reader,
 ) -> None:
     """Fix narrow loopback rules: a diff by default, --write for files, --apply for the live host."""
-    _run("fix", sources=sources or [], dry_run=dry_run, write=write, apply=apply, style=style,
-         backup_dir=backup_dir, confirm_timeout=confirm_timeout, yes=yes, persist=persist, verify=verify,
-         input_format=input_format, reader=reader)
+    _run(
+        "fix",
+        sources=sources or [],
+        dry_run=dry_run,
+        write=write,
+        apply=apply,
+        style=style,
+        backup_dir=backup_dir,
+        confirm_timeout=confirm_timeout,
+        yes=yes,
+        persist=persist,
+        verify=verify,
+        input_format=input_format,
+        reader=reader,
+    )
 
 
 @app.command()
@@ -132,7 +166,7 @@ def rollback(
 
 @app.command()
 def verify(
-    sources: Optional[List[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
+    sources: Optional[list[str]] = typer.Argument(None, help=SOURCES_HELP, show_default=False),
     plan: Optional[str] = typer.Option(None, "--plan", help="PLAN.toml with [[flow]] tables."),
     format: str = typer.Option("text", "--format", "-f", help="text | json"),
     input_format: str = InputFormat,

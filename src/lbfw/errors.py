@@ -10,8 +10,9 @@ class LbfwError(Exception):
 
     exit_code = 2
 
-    def __init__(self, message: str, path: Optional[str] = None, line: Optional[int] = None,
-                 hint: Optional[str] = None):
+    def __init__(
+        self, message: str, path: Optional[str] = None, line: Optional[int] = None, hint: Optional[str] = None
+    ):
         super().__init__(message)
         self.message = message
         self.path = path
@@ -28,8 +29,15 @@ class LbfwError(Exception):
         return text
 
 
+class UsageError(LbfwError):
+    """A bad option value, or options that do not go together."""
+
+
 class InputError(LbfwError):
     """A ruleset file (or standard input) that cannot be read or parsed."""
+
+    # when a kernel tool (iptables-restore, nft -f) rejected it: the tool's whole complaint
+    stderr: Optional[str] = None
 
 
 class NeedRootError(LbfwError):

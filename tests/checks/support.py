@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lbfw.analyze.engine import Engine
 from lbfw.checks import run_checks
-from lbfw.commands.audit import audit_ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.model import HostFacts, Ruleset
 from lbfw.read import iptables, read_sources
 from lbfw.results import Finding, Flow

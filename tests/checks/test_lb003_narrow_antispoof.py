@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from lbfw.commands.audit import audit_ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.fix.plan import plan_fixes
 from lbfw.model import HostFacts
 from lbfw.read import read_sources

@@ -84,8 +84,7 @@ def unrelated(ns) -> dict:
 
 def _no_comments(text: str) -> str:
     """Without the timestamp comments and with chain counters zeroed (traffic moves them)."""
-    return "\n".join(re.sub(r"\[\d+:\d+\]$", "[0:0]", line) for line in text.splitlines()
-                     if not line.startswith("#"))
+    return "\n".join(re.sub(r"\[\d+:\d+\]$", "[0:0]", line) for line in text.splitlines() if not line.startswith("#"))
 
 
 def setup(ns, ipt: Path | None, nft_text: str | None) -> None:
@@ -101,13 +100,19 @@ def setup(ns, ipt: Path | None, nft_text: str | None) -> None:
 
 
 def lbfw_in(ns, *args, stdin=subprocess.DEVNULL, timeout=120) -> subprocess.CompletedProcess:
-    return subprocess.run(ns.enter_argv(LBFW + list(args)), stdin=stdin, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ns.enter_argv(LBFW + list(args)), stdin=stdin, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def python_in(ns, code: str) -> subprocess.CompletedProcess:
-    return subprocess.run(ns.enter_argv([sys.executable, "-c", code]), stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ns.enter_argv([sys.executable, "-c", code]),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def flows_for(paths: list) -> list:
@@ -147,7 +152,7 @@ def test_apply_fixes_every_backend_and_touches_nothing_else(examples_dir, tmp_pa
         proc = lbfw_in(ns, "fix", "--apply", "--yes", "--backup-dir", str(backups))
         assert proc.returncode == 0, proc.stderr
         assert "re-audit: 0 LB002/LB003 finding(s) left" in proc.stderr
-        assert unrelated(ns) == before_unrelated   # before any traffic moves a counter
+        assert unrelated(ns) == before_unrelated  # before any traffic moves a counter
         # the kernel delivers every loopback flow now
         seen = observe(ns, flows, timeout=0.5)
         assert [f.label() for f, v in zip(flows, seen) if v != "delivered"] == []
@@ -155,7 +160,9 @@ def test_apply_fixes_every_backend_and_touches_nothing_else(examples_dir, tmp_pa
             audit = json.loads(lbfw_in(ns, "audit", "--format", "json").stdout)
             assert [f for f in audit["findings"] if f["check"] in ("LB002", "LB003")] == []
         # every backend was fixed: both iptables backends, and nft when loaded
-        touched = {line.split()[0] for line in proc.stderr.splitlines() if re.match(r"^\S+ \S+ \S+ \S+ (#|handle)", line)}
+        touched = {
+            line.split()[0] for line in proc.stderr.splitlines() if re.match(r"^\S+ \S+ \S+ \S+ (#|handle)", line)
+        }
         assert {"legacy", "iptables-nft"} <= touched, proc.stderr
         if nft_text:
             assert "nftables" in touched, proc.stderr
@@ -196,9 +203,13 @@ def test_no_confirmation_on_the_terminal_restores_the_exact_previous_state(examp
         master, slave = pty.openpty()
         try:
             started = time.monotonic()
-            proc = subprocess.run(ns.enter_argv(LBFW + ["fix", "--apply", "--confirm-timeout", "2",
-                                                        "--backup-dir", str(tmp_path / "b")]),
-                                  stdin=slave, capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                ns.enter_argv(LBFW + ["fix", "--apply", "--confirm-timeout", "2", "--backup-dir", str(tmp_path / "b")]),
+                stdin=slave,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             elapsed = time.monotonic() - started
         finally:
             os.close(slave)
@@ -218,9 +229,13 @@ def test_confirmation_keeps_the_fix_and_rollback_restores_the_newest_backup(exam
         before_inet = ns.run(["nft", "list", "table", "inet", "filter"]).stdout
         master, slave = pty.openpty()
         try:
-            child = subprocess.Popen(ns.enter_argv(LBFW + ["fix", "--apply", "--confirm-timeout", "20",
-                                                           "--backup-dir", str(backups)]),
-                                     stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            child = subprocess.Popen(
+                ns.enter_argv(LBFW + ["fix", "--apply", "--confirm-timeout", "20", "--backup-dir", str(backups)]),
+                stdin=slave,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and child.poll() is None:
                 # answer once the backup exists: the rules are applied and the prompt is up
@@ -249,9 +264,11 @@ def test_confirmation_keeps_the_fix_and_rollback_restores_the_newest_backup(exam
         # an nft table that did not exist is removed, an iptables table with no rules is emptied
         ns.run(["nft", "add", "table", "inet", "later"])
         ns.run(["iptables-legacy", "-w", "-t", "mangle", "-A", "OUTPUT", "-j", "MARK", "--set-mark", "1"])
-        code = ("from lbfw.fix.backup import TableRef, write_backup; "
-                f"write_backup({str(backups)!r}, {{TableRef('nftables', 'inet', 'later'): '', "
-                "TableRef('legacy', 'ip', 'mangle'): ''})")
+        code = (
+            "from lbfw.fix.backup import TableRef, write_backup; "
+            f"write_backup({str(backups)!r}, {{TableRef('nftables', 'inet', 'later'): '', "
+            "TableRef('legacy', 'ip', 'mangle'): ''})"
+        )
         time.sleep(1.1)  # a newer backup directory name
         assert python_in(ns, code).returncode == 0
         assert lbfw_in(ns, "rollback", "--backup-dir", str(backups)).returncode == 0
@@ -284,8 +301,13 @@ else:
 def test_a_concurrent_change_aborts_and_changes_nothing(examples_dir, tmp_path):
     with Namespace() as ns:
         setup(ns, examples_dir / "input-narrow-accept.rules", examples_dir.joinpath("nft-saddr-narrow.nft").read_text())
-        proc = subprocess.run(ns.enter_argv([sys.executable, "-c", CONCURRENT, str(tmp_path / "b")]),
-                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ns.enter_argv([sys.executable, "-c", CONCURRENT, str(tmp_path / "b")]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
         assert result["aborted"] and "changed since lbfw read it" in result["aborted"]
@@ -326,8 +348,13 @@ def test_a_failed_apply_changes_nothing(examples_dir, tmp_path):
     with Namespace() as ns:
         setup(ns, examples_dir / "input-narrow-accept.rules", examples_dir.joinpath("nft-saddr-narrow.nft").read_text())
         before = snapshot(ns)
-        proc = subprocess.run(ns.enter_argv([sys.executable, "-c", FAILING, str(tmp_path / "b")]),
-                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ns.enter_argv([sys.executable, "-c", FAILING, str(tmp_path / "b")]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert proc.returncode == 0, proc.stderr
         result = json.loads(proc.stdout)
         assert result["failed"] and "nft -f failed" in result["failed"]
@@ -355,8 +382,13 @@ def test_persist_fixes_the_boot_file_too(examples_dir, tmp_path):
     boot.write_text(original)
     with Namespace() as ns:
         ns.load_iptables(original, backend="legacy")
-        proc = subprocess.run(ns.enter_argv([sys.executable, "-c", PERSIST, str(tmp_path / "b"), str(boot), "1"]),
-                              capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            ns.enter_argv([sys.executable, "-c", PERSIST, str(tmp_path / "b"), str(boot), "1"]),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            stdin=subprocess.DEVNULL,
+        )
         assert "-A INPUT -i lo -j ACCEPT" in ns.run(["iptables-legacy-save", "-t", "filter"]).stdout
     assert proc.returncode == 0, proc.stderr
     assert "persisted: wrote" in proc.stderr
@@ -369,8 +401,13 @@ def test_persist_fixes_the_boot_file_too(examples_dir, tmp_path):
 def test_without_root_exit_2_with_what_to_run():
     # A user namespace without a mapping: lbfw runs as uid 65534 there (and can still read its files);
     # and a network namespace of its own, so that even a bug could not reach the host's firewall.
-    proc = subprocess.run(["unshare", "-U", "-n", "--", *LBFW, "fix", "--apply", "--yes"], capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        ["unshare", "-U", "-n", "--", *LBFW, "fix", "--apply", "--yes"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 2, proc.stderr
     assert "needs root" in proc.stderr and "sudo lbfw fix" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -403,14 +440,18 @@ def test_ctrl_c_while_waiting_for_confirmation_restores_the_previous_state(examp
         master, slave = pty.openpty()
         try:
             # nsenter execs lbfw (no fork for a network namespace): the signal reaches Python itself
-            child = subprocess.Popen(ns.enter_argv(LBFW + ["fix", "--apply", "--confirm-timeout", "30",
-                                                           "--backup-dir", str(backups)]),
-                                     stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            child = subprocess.Popen(
+                ns.enter_argv(LBFW + ["fix", "--apply", "--confirm-timeout", "30", "--backup-dir", str(backups)]),
+                stdin=slave,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and not any(backups.glob("*/manifest.json")):
                 time.sleep(0.2)
             time.sleep(0.5)
-            assert snapshot(ns) != before          # applied, waiting for the answer
+            assert snapshot(ns) != before  # applied, waiting for the answer
             child.send_signal(signal.SIGINT)
             out, err = child.communicate(timeout=60)
         finally:

@@ -10,9 +10,9 @@ import subprocess
 import pytest
 
 from lbfw.analyze.flows import default_flows
-from lbfw.commands.audit import audit_ruleset
 from lbfw.fix.files import file_fixes, write_fixed
 from lbfw.fix.plan import plan_fixes
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.sandbox.netns import Namespace
 from lbfw.sandbox.traffic import observe
@@ -26,8 +26,11 @@ def must_fire(path) -> set:
 
 
 def buggy_examples(examples_dir) -> list:
-    return [p for p in sorted(examples_dir.iterdir())
-            if p.suffix in (".rules", ".v4", ".v6", ".nft") and must_fire(p) & {"LB002", "LB003"}]
+    return [
+        p
+        for p in sorted(examples_dir.iterdir())
+        if p.suffix in (".rules", ".v4", ".v6", ".nft") and must_fire(p) & {"LB002", "LB003"}
+    ]
 
 
 def lbfw(*args, **options):
@@ -35,6 +38,7 @@ def lbfw(*args, **options):
     import io
 
     from lbfw.commands.fix import run
+
     out, err = io.StringIO(), io.StringIO()
     sources = [a for a in args if not a.startswith("--") and a != "fix"]
     flags = {a[2:].replace("-", "_"): True for a in args if a.startswith("--") and a != "--style"}
@@ -65,8 +69,9 @@ def test_every_buggy_example_once_written_delivers_every_loopback_flow(examples_
         plan = plan_fixes(ruleset, findings)
         if not plan.edits:
             # nothing to write: only deliberate (note) or manager-owned findings, each refused with a reason
-            assert plan.refusals and all(f.severity == "note" or f.owner for f in findings
-                                         if f.check in ("LB002", "LB003")), example.name
+            assert plan.refusals and all(
+                f.severity == "note" or f.owner for f in findings if f.check in ("LB002", "LB003")
+            ), example.name
             continue
         write_fixed(file_fixes(plan))
         ruleset = read_sources([str(copy)])
@@ -118,15 +123,15 @@ def test_define_used_elsewhere_is_not_widened(tmp_path):
         "\t\ttype filter hook output priority 0; policy accept;\n"
         "\t\tip daddr $LOCAL tcp dport 9050 meta skuid 0 accept\n"
         "\t}\n"
-        "}\n")
+        "}\n"
+    )
     proc = lbfw("fix", str(path), "--style", "range")
-    assert "-define LOCAL" not in proc.stdout           # the define keeps its other use
+    assert "-define LOCAL" not in proc.stdout  # the define keeps its other use
     assert "+\t\tip saddr 127.0.0.0/8 accept" in proc.stdout
     assert "the define stays as it is" in proc.stderr
     assert lbfw("fix", str(path), "--write", "--style", "range").returncode in (0, 1)
     with Namespace() as ns:
         ns.load_nft(path.read_text())
-
 
 
 def test_corpus_ugent_fixed_delivers_every_loopback_flow(corpus_dir):

@@ -54,7 +54,7 @@ def _prove(sources, ruleset: Ruleset, flows=None, name="ruleset"):
     compared = unknown = 0
     mismatches = []
     for result, seen in zip(predicted, observed):
-        if not seen["observed"] in ("delivered", "blocked"):
+        if seen["observed"] not in ("delivered", "blocked"):
             continue
         if result.verdict == UNKNOWN:
             unknown += 1
@@ -64,9 +64,18 @@ def _prove(sources, ruleset: Ruleset, flows=None, name="ruleset"):
             continue
         compared += 1
         if result.verdict != seen["observed"]:
-            mismatches.append((result.flow.label(), result.verdict, seen["observed"], seen.get("reason"),
-                               [f"{s.packet} {s.hook} {s.table}/{s.chain} {s.verdict} "
-                                f"{s.rule.text if s.rule else ''}" for s in result.steps]))
+            mismatches.append(
+                (
+                    result.flow.label(),
+                    result.verdict,
+                    seen["observed"],
+                    seen.get("reason"),
+                    [
+                        f"{s.packet} {s.hook} {s.table}/{s.chain} {s.verdict} {s.rule.text if s.rule else ''}"
+                        for s in result.steps
+                    ],
+                )
+            )
     print(f"{name}: {len(flows)} flows, {compared} compared with the kernel, {unknown} unknown")
     return compared, unknown, mismatches
 
@@ -91,6 +100,7 @@ def _example_ids():
 
 # --------------------------------------------------------------------------- corpus and examples
 
+
 @pytest.mark.parametrize("name", _corpus_ids())
 def test_engine_matches_kernel_on_corpus(corpus_dir, name):
     path = corpus_dir / name
@@ -98,6 +108,7 @@ def test_engine_matches_kernel_on_corpus(corpus_dir, name):
         from lbfw.errors import InputError
         from lbfw.sandbox.netns import Namespace
         from lbfw.sandbox.verify import load_sources
+
         with Namespace() as ns, pytest.raises(InputError):
             load_sources(ns, [str(path)])
         if name not in REWRITE:
@@ -138,14 +149,14 @@ def test_engine_matches_kernel_on_examples(examples_dir, name):
 
 # --------------------------------------------------------------------------- targeted semantics
 
+
 def _ipt(text: str, flows, family="ip"):
     text = textwrap.dedent(text).lstrip()
     fmt = "ip6tables-save" if family == "ip6" else "iptables-save"
     ruleset = Ruleset(tables=iptables.parse(text, "targeted", family=family))
     engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]
-    observed = observe_files_detailed([RulesetText(name="targeted", text=text, format=fmt)], flows,
-                                      timeout=TIMEOUT)
+    observed = observe_files_detailed([RulesetText(name="targeted", text=text, format=fmt)], flows, timeout=TIMEOUT)
     return predicted, [o["observed"] for o in observed]
 
 
@@ -154,8 +165,9 @@ def _nft(text: str, flows):
     ruleset = read_sources_text(text)
     engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]
-    observed = observe_files_detailed([RulesetText(name="targeted.nft", text=text, format="nft")], flows,
-                                      timeout=TIMEOUT)
+    observed = observe_files_detailed(
+        [RulesetText(name="targeted.nft", text=text, format="nft")], flows, timeout=TIMEOUT
+    )
     return predicted, [o["observed"] for o in observed]
 
 
@@ -175,7 +187,8 @@ FLOWS4 = [F_DEF_1, F_DEF_53, F_BOUND_2, U_DEF_53, U_BOUND_2, Flow("udp", "127.0.
 def test_goto_fall_through_returns_to_the_callers_caller():
     # INPUT -j A; A -g B; B falls through -> back to INPUT after the jump, where DROP waits;
     # the ACCEPT left in A after the goto is never reached.
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *filter
         :INPUT ACCEPT [0:0]
         :FORWARD ACCEPT [0:0]
@@ -189,13 +202,16 @@ def test_goto_fall_through_returns_to_the_callers_caller():
         -A A -j ACCEPT
         -A B -d 127.0.0.53/32 -j ACCEPT
         COMMIT
-        """, FLOWS4)
+        """,
+        FLOWS4,
+    )
     assert predicted == observed
     assert predicted == ["delivered", "delivered", "delivered", "blocked", "blocked", "blocked"]
 
 
 def test_goto_from_base_chain_falls_to_policy_and_return_in_base_chain_is_policy():
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *filter
         :INPUT DROP [0:0]
         :FORWARD ACCEPT [0:0]
@@ -207,13 +223,16 @@ def test_goto_from_base_chain_falls_to_policy_and_return_in_base_chain_is_policy
         -A INPUT -j ACCEPT
         -A B -d 127.0.0.53/32 -j ACCEPT
         COMMIT
-        """, FLOWS4)
+        """,
+        FLOWS4,
+    )
     assert predicted == observed
     assert predicted == ["blocked", "delivered", "blocked", "blocked", "blocked", "blocked"]
 
 
 def test_second_table_with_drop_policy_on_the_same_hook_still_drops():
-    predicted, observed = _nft("""
+    predicted, observed = _nft(
+        """
         table inet filter {
             chain input { type filter hook input priority 0; policy accept; iif "lo" accept; }
         }
@@ -221,13 +240,16 @@ def test_second_table_with_drop_policy_on_the_same_hook_still_drops():
             chain input { type filter hook input priority 10; policy drop;
                 ip saddr 127.0.0.1 ip daddr 127.0.0.1 accept; ct state established accept; }
         }
-        """, FLOWS4)
+        """,
+        FLOWS4,
+    )
     assert predicted == observed
     assert predicted == ["delivered", "blocked", "blocked", "blocked", "blocked", "delivered"]
 
 
 def test_narrow_accept_masked_by_established():
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *filter
         :INPUT DROP [0:0]
         :FORWARD DROP [0:0]
@@ -235,31 +257,41 @@ def test_narrow_accept_masked_by_established():
         -A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
         -A INPUT -s 127.0.0.1/32 -j ACCEPT
         COMMIT
-        """, FLOWS4)
+        """,
+        FLOWS4,
+    )
     assert predicted == observed
     assert predicted == ["delivered", "delivered", "blocked", "delivered", "blocked", "delivered"]
 
 
 def test_output_drop_policy_with_narrow_destination_accept():
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *filter
         :INPUT ACCEPT [0:0]
         :FORWARD DROP [0:0]
         :OUTPUT DROP [0:0]
         -A OUTPUT -d 127.0.0.1/32 -j ACCEPT
         COMMIT
-        """, FLOWS4)
+        """,
+        FLOWS4,
+    )
     assert predicted == observed
     # 127.0.0.53's SYN is dropped on the way out (EPERM); so is the reply to a client bound to .2
     assert predicted == ["delivered", "blocked", "blocked", "blocked", "blocked", "delivered"]
 
 
 def test_notrack_in_raw_output_makes_packets_untracked_but_not_in_raw_prerouting():
-    flows = [Flow("tcp", "127.0.0.1", 5001), Flow("udp", "127.0.0.1", 5002), Flow("tcp", "127.0.0.1", 5003),
-             Flow("udp", "127.0.0.1", 5003)]
+    flows = [
+        Flow("tcp", "127.0.0.1", 5001),
+        Flow("udp", "127.0.0.1", 5002),
+        Flow("tcp", "127.0.0.1", 5003),
+        Flow("udp", "127.0.0.1", 5003),
+    ]
     # 5001/5002: notrack on OUTPUT: INPUT sees UNTRACKED (accepted), never NEW.
     # 5003: notrack on PREROUTING has no effect on lo: INPUT sees NEW and drops it.
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *raw
         :PREROUTING ACCEPT [0:0]
         :OUTPUT ACCEPT [0:0]
@@ -276,21 +308,26 @@ def test_notrack_in_raw_output_makes_packets_untracked_but_not_in_raw_prerouting
         -A INPUT -m conntrack --ctstate UNTRACKED -j ACCEPT
         -A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT
         COMMIT
-        """, flows)
+        """,
+        flows,
+    )
     assert predicted == observed
     assert predicted == ["delivered", "delivered", "blocked", "blocked"]
 
 
 def test_raw_output_sees_no_conntrack_entry_yet():
     # before conntrack (-200) every locally generated packet is INVALID in raw OUTPUT
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *raw
         :PREROUTING ACCEPT [0:0]
         :OUTPUT ACCEPT [0:0]
         -A OUTPUT -p tcp -m conntrack --ctstate INVALID -j DROP
         -A PREROUTING -p udp -m conntrack --ctstate NEW -j DROP
         COMMIT
-        """, [Flow("tcp", "127.0.0.1", 5001), Flow("udp", "127.0.0.1", 5001)])
+        """,
+        [Flow("tcp", "127.0.0.1", 5001), Flow("udp", "127.0.0.1", 5001)],
+    )
     assert predicted == observed
     assert predicted == ["blocked", "blocked"]
 
@@ -331,6 +368,7 @@ def test_dnat_in_nat_output_changes_what_later_hooks_see():
     # the real kernel: a client connecting to 127.0.0.5:80 reaches a server on 127.0.0.6:5001
     from lbfw.sandbox.netns import Namespace
     from lbfw.sandbox.verify import load_sources
+
     with Namespace() as ns:
         load_sources(ns, [RulesetText(name="nat", text=textwrap.dedent(text).lstrip(), format="iptables-save")])
         proc = ns.run(["python3", "-c", _DNAT_PROBE], check=False, timeout=20)
@@ -358,7 +396,8 @@ for port in (80, 81):
 
 def test_ip6_loopback_flows():
     flows = [Flow("tcp", "::1", 5001), Flow("udp", "::1", 5001), Flow("tcp", "::1", 5002, "::1")]
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *filter
         :INPUT DROP [0:0]
         :FORWARD DROP [0:0]
@@ -366,13 +405,17 @@ def test_ip6_loopback_flows():
         -A INPUT -s ::1/128 -p tcp -j ACCEPT
         -A INPUT -m conntrack --ctstate ESTABLISHED -p udp -j ACCEPT
         COMMIT
-        """, flows, family="ip6")
+        """,
+        flows,
+        family="ip6",
+    )
     assert predicted == observed
     assert predicted == ["delivered", "blocked", "delivered"]
 
 
 def test_nft_vmap_iifname_and_goto():
-    predicted, observed = _nft("""
+    predicted, observed = _nft(
+        """
         table inet f {
             chain input { type filter hook input priority 0; policy drop;
                 ct state established accept
@@ -381,14 +424,22 @@ def test_nft_vmap_iifname_and_goto():
             }
             chain narrow { tcp dport 5001 accept; }
         }
-        """, FLOWS4 + [Flow("tcp", "::1", 5001), Flow("udp", "127.0.0.1", 5001)])
+        """,
+        FLOWS4 + [Flow("tcp", "::1", 5001), Flow("udp", "127.0.0.1", 5001)],
+    )
     assert predicted == observed
 
 
 def test_nft_fib_reverse_path_filter_and_tcp_flags():
-    flows = [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.53", 5001, "127.0.0.2"),
-             Flow("tcp", "127.0.0.1", 5002), Flow("udp", "127.0.0.1", 5001), Flow("tcp", "::1", 5001)]
-    predicted, observed = _nft("""
+    flows = [
+        Flow("tcp", "127.0.0.1", 5001),
+        Flow("tcp", "127.0.0.53", 5001, "127.0.0.2"),
+        Flow("tcp", "127.0.0.1", 5002),
+        Flow("udp", "127.0.0.1", 5001),
+        Flow("tcp", "::1", 5001),
+    ]
+    predicted, observed = _nft(
+        """
         table inet fw {
             chain pre { type filter hook prerouting priority -290; policy accept;
                 fib saddr . iif oif missing drop
@@ -400,7 +451,9 @@ def test_nft_fib_reverse_path_filter_and_tcp_flags():
                 udp dport 5001 accept
             }
         }
-        """, flows)
+        """,
+        flows,
+    )
     assert predicted == observed
     assert predicted == ["delivered", "delivered", "blocked", "blocked", "delivered"]
 
@@ -426,12 +479,28 @@ def test_legacy_and_nft_tables_on_the_same_hook_both_decide():
     flows = FLOWS4 + [Flow("udp", "127.0.0.1", 5002), Flow("tcp", "::1", 5001)]
     engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts
     predicted = [engine.evaluate(f).verdict for f in flows]
-    observed = [o["observed"] for o in observe_files_detailed(
-        [RulesetText(name="rules.v4", text=legacy, format="iptables-save", backend="legacy"),
-         RulesetText(name="fw.nft", text=nft, format="nft")], flows, timeout=TIMEOUT)]
+    observed = [
+        o["observed"]
+        for o in observe_files_detailed(
+            [
+                RulesetText(name="rules.v4", text=legacy, format="iptables-save", backend="legacy"),
+                RulesetText(name="fw.nft", text=nft, format="nft"),
+            ],
+            flows,
+            timeout=TIMEOUT,
+        )
+    ]
     assert predicted == observed
-    assert predicted == ["delivered", "delivered", "blocked", "delivered", "blocked", "delivered", "blocked",
-                         "delivered"]
+    assert predicted == [
+        "delivered",
+        "delivered",
+        "blocked",
+        "delivered",
+        "blocked",
+        "delivered",
+        "blocked",
+        "delivered",
+    ]
 
 
 _UDP_TWICE = """
@@ -464,6 +533,7 @@ def test_udp_followup_datagram_is_established_in_the_original_direction():
     assert Engine(ruleset, udp_followup=False).evaluate(flow).verdict == "delivered"
     from lbfw.sandbox.netns import Namespace
     from lbfw.sandbox.verify import load_sources
+
     with Namespace() as ns:
         load_sources(ns, [RulesetText(name="udp", text=text, format="iptables-save")])
         proc = ns.run(["python3", "-c", _UDP_TWICE], check=False, timeout=20)
@@ -475,7 +545,8 @@ def test_udp_followup_datagram_is_established_in_the_original_direction():
 
 def test_server_answer_after_an_untracked_handshake_is_picked_up_as_new():
     # measured: with the SYN notracked, the SYN-ACK is INVALID but the server's later packets are NEW
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *raw
         :PREROUTING ACCEPT [0:0]
         :OUTPUT ACCEPT [0:0]
@@ -488,14 +559,17 @@ def test_server_answer_after_an_untracked_handshake_is_picked_up_as_new():
         -A OUTPUT -p tcp --sport 5001 -m conntrack --ctstate NEW -j DROP
         -A OUTPUT -p tcp --sport 5002 -m conntrack --ctstate INVALID -j DROP
         COMMIT
-        """, [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 5002)])
+        """,
+        [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 5002)],
+    )
     assert predicted == observed
     assert predicted == ["blocked", "delivered"]
 
 
 def test_ack_before_conntrack_saw_the_syn_ack_is_invalid():
     # the SYN-ACK is notracked: conntrack stays in SYN_SENT and calls the client's ACK INVALID
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *raw
         :PREROUTING ACCEPT [0:0]
         :OUTPUT ACCEPT [0:0]
@@ -510,13 +584,16 @@ def test_ack_before_conntrack_saw_the_syn_ack_is_invalid():
         -A INPUT -p tcp --dport 5002 -m conntrack --ctstate NEW -j ACCEPT
         -A INPUT -p tcp --dport 5002 -j DROP
         COMMIT
-        """, [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 5002)])
+        """,
+        [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 5002)],
+    )
     assert predicted == observed
     assert predicted == ["blocked", "blocked"]
 
 
 def test_nft_named_concat_set_interval_set_and_ct_state_vmap():
-    predicted, observed = _nft("""
+    predicted, observed = _nft(
+        """
         table inet f {
             set allowed { type ipv4_addr . inet_service; elements = { 127.0.0.1 . 5001, 127.0.0.53 . 5002 } }
             set loopish { type ipv4_addr; flags interval; elements = { 127.0.0.2-127.0.0.9 } }
@@ -527,15 +604,33 @@ def test_nft_named_concat_set_interval_set_and_ct_state_vmap():
                 ip6 saddr ::1 tcp dport 5001 accept
             }
         }
-        """, FLOWS4 + [Flow("tcp", "127.0.0.53", 5002), Flow("tcp", "127.0.0.53", 5001), Flow("tcp", "::1", 5001),
-                       Flow("udp", "::1", 5001)])
+        """,
+        FLOWS4
+        + [
+            Flow("tcp", "127.0.0.53", 5002),
+            Flow("tcp", "127.0.0.53", 5001),
+            Flow("tcp", "::1", 5001),
+            Flow("udp", "::1", 5001),
+        ],
+    )
     assert predicted == observed
-    assert predicted == ["delivered", "blocked", "delivered", "blocked", "delivered", "blocked",
-                         "delivered", "blocked", "delivered", "blocked"]
+    assert predicted == [
+        "delivered",
+        "blocked",
+        "delivered",
+        "blocked",
+        "delivered",
+        "blocked",
+        "delivered",
+        "blocked",
+        "delivered",
+        "blocked",
+    ]
 
 
 def test_multiport_either_port_wildcard_interface_and_ctstatus():
-    predicted, observed = _ipt("""
+    predicted, observed = _ipt(
+        """
         *filter
         :INPUT DROP [0:0]
         :FORWARD DROP [0:0]
@@ -546,8 +641,16 @@ def test_multiport_either_port_wildcard_interface_and_ctstatus():
         -A INPUT -p tcp --dport 5002 -m conntrack --ctstate NEW -j ACCEPT
         -A INPUT -p tcp -m conntrack --ctstatus SEEN_REPLY -j ACCEPT
         COMMIT
-        """, [Flow("tcp", "127.0.0.1", 5001), Flow("tcp", "127.0.0.1", 6000), Flow("tcp", "127.0.0.1", 7000),
-              Flow("udp", "127.0.0.53", 5001), Flow("udp", "127.0.0.1", 5353), Flow("tcp", "127.0.0.53", 5002)])
+        """,
+        [
+            Flow("tcp", "127.0.0.1", 5001),
+            Flow("tcp", "127.0.0.1", 6000),
+            Flow("tcp", "127.0.0.1", 7000),
+            Flow("udp", "127.0.0.53", 5001),
+            Flow("udp", "127.0.0.1", 5353),
+            Flow("tcp", "127.0.0.53", 5002),
+        ],
+    )
     assert predicted == observed
     assert predicted == ["delivered", "delivered", "blocked", "blocked", "delivered", "delivered"]
 
@@ -580,6 +683,7 @@ def test_nft_dnat_in_a_nat_output_chain():
     assert engine.evaluate(Flow("tcp", "127.0.0.5", 81)).verdict == "delivered"
     from lbfw.sandbox.netns import Namespace
     from lbfw.sandbox.verify import load_sources
+
     with Namespace() as ns:
         load_sources(ns, [RulesetText(name="nat.nft", text=text, format="nft")])
         proc = ns.run(["python3", "-c", _DNAT_PROBE], check=False, timeout=20)

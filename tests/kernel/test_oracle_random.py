@@ -25,11 +25,13 @@ TIMEOUT = 0.4
 SEEDS = int(os.environ.get("LBFW_RANDOM_SEEDS", "12"))
 FIRST = int(os.environ.get("LBFW_RANDOM_FIRST", "0"))
 PORTS = (5001, 5002)
-FLOWS = [Flow(proto, server, port, client)
-         for proto in ("tcp", "udp")
-         for server in ("127.0.0.1", "127.0.0.53")
-         for client in (None, "127.0.0.2")
-         for port in PORTS] + [Flow(proto, "::1", 5001) for proto in ("tcp", "udp")]
+FLOWS = [
+    Flow(proto, server, port, client)
+    for proto in ("tcp", "udp")
+    for server in ("127.0.0.1", "127.0.0.53")
+    for client in (None, "127.0.0.2")
+    for port in PORTS
+] + [Flow(proto, "::1", 5001) for proto in ("tcp", "udp")]
 
 ADDRS = ("127.0.0.1/32", "127.0.0.53/32", "127.0.0.2/32", "127.0.0.0/8", "10.0.0.0/8")
 STATES = ("NEW", "ESTABLISHED", "RELATED,ESTABLISHED", "UNTRACKED", "INVALID", "NEW,ESTABLISHED")
@@ -52,15 +54,25 @@ def _ipt_matches(rng: random.Random, chain: str, addrs=ADDRS) -> str:
         proto = rng.choice(["tcp", "udp"])
         parts.append(f"-p {proto}")
         if rng.random() < 0.6:
-            parts.append(f"--{rng.choice(['dport', 'sport'])} {rng.choice(['5001', '5002', '5000:5001', '1024:65535'])}")
+            option = rng.choice(["dport", "sport"])  # drawn in this order: the seeds' rulesets stay the same
+            parts.append(f"--{option} {rng.choice(['5001', '5002', '5000:5001', '1024:65535'])}")
         if proto == "tcp" and rng.random() < 0.2:
             parts.append(rng.choice(["--syn", "--tcp-flags SYN,ACK SYN,ACK", "! --syn"]))
     if rng.random() < 0.3:
         parts.append(f"-m conntrack {rng.choice(['', '! '])}--ctstate {rng.choice(STATES)}")
     if rng.random() < 0.12:
-        parts.append(rng.choice(["-m conntrack --ctdir ORIGINAL", "-m conntrack --ctdir REPLY",
-                                 "-m conntrack --ctstatus SEEN_REPLY", "-m conntrack --ctstatus ASSURED",
-                                 "-m conntrack ! --ctstatus CONFIRMED", "-m state --state NEW"]))
+        parts.append(
+            rng.choice(
+                [
+                    "-m conntrack --ctdir ORIGINAL",
+                    "-m conntrack --ctdir REPLY",
+                    "-m conntrack --ctstatus SEEN_REPLY",
+                    "-m conntrack --ctstatus ASSURED",
+                    "-m conntrack ! --ctstatus CONFIRMED",
+                    "-m state --state NEW",
+                ]
+            )
+        )
     if rng.random() < 0.1:
         parts.append(f"-m mark --mark {rng.choice(['0x1', '0x0'])}")
     if rng.random() < 0.1 and addrs is ADDRS:
@@ -80,20 +92,32 @@ def random_iptables(seed: int, family: str = "ip") -> str:
             lines.append(f"-A {chain} {_ipt_matches(rng, chain, addrs)} -j CT --notrack".replace("  ", " "))
         lines.append("COMMIT")
     if rng.random() < 0.4:
-        lines += ["*mangle", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":FORWARD ACCEPT [0:0]",
-                  ":OUTPUT ACCEPT [0:0]", ":POSTROUTING ACCEPT [0:0]"]
+        lines += [
+            "*mangle",
+            ":PREROUTING ACCEPT [0:0]",
+            ":INPUT ACCEPT [0:0]",
+            ":FORWARD ACCEPT [0:0]",
+            ":OUTPUT ACCEPT [0:0]",
+            ":POSTROUTING ACCEPT [0:0]",
+        ]
         lines.append(f"-A OUTPUT {_ipt_matches(rng, 'OUTPUT', addrs)} -j MARK --set-mark 0x1".replace("  ", " "))
         if rng.random() < 0.5:
             lines.append(f"-A POSTROUTING {_ipt_matches(rng, 'POSTROUTING', addrs)} -j DROP".replace("  ", " "))
         lines.append("COMMIT")
-    lines += ["*filter", f":INPUT {rng.choice(['ACCEPT', 'DROP'])} [0:0]", ":FORWARD DROP [0:0]",
-              f":OUTPUT {rng.choice(['ACCEPT', 'ACCEPT', 'DROP'])} [0:0]"]
+    lines += [
+        "*filter",
+        f":INPUT {rng.choice(['ACCEPT', 'DROP'])} [0:0]",
+        ":FORWARD DROP [0:0]",
+        f":OUTPUT {rng.choice(['ACCEPT', 'ACCEPT', 'DROP'])} [0:0]",
+    ]
     lines += [f":{u} - [0:0]" for u in users]
     for chain in ("INPUT", "OUTPUT") + tuple(users):
         for _ in range(rng.randint(0 if chain in users else 1, 4)):
-            target = rng.choice(["ACCEPT", "ACCEPT", "DROP", "REJECT", "RETURN", "LOG"]
-                                + [f"jump {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")]
-                                + [f"goto {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")])
+            target = rng.choice(
+                ["ACCEPT", "ACCEPT", "DROP", "REJECT", "RETURN", "LOG"]
+                + [f"jump {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")]
+                + [f"goto {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")]
+            )
             # user chains may test either interface: the one a hook lacks is the empty name
             matches = _ipt_matches(rng, "USER" if chain in users else chain, addrs)
             if target.startswith("jump "):
@@ -110,7 +134,8 @@ def random_iptables(seed: int, family: str = "ip") -> str:
 def _nft_matches(rng: random.Random, hook: str) -> str:
     parts = []
     if rng.random() < 0.35:
-        parts.append(f"ip saddr {rng.choice(['', '!= '])}{rng.choice(['127.0.0.1', '127.0.0.0/8', '{ 127.0.0.2, 127.0.0.53 }'])}")
+        op = rng.choice(["", "!= "])  # drawn in this order: the seeds' rulesets stay the same
+        parts.append(f"ip saddr {op}{rng.choice(['127.0.0.1', '127.0.0.0/8', '{ 127.0.0.2, 127.0.0.53 }'])}")
     if rng.random() < 0.3:
         parts.append(f"ip daddr {rng.choice(['', '!= '])}{rng.choice(['127.0.0.1', '127.0.0.53', '127.0.0.0/8'])}")
     if rng.random() < 0.3:
@@ -136,10 +161,14 @@ def random_nft(seed: int) -> str:
             if hook == "prerouting" and prio == -300 and rng.random() < 0.3:
                 verdict = "notrack"
             rules.append(f"        {_nft_matches(rng, hook)} {verdict}".rstrip())
-        body.append(f"    chain c{idx} {{\n        type filter hook {hook} priority {prio}; "
-                    f"policy {rng.choice(['accept', 'accept', 'drop'])};\n" + "\n".join(rules) + "\n    }")
-    sub = [f"        {_nft_matches(rng, 'input')} {rng.choice(['accept', 'drop', 'return'])}".rstrip()
-           for _ in range(rng.randint(0, 3))]
+        body.append(
+            f"    chain c{idx} {{\n        type filter hook {hook} priority {prio}; "
+            f"policy {rng.choice(['accept', 'accept', 'drop'])};\n" + "\n".join(rules) + "\n    }"
+        )
+    sub = [
+        f"        {_nft_matches(rng, 'input')} {rng.choice(['accept', 'drop', 'return'])}".rstrip()
+        for _ in range(rng.randint(0, 3))
+    ]
     body.append("    chain sub {\n" + "\n".join(sub) + "\n    }")
     return "table inet t {\n" + "\n".join(body) + "\n}\n"
 
@@ -158,9 +187,17 @@ def _check(ruleset: Ruleset, source: RulesetText, flows=FLOWS):
             continue
         compared += 1
         if result.verdict != seen:
-            wrong.append((result.flow.label(), result.verdict, seen,
-                          [f"{s.packet} {s.hook} {s.table}/{s.chain} {s.verdict} {s.rule.text if s.rule else ''}"
-                           for s in result.steps]))
+            wrong.append(
+                (
+                    result.flow.label(),
+                    result.verdict,
+                    seen,
+                    [
+                        f"{s.packet} {s.hook} {s.table}/{s.chain} {s.verdict} {s.rule.text if s.rule else ''}"
+                        for s in result.steps
+                    ],
+                )
+            )
     return compared, wrong
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -70,18 +71,19 @@ def test_namespace_and_holder_are_gone_after_exit():
 
 
 def test_namespace_is_gone_after_an_exception_inside():
-    with pytest.raises(RuntimeError):
-        with Namespace() as ns:
-            pid, inode = ns.pid, _inode(ns.pid)
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), Namespace() as ns:
+        pid, inode = ns.pid, _inode(ns.pid)
+        raise RuntimeError("boom")
     assert _gone(pid, inode)
 
 
 def test_namespace_dies_with_a_killed_owner():
     # SIGKILL leaves no chance for __exit__: the holder must still die with its owner.
-    code = ("import sys, time; from lbfw.sandbox.netns import Namespace\n"
-            "ns = Namespace().__enter__()\n"
-            "print(ns.pid, flush=True); time.sleep(60)\n")
+    code = (
+        "import sys, time; from lbfw.sandbox.netns import Namespace\n"
+        "ns = Namespace().__enter__()\n"
+        "print(ns.pid, flush=True); time.sleep(60)\n"
+    )
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         pid = int(owner.stdout.readline())
@@ -96,11 +98,12 @@ def test_namespace_dies_with_a_killed_owner():
 
 
 def test_namespace_is_gone_after_sigint_to_its_owner():
-    code = ("import sys, time; from lbfw.sandbox.netns import Namespace\n"
-            "with Namespace() as ns:\n"
-            "    print(ns.pid, flush=True); time.sleep(60)\n")
-    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                             text=True)
+    code = (
+        "import sys, time; from lbfw.sandbox.netns import Namespace\n"
+        "with Namespace() as ns:\n"
+        "    print(ns.pid, flush=True); time.sleep(60)\n"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         pid = int(owner.stdout.readline())
         inode = _inode(pid)
@@ -129,8 +132,10 @@ def test_run_reports_a_failing_command_with_its_stderr():
 
 
 def test_iptables_loads_in_each_backend_and_dump_reads_it_back():
-    text = "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" \
-           "-A INPUT -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
+    text = (
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A INPUT -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
+    )
     text6 = text.replace("127.0.0.1/32", "::1/128")
     with Namespace() as ns:
         ns.load_iptables(text, backend="legacy")
@@ -142,8 +147,7 @@ def test_iptables_loads_in_each_backend_and_dump_reads_it_back():
     assert "-A INPUT -s ::1/128 -j ACCEPT" in dump["ip6tables-legacy-save"]
     assert ":INPUT DROP [0:0]" in dump["iptables-legacy-save"]
     assert "table ip filter" in dump["nft"]
-    assert not any(line.startswith("#") for v in dump.values() for line in v.splitlines()
-                   if not v is dump["nft"])
+    assert not any(line.startswith("#") for v in dump.values() for line in v.splitlines() if v is not dump["nft"])
 
 
 def test_a_dump_the_kernel_rejects_names_the_source_and_line():
@@ -161,17 +165,20 @@ def test_a_dump_the_kernel_rejects_names_the_source_and_line():
 
 
 def test_nft_rejection_gives_the_line():
-    text = "table inet f {\n  chain input {\n    type filter hook input priority 0;\n" \
-           "    ip saddr 127.0.0.1 bogus\n  }\n}\n"
-    with Namespace() as ns:
-        with pytest.raises(InputError) as err:
-            ns.load_nft(text, source="fw.nft")
+    text = (
+        "table inet f {\n  chain input {\n    type filter hook input priority 0;\n"
+        "    ip saddr 127.0.0.1 bogus\n  }\n}\n"
+    )
+    with Namespace() as ns, pytest.raises(InputError) as err:
+        ns.load_nft(text, source="fw.nft")
     assert err.value.path == "fw.nft" and err.value.line == 4
 
 
 def test_interfaces_named_by_a_ruleset_can_be_made_so_it_loads():
-    text = 'table inet f {\n  chain input {\n    type filter hook input priority 0;\n' \
-           '    iif "eth0" ip saddr 127.0.0.0/8 drop\n  }\n}\n'
+    text = (
+        "table inet f {\n  chain input {\n    type filter hook input priority 0;\n"
+        '    iif "eth0" ip saddr 127.0.0.0/8 drop\n  }\n}\n'
+    )
     with Namespace() as ns:
         with pytest.raises(InputError, match="Interface does not exist"):
             ns.load_nft(text)
@@ -209,7 +216,8 @@ with Namespace() as ns:
                                           timeout=0.4))
 # Without legacy tables (here: a user namespace; kernels 6.17+ may lack them) dumps go to iptables-nft.
 from lbfw.sandbox.verify import RulesetText, observe_files
-print(*observe_files([RulesetText("r.v4", "*filter\\n:INPUT DROP [0:0]\\n-A INPUT -i lo -s 127.0.0.1 -j ACCEPT\\nCOMMIT\\n")],
+RULES = "*filter\\n:INPUT DROP [0:0]\\n-A INPUT -i lo -s 127.0.0.1 -j ACCEPT\\nCOMMIT\\n"
+print(*observe_files([RulesetText("r.v4", RULES)],
                      [Flow("tcp", "127.0.0.1", 80), Flow("udp", "127.0.0.53", 53)], timeout=0.4))
 """
 
@@ -219,8 +227,13 @@ def test_without_root_a_user_namespace_does_the_same():
     python = "/usr/bin/python3"  # the venv's interpreter may sit in a directory nobody cannot enter
     if os.geteuid() != 0 or shutil.which("setpriv") is None or not os.access(python, os.X_OK):
         pytest.skip("needs root to become nobody, setpriv and the system python3")
-    proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", NOBODY,
-                           str(ROOT / "src")], capture_output=True, text=True, timeout=60, cwd="/")
+    proc = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", NOBODY, str(ROOT / "src")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
     if "cannot create a private network namespace" in proc.stderr:
         pytest.skip(f"user namespaces are not allowed here: {proc.stderr.strip()[-200:]}")
     assert proc.returncode == 0, proc.stderr
@@ -230,12 +243,14 @@ def test_without_root_a_user_namespace_does_the_same():
 def test_holder_dies_with_its_owner_even_when_a_forked_child_keeps_the_pipe():
     # A fork (multiprocessing's default) inherits the pipe the holder reads: end of file never
     # comes while the child lives, so only the parent-death signal can end the holder.
-    code = ("import os, sys, time; from lbfw.sandbox.netns import Namespace\n"
-            "ns = Namespace().__enter__()\n"
-            "child = os.fork()\n"
-            "if child == 0:\n"
-            "    time.sleep(30); os._exit(0)\n"
-            "print(ns.pid, child, flush=True); time.sleep(60)\n")
+    code = (
+        "import os, sys, time; from lbfw.sandbox.netns import Namespace\n"
+        "ns = Namespace().__enter__()\n"
+        "child = os.fork()\n"
+        "if child == 0:\n"
+        "    time.sleep(30); os._exit(0)\n"
+        "print(ns.pid, child, flush=True); time.sleep(60)\n"
+    )
     owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     child = None
     try:
@@ -249,21 +264,35 @@ def test_holder_dies_with_its_owner_even_when_a_forked_child_keeps_the_pipe():
             owner.kill()
         owner.stdout.close()
         if child is not None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def test_root_without_cap_sys_admin_falls_back_to_a_user_namespace():
     # Many containers run root without CAP_SYS_ADMIN: `unshare -n` is refused there, `-rn` is not.
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to drop CAP_SYS_ADMIN")
-    refused = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin",
-                              "unshare", "-n", "true"], capture_output=True)
+    refused = subprocess.run(
+        ["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", "unshare", "-n", "true"],
+        capture_output=True,
+    )
     assert refused.returncode != 0  # the situation this test is about
-    proc = subprocess.run(["setpriv", "--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", sys.executable,
-                           "-c", NOBODY, str(ROOT / "src")], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            "setpriv",
+            "--bounding-set",
+            "-sys_admin",
+            "--inh-caps",
+            "-sys_admin",
+            sys.executable,
+            "-c",
+            NOBODY,
+            str(ROOT / "src"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if "cannot create a private network namespace" in proc.stderr:
         pytest.skip(f"user namespaces are not allowed here either: {proc.stderr.strip()[-200:]}")
     assert proc.returncode == 0, proc.stderr

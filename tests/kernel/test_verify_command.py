@@ -4,18 +4,18 @@ kernel loads; the command's output, exit codes and clean-up under Ctrl-C."""
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from lbfw.commands.verify import verify_rows
+from lbfw.pipeline import verify_rows
 
 pytestmark = pytest.mark.kernel
 
@@ -24,15 +24,15 @@ LBFW = [sys.executable, "-m", "lbfw"]
 
 # Corpus files iptables-restore itself rejects (README.md quirks): not loadable, so not verifiable.
 REJECTED = {
-    "configs_ugent__iptables-save": 71,                 # iptables 1.3.5 dotted netmasks
-    "config_veroneau.net__iptables-save": 269,          # trailing spaces: `COMMIT ` is a bad argument
-    "configs_serverfault__759927.txt": 20,              # -m set: the ipset does not exist
+    "configs_ugent__iptables-save": 71,  # iptables 1.3.5 dotted netmasks
+    "config_veroneau.net__iptables-save": 269,  # trailing spaces: `COMMIT ` is a bad argument
+    "configs_serverfault__759927.txt": 20,  # -m set: the ipset does not exist
 }
 CHAIR = "configs_chair_for_Network_Architectures_and_Services__iptables-save-2016-06-27_16-29-01"
 
 
 def _disagreements(path: str):
-    rows, results, _ = verify_rows([path], timeout=0.3)
+    rows, results, _, _ = verify_rows([path], timeout=0.3)
     assert rows, path
     return [r for r in rows if r["agree"] is False], sum(r["agree"] is True for r in rows), len(rows)
 
@@ -40,8 +40,7 @@ def _disagreements(path: str):
 def _verify_all(paths):
     # Processes, not threads: reading and predicting hold the GIL; and more workers than cores,
     # since most of each run is spent waiting for blocked flows to time out.
-    with ProcessPoolExecutor(max_workers=4,
-                             mp_context=multiprocessing.get_context("forkserver")) as pool:
+    with ProcessPoolExecutor(max_workers=4, mp_context=multiprocessing.get_context("forkserver")) as pool:
         return dict(zip(paths, pool.map(_disagreements, paths)))
 
 
@@ -49,7 +48,7 @@ def test_every_example_agrees_with_the_kernel(examples_dir):
     paths = sorted(str(p) for p in examples_dir.iterdir() if p.suffix in (".rules", ".v4", ".v6", ".nft"))
     assert len(paths) >= 20
     outcome = _verify_all(paths)
-    for path, (wrong, agree, total) in outcome.items():
+    for path, (wrong, _agree, _total) in outcome.items():
         assert wrong == [], path
     # Most flows are definite verdicts that were compared, not skipped as unknown.
     assert sum(a for _, a, _ in outcome.values()) > 0.9 * sum(t for _, _, t in outcome.values())
@@ -67,7 +66,7 @@ def test_every_loadable_corpus_ruleset_agrees_with_the_kernel(corpus_dir, tmp_pa
         paths.append(str(p))
     assert len(paths) == 12
     outcome = _verify_all(paths)
-    for path, (wrong, agree, total) in outcome.items():
+    for path, (wrong, agree, _total) in outcome.items():
         assert wrong == [], path
         assert agree > 0, path
 
@@ -91,8 +90,12 @@ def test_a_rejected_ruleset_exits_2_with_path_and_line(corpus_dir):
 
 
 def test_json_output_agrees_and_has_the_documented_shape(examples_dir):
-    proc = subprocess.run(LBFW + ["verify", str(examples_dir / "input-narrow-accept-established.rules"),
-                                  "--format", "json"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        LBFW + ["verify", str(examples_dir / "input-narrow-accept-established.rules"), "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["agree"] is True and doc["bug_report"] is None
@@ -107,11 +110,14 @@ def test_json_output_agrees_and_has_the_documented_shape(examples_dir):
 
 def test_standard_input_and_a_plan(examples_dir, tmp_path):
     plan = tmp_path / "plan.toml"
-    plan.write_text('[[flow]]\nproto = "udp"\nserver = "127.0.0.53"\nport = 53\n\n'
-                    '[[flow]]\nproto = "tcp"\nclient = "127.0.0.2"\nserver = "127.0.0.1"\nport = 8080\n')
+    plan.write_text(
+        '[[flow]]\nproto = "udp"\nserver = "127.0.0.53"\nport = 53\n\n'
+        '[[flow]]\nproto = "tcp"\nclient = "127.0.0.2"\nserver = "127.0.0.1"\nport = 8080\n'
+    )
     text = (examples_dir / "nft-iif-lo.nft").read_text()
-    proc = subprocess.run(LBFW + ["verify", "-", "--plan", str(plan)], input=text, capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run(
+        LBFW + ["verify", "-", "--plan", str(plan)], input=text, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert any("udp default -> 127.0.0.53:53" in ln and ln.split()[-1] == "yes" for ln in lines)
@@ -148,11 +154,18 @@ def _dead(pid: int) -> bool:
 def test_sigint_during_verify_leaves_no_namespace_process_or_socket(tmp_path, examples_dir, to_group):
     # 300 flows the narrow rules block: about three probe batches of a second each.
     plan = tmp_path / "plan.toml"
-    plan.write_text("".join(f'[[flow]]\nproto = "tcp"\nserver = "127.0.{i // 250}.{i % 250 + 2}"\nport = 80\n\n'
-                            for i in range(300)))
-    proc = subprocess.Popen(LBFW + ["verify", str(examples_dir / "input-narrow-accept.rules"), "--plan",
-                                    str(plan)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=to_group)
+    plan.write_text(
+        "".join(
+            f'[[flow]]\nproto = "tcp"\nserver = "127.0.{i // 250}.{i % 250 + 2}"\nport = 80\n\n' for i in range(300)
+        )
+    )
+    proc = subprocess.Popen(
+        LBFW + ["verify", str(examples_dir / "input-narrow-accept.rules"), "--plan", str(plan)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=to_group,
+    )
     try:
         holder = probe = None
         deadline = time.monotonic() + 20
@@ -189,12 +202,15 @@ def test_sigint_during_verify_leaves_no_namespace_process_or_socket(tmp_path, ex
     assert inode not in _net_namespaces()
 
 
-@pytest.mark.parametrize("iptables,nft", [
-    ("input-narrow-accept-established.rules", "nft-saddr-narrow.nft"),
-    # a native `table ip filter` beside legacy rules: iptables-nft-save calls it incompatible and
-    # shows it empty; `lbfw verify` live caught the reader losing its drop policy once
-    ("input-narrow-accept-established.rules", "nft-vmap.nft"),
-])
+@pytest.mark.parametrize(
+    "iptables,nft",
+    [
+        ("input-narrow-accept-established.rules", "nft-saddr-narrow.nft"),
+        # a native `table ip filter` beside legacy rules: iptables-nft-save calls it incompatible and
+        # shows it empty; `lbfw verify` live caught the reader losing its drop policy once
+        ("input-narrow-accept-established.rules", "nft-vmap.nft"),
+    ],
+)
 def test_live_verify_inside_a_namespace_agrees_and_changes_nothing(examples_dir, iptables, nft):
     """`lbfw verify` with no SOURCE, run as root inside a namespace of ours: the live reader sees
     that namespace's tables (legacy and nftables at once), the probe runs there, and sockets and
@@ -211,7 +227,7 @@ def test_live_verify_inside_a_namespace_agrees_and_changes_nothing(examples_dir,
     rows = json.loads(proc.stdout)["flows"]
     assert all(r["agree"] is not False for r in rows)
     assert sum(r["agree"] is True for r in rows) >= 0.8 * len(rows)
-    assert any(r["observed"] == "blocked" for r in rows)   # the rules did bite, live
+    assert any(r["observed"] == "blocked" for r in rows)  # the rules did bite, live
     assert before == after
 
 
@@ -219,13 +235,21 @@ def test_sigint_during_live_verify_leaves_no_socket(tmp_path, examples_dir):
     from lbfw.sandbox.netns import Namespace
 
     plan = tmp_path / "plan.toml"
-    plan.write_text("".join(f'[[flow]]\nproto = "{"tcp" if i % 2 else "udp"}"\nserver = "127.0.1.{i % 250 + 2}"\n'
-                            f'port = {2000 + i}\n\n' for i in range(300)))
+    plan.write_text(
+        "".join(
+            f'[[flow]]\nproto = "{"tcp" if i % 2 else "udp"}"\nserver = "127.0.1.{i % 250 + 2}"\nport = {2000 + i}\n\n'
+            for i in range(300)
+        )
+    )
     with Namespace() as ns:
         ns.load_iptables((examples_dir / "input-narrow-accept.rules").read_text())
         before = ns.dump()
-        proc = subprocess.Popen(ns.enter_argv(LBFW + ["verify", "--plan", str(plan)]), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            ns.enter_argv(LBFW + ["verify", "--plan", str(plan)]),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and "LISTEN" not in ns.run(["ss", "-tanH"]).stdout:
@@ -282,17 +306,23 @@ def test_live_verify_never_sends_to_the_service_nat_leads_to(examples_dir, tmp_p
     from lbfw.sandbox.netns import Namespace
 
     plan = tmp_path / "plan.toml"
-    plan.write_text('[[flow]]\nproto = "udp"\nserver = "127.0.0.11"\nport = 53\n\n'
-                    '[[flow]]\nproto = "tcp"\nserver = "127.0.0.11"\nport = 53\n\n'
-                    '[[flow]]\nproto = "udp"\nserver = "127.0.0.1"\nport = 5353\n')
+    plan.write_text(
+        '[[flow]]\nproto = "udp"\nserver = "127.0.0.11"\nport = 53\n\n'
+        '[[flow]]\nproto = "tcp"\nserver = "127.0.0.11"\nport = 53\n\n'
+        '[[flow]]\nproto = "udp"\nserver = "127.0.0.1"\nport = 5353\n'
+    )
     with Namespace() as ns:
         ns.load_iptables((examples_dir / "docker-embedded-dns.rules").read_text())
-        resolver = subprocess.Popen(ns.enter_argv([sys.executable, "-c", RESOLVER]), stdout=subprocess.PIPE,
-                                    stdin=subprocess.PIPE, text=True)
+        resolver = subprocess.Popen(
+            ns.enter_argv([sys.executable, "-c", RESOLVER]), stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
+        )
         try:
             assert resolver.stdout.readline().strip() == "ready"
-            argv = LBFW + ["verify", "--plan", str(plan), "--format", "json"] if how == "lbfw verify" else \
-                [sys.executable, "-c", DIRECT]
+            argv = (
+                LBFW + ["verify", "--plan", str(plan), "--format", "json"]
+                if how == "lbfw verify"
+                else [sys.executable, "-c", DIRECT]
+            )
             proc = ns.run(argv, check=False, timeout=60)
             resolver.stdin.close()
             resolver.wait(15)
@@ -304,8 +334,9 @@ def test_live_verify_never_sends_to_the_service_nat_leads_to(examples_dir, tmp_p
             resolver.stdout.close()
     assert proc.returncode == 0, proc.stderr
     observed = [r["observed"] for r in json.loads(proc.stdout)["flows"]]
-    assert observed[:2] == ["not observed: NAT sends it to another address or port, where a real service "
-                            "may answer"] * 2
+    assert (
+        observed[:2] == ["not observed: NAT sends it to another address or port, where a real service may answer"] * 2
+    )
     assert observed[2] == "delivered"
     assert seen == 0
 
@@ -315,7 +346,7 @@ def test_veroneau_agrees_once_its_trailing_spaces_are_gone(corpus_dir):
     # same rules without the spaces load, and the prediction from the original matches them.
     from lbfw.analyze.engine import Engine
     from lbfw.analyze.flows import default_flows
-    from lbfw.commands.verify import compare
+    from lbfw.pipeline import compare
     from lbfw.read import read_sources
     from lbfw.sandbox.verify import RulesetText, observe_files_detailed
 

@@ -22,8 +22,10 @@ T = 0.4
 D, B = "delivered", "blocked"
 ROOT = Path(__file__).resolve().parents[2]
 
-NARROW = "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n" \
-         "-A INPUT -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
+NARROW = (
+    "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+    "-A INPUT -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
+)
 FLOWS = [Flow("tcp", "127.0.0.1", 80), Flow("tcp", "127.0.0.53", 53), Flow("udp", "127.0.0.1", 53, "127.0.0.2")]
 
 
@@ -38,8 +40,10 @@ def test_files_load_by_path_and_by_text(tmp_path, examples_dir):
 
 def test_a_drop_in_any_table_wins_over_an_accept_in_another():
     # DOMAIN.md: an accept ends only its base chain; iptables' DROP policy still drops.
-    nft = "table inet filter {\n chain input {\n  type filter hook input priority 0; policy accept;\n" \
-          "  iif lo accept\n }\n}\n"
+    nft = (
+        "table inet filter {\n chain input {\n  type filter hook input priority 0; policy accept;\n"
+        "  iif lo accept\n }\n}\n"
+    )
     sources = [RulesetText("fw.nft", nft, format="nft"), RulesetText("rules.v4", NARROW)]
     assert observe_files(sources, FLOWS, timeout=T) == [D, B, B]
 
@@ -82,15 +86,44 @@ def test_interfaces_the_nft_file_names_are_made_so_it_loads():
 
 
 def test_interfaces_named_in_nft_json_are_made_so_it_loads():
-    doc = {"nftables": [
-        {"table": {"family": "inet", "name": "f"}},
-        {"chain": {"family": "inet", "table": "f", "name": "c", "type": "filter", "hook": "input",
-                   "prio": 0, "policy": "drop"}},
-        {"rule": {"family": "inet", "table": "f", "chain": "c", "expr": [
-            {"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "lo"}}, {"accept": None}]}},
-        {"rule": {"family": "inet", "table": "f", "chain": "c", "expr": [
-            {"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "eth7"}}, {"drop": None}]}},
-    ]}
+    doc = {
+        "nftables": [
+            {"table": {"family": "inet", "name": "f"}},
+            {
+                "chain": {
+                    "family": "inet",
+                    "table": "f",
+                    "name": "c",
+                    "type": "filter",
+                    "hook": "input",
+                    "prio": 0,
+                    "policy": "drop",
+                }
+            },
+            {
+                "rule": {
+                    "family": "inet",
+                    "table": "f",
+                    "chain": "c",
+                    "expr": [
+                        {"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "lo"}},
+                        {"accept": None},
+                    ],
+                }
+            },
+            {
+                "rule": {
+                    "family": "inet",
+                    "table": "f",
+                    "chain": "c",
+                    "expr": [
+                        {"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "eth7"}},
+                        {"drop": None},
+                    ],
+                }
+            },
+        ]
+    }
     assert observe_files([RulesetText("rs.json", json.dumps(doc))], FLOWS, timeout=T) == [D, D, D]
 
 
@@ -134,17 +167,18 @@ def _state(ns: Namespace) -> tuple:
 def test_live_probe_touches_no_service_no_socket_and_no_rule():
     import subprocess
 
-    flows = [Flow("tcp", "127.0.0.1", 8080),            # a service's port: never touched
-             Flow("tcp", "127.0.0.53", 9090),           # a wildcard [::]:9090 listener holds it too
-             Flow("udp", "127.0.0.53", 5353),           # 0.0.0.0:5353 with SO_REUSEADDR: still its own
-             Flow("tcp", "127.0.0.1", 8081),
-             Flow("tcp", "127.0.0.53", 8081),           # SYN-ACK dropped: a half-open socket until 1 s
-             Flow("udp", "127.0.0.1", 8082, "127.0.0.2"),
-             Flow("tcp", "10.9.9.9", 80)]               # not loopback: no listener there
+    flows = [
+        Flow("tcp", "127.0.0.1", 8080),  # a service's port: never touched
+        Flow("tcp", "127.0.0.53", 9090),  # a wildcard [::]:9090 listener holds it too
+        Flow("udp", "127.0.0.53", 5353),  # 0.0.0.0:5353 with SO_REUSEADDR: still its own
+        Flow("tcp", "127.0.0.1", 8081),
+        Flow("tcp", "127.0.0.53", 8081),  # SYN-ACK dropped: a half-open socket until 1 s
+        Flow("udp", "127.0.0.1", 8082, "127.0.0.2"),
+        Flow("tcp", "10.9.9.9", 80),
+    ]  # not loopback: no listener there
     with Namespace() as ns:
         ns.load_iptables(NARROW.replace("-A INPUT -s", "-A INPUT -p tcp --dport 8080 -j ACCEPT\n-A INPUT -s"))
-        service = subprocess.Popen(ns.enter_argv([sys.executable, "-c", SERVICE]), stdout=subprocess.PIPE,
-                                   text=True)
+        service = subprocess.Popen(ns.enter_argv([sys.executable, "-c", SERVICE]), stdout=subprocess.PIPE, text=True)
         try:
             assert service.stdout.readline().strip() == "ready"
             before = _state(ns)
@@ -154,15 +188,26 @@ def test_live_probe_touches_no_service_no_socket_and_no_rule():
             after = _state(ns)
             got = [r["observed"] for r in json.loads(proc.stdout)]
             # The service still has its port and answers on it.
-            reply = ns.run([sys.executable, "-c",
-                            "import socket; s = socket.create_connection(('127.0.0.1', 8080), 2); "
-                            "print(s.recv(64).decode())"]).stdout.strip()
+            reply = ns.run(
+                [
+                    sys.executable,
+                    "-c",
+                    "import socket; s = socket.create_connection(('127.0.0.1', 8080), 2); print(s.recv(64).decode())",
+                ]
+            ).stdout.strip()
         finally:
             service.kill()
             service.wait()
             service.stdout.close()
-    assert got == ["not observed: port in use", "not observed: port in use", "not observed: port in use",
-                   D, B, B, NOT_LOOPBACK]
+    assert got == [
+        "not observed: port in use",
+        "not observed: port in use",
+        "not observed: port in use",
+        D,
+        B,
+        B,
+        NOT_LOOPBACK,
+    ]
     assert before == after  # same sockets (the service's listeners only), same rules, byte for byte
     assert elapsed < 6
     assert reply == "still mine"

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import sys
 
-from ._common import UsageError, choose, read_ruleset, write_output
+from ..errors import UsageError
+from ..pipeline import evaluate, read_ruleset
+from ._common import choose, write_output
 
 FORMATS = ("text", "json")
 
 
-def run(sources=(), to=(), from_=None, plan=None, explain: bool = False, format: str = "text",
-        input_format: str = "auto", reader: str = "auto") -> int:
+def run(
+    sources=(),
+    to=(),
+    from_=None,
+    plan=None,
+    explain: bool = False,
+    format: str = "text",
+    input_format: str = "auto",
+    reader: str = "auto",
+) -> int:
     choose("--format", format, FORMATS)
     to = list(to or [])
     if not to and plan is None:
@@ -22,21 +32,23 @@ def run(sources=(), to=(), from_=None, plan=None, explain: bool = False, format:
         raise UsageError("--from goes with --to; a plan names each flow's client itself")
 
     from ..analyze.flows import parse_plan, parse_to
+
     flows = parse_plan(plan) if plan is not None else [parse_to(spec, from_) for spec in to]
     if not flows:
         raise UsageError("the plan holds no [[flow]] table", path=plan)
 
     ruleset = read_ruleset(sources, input_format, reader)
-    from ..analyze.engine import Engine
-    engine = Engine(ruleset)
-    results = [engine.evaluate(flow) for flow in flows]
+    _, results = evaluate(ruleset, flows)
 
     if format == "json":
-        from ..render.json import render_flows
-        text = render_flows(results, explain=explain)
+        from ..render import json as as_json
+
+        text = as_json.render_flows(results, explain=explain)
     else:
-        from ..render.text import render_flows, use_color
-        text = render_flows(results, explain=explain, color=use_color(sys.stdout))
+        from ..render import text as as_text
+
+        text = as_text.render_flows(results, explain=explain, color=as_text.use_color(sys.stdout))
     write_output(text, None)
     from ..results import DELIVERED
+
     return 0 if all(r.verdict == DELIVERED for r in results) else 1

@@ -1,7 +1,8 @@
 """`lbfw fix`: the diff by default, `--write` for files, `--apply` for the live host.
 
-Glue only: reading and auditing come from the readers and the checks, the planning from
-lbfw.fix.plan, the file writes from lbfw.fix.files, the kernel changes from lbfw.fix.live.
+Glue only: reading and auditing come from lbfw.pipeline, the planning from lbfw.fix.plan,
+the file writes from lbfw.fix.files, the kernel changes from lbfw.fix.live, the before/after
+proof in private namespaces from lbfw.sandbox.proof.
 
 Output: the diff (data) on stdout, byte-exact when piped, coloured only on a terminal; what
 each edit does, its fix safety and every refusal on stderr.
@@ -15,27 +16,30 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from ..errors import ApplyError, InputError, LbfwError
+from ..errors import ApplyError, InputError, LbfwError, UsageError
 from ..fix.plan import FIXABLE, STYLES, FixPlan, plan_fixes, read_text
-from ._common import UsageError, choose
+from ..pipeline import audit_ruleset, read_ruleset
+from ._common import choose
 
-
-# A loopback handshake takes microseconds: half a second per flow is ample, and blocked flows
-# (which wait it out, in parallel batches) keep the proof short.
-PROBE_TIMEOUT = 0.5
+if TYPE_CHECKING:
+    from ..model import Ruleset
+    from ..results import Finding
 
 
 def _use_color(stream) -> bool:
-    return hasattr(stream, "isatty") and stream.isatty() and not os.environ.get("NO_COLOR") \
+    return (
+        hasattr(stream, "isatty")
+        and stream.isatty()
+        and not os.environ.get("NO_COLOR")
         and os.environ.get("TERM") != "dumb"
+    )
 
 
-def audit(ruleset) -> list:
-    from .audit import audit_ruleset
-    findings, _ = audit_ruleset(ruleset)
-    return findings
+def audit(ruleset: Ruleset) -> list[Finding]:
+    """The findings of an audit of ``ruleset`` (what the plan fixes)."""
+    return audit_ruleset(ruleset)[0]
 
 
 def describe(plan: FixPlan, err) -> None:
@@ -53,10 +57,24 @@ def describe(plan: FixPlan, err) -> None:
             err.write(f"  rule: {refusal.rule.strip()}\n")
 
 
-def run(sources=(), dry_run: bool = False, write: bool = False, apply: bool = False, style: str = "interface",
-        backup_dir: str = "/var/lib/lbfw/backups", confirm_timeout: int = 30, yes: bool = False,
-        persist: bool = False, verify: bool = False, input_format: str = "auto", reader: str = "auto",
-        persist_files: Optional[dict] = None, stdout=None, stderr=None, stdin=None) -> int:
+def run(
+    sources=(),
+    dry_run: bool = False,
+    write: bool = False,
+    apply: bool = False,
+    style: str = "interface",
+    backup_dir: str = "/var/lib/lbfw/backups",
+    confirm_timeout: int = 30,
+    yes: bool = False,
+    persist: bool = False,
+    verify: bool = False,
+    input_format: str = "auto",
+    reader: str = "auto",
+    persist_files: Optional[dict] = None,
+    stdout=None,
+    stderr=None,
+    stdin=None,
+) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     choose("--style", style, STYLES)
@@ -79,15 +97,27 @@ def run(sources=(), dry_run: bool = False, write: bool = False, apply: bool = Fa
         return _files(sources, write, style, verify, input_format, reader, out, err)
     if write:
         raise UsageError("--write needs SOURCE files (use --apply for the live host)")
-    return _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reader, persist_files,
-                 out, err, stdin or sys.stdin)
+    return _live(
+        apply,
+        style,
+        backup_dir,
+        confirm_timeout,
+        yes,
+        persist,
+        verify,
+        reader,
+        persist_files,
+        out,
+        err,
+        stdin or sys.stdin,
+    )
 
 
 # --------------------------------------------------------------------------- files
 
+
 def _files(sources, write, style, verify, input_format, reader, out, err) -> int:
     from ..fix.files import colorize, file_fixes, write_fixed
-    from ._common import read_ruleset
 
     ruleset = read_ruleset(sources, input_format, reader)
     texts = {}
@@ -95,7 +125,7 @@ def _files(sources, write, style, verify, input_format, reader, out, err) -> int
         try:
             texts[source] = read_text(source)
         except OSError as error:
-            raise InputError(f"cannot read: {error.strerror}", path=source)
+            raise InputError(f"cannot read: {error.strerror}", path=source) from None
     findings = audit(ruleset)
     plan = plan_fixes(ruleset, findings, style, texts=texts)
     fixes = file_fixes(plan)
@@ -105,7 +135,11 @@ def _files(sources, write, style, verify, input_format, reader, out, err) -> int
         out.write(colorize(diff) if _use_color(out) else diff)
         out.flush()
         if verify and fixes:
-            _verify_files(ruleset, sources, texts, {f.path: f.new for f in fixes}, input_format, err)
+            from ..sandbox.proof import file_loads, prove
+
+            fixed = dict(texts)
+            fixed.update({f.path: f.new for f in fixes})
+            prove(ruleset, file_loads(ruleset, sources, texts), file_loads(ruleset, sources, fixed), err)
         if not fixes and not plan.refusals:
             err.write("nothing to fix\n")
         return 1 if (fixes or plan.refusals) else 0
@@ -123,133 +157,47 @@ def _files(sources, write, style, verify, input_format, reader, out, err) -> int
     return 1 if (left or plan.refusals) else 0
 
 
-def _formats(ruleset) -> dict:
-    return {info.source: info.format for info in ruleset.sources}
-
-
-def _interfaces(ruleset) -> set:
-    names = set()
-    for table in ruleset.tables:
-        for chain in table.chains.values():
-            for rule in chain.rules:
-                for match in rule.matches:
-                    if match.field in ("meta.iifname", "meta.oifname"):
-                        names.update(v for v in match.values if isinstance(v, str) and not v.endswith("*"))
-    names.discard("lo")
-    return names
-
-
-def _load(ns, loads, interfaces) -> None:
-    """``loads``: [(kind, family, backend, text, source)] into the namespace."""
-    if interfaces:
-        ns.add_interfaces(sorted(interfaces))
-    for kind, family, backend, text, source in loads:
-        if kind == "nft":
-            ns.load_nft(text, source=source)
-        else:
-            ns.load_iptables(text, family=family, backend=backend, source=source)
-
-
-def _flows(ruleset) -> list:
-    from ..analyze.flows import default_flows
-    return default_flows(ruleset)
-
-
-def observe_before_after(before_loads, after_loads, flows, interfaces) -> tuple:
-    """Real traffic for ``flows`` with each set of rules loaded in its own private namespace."""
-    from ..sandbox.netns import Namespace
-    from ..sandbox.traffic import observe
-
-    with Namespace() as ns:
-        _load(ns, before_loads, interfaces)
-        before = observe(ns, flows, timeout=PROBE_TIMEOUT)
-    with Namespace() as ns:
-        _load(ns, after_loads, interfaces)
-        after = observe(ns, flows, timeout=PROBE_TIMEOUT)
-    return before, after
-
-
-def report_flows(flows, before, after, err) -> tuple:
-    """Print the flows the fix repairs and any it breaks; returns (repaired, broken)."""
-    repaired = [f for f, b, a in zip(flows, before, after) if b != "delivered" and a == "delivered"]
-    broken = [f for f, b, a in zip(flows, before, after) if b == "delivered" and a != "delivered"]
-    still = [f for f, b, a in zip(flows, before, after) if b != "delivered" and a != "delivered"]
-    err.write(f"observed with real traffic in a private namespace: {len(flows)} flows, "
-              f"{len(repaired)} repaired by the fix, {len(broken)} broken by it, {len(still)} still blocked\n")
-    for flow in repaired:
-        err.write(f"  repaired: {flow.label()} (before: blocked, after: delivered)\n")
-    for flow in broken:
-        err.write(f"  BROKEN:   {flow.label()} (before: delivered, after: blocked)\n")
-    for flow in still:
-        err.write(f"  still blocked: {flow.label()}\n")
-    if still:
-        err.write("  (something else blocks those: this fix neither causes nor repairs it; see `lbfw audit`)\n")
-    return repaired, broken
-
-
-def _file_loads(ruleset, sources, texts) -> list:
-    formats = _formats(ruleset)
-    loads = []
-    for source in sources:
-        fmt = formats.get(source)
-        text = texts[source]
-        if fmt == "nft":
-            loads.append(("nft", None, None, text, source))
-        elif fmt in ("iptables-save", "ip6tables-save"):
-            loads.append(("iptables", "ip6" if fmt == "ip6tables-save" else "ip", "legacy", text, source))
-        else:
-            raise UsageError(f"--verify cannot load a {fmt} source into the kernel", path=source)
-    return loads
-
-
-def _verify_files(ruleset, sources, texts, fixed, input_format, err) -> None:
-    before_loads = _file_loads(ruleset, sources, texts)
-    after_texts = dict(texts)
-    after_texts.update(fixed)
-    after_loads = _file_loads(ruleset, sources, after_texts)
-    flows = _flows(ruleset)
-    before, after = observe_before_after(before_loads, after_loads, flows, _interfaces(ruleset))
-    report_flows(flows, before, after, err)
-
-
 # --------------------------------------------------------------------------- the live host
 
-def _live_loads(live, plan) -> tuple:
+
+def _live_loads(live, plan: FixPlan) -> tuple:
     """(before, after) loads of every live table, the after with the plan's edits made."""
     from ..fix.live import fixed_text
+    from ..sandbox.proof import table_load
 
     before, after = [], []
     for ref, text in live.dumps.items():
         edits = plan.edits_for(ref.key)
         new = fixed_text(text, edits) if edits else text
-        if ref.backend == "nftables":
-            before.append(("nft", None, None, text, ref.key))
-            after.append(("nft", None, None, new, ref.key))
-        else:
-            backend = "legacy" if ref.backend == "legacy" else "nft"
-            before.append(("iptables", ref.family, backend, text, ref.key))
-            after.append(("iptables", ref.family, backend, new, ref.key))
+        before.append(table_load(ref.backend, ref.family, text, ref.key))
+        after.append(table_load(ref.backend, ref.family, new, ref.key))
     return before, after
 
 
-def _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reader, persist_files,
-          out, err, stdin) -> int:
+def _live(
+    apply, style, backup_dir, confirm_timeout, yes, persist, verify, reader, persist_files, out, err, stdin
+) -> int:
     from ..fix import live as livefix
     from ..fix.files import colorize, render_diff
-    from ._common import read_ruleset
+    from ..sandbox.proof import prove
 
     livefix.need_root("lbfw fix --apply" if apply else "lbfw fix (live)")
     tty = hasattr(stdin, "isatty") and stdin.isatty()
     if apply and not yes and not tty:
-        raise UsageError("--apply without a terminal needs --yes (nobody could confirm, and lbfw will not "
-                         "revert at once the way iptables-apply does)")
+        raise UsageError(
+            "--apply without a terminal needs --yes (nobody could confirm, and lbfw will not "
+            "revert at once the way iptables-apply does)"
+        )
     ruleset = read_ruleset([], "auto", reader)
     live = livefix.read_tables(ruleset)
     findings = audit(ruleset)
     plan = plan_fixes(ruleset, findings, style, texts=live.texts, locate=livefix.make_locator(ruleset, live))
     describe(plan, err)
-    diff = "".join(render_diff(ref.key, text, livefix.fixed_text(text, plan.edits_for(ref.key)))
-                   for ref, text in live.dumps.items() if plan.edits_for(ref.key))
+    diff = "".join(
+        render_diff(ref.key, text, livefix.fixed_text(text, plan.edits_for(ref.key)))
+        for ref, text in live.dumps.items()
+        if plan.edits_for(ref.key)
+    )
     out.write(colorize(diff) if _use_color(out) else diff)
     out.flush()
     if not plan.edits:
@@ -258,18 +206,14 @@ def _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reade
     before_loads, after_loads = _live_loads(live, plan)
     if not apply:
         if verify:
-            flows = _flows(ruleset)
-            before, after = observe_before_after(before_loads, after_loads, flows, _interfaces(ruleset))
-            report_flows(flows, before, after, err)
+            prove(ruleset, before_loads, after_loads, err)
         return 1
 
     # 2. prove it in a private namespace: the fixed tables load and nothing delivered before breaks.
-    flows = _flows(ruleset)
     try:
-        before, after = observe_before_after(before_loads, after_loads, flows, _interfaces(ruleset))
+        _, broken = prove(ruleset, before_loads, after_loads, err)
     except LbfwError as error:
-        raise ApplyError(f"the fix could not be proven in a private namespace: {error}; nothing was changed")
-    repaired, broken = report_flows(flows, before, after, err)
+        raise ApplyError(f"the fix could not be proven in a private namespace: {error}; nothing was changed") from None
     if broken:
         raise ApplyError("the fix would block loopback flows that work now (see above); nothing was changed")
 
@@ -299,13 +243,14 @@ def _live(apply, style, backup_dir, confirm_timeout, yes, persist, verify, reade
 def _persistence(touched, persist, persist_files, style, err) -> None:
     from ..fix import live as livefix
     from ..fix.files import file_fixes, write_fixed
-    from ._common import read_ruleset
 
     candidates = livefix.persist_candidates(touched, persist_files)
     if not candidates:
-        err.write("warning: no boot-time rules file found for the fixed tables (looked for "
-                  + ", ".join(p for paths in (persist_files or livefix.PERSIST_FILES).values() for p in paths)
-                  + "): the live fix is lost at reboot unless you save it (e.g. `netfilter-persistent save`)\n")
+        err.write(
+            "warning: no boot-time rules file found for the fixed tables (looked for "
+            + ", ".join(p for paths in (persist_files or livefix.PERSIST_FILES).values() for p in paths)
+            + "): the live fix is lost at reboot unless you save it (e.g. `netfilter-persistent save`)\n"
+        )
         return
     for _, path in candidates:
         try:
@@ -319,8 +264,10 @@ def _persistence(touched, persist, persist_files, style, err) -> None:
             err.write(f"{path}: loaded at boot; it has no narrow loopback rule lbfw can fix\n")
             continue
         if not persist:
-            err.write(f"{path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
-                      f"Run `lbfw fix {path} --write` (or add --persist).\n")
+            err.write(
+                f"{path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
+                f"Run `lbfw fix {path} --write` (or add --persist).\n"
+            )
             continue
         for written, backup in write_fixed(fixes):
             err.write(f"persisted: wrote {written} (the original is in {backup})\n")

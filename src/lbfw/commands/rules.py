@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from ._common import UsageError, choose, write_output
+from ..errors import UsageError
+from ._common import choose, write_output
 
 FORMATS = ("text", "json", "markdown")
 

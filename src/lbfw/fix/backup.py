@@ -42,23 +42,25 @@ TIMEOUT = 120.0
 def tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        raise MissingDependencyError(f"{name} is not installed",
-                                     hint="Install the Debian packages iptables and nftables.")
+        raise MissingDependencyError(
+            f"{name} is not installed", hint="Install the Debian packages iptables and nftables."
+        )
     return path
 
 
 def run_tool(argv: list, input: Optional[str] = None) -> subprocess.CompletedProcess:
     """Run a firewall tool (argument list, never a shell); text in, text out."""
     try:
-        return subprocess.run([tool(argv[0]), *argv[1:]], input=input, capture_output=True, text=True,
-                              timeout=TIMEOUT, close_fds=True)
+        return subprocess.run(
+            [tool(argv[0]), *argv[1:]], input=input, capture_output=True, text=True, timeout=TIMEOUT, close_fds=True
+        )
     except subprocess.TimeoutExpired:
-        raise ApplyError(f"{argv[0]} did not finish within {TIMEOUT:g} s")
+        raise ApplyError(f"{argv[0]} did not finish within {TIMEOUT:g} s") from None
 
 
 @dataclass(frozen=True)
 class TableRef:
-    backend: str   # legacy | iptables-nft | nftables
+    backend: str  # legacy | iptables-nft | nftables
     family: str
     table: str
 
@@ -139,19 +141,20 @@ def write_backup(backup_dir: str, tables: dict) -> str:
         entries = []
         for ref, text in tables.items():
             _write_private(os.path.join(path, ref.filename), text)
-            entries.append({"backend": ref.backend, "family": ref.family, "table": ref.table,
-                            "file": ref.filename})
-        _write_private(os.path.join(path, "manifest.json"),
-                       json.dumps({"created": stamp, "tables": entries}, indent=2) + "\n")
+            entries.append({"backend": ref.backend, "family": ref.family, "table": ref.table, "file": ref.filename})
+        _write_private(
+            os.path.join(path, "manifest.json"), json.dumps({"created": stamp, "tables": entries}, indent=2) + "\n"
+        )
     except OSError as err:
-        raise ApplyError(f"cannot write the backup in {backup_dir}: {err.strerror}; nothing was changed")
+        raise ApplyError(f"cannot write the backup in {backup_dir}: {err.strerror}; nothing was changed") from None
     return path
 
 
 def newest_backup(backup_dir: str) -> str:
     try:
-        names = sorted(n for n in os.listdir(backup_dir)
-                       if os.path.isfile(os.path.join(backup_dir, n, "manifest.json")))
+        names = sorted(
+            n for n in os.listdir(backup_dir) if os.path.isfile(os.path.join(backup_dir, n, "manifest.json"))
+        )
     except FileNotFoundError:
         names = []
     if not names:
@@ -170,7 +173,7 @@ def read_backup(path: str) -> dict:
             with open(os.path.join(path, entry["file"]), encoding="utf-8", errors="surrogateescape") as handle:
                 tables[ref] = handle.read()
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise InputError(f"not a readable lbfw backup: {err}", path=path)
+        raise InputError(f"not a readable lbfw backup: {err}", path=path) from None
     return tables
 
 

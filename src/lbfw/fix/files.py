@@ -12,6 +12,7 @@ were read and planned on.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import os
@@ -72,7 +73,7 @@ def _same_length_diff(a: list, b: list, context: int):
     """Hunks for two line lists of equal length (lines replaced in place: every fix of a
     rule line), in O(lines) rather than difflib's sequence matching over 140,000 lines."""
     changed = [i for i, (x, y) in enumerate(zip(a, b)) if x != y]
-    groups = []
+    groups: list[list[int]] = []
     for i in changed:
         if groups and i - groups[-1][1] <= 2 * context + 1:
             groups[-1][1] = i
@@ -143,7 +144,7 @@ def file_fixes(plan: FixPlan) -> list:
         try:
             new = apply_to_text(old, plan.edits_for(source))
         except ValueError as err:
-            raise InputError(f"cannot apply the fix: {err}", path=source)
+            raise InputError(f"cannot apply the fix: {err}", path=source) from None
         fixes.append(FileFix(source, old, new, digest(old)))
     return fixes
 
@@ -179,17 +180,13 @@ def atomic_write(path: str, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fchmod(handle.fileno(), st.st_mode & 0o7777)
-            try:
+            with contextlib.suppress(PermissionError):  # not root: the file stays ours, as any editor would
                 os.fchown(handle.fileno(), st.st_uid, st.st_gid)
-            except PermissionError:
-                pass  # not root: the file stays ours, as any editor would leave it
             os.fsync(handle.fileno())
         os.replace(tmp, real)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
@@ -208,12 +205,14 @@ def write_fixed(fixes: list) -> list:
             with open(fix.path, "rb") as handle:
                 now = handle.read()
         except OSError as err:
-            raise InputError(f"cannot read it again before writing: {err.strerror}", path=fix.path)
+            raise InputError(f"cannot read it again before writing: {err.strerror}", path=fix.path) from None
         if hashlib.sha256(now).hexdigest() != fix.sha256:
-            raise InputError("the file changed since lbfw read it; nothing was written. Run lbfw fix again.",
-                             path=fix.path)
-        if not os.access(fix.path, os.W_OK) or not os.access(os.path.dirname(os.path.realpath(fix.path)) or ".",
-                                                             os.W_OK):
+            raise InputError(
+                "the file changed since lbfw read it; nothing was written. Run lbfw fix again.", path=fix.path
+            )
+        if not os.access(fix.path, os.W_OK) or not os.access(
+            os.path.dirname(os.path.realpath(fix.path)) or ".", os.W_OK
+        ):
             raise InputError("not writable (nothing was written)", path=fix.path)
     written = []
     for fix in fixes:

@@ -22,8 +22,9 @@ import re
 import select
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional, Union
 
 from ..errors import ApplyError, NeedRootError
 from ..model import BACKEND_IPTABLES_NFT, BACKEND_LEGACY, BACKEND_NFTABLES
@@ -34,8 +35,12 @@ LIVE_BACKENDS = (BACKEND_LEGACY, BACKEND_IPTABLES_NFT, BACKEND_NFTABLES)
 
 # Files the live rules are loaded from at boot, per backend family (injectable for tests).
 PERSIST_FILES = {
-    "ip": ("/etc/iptables/rules.v4", "/etc/sysconfig/iptables", "/etc/iptables/iptables.rules",
-           "/etc/ufw/before.rules"),
+    "ip": (
+        "/etc/iptables/rules.v4",
+        "/etc/sysconfig/iptables",
+        "/etc/iptables/iptables.rules",
+        "/etc/ufw/before.rules",
+    ),
     "ip6": ("/etc/iptables/rules.v6", "/etc/sysconfig/ip6tables", "/etc/ufw/before6.rules"),
     "nft": ("/etc/nftables.conf", "/etc/nftables.nft"),
 }
@@ -46,9 +51,11 @@ _COUNTER = re.compile(r"\bcounter packets \d+ bytes \d+")
 
 def need_root(what: str) -> None:
     if os.geteuid() != 0:
-        raise NeedRootError(f"{what} needs root (it reads and changes the live firewall)",
-                            hint="Run it as root, e.g. `sudo lbfw fix --dry-run` first, then "
-                                 "`sudo lbfw fix --apply`; or fix the saved files: `lbfw fix FILE --write`.")
+        raise NeedRootError(
+            f"{what} needs root (it reads and changes the live firewall)",
+            hint="Run it as root, e.g. `sudo lbfw fix --dry-run` first, then "
+            "`sudo lbfw fix --apply`; or fix the saved files: `lbfw fix FILE --write`.",
+        )
 
 
 def comparable(line: str) -> str:
@@ -58,11 +65,12 @@ def comparable(line: str) -> str:
 
 # --------------------------------------------------------------------------- dumps and locations
 
+
 @dataclass
 class LiveTables:
     """The dumps of every live table the ruleset holds, keyed by TableRef."""
 
-    dumps: dict = field(default_factory=dict)           # TableRef -> text
+    dumps: dict = field(default_factory=dict)  # TableRef -> text
     _lines: dict = field(default_factory=dict)
 
     def lines(self, ref: TableRef) -> list:
@@ -124,7 +132,7 @@ def nft_line(lines: list, handle: int) -> Optional[int]:
     for number, text in enumerate(lines, 1):
         m = _HANDLE.search(text)
         # chain/table/set headers end with "{ # handle N"; a rule's anonymous set does not
-        if m and int(m.group(1)) == handle and not text[:m.start()].rstrip().endswith("{"):
+        if m and int(m.group(1)) == handle and not text[: m.start()].rstrip().endswith("{"):
             return number
     return None
 
@@ -132,6 +140,7 @@ def nft_line(lines: list, handle: int) -> Optional[int]:
 def make_locator(ruleset, live: LiveTables, topology=None):
     """locate(finding) -> (key, line, LiveTarget) for plan_fixes over live dumps."""
     from .plan import _Topology
+
     topo = topology or _Topology(ruleset)
 
     def locate(finding):
@@ -167,8 +176,10 @@ def make_locator(ruleset, live: LiveTables, topology=None):
 
 # --------------------------------------------------------------------------- applying
 
+
 def fixed_text(text: str, edits: list) -> str:
     from .plan import apply_to_text
+
     return apply_to_text(text, edits)
 
 
@@ -195,7 +206,8 @@ def check_unchanged(plan: FixPlan, live: LiveTables, fresh: dict) -> list:
             raise ApplyError(
                 f"{edit.where}: the live rule changed since lbfw read it "
                 f"(read: {edit.old.strip()!r}, now: {now.strip() if now else 'gone'!r}); "
-                "nothing was changed. Run `lbfw fix --dry-run` again.")
+                "nothing was changed. Run `lbfw fix --dry-run` again."
+            )
         if ref.backend == BACKEND_NFTABLES:
             checked.append((edit, target.handle))
         else:
@@ -206,7 +218,7 @@ def check_unchanged(plan: FixPlan, live: LiveTables, fresh: dict) -> list:
 def _rule_body(edit_text: str, chain: str) -> str:
     text = edit_text.strip()
     prefix = f"-A {chain} "
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def replace_ops(checked: list, new: bool = True) -> tuple:
@@ -217,7 +229,7 @@ def replace_ops(checked: list, new: bool = True) -> tuple:
     anonymous interval set or map (`BUG: unhandled op 2`, evaluate.c interval_set_eval): such a
     rule is inserted before itself and the old one deleted, in the same transaction, so it
     gets a new handle (returned by run_ops, in the order of the second list)."""
-    ipt = {}
+    ipt: dict[tuple[str, str], dict[str, list[str]]] = {}
     nft = []
     inserted = []
     for edit, place in checked:
@@ -233,9 +245,10 @@ def replace_ops(checked: list, new: bool = True) -> tuple:
                 nft.append(f"replace rule {where} handle {place} {body}\n")
         else:
             per_table = ipt.setdefault((target.backend, target.family), {})
-            per_table.setdefault(target.table, []).append(f"-R {target.chain} {place} "
-                                                         f"{_rule_body(text, target.chain)}\n")
-    ops = {}
+            per_table.setdefault(target.table, []).append(
+                f"-R {target.chain} {place} {_rule_body(text, target.chain)}\n"
+            )
+    ops: dict[Union[tuple[str, str], str], str] = {}
     for key, tables in ipt.items():
         ops[key] = "".join(f"*{table}\n" + "".join(lines) + "COMMIT\n" for table, lines in tables.items())
     if nft:
@@ -300,8 +313,15 @@ def wait_for_confirmation(timeout: float, stdin=None, stderr=None) -> bool:
             return buf.strip().lower() in ("y", "yes")
 
 
-def apply_plan(plan: FixPlan, live: LiveTables, backup_dir: str, confirm: Callable[[], bool],
-               dumper: Callable = dump, runner: Callable = run_ops, say: Optional[Callable] = None) -> ApplyResult:
+def apply_plan(
+    plan: FixPlan,
+    live: LiveTables,
+    backup_dir: str,
+    confirm: Callable[[], bool],
+    dumper: Callable = dump,
+    runner: Callable = run_ops,
+    say: Optional[Callable] = None,
+) -> ApplyResult:
     """Backup, re-check, apply, confirm (else undo). The proof in a namespace happens before
     (see commands/fix.py), on the same plan.
 
@@ -321,7 +341,7 @@ def apply_plan(plan: FixPlan, live: LiveTables, backup_dir: str, confirm: Callab
         handles = runner(ops) or []
     except ApplyError as err:
         _undo(refs, fresh, dumper, say)
-        raise ApplyError(f"{err.message}; the kernel holds the rules it had before (backup: {backup})")
+        raise ApplyError(f"{err.message}; the kernel holds the rules it had before (backup: {backup})") from None
     except BaseException:
         _undo(refs, fresh, dumper, say)
         raise
@@ -377,6 +397,7 @@ def _comparable_dump(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- persistence
+
 
 def persist_candidates(touched: list, files: Optional[dict] = None) -> list:
     """Existing boot-time files for the touched backends/families: [(family key, path)]."""

@@ -57,9 +57,17 @@ def render_flows(results, explain: bool = False) -> str:
         data = r.to_json()
         if explain:
             data["steps"] = [
-                {"packet": s.packet, "hook": s.hook, "family": s.family, "table": s.table, "chain": s.chain,
-                 "verdict": s.verdict, "rule": s.rule.text if s.rule is not None else None,
-                 "where": s.origin.where() if s.origin is not None else None, "note": s.note or None}
+                {
+                    "packet": s.packet,
+                    "hook": s.hook,
+                    "family": s.family,
+                    "table": s.table,
+                    "chain": s.chain,
+                    "verdict": s.verdict,
+                    "rule": s.rule.text if s.rule is not None else None,
+                    "where": s.origin.where() if s.origin is not None else None,
+                    "note": s.note or None,
+                }
                 for s in r.steps
             ]
         flows.append(data)

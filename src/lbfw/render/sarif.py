@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import PurePosixPath, Path
+from pathlib import Path, PurePosixPath
 
 from .. import __version__ as _version
 
@@ -107,12 +107,13 @@ def sarif_document(findings, checks=None) -> dict:
     return {
         "$schema": SARIF_SCHEMA,
         "version": SARIF_VERSION,
-        "runs": [{
-            "tool": {"driver": {"name": "lbfw", "version": _version, "semanticVersion": _version,
-                                "rules": rules}},
-            "results": [result(f, index) for f in findings],
-            "columnKind": "utf16CodeUnits",
-        }],
+        "runs": [
+            {
+                "tool": {"driver": {"name": "lbfw", "version": _version, "semanticVersion": _version, "rules": rules}},
+                "results": [result(f, index) for f in findings],
+                "columnKind": "utf16CodeUnits",
+            }
+        ],
     }
 
 

@@ -31,10 +31,25 @@ def use_color(stream=None) -> bool:
     return bool(isatty and isatty())
 
 
+def _captured(console: Console) -> str:
+    """What ``console`` (one of `_console`'s) has printed."""
+    buffer = console.file
+    assert isinstance(buffer, io.StringIO)
+    return buffer.getvalue()
+
+
 def _console(color: bool) -> Console:
-    return Console(file=io.StringIO(), force_terminal=color, no_color=not color,
-                   color_system="standard" if color else None, width=120, highlight=False,
-                   emoji=False, markup=False, legacy_windows=False)
+    return Console(
+        file=io.StringIO(),
+        force_terminal=color,
+        no_color=not color,
+        color_system="standard" if color else None,
+        width=120,
+        highlight=False,
+        emoji=False,
+        markup=False,
+        legacy_windows=False,
+    )
 
 
 def _flow_label(result) -> str:
@@ -92,8 +107,9 @@ def render_findings(findings, results=(), sources=(), color: bool = False, verif
             if r.deciding is not None:
                 d = r.deciding
                 loc = d.origin.where() if d.origin is not None else f"{d.table} {d.chain}"
-                line.append(f"  ({d.packet} dropped by {d.verdict} in {d.family} {d.table} {d.chain}, {loc})",
-                            style="dim")
+                line.append(
+                    f"  ({d.packet} dropped by {d.verdict} in {d.family} {d.table} {d.chain}, {loc})", style="dim"
+                )
             elif r.unknown:
                 line.append(f"  (undecided: {'; '.join(r.unknown)})", style="dim")
             if verified is not None and r.flow in verified:
@@ -111,10 +127,9 @@ def render_findings(findings, results=(), sources=(), color: bool = False, verif
         summary.append(". `lbfw rules ID` explains a check; `lbfw fix` shows the fix.")
     else:
         n = sum(getattr(s, "rules", 0) for s in sources)
-        summary = Text("No loopback problems found" + (f" in {plural(n, 'rule')}." if sources else "."),
-                       style="green")
+        summary = Text("No loopback problems found" + (f" in {plural(n, 'rule')}." if sources else "."), style="green")
     out(summary, soft_wrap=True)
-    return console.file.getvalue()
+    return _captured(console)
 
 
 def render_flows(results, explain: bool = False, color: bool = False) -> str:
@@ -136,6 +151,12 @@ def render_flows(results, explain: bool = False, color: bool = False) -> str:
                 loc = s.origin.where() if s.origin is not None else "policy" if s.rule is None else ""
                 rule = f"  {s.rule.text}" if s.rule is not None else ""
                 note = f"  ({s.note})" if s.note else ""
-                console.print(Text(f"    {s.packet:<7} {s.hook:<11} {s.family} {s.table} {s.chain}: "
-                                   f"{s.verdict}  {loc}{rule}{note}", style="dim"), soft_wrap=True)
-    return console.file.getvalue()
+                console.print(
+                    Text(
+                        f"    {s.packet:<7} {s.hook:<11} {s.family} {s.table} {s.chain}: "
+                        f"{s.verdict}  {loc}{rule}{note}",
+                        style="dim",
+                    ),
+                    soft_wrap=True,
+                )
+    return _captured(console)

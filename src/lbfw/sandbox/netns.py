@@ -19,14 +19,16 @@ interfaces and sockets.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Union
 
 from ..errors import InputError, LbfwError, MissingDependencyError
 
@@ -50,8 +52,9 @@ _IFNAME_OK = re.compile(r"^[^/:\s]{1,15}$")
 class SandboxError(LbfwError):
     """A command inside the sandbox failed, or the sandbox could not be made."""
 
-    def __init__(self, message: str, argv: Sequence[str] = (), returncode: Optional[int] = None,
-                 stderr: str = "", **kwargs):
+    def __init__(
+        self, message: str, argv: Sequence[str] = (), returncode: Optional[int] = None, stderr: str = "", **kwargs
+    ):
         super().__init__(message, **kwargs)
         self.argv = list(argv)
         self.returncode = returncode
@@ -61,8 +64,9 @@ class SandboxError(LbfwError):
 def _need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        raise MissingDependencyError(f"{tool} is not installed",
-                                     hint="Install the system packages scripts/system-deps.sh lists.")
+        raise MissingDependencyError(
+            f"{tool} is not installed", hint="Install the system packages scripts/system-deps.sh lists."
+        )
     return path
 
 
@@ -97,7 +101,7 @@ class Namespace:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def __enter__(self) -> "Namespace":
+    def __enter__(self) -> Namespace:
         try:
             self._start()
             self._setup_loopback()
@@ -123,8 +127,10 @@ class Namespace:
                 return
             errors.append(err)
             self.close()
-        hint = ("Run as root, or allow unprivileged user namespaces "
-                "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces).")
+        hint = (
+            "Run as root, or allow unprivileged user namespaces "
+            "(sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces)."
+        )
         raise SandboxError(f"cannot create a private network namespace: {'; '.join(errors)}", hint=hint)
 
     def _spawn(self, unshare: str, user_ns: bool) -> Optional[str]:
@@ -144,7 +150,10 @@ class Namespace:
         prefix = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
         self._holder = subprocess.Popen(
             [*prefix, unshare, *flags, "--kill-child", "--", "cat"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            close_fds=True,
             # Its own session: a terminal's Ctrl-C goes to our process group, not to the holder,
             # so the namespace stays usable until __exit__ takes it down in order.
             start_new_session=True,
@@ -160,7 +169,8 @@ class Namespace:
                 # In a user namespace, also wait for unshare to write the uid map: joining before
                 # leaves nsenter unmapped (uid 65534) and every command fails with EPERM.
                 if os.readlink(f"/proc/{self.pid}/ns/net") != own and (
-                        not user_ns or Path(f"/proc/{self.pid}/uid_map").read_text().strip()):
+                    not user_ns or Path(f"/proc/{self.pid}/uid_map").read_text().strip()
+                ):
                     return None
             except OSError:
                 pass
@@ -182,14 +192,10 @@ class Namespace:
         except OSError:
             pass
         if holder.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 holder.kill()  # SIGKILL to unshare; --kill-child takes cat along
-            except ProcessLookupError:
-                pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):  # pragma: no cover - SIGKILL cannot be ignored
             holder.wait(timeout=5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL cannot be ignored
-            pass
         if holder.stderr is not None:
             holder.stderr.close()
 
@@ -208,8 +214,14 @@ class Namespace:
             prefix += ["-U", "--preserve-credentials"]
         return prefix + ["--", *[str(a) for a in argv]]
 
-    def run(self, argv: Sequence[str], input: Optional[str] = None, check: bool = True,
-            timeout: float = COMMAND_TIMEOUT, cwd: Optional[str] = None) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        argv: Sequence[str],
+        input: Optional[str] = None,
+        check: bool = True,
+        timeout: float = COMMAND_TIMEOUT,
+        cwd: Optional[str] = None,
+    ) -> subprocess.CompletedProcess:
         """Run ``argv`` (a list, never a shell string) inside the namespace; text in, text out.
 
         ``check``: raise SandboxError (with the command's stderr) on a non-zero exit.
@@ -217,15 +229,27 @@ class Namespace:
         """
         full = self.enter_argv(argv)
         try:
-            proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout,
-                                  close_fds=True, cwd=cwd, env=self._env)
+            proc = subprocess.run(
+                full,
+                input=input,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                close_fds=True,
+                cwd=cwd,
+                env=self._env,
+            )
         except subprocess.TimeoutExpired:
-            raise SandboxError(f"{argv[0]} did not finish within {timeout:g} s in the sandbox", argv=argv)
+            raise SandboxError(f"{argv[0]} did not finish within {timeout:g} s in the sandbox", argv=argv) from None
         except FileNotFoundError as err:
-            raise MissingDependencyError(f"cannot run {argv[0]}: {err}")
+            raise MissingDependencyError(f"cannot run {argv[0]}: {err}") from None
         if check and proc.returncode != 0:
-            raise SandboxError(f"{argv[0]} failed in the sandbox: {proc.stderr.strip()}", argv=argv,
-                               returncode=proc.returncode, stderr=proc.stderr)
+            raise SandboxError(
+                f"{argv[0]} failed in the sandbox: {proc.stderr.strip()}",
+                argv=argv,
+                returncode=proc.returncode,
+                stderr=proc.stderr,
+            )
         return proc
 
     # ------------------------------------------------------------------ set-up
@@ -291,8 +315,9 @@ class Namespace:
 
     # ------------------------------------------------------------------ loading rulesets
 
-    def load_iptables(self, text: str, family: str = "ip", backend: str = "legacy",
-                      source: Optional[str] = None) -> None:
+    def load_iptables(
+        self, text: str, family: str = "ip", backend: str = "legacy", source: Optional[str] = None
+    ) -> None:
         """Load an iptables-save / ip6tables-save dump with the real restore tool.
 
         family "ip" | "ip6"; backend "legacy" | "nft". A dump the kernel rejects raises
@@ -306,8 +331,7 @@ class Namespace:
         if proc.returncode != 0:
             raise _rejected(tool, proc.stderr, source)
 
-    def load_nft(self, text_or_path: Union[str, Path], source: Optional[str] = None,
-                 json: bool = False) -> None:
+    def load_nft(self, text_or_path: Union[str, Path], source: Optional[str] = None, json: bool = False) -> None:
         """Load an nft ruleset with `nft -f` (one transaction). A ``Path`` is loaded from
         its file (so relative `include`s resolve); a ``str`` is the text itself.
         ``json=True``: the text is `nft -j list ruleset` JSON."""
@@ -352,8 +376,8 @@ class Namespace:
             text = proc.stdout if proc.returncode == 0 else ""
             out[tool] = text if raw else _comparable_save(text)
         nft = ["nft", "list", "ruleset"] if raw else ["nft", "-s", "list", "ruleset"]
-        proc = self.run(nft, check=False) if shutil.which("nft") else None
-        out["nft"] = proc.stdout if proc is not None and proc.returncode == 0 else ""
+        listing = self.run(nft, check=False) if shutil.which("nft") else None
+        out["nft"] = listing.stdout if listing is not None and listing.returncode == 0 else ""
         return out
 
 
@@ -396,9 +420,9 @@ def _rejected(tool: str, stderr: str, source: Optional[str]) -> InputError:
 def missing_interfaces(nft_stderr: str) -> list[str]:
     """The interface names `nft -f` said do not exist, read off its caret lines::
 
-        /dev/stdin:5:20-25: Error: Interface does not exist
-          iif . ip saddr { "eth9" . 1.2.3.4 } accept
-                           ^^^^^^
+    /dev/stdin:5:20-25: Error: Interface does not exist
+      iif . ip saddr { "eth9" . 1.2.3.4 } accept
+                       ^^^^^^
     """
     lines = nft_stderr.splitlines()
     names = []
@@ -409,7 +433,7 @@ def missing_interfaces(nft_stderr: str) -> list[str]:
         start = carets.find("^")
         if start < 0:
             continue
-        name = text[start:carets.rfind("^") + 1].strip().strip('"')
+        name = text[start : carets.rfind("^") + 1].strip().strip('"')
         if name and name not in names:
             names.append(name)
     return names

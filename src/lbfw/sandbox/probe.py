@@ -18,6 +18,7 @@ so no TIME_WAIT entry outlives the probe.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import socket
@@ -25,13 +26,15 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Sequence
+from typing import Union
 
 DELIVERED = "delivered"
 BLOCKED = "blocked"
 PORT_IN_USE = "not observed: port in use"
 
-BATCH = 128          # flows whose sockets are open at once
-MAX_FLOWS = 10000    # per call: bounds time (about BATCH flows per 2 timeouts) and sockets
+BATCH = 128  # flows whose sockets are open at once
+MAX_FLOWS = 10000  # per call: bounds time (about BATCH flows per 2 timeouts) and sockets
 _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
@@ -88,13 +91,12 @@ def _close(sock: socket.socket) -> None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
     except OSError:
         pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
 
 
 # --------------------------------------------------------------------------- servers
+
 
 def _tcp_server(listener, socks: _Sockets, stop: threading.Event, timeout: float) -> None:
     """Accept until told to stop; each connection gets its reply in its own thread."""
@@ -102,7 +104,7 @@ def _tcp_server(listener, socks: _Sockets, stop: threading.Event, timeout: float
     while not stop.is_set():
         try:
             conn, _ = listener.accept()
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break
@@ -132,18 +134,17 @@ def _udp_server(sock, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             data, peer = sock.recvfrom(256)
-        except socket.timeout:
+        except TimeoutError:
             continue
         except OSError:
             break
         if data.startswith(b"lbfw ") and data.endswith(b" ?"):
-            try:
+            with contextlib.suppress(OSError):  # a DROP on the reply's way out: the client times out
                 sock.sendto(data[:-2] + b" !", peer)
-            except OSError:
-                pass  # a DROP on the reply's way out: the client times out
 
 
 # --------------------------------------------------------------------------- clients
+
 
 def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list) -> None:
     server = _strip(flow["server"])
@@ -182,8 +183,10 @@ def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list) 
         out[index] = {"observed": DELIVERED, "reason": ""}
     except OSError as err:
         if step in ("socket", "bind"):
-            out[index] = {"observed": f"not observed: cannot bind client {client}: {_reason(err)}",
-                          "reason": _reason(err)}
+            out[index] = {
+                "observed": f"not observed: cannot bind client {client}: {_reason(err)}",
+                "reason": _reason(err),
+            }
         else:
             out[index] = {"observed": BLOCKED, "reason": f"{step}: {_reason(err)}"}
     finally:
@@ -192,6 +195,7 @@ def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list) 
 
 
 # --------------------------------------------------------------------------- one batch
+
 
 def _open_server(key, socks: _Sockets, backlog: int):
     proto, server, port = key
@@ -224,7 +228,7 @@ def _nat_keys(flows: list, extra: list, taken) -> list:
     return keys
 
 
-def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: list = ()) -> None:
+def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: Sequence = ()) -> None:
     socks = _Sockets()
     stop = threading.Event()
     threads = []
@@ -258,8 +262,10 @@ def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: list 
         for thread in servers:
             thread.start()
         threads = servers
-        workers = [threading.Thread(target=_client, args=(idx, flows[idx - offset], socks, timeout, out),
-                                    daemon=True) for idx in clients]
+        workers = [
+            threading.Thread(target=_client, args=(idx, flows[idx - offset], socks, timeout, out), daemon=True)
+            for idx in clients
+        ]
         for thread in workers:
             thread.start()
         deadline = time.monotonic() + 2 * timeout + 2
@@ -275,7 +281,7 @@ def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: list 
         socks.close_all()
 
 
-def observe_flows(flows: list, timeout: float = 1.0, nat_targets: list = ()) -> list:
+def observe_flows(flows: list, timeout: float = 1.0, nat_targets: Sequence = ()) -> list:
     """Observe each flow (dicts with proto, server, port, client) in this network namespace.
 
     ``nat_targets``: [proto, addr, port or None] where DNAT/REDIRECT rules send traffic;
@@ -290,11 +296,12 @@ def observe_flows(flows: list, timeout: float = 1.0, nat_targets: list = ()) -> 
             raise ValueError(f"not a flow lbfw can observe: {flow!r}")
     out: list = [None] * len(flows)
     for start in range(0, len(flows), BATCH):
-        _run_batch(flows[start:start + BATCH], start, timeout, out, nat_targets)
+        _run_batch(flows[start : start + BATCH], start, timeout, out, nat_targets)
     return out
 
 
 # --------------------------------------------------------------------------- arrivals from outside
+
 
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
@@ -305,12 +312,24 @@ def _checksum(data: bytes) -> int:
     return ~total & 0xFFFF
 
 
-def _frame(dst_mac: bytes, src_mac: bytes, src: str, dst: str, sport: int, dport: int, payload: bytes,
-           ident: int) -> bytes:
+def _frame(
+    dst_mac: bytes, src_mac: bytes, src: str, dst: str, sport: int, dport: int, payload: bytes, ident: int
+) -> bytes:
     """An Ethernet + IPv4 + UDP frame (UDP checksum 0: "none", valid for IPv4)."""
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), ident & 0xFFFF, 0, 64, 17, 0,
-                         socket.inet_aton(src), socket.inet_aton(dst))
+    header = struct.pack(
+        "!BBHHHBBH4s4s",
+        0x45,
+        0,
+        20 + len(udp),
+        ident & 0xFFFF,
+        0,
+        64,
+        17,
+        0,
+        socket.inet_aton(src),
+        socket.inet_aton(dst),
+    )
     header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
     return dst_mac + src_mac + b"\x08\x00" + header + udp
 
@@ -325,7 +344,7 @@ def observe_arrivals(peer: str, dst_mac: str, src_mac: str, packets: list, timeo
     socks = _Sockets()
     out: list = [None] * len(packets)
     try:
-        servers = {}
+        servers: dict[tuple[str, int], Union[socket.socket, str]] = {}
         for i, packet in enumerate(packets):
             key = (packet["dst"], int(packet["port"]))
             if key not in servers:
@@ -344,17 +363,27 @@ def observe_arrivals(peer: str, dst_mac: str, src_mac: str, packets: list, timeo
         dst, src = bytes.fromhex(dst_mac.replace(":", "")), bytes.fromhex(src_mac.replace(":", ""))
         for i, packet in enumerate(packets):
             if out[i] is None:
-                tx.send(_frame(dst, src, packet["src"], packet["dst"], 40000 + i % 20000, int(packet["port"]),
-                               f"lbfw {i} ?".encode(), i + 1))
+                tx.send(
+                    _frame(
+                        dst,
+                        src,
+                        packet["src"],
+                        packet["dst"],
+                        40000 + i % 20000,
+                        int(packet["port"]),
+                        f"lbfw {i} ?".encode(),
+                        i + 1,
+                    )
+                )
         deadline = time.monotonic() + timeout
         waiting = sum(1 for o in out if o is None)
         while waiting and time.monotonic() < deadline:
             got_any = False
-            for sock in servers.values():
-                if isinstance(sock, str):
+            for server in servers.values():
+                if isinstance(server, str):
                     continue
                 try:
-                    data = sock.recv(256)
+                    data = server.recv(256)
                 except (BlockingIOError, InterruptedError):
                     continue
                 parts = data.split()
@@ -375,11 +404,17 @@ def main() -> int:
     request = json.load(sys.stdin)
     try:
         if request.get("mode") == "arrivals":
-            results = observe_arrivals(request["peer"], request["dst_mac"], request["src_mac"],
-                                       request["packets"], float(request.get("timeout", 0.5)))
+            results = observe_arrivals(
+                request["peer"],
+                request["dst_mac"],
+                request["src_mac"],
+                request["packets"],
+                float(request.get("timeout", 0.5)),
+            )
         else:
-            results = observe_flows(request["flows"], float(request.get("timeout", 1.0)),
-                                    request.get("nat_targets", []))
+            results = observe_flows(
+                request["flows"], float(request.get("timeout", 1.0)), request.get("nat_targets", [])
+            )
     except (ValueError, KeyError, TypeError) as err:
         print(f"probe: {err}", file=sys.stderr)
         return 2

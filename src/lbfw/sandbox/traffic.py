@@ -12,8 +12,9 @@ import json
 import re
 import shutil
 import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Any, Optional
 
 from ..results import Flow
 from . import probe
@@ -25,7 +26,9 @@ NOT_OBSERVED = "not observed"
 
 def _as_dicts(flows: Iterable[Flow]) -> list:
     """The probe's JSON shape; a flow it cannot observe is refused here, before any socket."""
-    out = [{"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client} for f in flows]
+    out: list[dict[str, Any]] = [
+        {"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client} for f in flows
+    ]
     if len(out) > probe.MAX_FLOWS:
         raise SandboxError(f"{len(out)} flows: at most {probe.MAX_FLOWS} are observed at once (split the plan)")
     for item in out:
@@ -59,7 +62,7 @@ def _ports(lo: Optional[str], hi: Optional[str]) -> list:
 
 
 def _split_target(target: str, v6: bool):
-    """"127.0.0.11:46635" / "[::1]:53" / "127.0.0.13" / "1.2.3.4-1.2.3.9:80-90" -> (addr, [ports])."""
+    """ "127.0.0.11:46635" / "[::1]:53" / "127.0.0.13" / "1.2.3.4-1.2.3.9:80-90" -> (addr, [ports])."""
     target = target.rstrip(";,")
     if target.startswith("["):
         addr, _, rest = target[1:].partition("]")
@@ -109,8 +112,10 @@ def nat_targets(ns: Namespace) -> list:
     nf_tables table, iptables-nft's included). Listing a legacy nat table that does not
     exist would create it, so /proc/net/ip*_tables_names is asked first."""
     texts = []
-    for names, tool in (("/proc/net/ip_tables_names", "iptables-legacy-save"),
-                        ("/proc/net/ip6_tables_names", "ip6tables-legacy-save")):
+    for names, tool in (
+        ("/proc/net/ip_tables_names", "iptables-legacy-save"),
+        ("/proc/net/ip6_tables_names", "ip6tables-legacy-save"),
+    ):
         listed = ns.run(["cat", names], check=False).stdout.split()
         if "nat" in listed and shutil.which(tool):
             texts.append(ns.run([tool, "-t", "nat"], check=False).stdout)
@@ -141,13 +146,15 @@ def observe_detailed(ns: Namespace, flows: Sequence[Flow], timeout: float = 1.0,
         return []
     targets = nat_targets(ns) if nat else []
     request = json.dumps({"flows": _as_dicts(flows), "timeout": timeout, "nat_targets": targets})
-    proc = ns.run([sys.executable, "-I", "-S", str(PROBE)], input=request, check=False,
-                  timeout=_budget(len(flows), timeout))
+    proc = ns.run(
+        [sys.executable, "-I", "-S", str(PROBE)], input=request, check=False, timeout=_budget(len(flows), timeout)
+    )
     if proc.returncode in (130, -2):  # the probe got the Ctrl-C too: report it as ours
         raise KeyboardInterrupt
     if proc.returncode != 0:
-        raise SandboxError(f"the traffic probe failed: {proc.stderr.strip()}", returncode=proc.returncode,
-                           stderr=proc.stderr)
+        raise SandboxError(
+            f"the traffic probe failed: {proc.stderr.strip()}", returncode=proc.returncode, stderr=proc.stderr
+        )
     results = json.loads(proc.stdout)
     if len(results) != len(flows):
         raise SandboxError("the traffic probe answered for the wrong number of flows")
@@ -180,8 +187,9 @@ def _mac(ns: Namespace, name: str) -> str:
     return fields[fields.index("link/ether") + 1]
 
 
-def observe_arrivals(ns: Namespace, interface: str, packets: Sequence[tuple], timeout: float = 0.5,
-                     route_localnet: bool = True) -> list:
+def observe_arrivals(
+    ns: Namespace, interface: str, packets: Sequence[tuple], timeout: float = 0.5, route_localnet: bool = True
+) -> list:
     """Packets from the network: for each (src, dst, port) an IPv4 UDP frame arrives on
     ``interface`` (made as a veth pair if missing) and a UDP server on (dst, port) says whether
     it got through: "delivered" or "blocked" per packet, in order.
@@ -202,13 +210,21 @@ def observe_arrivals(ns: Namespace, interface: str, packets: Sequence[tuple], ti
         ns.run(["sysctl", "-q", "-w", f"net.ipv4.conf.{key}.route_localnet={int(route_localnet)}"])
     ns.run(["ip", "link", "set", "dev", interface, "up"])
     ns.run(["ip", "link", "set", "dev", peer, "up"])
-    request = json.dumps({"mode": "arrivals", "peer": peer, "dst_mac": _mac(ns, interface),
-                          "src_mac": _mac(ns, peer), "timeout": timeout,
-                          "packets": [{"src": s, "dst": d, "port": int(p)} for s, d, p in packets]})
+    request = json.dumps(
+        {
+            "mode": "arrivals",
+            "peer": peer,
+            "dst_mac": _mac(ns, interface),
+            "src_mac": _mac(ns, peer),
+            "timeout": timeout,
+            "packets": [{"src": s, "dst": d, "port": int(p)} for s, d, p in packets],
+        }
+    )
     proc = ns.run([sys.executable, "-I", "-S", str(PROBE)], input=request, check=False, timeout=timeout + 30)
     if proc.returncode in (130, -2):
         raise KeyboardInterrupt
     if proc.returncode != 0:
-        raise SandboxError(f"the arrival probe failed: {proc.stderr.strip()}", returncode=proc.returncode,
-                           stderr=proc.stderr)
+        raise SandboxError(
+            f"the arrival probe failed: {proc.stderr.strip()}", returncode=proc.returncode, stderr=proc.stderr
+        )
     return json.loads(proc.stdout)

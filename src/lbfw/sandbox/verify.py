@@ -27,17 +27,29 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Optional, Union
 
 from ..errors import InputError, LbfwError, NeedRootError
 from ..results import UNKNOWN, Flow
 from . import traffic
 from .netns import Namespace, missing_interfaces, valid_ifname
 
-__all__ = ["RulesetText", "observe_files", "observe_files_detailed", "verify_sources", "verify_live",
-           "verify_live_detailed", "load_sources", "interfaces_named", "NOT_LOOPBACK", "NAT_ELSEWHERE"]
+__all__ = [
+    "RulesetText",
+    "observe_files",
+    "observe_files_detailed",
+    "verify_sources",
+    "verify_live",
+    "verify_live_detailed",
+    "load_sources",
+    "tool_versions",
+    "interfaces_named",
+    "NOT_LOOPBACK",
+    "NAT_ELSEWHERE",
+]
 
 NOT_LOOPBACK = "not observed: not a loopback address (the live probe binds loopback addresses only)"
 NAT_ELSEWHERE = "not observed: NAT sends it to another address or port, where a real service may answer"
@@ -67,8 +79,10 @@ Source = Union[str, Path, RulesetText]
 
 # --------------------------------------------------------------------------- loading
 
+
 def _detect(text: str, name: str) -> str:
     from ..read.detect import detect_format
+
     try:
         return detect_format(text)
     except InputError as err:
@@ -87,12 +101,27 @@ def _read(path: Path, name: str) -> str:
 # `iif eth0`, `oif "wan"`, `meta iif eth0`, and the names in `iif { "a", "b" }` / vmaps.
 # iifname/oifname need no interface to exist; iif/oif are resolved to an index at load time.
 _NFT_IF_WORD = re.compile(r'(?<![\w-])(?:meta\s+)?[io]if\s+(?:!=\s*|==\s*)?(?:"([^"\n]+)"|([A-Za-z_][\w.-]*))')
-_NFT_IF_SET = re.compile(r'(?<![\w-])(?:meta\s+)?[io]if\s+(?:vmap\s+)?\{([^}]*)\}')
+_NFT_IF_SET = re.compile(r"(?<![\w-])(?:meta\s+)?[io]if\s+(?:vmap\s+)?\{([^}]*)\}")
 _QUOTED = re.compile(r'"([^"\n]+)"|(?<![\w.$-])([A-Za-z_][\w.-]*)(?=\s*[,:}\n]|\s*$)')
-_NFT_IF_VAR = re.compile(r'(?<![\w-])(?:meta\s+)?[io]if\s+(?:vmap\s+)?\$([\w.-]+)')
-_DEFINE = re.compile(r'^\s*define\s+([\w.-]+)\s*=\s*(.+?)\s*$', re.M)
-_NFT_KEYWORDS = frozenset(("accept", "drop", "reject", "continue", "return", "jump", "goto", "vmap",
-                           "counter", "type", "ifname", "iface_index", "lo"))
+_NFT_IF_VAR = re.compile(r"(?<![\w-])(?:meta\s+)?[io]if\s+(?:vmap\s+)?\$([\w.-]+)")
+_DEFINE = re.compile(r"^\s*define\s+([\w.-]+)\s*=\s*(.+?)\s*$", re.M)
+_NFT_KEYWORDS = frozenset(
+    (
+        "accept",
+        "drop",
+        "reject",
+        "continue",
+        "return",
+        "jump",
+        "goto",
+        "vmap",
+        "counter",
+        "type",
+        "ifname",
+        "iface_index",
+        "lo",
+    )
+)
 
 
 def interfaces_named(text: str, fmt: str) -> list[str]:
@@ -118,8 +147,7 @@ def interfaces_named(text: str, fmt: str) -> list[str]:
         except ValueError:
             return []
         _json_interfaces(doc, names)
-    return [name for name in dict.fromkeys(names)
-            if name and name not in _NFT_KEYWORDS and not name.startswith("$")]
+    return [name for name in dict.fromkeys(names) if name and name not in _NFT_KEYWORDS and not name.startswith("$")]
 
 
 def _json_interfaces(node, names: list) -> None:
@@ -131,8 +159,11 @@ def _json_interfaces(node, names: list) -> None:
             match = item.get("match")
             if isinstance(match, dict):
                 left = match.get("left")
-                if isinstance(left, dict) and isinstance(left.get("meta"), dict) \
-                        and left["meta"].get("key") in ("iif", "oif"):
+                if (
+                    isinstance(left, dict)
+                    and isinstance(left.get("meta"), dict)
+                    and left["meta"].get("key") in ("iif", "oif")
+                ):
                     right = match.get("right")
                     values = right.get("set", []) if isinstance(right, dict) else [right]
                     names += [v for v in values if isinstance(v, str)]
@@ -168,7 +199,7 @@ def load_sources(ns: Namespace, sources: Sequence[Source], input_format: str = "
 
 def _load_prepared(ns: Namespace, prepared: list) -> list[str]:
     wanted = []
-    for name, text, fmt, _, _ in prepared:
+    for _name, text, fmt, _, _ in prepared:
         wanted += interfaces_named(text, fmt)
     if wanted:
         ns.add_interfaces(wanted[:MAX_INTERFACES])
@@ -205,8 +236,9 @@ def _load_nft_making_interfaces(ns: Namespace, text_or_path, name: str, rounds: 
             ns.load_nft(text_or_path, source=name)
             return
         except InputError as err:
-            names = [n for n in missing_interfaces(getattr(err, "stderr", "")) if valid_ifname(n)
-                     and n not in ns.interfaces]
+            names = [
+                n for n in missing_interfaces(getattr(err, "stderr", "")) if valid_ifname(n) and n not in ns.interfaces
+            ]
             if not names or attempt == rounds - 1 or len(ns.interfaces) > 2 * MAX_INTERFACES:
                 raise
             ns.add_interfaces(names)
@@ -214,8 +246,10 @@ def _load_nft_making_interfaces(ns: Namespace, text_or_path, name: str, rounds: 
 
 # --------------------------------------------------------------------------- observing in a sandbox
 
-def observe_files_detailed(sources: Sequence[Source], flows: Sequence[Flow], timeout: float = 1.0,
-                           input_format: str = "auto") -> list[dict]:
+
+def observe_files_detailed(
+    sources: Sequence[Source], flows: Sequence[Flow], timeout: float = 1.0, input_format: str = "auto"
+) -> list[dict]:
     """Like `observe_files`, each result a dict {"observed", "reason"}."""
     flows = list(flows)
     # Check the flows, read and detect before making a namespace: bad input fails fast, with
@@ -227,8 +261,9 @@ def observe_files_detailed(sources: Sequence[Source], flows: Sequence[Flow], tim
         return traffic.observe_detailed(ns, flows, timeout=timeout)
 
 
-def observe_files(sources: Sequence[Source], flows: Sequence[Flow], timeout: float = 1.0,
-                  input_format: str = "auto") -> list[str]:
+def observe_files(
+    sources: Sequence[Source], flows: Sequence[Flow], timeout: float = 1.0, input_format: str = "auto"
+) -> list[str]:
     """Load ``sources`` (paths or RulesetText) into a fresh private namespace and observe each
     flow with real traffic: "delivered" / "blocked" per flow, in order. The namespace is gone
     when this returns (or raises)."""
@@ -239,6 +274,7 @@ verify_sources = observe_files
 
 
 # --------------------------------------------------------------------------- the live host
+
 
 def _is_loopback(addr: Optional[str]) -> bool:
     try:
@@ -255,9 +291,7 @@ def nat_rewritten(ruleset, results) -> list[int]:
     has_nat = any(any(c.rules for c in t.chains.values() if c.type == "nat" or t.name == "nat") for t in tables)
     out = []
     for i, result in enumerate(results):
-        if any(step.verdict in ("dnat", "redirect") for step in result.steps):
-            out.append(i)
-        elif result.verdict == UNKNOWN and has_nat:
+        if any(step.verdict in ("dnat", "redirect") for step in result.steps) or result.verdict == UNKNOWN and has_nat:
             out.append(i)
     return out
 
@@ -268,18 +302,27 @@ def _nat_skips(flows: list, results=None, ruleset=None) -> dict:
     if results is None:
         from ..analyze.engine import Engine
         from ..read.live import read_live
+
         try:
             ruleset = read_live()
         except LbfwError as err:
-            raise NeedRootError(f"a live probe must first read the rules, so that it never reaches a "
-                                f"service NAT rewrites its traffic to: {err.message}") from None
+            raise NeedRootError(
+                f"a live probe must first read the rules, so that it never reaches a "
+                f"service NAT rewrites its traffic to: {err.message}"
+            ) from None
         engine = Engine(ruleset)
         results = [engine.evaluate(flow) for flow in flows]
     return {i: NAT_ELSEWHERE for i in nat_rewritten(ruleset, results)}
 
 
-def verify_live_detailed(flows: Sequence[Flow], timeout: float = 1.0, settle: float = 3.0,
-                         skip: Optional[dict] = None, results=None, ruleset=None) -> list[dict]:
+def verify_live_detailed(
+    flows: Sequence[Flow],
+    timeout: float = 1.0,
+    settle: float = 3.0,
+    skip: Optional[dict] = None,
+    results=None,
+    ruleset=None,
+) -> list[dict]:
     """Like `verify_live`, each result a dict {"observed", "reason"}.
 
     Flows that NAT rewrites are not probed ("not observed: NAT sends it ..."): the probe
@@ -289,22 +332,23 @@ def verify_live_detailed(flows: Sequence[Flow], timeout: float = 1.0, settle: fl
     flows = list(flows)
     if skip is None:
         skip = _nat_skips(flows, results, ruleset)
-    results: list = [None] * len(flows)
+    observed: list = [None] * len(flows)
     todo = []
     for i, flow in enumerate(flows):
         if i in skip:
-            results[i] = {"observed": skip[i], "reason": skip[i].split(": ", 1)[-1]}
+            observed[i] = {"observed": skip[i], "reason": skip[i].split(": ", 1)[-1]}
         elif not _is_loopback(flow.server):
-            results[i] = {"observed": NOT_LOOPBACK, "reason": "server is not a loopback address"}
+            observed[i] = {"observed": NOT_LOOPBACK, "reason": "server is not a loopback address"}
         else:
             todo.append(i)
     if todo:
         got = traffic.observe_here_detailed([flows[i] for i in todo], timeout=timeout)
         for i, result in zip(todo, got):
-            results[i] = result
-        _wait_half_open_gone({(flows[i].server.strip("[]"), int(flows[i].port)) for i in todo
-                              if flows[i].proto == "tcp"}, settle)
-    return results
+            observed[i] = result
+        _wait_half_open_gone(
+            {(flows[i].server.strip("[]"), int(flows[i].port)) for i in todo if flows[i].proto == "tcp"}, settle
+        )
+    return observed
 
 
 def verify_live(flows: Sequence[Flow], timeout: float = 1.0, results=None, ruleset=None) -> list[str]:
@@ -318,7 +362,7 @@ def _hex_to_addr(hexaddr: str) -> str:
     raw = bytes.fromhex(hexaddr)
     # /proc/net/tcp* prints each 32-bit word in host byte order.
     if sys.byteorder == "little":
-        raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+        raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     return socket.inet_ntop(socket.AF_INET6 if len(raw) == 16 else socket.AF_INET, raw)
 
 
@@ -352,3 +396,19 @@ def _wait_half_open_gone(keys: set, settle: float) -> None:
     while half_open(keys) and time.monotonic() < deadline:
         time.sleep(0.05)
 
+
+def tool_versions() -> dict:
+    """iptables and nft versions, asked inside a throwaway namespace (the host's tables are
+    never queried)."""
+    versions = {}
+    try:
+        with Namespace() as ns:
+            for argv in (["iptables-legacy", "-V"], ["iptables-nft", "-V"], ["nft", "-v"]):
+                try:
+                    proc = ns.run(argv, check=False, timeout=10)
+                    versions[argv[0]] = (proc.stdout or proc.stderr).strip() or f"exit {proc.returncode}"
+                except Exception as err:  # a missing tool is itself worth reporting
+                    versions[argv[0]] = f"unavailable: {err}"
+    except Exception as err:
+        versions["sandbox"] = f"unavailable: {err}"
+    return versions

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import bench  # noqa: E402
 import generate  # noqa: E402
@@ -35,10 +35,13 @@ def _dumped_rules(text: str) -> int:
     return sum(1 for line in text.splitlines() if line.startswith("-A "))
 
 
-@pytest.mark.parametrize("name,text", [
-    ("kube-10k", lambda: generate.kube_dump(10_000)),
-    ("filter-5k", lambda: generate.filter_dump()),
-])
+@pytest.mark.parametrize(
+    "name,text",
+    [
+        ("kube-10k", lambda: generate.kube_dump(10_000)),
+        ("filter-5k", lambda: generate.filter_dump()),
+    ],
+)
 def test_generated_iptables_dumps_load_in_both_backends_and_read_the_same(tmp_path, name, text):
     text = text()
     path = tmp_path / f"{name}.rules"
@@ -59,8 +62,9 @@ def test_the_real_5556_rule_dump_loads_once_its_censored_macs_are_replaced(tmp_p
     kernel_copy.write_text(generate.chair_for_kernel(original))
     with bench.NetNS() as ns:
         # the censored original is rejected, as the corpus README says
-        proc = subprocess.run(ns.argv(["iptables-legacy-restore"]), input=original.encode(),
-                              capture_output=True, timeout=120)
+        proc = subprocess.run(
+            ns.argv(["iptables-legacy-restore"]), input=original.encode(), capture_output=True, timeout=120
+        )
         assert proc.returncode != 0
         _in_ns(ns, ["iptables-legacy-restore"], kernel_copy)
         assert _dumped_rules(_in_ns(ns, ["iptables-legacy-save"])) == 5556
@@ -69,7 +73,7 @@ def test_the_real_5556_rule_dump_loads_once_its_censored_macs_are_replaced(tmp_p
 
 
 def test_the_big_set_nft_ruleset_loads_with_every_element(tmp_path):
-    elements = 20_000   # the bench uses 100,000; same generator
+    elements = 20_000  # the bench uses 100,000; same generator
     path = tmp_path / "set.nft"
     path.write_text(generate.nft_big_set(elements))
     with bench.NetNS() as ns:
@@ -85,7 +89,7 @@ def test_the_namespace_helper_is_not_the_hosts_namespace():
     with bench.NetNS() as ns:
         assert os.readlink(ns.path) != os.readlink("/proc/self/ns/net")
         links = _in_ns(ns, ["ip", "-o", "link"]).splitlines()
-        assert len(links) == 1 and links[0].startswith("1: lo:")   # only lo, in a new namespace
+        assert len(links) == 1 and links[0].startswith("1: lo:")  # only lo, in a new namespace
 
 
 # Runs the live reader in the namespace it is started in, and counts the bytes libnftables
@@ -116,6 +120,7 @@ print(json.dumps(seen))
 """
 
 
+@pytest.mark.slow
 def test_a_live_host_with_many_iptables_nft_rules_is_not_pulled_through_nft_json(tmp_path):
     """Issue 6: 140k iptables-nft rules took 13 s through nft JSON; iptables-nft-save has them.
     With 10k rules loaded by iptables-nft, the live reader gets every rule, from
@@ -140,4 +145,5 @@ def test_a_live_host_with_many_iptables_nft_rules_is_not_pulled_through_nft_json
     assert all(cmd.split()[:2] == ["list", "chains"] for cmd in seen["nft_cmds"]), seen["nft_cmds"]
     assert seen["nft_bytes"] < full_json / 5, (
         f"the live reader took {seen['nft_bytes']:,} bytes of nft output ({seen['nft_cmds']}) "
-        f"where the full JSON listing is {full_json:,}")
+        f"where the full JSON listing is {full_json:,}"
+    )
