@@ -35,14 +35,14 @@ BY_ID = {c.id: c for c in CHECKS}
 def diagnose(host: Host, flows=(), user: Optional[User] = None, ruleset=None, ruleset_unread: Optional[str] = None,
              connections: Optional[int] = None) -> list:
     """Every item for ``host``: the general loopback checks, and with ``flows`` (a plan) the checks of
-    each address, port and flow. ``ruleset`` None: the firewall could not be read (``ruleset_unread``)."""
+    each address, port and flow. ``user`` runs the services (None: privileged ports are not checked);
+    ``ruleset`` None: the firewall could not be read (``ruleset_unread`` says why)."""
     if host.platform not in ("linux", "macos"):
         return [Item(UNSUPPORTED, "note", host.platform or "unknown",
                      f"doctor does not know how to read {host.platform or 'this platform'}'s loopback: "
                      "nothing was checked",
                      why="only Linux and macOS are supported", fix=("run the checks in docs/doctor.md by hand",))]
     flows = list(flows)
-    user = user or User("root", 0, True)
     items = addresses.host_items(host)
     if flows:
         items += addresses.plan_items(host, flows)

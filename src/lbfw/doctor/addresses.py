@@ -145,7 +145,8 @@ def host_items(host: Host) -> list:
     elif not host.lo_up:
         up = "sudo ifconfig lo0 up" if host.platform == "macos" else "ip link set lo up"
         items.append(Item(LO_DOWN, "error", lo, f"{lo} is down",
-                          why="binding still succeeds but every connect() over loopback fails (ENETUNREACH or a timeout)",
+                          why="binding still succeeds but every connect() over loopback fails "
+                              "(ENETUNREACH or a timeout)",
                           fix=(up,)))
     else:
         items.append(ok(LO_DOWN, lo, f"{lo} is up"))

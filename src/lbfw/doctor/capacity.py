@@ -43,8 +43,9 @@ asks for more than the range holds.
 ## Why
 A socket bound with port 0 takes a port for itself before the kernel knows the destination, so the
 port cannot be shared with other servers: once the range is held bind() fails with EADDRINUSE, the
-second server gets 0 connections and every other connect() on the host fails too (measured). Churn is about 470 new connections
-per second per address with bind() (TIME_WAIT), about 28,000/s with IP_BIND_ADDRESS_NO_PORT and
+second server gets 0 connections and every other connect() on the host fails too (measured). Churn
+is about 470 new connections per second per address with bind() (TIME_WAIT), about 28,000/s with
+IP_BIND_ADDRESS_NO_PORT and
 `tcp_tw_reuse=2`.
 
 ## Fix
@@ -185,9 +186,9 @@ def _against_limit(check: Check, name: str, limit: Optional[int], total: int, co
         return skipped(check, name, "not read")
     data = {"limit": limit, "plan_connections": total, "from": "--connections" if connections else "port range"}
     if total <= limit:
-        return ok(check, name, f"{name} {limit} holds the plan's {total} connections", **data)
+        return ok(check, name, f"{limit} is enough for the plan's {total} connections", **data)
     if connections is None:
-        return Item(check, "note", name, f"{name} is {limit}; at full use the plan's flows hold up to {total}",
+        return Item(check, "note", name, f"{limit}, and at full use the plan's flows hold up to {total} connections",
                     why=f"past {limit} new connections fail{why_extra}", fix=fix, data=data)
-    return Item(check, "warning", name, f"{name} is {limit}, the plan asks for {total} connections",
+    return Item(check, "warning", name, f"{limit}, and the plan asks for {total} connections",
                 why=f"past {limit} new connections fail{why_extra}", fix=fix, data=data)

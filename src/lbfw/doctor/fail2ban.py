@@ -54,7 +54,8 @@ def covers_loopback(ignoreip: Optional[str]) -> bool:
 def effective_ignoreip(files: dict) -> dict:
     """{section: ignoreip} after reading the jail files in fail2ban's order ("DEFAULT" included)."""
     parser = configparser.RawConfigParser(strict=False, default_section="__none__")
-    jails = (p for p in files if p.startswith("/etc/fail2ban/") and p.endswith((".conf", ".local")) and files[p])
+    jails = (p for p in files if files[p] and (p in ("/etc/fail2ban/jail.conf", "/etc/fail2ban/jail.local") or (
+        p.startswith("/etc/fail2ban/jail.d/") and p.endswith((".conf", ".local")))))
     for path in sorted(jails, key=_rank):
         try:
             parser.read_string(files[path], source=path)

@@ -67,7 +67,7 @@ def flow_items(ruleset, flows, unread: Optional[str] = None) -> list:
             items.append(ok(FLOW, flow.label(), "delivered", **data))
         elif result.verdict == BLOCKED:
             items.append(Item(FLOW, "error", flow.label(), f"blocked by {_where(result.deciding)}",
-                              why="the service binds and listens, and its clients' packets are dropped",
+                              why="the service starts and listens, and the firewall drops the flow's packets",
                               fix=("iptables -I INPUT -i lo -j ACCEPT   # nft: iif \"lo\" accept",
                                    "lbfw audit && lbfw fix   # the rule that narrows loopback"), data=data))
         else:

@@ -69,12 +69,5 @@ class Host:
         if self.local_nets is None:
             return None
         ip = ipaddress.ip_address(addr)
-        return any(ip in ipaddress.ip_network(net, strict=False) for net in self.local_nets
-                   if ipaddress.ip_network(net, strict=False).version == ip.version)
-
-    def lo_has(self, prefix: str) -> bool:
-        return prefix in self.lo_addrs
-
-
-def file_text(host: Host, path: str) -> Optional[str]:
-    return host.files.get(path)
+        nets = (ipaddress.ip_network(net, strict=False) for net in self.local_nets)
+        return any(net.version == ip.version and ip in net for net in nets)

@@ -9,8 +9,6 @@ commands that fix it. Checks that pass give an `ok` item and checks that cannot 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
-
 SEVERITIES = ("error", "warning", "note", "ok", "skipped")
 # --fail-on compares with these; ok and skipped never fail a run
 RANK = {"error": 3, "warning": 2, "note": 1, "ok": 0, "skipped": 0}
@@ -77,8 +75,3 @@ def counts(items) -> dict:
         out[i.severity] += 1
     return out
 
-
-def worst(items) -> Optional[str]:
-    """The highest severity among ``items`` (None when empty)."""
-    ranked = sorted(items, key=lambda i: (RANK[i.severity], i.severity == "ok"), reverse=True)
-    return ranked[0].severity if ranked else None

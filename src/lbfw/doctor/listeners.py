@@ -3,7 +3,7 @@ server ports inside the ephemeral range."""
 
 from __future__ import annotations
 
-from .host import Host, Listener
+from .host import Host
 from .items import Check, Item, ok, skipped
 
 PORT_HELD = Check("DR012", "port-held", "a listener already holds a server port of the plan", """\
@@ -76,8 +76,7 @@ def _held_item(host: Host, subject: str, server: str, found: list) -> Item:
     return Item(PORT_HELD, "error", subject, f"a wildcard listener holds the port: {names}",
                 why=("bind() of the server gets EADDRINUSE, even with SO_REUSEADDR"
                      + (" (a dual-stack [::] socket covers IPv4 as well)" if dual else "")),
-                fix=("bind the other service to the address it needs (e.g. 127.0.0.1) instead of the wildcard, "
-                     "or give one of them another port",
+                fix=("bind the other service to 127.0.0.1 (not the wildcard), or move one of them to another port",
                      f"ss -lntup 'sport = :{found[0].port}'"), data=data)
 
 
@@ -121,6 +120,3 @@ def _with(reserved: frozenset, port: int) -> str:
         start = prev = p
     parts.append(f"{start}-{prev}" if prev > start else str(start))
     return ",".join(parts)
-
-
-__all__ = ["CHECKS", "Listener", "holders", "plan_items"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from .host import Host, User
 from .items import Check, Item, ok, skipped
 
@@ -24,9 +26,12 @@ Give the service the capability (systemd: `AmbientCapabilities=CAP_NET_BIND_SERV
 CHECKS = (PRIVILEGED_PORT,)
 
 
-def plan_items(host: Host, flows, user: User) -> list:
+def plan_items(host: Host, flows, user: Optional[User]) -> list:
     """DR014 for every server port of the plan that is privileged here."""
     ports = sorted({(f.port, f.proto) for f in flows})
+    if user is None:
+        return [skipped(PRIVILEGED_PORT, "privileged ports", "no user was named")] if any(
+            port < 1024 for port, _proto in ports) else []
     if host.unprivileged_port_start is None:
         if any(port < 1024 for port, _proto in ports):
             return [skipped(PRIVILEGED_PORT, "privileged ports",

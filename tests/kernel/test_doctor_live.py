@@ -4,11 +4,9 @@ Every bad state is also tried on the kernel itself, so doctor's verdict is check
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
