@@ -106,12 +106,6 @@ def test_bound_client_with_two_servers_shares_one_range():
     assert by(too_many, "DR021")[0].severity == "error"
 
 
-def test_ipv6_plan_address_needs_its_own_address_on_lo():
-    items = diagnose(linux(), [Flow("tcp", "::2", 80)], User("root", 0, True))
-    bad = by(items, "DR010")[0]
-    assert bad.severity == "error" and bad.fix == ("ip -6 addr add ::2/128 dev lo",)
-
-
 def test_nonlocal_bind_with_a_narrow_lo_is_named():
     host = linux(lo_addrs=("127.0.0.1/32",), local_nets=("127.0.0.1/32",), nonlocal_bind=True)
     items = diagnose(host, [Flow("udp", "127.53.53.53", 5353)], User("root", 0, True))

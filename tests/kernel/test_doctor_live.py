@@ -366,3 +366,20 @@ def test_connections_beyond_the_limits_are_reported(etc, plan):
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1500:
         assert nofile["severity"] == "warning"
     assert nofile["data"]["plan_connections"] == 1500
+
+
+
+@pytest.mark.kernel
+def test_ipv6_loopback_missing(etc):
+    with Namespace() as ns:
+        ns.run(["ip", "-6", "addr", "del", "::1/128", "dev", "lo"])
+        bind = ns.run([sys.executable, "-c", "import socket\ntry:\n    socket.socket(socket.AF_INET6).bind(('::1', 0))"
+                       "\nexcept OSError as err:\n    print(err.errno)"]).stdout.strip()
+        code, before, _ = doctor(ns, etc, "--to", "[::1]:8080")
+        ns.run(["ip", "-6", "addr", "add", "::1/128", "dev", "lo"])
+        after_code, after, _ = doctor(ns, etc, "--to", "[::1]:8080")
+    assert bind == "99"                                                   # EADDRNOTAVAIL
+    missing = one(before, "DR010", "::1 (server)")
+    assert code == 1 and missing["severity"] == "error" and missing["fix"][-1] == "ip -6 addr add ::1/128 dev lo"
+    assert one(before, "DR004", "lo")["severity"] == "warning"
+    assert after_code == 0 and one(after, "DR010", "::1 (server)")["severity"] == "ok"

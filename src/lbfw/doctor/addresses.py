@@ -62,7 +62,9 @@ Whether lo carries `::1/128`.
 
 ## Why
 `localhost` resolves to ::1 first on most systems; without ::1 clients fall back slowly or fail.
-IPv6 has no loopback /8: ::1 is the only IPv6 loopback address.
+IPv6 has no loopback /8: ::1 is the only IPv6 loopback address, and a second one for a service
+(`::2`) exists only after `ip -6 addr add ::2/128 dev lo` (macOS: `ifconfig lo0 inet6 ::2 prefixlen
+128 alias`).
 
 ## Fix
 `sysctl -w net.ipv6.conf.lo.disable_ipv6=0` and `ip -6 addr add ::1/128 dev lo`.
@@ -127,7 +129,8 @@ def alias_fix(host: Host, addr: str) -> tuple:
         return (f"sudo ifconfig lo0 alias {addr} netmask 255.255.255.255 up",
                 "persist: lbfw doctor --plan PLAN --emit-launchd (a LaunchDaemon with RunAtLoad)")
     if v6:
-        return (f"ip -6 addr add {addr}/128 dev lo",)
+        enable = ("sysctl -w net.ipv6.conf.lo.disable_ipv6=0",) if addr == "::1" else ()
+        return (*enable, f"ip -6 addr add {addr}/128 dev lo")
     return ("ip addr replace 127.0.0.1/8 dev lo", "ip addr del 127.0.0.1/32 dev lo   # if lo has it",
             *persistence_lines(host))
 
