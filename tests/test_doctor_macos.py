@@ -108,3 +108,12 @@ def test_every_item_has_a_documented_id_and_fix_when_it_is_a_problem(name):
         assert BY_ID[item.id] is item.check
         if item.severity in ("error", "warning"):
             assert item.fix and item.why, item
+
+
+def test_missing_127_route_on_lo0_is_an_error():
+    folder = DATA / "no-aliases"
+    outputs = {key: _transcript(folder / f"{key}.txt") for key in COMMANDS}
+    outputs["routes"] = "".join(line for line in outputs["routes"].splitlines(keepends=True)
+                                if not line.startswith("127 "))
+    items = by_id(diagnose(host_from(outputs, {}, nofile=NOFILE), PLAN, User("dev", 501, False)))
+    assert items["DR002"][0].severity == "error" and "netmask 255.0.0.0" in items["DR002"][0].fix[0]

@@ -26,8 +26,8 @@ LO_NARROW = Check("DR002", "lo-without-127-8", "lo does not make all of 127.0.0.
 ## What it checks
 Whether lo carries `127.0.0.1/8` and the local routing table holds `local 127.0.0.0/8 dev lo`, the
 route that makes every 127.x.y.z an address of this host. On macOS, lo0 carries 127.0.0.1 alone by
-design and every other address needs its own alias: this is a note there, and the plan's addresses
-are checked one by one (DR010, DR011).
+design and every other address needs its own alias: this is a note there (an error when `netstat -rn`
+shows no 127 route on lo0), and the plan's addresses are checked one by one (DR010, DR011).
 
 ## Why
 With lo as 127.0.0.1/32 (or the route deleted), binding 127.0.0.2 gives EADDRNOTAVAIL and
@@ -156,6 +156,10 @@ def host_items(host: Host) -> list:
 
     if host.local_nets is None:
         items.append(skipped(LO_NARROW, lo, host.unread.get("routes", "the local routes were not read")))
+    elif host.platform == "macos" and "route127" in host.unread:
+        items.append(Item(LO_NARROW, "error", lo, "netstat shows no 127.0.0.0/8 route on lo0",
+                          why="packets to 127/8 aliases follow the default route instead of lo0",
+                          fix=("sudo ifconfig lo0 127.0.0.1 netmask 255.0.0.0 up   # re-creates the network route",)))
     elif host.platform == "macos":
         aliases = [a for a in host.lo_addrs if "." in a and not a.startswith("127.0.0.1/")]
         carries = f"127.0.0.1 and {len(aliases)} alias(es)" if aliases else "127.0.0.1 alone"

@@ -142,7 +142,9 @@ def plan_items(host: Host, flows, connections: Optional[int] = None) -> list:
     if not large:
         return items
     items.append(_against_limit(NOFILE, "RLIMIT_NOFILE", host.nofile[0] if host.nofile else None, total,
-                                connections, fix=("ulimit -n 1048576   # systemd: LimitNOFILE=1048576",)))
+                                connections, fix=("ulimit -n 1048576   # systemd: LimitNOFILE=1048576",),
+                                why_extra=" with EMFILE (the limit read is doctor's own, `ulimit -n`; a service "
+                                          "gets its unit's LimitNOFILE=)"))
     if host.conntrack_max is None:
         items.append(skipped(CONNTRACK, host.conntrack_name, host.unread.get("conntrack", "no limit was read")))
     else:
