@@ -39,6 +39,7 @@ bench: setup
 
 docs: setup
 	$(BIN)/python -m lbfw.checks.docs > docs/checks.md
+	$(BIN)/python -m lbfw.doctor.docs > docs/doctor.md
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -176,6 +176,22 @@ def verify(
     _run("verify", sources=sources or [], plan=plan, format=format, input_format=input_format, reader=reader)
 
 
+@app.command()
+def doctor(
+    plan: Optional[str] = typer.Option(None, "--plan", help="PLAN.toml with [[flow]] tables (as for check)."),
+    to: Optional[List[str]] = typer.Option(None, "--to", help="ADDR:PORT[/tcp|/udp] instead of a plan."),
+    from_: Optional[str] = typer.Option(None, "--from", help="Client address for --to."),
+    user: Optional[str] = typer.Option(None, "--user", help="NAME|UID that runs the services (default: you)."),
+    connections: Optional[int] = typer.Option(None, "--connections", help="Concurrent TCP connections per flow."),
+    format: str = typer.Option("text", "--format", "-f", help="text | json"),
+    fail_on: str = typer.Option("warning", "--fail-on", help="Exit 1 at or above: error | warning | note | never."),
+    emit_launchd: bool = typer.Option(False, "--emit-launchd", help="Print a macOS LaunchDaemon for the aliases."),
+) -> None:
+    """Is this host ready for services on 127/8 addresses? Read-only; exit 1 at or above --fail-on."""
+    _run("doctor", plan=plan, to=to or [], from_=from_, user=user, connections=connections, format=format,
+         fail_on=fail_on, emit_launchd=emit_launchd)
+
+
 def main() -> None:
     app()
 
