@@ -179,7 +179,7 @@ def verify(
 @app.command()
 def doctor(
     plan: Optional[str] = typer.Option(None, "--plan", help="PLAN.toml with [[flow]] tables (as for check)."),
-    to: Optional[List[str]] = typer.Option(None, "--to", help="ADDR:PORT[/tcp|/udp] instead of a plan."),
+    to: Optional[list[str]] = typer.Option(None, "--to", help="ADDR:PORT[/tcp|/udp] instead of a plan."),
     from_: Optional[str] = typer.Option(None, "--from", help="Client address for --to."),
     user: Optional[str] = typer.Option(None, "--user", help="NAME|UID that runs the services (default: you)."),
     connections: Optional[int] = typer.Option(None, "--connections", help="Concurrent TCP connections per flow."),

@@ -8,7 +8,8 @@ import platform
 import sys
 from typing import Optional
 
-from ._common import UsageError, choose, write_output
+from ..errors import UsageError
+from ._common import choose, write_output
 
 FORMATS = ("text", "json")
 
@@ -69,7 +70,7 @@ def read_firewall(host, needed: bool):
     if not host.is_root:
         return None, "reading the live ruleset needs root (sudo lbfw doctor ...)"
     from ..errors import LbfwError
-    from ._common import read_ruleset
+    from ..pipeline import read_ruleset
     try:
         return read_ruleset([], "auto", "auto"), None
     except LbfwError as err:
