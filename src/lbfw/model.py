@@ -64,7 +64,8 @@ ct.mark            (lo, hi) ranges of the conntrack mark (& Match.mask)
 tcp.option.mss     (lo, hi) ranges of the TCP MSS option
 tcp.option         (kind,): the TCP option of that kind is present
 limit              (("limit" | "hashlimit", text),): a rate (negate: over it)
-quota              (("quota" | "over", N),): a byte quota
+quota              (("quota" | "over", N),): a byte quota ("over": past it;
+                   iptables `! --quota N`, nft `quota over`); N in bytes
 runtime            ((kind, text),): time, cpu, ...: decided only at run time
 =================  =========================================================
 
@@ -175,22 +176,25 @@ FIELDS = {
     "rpfilter": "(): iptables -m rpfilter (negate: --invert); true for a packet that came in on lo",
     "recent": '((list name, command),): iptables -m recent; command "set" "rcheck" "update" "remove"',
     "icmp.type": "(lo, hi) ranges of ICMP types (iptables --icmp-type any: no icmp.type match at all)",
-    "icmp.code": "(lo, hi) ranges of ICMP codes",
+    "icmp.code": "(lo, hi) ranges of ICMP codes (iptables `! --icmp-type T/C`: one negated concatenation "
+                 "(icmp.type, icmp.code), since `!` negates type and code together)",
     "icmpv6.type": "(lo, hi) ranges of ICMPv6 types",
     "icmpv6.code": "(lo, hi) ranges of ICMPv6 codes",
     "ip.ttl": "(lo, hi) ranges of the IPv4 TTL",
     "ip6.hoplimit": "(lo, hi) ranges of the IPv6 hop limit",
-    "ip.length": "(lo, hi) ranges of the layer-3 length (IP header + payload; iptables -m length, nft ip length)",
+    "ip.length": "(lo, hi) ranges of the layer-3 length (IP header + payload; iptables -m length, nft ip length; "
+                 "ip6tables -m length too: the kernel adds the 40-byte IPv6 header)",
     "ip6.length": "(lo, hi) ranges of the IPv6 payload length (nft ip6 length)",
     "meta.length": "(lo, hi) ranges of the packet length as nft meta length sees it",
     "ip.dscp": "(lo, hi) ranges of the DSCP (0-63), IPv4",
     "ip.ecn": "(lo, hi) ranges of the ECN bits (0-3), IPv4",
     "ip6.dscp": "(lo, hi) ranges of the DSCP (0-63), IPv6",
     "ip6.ecn": "(lo, hi) ranges of the ECN bits (0-3), IPv6",
-    "ip.tos": "(lo, hi) ranges of the IPv4 TOS byte & Match.mask (iptables -m tos)",
+    "ip.tos": "(lo, hi) ranges of the TOS byte & Match.mask (iptables -m tos; in ip6tables the traffic class)",
     "ip.fragment": "(True,): the packet is a non-first fragment (iptables -f, nft ip frag-off & 0x1fff != 0)",
     "ip.morefragments": "(True,): the IPv4 more-fragments bit is set (nft ip frag-off & 0x2000 != 0)",
-    "meta.pkttype": '"host" "broadcast" "multicast" "other"',
+    "meta.pkttype": '"host" "broadcast" "multicast" "other"; iptables also "outgoing" "loopback" (never met: '
+                    'xt_pkttype reports a loopback packet as host/multicast/broadcast)',
     "meta.iiftype": 'input interface types as nft names them: "loopback" "ether" ...',
     "meta.oiftype": 'output interface types as nft names them: "loopback" "ether" ...',
     "meta.iifgroup": "(lo, hi) ranges of the input device group (& Match.mask)",
@@ -287,7 +291,9 @@ class Action:
     ``set_ctmark``: (value, mask): ct mark = (ctmark & ~mask) ^ value (CONNMARK --set-xmark /
     --set-mark, nft ct mark set V).
     ``copy_mark``: (direction, mask): "ct->meta" (CONNMARK --restore-mark, meta mark set ct mark)
-    or "meta->ct" (CONNMARK --save-mark, ct mark set meta mark); mask = the bits copied.
+    or "meta->ct" (CONNMARK --save-mark, ct mark set meta mark); mask = the bits copied:
+    dst = (dst & ~mask) | (src & mask), as CONNMARK does. nft `meta mark set ct mark & M` (the
+    other bits become 0) is two Actions in Rule.before: set_mark (0, 0xffffffff), then the copy.
     ``mark_unknown``: "meta" or "ct" when the statement sets that mark to a value lbfw cannot
     compute (numgen, hashes, maps ...): that mark is unknown from there on.
     """
