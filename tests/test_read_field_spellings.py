@@ -1,6 +1,6 @@
 """Every recorded spelling of the issue-11 fields (tests/data/iptables_fields.json and
 nft_fields.json: what iptables-save and `nft -j list ruleset` print, checked against the real
-tools by tests/kernel/test_read_field_spellings.py) gives the Matches and Actions stated there."""
+tools by tests/kernel/test_read_tools_print_field_spellings.py) gives the Matches and Actions stated there."""
 
 from __future__ import annotations
 
