@@ -345,8 +345,9 @@ def test_nft_json_from_the_real_nft_reads(tmp_path):
     rs = read_sources([path])
     assert rs.sources[0].format == "nft-json" and rs.sources[0].rules == 2
     rules = rs.tables[0].chains["input"].rules
-    assert rules[1].matches[0].field == "ip.saddr"
-    assert rules[1].matches[0].values == ((0x7F000001, 0x7F000001),)
+    assert (rules[1].matches[0].field, rules[1].matches[0].values) == ("meta.nfproto", ("ipv4",))  # inet
+    assert rules[1].matches[1].field == "ip.saddr"
+    assert rules[1].matches[1].values == ((0x7F000001, 0x7F000001),)
 
 
 def test_cli_stdin_on_a_terminal_says_to_pipe_a_ruleset():

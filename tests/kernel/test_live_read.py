@@ -197,8 +197,9 @@ def test_native_tables_come_through_libnftables_with_handles_and_printed_text(li
     assert texts == ['iif "lo" accept', "ip saddr @lo_ok tcp dport { 22, 80, 443 } accept",
                      "ip saddr vmap { 10.0.0.1 : drop, 127.0.0.1 : accept }"]
     assert all(r.origin.source == "live:nftables" and isinstance(r.origin.handle, int) for r in chain.rules)
-    assert chain.rules[1].matches[0].set_name == "lo_ok"
-    assert chain.rules[1].matches[0].values == ((0x7F000000, 0x7FFFFFFF),)
+    assert (chain.rules[1].matches[0].field, chain.rules[1].matches[0].values) == ("meta.nfproto", ("ipv4",))
+    assert chain.rules[1].matches[1].set_name == "lo_ok"
+    assert chain.rules[1].matches[1].values == ((0x7F000000, 0x7FFFFFFF),)
     assert chain.rules[2].action.kind == "vmap"
     assert fw.chains["user"].rules[0].action.kind == "return"
 

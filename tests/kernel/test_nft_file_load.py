@@ -102,9 +102,10 @@ def test_multi_line_file_with_defines_include_sets_vmap_and_iif_names_loads_and_
     assert rules[0].matches[0].field == "meta.iifname" and rules[0].matches[0].values == ("lo",)
     assert [(m.field, m.values) for m in rules[1].matches] == [
         ("meta.iifname", ("eth7",)), ("meta.l4proto", ((6, 6),)), ("th.dport", ((22, 22), (80, 80)))]
-    assert rules[2].matches[0].set_name == "allowed"
-    assert (LO, LO) in rules[2].matches[0].values
-    assert rules[3].matches[0].values == ((LO, LO), (LO + 1, LO + 1))
+    assert (rules[2].matches[0].field, rules[2].matches[0].values) == ("meta.nfproto", ("ipv4",))  # inet
+    assert rules[2].matches[1].set_name == "allowed"
+    assert (LO, LO) in rules[2].matches[1].values
+    assert rules[3].matches[1].values == ((LO, LO), (LO + 1, LO + 1))
     assert rules[4].action.kind == "vmap"
     assert [(e.value, e.action.kind) for e in rules[4].action.vmap] == [
         ((0x0A000001, 0x0A000001), "drop"), ((LO, LO), "accept")]
