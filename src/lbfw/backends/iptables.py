@@ -1,0 +1,171 @@
+"""What legacy iptables and iptables-nft share: dumps in iptables-save syntax and one
+content-addressed `iptables-restore --noflush` transaction per table.
+
+A change of rule R into R' in chain C is the restore script
+
+    *TABLE
+    -D C R          (by specification: the whole restore fails when R is gone or changed)
+    -I C N R'       (N: the position R holds in the dump read just before)
+    COMMIT
+
+so a rule is never replaced by position (`-R C N` replaced another program's rule when it
+inserted at the top meanwhile: the bug this replaces). After the transaction the table is read
+again: the touched chains must read exactly as the dump with R replaced by R'. If another
+program changed them between that dump and the restore, the new rule may stand one place off,
+so the change is undone (the inverse transaction) and `RuleMoved` says nothing was changed.
+The subclasses say how the dump and the restore are kept together (legacy: the xtables lock).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Optional
+
+from ..errors import ApplyError
+from .base import TOOLS, Backend, Change, RuleMoved, TableRef, comparable, run_tool
+
+if TYPE_CHECKING:
+    from ..fix.plan import LiveTarget
+    from ..sandbox.proof import Load
+
+
+def chain_rules(text: str) -> dict[str, list[str]]:
+    """{chain: [rule after `-A CHAIN `]} of an iptables-save dump, in order."""
+    chains: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if line.startswith(":"):
+            chains.setdefault(line[1:].split()[0], [])
+        elif line.startswith("-A "):
+            parts = line.split(None, 2)
+            chains.setdefault(parts[1], []).append(parts[2] if len(parts) > 2 else "")
+    return chains
+
+
+def rule_line(lines: list[str], chain: str, index: int) -> Optional[int]:
+    """1-based line number of rule ``index`` (1-based) of ``chain`` in an iptables-save dump."""
+    prefix = f"-A {chain} "
+    seen = 0
+    for number, text in enumerate(lines, 1):
+        if text.startswith(prefix):
+            seen += 1
+            if seen == index:
+                return number
+    return None
+
+
+def rule_body(line: str, chain: str) -> str:
+    """A dump line without its `-A CHAIN ` (the rule as -D and -I take it)."""
+    text = line.strip()
+    prefix = f"-A {chain} "
+    return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+class IptablesBackend(Backend):
+    """iptables-save dumps, iptables-restore --noflush transactions (see the module docstring)."""
+
+    name = ""
+    sandbox_backend = ""  # the name sandbox/netns.py loads this backend by
+
+    def tools(self, ref: TableRef) -> dict[str, str]:
+        found = TOOLS.get((self.name, ref.family))
+        if found is None:
+            raise ApplyError(f"no {self.name} tools for family {ref.family}")
+        return found
+
+    @contextlib.contextmanager
+    def guarded(self) -> Iterator[Optional[dict]]:
+        """Held from the dump before a transaction to the dump after it; yields the
+        environment the restore tool runs with (None: ours)."""
+        yield None
+
+    def restore_argv(self, ref: TableRef) -> list[str]:
+        return [self.tools(ref)["restore"], "--noflush"]
+
+    def dump(self, ref: TableRef) -> str:
+        save = self.tools(ref)["save"]
+        proc = run_tool([save, "-t", ref.table])
+        if proc.returncode != 0:
+            raise ApplyError(f"{save} -t {ref.table} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def locate(self, lines: list[str], target: LiveTarget) -> Optional[int]:
+        if target.index is None:
+            return None
+        return rule_line(lines, target.chain, target.index)
+
+    def change_of(
+        self, chain: str, old_line: Optional[str], new_line: str, place: Optional[int], anchor_line: Optional[str] = None
+    ) -> Change:
+        if old_line is None:
+            raise ApplyError(f"chain {chain}: lbfw inserts iptables rules only by replacing one; nothing was changed")
+        return Change(chain, rule_body(old_line, chain), rule_body(new_line, chain))
+
+    def script(self, ref: TableRef, text: str, changes: list[Change]) -> tuple[str, dict[str, list[str]]]:
+        """(the restore input, the touched chains as they must read after it)."""
+        chains = chain_rules(text)
+        touched: dict[str, list[str]] = {}
+        lines = [f"*{ref.table}"]
+        for change in changes:
+            if change.old is None or change.new is None:
+                raise ApplyError(f"chain {change.chain}: only replacements are made in iptables tables")
+            rules = touched.setdefault(change.chain, list(chains.get(change.chain, [])))
+            want = comparable(change.old)
+            now = [i for i, rule in enumerate(rules) if comparable(rule) == want]
+            if not now:
+                raise RuleMoved(
+                    f"{ref.key} {change.chain}: the rule `{change.old}` is not there any more (it changed or was "
+                    "deleted since lbfw read it); nothing was changed. Run `lbfw fix --dry-run` again."
+                )
+            same = sum(1 for c in changes if c.chain == change.chain and comparable(c.old or "") == want)
+            if len(now) > same:
+                # -D by specification takes the first copy: with copies lbfw does not change, that
+                # could be another one than the rule planned on.
+                raise RuleMoved(
+                    f"{ref.key} {change.chain}: {len(now)} identical copies of `{change.old}`; lbfw cannot tell "
+                    "which one it read; nothing was changed"
+                )
+            lines.append(f"-D {change.chain} {change.old}")
+            lines.append(f"-I {change.chain} {now[0] + 1} {change.new}")
+            rules[now[0]] = change.new
+        lines.append("COMMIT")
+        return "\n".join(lines) + "\n", touched
+
+    def apply(self, ref: TableRef, changes: list[Change], strict: bool = True) -> list[Change]:
+        if not changes:
+            return []
+        with self.guarded() as env:
+            script, expected = self.script(ref, self.dump(ref), changes)
+            proc = run_tool(self.restore_argv(ref), input=script, env=env)
+            if proc.returncode != 0:
+                tool_name = self.tools(ref)["restore"]
+                raise RuleMoved(
+                    f"{tool_name} --noflush refused the change ({' '.join(proc.stderr.split())}): the rule changed "
+                    "since lbfw read it; nothing was changed"
+                )
+            after = chain_rules(self.dump(ref))
+        if strict and not all(
+            [comparable(r) for r in after.get(chain, [])] == [comparable(r) for r in rules]
+            for chain, rules in expected.items()
+        ):
+            # Another program changed the chain between the dump and the restore: the new rule may
+            # stand one place off. Undo by content and say so.
+            self.apply(ref, [c.inverse() for c in reversed(changes)], strict=False)
+            raise RuleMoved(
+                f"{ref.key}: the rule moved while lbfw changed it (another program changed "
+                f"{', '.join(expected)} at the same moment): nothing changed. Run `lbfw fix --apply` again."
+            )
+        return list(changes)
+
+    def restore(self, ref: TableRef, text: str) -> None:
+        restore_tool = self.tools(ref)["restore"]
+        if not text.strip():
+            raise ApplyError(f"{ref.key}: an empty iptables backup cannot be restored (nothing was changed)")
+        proc = run_tool([restore_tool, "-w"] if self.name == "legacy" else [restore_tool], input=text)
+        if proc.returncode != 0:
+            raise ApplyError(f"{restore_tool} of table {ref.table} failed: {proc.stderr.strip()}")
+
+    def sandbox_load(self, ref: TableRef, text: str, source: str) -> Load:
+        from ..sandbox.proof import Load
+
+        return Load("iptables", ref.family, self.sandbox_backend, text, source)
