@@ -19,6 +19,7 @@ The subclasses say how the dump and the restore are kept together (legacy: the x
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Optional
 
@@ -138,11 +139,16 @@ class IptablesBackend(Backend):
             script, expected = self.script(ref, self.dump(ref), changes)
             proc = run_tool(self.restore_argv(ref), input=script, env=env)
             if proc.returncode != 0:
+                complaint = " ".join(proc.stderr.split())
                 tool_name = self.tools(ref)["restore"]
-                raise RuleMoved(
-                    f"{tool_name} --noflush refused the change ({' '.join(proc.stderr.split())}): the rule changed "
-                    "since lbfw read it; nothing was changed"
-                )
+                failed = re.search(r"line (\d+) failed", complaint)
+                lines = script.split("\n")
+                if failed and lines[int(failed.group(1)) - 1].startswith("-D "):
+                    raise RuleMoved(
+                        f"{tool_name} --noflush found no `{lines[int(failed.group(1)) - 1]}`: the rule changed since "
+                        "lbfw read it; nothing was changed"
+                    )
+                raise ApplyError(f"{tool_name} --noflush failed ({complaint}); nothing was changed")
             after = chain_rules(self.dump(ref))
         if strict and not all(
             [comparable(r) for r in after.get(chain, [])] == [comparable(r) for r in rules]

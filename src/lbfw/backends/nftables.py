@@ -146,10 +146,10 @@ class Nftables(Backend):
         script, how = self.script(ref, self.dump(ref), changes)
         proc = run_tool(["nft", "--echo", "--handle", "-f", "-"], input=script)
         if proc.returncode != 0:
-            raise RuleMoved(
-                f"nft -f refused the change ({' '.join(proc.stderr.split())}): the rule changed since lbfw "
-                "read it, or nft rejects the new rule; nothing was changed"
-            )
+            complaint = " ".join(proc.stderr.split())
+            if "No such file or directory" in complaint:  # a handle that is gone
+                raise RuleMoved(f"nft -f: a rule lbfw read is gone ({complaint}); nothing was changed")
+            raise ApplyError(f"nft -f failed ({complaint}); nothing was changed")
         handles = iter(int(h) for h in _ECHOED_INSERT.findall(proc.stdout))
         made = []
         for change, kind in how:

@@ -242,10 +242,10 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     if broken:
         raise ApplyError("the fix would block loopback flows that work now (see above); nothing was changed")
 
-    def confirm(path: str) -> bool:
+    def confirm(path: str, left: float) -> bool:
         if opts.yes:
             return True
-        return livefix.wait_for_confirmation(opts.confirm_timeout, stdin, err, livefix.confirmed_elsewhere(path))
+        return livefix.wait_for_confirmation(left, stdin, err, livefix.confirmed_elsewhere(path))
 
     say = lambda text: err.write(text + "\n")  # noqa: E731
     try:

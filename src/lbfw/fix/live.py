@@ -330,6 +330,7 @@ def revert(path: str, say: Say, why: str) -> bool:
         if state.get("state") == "confirmed":
             return False
         if state.get("state") != "pending":
+            say(f"{why}: the previous rules are back ({state.get('why', state.get('state'))})")
             return True
         backup = load_backup(path)
         applied = applied_changes(state, backup)
@@ -379,7 +380,7 @@ def wait_for_confirmation(
     terminal is gone) are a no."""
     stdin = stdin or sys.stdin
     say = _quiet(lambda text: (stderr or sys.stderr).write(text) and (stderr or sys.stderr).flush())
-    say(f"Keep the new rules? Type 'yes' within {timeout:g} s (or run `lbfw confirm`), or they are rolled back: ")
+    say(f"Keep the new rules? Type 'yes' within {timeout:.0f} s (or run `lbfw confirm`), or they are rolled back: ")
     deadline = time.monotonic() + timeout
     buf = ""
     fd = stdin.fileno()
@@ -420,14 +421,14 @@ def apply_plan(
     plan: FixPlan,
     live: LiveTables,
     backup_dir: str,
-    confirm: Callable[[str], bool],
+    confirm: Callable[[str, float], bool],
     timeout: float = 30.0,
     detach: bool = False,
     say: Optional[Say] = None,
 ) -> ApplyResult:
     """The whole transaction (the proof in a namespace happens before, on the same plan).
 
-    ``confirm(backup path)`` says whether to keep the change; ``detach`` leaves it pending for
+    ``confirm(backup path, seconds left)`` says whether to keep the change; ``detach`` leaves it pending for
     the watchdog and `lbfw confirm` instead. Interruptions and exceptions revert, then propagate."""
     say = _quiet(say or (lambda text: print(text, file=sys.stderr)))
     path, changes = begin(plan, live, backup_dir, timeout)
@@ -439,7 +440,7 @@ def apply_plan(
             apply_changes(path, changes, say)
             if detach:
                 return result
-            answer = bool(confirm(path))
+            answer = bool(confirm(path, max(0.0, deadline - time.time())))
     except Interrupted as stop:
         revert(path, say, f"interrupted ({signal.Signals(stop.signum).name})")
         raise

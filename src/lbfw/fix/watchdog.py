@@ -4,7 +4,7 @@
 not in lbfw's process group) with SIGHUP and SIGINT ignored, so a dropped SSH connection, a
 closed terminal or a SIGKILL of lbfw leave it running. It reads the backup's state.json every
 half second and exits once the transaction is settled (confirmed, or reverted by lbfw); at the
-deadline it reverts a transaction that is still pending, exactly as lbfw would (fix/live.py
+deadline (plus a second's grace for lbfw itself) it reverts a transaction that is still pending, exactly as lbfw would (fix/live.py
 revert: lbfw's own changes backwards, others' rules kept). SIGTERM reverts at once: a
 watchdog that is told to stop does not leave unconfirmed rules behind.
 
@@ -19,6 +19,9 @@ import time
 from typing import Any
 
 POLL = 0.5
+# lbfw, when alive, reverts at the deadline itself and says so on its terminal: the watchdog
+# steps in a moment later (`lbfw confirm` after the deadline reverts too, so nothing is kept).
+GRACE = 1.0
 
 
 class _Stop(Exception):
@@ -48,7 +51,7 @@ def watch(path: str) -> int:
             if state.get("state") != "pending":
                 _log(f"settled: {state.get('state')}")
                 return 0
-            left = float(state["deadline"]) - time.time()
+            left = float(state["deadline"]) + GRACE - time.time()
             if left <= 0:
                 break
             time.sleep(min(POLL, left))
