@@ -10,10 +10,13 @@ A change of rule R into R' in chain C is the restore script
 
 so a rule is never replaced by position (`-R C N` replaced another program's rule when it
 inserted at the top meanwhile: the bug this replaces). After the transaction the table is read
-again: the touched chains must read exactly as the dump with R replaced by R'. If another
-program changed them between that dump and the restore, the new rule may stand one place off,
-so the change is undone (the inverse transaction) and `RuleMoved` says nothing was changed.
-The subclasses say how the dump and the restore are kept together (legacy: the xtables lock).
+again, and the rules of the touched chains that stood there before must stand in the same
+order, with R' where R was (rules other programs added or removed meanwhile do not count). If
+another program changed the chain between the dump and the restore, R' may stand one place
+off: it is moved before the rule that follows it (again delete by specification, insert), up
+to REPLACEMENTS times; if it still is not in place, the change is undone and `RuleMoved` says
+nothing was changed. The subclasses say how the dump and the restore are kept together
+(legacy: the xtables lock).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from typing import TYPE_CHECKING, Optional
 
 from ..errors import ApplyError
 from .base import TOOLS, Backend, Change, RuleMoved, TableRef, comparable, run_tool
+
+# How often a rule another program's change put out of place is moved back before lbfw gives up.
+REPLACEMENTS = 10
 
 if TYPE_CHECKING:
     from ..fix.plan import LiveTarget
@@ -60,6 +66,30 @@ def rule_body(line: str, chain: str) -> str:
     text = line.strip()
     prefix = f"-A {chain} "
     return text[len(prefix) :] if text.startswith(prefix) else text
+
+
+def same_order(now: list[str], expected: list[str]) -> bool:
+    """Whether the rules of ``now`` that ``expected`` also holds stand in the expected order (rules
+    other programs added or removed meanwhile aside: they decide nothing about lbfw's place)."""
+    have = {comparable(r) for r in now}
+    want = {comparable(r) for r in expected}
+    return [comparable(r) for r in now if comparable(r) in want] == [
+        comparable(r) for r in expected if comparable(r) in have
+    ]
+
+
+def place(table: str, chain: str, rule: str, now: list[str], expected: list[str]) -> Optional[str]:
+    """The restore script that moves ``rule`` right before the rule that follows it in
+    ``expected`` (and still stands in ``now``), or to the end; None when ``rule`` is not in
+    ``now`` exactly once."""
+    key = comparable(rule)
+    if [comparable(r) for r in now].count(key) != 1:
+        return None
+    keys = [comparable(r) for r in expected]
+    rest = [comparable(r) for r in now if comparable(r) != key]
+    follower = next((k for k in keys[keys.index(key) + 1 :] if k in rest), None)
+    where = f"-I {chain} {rest.index(follower) + 1} {rule}" if follower is not None else f"-A {chain} {rule}"
+    return f"*{table}\n-D {chain} {rule}\n{where}\nCOMMIT\n"
 
 
 class IptablesBackend(Backend):
@@ -132,36 +162,49 @@ class IptablesBackend(Backend):
         lines.append("COMMIT")
         return "\n".join(lines) + "\n", touched
 
+    def _restore(self, ref: TableRef, script: str, env: Optional[dict]) -> None:
+        proc = run_tool(self.restore_argv(ref), input=script, env=env)
+        if proc.returncode == 0:
+            return
+        complaint = " ".join(proc.stderr.split())
+        tool_name = self.tools(ref)["restore"]
+        failed = re.search(r"line (\d+) failed", complaint)
+        lines = script.split("\n")
+        if failed and lines[int(failed.group(1)) - 1].startswith("-D "):
+            raise RuleMoved(
+                f"{tool_name} --noflush found no `{lines[int(failed.group(1)) - 1]}`: the rule changed since "
+                "lbfw read it; nothing was changed"
+            )
+        raise ApplyError(f"{tool_name} --noflush failed ({complaint}); nothing was changed")
+
     def apply(self, ref: TableRef, changes: list[Change], strict: bool = True) -> list[Change]:
         if not changes:
             return []
         with self.guarded() as env:
             script, expected = self.script(ref, self.dump(ref), changes)
-            proc = run_tool(self.restore_argv(ref), input=script, env=env)
-            if proc.returncode != 0:
-                complaint = " ".join(proc.stderr.split())
-                tool_name = self.tools(ref)["restore"]
-                failed = re.search(r"line (\d+) failed", complaint)
-                lines = script.split("\n")
-                if failed and lines[int(failed.group(1)) - 1].startswith("-D "):
-                    raise RuleMoved(
-                        f"{tool_name} --noflush found no `{lines[int(failed.group(1)) - 1]}`: the rule changed since "
-                        "lbfw read it; nothing was changed"
-                    )
-                raise ApplyError(f"{tool_name} --noflush failed ({complaint}); nothing was changed")
-            after = chain_rules(self.dump(ref))
-        if strict and not all(
-            [comparable(r) for r in after.get(chain, [])] == [comparable(r) for r in rules]
-            for chain, rules in expected.items()
-        ):
-            # Another program changed the chain between the dump and the restore: the new rule may
-            # stand one place off. Undo by content and say so.
+            self._restore(ref, script, env)
+            for _ in range(REPLACEMENTS):
+                after = chain_rules(self.dump(ref))
+                misplaced = [
+                    (chain, c.new)
+                    for chain, rules in expected.items()
+                    for c in changes
+                    if c.chain == chain and not same_order(after.get(chain, []), rules)
+                ]
+                if not misplaced:
+                    return list(changes)
+                chain, rule = misplaced[0]
+                script = place(ref.table, chain, rule or "", after.get(chain, []), expected[chain])
+                if script is None:
+                    break
+                self._restore(ref, script, env)
+        if strict:
             self.apply(ref, [c.inverse() for c in reversed(changes)], strict=False)
-            raise RuleMoved(
-                f"{ref.key}: the rule moved while lbfw changed it (another program changed "
-                f"{', '.join(expected)} at the same moment): nothing changed. Run `lbfw fix --apply` again."
-            )
-        return list(changes)
+        raise RuleMoved(
+            f"{ref.key}: another program kept changing {', '.join(expected)} while lbfw changed it, and lbfw "
+            "could not put its rule where the old one stood: "
+            + ("lbfw undid its change; nothing changed." if strict else "check the chain by hand.")
+        )
 
     def restore(self, ref: TableRef, text: str) -> None:
         restore_tool = self.tools(ref)["restore"]

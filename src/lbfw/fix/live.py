@@ -154,12 +154,29 @@ def make_locator(ruleset: Any, live: LiveTables, topology: Optional[Topology] = 
             if index is None:
                 index = chain.rules.index(rule) + 1
             target = LiveTarget(ref.backend, ref.family, ref.table, chain.name, index=index)
-        line = backend_of(ref).locate(live.lines(ref), target)
+        lines = live.lines(ref)
+        line = backend_of(ref).locate(lines, target)
+        if ref.backend != NFTABLES and (line is None or comparable(lines[line - 1]) != comparable(rule.text)):
+            # The ruleset and the dumps are two reads: another program may have inserted or deleted
+            # rules in between. The rule is found again by its content, when that is unambiguous.
+            line, target = _find_again(lines, target, rule.text)
         if line is None:
             return None
         return (ref.key, line, target)
 
     return locate
+
+
+def _find_again(lines: list[str], target: Any, text: str) -> tuple:
+    """(line, target) of the one rule of ``target``'s chain reading ``text``, or (None, None)."""
+    import dataclasses
+
+    prefix = f"-A {target.chain} "
+    chain_lines = [n for n, line in enumerate(lines, 1) if line.startswith(prefix)]
+    same = [i for i, n in enumerate(chain_lines, 1) if comparable(lines[n - 1]) == comparable(text)]
+    if len(same) != 1:
+        return None, None
+    return chain_lines[same[0] - 1], dataclasses.replace(target, index=same[0])
 
 
 def fixed_text(text: str, edits: list) -> str:
