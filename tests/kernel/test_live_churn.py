@@ -83,9 +83,25 @@ def test_churn_at_input_1_never_makes_lbfw_replace_another_rule(tmp_path, backen
         if backend == "legacy" and not ns.legacy_available():
             pytest.fail("legacy xtables is not available in this kernel")
         proc = subprocess.run(
-            ns.enter_argv([sys.executable, "-c", TRIALS, f"iptables-{suffix}-restore", f"iptables-{suffix}-restore",
-                           f"iptables-{suffix}-save", str(tmp_path / "b"), RULES, CHURN, backend]),
-            capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL,
+            ns.enter_argv(
+                [
+                    sys.executable,
+                    "-c",
+                    TRIALS,
+                    f"iptables-{suffix}-restore",
+                    f"iptables-{suffix}-restore",
+                    f"iptables-{suffix}-save",
+                    str(tmp_path / "b"),
+                    RULES,
+                    CHURN,
+                    backend,
+                ]
+            ),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+            stdin=subprocess.DEVNULL,
         )
     assert proc.returncode == 0, proc.stderr
     outcomes = json.loads(proc.stdout)
@@ -96,5 +112,8 @@ def test_churn_at_input_1_never_makes_lbfw_replace_another_rule(tmp_path, backen
         if trial["outcome"] == "applied":
             assert trial["rules"] == ["-A INPUT -i lo -j ACCEPT", "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT"], trial
         else:
-            assert trial["rules"] == ["-A INPUT -s 127.0.0.1/32 -j ACCEPT", "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT"]
+            assert trial["rules"] == [
+                "-A INPUT -s 127.0.0.1/32 -j ACCEPT",
+                "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+            ]
     assert any(t["outcome"] == "applied" for t in outcomes), outcomes

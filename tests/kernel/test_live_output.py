@@ -19,7 +19,10 @@ LBFW = [sys.executable, "-m", "lbfw"]
 def audit_to(examples_dir, output) -> subprocess.CompletedProcess:
     return subprocess.run(
         LBFW + ["audit", str(examples_dir / "input-narrow-accept.rules"), "-f", "json", "-o", str(output)],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -71,9 +74,21 @@ def test_a_full_disk_leaves_the_old_report_and_no_temporary_file(examples_dir, t
     disk = tmp_path / "disk"
     disk.mkdir()
     proc = subprocess.run(
-        ["unshare", "-m", "--propagation", "private", sys.executable, "-c", FULL_DISK, str(disk),
-         str(examples_dir / "input-narrow-accept.rules")],
-        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+        [
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            sys.executable,
+            "-c",
+            FULL_DISK,
+            str(disk),
+            str(examples_dir / "input-narrow-accept.rules"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 0, proc.stderr
     code, old, names, stderr = proc.stdout.splitlines()

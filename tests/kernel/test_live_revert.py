@@ -59,10 +59,14 @@ class Prompted:
     """lbfw fix --apply with a terminal of its own (a pty), run in the namespace."""
 
     def __init__(self, ns, backups: Path, timeout: int):
+        self.master: int | None
         self.master, slave = pty.openpty()
         self.child = subprocess.Popen(
             ns.enter_argv(LBFW + ["fix", "--apply", "--confirm-timeout", str(timeout), "--backup-dir", str(backups)]),
-            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdin=slave,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         os.close(slave)
 
@@ -112,7 +116,7 @@ def test_an_interrupted_confirmation_ends_with_the_exact_previous_rules(examples
         run = Prompted(ns, backups, 4 if how == "SIGKILL" else 60)
         state = wait_applied(backups)
         assert snapshot(ns) != before  # applied, waiting for the answer
-        if how == "closed terminal":
+        if how == "closed terminal" and run.master is not None:
             os.close(run.master)  # the SSH session drops: the prompt reads EIO
             run.master = None
         elif how == "SIGKILL":
@@ -140,8 +144,18 @@ def test_detach_and_confirm_from_another_connection(examples_dir, tmp_path):
     with Namespace() as ns:
         loaded(ns, examples_dir)
         before = snapshot(ns)
-        proc = lbfw_in(ns, "fix", "--apply", "--confirm-timeout", "60", "--detach", "--format", "json",
-                       "--backup-dir", str(backups))
+        proc = lbfw_in(
+            ns,
+            "fix",
+            "--apply",
+            "--confirm-timeout",
+            "60",
+            "--detach",
+            "--format",
+            "json",
+            "--backup-dir",
+            str(backups),
+        )
         assert proc.returncode == 0, proc.stderr
         doc = json.loads(proc.stdout)
         assert set(doc) >= {"transaction", "deadline"} and doc["deadline"] > time.time()
@@ -157,8 +171,9 @@ def test_detach_and_confirm_from_another_connection(examples_dir, tmp_path):
         proc = lbfw_in(ns, "rollback", doc["transaction"], "--backup-dir", str(tmp_path))
         assert proc.returncode == 0, proc.stderr
         assert snapshot(ns) == before
-        proc = lbfw_in(ns, "fix", "--apply", "--confirm-timeout", "2", "--detach", "--format", "json",
-                       "--backup-dir", str(backups))
+        proc = lbfw_in(
+            ns, "fix", "--apply", "--confirm-timeout", "2", "--detach", "--format", "json", "--backup-dir", str(backups)
+        )
         doc = json.loads(proc.stdout)
         while time.time() < doc["deadline"] + 5 and state_of(backups)["state"] == "pending":
             time.sleep(0.2)

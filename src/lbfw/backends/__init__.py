@@ -16,6 +16,15 @@ def backend_of(ref: TableRef) -> Backend:
 
 
 __all__ = [
-    "BACKENDS", "IPTABLES_NFT", "LEGACY", "NFTABLES", "TOOLS", "Backend", "Change", "RuleMoved", "TableRef",
-    "backend_of", "comparable",
+    "BACKENDS",
+    "IPTABLES_NFT",
+    "LEGACY",
+    "NFTABLES",
+    "TOOLS",
+    "Backend",
+    "Change",
+    "RuleMoved",
+    "TableRef",
+    "backend_of",
+    "comparable",
 ]

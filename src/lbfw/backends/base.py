@@ -176,7 +176,12 @@ class Backend(ABC):
 
     @abstractmethod
     def change_of(
-        self, chain: str, old_line: Optional[str], new_line: str, place: Optional[int], anchor_line: Optional[str] = None
+        self,
+        chain: str,
+        old_line: Optional[str],
+        new_line: str,
+        place: Optional[int],
+        anchor_line: Optional[str] = None,
     ) -> Change:
         """The Change that turns dump line ``old_line`` into ``new_line`` (``place``: the nft
         handle of the rule; for an insert, ``old_line`` is None, ``anchor_line`` the rule it goes

@@ -126,7 +126,12 @@ class IptablesBackend(Backend):
         return rule_line(lines, target.chain, target.index)
 
     def change_of(
-        self, chain: str, old_line: Optional[str], new_line: str, place: Optional[int], anchor_line: Optional[str] = None
+        self,
+        chain: str,
+        old_line: Optional[str],
+        new_line: str,
+        place: Optional[int],
+        anchor_line: Optional[str] = None,
     ) -> Change:
         if old_line is None:
             raise ApplyError(f"chain {chain}: lbfw inserts iptables rules only by replacing one; nothing was changed")
@@ -194,10 +199,10 @@ class IptablesBackend(Backend):
                 if not misplaced:
                     return list(changes)
                 chain, rule = misplaced[0]
-                script = place(ref.table, chain, rule or "", after.get(chain, []), expected[chain])
-                if script is None:
+                moved = place(ref.table, chain, rule or "", after.get(chain, []), expected[chain])
+                if moved is None:
                     break
-                self._restore(ref, script, env)
+                self._restore(ref, moved, env)
         if strict:
             self.apply(ref, [c.inverse() for c in reversed(changes)], strict=False)
         raise RuleMoved(

@@ -84,7 +84,12 @@ class Nftables(Backend):
         return None
 
     def change_of(
-        self, chain: str, old_line: Optional[str], new_line: str, place: Optional[int], anchor_line: Optional[str] = None
+        self,
+        chain: str,
+        old_line: Optional[str],
+        new_line: str,
+        place: Optional[int],
+        anchor_line: Optional[str] = None,
     ) -> Change:
         if old_line is None:
             if anchor_line is None:
@@ -123,7 +128,9 @@ class Nftables(Backend):
             where = self._where(ref, change.chain)
             if change.old is None:
                 assert change.new is not None and change.anchor is not None
-                anchor = self._check(ref, rules, change.chain, change.handle, change.anchor, "the rule to insert before")
+                anchor = self._check(
+                    ref, rules, change.chain, change.handle, change.anchor, "the rule to insert before"
+                )
                 lines.append(f"insert rule {where} handle {anchor} {change.new}")
                 how.append((change, "insert"))
                 continue

@@ -53,6 +53,7 @@ def run(transaction: Optional[str] = None, backup_dir: Optional[str] = None, std
     if now == "pending":
         revert(path, lambda text: err.write(text + "\n"), "the confirmation deadline had passed")
     err.write(
-        f"{os.path.basename(path)}: too late: the deadline passed and the previous rules are back; nothing was confirmed\n"
+        f"{os.path.basename(path)}: too late: the deadline passed and the previous rules are back; "
+        "nothing was confirmed\n"
     )
     return 1

@@ -111,8 +111,19 @@ def run(
         raise UsageError("--write needs SOURCE files (use --apply for the live host)")
     from ..fix.backup import default_dir
 
-    options = _LiveOptions(apply, style, backup_dir or default_dir(), confirm_timeout, yes, detach, format == "json",
-                           persist, verify, reader, persist_files)
+    options = _LiveOptions(
+        apply,
+        style,
+        backup_dir or default_dir(),
+        confirm_timeout,
+        yes,
+        detach,
+        format == "json",
+        persist,
+        verify,
+        reader,
+        persist_files,
+    )
     return _live(options, out, err, stdin or sys.stdin)
 
 
@@ -271,8 +282,15 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
         f"{opts.backup_dir}` undoes them\n"
     )
     if opts.json:
-        _json(out, {"transaction": result.transaction, "deadline": result.deadline, "backup": result.backup,
-                    "confirmed": True})
+        _json(
+            out,
+            {
+                "transaction": result.transaction,
+                "deadline": result.deadline,
+                "backup": result.backup,
+                "confirmed": True,
+            },
+        )
 
     # re-audit the kernel.
     again = read_ruleset([], "auto", opts.reader)

@@ -33,7 +33,7 @@ import stat
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from ..backends import NFTABLES, Change, TableRef
 from ..errors import ApplyError, InputError
@@ -75,7 +75,9 @@ def trusted_dir(path: str, create: bool = False) -> str:
             os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o755, exist_ok=True)
             os.mkdir(path, 0o700)
         except OSError as err:
-            raise ApplyError(f"cannot create the backup directory {path}: {err.strerror}; nothing was changed") from None
+            raise ApplyError(
+                f"cannot create the backup directory {path}: {err.strerror}; nothing was changed"
+            ) from None
         st = os.lstat(path)
     if not stat.S_ISLNK(st.st_mode) and not stat.S_ISDIR(st.st_mode):
         raise _refuse(path, "the backup directory is not a directory")
@@ -231,13 +233,15 @@ def load_backup(path: str) -> Backup:
         changes: dict[TableRef, list[Change]] = {}
         keys = {ref.key: ref for ref in tables}
         for item in manifest.get("changes", []):
-            ref = keys.get(item["table"])
-            if ref is None:
+            owner = keys.get(item["table"])
+            if owner is None:
                 raise _refuse(path, f"a change names table {item['table']!r}, which the backup does not hold")
-            changes.setdefault(ref, []).append(Change.from_json(item))
+            changes.setdefault(owner, []).append(Change.from_json(item))
         created = float(manifest["created"])
     except (ValueError, KeyError, TypeError) as err:
-        raise _refuse(os.path.join(path, MANIFEST), f"not a readable lbfw manifest ({type(err).__name__}: {err})")
+        raise _refuse(
+            os.path.join(path, MANIFEST), f"not a readable lbfw manifest ({type(err).__name__}: {err})"
+        ) from None
     return Backup(path, name, created, tables, changes)
 
 

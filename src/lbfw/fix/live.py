@@ -60,7 +60,7 @@ PERSIST_FILES = {
     "nft": ("/etc/nftables.conf", "/etc/nftables.nft"),
 }
 INTERRUPTIONS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
-Say = Callable[[str], None]
+Say = Callable[[str], object]
 
 
 def need_root(what: str) -> None:

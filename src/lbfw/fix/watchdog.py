@@ -4,8 +4,8 @@
 not in lbfw's process group) with SIGHUP and SIGINT ignored, so a dropped SSH connection, a
 closed terminal or a SIGKILL of lbfw leave it running. It reads the backup's state.json every
 half second and exits once the transaction is settled (confirmed, or reverted by lbfw); at the
-deadline (plus a second's grace for lbfw itself) it reverts a transaction that is still pending, exactly as lbfw would (fix/live.py
-revert: lbfw's own changes backwards, others' rules kept). SIGTERM reverts at once: a
+deadline (plus a second's grace for lbfw itself) it reverts a transaction that is still pending,
+exactly as lbfw would (fix/live.py revert: lbfw's own changes backwards, others' rules kept). SIGTERM reverts at once: a
 watchdog that is told to stop does not leave unconfirmed rules behind.
 
 What it does goes to BACKUP/watchdog.log.
