@@ -17,7 +17,7 @@ from lbfw.checks.docs import DOC_SECTIONS, fix_line, sections
 from lbfw.checks.fixes import AVAILABILITY, CheckFix
 from lbfw.checks.owners import advice, owner_of
 from lbfw.checks.reach import JumpGraph, chain_hooks, jump_targets
-from lbfw.fix.plan import FIXABLE, SAFETY, STYLES, _Topology
+from lbfw.fix.plan import FIXABLE, SAFETY, STYLES, Topology
 from lbfw.model import Action, Chain, Origin, Rule, Ruleset, Table, VmapEntry
 from lbfw.read import iptables
 from lbfw.suppression import ignored_ids
@@ -96,7 +96,7 @@ def test_one_reachability_for_the_checks_and_the_planner():
     assert [ch.name for ch in JumpGraph(table).below(c["dead"])] == ["dead", "both", "tail"]
     ruleset = Ruleset(tables=[table])
     ctx = CheckContext(ruleset)
-    topology = _Topology(ruleset)
+    topology = Topology(ruleset)
     for chain in c.values():
         assert topology.hooks(table, chain) == ctx.hooks_of(table, chain), chain.name
     assert {ref.chain.name for ref in ctx.rules()} == {"input", "output", "both", "tail"}

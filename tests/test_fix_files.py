@@ -312,7 +312,7 @@ def test_persistence_after_a_live_fix(examples_dir, tmp_path, case):
     import io
 
     from lbfw.commands.fix import _persistence
-    from lbfw.fix.backup import TableRef
+    from lbfw.backends import TableRef
 
     original = (examples_dir / "input-narrow-accept.rules").read_text()
     boot = tmp_path / "rules.v4"

@@ -1,13 +1,13 @@
 """The planner on plain model objects (no reader, no kernel): defines, named sets, refusals,
-directions through user chains, and the live helpers that turn edits into replace operations."""
+directions through user chains, and the live helpers that turn edits into content-addressed
+changes and each backend's transaction script."""
 
 from __future__ import annotations
 
 import pytest
 
-from lbfw.errors import ApplyError
+from lbfw.backends import BACKENDS, RuleMoved, TableRef
 from lbfw.fix import live
-from lbfw.fix.backup import TableRef
 from lbfw.fix.plan import LiveTarget, apply_to_text, plan_fixes
 from lbfw.model import Action, Chain, Origin, Rule, Ruleset, Table
 from lbfw.results import Finding
@@ -218,12 +218,13 @@ table inet filter { # handle 4
 
 def test_live_locations_in_dumps():
     lines = IPT_DUMP.splitlines()
-    assert live.iptables_line(lines, "INPUT", 2) == 8
-    assert live.iptables_index(lines, "INPUT", 8) == 2
-    nft = NFT_DUMP.splitlines()
-    assert live.nft_line(nft, 3) == 4          # a rule with braces is still a rule
-    assert live.nft_line(nft, 1) is None       # a chain header is not
-    assert live.nft_line(nft, 5) == 5
+    legacy, nft = BACKENDS["legacy"], BACKENDS["nftables"]
+    assert legacy.locate(lines, LiveTarget("legacy", "ip", "filter", "INPUT", index=2)) == 8
+    nft_lines = NFT_DUMP.splitlines()
+    at = lambda handle: nft.locate(nft_lines, LiveTarget("nftables", "inet", "filter", "input", handle=handle))  # noqa: E731
+    assert at(3) == 4          # a rule with braces is still a rule
+    assert at(1) is None       # a chain header is not
+    assert at(5) == 5
 
 
 def _live_plan():
@@ -242,25 +243,41 @@ def _live_plan():
     return plan, tables, ref_i, ref_n
 
 
-def test_replace_operations_per_backend():
+def test_changes_are_content_addressed_transactions_per_backend():
     plan, tables, ref_i, ref_n = _live_plan()
-    checked = live.check_unchanged(plan, tables, dict(tables.dumps))
-    ops, inserted = live.replace_ops(checked)
-    assert ops[("legacy", "ip")] == "*filter\n-R INPUT 2 -i lo -j ACCEPT\nCOMMIT\n"
-    assert ops["nft"] == (
+    changes = live.check_unchanged(plan, tables, dict(tables.dumps))
+    script, expected = BACKENDS["legacy"].script(ref_i, IPT_DUMP, changes[ref_i])
+    # delete by specification (fails the whole restore if the rule is gone), insert where it stands
+    assert script == "*filter\n-D INPUT -s 127.0.0.1/32 -j ACCEPT\n-I INPUT 2 -i lo -j ACCEPT\nCOMMIT\n"
+    assert expected == {"INPUT": ["-p tcp -m tcp --dport 22 -j ACCEPT", "-i lo -j ACCEPT"]}
+    script, how = BACKENDS["nftables"].script(ref_n, NFT_DUMP, changes[ref_n])
+    assert script == (
         "insert rule inet filter input handle 3 ip saddr vmap { 127.0.0.0/8 : accept, 203.0.113.66 : drop }\n"
         "delete rule inet filter input handle 3\n"
         'replace rule inet filter input handle 5 iif "lo" counter packets 12 bytes 720 accept\n')
-    assert inserted == [plan.edits[1]]
+    assert [kind for _, kind in how] == ["insert", "keep"]
+
+
+def test_an_insert_at_the_top_moves_the_position_not_the_rule():
+    plan, tables, ref_i, _ = _live_plan()
+    changes = live.check_unchanged(plan, tables, dict(tables.dumps))
+    now = IPT_DUMP.replace(":OUTPUT ACCEPT [0:0]\n", ":OUTPUT ACCEPT [0:0]\n-A INPUT -s 192.0.2.9/32 -j DROP\n")
+    script, _ = BACKENDS["legacy"].script(ref_i, now, changes[ref_i])
+    assert "-D INPUT -s 127.0.0.1/32 -j ACCEPT\n-I INPUT 3 -i lo -j ACCEPT\n" in script
+    with pytest.raises(RuleMoved, match="not there any more"):
+        BACKENDS["legacy"].script(ref_i, IPT_DUMP.replace("-s 127.0.0.1/32", "-s 127.0.0.2/32"), changes[ref_i])
+    copies = IPT_DUMP.replace("COMMIT", "-A INPUT -s 127.0.0.1/32 -j ACCEPT\nCOMMIT")
+    with pytest.raises(RuleMoved, match="identical copies"):
+        BACKENDS["legacy"].script(ref_i, copies, changes[ref_i])
 
 
 def test_counters_moving_is_not_a_change_but_a_new_rule_is():
     plan, tables, ref_i, ref_n = _live_plan()
     fresh = dict(tables.dumps)
     fresh[ref_n] = NFT_DUMP.replace("packets 12 bytes 720", "packets 99 bytes 9999")
-    assert len(live.check_unchanged(plan, tables, fresh)) == 3
+    assert sum(map(len, live.check_unchanged(plan, tables, fresh).values())) == 3
     fresh[ref_i] = IPT_DUMP.replace("-A INPUT -p tcp", "-A INPUT -p udp -j DROP\n-A INPUT -p tcp")
-    with pytest.raises(ApplyError, match="changed since lbfw read it"):
+    with pytest.raises(RuleMoved, match="changed since lbfw read it"):
         live.check_unchanged(plan, tables, fresh)
 
 
@@ -288,8 +305,9 @@ def test_rules_added_to_other_chains_do_not_abort_an_iptables_replace():
     plan, tables, ref_i, ref_n = _live_plan()
     fresh = dict(tables.dumps)
     fresh[ref_i] = IPT_DUMP.replace("-A OUTPUT -o eth0 -j ACCEPT", "-A OUTPUT -o eth0 -j ACCEPT\n-A OUTPUT -o eth1 -j ACCEPT")
-    checked = live.check_unchanged(plan, tables, fresh)
-    assert checked[0][1] == 2
+    changes = live.check_unchanged(plan, tables, fresh)
+    script, _ = BACKENDS["legacy"].script(ref_i, fresh[ref_i], changes[ref_i])
+    assert "-I INPUT 2 -i lo -j ACCEPT" in script
 
 
 def test_anonymous_set_over_several_lines_is_widened_where_it_stands():

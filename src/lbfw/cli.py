@@ -130,9 +130,15 @@ def fix(
     write: bool = typer.Option(False, "--write", help="Write the fixed files (a backup beside each)."),
     apply: bool = typer.Option(False, "--apply", help="Fix the live kernel: backup, proof, atomic apply, confirm."),
     style: str = typer.Option("interface", "--style", help='interface (-i lo / iif "lo") | range (127.0.0.0/8)'),
-    backup_dir: str = typer.Option("/var/lib/lbfw/backups", "--backup-dir", help="Where live backups go."),
+    backup_dir: Optional[str] = typer.Option(
+        None, "--backup-dir", help="Where live backups go (default: $LBFW_BACKUP_DIR, else /var/lib/lbfw/backups)."
+    ),
     confirm_timeout: int = typer.Option(30, "--confirm-timeout", help="Seconds to wait for confirmation."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Confirm without a prompt (required without a TTY)."),
+    detach: bool = typer.Option(
+        False, "--detach", help="Apply and exit, pending: `lbfw confirm ID` within the timeout keeps the change."
+    ),
+    format: str = typer.Option("text", "--format", "-f", help="text | json (with --apply: the transaction)"),
     persist: bool = typer.Option(False, "--persist", help="Also fix the file the live rules are loaded from."),
     verify: bool = typer.Option(False, "--verify", help="Show the flows the fix repairs, observed before and after."),
     input_format: str = InputFormat,
@@ -149,6 +155,8 @@ def fix(
         backup_dir=backup_dir,
         confirm_timeout=confirm_timeout,
         yes=yes,
+        detach=detach,
+        format=format,
         persist=persist,
         verify=verify,
         input_format=input_format,
@@ -158,10 +166,36 @@ def fix(
 
 @app.command()
 def rollback(
-    backup_dir: str = typer.Option("/var/lib/lbfw/backups", "--backup-dir", help="Where live backups are."),
+    backup_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="The backup (default: the newest)."),
+    backup_dir: Optional[str] = typer.Option(
+        None, "--backup-dir", help="Where live backups are (default: $LBFW_BACKUP_DIR, else /var/lib/lbfw/backups)."
+    ),
+    list_backups: bool = typer.Option(False, "--list", help="List the backups."),
+    whole_tables: bool = typer.Option(
+        False, "--whole-tables", help="Restore whole tables as saved (rules added since are lost)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the diff only."),
 ) -> None:
-    """Restore the newest live backup."""
-    _run("rollback", backup_dir=backup_dir)
+    """Undo lbfw's live changes from a backup (only lbfw's own edits, unless --whole-tables)."""
+    _run(
+        "rollback",
+        backup_id=backup_id,
+        backup_dir=backup_dir,
+        list_backups=list_backups,
+        whole_tables=whole_tables,
+        dry_run=dry_run,
+    )
+
+
+@app.command()
+def confirm(
+    transaction: Optional[str] = typer.Argument(None, metavar="[ID]", help="The transaction (default: the newest)."),
+    backup_dir: Optional[str] = typer.Option(
+        None, "--backup-dir", help="Where live backups are (default: $LBFW_BACKUP_DIR, else /var/lib/lbfw/backups)."
+    ),
+) -> None:
+    """Keep the rules of a pending `lbfw fix --apply` (exit 1 when its deadline passed)."""
+    _run("confirm", transaction=transaction, backup_dir=backup_dir)
 
 
 @app.command()

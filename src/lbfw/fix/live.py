@@ -1,37 +1,52 @@
-"""Fixing the live kernel (the edge): dump the tables, plan on the dumps, prove the fix in a
-private namespace, apply it atomically per backend, wait for confirmation, undo otherwise.
+"""Fixing the live kernel: the transaction. Backup, apply, confirm, revert.
 
-Each live table is dumped in its own backend's syntax (`iptables-save -t TABLE` for legacy and
-iptables-nft, `nft -a list table` for native nftables); the planner edits lines of those dumps
-exactly as it edits files, so the dry-run diff is the same code path. Applying turns each
-edited line back into the backend's own replace operation:
+Every kernel operation goes through a backend (lbfw.backends: legacy, iptables-nft, nftables);
+this module only orders them:
 
-- iptables: `-R CHAIN N rule` lines fed to `iptables-restore --noflush` (per backend and
-  family, one table commit each), after re-dumping the table and checking that rule N is
-  still the rule that was read;
-- nftables: `replace rule FAMILY TABLE CHAIN handle N rule` lines in one `nft -f`
-  transaction, after the same check by handle.
+1. the tables to touch are dumped again and every planned rule compared with what was read
+   (a rule that changed: RuleMoved, exit 1, nothing changed);
+2. a backup (fix/backup.py) holds those dumps and the planned changes, and state.json says
+   "pending" with the confirmation deadline;
+3. the watchdog (fix/watchdog.py) is started, detached: a new session that ignores SIGHUP and
+   outlives lbfw, even a SIGKILL. At the deadline it reverts a transaction nobody confirmed;
+4. each table's changes are made in one transaction by its backend, content-addressed, and
+   recorded in state.json as made;
+5. confirmation: the prompt (a terminal), `--yes`, or `lbfw confirm ID` from another
+   connection. SIGHUP, SIGTERM, SIGINT, a closed terminal (EOF or EIO), a timeout and any
+   exception revert before lbfw exits;
+6. the revert is the change backwards (lbfw's own rules put back by content): every rule other
+   programs added meanwhile stays.
 
-Nothing else is flushed or rewritten: tables lbfw did not fix are never written to.
+Confirming and reverting happen under the backup's lock, so exactly one of lbfw, the watchdog
+and `lbfw confirm` settles a transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
-import re
 import select
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Any, Optional
 
+from ..backends import BACKENDS, NFTABLES, Change, RuleMoved, TableRef, backend_of, comparable
 from ..errors import ApplyError, NeedRootError
-from ..model import BACKEND_IPTABLES_NFT, BACKEND_LEGACY, BACKEND_NFTABLES
-from .backup import RESTORE_TOOLS, TableRef, dump, restore, run_tool, write_backup
-from .plan import FixPlan, LiveTarget, split_lines
-
-LIVE_BACKENDS = (BACKEND_LEGACY, BACKEND_IPTABLES_NFT, BACKEND_NFTABLES)
+from .backup import (
+    Backup,
+    applied_changes,
+    load_backup,
+    locked,
+    read_state,
+    write_backup,
+    write_state,
+)
+from .plan import FixPlan, Topology, apply_to_text, split_lines
 
 # Files the live rules are loaded from at boot, per backend family (injectable for tests).
 PERSIST_FILES = {
@@ -44,9 +59,8 @@ PERSIST_FILES = {
     "ip6": ("/etc/iptables/rules.v6", "/etc/sysconfig/ip6tables", "/etc/ufw/before6.rules"),
     "nft": ("/etc/nftables.conf", "/etc/nftables.nft"),
 }
-
-_HANDLE = re.compile(r"\s*# handle (\d+)\s*$")
-_COUNTER = re.compile(r"\bcounter packets \d+ bytes \d+")
+INTERRUPTIONS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
+Say = Callable[[str], object]
 
 
 def need_root(what: str) -> None:
@@ -58,9 +72,12 @@ def need_root(what: str) -> None:
         )
 
 
-def comparable(line: str) -> str:
-    """A live rule line as compared between two reads: counters and handle comment aside."""
-    return _COUNTER.sub("counter", _HANDLE.sub("", line)).strip()
+class Interrupted(KeyboardInterrupt):
+    """SIGHUP, SIGTERM or SIGINT while a change is unconfirmed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 # --------------------------------------------------------------------------- dumps and locations
@@ -70,16 +87,16 @@ def comparable(line: str) -> str:
 class LiveTables:
     """The dumps of every live table the ruleset holds, keyed by TableRef."""
 
-    dumps: dict = field(default_factory=dict)  # TableRef -> text
-    _lines: dict = field(default_factory=dict)
+    dumps: dict[TableRef, str] = field(default_factory=dict)
+    _lines: dict[TableRef, list[str]] = field(default_factory=dict)
 
-    def lines(self, ref: TableRef) -> list:
+    def lines(self, ref: TableRef) -> list[str]:
         if ref not in self._lines:
             self._lines[ref] = split_lines(self.dumps[ref])
         return self._lines[ref]
 
     @property
-    def texts(self) -> dict:
+    def texts(self) -> dict[str, str]:
         return {ref.key: text for ref, text in self.dumps.items()}
 
     def ref_of(self, key: str) -> TableRef:
@@ -89,61 +106,34 @@ class LiveTables:
         raise KeyError(key)
 
 
-def table_ref(table) -> Optional[TableRef]:
+def table_ref(table: Any) -> Optional[TableRef]:
     """The TableRef of a live model Table (None for file tables)."""
     backend = table.backend
-    if backend not in LIVE_BACKENDS:
+    if backend not in BACKENDS:
         source = table.source or ""
         backend = source[5:] if source.startswith("live:") else None
-    if backend not in LIVE_BACKENDS:
+    if backend not in BACKENDS:
         return None
     return TableRef(backend, table.family, table.name)
 
 
-def read_tables(ruleset, dumper: Callable = dump) -> LiveTables:
+def read_tables(ruleset: Any) -> LiveTables:
+    """The dump of every live table of ``ruleset``, by its own backend."""
     live = LiveTables()
     for table in ruleset.tables:
         ref = table_ref(table)
         if ref is not None and ref not in live.dumps:
-            live.dumps[ref] = dumper(ref)
+            live.dumps[ref] = backend_of(ref).dump(ref)
     return live
 
 
-def iptables_line(lines: list, chain: str, index: int) -> Optional[int]:
-    """1-based line number of rule ``index`` of ``chain`` in an iptables-save dump."""
-    prefix = f"-A {chain} "
-    seen = 0
-    for number, text in enumerate(lines, 1):
-        if text.startswith(prefix):
-            seen += 1
-            if seen == index:
-                return number
-    return None
-
-
-def iptables_index(lines: list, chain: str, line: int) -> int:
-    """The index (1-based) in ``chain`` of the rule on ``line``."""
-    prefix = f"-A {chain} "
-    return sum(1 for text in lines[:line] if text.startswith(prefix))
-
-
-def nft_line(lines: list, handle: int) -> Optional[int]:
-    """1-based line of the rule with ``handle`` in an `nft -a list table` dump."""
-    for number, text in enumerate(lines, 1):
-        m = _HANDLE.search(text)
-        # chain/table/set headers end with "{ # handle N"; a rule's anonymous set does not
-        if m and int(m.group(1)) == handle and not text[: m.start()].rstrip().endswith("{"):
-            return number
-    return None
-
-
-def make_locator(ruleset, live: LiveTables, topology=None):
+def make_locator(ruleset: Any, live: LiveTables, topology: Optional[Topology] = None) -> Callable:
     """locate(finding) -> (key, line, LiveTarget) for plan_fixes over live dumps."""
-    from .plan import _Topology
+    from .plan import LiveTarget
 
-    topo = topology or _Topology(ruleset)
+    topo = topology or Topology(ruleset)
 
-    def locate(finding):
+    def locate(finding: Any) -> Optional[tuple]:
         rule = finding.rule
         if rule is None:
             return None
@@ -153,20 +143,23 @@ def make_locator(ruleset, live: LiveTables, topology=None):
         ref = table_ref(table)
         if ref is None or ref not in live.dumps:
             return None
-        lines = live.lines(ref)
         origin = rule.origin
-        if ref.backend == BACKEND_NFTABLES:
+        if ref.backend == NFTABLES:
             handle = origin.handle if origin is not None else finding.handle
             if handle is None:
                 return None
-            line = nft_line(lines, handle)
             target = LiveTarget(ref.backend, ref.family, ref.table, chain.name, handle=handle)
         else:
             index = origin.index if origin is not None and origin.index is not None else finding.index
             if index is None:
                 index = chain.rules.index(rule) + 1
-            line = iptables_line(lines, chain.name, index)
             target = LiveTarget(ref.backend, ref.family, ref.table, chain.name, index=index)
+        lines = live.lines(ref)
+        line = backend_of(ref).locate(lines, target)
+        if ref.backend != NFTABLES and (line is None or comparable(lines[line - 1]) != comparable(rule.text)):
+            # The ruleset and the dumps are two reads: another program may have inserted or deleted
+            # rules in between. The rule is found again by its content, when that is unambiguous.
+            line, target = _find_again(lines, target, rule.text)
         if line is None:
             return None
         return (ref.key, line, target)
@@ -174,138 +167,256 @@ def make_locator(ruleset, live: LiveTables, topology=None):
     return locate
 
 
-# --------------------------------------------------------------------------- applying
+def _find_again(lines: list[str], target: Any, text: str) -> tuple:
+    """(line, target) of the one rule of ``target``'s chain reading ``text``, or (None, None)."""
+    import dataclasses
+
+    prefix = f"-A {target.chain} "
+    chain_lines = [n for n, line in enumerate(lines, 1) if line.startswith(prefix)]
+    same = [i for i, n in enumerate(chain_lines, 1) if comparable(lines[n - 1]) == comparable(text)]
+    if len(same) != 1:
+        return None, None
+    return chain_lines[same[0] - 1], dataclasses.replace(target, index=same[0])
 
 
 def fixed_text(text: str, edits: list) -> str:
-    from .plan import apply_to_text
-
+    """A dump with the plan's edits made (the dry-run diff and the proof load it)."""
     return apply_to_text(text, edits)
 
 
-def check_unchanged(plan: FixPlan, live: LiveTables, fresh: dict) -> list:
-    """Compare each edited rule with a fresh dump; returns [(edit, fresh index or handle)].
+def check_unchanged(plan: FixPlan, live: LiveTables, fresh: dict[TableRef, str]) -> dict[TableRef, list[Change]]:
+    """The plan's edits as Changes per table, each rule compared with a fresh dump first.
 
-    Raises ApplyError (nothing changed) when a rule is not the one that was read."""
-    checked = []
+    RuleMoved (nothing changed) when a rule no longer reads as it was read."""
+    out: dict[TableRef, list[Change]] = {}
     for edit in plan.edits:
         ref = live.ref_of(edit.source)
-        lines = split_lines(fresh[ref])
         target = edit.target
-        if target is None or edit.old is None:
-            raise ApplyError(f"{edit.where}: only whole rules can be replaced live; nothing was changed")
-        if ref.backend == BACKEND_NFTABLES:
-            line = nft_line(lines, target.handle)
-            now = lines[line - 1] if line else None
-        else:
-            # by position in its chain, as -R counts: rules added to other chains (Docker's,
-            # say) move the line but do not change which rule -R N replaces
-            line = iptables_line(lines, target.chain, target.index)
-            now = lines[line - 1] if line else None
-        if now is None or comparable(now) != comparable(edit.old):
-            raise ApplyError(
+        if target is None:
+            raise ApplyError(f"{edit.where}: only whole rules can be changed live; nothing was changed")
+        backend = backend_of(ref)
+        lines = split_lines(fresh[ref])
+        line = backend.locate(lines, target)
+        now = lines[line - 1] if line else None
+        expected = edit.old if edit.old is not None else live.lines(ref)[edit.line]
+        if now is None or comparable(now) != comparable(expected):
+            raise RuleMoved(
                 f"{edit.where}: the live rule changed since lbfw read it "
-                f"(read: {edit.old.strip()!r}, now: {now.strip() if now else 'gone'!r}); "
+                f"(read: {expected.strip()!r}, now: {now.strip() if now else 'gone'!r}); "
                 "nothing was changed. Run `lbfw fix --dry-run` again."
             )
-        if ref.backend == BACKEND_NFTABLES:
-            checked.append((edit, target.handle))
+        if edit.old is None:
+            change = backend.change_of(target.chain, None, edit.new, target.handle, anchor_line=expected)
         else:
-            checked.append((edit, target.index))
-    return checked
+            change = backend.change_of(target.chain, edit.old, edit.new, target.handle)
+        out.setdefault(ref, []).append(change)
+    return out
 
 
-def _rule_body(edit_text: str, chain: str) -> str:
-    text = edit_text.strip()
-    prefix = f"-A {chain} "
-    return text[len(prefix) :] if text.startswith(prefix) else text
-
-
-def replace_ops(checked: list, new: bool = True) -> tuple:
-    """({(backend, family) or "nft": restore input / nft script}, [edits inserted anew]).
-
-    Each rule is replaced by its new text (or back by its old text when ``new`` is False).
-    nft `replace rule` keeps the handle, but nft 1.0.6 aborts on it when the rule holds an
-    anonymous interval set or map (`BUG: unhandled op 2`, evaluate.c interval_set_eval): such a
-    rule is inserted before itself and the old one deleted, in the same transaction, so it
-    gets a new handle (returned by run_ops, in the order of the second list)."""
-    ipt: dict[tuple[str, str], dict[str, list[str]]] = {}
-    nft = []
-    inserted = []
-    for edit, place in checked:
-        target = edit.target
-        text = edit.new if new else edit.old
-        if target.backend == BACKEND_NFTABLES:
-            body = _HANDLE.sub("", text).strip()
-            where = f"{target.family} {target.table} {target.chain}"
-            if "{" in body:
-                nft.append(f"insert rule {where} handle {place} {body}\ndelete rule {where} handle {place}\n")
-                inserted.append(edit)
-            else:
-                nft.append(f"replace rule {where} handle {place} {body}\n")
-        else:
-            per_table = ipt.setdefault((target.backend, target.family), {})
-            per_table.setdefault(target.table, []).append(
-                f"-R {target.chain} {place} {_rule_body(text, target.chain)}\n"
-            )
-    ops: dict[Union[tuple[str, str], str], str] = {}
-    for key, tables in ipt.items():
-        ops[key] = "".join(f"*{table}\n" + "".join(lines) + "COMMIT\n" for table, lines in tables.items())
-    if nft:
-        ops["nft"] = "".join(nft)
-    return ops, inserted
-
-
-_INSERTED = re.compile(r"^insert rule .*# handle (\d+)\s*$", re.M)
-
-
-def run_ops(ops: dict) -> list:
-    """Feed each backend its operations (one transaction per backend/family); returns the
-    handles nft gave the rules it inserted, in order."""
-    handles = []
-    for key, text in ops.items():
-        if key == "nft":
-            proc = run_tool(["nft", "--echo", "--handle", "-f", "-"], input=text)
-            tool_name = "nft -f"
-            if proc.returncode == 0:
-                handles = [int(h) for h in _INSERTED.findall(proc.stdout)]
-        else:
-            restore_tool = RESTORE_TOOLS[key]
-            argv = [restore_tool, "--noflush"] + (["-w"] if key[0] == BACKEND_LEGACY else [])
-            proc = run_tool(argv, input=text)
-            tool_name = f"{restore_tool} --noflush"
-        if proc.returncode != 0:
-            raise ApplyError(f"{tool_name} failed: {' '.join(proc.stderr.split()) or 'exit ' + str(proc.returncode)}")
-    return handles
+# --------------------------------------------------------------------------- the transaction
 
 
 @dataclass
 class ApplyResult:
     backup: str
-    touched: list
+    touched: list[TableRef]
     confirmed: bool
     reverted: bool = False
-    messages: list = field(default_factory=list)
+    deadline: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def transaction(self) -> str:
+        return os.path.basename(self.backup)
 
 
-def wait_for_confirmation(timeout: float, stdin=None, stderr=None) -> bool:
-    """Ask on the terminal; True only for an explicit yes within ``timeout`` seconds."""
+def _quiet(say: Say) -> Say:
+    """``say`` that survives a terminal that is gone (EIO, EPIPE): the revert must go on."""
+
+    def safe(text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            say(text)
+
+    return safe
+
+
+@contextlib.contextmanager
+def interruptions() -> Iterator[None]:
+    """SIGHUP, SIGTERM and SIGINT raise Interrupted inside the block (so the revert runs)."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise Interrupted(signum)
+
+    old = {sig: signal.signal(sig, handler) for sig in INTERRUPTIONS}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """A revert is not cut short by a second signal (it is delivered once the revert is done)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTIONS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def start_watchdog(path: str) -> None:
+    """The detached helper that reverts ``path``'s transaction at its deadline unless confirmed."""
+    log = os.open(os.path.join(path, "watchdog.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "lbfw.fix.watchdog", path],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            close_fds=True,
+            start_new_session=True,  # no terminal, no process group of ours: a hangup or kill of lbfw spares it
+        )
+    except OSError as err:
+        raise ApplyError(f"cannot start the watchdog: {err.strerror}; nothing was changed") from None
+    finally:
+        os.close(log)
+
+
+def begin(plan: FixPlan, live: LiveTables, backup_dir: str, timeout: float, watchdog: bool = True) -> tuple:
+    """Steps 1-3: (backup path, {TableRef: [Change]}) with the watchdog armed."""
+    refs = list(dict.fromkeys(live.ref_of(edit.source) for edit in plan.edits))
+    fresh = {ref: backend_of(ref).dump(ref) for ref in refs}
+    changes = check_unchanged(plan, live, fresh)
+    path = write_backup(backup_dir, fresh, changes)
+    with locked(path):
+        write_state(path, {"state": "pending", "deadline": time.time() + timeout, "applied": {}})
+    if watchdog:
+        start_watchdog(path)
+    return path, changes
+
+
+def apply_changes(path: str, changes: dict[TableRef, list[Change]], say: Say) -> None:
+    """Step 4: each table's changes by its backend, recorded in state.json as made. On any
+    failure what was made is reverted and the error raised.
+
+    A signal waits while one table's transaction and its record are under way, so the record
+    always says what was made; only a SIGKILL can fall between the two, and state.json then
+    still names the table as "applying" for the watchdog."""
+    try:
+        for ref, todo in changes.items():
+            with _uninterrupted():
+                _record(path, applying=ref.key)
+                try:
+                    made = backend_of(ref).apply(ref, todo)
+                except BaseException:
+                    _record(path, applying=None)  # a backend leaves nothing behind when it fails
+                    raise
+                _record(path, applying=None, made=(ref.key, [c.to_json() for c in made]))
+    except BaseException:
+        revert(path, say, "the apply failed")
+        raise
+
+
+def _record(path: str, applying: Optional[str], made: Optional[tuple] = None) -> None:
+    with locked(path):
+        state = read_state(path)
+        state["applying"] = applying
+        if made is not None:
+            state.setdefault("applied", {})[made[0]] = made[1]
+        write_state(path, state)
+
+
+def settle(path: str) -> str:
+    """Confirm the transaction at ``path`` if it is still pending; returns its state now."""
+    with locked(path):
+        state = read_state(path)
+        if state.get("state") == "pending":
+            state["state"] = "confirmed"
+            state["confirmed"] = time.time()
+            write_state(path, state)
+        return str(state.get("state"))
+
+
+def revert(path: str, say: Say, why: str) -> bool:
+    """Undo a pending transaction's changes by content (others' rules stay); False when it was
+    confirmed. A rule lbfw cannot find to put back is reported, never guessed."""
+    say = _quiet(say)
+    with _uninterrupted(), locked(path):
+        state = read_state(path)
+        if state.get("state") == "confirmed":
+            return False
+        if state.get("state") != "pending":
+            say(f"{why}: the previous rules are back ({state.get('why', state.get('state'))})")
+            return True
+        backup = load_backup(path)
+        applied = applied_changes(state, backup)
+        failed = []
+        for ref in reversed(list(backup.changes)):
+            made = applied.get(ref)
+            try:
+                if made is not None:
+                    backend_of(ref).apply(ref, [c.inverse() for c in reversed(made)], strict=False)
+                elif state.get("applying") == ref.key:
+                    _revert_unrecorded(ref, backup.changes[ref], backup.tables[ref])
+            except ApplyError as err:
+                failed.append(f"{ref.key}: {err.message}")
+        state["state"] = "reverted" if not failed else "revert-failed"
+        state["reverted"] = time.time()
+        state["why"] = why
+        write_state(path, state)
+    if failed:
+        for line in failed:
+            say(f"could not put back {line}")
+        say(f"the backup is {path}: `lbfw rollback {os.path.basename(path)} --whole-tables` restores those tables")
+        return True
+    say(f"{why}: the previous rules are back")
+    return True
+
+
+def _revert_unrecorded(ref: TableRef, planned: list[Change], saved: str) -> None:
+    """lbfw was killed between a table's transaction and its record: if the table reads
+    otherwise than the backup, undo each planned change that was made (found by content)."""
+    backend = backend_of(ref)
+    if _comparable_dump(backend.dump(ref)) == _comparable_dump(saved):
+        return
+    for change in reversed(planned):
+        with contextlib.suppress(RuleMoved):
+            backend.apply(ref, [change.inverse()], strict=False)
+
+
+def _comparable_dump(text: str) -> list[str]:
+    return [comparable(line) for line in text.splitlines() if line.strip() and not line.startswith(("#", ":"))]
+
+
+def wait_for_confirmation(
+    timeout: float, stdin: Any = None, stderr: Any = None, settled: Optional[Callable[[], Optional[bool]]] = None
+) -> bool:
+    """Ask on the terminal; True only for an explicit yes within ``timeout`` seconds (or a
+    confirmation from another connection, which ``settled`` reports). EOF and EIO (the
+    terminal is gone) are a no."""
     stdin = stdin or sys.stdin
-    stderr = stderr or sys.stderr
-    stderr.write(f"Keep the new rules? Type 'yes' within {timeout:g} s, or they are rolled back: ")
-    stderr.flush()
+    say = _quiet(lambda text: (stderr or sys.stderr).write(text) and (stderr or sys.stderr).flush())
+    say(f"Keep the new rules? Type 'yes' within {timeout:.0f} s (or run `lbfw confirm`), or they are rolled back: ")
     deadline = time.monotonic() + timeout
     buf = ""
     fd = stdin.fileno()
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            stderr.write("\n")
+            say("\n")
             return False
-        ready, _, _ = select.select([fd], [], [], left)
+        if settled is not None and (answer := settled()) is not None:
+            return answer
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
         if not ready:
             continue
-        chunk = os.read(fd, 1024)
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError as err:
+            if err.errno in (errno.EIO, errno.EBADF):
+                return False
+            raise
         if not chunk:
             return False
         buf += chunk.decode(errors="replace")
@@ -313,98 +424,78 @@ def wait_for_confirmation(timeout: float, stdin=None, stderr=None) -> bool:
             return buf.strip().lower() in ("y", "yes")
 
 
+def confirmed_elsewhere(path: str) -> Callable[[], Optional[bool]]:
+    """For wait_for_confirmation: True once `lbfw confirm` settled it, False once reverted."""
+
+    def settled() -> Optional[bool]:
+        state = read_state(path).get("state")
+        return True if state == "confirmed" else False if state in ("reverted", "revert-failed") else None
+
+    return settled
+
+
 def apply_plan(
     plan: FixPlan,
     live: LiveTables,
     backup_dir: str,
-    confirm: Callable[[], bool],
-    dumper: Callable = dump,
-    runner: Callable = run_ops,
-    say: Optional[Callable] = None,
+    confirm: Callable[[str, float], bool],
+    timeout: float = 30.0,
+    detach: bool = False,
+    say: Optional[Say] = None,
 ) -> ApplyResult:
-    """Backup, re-check, apply, confirm (else undo). The proof in a namespace happens before
-    (see commands/fix.py), on the same plan.
+    """The whole transaction (the proof in a namespace happens before, on the same plan).
 
-    Any failure while applying undoes what was applied and raises ApplyError."""
-    say = say or (lambda text: print(text, file=sys.stderr))
-    refs = []
-    for edit in plan.edits:
-        ref = live.ref_of(edit.source)
-        if ref not in refs:
-            refs.append(ref)
-    fresh = {ref: dumper(ref) for ref in refs}
-    checked = check_unchanged(plan, live, fresh)
-    backup = write_backup(backup_dir, fresh)
-    say(f"backup of {len(refs)} table(s): {backup}")
-    ops, inserted = replace_ops(checked, new=True)
+    ``confirm(backup path, seconds left)`` says whether to keep the change; ``detach`` leaves it pending for
+    the watchdog and `lbfw confirm` instead. Interruptions and exceptions revert, then propagate."""
+    say = _quiet(say or (lambda text: print(text, file=sys.stderr)))
+    path, changes = begin(plan, live, backup_dir, timeout)
+    deadline = float(read_state(path)["deadline"])
+    say(f"backup of {len(changes)} table(s): {path}")
+    result = ApplyResult(path, list(changes), confirmed=False, deadline=deadline)
     try:
-        handles = runner(ops) or []
-    except ApplyError as err:
-        _undo(refs, fresh, dumper, say)
-        raise ApplyError(f"{err.message}; the kernel holds the rules it had before (backup: {backup})") from None
-    except BaseException:
-        _undo(refs, fresh, dumper, say)
+        with interruptions():
+            apply_changes(path, changes, say)
+            if detach:
+                return result
+            answer = bool(confirm(path, max(0.0, deadline - time.time())))
+    except Interrupted as stop:
+        revert(path, say, f"interrupted ({signal.Signals(stop.signum).name})")
         raise
-    # The undo replaces each rule back where it is now (inserted rules have new handles).
-    moved = {id(edit): handle for edit, handle in zip(inserted, handles)}
-    undo, _ = replace_ops([(edit, moved.get(id(edit), place)) for edit, place in checked], new=False)
-    result = ApplyResult(backup, refs, confirmed=False)
-    try:
-        result.confirmed = bool(confirm())
-    except BaseException:
-        result.confirmed = False
-        _revert(undo, refs, fresh, dumper, say)
+    except BaseException as err:
+        revert(path, say, f"not confirmed ({type(err).__name__})")
         raise
-    if not result.confirmed:
-        _revert(undo, refs, fresh, dumper, say)
-        result.reverted = True
+    if answer and settle(path) == "confirmed":
+        result.confirmed = True
+        return result
+    result.reverted = revert(path, say, "not confirmed")
     return result
 
 
-def _undo(refs, fresh, dumper, say) -> None:
-    """After a failed apply: put back every table that no longer reads as before."""
-    for ref in refs:
+def rollback_changes(backup: Backup, say: Say) -> list[str]:
+    """Undo lbfw's own changes of a backup by content (rules others added stay); the tables
+    where a changed rule could not be found, each with why."""
+    failed = []
+    state = read_state(backup.path)
+    applied = applied_changes(state, backup)
+    for ref in reversed(list(backup.changes)):
+        made = applied.get(ref, backup.changes[ref])
         try:
-            now = dumper(ref)
-        except ApplyError:
-            now = None
-        if now is None or _comparable_dump(now) != _comparable_dump(fresh[ref]):
-            restore(ref, fresh[ref])
-            say(f"restored {ref.key} from the backup")
-
-
-def _revert(undo: dict, refs, fresh, dumper, say) -> None:
-    """Not confirmed: replace the fixed rules back (handles and positions kept); if that
-    fails, restore the whole tables from the backup."""
-    try:
-        run_ops(undo)
-    except ApplyError as err:
-        say(f"replacing the rules back failed ({err.message}); restoring the tables from the backup")
-        for ref in refs:
-            restore(ref, fresh[ref])
-    say("not confirmed: the previous rules are back")
-
-
-def _comparable_dump(text: str) -> str:
-    out = []
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        if line.startswith(":"):
-            line = re.sub(r"\[\d+:\d+\]$", "[0:0]", line)
-        out.append(comparable(line))
-    return "\n".join(out)
+            backend_of(ref).apply(ref, [c.inverse() for c in reversed(made)], strict=False)
+            say(f"put back {len(made)} rule(s) of {ref.backend} {ref.family} {ref.table}")
+        except ApplyError as err:
+            failed.append(f"{ref.key}: {err.message}")
+    return failed
 
 
 # --------------------------------------------------------------------------- persistence
 
 
-def persist_candidates(touched: list, files: Optional[dict] = None) -> list:
+def persist_candidates(touched: list[TableRef], files: Optional[dict] = None) -> list[tuple[str, str]]:
     """Existing boot-time files for the touched backends/families: [(family key, path)]."""
     files = PERSIST_FILES if files is None else files
     wanted = []
     for ref in touched:
-        key = "nft" if ref.backend == BACKEND_NFTABLES else ref.family
+        key = "nft" if ref.backend == NFTABLES else ref.family
         if key not in wanted:
             wanted.append(key)
     found = []

@@ -150,7 +150,7 @@ def _default_locate(finding) -> Optional[tuple]:
 
 # --------------------------------------------------------------------------- chain direction
 
-class _Topology:
+class Topology:
     """Where a rule is, and which hooks reach its chain (checks/reach.py), per table."""
 
     def __init__(self, ruleset: Ruleset):
@@ -211,7 +211,7 @@ class _Planner:
         self.style = style
         self.texts = dict(texts or {})
         self.locate = locate or _default_locate
-        self.topology = _Topology(ruleset)
+        self.topology = Topology(ruleset)
         self.plan = FixPlan(style=style)
         self.lines = {}        # source -> list of original lines
         self.current = {}      # (source, line) -> current text
@@ -349,8 +349,8 @@ class _Planner:
 
     def _fix_indirect(self, finding, source, line, target, current, mode, direction, fallback, table):
         if target is not None:
-            raise Refuse("the address comes from a named set: change its element in the file the set is "
-                         "loaded from (--persist), or by hand with `nft delete element` / `nft add element`")
+            self._fix_live_set(finding, source, line, target, current, mode, direction)
+            return
         masked = rewrite.nft_mask(current)
         lines = self._source_lines(source)
         if target is None and masked.count("{") > masked.count("}") and self._fix_multiline_set(
@@ -405,6 +405,30 @@ class _Planner:
                 self._set(source, number, rewrite.splice(text, [rewrite.Span(a, b, rewrite.WIDE) for a, b in found]),
                           (finding.check, how, _safety(finding.check, how)), "set")
         return True
+
+    def _fix_live_set(self, finding, source, line, target, current, mode, direction):
+        """A live rule whose 127.0.0.1 comes from a named set (`ip saddr @ok4 accept`): a copy of
+        the rule with the set match replaced by the fix (`iif "lo"`, or 127.0.0.0/8) goes right
+        before it. The set is not touched: nft 1.0.6 cannot add `flags interval` to an existing
+        set ("File exists", measured) and refuses a prefix element without it, and other rules
+        may use the set."""
+        masked = rewrite.nft_mask(current)
+        uses = list(re.finditer(r"\bip\s+([sd]addr)\s+(!=\s*)?@(\w+)", masked))
+        if len(uses) != 1 or uses[0].group(2) or "vmap" in masked or "map" in masked.split():
+            raise Refuse("the address comes from a named set or map lbfw cannot fix live: change its element "
+                         "in the file the set is loaded from (--persist), or by hand")
+        use = uses[0]
+        if mode == "interface" and direction is not None:
+            match = 'iif "lo"' if direction == "in" else 'oif "lo"'
+            how = f"the match on @{use.group(3)} copied before the rule as {match} (the set is left as it is)"
+        else:
+            match = f"ip {use.group(1)} {rewrite.WIDE}"
+            how = f"the match on @{use.group(3)} copied before the rule as {rewrite.WIDE} (the set is left as it is)"
+        copy = current[:use.start()] + match + current[use.end():]
+        copy = re.sub(r"\s*# handle \d+\s*$", "", re.sub(r"\bcounter packets \d+ bytes \d+", "counter", copy))
+        note = (finding.check, how, _safety(finding.check, "replaced by" if "iif" in match or "oif" in match
+                                            else "widened"))
+        self.inserts.setdefault((source, line - 1), []).append((copy, note, target))
 
     @staticmethod
     def _define(lines, name):
@@ -539,17 +563,18 @@ class _Planner:
                     self.plan.edits.append(Edit(source, line, old, new, self._where_line(source, line),
                                                 tuple(self.notes.get(key, ())), self.kinds.get(key, "rule"),
                                                 self.targets.get(key)))
-            for text, note in self.inserts.get(key, ()):
-                self.plan.edits.append(Edit(source, line, None, text, self._where_line(source, line),
-                                            (note,), "insert"))
+            for text, note, *target in self.inserts.get(key, ()):
+                where = self._where_line(source, line, target[0] if target else None)
+                self.plan.edits.append(Edit(source, line, None, text, where, (note,), "insert",
+                                            target[0] if target else None))
         self.plan.texts = {s: self.texts[s] for s in self.plan.sources()}
 
     def _order(self, source):
         order = list(dict.fromkeys(k[0] for k in list(self.current) + list(self.inserts)))
         return order.index(source)
 
-    def _where_line(self, source, line):
-        target = self.targets.get((source, line))
+    def _where_line(self, source, line, target=None):
+        target = target or self.targets.get((source, line))
         if target is None:
             return f"{source}:{line}"
         place = f"handle {target.handle}" if target.handle is not None else f"#{target.index}"

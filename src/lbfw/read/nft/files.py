@@ -14,13 +14,17 @@ only; lbfw adds the file's own directory to it (as if ``nft -I DIR``), so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Optional, Union
 
@@ -45,7 +49,7 @@ def read(path_or_text: Union[str, Path], source: str) -> list[Table]:
     ``path_or_text``: a Path, a path string, or the ruleset text itself (e.g. stdin);
     ``source``: the name used in origins and messages (the path as given, or "-")."""
     text, path = _text_and_path(path_or_text, source)
-    with tempfile.TemporaryDirectory(prefix="lbfw-nft-") as tmp:
+    with _terminate_cleans_up(), tempfile.TemporaryDirectory(prefix="lbfw-nft-") as tmp:
         if path is None:
             load_path = os.path.join(tmp, "ruleset.nft")
             with open(load_path, "w", encoding="utf-8") as f:
@@ -87,6 +91,32 @@ def read(path_or_text: Union[str, Path], source: str) -> list[Table]:
     return tables
 
 
+@contextlib.contextmanager
+def _terminate_cleans_up() -> Iterator[None]:
+    """SIGTERM raises SystemExit while the block runs (its temporary directory is then removed
+    on the way out, as for Ctrl-C) instead of ending the process where it stands."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield  # a handler of the caller's own is in charge
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _dies_with_us() -> list:
+    """setpriv --pdeathsig KILL: the kernel kills the loader when the lbfw thread that started
+    it dies (the loader also asks for it itself: see loader.py)."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
 def load_json(path: str, source: str, include_dirs: Optional[list] = None,
               shown_as: Optional[dict] = None) -> dict:
     """Load ``path`` into a throwaway network namespace and return `nft -j list ruleset`.
@@ -94,7 +124,8 @@ def load_json(path: str, source: str, include_dirs: Optional[list] = None,
     Errors from nft become ``InputError(msg, path, line)``; ``shown_as`` renames
     paths in those messages (a temporary file -> "-")."""
     own_netns = str(os.stat("/proc/self/ns/net").st_ino)
-    argv = _unshare_argv(source) + [sys.executable, "-I", _LOADER, "--not-netns", own_netns]
+    argv = _dies_with_us() + _unshare_argv(source) + [sys.executable, "-I", _LOADER, "--not-netns", own_netns,
+                                                      "--parent", str(os.getpid())]
     for d in include_dirs or []:
         argv += ["-I", d]
     argv.append(path)

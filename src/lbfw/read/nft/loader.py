@@ -11,6 +11,9 @@ Interface names that `iif`/`oif` use make the load fail in an empty namespace
 ("Interface does not exist"): the loader creates them (dummy, or a veth pair
 where the dummy module is absent) and loads again.
 
+It dies with lbfw: ``--parent PID`` names lbfw, and the loader asks the kernel for SIGKILL
+when its parent dies (PR_SET_PDEATHSIG; lbfw also starts it through `setpriv --pdeathsig`).
+
 Exit status: 0 and the JSON on stdout; 1 and nft's error text on stderr; 3 when
 it finds itself outside a private namespace; 4 when neither libnftables nor nft is there.
 """
@@ -137,18 +140,36 @@ def _create_interface(name: str, serial: int) -> bool:
     return proc.returncode == 0
 
 
+def _die_with(parent: int) -> None:
+    """Ask the kernel for SIGKILL when lbfw dies (PR_SET_PDEATHSIG), then check that lbfw did not
+    die already: a loader must never outlive the lbfw that started it."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if parent and os.getppid() != parent:
+        os._exit(1)
+
+
 def main(argv: list) -> int:
     includes = []
     files = []
     caller_netns = ""
+    parent = 0
     it = iter(argv)
     for arg in it:
         if arg == "-I":
             includes.append(next(it))
         elif arg == "--not-netns":
             caller_netns = next(it)
+        elif arg == "--parent":
+            parent = int(next(it))
         else:
             files.append(arg)
+    _die_with(parent)
     if not caller_netns or not _in_private_netns(caller_netns):
         print("lbfw nft loader: refusing to run outside a private network namespace", file=sys.stderr)
         return 3
