@@ -4,8 +4,10 @@ documents and not-audited markers merged into one fleet report, in every format.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,72 @@ def test_html_escapes_whatever_the_host_files_say(tmp_path, docs):
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "failed: &lt;b&gt;&amp;&lt;/b&gt;" in page
     assert "http://" not in page and "https://" not in page and "default-src 'none'" in page
+
+
+def _chromium(page: Path, tmp_path: Path, *mode: str) -> subprocess.CompletedProcess:
+    import shutil
+
+    binary = shutil.which("chromium")
+    if binary is None:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail("CI=true and chromium is missing (scripts/system-deps.sh installs it)", pytrace=False)
+        pytest.skip("chromium is not installed (scripts/system-deps.sh installs it)")
+    profile = tmp_path / "profile"
+    profile.mkdir(exist_ok=True)
+    argv = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--no-first-run", "--disable-sync", "--disable-component-update", f"--user-data-dir={profile}",
+            "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1300,1000", *mode, page.as_uri()]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+
+class _Cells(HTMLParser):
+    """Rows of the table with id ``table_id``, as lists of cell texts."""
+
+    def __init__(self, table_id: str):
+        super().__init__()
+        self.table_id, self.inside, self.rows, self.cell = table_id, False, [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.inside = dict(attrs).get("id") == self.table_id
+        elif self.inside and tag == "tr":
+            self.rows.append([])
+        elif self.inside and tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.inside = False
+        elif self.inside and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def table(dom: str, table_id: str) -> list:
+    parser = _Cells(table_id)
+    parser.feed(dom)
+    return parser.rows
+
+
+@pytest.mark.slow
+def test_html_page_renders_in_chromium_with_the_host_check_matrix(fleet_dir, tmp_path):
+    page = tmp_path / "fleet.html"
+    assert run_cli(str(fleet_dir), "--format", "html", "-o", str(page)).returncode == 1
+    proc = _chromium(page, tmp_path, "--dump-dom")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    matrix = table(proc.stdout, "matrix")
+    assert matrix[0][:8] == ["host", "status", "LB001", "LB002", "LB003", "LB004", "LB005", "LB006"]
+    rows = {r[0]: r for r in matrix[1:]}
+    assert rows["a"][1:8] == ["clean"] + ["·"] * 6
+    assert rows["b"][1:4] == ["findings", "1", "1"] and rows["c"][1:4] == ["findings", "1", "1"]
+    assert rows["d"][1:] == ["not audited", "unreachable: ssh: Could not resolve hostname d"]
+    offending = table(proc.stdout, "rules")
+    assert ["2b, c", "LB002 warning", "file ip filter INPUT", "-A INPUT -s 127.0.0.1/32 -j ACCEPT"] \
+        in [r[:4] for r in offending]
+    shot = tmp_path / "shot.png"
+    proc = _chromium(page, tmp_path, f"--screenshot={shot}")
+    assert proc.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -28,7 +28,7 @@ class HostStatus:
     status: str                       # clean | findings | not audited
     reason: Optional[str] = None      # why not audited
     lbfw_version: Optional[str] = None
-    backends: list = field(default_factory=list)   # backends holding tables: legacy, iptables-nft, nftables, file formats
+    backends: list = field(default_factory=list)   # those holding tables: legacy, iptables-nft, nftables, formats
     tables: int = 0
     rules: int = 0
     summary: dict = field(default_factory=dict)    # severity -> findings

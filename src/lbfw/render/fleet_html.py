@@ -69,7 +69,8 @@ def _matrix(fleet, checks) -> list:
         if doctor:
             problems = [i for i in h.doctor if i.get("severity") in _RANK]
             worst = min((i["severity"] for i in problems), key=_RANK.get) if problems else None
-            cells.append(f'<td class="n {worst}">{len(problems)}</td>' if problems else '<td class="n zero">&middot;</td>')
+            cells.append(f'<td class="n {worst}">{len(problems)}</td>' if problems
+                         else '<td class="n zero">&middot;</td>')
         out.append(f'<tr data-host="{_e(h.host)}"><th>{_e(h.host)}</th><td class="{status}">{_e(h.status)}</td>'
                    + "".join(cells) + f"<td>{_e(', '.join(h.backends) or 'no tables')}</td>"
                    f"<td>{h.rules}</td><td>{_e(h.lbfw_version)}</td></tr>")
@@ -120,7 +121,8 @@ def _owners(fleet) -> list:
 def _doctor(fleet) -> list:
     if not fleet.doctor:
         return []
-    out = ["<h2>Doctor</h2>", '<table id="doctor"><tr><th>item</th><th>severity</th><th>hosts</th><th>message</th></tr>']
+    out = ["<h2>Doctor</h2>",
+           '<table id="doctor"><tr><th>item</th><th>severity</th><th>hosts</th><th>message</th></tr>']
     for g in fleet.doctor:
         out.append(f'<tr><td>{_e(g.id)}</td><td class="{_e(g.severity)}">{_e(g.severity)}</td>'
                    f'<td>{len(g.hosts)} <span class="hosts">{_hosts(g.hosts)}</span></td>'
