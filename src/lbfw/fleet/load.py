@@ -108,7 +108,8 @@ def add_document(hosts: dict, path: str, doc: object, error: Optional[str] = Non
                              path=path)
         report.doctor, report.doctor_file = doctor_items(doc), path
     elif kind == "marker":
-        report.not_audited = doc[MARKER_KEY].strip() or "no reason given"
+        # One line: SSH errors come with several, and each host is one line of the text report.
+        report.not_audited = " ".join(doc[MARKER_KEY].split()) or "no reason given"
     elif kind == "unreadable":
         report.not_audited = f"unreadable file {path}: {error}"
     else:
