@@ -94,6 +94,7 @@ class Fleet:
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(t / "host_key")]).check_returncode()
         shutil.copy(t / "client_key.pub", t / "authorized_keys")
         (t / "sshd_config").write_text(SSHD_CONFIG.format(dir=t))
+        (t / "cp").mkdir(mode=0o700)
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation directory
         for host, (backend, example) in self.hosts.items():
             self.add_namespace(host, backend, (EX / example).read_text())
@@ -120,7 +121,7 @@ class Fleet:
             proxy = f"ip netns exec {self.ns(host)} {SSHD} -i -f {self.tmp}/sshd_config"
             common = (f"-F /dev/null -o ProxyCommand=\"{proxy}\" -o StrictHostKeyChecking=no "
                       f"-o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes "
-                      f"-o ControlMaster=no -o ControlPath=none")
+                      f"-o ControlMaster=auto -o ControlPersist=20s -o ControlPath={self.tmp}/cp/%C")
             lines.append(f"{host} ansible_host={host}.fleet.invalid ansible_user=root "
                          f"ansible_ssh_private_key_file={self.tmp}/client_key ansible_ssh_common_args='{common}' "
                          f"ansible_python_interpreter={python}")
@@ -152,6 +153,10 @@ class Fleet:
         return _run(argv, env=self.env(), cwd=self.tmp, timeout=300)
 
     def teardown(self) -> None:
+        # Stop the SSH connections Ansible kept open (they would end on their own 20 s later).
+        for host in list(self.hosts) + list(self.broken):
+            _run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={self.tmp}/cp/%C", "-O", "exit", "-l", "root",
+                  f"{host}.fleet.invalid"], timeout=10)
         for ns in self.namespaces:
             _run(["ip", "netns", "del", ns])
 
@@ -191,7 +196,7 @@ def test_audit_playbook_writes_every_host_and_the_fleet_report(fleet):
                      ("nftables", "ip saddr 127.0.0.1 accept"): ["c"]}
     text = (reports / "fleet.txt").read_text()
     assert text.startswith("lbfw fleet report: 5 hosts: 1 clean, 2 with findings, 2 not audited\n")
-    assert "\n" not in status["d"]["reason"] and 'Cannot open network namespace' in status["d"]["reason"]
+    assert "\n" not in status["d"]["reason"] and 'd.fleet.invalid' in status["d"]["reason"]
     assert status["e"]["reason"].startswith("failed: ") and "/nonexistent/python3" in status["e"]["reason"]
     # the play finished: the recap lists every host, d's unreachable ping and e's failure ignored
     assert re.search(r"^d\s+: ok=\d+ .* unreachable=0 .* ignored=1", proc.stdout, re.M)
@@ -245,6 +250,46 @@ def test_audit_module_is_read_only_and_returns_lbfw_json(fleet):
     assert {f["check"] for f in results["c"]["findings"]} == {"LB001", "LB002"}
     assert results["c"]["document"]["tool"]["name"] == "lbfw" and results["c"]["lbfw_version"]
     assert ruleset_digest(fleet.ns("c")) == before
+
+
+INSTALL_PLAY = """\
+- hosts: a
+  gather_facts: false
+  roles:
+    - role: lbfw.loopback.install
+  tasks:
+    - name: The installed lbfw runs
+      ansible.builtin.command:
+        argv: ["{{ lbfw_bin }}", rules, --format, json]
+      changed_when: false
+"""
+
+
+def test_install_role_is_idempotent_and_names_a_too_old_python(fleet):
+    wheelhouse = fleet.tmp / "wheelhouse"
+    build = _run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheelhouse), str(ROOT)],
+                 timeout=300)
+    assert build.returncode == 0, build.stderr[-2000:]
+    play = fleet.tmp / "install.yml"
+    play.write_text(INSTALL_PLAY)
+    venv = fleet.tmp / "opt-lbfw"
+    argv = [str(BIN / "ansible-playbook"), "-i", str(fleet.tmp / "inventory"), str(play), "-e",
+            f"lbfw_venv={venv}", "-e", f"lbfw_wheelhouse={wheelhouse}"]
+    first = _run(argv, env=fleet.env(), cwd=fleet.tmp, timeout=300)
+    assert first.returncode == 0, first.stdout[-4000:]
+    assert re.search(r"^a\s+: ok=\d+\s+changed=[1-9]", first.stdout, re.M)
+    assert (venv / "bin" / "lbfw").exists()
+    again = _run(argv, env=fleet.env(), cwd=fleet.tmp, timeout=300)
+    assert again.returncode == 0 and re.search(r"^a\s+: ok=\d+\s+changed=0 ", again.stdout, re.M), again.stdout
+    version = "%d.%d.%d" % sys.version_info[:3] if sys.executable.startswith("/usr/bin/") else None
+    old = _run(argv + ["-e", "lbfw_min_python=99.0"], env=fleet.env(), cwd=fleet.tmp, timeout=300)
+    assert old.returncode == 2
+    message = re.search(r"a: lbfw needs Python 99.0 or newer, but /usr/bin/python3 is Python (\d+\.\d+\.\d+)",
+                        " ".join(old.stdout.split()))
+    assert message, old.stdout[-3000:]
+    assert version is None or message.group(1) == version
+    missing = _run(argv + ["-e", f"lbfw_wheelhouse={fleet.tmp / 'empty'}"], env=fleet.env(), cwd=fleet.tmp)
+    assert missing.returncode == 2 and "no lbfw wheel in" in " ".join(missing.stdout.split())
 
 
 def measure(n: int, forks: int) -> dict:
