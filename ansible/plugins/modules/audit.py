@@ -12,7 +12,7 @@ description:
   - Runs C(lbfw audit --format json) on the host (the live rules of every backend, or the files in
     O(sources)) and returns lbfw's JSON document. Never changes anything, so it runs the same in
     check mode.
-  - Findings are not failures: the task fails only when lbfw cannot audit (exit 2). Use
+  - Findings are not failures; the task fails only when lbfw cannot audit (exit 2). Use
     RV(summary) or C(lbfw report) to decide what to do about them.
 version_added: 0.1.0
 author: lbfw developers

@@ -12,7 +12,7 @@ description:
   - With O(to) or O(plan), runs C(lbfw check --format json) for those flows against the host's live
     rules and returns each flow's verdict. Read-only.
   - With O(doctor=true), runs C(lbfw doctor --format json) instead (the host's readiness for
-    multi-loopback: addresses, routes, tools). lbfw releases without C(doctor) make the task fail
+    multi-loopback, such as its addresses, routes and tools). lbfw releases without C(doctor) make the task fail
     and say so.
 version_added: 0.1.0
 author: lbfw developers

@@ -12,7 +12,7 @@ description:
   - In check mode, runs lbfw's live dry run (C(lbfw fix)) and reports whether anything would change;
     with C(--diff) the diff is lbfw's fix diff. Nothing is changed.
   - Otherwise the fix is applied with a confirmation window
-    (C(lbfw fix --apply --confirm-timeout SECONDS --detach --format json)): lbfw backs the rules up,
+    (C(lbfw fix --apply --confirm-timeout SECONDS --detach --format json)); lbfw backs the rules up,
     proves the fix in a private namespace, applies it atomically and leaves a watchdog that restores
     the old rules at the deadline. The action plugin then connects to the host B(again), on a new
     connection, and runs C(lbfw confirm ID). If the fix cut the controller off, no confirmation
