@@ -48,7 +48,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 document:
-  description: The whole C(lbfw audit --format json) document (docs/output.md); write it to HOST.json for C(lbfw report).
+  description: The whole C(lbfw audit --format json) document (docs/output.md); save it as HOST.json for C(lbfw report).
   returned: success
   type: dict
 summary:
