@@ -216,6 +216,24 @@ def test_fix_check_diff_shows_the_fixes_and_changes_nothing(fleet):
     assert {h: ruleset_digest(fleet.ns(h)) for h in HOSTS} == before
 
 
+def test_fix_apply_is_confirmed_from_a_new_connection_or_refused_cleanly(fleet):
+    detach = "--detach" in _run([str(BIN / "lbfw"), "fix", "--help"]).stdout
+    before = {h: ruleset_digest(fleet.ns(h)) for h in HOSTS}
+    proc = fleet.playbook("fix", "--limit", "b", "-e", "lbfw_confirm_timeout=20")
+    if not detach:
+        # This lbfw cannot apply with a confirmation window: the module says so and nothing changes.
+        assert proc.returncode == 2
+        assert "cannot apply with a confirmation from a second connection" in " ".join(proc.stdout.split())
+        assert {h: ruleset_digest(fleet.ns(h)) for h in HOSTS} == before
+        return
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert re.search(r"^b\s+: ok=\d+\s+changed=1 ", proc.stdout, re.M)
+    assert ruleset_digest(fleet.ns("b")) != before["b"]
+    assert {h: ruleset_digest(fleet.ns(h)) for h in ("a", "c")} == {h: before[h] for h in ("a", "c")}
+    again = fleet.playbook("fix", "--limit", "b")
+    assert again.returncode == 0 and re.search(r"^b\s+: ok=\d+\s+changed=0 ", again.stdout, re.M)
+
+
 def adhoc(fleet, pattern: str, module: str, args: dict) -> tuple:
     """(returncode, {host: result}) of `ansible PATTERN -m MODULE -a ARGS` (the tree callback: a JSON file a host)."""
     tree = Path(tempfile.mkdtemp(dir=fleet.tmp, prefix="tree-"))
