@@ -144,7 +144,7 @@ def verify(
 
 @app.command()
 def report(
-    paths: List[str] = typer.Argument(..., metavar="DIR|FILE...",
+    paths: List[str] = typer.Argument(..., metavar="DIR|FILE",
                                       help="Per-host `lbfw audit --format json` files (HOST.json), doctor JSON "
                                            "(HOST.doctor.json), not-audited markers, or directories of them."),
     format: str = typer.Option("text", "--format", "-f", help="text | json | sarif | html"),
