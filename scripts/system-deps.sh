@@ -13,6 +13,11 @@ need nsenter util-linux
 [ -e /usr/lib/x86_64-linux-gnu/libnftables.so.1 ] || [ -e /usr/lib/aarch64-linux-gnu/libnftables.so.1 ] \
   || ldconfig -p 2>/dev/null | grep -q 'libnftables.so.1 ' || missing="$missing libnftables1"
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv"
+# The fleet tests: namespace hosts reached by ssh through `sshd -i`, and the HTML report in Chromium.
+need ssh openssh-client
+need ssh-keygen openssh-client
+[ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
+need chromium chromium
 missing=$(echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' ' | sed 's/^ *//; s/ *$//')
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

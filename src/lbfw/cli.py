@@ -226,6 +226,21 @@ def doctor(
          fail_on=fail_on, emit_launchd=emit_launchd)
 
 
+@app.command()
+def report(
+    paths: list[str] = typer.Argument(..., metavar="DIR|FILE",
+                                      help="Per-host `lbfw audit --format json` files (HOST.json), doctor JSON "
+                                           "(HOST.doctor.json), not-audited markers, or directories of them."),
+    format: str = typer.Option("text", "--format", "-f", help="text | json | sarif | html"),
+    fail_on: str = typer.Option("warning", "--fail-on",
+                                help="Exit 1 when a host has a finding at or above: error | warning | note | never "
+                                     "(a host not audited fails too, except with never)."),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the report to this file."),
+) -> None:
+    """Merge many hosts' audit JSON into one fleet report."""
+    _run("report", paths=paths, format=format, fail_on=fail_on, output=output)
+
+
 def main() -> None:
     app()
 
