@@ -26,6 +26,8 @@ TCP_OPTION_KINDS = {"eol": 0, "nop": 1, "noop": 1, "maxseg": 2, "mss": 2, "windo
 
 RUNTIME_WORDS = {
     "time": "depends on the time of day",
+    "hour": "depends on the time of day",
+    "day": "depends on the day of the week",
     "cpu": "depends on the CPU that handles the packet",
     "nfqueue": "depends on the program reading the queue",
     "ipset": "depends on the contents of the ipset, which the ruleset does not show",
@@ -84,12 +86,12 @@ def _icmp(proto: int, family: str):
 NUMERIC: dict = {
     "ip.ttl": ("ip", lambda pkt: pkt.ttl),
     "ip6.hoplimit": ("ip6", lambda pkt: pkt.ttl),
-    "ip.length": ("ip", _length),
+    "ip.length": (None, _length),           # ip6tables -m length: the kernel adds the 40-byte header
     "ip6.length": ("ip6", _ip6_payload),
     "meta.length": (None, _length),
     "ip.dscp": ("ip", lambda pkt: 0),
     "ip.ecn": ("ip", lambda pkt: 0),
-    "ip.tos": ("ip", lambda pkt: 0),
+    "ip.tos": (None, lambda pkt: 0),        # ip6tables -m tos: the traffic class
     "ip6.dscp": ("ip6", lambda pkt: 0),
     "ip6.ecn": ("ip6", lambda pkt: 0),
     "meta.iifgroup": (None, lambda pkt: _dev_group(pkt.iif)),
@@ -207,11 +209,10 @@ def _connlimit(values, negate, text):
 
 
 def _limit(values, negate, text):
-    ((kind, written),) = values
-    words = str(written)
-    over = " over " in f" {words} " or "--hashlimit-above" in words
+    # the reader says "over the rate" (nft `limit rate over`, --hashlimit-above) with negate
+    ((kind, _written),) = values
     caveat = f"{text}: assumes the rate stays under the limit (a first connection does)"
-    return _with_caveat(not over, negate, caveat), text
+    return _with_caveat(True, negate, caveat), text
 
 
 def _quota(values, negate, text):

@@ -150,6 +150,14 @@ def field_value(pkt, field: str):
         return addr_type(pkt.family, pkt.daddr[0])
     if field == "tcp.flags":
         return pkt.tcp_flags if pkt.l4proto[0] == TCP and pkt.tcp_flags is not None else NA
+    from .fields import NUMERIC  # header fields of issue 11 (fields.py builds on this module)
+    spec = NUMERIC.get(field)
+    if spec is not None:
+        family, get = spec
+        if family is not None and pkt.family != family:
+            return NA
+        value = get(pkt)
+        return value if value is NA or value is None else (value, value)
     return None
 
 
@@ -165,7 +173,8 @@ NA = _NotApplicable()
 
 def item_matches(field: str, item, value) -> Optional[bool]:
     """One value item of ``field`` against the packet's value (not NA, not None)."""
-    if field in RANGE_FIELDS:
+    if field in RANGE_FIELDS or (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int)
+                                 and field not in ("ct.state", "tcp.flags")):
         if isinstance(item, tuple):
             return range_item(item, value[0], value[1])
         return range_item((int(item), int(item)), value[0], value[1])
