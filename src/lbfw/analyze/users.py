@@ -16,7 +16,7 @@ from ..model import Ruleset
 from ..results import UNKNOWN, FlowResult
 from .packet import User
 
-MAX_USERS = 8      # representatives per id kind; beyond them the flow stays unknown
+MAX_USERS = 16     # representatives per id kind; beyond them the flow stays unknown
 OTHER_IDS = (1000, 65534, 4000000000)
 
 
