@@ -260,7 +260,10 @@ def _compile(match: Match, sets: dict, recent_lists: frozenset) -> tuple[Pred, s
     if field == "fib.rpf":
         return _compile_fib_rpf(values, negate), text
     if field == "recent":
-        return _compile_recent(values, negate, recent_lists), text
+        pred = _compile_recent(values, negate, recent_lists)
+        if pred(None) is None:
+            text = f"{text}: depends on the addresses earlier traffic put on the list"
+        return pred, text
     from .fields import compile_field  # fields.py builds on this module's helpers
     compiled = compile_field(match, values, negate)
     if compiled is not None:

@@ -8,6 +8,7 @@ import sys
 from ..results import REDIRECTED
 from .context import CheckContext, RuleRef, flows_summary, make_finding
 from .fixes import NO_FIX
+from .owners import owner_of
 
 ID = "LB007"
 NAME = "loopback-diverted"
@@ -44,7 +45,8 @@ Restrict the rule to the traffic it is meant for, and leave loopback alone:
 
 ## Fix safety
 No automatic fix: whether the diversion is wanted (Docker's resolver inside a container rewrites
-127.0.0.11:53 on purpose) only the admin knows.
+127.0.0.11:53 on purpose) only the admin knows. A DNAT that Docker or kube-proxy wrote (a
+published port, a NodePort reachable on every local address) is their design and reported as a note.
 
 ## References
 - iptables-extensions(8): DNAT, REDIRECT
@@ -52,6 +54,7 @@ No automatic fix: whether the diversion is wanted (Docker's resolver inside a co
 """
 
 _NAT_STEPS = ("dnat", "redirect")
+_DELIBERATE = ("docker", "kube-proxy")   # managers whose DNATs of local addresses are their design
 
 
 def _diverted_server(server: str) -> bool:
@@ -81,6 +84,12 @@ def check(ctx: CheckContext):
                    "the client asked for (systemd-resolved on 127.0.0.53, a DNS server on 127.53.53.53) never "
                    "sees a packet. Exclude loopback from the rule (`! -d 127.0.0.0/8`, nft "
                    "`ip daddr != 127.0.0.0/8`) unless the diversion is meant.")
+        manager = owner_of(table, chain, step.rule)
+        severity = None
+        if manager in _DELIBERATE:
+            severity = "note"
+            message += f" The rule is {manager}'s, which diverts these ports on every local address by design."
         findings.append(make_finding(me, message, RuleRef(table, chain, step.rule, 0, frozenset()),
-                                     flows=[r.flow for r in results], extra={"redirected_to": where}))
+                                     severity=severity, flows=[r.flow for r in results],
+                                     extra={"redirected_to": where}, advise_owner=False))
     return findings
