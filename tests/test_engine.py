@@ -451,8 +451,9 @@ def test_owner_match_without_a_user_is_answered_per_user():
     # others are blocked at the SYN; uid 105's SYN passes, but the SYN-ACK carries the listener's
     # uid (measured), which the flow does not say: unknown for uid 105
     assert result.verdict == "blocked"
-    ((who, verdict),) = result.by_user
-    assert who.startswith("uid 105") and verdict == "unknown"
+    (entry,) = result.by_user
+    assert entry.who.startswith("uid 105") and entry.verdict == "unknown" and entry.uid == 105
+    assert result.verdict_for(105) == "unknown" and result.verdict_for(0, 0) == "blocked"
     assert result.describe().endswith("; blocked for others")
     named = Engine(ipt(OWNER.format(extra=""))).evaluate(Flow("tcp", "127.0.0.1", 1, user="105", uid=105))
     assert named.verdict == "unknown" and named.unknown == ("-m owner --uid-owner 105",)

@@ -61,6 +61,17 @@ class Step:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class UserVerdict:
+    """A user the owner matches single out, and the flow's verdict for that user."""
+
+    who: str                      # "uid 106 (debian-tor)", "gid 50"
+    uid: Optional[int]
+    gid: Optional[int]
+    verdict: str                  # the verdict in words (FlowResult.describe of that user's result)
+    outcome: str                  # DELIVERED | BLOCKED | UNKNOWN | REDIRECTED
+
+
 @dataclass(slots=True)
 class FlowResult:
     """The engine's answer for one flow."""
@@ -72,8 +83,8 @@ class FlowResult:
     unknown: tuple = ()                          # texts of the matches/targets that could not be decided
     client_addr: Optional[str] = None            # the source address the kernel uses
     redirected_to: Optional[str] = None          # REDIRECTED: "ADDR:PORT" the destination NAT chose
-    # The flow named no user and owner matches decide it: ((who, verdict), ...) for the users the
-    # rules name whose verdict differs from ``verdict``, which is then the answer for every other user.
+    # The flow named no user and owner matches decide it: UserVerdicts for the users the rules name
+    # whose verdict differs from ``verdict``, which is then the answer for every other user.
     by_user: tuple = ()
     caveats: tuple = ()                          # runtime assumptions the verdict rests on, in words
 
@@ -86,10 +97,17 @@ class FlowResult:
         if not self.by_user:
             return main
         groups: dict = {}
-        for who, verdict in self.by_user:
-            groups.setdefault(verdict, []).append(who)
+        for entry in self.by_user:
+            groups.setdefault(entry.verdict, []).append(entry.who)
         parts = [f"{verdict} for {', '.join(whos)}" for verdict, whos in groups.items()]
         return f"{'; '.join(parts)}; {main} for others"
+
+    def verdict_for(self, uid: Optional[int], gid: Optional[int] = None) -> str:
+        """The verdict for a client running as ``uid``/``gid`` (the sandbox's probes run as root: 0, 0)."""
+        for entry in self.by_user:
+            if (entry.uid is not None and entry.uid == uid) or (entry.gid is not None and entry.gid == gid):
+                return entry.outcome
+        return self.verdict
 
     def to_json(self) -> dict:
         data = self.flow.to_json()
@@ -108,7 +126,8 @@ class FlowResult:
         if self.redirected_to is not None:
             data["redirected_to"] = self.redirected_to
         if self.by_user:
-            data["by_user"] = [{"user": who, "verdict": verdict} for who, verdict in self.by_user]
+            data["by_user"] = [{"user": e.who, "uid": e.uid, "gid": e.gid, "verdict": e.verdict}
+                               for e in self.by_user]
         if self.caveats:
             data["caveats"] = list(self.caveats)
         return data

@@ -13,7 +13,7 @@ from dataclasses import replace
 from typing import Callable, Optional
 
 from ..model import Ruleset
-from ..results import UNKNOWN, FlowResult
+from ..results import UNKNOWN, FlowResult, UserVerdict
 from .packet import User
 
 MAX_USERS = 16     # representatives per id kind; beyond them the flow stays unknown
@@ -64,8 +64,10 @@ class UserSweep:
                     continue
                 result = evaluate(flow, User(uid, gid))
                 if result.verdict != base.verdict or result.redirected_to != base.redirected_to:
-                    who = _who("uid", uid) if uid != others.uid else _who("gid", gid)
-                    by_user.append((who, result.describe()))
+                    named_uid = uid != others.uid
+                    who = _who("uid", uid) if named_uid else _who("gid", gid)
+                    by_user.append(UserVerdict(who, uid if named_uid else None, None if named_uid else gid,
+                                               result.describe(), result.verdict))
         return replace(base, by_user=tuple(by_user))
 
 
