@@ -186,3 +186,17 @@ def test_parse_plan_missing_file(tmp_path):
     with pytest.raises(InputError) as err:
         parse_plan(str(tmp_path / "nope.toml"))
     assert "cannot read" in err.value.message
+
+
+def test_user_for_to_and_plan(tmp_path):
+    from lbfw.analyze.flows import parse_plan, parse_to
+    flow = parse_to("127.0.0.1:9050", None, "106")
+    assert (flow.user, flow.uid) == ("106", 106)
+    root = parse_to("127.0.0.1:80", None, "root")
+    assert (root.uid, root.gid) == (0, 0)
+    # a name this host lacks is not an error: the audited host may have it
+    ghost = parse_to("127.0.0.1:80", None, "no-such-user-here")
+    assert (ghost.user, ghost.uid) == ("no-such-user-here", None)
+    plan = tmp_path / "plan.toml"
+    plan.write_text('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 9050\nuser = "debian-tor"\n')
+    assert parse_plan(str(plan))[0].user == "debian-tor"

@@ -94,6 +94,7 @@ def check(
         None, "--to", help="ADDR:PORT[/tcp|/udp], e.g. 127.0.0.53:53/udp or [::1]:80."
     ),
     from_: Optional[str] = typer.Option(None, "--from", help="Client address (default: the kernel's choice)."),
+    user: Optional[str] = typer.Option(None, "--user", help="The client's user, NAME or UID (owner matches)."),
     plan: Optional[str] = typer.Option(None, "--plan", help="PLAN.toml with [[flow]] tables."),
     explain: bool = typer.Option(False, "--explain", help="Show each packet's path: hook, table, chain, rule."),
     format: str = typer.Option("text", "--format", "-f", help="text | json"),
@@ -101,17 +102,8 @@ def check(
     reader: str = Reader,
 ) -> None:
     """Will these loopback bindings work here? Exit 1 when a flow is not delivered."""
-    _run(
-        "check",
-        sources=sources or [],
-        to=to or [],
-        from_=from_,
-        plan=plan,
-        explain=explain,
-        format=format,
-        input_format=input_format,
-        reader=reader,
-    )
+    _run("check", sources=sources or [], to=to or [], from_=from_, user=user, plan=plan, explain=explain,
+         format=format, input_format=input_format, reader=reader)
 
 
 @app.command()

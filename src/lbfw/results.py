@@ -10,7 +10,10 @@ from .model import Origin, Rule
 DELIVERED = "delivered"
 BLOCKED = "blocked"
 UNKNOWN = "unknown"
-VERDICTS = (DELIVERED, BLOCKED, UNKNOWN)
+# destination NAT (DNAT, REDIRECT, nft dnat/redirect) sent the flow to another address or port:
+# its server never sees a packet
+REDIRECTED = "redirected"
+VERDICTS = (DELIVERED, BLOCKED, UNKNOWN, REDIRECTED)
 
 SEVERITIES = ("error", "warning", "note")
 
@@ -18,20 +21,29 @@ SEVERITIES = ("error", "warning", "note")
 @dataclass(frozen=True, slots=True)
 class Flow:
     """A loopback connection: ``client`` None means the kernel's default source
-    (127.0.0.1 for any 127/8 server, ::1 for ::1)."""
+    (127.0.0.1 for any 127/8 server, ::1 for ::1). ``user`` is the client's user as given (a name
+    or a number); ``uid``/``gid`` what it resolved to (None: not known, e.g. a name the host
+    running lbfw does not have). No user: owner matches are answered per user (FlowResult.by_user)."""
 
     proto: str            # "tcp" | "udp"
     server: str
     port: int
     client: Optional[str] = None
+    user: Optional[str] = None
+    uid: Optional[int] = None
+    gid: Optional[int] = None
 
     def label(self) -> str:
         client = self.client or "default"
         server = f"[{self.server}]" if ":" in self.server else self.server
-        return f"{self.proto} {client} -> {server}:{self.port}"
+        who = f" as {self.user}" if self.user is not None else ""
+        return f"{self.proto} {client} -> {server}:{self.port}{who}"
 
     def to_json(self) -> dict:
-        return {"proto": self.proto, "client": self.client, "server": self.server, "port": self.port}
+        data = {"proto": self.proto, "client": self.client, "server": self.server, "port": self.port}
+        if self.user is not None:
+            data["user"] = {"name": self.user, "uid": self.uid, "gid": self.gid}
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +61,53 @@ class Step:
     note: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class UserVerdict:
+    """A user the owner matches single out, and the flow's verdict for that user."""
+
+    who: str                      # "uid 106 (debian-tor)", "gid 50"
+    uid: Optional[int]
+    gid: Optional[int]
+    verdict: str                  # the verdict in words (FlowResult.describe of that user's result)
+    outcome: str                  # DELIVERED | BLOCKED | UNKNOWN | REDIRECTED
+
+
 @dataclass(slots=True)
 class FlowResult:
     """The engine's answer for one flow."""
 
     flow: Flow
-    verdict: str                                 # DELIVERED | BLOCKED | UNKNOWN
+    verdict: str                                 # DELIVERED | BLOCKED | UNKNOWN | REDIRECTED
     steps: list = field(default_factory=list)    # list[Step]: the path, in order
     deciding: Optional[Step] = None              # the rule or policy that blocked, if blocked
     unknown: tuple = ()                          # texts of the matches/targets that could not be decided
     client_addr: Optional[str] = None            # the source address the kernel uses
+    redirected_to: Optional[str] = None          # REDIRECTED: "ADDR:PORT" the destination NAT chose
+    # The flow named no user and owner matches decide it: UserVerdicts for the users the rules name
+    # whose verdict differs from ``verdict``, which is then the answer for every other user.
+    by_user: tuple = ()
+    caveats: tuple = ()                          # runtime assumptions the verdict rests on, in words
+
+    def describe(self) -> str:
+        """The verdict in words: "delivered for uid 106, blocked for others", "redirected to 127.0.0.1:5354"."""
+        if self.verdict == REDIRECTED and self.redirected_to:
+            main = f"{REDIRECTED} to {self.redirected_to}"
+        else:
+            main = self.verdict
+        if not self.by_user:
+            return main
+        groups: dict = {}
+        for entry in self.by_user:
+            groups.setdefault(entry.verdict, []).append(entry.who)
+        parts = [f"{verdict} for {', '.join(whos)}" for verdict, whos in groups.items()]
+        return f"{'; '.join(parts)}; {main} for others"
+
+    def verdict_for(self, uid: Optional[int], gid: Optional[int] = None) -> str:
+        """The verdict for a client running as ``uid``/``gid`` (the sandbox's probes run as root: 0, 0)."""
+        for entry in self.by_user:
+            if (entry.uid is not None and entry.uid == uid) or (entry.gid is not None and entry.gid == gid):
+                return entry.outcome
+        return self.verdict
 
     def to_json(self) -> dict:
         data = self.flow.to_json()
@@ -74,6 +123,13 @@ class FlowResult:
         else:
             data["decided_by"] = None
         data["unknown"] = list(self.unknown)
+        if self.redirected_to is not None:
+            data["redirected_to"] = self.redirected_to
+        if self.by_user:
+            data["by_user"] = [{"user": e.who, "uid": e.uid, "gid": e.gid, "verdict": e.verdict}
+                               for e in self.by_user]
+        if self.caveats:
+            data["caveats"] = list(self.caveats)
         return data
 
 

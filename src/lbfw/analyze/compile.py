@@ -13,6 +13,7 @@ from bisect import bisect_left
 from typing import Optional
 
 from ..model import Chain, LazyRules, Ruleset, Table
+from .fields import OWNER_FIELDS, UNSHARED_FIELDS
 from .matchers import PORT_PROTOS, compile_match
 
 # --------------------------------------------------------------------------- compiled rules
@@ -138,6 +139,7 @@ class Compiler:
         self._compiled: dict = {}
         self._match_cache: dict = {}   # equal matches (`-p tcp` a thousand times) compile once
         self._recent_lists: Optional[frozenset] = None
+        self.owner_texts: set = set()  # texts of the owner matches compiled so far (users.py reads them)
 
     def chain(self, table: Table, chain: Chain) -> _CChain:
         """The compiled form of ``chain`` (built on first use; its rules compile when first reached)."""
@@ -174,14 +176,16 @@ class Compiler:
         for m in cr.rule.matches:
             key = (m, id(sets)) if m.set_name else m
             try:
-                compiled = cache.get(key)
+                compiled = cache.get(key) if m.field not in UNSHARED_FIELDS else None
             except TypeError:  # an unhashable value shape: compile without the cache
                 compiled = None
                 key = None
             if compiled is None:
                 compiled = compile_match(m, sets, self.recent_lists() if m.field == "recent" else frozenset())
-                if key is not None:
+                if key is not None and m.field not in UNSHARED_FIELDS:
                     cache[key] = compiled
+                if m.field in OWNER_FIELDS:
+                    self.owner_texts.add(compiled[1])
             preds.append(compiled)
         preds = tuple(preds)
         cr.preds = preds

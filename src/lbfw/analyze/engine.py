@@ -34,11 +34,14 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..model import NON_ENDING_TARGETS, Action, Ruleset, Table
-from ..results import BLOCKED, DELIVERED, UNKNOWN, Flow, FlowResult, Step
+from ..results import BLOCKED, DELIVERED, REDIRECTED, UNKNOWN, Flow, FlowResult, Step
 from .compile import Compiler
+from .marks import apply_statement, changes_packet
 from .hooks import DST_MANIP_HOOKS, LOOPBACK_PATH, HookOrder
 from .matchers import NA, TCP, UDP, element_matches, single_value
+from .packet import DEFAULT_TTL, User, dress
 from .state import Conn, GiveUp, Pkt, Run
+from .users import UserSweep
 
 # TCP flag bits
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -46,6 +49,8 @@ FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 EPHEMERAL = (32768, 60999)  # Linux' default ip_local_port_range: where a client's port lies
 MAX_RUNS = 64          # branches explored per flow before giving up as unknown
 MAX_DEPTH = 256        # jump depth (iptables' own limit is lower); beyond it: unknown
+# Targets a reader may not know by name that never end a packet (they set a value or count it).
+NEVER_ENDING = frozenset(("MARK", "CT", "NOTRACK", "SNPT", "DNPT", "SYNPROXY_LOG", "NFLOG", "ULOG", "LOG"))
 
 LO4 = 0x7F000001
 LO6 = 1
@@ -125,12 +130,15 @@ def _fmt_addr(family: str, addr: int) -> str:
 class Engine:
     """Follows flows and packets through a ruleset. Build once, evaluate many flows."""
 
-    def __init__(self, ruleset: Ruleset, max_runs: int = MAX_RUNS, udp_followup: bool = True):
+    def __init__(self, ruleset: Ruleset, max_runs: int = MAX_RUNS, udp_followup: bool = True,
+                 ttl: int = DEFAULT_TTL):
         """``udp_followup``: a UDP flow also needs the client's next datagram (ESTABLISHED, original
         direction) to pass, as a resolver reusing its socket does. False: one datagram each way
-        (what the sandbox probe sends)."""
+        (what the sandbox probe sends). ``ttl``: the host's default TTL / hop limit."""
         self.ruleset = ruleset
         self.udp_followup = udp_followup
+        self.ttl = ttl
+        self._users = UserSweep(ruleset)
         self.stats = Stats()
         self.max_runs = max_runs
         self._compiler = Compiler(ruleset)
@@ -179,7 +187,16 @@ class Engine:
     # ----------------------------------------------------------------- flows
 
     def evaluate(self, flow: Flow) -> FlowResult:
-        """Is this loopback flow delivered, blocked, or unknown (naming the undecidable matches)?"""
+        """Is this loopback flow delivered, blocked, redirected, or unknown (naming the undecidable
+        matches)? A flow without a user that owner matches decide is answered per user (by_user)."""
+        user = User(flow.uid, flow.gid) if flow.user is not None else None
+        result = self._evaluate(flow, user)
+        if (result.verdict == UNKNOWN and flow.user is None
+                and self._compiler.owner_texts.intersection(result.unknown)):
+            return self._users.sweep(flow, result, self._evaluate)
+        return result
+
+    def _evaluate(self, flow: Flow, user: Optional[User]) -> FlowResult:
         family = "ip6" if ":" in flow.server else "ip"
         server = _addr(family, flow.server)
         if flow.client is not None:
@@ -191,7 +208,7 @@ class Engine:
         proto = _proto_num(flow.proto)
 
         def once(run):
-            return self._flow_once(run, family, client, server, proto, flow.port)
+            return self._flow_once(run, family, client, server, proto, flow.port, user)
 
         outcome, runs, _ = self._explore(once)
         first = runs[0]
@@ -199,41 +216,58 @@ class Engine:
         if outcome == UNKNOWN:
             unknown = self._unknown_texts(runs)
         deciding = first.deciding if outcome == BLOCKED else None
+        redirected_to = None
+        if outcome == REDIRECTED and first.redirect is not None:
+            addr, port = first.redirect
+            shown = _fmt_addr(family, addr)
+            redirected_to = f"[{shown}]:{port}" if family == "ip6" else f"{shown}:{port}"
+        caveats = []
+        for run in runs:
+            caveats.extend(c for c in run.caveats if c not in caveats)
         return FlowResult(flow=flow, verdict=outcome, steps=list(first.steps), deciding=deciding,
-                          unknown=unknown, client_addr=_fmt_addr(family, client))
+                          unknown=unknown, client_addr=_fmt_addr(family, client),
+                          redirected_to=redirected_to, caveats=tuple(caveats))
 
-    def _flow_once(self, run: Run, family, client, server, proto, port) -> str:
+    def _packet(self, run: Run, user, family, saddr, daddr, l4proto, sport, dport, flags, name, client_side):
+        pkt = Pkt(family, saddr, daddr, l4proto, sport, dport, flags, name, client_side)
+        dress(pkt, user, self.ttl)
+        pkt.counters = run.counters
+        pkt.caveats = run.caveats
+        return pkt
+
+    def _flow_once(self, run: Run, family, client, server, proto, port, user) -> str:
         tcp = proto == TCP
-        req = Pkt(family, (client, client), (server, server), (proto, proto), EPHEMERAL, (port, port),
-                   SYN if tcp else None, "request", True)
+        req = self._packet(run, user, family, (client, client), (server, server), (proto, proto), EPHEMERAL,
+                           (port, port), SYN if tcp else None, "request", True)
         first = (req.saddr, req.sport, req.daddr, req.dport)
         verdict = self._through(run, req, LOOPBACK_PATH)
         if verdict != "accept":
-            return BLOCKED if verdict == "drop" else UNKNOWN
+            return _flow_verdict(verdict)
         # The server answers from where the request arrived (after any DNAT).
-        rep = Pkt(family, req.daddr, req.saddr, req.l4proto, req.dport, req.sport,
-                   (SYN | ACK) if tcp else None, "reply", False)
+        rep = self._packet(run, user, family, req.daddr, req.saddr, req.l4proto, req.dport, req.sport,
+                           (SYN | ACK) if tcp else None, "reply", False)
         rep_first = (rep.saddr, rep.sport, rep.daddr, rep.dport)
         verdict = self._through(run, rep, LOOPBACK_PATH)
         if verdict != "accept":
-            return BLOCKED if verdict == "drop" else UNKNOWN
+            return _flow_verdict(verdict)
+        delivered = REDIRECTED if run.redirect is not None else DELIVERED
         if not tcp and not self.udp_followup:
-            return DELIVERED
-        ack = Pkt(family, first[0], first[2], req.l4proto, first[1], first[3],
-                   ACK if tcp else None, "ack", True)
+            return delivered
+        ack = self._packet(run, user, family, first[0], first[2], req.l4proto, first[1], first[3],
+                           ACK if tcp else None, "ack", True)
         verdict = self._through(run, ack, LOOPBACK_PATH)
         if verdict != "accept":
-            return BLOCKED if verdict == "drop" else UNKNOWN
+            return _flow_verdict(verdict)
         if tcp:
             # The server's answer after the handshake. Usually the reply's twin, but not when the
             # request was UNTRACKED: the SYN-ACK is then INVALID (conntrack will not pick a
             # connection up from a SYN-ACK) while this packet is picked up as NEW (measured).
-            answer = Pkt(family, rep_first[0], rep_first[2], req.l4proto, rep_first[1], rep_first[3],
-                          ACK | PSH, "answer", False)
+            answer = self._packet(run, user, family, rep_first[0], rep_first[2], req.l4proto, rep_first[1],
+                                  rep_first[3], ACK | PSH, "answer", False)
             verdict = self._through(run, answer, LOOPBACK_PATH)
             if verdict != "accept":
-                return BLOCKED if verdict == "drop" else UNKNOWN
-        return DELIVERED
+                return _flow_verdict(verdict)
+        return delivered
 
     # ----------------------------------------------------------------- single packets
 
@@ -305,12 +339,21 @@ class Engine:
             if hook == "output" and ifaces is None and not is_loopback(pkt.family, pkt.daddr[0]):
                 if not is_loopback(pkt.family, pkt.saddr[0]) and pkt.daddr[0] == pkt.saddr[0]:
                     continue  # the host's own address: still over lo
+                if run.redirect is not None and pkt.name == "request":
+                    return "leaves"   # DNAT to another host: the flow is redirected off the host
                 raise GiveUp(f"nat sends the {pkt.name} to {_fmt_addr(pkt.family, pkt.daddr[0])}, "
                               "off loopback")
         return "accept"
 
     def _conntrack(self, run: Run, pkt: Pkt) -> None:
         pkt.attached = True
+        try:
+            self._track(run, pkt)
+        finally:
+            if not pkt.untracked and pkt.ct_state != "invalid":
+                pkt.conn = run.conn
+
+    def _track(self, run: Run, pkt: Pkt) -> None:
         if pkt.untracked:
             pkt.ct_state, pkt.ct_direction, pkt.ct_status = "untracked", None, frozenset()
             return
@@ -413,6 +456,8 @@ class Engine:
             else:
                 addr = action.to_addr if action.to_addr is not None else pkt.daddr[0]
             new = ((addr, addr), (action.to_port, action.to_port) if action.to_port is not None else pkt.dport)
+            if new != (pkt.daddr, pkt.dport) and new[1][0] == new[1][1]:
+                run.redirect = (addr, new[1][0])
             conn.dnat = ((pkt.daddr, pkt.dport), new)
             pkt.daddr, pkt.dport = new
             conn.manips_done.add("dst")
@@ -487,7 +532,7 @@ class Engine:
             rule = cr.rule
             if unk is not None:
                 action = cr.action
-                if action.kind == "continue" and action.set_mark is None and not rule.before:
+                if action.kind == "continue" and not changes_packet(action) and not rule.before:
                     i += 1  # LOG, counters...: matching or not, nothing changes
                     continue
                 if run.decide(2, unk) == 0:
@@ -498,7 +543,7 @@ class Engine:
                 self._step(run, pkt, hook, table, cc.name, "unknown", rule,
                            note="cannot decide " + "; ".join(unk) + ": this branch assumes a match")
             for extra in rule.before:
-                self._side_effect(pkt, extra)
+                apply_statement(pkt, extra)
             action = cr.action
             kind = action.kind
             if kind == "vmap":
@@ -513,7 +558,10 @@ class Engine:
             if kind == "unknown":
                 kind = self._unknown_target(run, action, rule)
             elif kind == "queue":
-                kind = ("accept", "drop")[run.decide(2, [rule.text or f"queue {action.target}"])]
+                text = rule.text or f"queue {action.target}"
+                words = ("depends on the program reading the queue (with none reading it, and no bypass, "
+                         "the packet is dropped)")
+                kind = ("accept", "drop")[run.decide(2, [f"{text}: {words}"])]
             if kind == "accept":
                 self._step(run, pkt, hook, table, cc.name, "accept", rule)
                 return "accept"
@@ -556,23 +604,13 @@ class Engine:
                                note="no effect: the packet already has its conntrack entry")
                 i += 1
                 continue
-            # continue: MARK, LOG, CT ..., counters
-            self._side_effect(pkt, action)
+            # continue: MARK, CONNMARK, LOG, CT ..., counters
+            apply_statement(pkt, action)
             i += 1
-
-    def _side_effect(self, pkt: Pkt, action) -> None:
-        if action.set_mark is not None:
-            value, mask = action.set_mark
-            mark = pkt.mark[0]
-            if mask is None:
-                mark = value
-            else:
-                mark = (mark & ~mask & 0xFFFFFFFF) ^ value
-            pkt.mark = (mark, mark)
 
     def _unknown_target(self, run: Run, action, rule) -> str:
         name = (action.target or "").upper()
-        if name in NON_ENDING_TARGETS:
+        if name in NON_ENDING_TARGETS or name in NEVER_ENDING:
             return "continue"
         text = rule.text or f"-j {action.target}"
         return ("continue", "accept", "drop")[run.decide(3, [text])]
@@ -624,6 +662,13 @@ class Engine:
             return "drop"
         self._step(run, pkt, hook, table, chain.name, "policy-accept", origin=chain.origin)
         return "accept"
+
+
+def _flow_verdict(verdict: str) -> str:
+    """A packet's "drop" or "leaves" (DNAT sent it off the host) as the flow's verdict."""
+    if verdict == "drop":
+        return BLOCKED
+    return REDIRECTED if verdict == "leaves" else UNKNOWN
 
 
 def _tcp_kind(flags: int) -> str:

@@ -6,6 +6,7 @@ Pure: no I/O except reading the plan file the user names.
 from __future__ import annotations
 
 import ipaddress
+import pwd
 import re
 from typing import Optional
 
@@ -244,8 +245,34 @@ def _same_family(server: str, client: Optional[str], path, line) -> None:
 _TO_RE = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:/\[\]]+)):(?P<port>[^/]+)(?:/(?P<proto>[A-Za-z]+))?$")
 
 
-def parse_to(spec: str, client: Optional[str] = None) -> Flow:
-    """`--to 127.0.0.53:53/udp`, `--to [::1]:80` (tcp by default), with `--from ADDR`."""
+def with_user(flow: Flow, user: Optional[str], what: str = "--user", path=None, line=None) -> Flow:
+    """``flow`` for the client user NAME or UID: a name is resolved on the host running lbfw (one it
+    does not have is kept with uid None: the audited host may have it), a number taken as it is."""
+    if user is None:
+        return flow
+    text = str(user).strip()
+    if not text:
+        raise InputError(f"{what}: the user is empty", path=path, line=line)
+    uid = gid = None
+    if text.isdigit():
+        uid = int(text)
+        if uid >= 1 << 32:
+            raise InputError(f"{what}: uid {text} is out of range", path=path, line=line)
+        try:
+            gid = pwd.getpwuid(uid).pw_gid
+        except KeyError:
+            gid = None
+    else:
+        try:
+            entry = pwd.getpwnam(text)
+            uid, gid = entry.pw_uid, entry.pw_gid
+        except KeyError:
+            pass
+    return Flow(flow.proto, flow.server, flow.port, flow.client, text, uid, gid)
+
+
+def parse_to(spec: str, client: Optional[str] = None, user: Optional[str] = None) -> Flow:
+    """`--to 127.0.0.53:53/udp`, `--to [::1]:80` (tcp by default), with `--from ADDR` and `--user NAME|UID`."""
     m = _TO_RE.match(spec.strip())
     if not m:
         raise InputError(f"--to {spec!r}: expected ADDR:PORT[/tcp|/udp], e.g. 127.0.0.53:53/udp or [::1]:80")
@@ -261,14 +288,14 @@ def parse_to(spec: str, client: Optional[str] = None) -> Flow:
     if client is not None:
         client = _loopback_addr(client, "--from", None, None)
         _same_family(server, client, None, None)
-    return Flow(proto, server, int(port_text), client)
+    return with_user(Flow(proto, server, int(port_text), client), user)
 
 
 # --------------------------------------------------------------------------- PLAN.toml
 
 _FLOW_HEADER = re.compile(r"^\s*\[\[\s*flow\s*\]\]")
 _KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
-_FLOW_KEYS = ("proto", "server", "port", "client")
+_FLOW_KEYS = ("proto", "server", "port", "client", "user")
 
 
 def _flow_lines(text: str) -> list:
@@ -329,7 +356,7 @@ def parse_plan(path: str) -> list:
             raise InputError("flow must be a table", path=path, line=header)
         for key in table:
             if key not in _FLOW_KEYS:
-                raise InputError(f"unknown key {key!r} in [[flow]] (expected proto, server, port, client)",
+                raise InputError(f"unknown key {key!r} in [[flow]] (expected proto, server, port, client, user)",
                                  path=path, line=where(key))
         for key in ("proto", "server", "port"):
             if key not in table:
@@ -353,7 +380,11 @@ def parse_plan(path: str) -> list:
                                  line=where("client"))
             client = _loopback_addr(client, "client", path, where("client"))
             _same_family(server, client, path, where("client"))
-        flows.append(Flow(proto.lower(), server, port, client))
+        user = table.get("user")
+        if user is not None and (isinstance(user, bool) or not isinstance(user, (str, int))):
+            raise InputError(f"user {user!r}: expected a name or a uid", path=path, line=where("user"))
+        flows.append(with_user(Flow(proto.lower(), server, port, client),
+                               None if user is None else str(user), "user", path, where("user")))
     return flows
 
 

@@ -150,6 +150,14 @@ def field_value(pkt, field: str):
         return addr_type(pkt.family, pkt.daddr[0])
     if field == "tcp.flags":
         return pkt.tcp_flags if pkt.l4proto[0] == TCP and pkt.tcp_flags is not None else NA
+    from .fields import NUMERIC  # header fields of issue 11 (fields.py builds on this module)
+    spec = NUMERIC.get(field)
+    if spec is not None:
+        family, get = spec
+        if family is not None and pkt.family != family:
+            return NA
+        value = get(pkt)
+        return value if value is NA or value is None else (value, value)
     return None
 
 
@@ -165,7 +173,8 @@ NA = _NotApplicable()
 
 def item_matches(field: str, item, value) -> Optional[bool]:
     """One value item of ``field`` against the packet's value (not NA, not None)."""
-    if field in RANGE_FIELDS:
+    if field in RANGE_FIELDS or (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int)
+                                 and field not in ("ct.state", "tcp.flags")):
         if isinstance(item, tuple):
             return range_item(item, value[0], value[1])
         return range_item((int(item), int(item)), value[0], value[1])
@@ -251,7 +260,14 @@ def _compile(match: Match, sets: dict, recent_lists: frozenset) -> tuple[Pred, s
     if field == "fib.rpf":
         return _compile_fib_rpf(values, negate), text
     if field == "recent":
-        return _compile_recent(values, negate, recent_lists), text
+        pred = _compile_recent(values, negate, recent_lists)
+        if pred(None) is None:
+            text = f"{text}: depends on the addresses earlier traffic put on the list"
+        return pred, text
+    from .fields import compile_field  # fields.py builds on this module's helpers
+    compiled = compile_field(match, values, negate)
+    if compiled is not None:
+        return compiled
     return (lambda pkt: None), text
 
 
@@ -261,7 +277,7 @@ def _describe(match: Match) -> str:
     return f"{field} {neg}{match.values!r}"[:120]
 
 
-def _finish(pred: Pred, negate: bool) -> Pred:
+def apply_negation(pred: Pred, negate: bool) -> Pred:
     """Apply negation; NA (field absent) becomes False either way."""
     if negate:
         def run(pkt):
@@ -324,16 +340,19 @@ def _compile_range(field: str, values, negate: bool) -> Pred:
                 return NA
         lo, hi = getattr(pkt, attr)
         return look(lo, hi)
-    return _finish(pred, negate)
+    return apply_negation(pred, negate)
 
 
 def _compile_mark(values, mask: int, negate: bool) -> Pred:
     items = tuple(v if isinstance(v, tuple) else (int(v), int(v)) for v in values)
 
     def pred(pkt):
-        m = pkt.mark[0] & mask
-        return any(lo <= m <= hi for lo, hi in items)
-    return _finish(pred, negate)
+        lo, hi = pkt.mark
+        if lo != hi:
+            return None                 # a statement set it to a value lbfw cannot compute
+        m = lo & mask
+        return any(ilo <= m <= ihi for ilo, ihi in items)
+    return apply_negation(pred, negate)
 
 
 def _compile_ct_state(values, negate: bool) -> Pred:
@@ -346,7 +365,7 @@ def _compile_ct_state(values, negate: bool) -> Pred:
         if nat_bits and nat_bits & pkt.ct_status:
             return True
         return False
-    return _finish(pred, negate)
+    return apply_negation(pred, negate)
 
 
 def _compile_items(field: str, values, negate: bool) -> Pred:
@@ -358,7 +377,7 @@ def _compile_items(field: str, values, negate: bool) -> Pred:
 
         def pred(pkt):
             return ((pkt.iif if inbound else pkt.oif) or "") in names
-        return _finish(pred, negate)
+        return apply_negation(pred, negate)
 
     def pred(pkt):
         value = field_value(pkt, field)
@@ -372,7 +391,7 @@ def _compile_items(field: str, values, negate: bool) -> Pred:
             if r is None:
                 result = None
         return result
-    return _finish(pred, negate)
+    return apply_negation(pred, negate)
 
 
 def _compile_rpfilter(negate: bool) -> Pred:
@@ -429,7 +448,7 @@ def _compile_concat(fields: tuple, values, negate: bool) -> Pred:
                 return None
             pvals.append(v)
         return element_lookup(fields, elements, pvals)
-    return _finish(pred, negate)
+    return apply_negation(pred, negate)
 
 
 def element_lookup(fields: tuple, elements, pvals) -> Optional[bool]:

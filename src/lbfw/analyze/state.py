@@ -10,7 +10,8 @@ class Pkt:
 
     __slots__ = ("family", "saddr", "daddr", "l4proto", "sport", "dport", "iif", "oif", "ct_state",
                  "ct_direction", "ct_status", "tcp_flags", "mark", "name", "client_side", "untracked",
-                 "attached", "creator", "fixed_ct", "hook")
+                 "attached", "creator", "fixed_ct", "hook", "ttl", "length", "tcp_options", "mss", "sock",
+                 "uid", "gid", "conn", "counters", "caveats")
 
     def __init__(self, family, saddr, daddr, l4proto, sport, dport, tcp_flags, name, client_side):
         self.family = family
@@ -33,13 +34,24 @@ class Pkt:
         self.creator = False
         self.fixed_ct = None          # walk_packet: the caller's conntrack view
         self.hook = None
+        # header fields and socket (packet.dress sets them for the packets of a flow)
+        self.ttl = 64
+        self.length = None            # layer-3 total length; None: depends on the payload
+        self.tcp_options = frozenset()
+        self.mss = None
+        self.sock = None              # whose socket sent it: "client" | "server" | None (unknown)
+        self.uid = None               # the sending socket's owner; None: not known
+        self.gid = None
+        self.conn = None              # the Conn it is attached to (ct mark, helper)
+        self.counters = None          # the run's per-rule packet counters (statistic nth)
+        self.caveats = None           # the run's caveats list: runtime assumptions a match made
 
 
 class Conn:
     """The one conntrack entry a flow creates (with its NAT bindings)."""
 
     __slots__ = ("creator_client_side", "seen_reply", "confirmed", "assured", "dnat", "snat",
-                 "manips_done", "tcp_state")
+                 "manips_done", "tcp_state", "mark")
 
     def __init__(self, creator_client_side):
         self.creator_client_side = creator_client_side
@@ -50,6 +62,7 @@ class Conn:
         self.snat = None
         self.manips_done = set()
         self.tcp_state = None  # "SS" SYN_SENT, "SR" SYN_RECV, "ES" ESTABLISHED
+        self.mark = (0, 0)     # the ct mark as a (lo, hi) range: (0, 0xffffffff) once unknown
 
     def status(self) -> frozenset:
         out = set()
@@ -73,7 +86,8 @@ class GiveUp(Exception):
 class Run:
     """One deterministic execution along a vector of choices for the undecidable points."""
 
-    __slots__ = ("prefix", "taken", "arities", "steps", "unknown", "conn", "deciding", "note")
+    __slots__ = ("prefix", "taken", "arities", "steps", "unknown", "conn", "deciding", "note", "counters",
+                 "caveats", "redirect")
 
     def __init__(self, prefix):
         self.prefix = prefix
@@ -84,6 +98,9 @@ class Run:
         self.conn = None
         self.deciding = None
         self.note = ""
+        self.counters = {}       # statistic nth / numgen inc: packets each rule has counted
+        self.caveats = []        # runtime assumptions the verdict rests on (a rate not exceeded ...)
+        self.redirect = None     # (addr, port) the flow's destination NAT sent it to
 
     def decide(self, arity: int, texts) -> int:
         """Choose among ``arity`` branches at the next undecidable point (0 = the first run's)."""

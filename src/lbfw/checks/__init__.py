@@ -8,14 +8,14 @@ in a stable order. Pure: nothing here reads or changes the system.
 
 from __future__ import annotations
 
-from ..results import SEVERITIES
+from ..results import BLOCKED, SEVERITIES
 from ..suppression import ignored_ids, suppresses
 from . import (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked,
-               lb005_route_localnet, lb006_lo_without_127_8)
+               lb005_route_localnet, lb006_lo_without_127_8, lb007_loopback_diverted)
 from .context import CheckContext
 
 ALL = (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked, lb005_route_localnet,
-       lb006_lo_without_127_8)
+       lb006_lo_without_127_8, lb007_loopback_diverted)
 BY_ID = {c.ID: c for c in ALL}
 
 SEVERITY_RANK = {"error": 3, "warning": 2, "note": 1}
@@ -52,6 +52,20 @@ def run_checks(ruleset, engine=None, results=None, select=None) -> list:
             if not _suppressed(finding):
                 findings.append(finding)
     findings.sort(key=_sort_key)
+    return findings
+
+
+def escalate_verified(findings, verified: dict) -> list:
+    """After --verify: a finding whose flows lbfw could not decide (extra["unknown_flows"]) becomes an
+    error when real traffic saw one of them blocked; its message says which. ``verified``: flow ->
+    observed verdict."""
+    for finding in findings:
+        seen = [flow for flow in finding.extra.get("unknown_flows", ()) if verified.get(flow) == BLOCKED]
+        if seen:
+            finding.severity = "error"
+            labels = ", ".join(flow.label() for flow in seen[:4])
+            more = f" and {len(seen) - 4} more" if len(seen) > 4 else ""
+            finding.message += f" --verify saw them blocked by the kernel: {labels}{more}."
     return findings
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from ..results import UNKNOWN
 from .context import CheckContext, RuleRef, flows_summary, iface_class, make_finding, narrow_addr_matches, owner_match
 
+DROPPING = ("drop", "reject", "policy-drop")   # step verdicts that end a packet
+
 _PACKET_WORDS = {
     "request": "the request",
     "reply": "the reply",
@@ -101,7 +103,9 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
                 f.table, f.chain, f.family = step.table, step.chain, step.family
             findings.append(f)
 
-    # Flows the engine could not decide: one note per undecidable match, never a guess.
+    # Flows the engine could not decide: one finding per undecidable match, never a guess. When the
+    # branch that assumes the match fails ends in a drop, only that match stands between the flow
+    # and the drop: a warning (and an error once --verify sees it blocked: checks.escalate_verified).
     unknown_groups: dict = {}
     for res in ctx.unknown(family):
         step = (next((s for s in res.steps if s.verdict == UNKNOWN and s.rule is not None), None)
@@ -116,17 +120,22 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
     for step, results, texts in unknown_groups.values():
         table, chain = (ctx.find_chain(step.family, step.table, step.chain, step.rule, step.origin)
                         if step is not None else (None, None))
+        dropped = [r for r in results if r.steps and r.steps[-1].verdict in DROPPING]
+        severity = "warning" if dropped else "note"
         message = (f"lbfw cannot tell whether {what} traffic passes here: {len(results)} flow(s) "
-                   f"({flows_summary(results)}) depend on `{' '.join(texts) or 'a match lbfw does not model'}`."
-                   " Check them with `lbfw verify`.")
+                   f"({flows_summary(results)}) depend on `{' '.join(texts) or 'a match lbfw does not model'}`.")
+        if dropped:
+            message += " When that does not hold they are dropped."
+        message += " Check them with `lbfw verify`."
+        extra = {"unknown": texts, "unknown_flows": [r.flow for r in dropped]}
         if step is not None and table is not None and step.rule is not None:
             findings.append(make_finding(check, message, RuleRef(table, chain, step.rule, 0, frozenset()),
-                                         severity="note", flows=[r.flow for r in results],
-                                         extra={"unknown": texts}, advise_owner=False))
+                                         severity=severity, flows=[r.flow for r in results],
+                                         extra=extra, advise_owner=False))
         else:
-            f = make_finding(check, message, None, severity="note", flows=[r.flow for r in results],
+            f = make_finding(check, message, None, severity=severity, flows=[r.flow for r in results],
                              table=table, chain=chain, origin=step.origin if step is not None else None,
-                             extra={"unknown": texts}, advise_owner=False)
+                             extra=extra, advise_owner=False)
             if f.table is None and step is not None:
                 f.table, f.chain, f.family = step.table, step.chain, step.family
             if f.source is None:

@@ -129,8 +129,9 @@ class CheckContext:
     # ---------------------------------------------------------------- flows
 
     def not_delivered(self, family: str) -> list:
-        """FlowResults of ``family`` ("ip" or "ip6") that are blocked or unknown."""
-        return [r for r in self.results if r.verdict != DELIVERED and flow_family(r.flow) == family]
+        """FlowResults of ``family`` ("ip" or "ip6") that are blocked or unknown (a redirected flow is
+        LB007's)."""
+        return [r for r in self.results if r.verdict in (BLOCKED, UNKNOWN) and flow_family(r.flow) == family]
 
     def blocked(self, family: str) -> list:
         return [r for r in self.results if r.verdict == BLOCKED and flow_family(r.flow) == family]

@@ -187,6 +187,11 @@ def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
     return None
 
 
+def _undecided(ctx: CheckContext, hooks: frozenset) -> list:
+    """IPv4 flows left unknown by a match on one of ``hooks`` (the branches disagreed there)."""
+    return [r for r in ctx.unknown("ip") if any(s.verdict == "unknown" and s.hook in hooks for s in r.steps)]
+
+
 def _dropping(ref: RuleRef) -> bool:
     action = ref.rule.action
     return action.kind in ("drop", "reject")
@@ -251,13 +256,21 @@ def check(ctx: CheckContext):
         nft_side = 'iif "lo"' if side == "-i lo" else 'oif "lo"'
         breaking = [r for r in not_delivered if r.deciding is not None and r.deciding.hook in hooks]
         severity = None
+        unknown_flows: list = []
         if breaking:
             message += f" Still broken: {flows_summary(breaking)}."
         else:
             hidden = _probe_hook(ctx, ref, hooks)
+            undecided = _undecided(ctx, hooks)
             if hidden is not None:
                 # the same traffic is dropped earlier on its way (e.g. OUTPUT): fixing that exposes this
                 message += (f" {hidden[0]} still drops {hidden[1]}; today an earlier drop on the way hides that.")
+            elif undecided:
+                # only a match lbfw cannot decide stands between these flows and the drop: never a note
+                unknown_flows = undecided
+                texts = "; ".join(dict.fromkeys(t for r in undecided for t in r.unknown))
+                message += (f" Only a condition lbfw cannot decide keeps {flows_summary(undecided)} from being "
+                            f"dropped ({texts}); when it does not hold they fail.")
             else:
                 # Nothing after it drops loopback traffic (or another rule accepts it): a latent mistake.
                 severity = "note"
@@ -269,7 +282,10 @@ def check(ctx: CheckContext):
             severity = "note"
             message += (f" It is restricted by an owner match ({evidence}), so it may be a deliberate policy: "
                         "suppress it with `lbfw: ignore LB002` if so.")
-        findings.append(make_finding(me, message, ref, severity=severity, flows=[r.flow for r in breaking],
-                                     extra={"field": fld, "addresses": addr, "via": via or None},
-                                     deliberate=evidence))
+        extra = {"field": fld, "addresses": addr, "via": via or None}
+        if unknown_flows:
+            extra["unknown_flows"] = [r.flow for r in unknown_flows]
+        findings.append(make_finding(me, message, ref, severity=severity,
+                                     flows=[r.flow for r in breaking or unknown_flows],
+                                     extra=extra, deliberate=evidence))
     return findings

@@ -42,6 +42,9 @@ def run(
     ruleset = read_ruleset(sources, input_format, reader)
     findings, results = audit_ruleset(ruleset)
     verified = verify_results(list(sources), results, stdin_text) if verify else None
+    if verified is not None:
+        from ..checks import escalate_verified
+        findings = escalate_verified(findings, verified)
 
     if format == "json":
         from ..render.json import render_audit

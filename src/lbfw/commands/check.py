@@ -12,16 +12,8 @@ from ._common import choose, write_output
 FORMATS = ("text", "json")
 
 
-def run(
-    sources=(),
-    to=(),
-    from_=None,
-    plan=None,
-    explain: bool = False,
-    format: str = "text",
-    input_format: str = "auto",
-    reader: str = "auto",
-) -> int:
+def run(sources=(), to=(), from_=None, plan=None, user=None, explain: bool = False, format: str = "text",
+        input_format: str = "auto", reader: str = "auto") -> int:
     choose("--format", format, FORMATS)
     to = list(to or [])
     if not to and plan is None:
@@ -32,8 +24,9 @@ def run(
         raise UsageError("--from goes with --to; a plan names each flow's client itself")
 
     from ..analyze.flows import parse_plan, parse_to
-
-    flows = parse_plan(plan) if plan is not None else [parse_to(spec, from_) for spec in to]
+    if user is not None and plan is not None:
+        raise UsageError("--user goes with --to; a plan names each flow's user itself")
+    flows = parse_plan(plan) if plan is not None else [parse_to(spec, from_, user) for spec in to]
     if not flows:
         raise UsageError("the plan holds no [[flow]] table", path=plan)
 

@@ -112,6 +112,8 @@ def render_findings(findings, results=(), sources=(), color: bool = False, verif
                 )
             elif r.unknown:
                 line.append(f"  (undecided: {'; '.join(r.unknown)})", style="dim")
+            if r.describe() != r.verdict:
+                line.append(f"  [{r.describe()}]")
             if verified is not None and r.flow in verified:
                 line.append(f"  observed: {verified[r.flow]}")
             out(line, soft_wrap=True)
@@ -145,6 +147,10 @@ def render_flows(results, explain: bool = False, color: bool = False) -> str:
             line.append(f"  ({d.packet} dropped by {d.verdict} in {d.family} {d.table} {d.chain}, {loc})")
         elif r.verdict == UNKNOWN and r.unknown:
             line.append(f"  (undecided: {'; '.join(r.unknown)})")
+        if r.describe() != r.verdict:
+            line.append(f"  [{r.describe()}]")
+        if r.caveats:
+            line.append(f"  (assuming: {'; '.join(r.caveats)})")
         console.print(line, soft_wrap=True)
         if explain:
             for s in r.steps:

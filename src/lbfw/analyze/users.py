@@ -1,0 +1,91 @@
+"""Flows that name no user, on a ruleset whose owner matches (`-m owner --uid-owner`, nft `meta
+skuid`/`skgid`) decide them: answer once per user the rules single out, plus once for everyone else.
+
+The verdict for "others" (a uid and gid no owner match names) becomes the flow's verdict, and the
+users whose verdict differs are listed with theirs (FlowResult.by_user): "delivered for uid 106,
+blocked for others" rather than "unknown".
+"""
+
+from __future__ import annotations
+
+import pwd
+from dataclasses import replace
+from typing import Callable, Optional
+
+from ..model import Ruleset
+from ..results import UNKNOWN, FlowResult, UserVerdict
+from .packet import User
+
+MAX_USERS = 16     # representatives per id kind; beyond them the flow stays unknown
+OTHER_IDS = (1000, 65534, 4000000000)
+
+
+class UserSweep:
+    """The owner ids a ruleset names (collected once, when a flow first needs them)."""
+
+    def __init__(self, ruleset: Ruleset) -> None:
+        self.ruleset = ruleset
+        self._ids: Optional[tuple] = None
+
+    def ids(self) -> tuple:
+        """(uid ranges, gid ranges) named by non-opaque owner matches anywhere in the ruleset."""
+        if self._ids is None:
+            uids: set = set()
+            gids: set = set()
+            for table in self.ruleset.tables:
+                for chain in table.chains.values():
+                    for rule in chain.rules:
+                        for m in rule.matches:
+                            if m.opaque or m.field not in ("meta.skuid", "meta.skgid"):
+                                continue
+                            target = uids if m.field == "meta.skuid" else gids
+                            target.update(v if isinstance(v, tuple) else (int(v), int(v)) for v in m.values)
+            self._ids = (tuple(sorted(uids)), tuple(sorted(gids)))
+        return self._ids
+
+    def sweep(self, flow, unknown_result: FlowResult, evaluate: Callable) -> FlowResult:
+        """Evaluate ``flow`` for each representative user; ``evaluate(flow, User)`` is the engine's."""
+        uid_ranges, gid_ranges = self.ids()
+        uids = _representatives(uid_ranges)
+        gids = _representatives(gid_ranges)
+        if uids is None or gids is None:
+            return unknown_result
+        others = User(uids[-1], gids[-1])
+        base = evaluate(flow, others)
+        if base.verdict == UNKNOWN:
+            return unknown_result
+        by_user = []
+        for uid in uids:
+            for gid in gids:
+                if uid == others.uid and gid == others.gid:
+                    continue
+                # a named uid with an unnamed gid, or an unnamed uid with a named gid
+                if uid != others.uid and gid != others.gid:
+                    continue
+                result = evaluate(flow, User(uid, gid))
+                if result.verdict != base.verdict or result.redirected_to != base.redirected_to:
+                    named_uid = uid != others.uid
+                    who = _who("uid", uid) if named_uid else _who("gid", gid)
+                    by_user.append(UserVerdict(who, uid if named_uid else None, None if named_uid else gid,
+                                               result.describe(), result.verdict))
+        return replace(base, by_user=tuple(by_user))
+
+
+def _representatives(ranges: tuple) -> Optional[list]:
+    """The lowest id of each named range, then one id no range names (last). None: too many."""
+    reps = sorted({lo for lo, _ in ranges})
+    if len(reps) > MAX_USERS:
+        return None
+    for other in OTHER_IDS:
+        if not any(lo <= other <= hi for lo, hi in ranges):
+            return reps + [other]
+    return None
+
+
+def _who(kind: str, number: int) -> str:
+    if kind == "uid":
+        try:
+            return f"uid {number} ({pwd.getpwuid(number).pw_name})"
+        except (KeyError, OverflowError):
+            return f"uid {number}"
+    return f"gid {number}"
