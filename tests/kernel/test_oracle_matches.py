@@ -522,3 +522,96 @@ def test_a_listeners_syn_ack_carries_the_listeners_owner_not_the_clients():
     seen = _observe_as_users(source, flows)
     assert [o["observed"] for o in seen[TOR_UID]] == ["delivered", "blocked", "blocked"], seen[TOR_UID]
     assert [o["observed"] for o in seen[1000]] == ["blocked", "blocked", "blocked"], seen[1000]
+
+
+# --------------------------------------------------------------------------- NAT that sends a flow elsewhere
+
+# Per flow: a server where the client aims and one where NAT may send it; which one hears the client?
+_WHERE_PROBE = """
+import json, socket, sys
+flow, target = json.load(sys.stdin)
+kind = socket.SOCK_STREAM if flow["proto"] == "tcp" else socket.SOCK_DGRAM
+servers = {}
+for name, addr in (("original", (flow["server"], flow["port"])), ("target", tuple(target))):
+    s = socket.socket(socket.AF_INET, kind); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(addr); s.settimeout(0.3)
+    if kind == socket.SOCK_STREAM:
+        s.listen()
+    servers[name] = s
+c = socket.socket(socket.AF_INET, kind); c.settimeout(0.5)
+if flow["client"]:
+    c.bind((flow["client"], 0))
+try:
+    c.connect((flow["server"], flow["port"])); c.send(b"x")
+except OSError:
+    pass
+heard = []
+for name, s in servers.items():
+    try:
+        conn = s.accept()[0] if kind == socket.SOCK_STREAM else s
+        conn.recv(8); heard.append(name)
+    except OSError:
+        pass
+print(" ".join(heard) or "nobody")
+"""
+
+NAT_CASES = {
+    # name: (format, ruleset, flow, (target addr, port), the kernel's answer)
+    "dnat-dns-to-5354": ("iptables-save", """*nat
+        :PREROUTING ACCEPT [0:0]
+        :INPUT ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        :POSTROUTING ACCEPT [0:0]
+        -A OUTPUT -p udp --dport 53 -j DNAT --to-destination 127.0.0.1:5354
+        COMMIT""", Flow("udp", "127.0.0.53", 53), ("127.0.0.1", 5354), "redirected"),
+    "dnat-dns-tcp-untouched": ("iptables-save", """*nat
+        :PREROUTING ACCEPT [0:0]
+        :INPUT ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        :POSTROUTING ACCEPT [0:0]
+        -A OUTPUT -p udp --dport 53 -j DNAT --to-destination 127.0.0.1:5354
+        COMMIT""", Flow("tcp", "127.0.0.53", 53), ("127.0.0.1", 5354), "delivered"),
+    "redirect-to-port": ("iptables-save", """*nat
+        :PREROUTING ACCEPT [0:0]
+        :INPUT ACCEPT [0:0]
+        :OUTPUT ACCEPT [0:0]
+        :POSTROUTING ACCEPT [0:0]
+        -A OUTPUT -d 127.10.0.1/32 -p tcp -j REDIRECT --to-ports 5001
+        COMMIT""", Flow("tcp", "127.10.0.1", 5002, "127.0.0.2"), ("127.0.0.1", 5001), "redirected"),
+    "nft-dnat-dns": ("nft", """table ip h10 {
+            chain out { type nat hook output priority -100; policy accept;
+                udp dport 53 dnat to 127.0.0.1:5354
+            }
+        }""", Flow("udp", "127.0.0.53", 53, "127.0.0.2"), ("127.0.0.1", 5354), "redirected"),
+    "nft-redirect": ("nft", """table inet h10 {
+            chain out { type nat hook output priority -100; policy accept;
+                tcp dport 5002 redirect to :5001
+            }
+        }""", Flow("tcp", "127.10.0.1", 5002), ("127.0.0.1", 5001), "redirected"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAT_CASES))
+def test_nat_that_sends_a_flow_elsewhere_is_redirected(name):
+    import json
+    from lbfw.sandbox.netns import Namespace
+    from lbfw.sandbox.verify import load_sources
+    fmt, text, flow, target, expected = NAT_CASES[name]
+    text = "\n".join(line.strip() if fmt == "iptables-save" else line
+                     for line in textwrap.dedent(text).strip().splitlines()) + "\n"
+    if fmt == "nft":
+        ruleset = Ruleset(tables=nft_files.read(text, name + ".nft"))
+    else:
+        ruleset = Ruleset(tables=iptables.parse(text, name + ".rules", family="ip"))
+    with Namespace() as ns:
+        load_sources(ns, [RulesetText(name, text, fmt)])
+        request = json.dumps([{"proto": flow.proto, "server": flow.server, "port": flow.port,
+                               "client": flow.client}, list(target)])
+        heard = ns.run(["python3", "-c", _WHERE_PROBE], input=request, timeout=20).stdout.split()
+    kernel_says = {("original",): "delivered", ("target",): "redirected"}.get(tuple(heard), " ".join(heard))
+    assert kernel_says == expected, heard
+    result = Engine(ruleset).evaluate(flow)
+    assert result.verdict == kernel_says, (result.verdict, list(result.unknown), [s.note for s in result.steps])
+    if kernel_says == "redirected":
+        # the JSON says where the flow goes
+        assert f"{target[0]}" in json.dumps(result.to_json()) and str(target[1]) in json.dumps(result.to_json())
