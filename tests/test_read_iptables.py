@@ -275,12 +275,17 @@ def test_tcp_flags_and_syn():
     assert fields(rule("-p tcp -m tcp --tcp-flags FIN,SYN FIN,SYN -j DROP"))[1] == ("tcp.flags", ((3, 3),), False)
 
 
-def test_icmp_type_is_l4proto_plus_opaque():
+def test_icmp_type_is_l4proto_plus_icmp_type():
     r = rule("-p icmp -m icmp --icmp-type 8 -j ACCEPT")
-    assert fields(r)[0] == ("meta.l4proto", ((1, 1),), False)
-    assert r.matches[1].opaque and r.matches[1].text == "-m icmp --icmp-type 8"
+    assert fields(r) == [("meta.l4proto", ((1, 1),), False), ("icmp.type", ((8, 8),), False)]
+    assert r.matches[1].text == "--icmp-type 8"
     r = rule("-p ipv6-icmp -m icmp6 --icmpv6-type 128 -j ACCEPT", family="ip6")
-    assert r.matches[1].opaque and "--icmpv6-type 128" in r.matches[1].text
+    assert fields(r)[1] == ("icmpv6.type", ((128, 128),), False)
+    # a negated type with a code negates both at once: one concatenation
+    r = rule("-p icmp -m icmp ! --icmp-type 3/4 -j ACCEPT")
+    assert (r.matches[1].field, r.matches[1].values, r.matches[1].negate) == (
+        ("icmp.type", "icmp.code"), (((3, 3), (4, 4)),), True)
+    assert fields(rule("-p icmp -m icmp --icmp-type any -j ACCEPT")) == [("meta.l4proto", ((1, 1),), False)]
 
 
 # --------------------------------------------------------------------------- conntrack and friends
@@ -359,25 +364,26 @@ def test_split_quoted_follows_iptables_restore():
         split_quoted('--comment "open')
 
 
-def test_neutral_modules_add_nothing_and_unknown_ones_are_opaque():
+def test_rate_owner_and_unknown_modules():
     assert fields(rule("-p tcp -m tcp --dport 22 -m limit --limit 3/min --limit-burst 5 -j LOG")) == \
-        [("meta.l4proto", ((6, 6),), False), ("th.dport", ((22, 22),), False)]
-    r = rule("-m owner --uid-owner 0 -m recent --rcheck --seconds 60 --name ssh -m rpfilter -j ACCEPT")
+        [("meta.l4proto", ((6, 6),), False), ("th.dport", ((22, 22),), False),
+         ("limit", (("limit", "-m limit --limit 3/min --limit-burst 5"),), False)]
+    r = rule("-m owner --uid-owner 0 -m recent --rcheck --seconds 60 --name ssh -m rpfilter -j ACCEPT", chain="OUTPUT")
     assert [(m.field, m.text, m.opaque) for m in r.matches] == [
-        ("m.owner", "-m owner --uid-owner 0", True),
+        ("meta.skuid", "-m owner --uid-owner 0", False),
         ("recent", "-m recent --rcheck --seconds 60 --name ssh", False),
         ("rpfilter", "-m rpfilter", False)]
     r = rule("-m hashlimit --hashlimit-above 5/sec --hashlimit-name x -m frobnicate --zap 1 2 -j DROP")
-    assert [m.text for m in r.matches] == ["-m hashlimit --hashlimit-above 5/sec --hashlimit-name x",
-                                           "-m frobnicate --zap 1 2"]
-    assert all(m.opaque for m in r.matches)
+    assert [(m.field, m.text, m.negate, m.opaque) for m in r.matches] == [
+        ("limit", "-m hashlimit --hashlimit-above 5/sec --hashlimit-name x", True, False),
+        ("m.frobnicate", "-m frobnicate --zap 1 2", False, True)]
 
 
 def test_censored_mac_and_fragment():
     m = only(rule("-m mac --mac-source XX:XX:XX:XX:XX:XX -j RETURN"))
     assert m.opaque and m.text == "-m mac --mac-source XX:XX:XX:XX:XX:XX"
     m = only(rule("! -f -j ACCEPT"))
-    assert m.opaque and m.negate and m.text == "! -f"
+    assert (m.field, m.values, m.negate, m.opaque, m.text) == ("ip.fragment", (True,), True, False, "! -f")
 
 
 def test_counters_prefix_and_c_option_are_skipped():
@@ -404,14 +410,15 @@ def test_counters_prefix_and_c_option_are_skipped():
     ("u", Action("jump", target="u")),
     ("LOG --log-prefix x --log-level 7", Action("continue", target="LOG", args="--log-prefix x --log-level 7")),
     ("NFLOG --nflog-group 2", Action("continue", target="NFLOG", args="--nflog-group 2")),
-    ("CONNMARK --restore-mark", Action("continue", target="CONNMARK", args="--restore-mark")),
+    ("CONNMARK --restore-mark", Action("continue", target="CONNMARK", args="--restore-mark",
+                                       copy_mark=("ct->meta", 0xFFFFFFFF))),
     ("MARK --set-xmark 0x1/0xffffffff", Action("continue", target="MARK", args="--set-xmark 0x1/0xffffffff",
                                                set_mark=(1, 0xFFFFFFFF))),
     ("MARK --set-mark 0x10/0xf0", Action("continue", target="MARK", args="--set-mark 0x10/0xf0",
                                          set_mark=(0x10, 0xF0))),
     ("MARK --or-mark 4", Action("continue", target="MARK", args="--or-mark 4", set_mark=(4, 4))),
     ("MARK --set-mark 0x3/0x1", Action("continue", target="MARK", args="--set-mark 0x3/0x1", set_mark=(3, 3))),
-    ("MARK --set-xmark 0x3/0x1", Action("continue", target="MARK", args="--set-xmark 0x3/0x1")),
+    ("MARK --set-xmark 0x3/0x1", Action("continue", target="MARK", args="--set-xmark 0x3/0x1", set_mark=(3, 1))),
     ("MARK --and-mark 0xfe", Action("continue", target="MARK", args="--and-mark 0xfe",
                                     set_mark=(0, 0xFFFFFF01))),
     ("NFQUEUE --queue-num 3", Action("queue", target="NFQUEUE", args="--queue-num 3")),
@@ -447,7 +454,7 @@ def test_kube_proxy_style_lines():
     svc = t.chains["KUBE-SVC-A"].rules[0]
     assert svc.comment == "default/web:http" and svc.action == Action("jump", target="KUBE-SEP-1")
     assert [(m.field, m.text, m.opaque) for m in svc.matches] == \
-        [("m.statistic", "-m statistic --mode random --probability 0.33333333349", True)]
+        [("statistic.random", "-m statistic --mode random --probability 0.33333333349", False)]
     masq, dnat = t.chains["KUBE-SEP-1"].rules
     assert fields(masq) == [("ip.saddr", ((ip("10.244.0.5"), ip("10.244.0.5")),), False)]
     assert masq.action == Action("jump", target="KUBE-MARK-MASQ")

@@ -90,23 +90,23 @@ def test_addresses_plain_prefix_range_set_and_negation():
         [m({"payload": {"protocol": "ip6", "field": "saddr"}}, "::1"), ACCEPT],
         [m({"payload": {"protocol": "ip6", "field": "daddr"}}, {"prefix": {"addr": "fe80::", "len": 10}}), ACCEPT],
     ]))
-    assert rules[0].matches[0].field == "ip.saddr" and rules[0].matches[0].values == ((LO, LO),)
-    assert not rules[0].matches[0].negate
-    neg = rules[1].matches[0]
+    assert rules[0].matches[-1].field == "ip.saddr" and rules[0].matches[-1].values == ((LO, LO),)
+    assert not rules[0].matches[-1].negate
+    neg = rules[1].matches[-1]
     assert neg.negate and neg.values == ((_ip(127, 0, 0, 0), _ip(127, 255, 255, 255)),)
     assert rules[1].action.kind == "drop"
-    assert rules[2].matches[0].field == "ip.daddr"
-    assert rules[2].matches[0].values == ((LO, _ip(127, 0, 0, 9)),)
-    assert rules[3].matches[0].values == ((LO, LO), (_ip(10, 0, 0, 0), _ip(10, 255, 255, 255)),
+    assert rules[2].matches[-1].field == "ip.daddr"
+    assert rules[2].matches[-1].values == ((LO, _ip(127, 0, 0, 9)),)
+    assert rules[3].matches[-1].values == ((LO, LO), (_ip(10, 0, 0, 0), _ip(10, 255, 255, 255)),
                                           (_ip(192, 168, 1, 1), _ip(192, 168, 1, 9)))
-    assert rules[4].matches[0].field == "ip6.saddr" and rules[4].matches[0].values == ((1, 1),)
+    assert rules[4].matches[-1].field == "ip6.saddr" and rules[4].matches[-1].values == ((1, 1),)
     lo6 = 0xFE80 << 112
-    assert rules[5].matches[0].values == ((lo6, lo6 | ((1 << 118) - 1)),)
+    assert rules[5].matches[-1].values == ((lo6, lo6 | ((1 << 118) - 1)),)
 
 
 def test_prefix_with_host_bits_is_masked_like_the_kernel():
     _, rules = rules_of(doc([[m(SADDR, {"prefix": {"addr": "127.0.0.1", "len": 8}}), ACCEPT]]))
-    assert rules[0].matches[0].values == ((_ip(127, 0, 0, 0), _ip(127, 255, 255, 255)),)
+    assert rules[0].matches[-1].values == ((_ip(127, 0, 0, 0), _ip(127, 255, 255, 255)),)
 
 
 def test_ports_carry_their_protocol_but_th_does_not():
@@ -136,7 +136,7 @@ def test_protocol_fields_all_become_meta_l4proto():
         [m({"meta": {"key": "nfproto"}}, "ipv6"), ACCEPT],
         [m({"meta": {"key": "protocol"}}, "ip"), ACCEPT],
     ]))
-    assert [(r.matches[0].field, r.matches[0].values) for r in rules] == [
+    assert [(r.matches[-1].field, r.matches[-1].values) for r in rules] == [
         ("meta.l4proto", ((1, 1),)), ("meta.l4proto", ((58, 58),)), ("meta.l4proto", ((132, 132),)),
         ("meta.nfproto", ("ipv6",)), ("meta.nfproto", ("ipv4",))]
 
@@ -175,7 +175,8 @@ def test_concatenation_with_anonymous_set():
     concat = {"concat": [SADDR, TCP_DPORT]}
     _, rules = rules_of(doc([[m(concat, {"set": [{"concat": ["127.0.0.1", 22]},
                                                  {"concat": ["127.0.0.2", {"range": [80, 90]}]}]}), ACCEPT]]))
-    l4, match = rules[0].matches
+    nfproto, l4, match = rules[0].matches
+    assert (nfproto.field, nfproto.values) == ("meta.nfproto", ("ipv4",))  # `ip saddr` in inet
     assert (l4.field, l4.values) == ("meta.l4proto", ((6, 6),))
     assert match.field == ("ip.saddr", "th.dport")
     assert match.values == (((LO, LO), (22, 22)), ((LO + 1, LO + 1), (80, 90)))
@@ -203,8 +204,8 @@ def test_named_sets_and_maps_are_resolved_from_the_table():
     assert named["allowed"].key == "ip.saddr" and named["allowed"].flags == frozenset({"interval"})
     assert named["allowed"].elements == ((_ip(10, 0, 0, 0), _ip(10, 255, 255, 255)), (LO, LO),
                                          (_ip(192, 168, 1, 1), _ip(192, 168, 1, 9)))
-    assert rules[0].matches[0].set_name == "allowed"
-    assert rules[0].matches[0].values == named["allowed"].elements
+    assert rules[0].matches[-1].set_name == "allowed"
+    assert rules[0].matches[-1].values == named["allowed"].elements
     assert rules[1].matches[-1].field == ("ip.saddr", "th.dport")
     assert rules[1].matches[-1].values == (((LO, LO), (53, 53)),)
     vmap = rules[2].action
@@ -214,7 +215,7 @@ def test_named_sets_and_maps_are_resolved_from_the_table():
     assert named["vm"].is_map and named["vm"].map_type == "verdict"
     # a set filled at run time cannot be decided: opaque, and the set says it is not known
     assert named["dyn"].known is False
-    assert rules[3].matches[0].opaque and "@dyn" in rules[3].matches[0].text
+    assert rules[3].matches[-1].opaque and "@dyn" in rules[3].matches[-1].text
     # a set no rule uses is still converted from its type
     assert named["unused"].key == "ip.addr" and named["unused"].elements == ((LO, LO),)
 
@@ -239,7 +240,8 @@ def test_verdicts_and_neutral_statements():
     kinds = [(r.action.kind, r.action.target) for r in rules]
     assert kinds == [("accept", None), ("jump", "other"), ("goto", "other"), ("return", None),
                      ("continue", None), ("reject", None), ("continue", None), ("notrack", None), ("queue", None)]
-    assert [x.field for x in rules[0].matches] == ["meta.l4proto", "th.dport"]  # counter/log/limit: no matches
+    # counter and log: no matches; limit and quota: runtime conditions the engine words
+    assert [x.field for x in rules[0].matches] == ["meta.l4proto", "th.dport", "limit", "quota"]
 
 
 def test_nat_statements_say_where_the_packet_goes():
@@ -280,10 +282,12 @@ def test_iptables_nft_xt_and_unknown_expressions_are_kept_opaque():
     assert rules[0].matches[0].opaque and rules[0].matches[0].text == "xt match comment"
     assert rules[0].action.kind == "accept"
     assert (rules[1].action.kind, rules[1].action.target) == ("unknown", "LOG")
-    assert rules[2].matches[0].opaque and "skuid" in rules[2].matches[0].text
+    assert (rules[2].matches[0].field, rules[2].matches[0].values, rules[2].matches[0].opaque) == (
+        "meta.skuid", ((0, 0),), False)
     assert rules[3].matches[-1].opaque and rules[3].matches[-1].text == "tcp flags < syn"
     assert (rules[4].action.kind, rules[4].action.target) == ("unknown", "tproxy")
-    assert rules[5].matches[0].opaque
+    assert (rules[5].matches[0].field, rules[5].matches[0].values, rules[5].matches[0].opaque) == (
+        "ct.mark", ((1, 1),), False)
 
 
 def test_comment_and_ignore_ids():

@@ -38,7 +38,39 @@ tcp.flags          ((mask, comp),): true when flags & mask == comp (fin 0x01
 rpfilter           () : iptables -m rpfilter (negate: --invert)
 recent             ((list name, command),): iptables -m recent, command
                    "set" | "rcheck" | "update" | "remove"
+icmp.type          (lo, hi) ranges of ICMP types / codes (icmp.code); icmpv6.type
+icmp.code          and icmpv6.code alike (`--icmp-type any`: no such match)
+ip.ttl             (lo, hi) ranges of the IPv4 TTL; ip6.hoplimit of the hop limit
+ip.length          (lo, hi) layer-3 length (IP header + payload); ip6.length is
+                   the IPv6 payload length, meta.length the nft `meta length`
+ip.dscp ip.ecn     (lo, hi) ranges (dscp 0-63, ecn 0-3); ip6.dscp ip6.ecn alike
+ip.tos             (lo, hi) of tos & Match.mask
+ip.fragment        (True,): the packet is a non-first fragment
+ip.morefragments   (True,): the IPv4 more-fragments bit is set
+meta.pkttype       "host" "broadcast" "multicast" "other"
+meta.iiftype       interface types as nft names them: "loopback" "ether" ...
+meta.oiftype
+meta.iifgroup      (lo, hi) ranges of the device group (& Match.mask)
+meta.oifgroup
+ct.helper          helper names ("ftp", ...)
+physdev            ((option, argument or None),): any -m physdev option
+connlimit          (("above" | "upto", N),): iptables connlimit, nft ct count
+statistic.nth      ((every, packet),): statistic --mode nth, nft numgen inc
+statistic.random   (probability,): statistic --mode random, nft numgen random
+meta.skuid         (lo, hi) ranges of the socket owner's uid / gid (meta.skgid);
+meta.skgid         a name that does not resolve: values=() and opaque=True
+meta.socket        (True,): the packet belongs to a local socket
+ct.mark            (lo, hi) ranges of the conntrack mark (& Match.mask)
+tcp.option.mss     (lo, hi) ranges of the TCP MSS option
+tcp.option         (kind,): the TCP option of that kind is present
+limit              (("limit" | "hashlimit", text),): a rate (negate: over it)
+quota              (("quota" | "over", N),): a byte quota ("over": past it;
+                   iptables `! --quota N`, nft `quota over`); N in bytes
+runtime            ((kind, text),): time, cpu, ...: decided only at run time
 =================  =========================================================
+
+Actions that change marks (``Action.set_mark`` ``set_ctmark`` ``copy_mark``
+``mark_unknown``) are described on ``Action``; packet and conntrack marks start at 0.
 
 A match the model cannot express is kept with ``opaque=True`` and its text: the
 engine treats it as *unknown*, never as true or false. Neutral matches (comment,
@@ -143,6 +175,44 @@ FIELDS = {
     "tcp.flags": "((mask, comp),): true when flags & mask == comp; false for a packet that is not TCP",
     "rpfilter": "(): iptables -m rpfilter (negate: --invert); true for a packet that came in on lo",
     "recent": '((list name, command),): iptables -m recent; command "set" "rcheck" "update" "remove"',
+    "icmp.type": "(lo, hi) ranges of ICMP types (iptables --icmp-type any: no icmp.type match at all)",
+    "icmp.code": "(lo, hi) ranges of ICMP codes (iptables `! --icmp-type T/C`: one negated concatenation "
+                 "(icmp.type, icmp.code), since `!` negates type and code together)",
+    "icmpv6.type": "(lo, hi) ranges of ICMPv6 types",
+    "icmpv6.code": "(lo, hi) ranges of ICMPv6 codes",
+    "ip.ttl": "(lo, hi) ranges of the IPv4 TTL",
+    "ip6.hoplimit": "(lo, hi) ranges of the IPv6 hop limit",
+    "ip.length": "(lo, hi) ranges of the layer-3 length (IP header + payload; iptables -m length, nft ip length; "
+                 "ip6tables -m length too: the kernel adds the 40-byte IPv6 header)",
+    "ip6.length": "(lo, hi) ranges of the IPv6 payload length (nft ip6 length)",
+    "meta.length": "(lo, hi) ranges of the packet length as nft meta length sees it",
+    "ip.dscp": "(lo, hi) ranges of the DSCP (0-63), IPv4",
+    "ip.ecn": "(lo, hi) ranges of the ECN bits (0-3), IPv4",
+    "ip6.dscp": "(lo, hi) ranges of the DSCP (0-63), IPv6",
+    "ip6.ecn": "(lo, hi) ranges of the ECN bits (0-3), IPv6",
+    "ip.tos": "(lo, hi) ranges of the TOS byte & Match.mask (iptables -m tos; in ip6tables the traffic class)",
+    "ip.fragment": "(True,): the packet is a non-first fragment (iptables -f, nft ip frag-off & 0x1fff != 0)",
+    "ip.morefragments": "(True,): the IPv4 more-fragments bit is set (nft ip frag-off & 0x2000 != 0)",
+    "meta.pkttype": '"host" "broadcast" "multicast" "other"; iptables also "outgoing" "loopback" (never met: '
+                    'xt_pkttype reports a loopback packet as host/multicast/broadcast)',
+    "meta.iiftype": 'input interface types as nft names them: "loopback" "ether" ...',
+    "meta.oiftype": 'output interface types as nft names them: "loopback" "ether" ...',
+    "meta.iifgroup": "(lo, hi) ranges of the input device group (& Match.mask)",
+    "meta.oifgroup": "(lo, hi) ranges of the output device group (& Match.mask)",
+    "ct.helper": 'conntrack helper names ("ftp", ...)',
+    "physdev": "((option, argument or None),): one -m physdev option; a negated option is its own Match",
+    "connlimit": '(("above" | "upto", N),): iptables -m connlimit, nft ct count [over]',
+    "statistic.nth": "((every, packet),): iptables statistic --mode nth, nft numgen inc mod N",
+    "statistic.random": "(probability,): iptables statistic --mode random, nft numgen random mod N",
+    "meta.skuid": "(lo, hi) ranges of the socket owner's uid; a name that does not resolve: values=(), opaque",
+    "meta.skgid": "(lo, hi) ranges of the socket owner's gid; a name that does not resolve: values=(), opaque",
+    "meta.socket": "(True,): the packet belongs to a local socket (owner --socket-exists)",
+    "ct.mark": "(lo, hi) ranges of the conntrack mark (after applying Match.mask)",
+    "tcp.option.mss": "(lo, hi) ranges of the TCP MSS option",
+    "tcp.option": "(kind,): a TCP option of that kind is present",
+    "limit": '(("limit" | "hashlimit", text),): under the rate (negate: over it); a runtime condition',
+    "quota": '(("quota" | "over", N),): under the byte quota first; a runtime condition',
+    "runtime": "((kind, text),): time, cpu, ...: decided only at run time, always unknown",
 }
 
 
@@ -216,7 +286,16 @@ class Action:
     family as the table) and ``to_port`` (int or None) say where the packet goes.
     For vmap: ``vmap_field`` is the key (str or tuple, like Match.field),
     ``vmap`` the entries; ``set_name`` names a named map.
-    ``set_mark``: for MARK / meta mark set, (value, mask) so the engine can follow it.
+    Marks (packet and conntrack marks start at 0):
+    ``set_mark``: (value, mask): meta mark = (mark & ~mask) ^ value (MARK, meta mark set V).
+    ``set_ctmark``: (value, mask): ct mark = (ctmark & ~mask) ^ value (CONNMARK --set-xmark /
+    --set-mark, nft ct mark set V).
+    ``copy_mark``: (direction, mask): "ct->meta" (CONNMARK --restore-mark, meta mark set ct mark)
+    or "meta->ct" (CONNMARK --save-mark, ct mark set meta mark); mask = the bits copied:
+    dst = (dst & ~mask) | (src & mask), as CONNMARK does. nft `meta mark set ct mark & M` (the
+    other bits become 0) is two Actions in Rule.before: set_mark (0, 0xffffffff), then the copy.
+    ``mark_unknown``: "meta" or "ct" when the statement sets that mark to a value lbfw cannot
+    compute (numgen, hashes, maps ...): that mark is unknown from there on.
     """
 
     kind: str
@@ -228,6 +307,9 @@ class Action:
     vmap: tuple = ()
     set_name: Optional[str] = None
     set_mark: Optional[tuple] = None
+    set_ctmark: Optional[tuple] = None
+    copy_mark: Optional[tuple] = None
+    mark_unknown: Optional[str] = None
 
 
 # --------------------------------------------------------------------------- rules, chains, tables

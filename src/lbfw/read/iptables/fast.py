@@ -46,6 +46,8 @@ _a_kind, _a_target, _a_args, _a_to_addr, _a_to_port = Action.kind.__set__, Actio
     Action.args.__set__, Action.to_addr.__set__, Action.to_port.__set__
 _a_vmap_field, _a_vmap, _a_set_name, _a_set_mark = Action.vmap_field.__set__, Action.vmap.__set__, \
     Action.set_name.__set__, Action.set_mark.__set__
+_a_set_ctmark, _a_copy_mark, _a_mark_unknown = Action.set_ctmark.__set__, Action.copy_mark.__set__, \
+    Action.mark_unknown.__set__
 
 
 def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,
@@ -62,12 +64,16 @@ def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,
     _a_vmap(a, ())
     _a_set_name(a, None)
     _a_set_mark(a, None)
+    _a_set_ctmark(a, None)
+    _a_copy_mark(a, None)
+    _a_mark_unknown(a, None)
     return a
 
 
 # Should the model gain a field, the shortcuts above would leave it unset: use the constructors.
 if tuple(f.name for f in _dc_fields(Action)) != ("kind", "target", "args", "to_addr", "to_port", "vmap_field",
-                                                  "vmap", "set_name", "set_mark"):
+                                                  "vmap", "set_name", "set_mark", "set_ctmark", "copy_mark",
+                                                  "mark_unknown"):
     def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,   # noqa: F811
                 to_port: Optional[int] = None) -> Action:
         return Action(kind, target=target, args=args, to_addr=to_addr, to_port=to_port)

@@ -9,6 +9,7 @@ from typing import Optional
 from ...model import Match
 from .fast import _ANY, _match
 from .options import CT_STATES, CT_STATUS, PROTOCOLS
+from .packet import PACKET_KINDS
 from .values import (
     _CACHE_LIMIT,
     _HOSTNAME_RE,
@@ -141,14 +142,16 @@ class MatchBuilder:
                 raise _Bad(f"{opt}: bad mark {value!r}") from None
             field = "meta.mark" if kind == "mark" else "ct.mark"
             return (Match(field=field, values=((mark & mask, mark & mask),),
-                          mask=None if mask == 0xFFFFFFFF else mask, negate=neg, text=text,
-                          opaque=kind == "ctmark"),)
+                          mask=None if mask == 0xFFFFFFFF else mask, negate=neg, text=text),)
         if kind == "matchset":
             name, _, dirs = value.partition(" ")
             dir_list = dirs.split(",")
             fields = tuple(self.saddr if d == "src" else self.daddr for d in dir_list)
             return (Match(field=fields[0] if len(fields) == 1 else fields, negate=neg, text=text,
                           set_name=name, opaque=True),)
+        packet = PACKET_KINDS.get(kind)
+        if packet is not None:
+            return packet(opt, value, neg, text, self.family)
         # everything else: kept, undecided
         module_text = opt.lstrip("-")
         return (Match(field=f"opt.{module_text}", negate=neg, text=text.rstrip(), opaque=True),)

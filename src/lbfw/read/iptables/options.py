@@ -71,13 +71,13 @@ _PORTS = {"--sport": ("port", 1), "--source-port": ("port", 1), "--dport": ("por
 # Module options lbfw understands: module -> option -> (kind, number of arguments).
 # Options of a loaded module not listed here are kept opaque with their arguments.
 MODULE_OPTIONS = {
-    "tcp": {**_PORTS, "--syn": ("syn", 0), "--tcp-flags": ("tcpflags", 2), "--tcp-option": ("opaque", 1)},
+    "tcp": {**_PORTS, "--syn": ("syn", 0), "--tcp-flags": ("tcpflags", 2), "--tcp-option": ("tcpoption", 1)},
     "udp": dict(_PORTS),
     "udplite": dict(_PORTS),
     "sctp": dict(_PORTS),
     "dccp": dict(_PORTS),
-    "icmp": {"--icmp-type": ("opaque", 1)},
-    "icmp6": {"--icmpv6-type": ("opaque", 1)},
+    "icmp": {"--icmp-type": ("icmptype", 1)},
+    "icmp6": {"--icmpv6-type": ("icmptype", 1)},
     "multiport": {"--sports": ("ports", 1), "--source-ports": ("ports", 1), "--dports": ("ports", 1),
                   "--destination-ports": ("ports", 1), "--ports": ("ports", 1)},
     "state": {"--state": ("state", 1)},
@@ -87,9 +87,41 @@ MODULE_OPTIONS = {
     "iprange": {"--src-range": ("range", 1), "--dst-range": ("range", 1)},
     "mark": {"--mark": ("mark", 1)},
     "connmark": {"--mark": ("ctmark", 1)},
+    # header fields and other one-option matches (packet.py)
+    "ttl": {"--ttl-eq": ("hop", 1), "--ttl-lt": ("hop", 1), "--ttl-gt": ("hop", 1)},
+    "hl": {"--hl-eq": ("hop", 1), "--hl-lt": ("hop", 1), "--hl-gt": ("hop", 1)},
+    "length": {"--length": ("length", 1)},
+    "dscp": {"--dscp": ("dscp", 1), "--dscp-class": ("dscp", 1)},
+    "ecn": {"--ecn-ip-ect": ("ecn", 1), "--ecn-tcp-cwr": ("ecn", 0), "--ecn-tcp-ece": ("ecn", 0)},
+    "tos": {"--tos": ("tos", 1)},
+    "pkttype": {"--pkt-type": ("pkttype", 1)},
+    "devgroup": {"--src-group": ("devgroup", 1), "--dst-group": ("devgroup", 1)},
+    "helper": {"--helper": ("helper", 1)},
+    "tcpmss": {"--mss": ("mss", 1)},
+    "physdev": {"--physdev-in": ("physdev", 1), "--physdev-out": ("physdev", 1), "--physdev-is-in": ("physdev", 0),
+                "--physdev-is-out": ("physdev", 0), "--physdev-is-bridged": ("physdev", 0)},
+    # modules whose options together make their Matches (grouped.py)
+    "owner": {"--uid-owner": ("group", 1), "--gid-owner": ("group", 1), "--socket-exists": ("group", 0),
+              "--suppl-groups": ("group", 0)},
+    "connlimit": {"--connlimit-above": ("group", 1), "--connlimit-upto": ("group", 1),
+                  "--connlimit-mask": ("group", 1), "--connlimit-saddr": ("group", 0),
+                  "--connlimit-daddr": ("group", 0)},
+    "statistic": {"--mode": ("group", 1), "--every": ("group", 1), "--packet": ("group", 1),
+                  "--probability": ("group", 1)},
+    "hashlimit": {opt: ("group", 1) for opt in (
+        "--hashlimit-upto", "--hashlimit-above", "--hashlimit", "--hashlimit-burst", "--hashlimit-mode",
+        "--hashlimit-name", "--hashlimit-srcmask", "--hashlimit-dstmask", "--hashlimit-htable-size",
+        "--hashlimit-htable-max", "--hashlimit-htable-expire", "--hashlimit-htable-gcinterval",
+        "--hashlimit-rate-interval")} | {"--hashlimit-rate-match": ("group", 0)},
+    "quota": {"--quota": ("group", 1)},
+    "time": {"--timestart": ("group", 1), "--timestop": ("group", 1), "--datestart": ("group", 1),
+             "--datestop": ("group", 1), "--monthdays": ("group", 1), "--weekdays": ("group", 1),
+             "--kerneltz": ("group", 0), "--utc": ("group", 0), "--localtz": ("group", 0),
+             "--contiguous": ("group", 0)},
+    "cpu": {"--cpu": ("group", 1)},
     "set": {"--match-set": ("matchset", 2), "--set": ("matchset", 2)},
     "comment": {"--comment": ("comment", 1)},
-    "limit": {"--limit": ("neutral", 1), "--limit-burst": ("neutral", 1)},
+    "limit": {"--limit": ("group", 1), "--limit-burst": ("group", 1)},
     "mac": {"--mac-source": ("opaque", 1)},
     "string": {"--string": ("opaque", 1), "--hex-string": ("opaque", 1)},
     "u32": {"--u32": ("opaque", 1)},
@@ -101,6 +133,9 @@ MODULE_OPTIONS = {
                "--rdest": ("recent", 0), "--mask": ("recent", 1), "--seconds": ("recent", 1),
                "--reap": ("recent", 0), "--hitcount": ("recent", 1), "--rttl": ("recent", 0)},
 }
+
+# modules that make their Matches from all their options at once (grouped.GROUP_BUILDERS)
+GROUPED_MODULES = frozenset(("owner", "connlimit", "statistic", "limit", "hashlimit", "quota", "time", "cpu"))
 
 # `-m recent`'s commands (exactly one per match) -> the command of its Match (model "recent")
 RECENT_COMMANDS = {"--set": "set", "--rcheck": "rcheck", "--update": "update", "--remove": "remove"}

@@ -10,7 +10,9 @@ from typing import Optional
 
 from ...model import Match
 from .fast import _ANY
+from .grouped import group_matches
 from .options import (
+    GROUPED_MODULES,
     MODULE_OPTIONS,
     ONE_ARG_ALWAYS,
     OPTIONS,
@@ -50,9 +52,10 @@ class _Tail:
 
 
 class _Module:
-    """The options of one `-m rpfilter` or `-m recent`, read so far: they make one Match."""
+    """The options of one `-m rpfilter`, `-m recent` or grouped module (options.GROUPED_MODULES),
+    read so far: they make its Match(es)."""
 
-    __slots__ = ("name", "index", "text", "seen", "negate", "command", "list_name")
+    __slots__ = ("name", "index", "text", "seen", "negate", "command", "list_name", "options")
 
     def __init__(self, name: str, index: int) -> None:
         self.name = name
@@ -62,6 +65,7 @@ class _Module:
         self.negate = False
         self.command: Optional[str] = None
         self.list_name = "DEFAULT"
+        self.options: list = []        # grouped modules: (option, value, negated) as written
 
 
 class TailReader:
@@ -105,8 +109,8 @@ class TailReader:
                 if (tok in ("-4", "--ipv4")) != (self.family == "ip"):
                     return _OTHER_FAMILY
             elif tok == "-f" or tok == "--fragment":
-                st.matches.append(Match(field="ip.frag", negate=st.neg, text=("! -f" if st.neg else "-f"),
-                                        opaque=True))
+                st.matches.append(Match(field="ip.fragment", values=(True,), negate=st.neg,
+                                        text=("! -f" if st.neg else "-f")))
                 st.neg = False
             else:
                 self._tail_option(st, tok)
@@ -165,7 +169,7 @@ class TailReader:
         if following is None:
             following = self.contexts[key] = f"{st.ctx}|{module}"
         st.ctx = following
-        if module == "rpfilter" or module == "recent":
+        if module == "rpfilter" or module == "recent" or module in GROUPED_MODULES:
             st.modules[len(st.loaded)] = _Module(module, len(st.matches))
             st.matches.append(None)       # its Match, made when the rule's options are all read
         elif module not in QUIET_MODULES:
@@ -256,6 +260,9 @@ class TailReader:
         if kind == "rpfilter" or kind == "recent":
             self._module_option(st, opt, value, neg, kind)
             return
+        if kind == "group":
+            self._group_option(st, opt, value, neg, owner)
+            return
         if kind == "proto":
             st.proto = PROTO_MODULE.get(value.lower())
             st.ctx = f"{st.proto}|{'|'.join(st.loaded)}"
@@ -314,12 +321,29 @@ class TailReader:
         elif opt == "--name":
             module.list_name = value
 
+    def _group_option(self, st: _Tail, opt: str, value: str, neg: bool, owner: Optional[str]) -> None:
+        """An option of a grouped module (owner, connlimit, statistic, ...): kept for its Matches."""
+        for count in range(len(st.loaded), 0, -1):
+            if st.loaded[count - 1] == owner:
+                module = st.modules[count]
+                break
+        piece = f"{opt} {value}" if value else opt
+        module.text = f"{module.text} ! {piece}" if neg else f"{module.text} {piece}"
+        module.options.append((opt, value, neg))
+
     def _tail_result(self, st: _Tail) -> tuple:
         """The walk's findings as tail()'s result (the rpfilter / recent Matches made now)."""
         matches = st.matches
         if st.modules:
+            grouped = False
             for module in st.modules.values():
-                if module.name == "rpfilter":
+                if module.name in GROUPED_MODULES:
+                    try:
+                        matches[module.index] = group_matches(module.name, module.options, module.text)
+                    except _Bad as err:
+                        raise self.bad(err) from None
+                    grouped = True
+                elif module.name == "rpfilter":
                     matches[module.index] = Match(field="rpfilter", values=(), negate=module.negate,
                                                   text=module.text)
                 elif module.command is None:
@@ -328,6 +352,8 @@ class TailReader:
                     matches[module.index] = Match(
                         field="recent", values=((module.list_name, RECENT_COMMANDS[module.command]),),
                         negate=module.negate, text=module.text)
+            if grouped:
+                matches = [m for item in matches for m in (item if isinstance(item, tuple) else (item,))]
         if st.loaded and "addrtype" in st.loaded and any(m.field == "addrtype.limit-iface" for m in matches):
             # --limit-iface-in/out: the type is looked up on one interface only: not modelled
             matches = [Match(field=m.field, values=m.values, negate=m.negate, text=m.text, opaque=True)

@@ -36,10 +36,14 @@ class TargetReader:
             if args and name != "REJECT":
                 raise self.bad(f"-j {name} takes no options, got {arg_text!r}", line=rule.origin.line)
             return _action(kind, name, arg_text)
+        if name == "CONNMARK":
+            return self.connmark_target(args, arg_text)
         if name in NON_ENDING_TARGETS:
             return _action("continue", name, arg_text)
         if name == "MARK":
-            return Action("continue", target=name, args=arg_text, set_mark=self.mark_target(args))
+            mark = self.mark_target(args)
+            return Action("continue", target=name, args=arg_text, set_mark=mark,
+                          mark_unknown="meta" if mark is None else None)
         if name == "DNAT":
             addr, port = self.nat_to(args, "--to-destination")
             return _action("dnat", name, arg_text, addr, port)
@@ -68,16 +72,15 @@ class TargetReader:
         self.unresolved.append((rule, name, False, chain.name))
         return Action("unknown", target=name, args=arg_text)
 
-    def mark_target(self, args: tuple) -> Optional[tuple]:
-        """MARK's effect as (value, mask): mark = (mark & ~mask) | value; None when not that."""
+    def mark_target(self, args: tuple, target: str = "MARK") -> Optional[tuple]:
+        """MARK's (or CONNMARK's) edit as (value, mask): mark = (mark & ~mask) ^ value, the way
+        iptables-save prints every form back (--set-xmark V/M; measured); None when not one."""
         for i, opt in enumerate(args[:-1]):
             try:
                 if opt in ("--set-mark", "--set-xmark"):
                     value, mask = _value_mask(args[i + 1])
                     if opt == "--set-mark":
                         return (value, mask | value)      # iptables makes it --set-xmark v/(m|v)
-                    if value & ~mask & 0xFFFFFFFF:
-                        return None              # real XOR outside the mask: not a plain set
                     return (value, mask)
                 if opt == "--or-mark":
                     value = _int(args[i + 1])
@@ -85,9 +88,36 @@ class TargetReader:
                 if opt == "--and-mark":
                     value = _int(args[i + 1])
                     return (0, ~value & 0xFFFFFFFF)
+                if opt == "--xor-mark":
+                    return (_int(args[i + 1]), 0)
             except ValueError:
-                raise self.bad(f"MARK {opt}: bad mark {args[i + 1]!r}") from None
+                raise self.bad(f"{target} {opt}: bad mark {args[i + 1]!r}") from None
         return None
+
+    def connmark_target(self, args: tuple, arg_text: str) -> Action:
+        """CONNMARK: an edit of the conntrack mark (set_ctmark), --save-mark / --restore-mark
+        (copy_mark with the bits copied), or, when lbfw cannot follow it, mark_unknown."""
+        copy = "meta->ct" if "--save-mark" in args else "ct->meta" if "--restore-mark" in args else None
+        if copy is None:
+            ctmark = self.mark_target(args, "CONNMARK")
+            return Action("continue", target="CONNMARK", args=arg_text, set_ctmark=ctmark,
+                          mark_unknown="ct" if ctmark is None else None)
+        masks = {}
+        for i, opt in enumerate(args[:-1]):
+            if opt in ("--mask", "--nfmask", "--ctmask"):
+                try:
+                    masks[opt] = _int(args[i + 1])
+                except ValueError:
+                    raise self.bad(f"CONNMARK {opt}: bad mask {args[i + 1]!r}") from None
+        full = 0xFFFFFFFF
+        nfmask = masks.get("--nfmask", masks.get("--mask", full))
+        ctmask = masks.get("--ctmask", masks.get("--mask", full))
+        if nfmask != ctmask or any(a.startswith("--shift") or a.startswith("--left") or a.startswith("--right")
+                                   for a in args):
+            # bits copied to other bits: the new mark is not a plain copy
+            return Action("continue", target="CONNMARK", args=arg_text,
+                          mark_unknown="ct" if copy == "meta->ct" else "meta")
+        return Action("continue", target="CONNMARK", args=arg_text, copy_mark=(copy, nfmask))
 
     def nat_to(self, args: tuple, opt: str, ports_only: bool = False) -> tuple:
         """(first address, first port) of a NAT target's --to-* option; None where absent."""

@@ -19,6 +19,26 @@ __all__ = ["TableContext", "field_of", "match_stmt"]
 _L4_OF_PAYLOAD = {"tcp": 6, "udp": 17, "sctp": 132, "dccp": 33, "udplite": 136}
 _IF_KEYS = {"iif": "meta.iifname", "iifname": "meta.iifname", "oif": "meta.oifname", "oifname": "meta.oifname"}
 _NFPROTO_OF_ETHERTYPE = {"ip": "ipv4", "ip6": "ipv6", "ipv4": "ipv4", "ipv6": "ipv6"}
+# payload header fields -> (model field, value kind, implied l4proto)
+_PAYLOAD_FIELDS = {
+    ("icmp", "type"): ("icmp.type", "icmp_type", 1), ("icmp", "code"): ("icmp.code", "icmp_code", 1),
+    ("icmpv6", "type"): ("icmpv6.type", "icmpv6_type", 58), ("icmpv6", "code"): ("icmpv6.code", "icmpv6_code", 58),
+    ("ip", "ttl"): ("ip.ttl", "u8", None), ("ip6", "hoplimit"): ("ip6.hoplimit", "u8", None),
+    ("ip", "length"): ("ip.length", "u16", None), ("ip6", "length"): ("ip6.length", "u16", None),
+    ("ip", "dscp"): ("ip.dscp", "dscp", None), ("ip", "ecn"): ("ip.ecn", "ecn", None),
+    ("ip6", "dscp"): ("ip6.dscp", "dscp", None), ("ip6", "ecn"): ("ip6.ecn", "ecn", None),
+}
+# meta keys -> (model field, value kind)
+_META_FIELDS = {"length": ("meta.length", "u32"), "pkttype": ("meta.pkttype", "word"),
+                "iiftype": ("meta.iiftype", "word"), "oiftype": ("meta.oiftype", "word"),
+                "iifgroup": ("meta.iifgroup", "devgroup"), "oifgroup": ("meta.oifgroup", "devgroup"),
+                "skuid": ("meta.skuid", "u32"), "skgid": ("meta.skgid", "u32")}
+# meta keys only the moment a packet passes decides (field "runtime")
+_RUNTIME_META = frozenset(("cpu", "time", "day", "hour", "iifkind", "oifkind", "random"))
+# tcp option names nft prints -> option kind numbers
+TCP_OPTION_KINDS = {"eol": 0, "nop": 1, "maxseg": 2, "window": 3, "sack-perm": 4, "sack": 5, "sack0": 5,
+                    "sack1": 5, "sack2": 5, "sack3": 5, "timestamp": 8, "md5sig": 19, "mptcp": 30, "fastopen": 34}
+_FRAG_BITS = {0x1FFF: "ip.fragment", 0x2000: "ip.morefragments"}
 
 
 def field_of(left: Any, family: str) -> tuple:
@@ -36,6 +56,9 @@ def field_of(left: Any, family: str) -> tuple:
             return "meta.l4proto", "proto", None, None
         if proto == "ip6" and fld == "nexthdr":
             return "meta.l4proto", "proto", None, None
+        known = _PAYLOAD_FIELDS.get((proto, fld))
+        if known is not None:
+            return known[0], known[1], known[2], None
         if fld in ("sport", "dport"):
             if proto == "th":
                 return f"th.{fld}", "port", None, None
@@ -54,12 +77,20 @@ def field_of(left: Any, family: str) -> tuple:
             return "meta.nfproto", "ethertype", None, None
         if k == "mark":
             return "meta.mark", "u32", None, None
+        if k in _META_FIELDS:
+            return _META_FIELDS[k][0], _META_FIELDS[k][1], None, None
         raise Opaque(render_expr(left))
     if key == "ct":
         k = val.get("key")
         if k in ("state", "status", "direction") and not val.get("dir"):
             return f"ct.{k}", "word", None, None
+        if k == "mark" and not val.get("dir"):
+            return "ct.mark", "u32", None, None
+        if k == "helper" and not val.get("dir"):
+            return "ct.helper", "word", None, None
         raise Opaque(render_expr(left))
+    if key == "tcp option" and val.get("name") == "maxseg" and val.get("field") == "size":
+        return "tcp.option.mss", "u16", 6, None
     if key == "fib":
         flags = val.get("flags") or []
         if isinstance(flags, str):
@@ -71,6 +102,8 @@ def field_of(left: Any, family: str) -> tuple:
         inner = val[0]
         if isinstance(inner, dict) and inner.get("meta", {}).get("key") == "mark":
             return "meta.mark", "u32", None, val[1]
+        if isinstance(inner, dict) and inner.get("ct", {}).get("key") == "mark" and not inner["ct"].get("dir"):
+            return "ct.mark", "u32", None, val[1]
         raise Opaque(render_expr(left))
     raise Opaque(render_expr(left))
 
@@ -103,9 +136,13 @@ def match_stmt(stmt: dict, ctx: TableContext) -> list:
     """A JSON match statement -> list of Match (an implied meta.l4proto comes first)."""
     left, right, op = stmt.get("left"), stmt.get("right"), stmt.get("op", "==")
     text = render_stmt({"match": stmt})
-    lookup = _tcp_flags(left, op, right, text) or _fib_rpf(left, op, right, text)
+    lookup = (_tcp_flags(left, op, right, text) or _fib_rpf(left, op, right, text)
+              or _header_flag(left, op, right, text) or _numgen(left, op, right, text)
+              or _runtime(left, text) or _tcp_option(left, op, right, text))
     if lookup is not None:
-        return [lookup]
+        found = [Match(field="meta.l4proto", values=((6, 6),), text=text), lookup] if lookup.field == "tcp.option" \
+            else [lookup]
+        return _with_nfproto(_implied_nfproto(left, ctx.family), found)
     if op not in ("==", "!=", "in", "<", "<=", ">", ">="):
         return [Match(field="?", text=text, opaque=True)]
     implied: list = []
@@ -149,12 +186,33 @@ def match_stmt(stmt: dict, ctx: TableContext) -> list:
             values = value_items(kinds, right)
         out = [Match(field="meta.l4proto", values=((p, p),), text=text) for p in dict.fromkeys(implied)]
         out.append(Match(field=field, values=values, negate=negate, text=text, set_name=set_name, mask=mask))
-        return out
+        return _with_nfproto(_implied_nfproto(left, ctx.family), out)
     except (Opaque, KeyError, TypeError, ValueError, IndexError):
         # still only tcp (udp ...) packets: keep what is certain beside what is not
         out = [Match(field="meta.l4proto", values=((p, p),), text=text) for p in dict.fromkeys(implied)]
         out.append(Match(field=_opaque_field(left), text=text, opaque=True))
-        return out
+        return _with_nfproto(_implied_nfproto(left, ctx.family), out)
+
+
+def _implied_nfproto(left: Any, family: str) -> Optional[str]:
+    """In an inet table `ip ...` only sees IPv4 packets and `ip6 ...` IPv6 ones (nft adds the
+    `meta nfproto` dependency and `nft -j` does not list it): the family the expression implies."""
+    if family != "inet" or not isinstance(left, dict):
+        return None
+    parts = left["concat"] if "concat" in left and isinstance(left["concat"], list) else [left]
+    for part in parts:
+        while isinstance(part, dict) and "&" in part and isinstance(part["&"], list):
+            part = part["&"][0]
+        payload = part.get("payload") if isinstance(part, dict) else None
+        if isinstance(payload, dict) and payload.get("protocol") in ("ip", "ip6"):
+            return "ipv4" if payload["protocol"] == "ip" else "ipv6"
+    return None
+
+
+def _with_nfproto(nfproto: Optional[str], matches: list) -> list:
+    if nfproto is None:
+        return matches
+    return [Match(field="meta.nfproto", values=(nfproto,), text=matches[-1].text)] + matches
 
 
 def _opaque_field(left: Any) -> str:
@@ -244,3 +302,54 @@ def _fib_rpf(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
     else:
         return None
     return Match(field="fib.rpf", values=(exists,), negate=op == "!=", text=text)
+
+
+# --------------------------------------------------------------------------- other header and state tests
+
+def _header_flag(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
+    """`ip frag-off & 0x1fff != 0` (a non-first fragment) and `& 0x2000` (more fragments) ->
+    ip.fragment / ip.morefragments (True,); `== 0` negated."""
+    if not (isinstance(left, dict) and isinstance(left.get("&"), list) and len(left["&"]) == 2):
+        return None
+    inner, bits = left["&"]
+    if inner != {"payload": {"protocol": "ip", "field": "frag-off"}} or bits not in _FRAG_BITS:
+        return None
+    if op not in ("==", "!=") or right != 0:
+        return Match(field=_opaque_field(left), text=text, opaque=True)
+    return Match(field=_FRAG_BITS[bits], values=(True,), negate=op == "==", text=text)
+
+
+def _numgen(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
+    """`numgen inc mod N P` -> statistic.nth ((N, P),) (negate for !=); `numgen random mod N` with a
+    comparison -> statistic.random (the share of the N values it accepts,)."""
+    if not (isinstance(left, dict) and isinstance(left.get("numgen"), dict)):
+        return None
+    gen = left["numgen"]
+    mod, offset, mode = gen.get("mod"), gen.get("offset", 0), gen.get("mode")
+    if not (isinstance(mod, int) and mod > 0 and isinstance(right, int) and not isinstance(right, bool)):
+        return Match(field=_opaque_field(left), text=text, opaque=True)
+    value = right - (offset or 0)
+    if mode == "inc" and op in ("==", "!=") and 0 <= value < mod:
+        return Match(field="statistic.nth", values=((mod, value),), negate=op == "!=", text=text)
+    if mode == "random" and op in ("==", "!=", "<", "<=", ">", ">="):
+        accepted = sum(1 for n in range(mod) if {"==": n == value, "!=": n != value, "<": n < value,
+                                                 "<=": n <= value, ">": n > value, ">=": n >= value}[op])
+        return Match(field="statistic.random", values=(accepted / mod,), text=text)
+    return Match(field=_opaque_field(left), text=text, opaque=True)
+
+
+def _runtime(left: Any, text: str) -> Optional[Match]:
+    """`meta cpu`, `meta hour`, `meta day`, `meta time` ...: decided only when the packet passes."""
+    if isinstance(left, dict) and isinstance(left.get("meta"), dict) and left["meta"].get("key") in _RUNTIME_META:
+        return Match(field="runtime", values=((left["meta"]["key"], text),), text=text)
+    return None
+
+
+def _tcp_option(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
+    """`tcp option NAME exists` / `missing` (nft prints true / false) -> tcp.option (kind,)."""
+    if not (isinstance(left, dict) and isinstance(left.get("tcp option"), dict)) or "field" in left["tcp option"]:
+        return None
+    kind = TCP_OPTION_KINDS.get(left["tcp option"].get("name"))
+    if kind is None or not isinstance(right, bool) or op not in ("==", "!="):
+        return Match(field=_opaque_field(left), text=text, opaque=True)
+    return Match(field="tcp.option", values=(kind,), negate=(op == "!=") == right, text=text)

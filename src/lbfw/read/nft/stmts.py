@@ -1,8 +1,10 @@
 """nft JSON statements -> the rule's matches, verdict or other action, and mark edits.
 
-Pure. Verdicts, NAT, reject, queue and verdict maps become ``Action``s; statements that
-never change the verdict (counter, log, limit, ...) stay in the rule text only; anything
-else an ``Action("unknown")`` with its text.
+Pure. Verdicts, NAT, reject, queue and verdict maps become ``Action``s; mark edits
+(``meta mark set``, ``ct mark set``) Actions of kind "continue" in the rule's ``before``;
+``limit``, ``quota`` and ``ct count`` Matches; statements that never change the verdict
+(counter, log, nftrace, ct zone ...) stay in the rule text only; anything else an
+``Action("unknown")`` with its text.
 """
 
 from __future__ import annotations
@@ -17,8 +19,12 @@ from .values import Opaque, addr, value_item, value_items
 __all__ = ["rule_parts", "verdict"]
 
 # Statements that never change the verdict or what later rules see (kept in the text only).
-_NEUTRAL_STMTS = {"counter", "log", "limit", "quota", "set", "map", "dup", "ct helper", "ct timeout",
+_NEUTRAL_STMTS = {"counter", "log", "set", "map", "dup", "ct helper", "ct timeout",
                   "ct expectation", "secmark", "last", "flow", "meter"}
+_FULL = 0xFFFFFFFF
+_META_MARK = {"meta": {"key": "mark"}}
+_CT_MARK = {"ct": {"key": "mark"}}
+_QUOTA_UNITS = {"bytes": 1, "kbytes": 1 << 10, "mbytes": 1 << 20, "gbytes": 1 << 30}
 
 
 def verdict(key: str, val: Any) -> Action:
@@ -105,23 +111,77 @@ def _implied_l4(left: Any, ctx: TableContext) -> list:
     return out
 
 
-def _mark_set(value: Any) -> Optional[tuple]:
-    """`meta mark set` value -> (value, mask): the new mark is (mark & ~mask) | value."""
-    full = 0xFFFFFFFF
+def _mark_edit(value: Any, own: dict) -> Optional[tuple]:
+    """A mark's new value written in terms of itself (``own``: meta mark or ct mark) -> (value,
+    mask): the new mark is (mark & ~mask) ^ value. None when it is not such an edit."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return (value & full, full)
-    if isinstance(value, dict) and "|" in value:
-        inner, b = value["|"]
-        if isinstance(b, int) and isinstance(inner, dict) and "&" in inner:
-            m, a = inner["&"]
-            if isinstance(a, int) and isinstance(m, dict) and m.get("meta", {}).get("key") == "mark":
-                keep = a & ~b & full
-                return (b & full, ~keep & full)
-    if isinstance(value, dict) and "&" in value:
-        m, a = value["&"]
-        if isinstance(a, int) and isinstance(m, dict) and m.get("meta", {}).get("key") == "mark":
-            return (0, ~a & full)
+        return (value & _FULL, _FULL)
+    if not isinstance(value, dict) or len(value) != 1:
+        return None
+    op, args = next(iter(value.items()))
+    if op not in ("|", "&", "^") or not isinstance(args, list) or len(args) != 2 or not isinstance(args[1], int):
+        return None
+    inner, b = args
+    b &= _FULL
+    if inner == own:
+        if op == "|":
+            return (b, b)
+        return (0, ~b & _FULL) if op == "&" else (b, 0)
+    if op == "|" and isinstance(inner, dict) and isinstance(inner.get("&"), list) and len(inner["&"]) == 2 \
+            and inner["&"][0] == own and isinstance(inner["&"][1], int):
+        keep = inner["&"][1] & ~b & _FULL
+        return (b, ~keep & _FULL)
     return None
+
+
+def _mark_stmts(target: str, value: Any, text: str) -> tuple:
+    """`meta mark set ...` / `ct mark set ...` -> the Actions (kind continue) that edit the marks:
+    set_mark / set_ctmark, copy_mark from the other mark (first cleared when only some bits are
+    copied: `meta mark set ct mark & 0xff` leaves the other bits 0), or mark_unknown."""
+    own, other = (_META_MARK, _CT_MARK) if target == "meta" else (_CT_MARK, _META_MARK)
+    direction = "ct->meta" if target == "meta" else "meta->ct"
+    edit = _mark_edit(value, own)
+    if edit is not None:
+        if target == "meta":
+            return (Action("continue", args=text, set_mark=edit),)
+        return (Action("continue", args=text, set_ctmark=edit),)
+    if value == other:
+        return (Action("continue", args=text, copy_mark=(direction, _FULL)),)
+    if (isinstance(value, dict) and isinstance(value.get("&"), list) and len(value["&"]) == 2
+            and value["&"][0] == other and isinstance(value["&"][1], int)):
+        mask = value["&"][1] & _FULL
+        clear = Action("continue", args=text, **{"set_mark" if target == "meta" else "set_ctmark": (0, _FULL)})
+        return (clear, Action("continue", args=text, copy_mark=(direction, mask)))
+    return (Action("continue", args=text, mark_unknown=target),)
+
+
+def _rate_match(key: str, val: Any, text: str) -> Match:
+    """`limit rate [over] ...`, `quota [over] N unit`, `ct count [over] N` -> their Match."""
+    inverted = isinstance(val, dict) and bool(val.get("inv"))
+    try:
+        if key == "limit":
+            return Match(field="limit", values=(("limit", text),), negate=inverted, text=text)
+        if key == "quota":
+            n = int(val["val"]) * _QUOTA_UNITS[val.get("val_unit", "bytes")]
+            return Match(field="quota", values=(("over" if inverted else "quota", n),), text=text)
+        n = int(val["val"])
+        return Match(field="connlimit", values=(("above" if inverted else "upto", n),), text=text)
+    except (KeyError, TypeError, ValueError):
+        return Match(field=key, text=text, opaque=True)
+
+
+def _without_repeats(matches: list) -> list:
+    """Drop an implied protocol / family match (meta.l4proto, meta.nfproto) the rule already has."""
+    seen: set = set()
+    out = []
+    for m in matches:
+        if m.field in ("meta.l4proto", "meta.nfproto") and not m.negate and not m.opaque:
+            key = (m.field, m.values)
+            if key in seen:
+                continue
+            seen.add(key)
+        out.append(m)
+    return out
 
 
 def rule_parts(exprs: list, ctx: TableContext) -> tuple:
@@ -160,16 +220,15 @@ def rule_parts(exprs: list, ctx: TableContext) -> tuple:
                 matches.append(Match(field="xt", text=f"xt match {name}", opaque=True))
             else:
                 action = Action("unknown", target=name or "xt", args=f"xt {kind} {name}")
-        elif key == "mangle" and isinstance(val, dict) and val.get("key", {}).get("meta", {}).get("key") == "mark":
-            mark = _mark_set(val.get("value"))
-            if mark is None:
-                unknown = Action("unknown", target="meta mark set", args=render_stmt(stmt))
-            else:
-                before.append(Action("continue", set_mark=mark, args=render_stmt(stmt)))
+        elif key == "mangle" and isinstance(val, dict) and val.get("key") in (_META_MARK, _CT_MARK):
+            target = "meta" if val["key"] == _META_MARK else "ct"
+            before.extend(_mark_stmts(target, val.get("value"), render_stmt(stmt)))
+        elif key in ("limit", "quota", "ct count"):
+            matches.append(_rate_match(key, val, render_stmt(stmt)))
         elif key in _NEUTRAL_STMTS or key == "mangle":
             continue  # counters, logs, other packet edits that do not decide verdicts
         else:
             unknown = Action("unknown", target=key, args=render_stmt(stmt))
     if action is None:
         action = unknown or Action("continue")
-    return tuple(matches), action, tuple(before)
+    return tuple(_without_repeats(matches)), action, tuple(before)

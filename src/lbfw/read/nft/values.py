@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from .render import render_expr
 
-__all__ = ["Opaque", "FIELD_KIND", "TYPE_KIND", "MAX", "addr", "scalar", "value_item", "value_items",
+__all__ = ["Opaque", "FIELD_KIND", "TYPE_KIND", "MAX", "NAMED", "addr", "scalar", "value_item", "value_items",
            "kind_of"]
 
 # Kinds of values per model field, to convert JSON values to model values.
@@ -22,7 +22,31 @@ FIELD_KIND = {
     "ct.state": "word", "ct.status": "word", "ct.direction": "word",
     "fib.saddr.type": "word", "fib.daddr.type": "word", "meta.mark": "u32",
 }
-MAX = {"ip4": 0xFFFFFFFF, "ip6": (1 << 128) - 1, "port": 0xFFFF, "proto": 0xFF, "u32": 0xFFFFFFFF}
+MAX = {"ip4": 0xFFFFFFFF, "ip6": (1 << 128) - 1, "port": 0xFFFF, "proto": 0xFF, "u32": 0xFFFFFFFF,
+       "u8": 0xFF, "u16": 0xFFFF, "icmp_type": 0xFF, "icmp_code": 0xFF, "icmpv6_type": 0xFF, "icmpv6_code": 0xFF,
+       "dscp": 63, "ecn": 3, "devgroup": 0xFFFFFFFF}
+# The symbolic constants nft 1.0.6 prints for these kinds (`nft describe icmp type` ...)
+NAMED = {
+    "icmp_type": {"echo-reply": 0, "destination-unreachable": 3, "source-quench": 4, "redirect": 5,
+                  "echo-request": 8, "router-advertisement": 9, "router-solicitation": 10, "time-exceeded": 11,
+                  "parameter-problem": 12, "timestamp-request": 13, "timestamp-reply": 14, "info-request": 15,
+                  "info-reply": 16, "address-mask-request": 17, "address-mask-reply": 18},
+    "icmp_code": {"net-unreachable": 0, "host-unreachable": 1, "prot-unreachable": 2, "port-unreachable": 3,
+                  "frag-needed": 4, "net-prohibited": 9, "host-prohibited": 10, "admin-prohibited": 13},
+    "icmpv6_type": {"destination-unreachable": 1, "packet-too-big": 2, "time-exceeded": 3, "parameter-problem": 4,
+                    "echo-request": 128, "echo-reply": 129, "mld-listener-query": 130, "mld-listener-report": 131,
+                    "mld-listener-done": 132, "mld-listener-reduction": 132, "nd-router-solicit": 133,
+                    "nd-router-advert": 134, "nd-neighbor-solicit": 135, "nd-neighbor-advert": 136,
+                    "nd-redirect": 137, "router-renumbering": 138, "ind-neighbor-solicit": 141,
+                    "ind-neighbor-advert": 142, "mld2-listener-report": 143},
+    "icmpv6_code": {"no-route": 0, "admin-prohibited": 1, "addr-unreachable": 3, "port-unreachable": 4,
+                    "policy-fail": 5, "reject-route": 6},
+    "dscp": {"cs0": 0, "cs1": 8, "af11": 10, "af12": 12, "af13": 14, "cs2": 16, "af21": 18, "af22": 20, "af23": 22,
+             "cs3": 24, "af31": 26, "af32": 28, "af33": 30, "cs4": 32, "af41": 34, "af42": 36, "af43": 38,
+             "cs5": 40, "va": 44, "ef": 46, "cs6": 48, "cs7": 56},
+    "ecn": {"not-ect": 0, "ect1": 1, "ect0": 2, "ce": 3},
+    "devgroup": {"default": 0},
+}
 _PROTO_NUM = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132, "udplite": 136,
               "esp": 50, "ah": 51, "gre": 47, "dccp": 33, "igmp": 2, "ipip": 4, "all": 0}
 # Set types -> the field family their elements are shaped for (before a rule names the field).
@@ -79,11 +103,17 @@ def scalar(kind: str, value: Any) -> int:
                 return socket.getservbyname(value)
             except OSError:
                 raise Opaque(value) from None
-        if kind == "u32":
+        names = NAMED.get(kind)
+        if names is not None and value in names:
+            return names[value]
+        if kind in MAX and kind not in ("ip4", "ip6"):
             try:
-                return int(value, 0)
+                n = int(value, 0)
             except ValueError:
                 raise Opaque(value) from None
+            if not 0 <= n <= MAX[kind]:
+                raise Opaque(value)
+            return n
     raise Opaque(str(value))
 
 
