@@ -76,8 +76,9 @@ def _ipt_matches(rng: random.Random, chain: str, addrs=ADDRS) -> str:
         parts.append(rng.choice(choices))
     if rng.random() < 0.1 and "-p tcp" in parts:
         flags_given = any("syn" in p or "tcp-flags" in p for p in parts)  # iptables takes one of them
+        extra = [] if flags_given else ["--tcp-flags ALL NONE"]
         parts.append(rng.choice(["-m tcpmss --mss 1000:65535", "-m tcpmss --mss 1:536", "-m tcp --tcp-option 2",
-                                 "-m multiport --dports 5001,5002"] + ([] if flags_given else ["--tcp-flags ALL NONE"])))
+                                 "-m multiport --dports 5001,5002"] + extra))
     return " ".join(parts)
 
 
