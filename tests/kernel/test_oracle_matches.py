@@ -250,6 +250,16 @@ PENDING = {
                         "wrong 'blocked' for the marked udp flows",
     "connmark-match": _UNDECIDED.format("ct.mark (with set_ctmark from CONNMARK/ct mark set)"),
 }
+_UNNAMED = "the unknown reason quotes the rule but does not name the runtime condition ({}) in words"
+PENDING.update({
+    "limit": _UNNAMED.format("rate"), "limit-over-drop": _UNNAMED.format("rate"),
+    "hashlimit-above-drop": _UNNAMED.format("rate"), "quota": _UNNAMED.format("quota"),
+    "quota-over-drop": _UNNAMED.format("quota"), "recent-set-then-check": _UNNAMED.format("recent list"),
+    "time": _UNNAMED.format("time of day"), "cpu": _UNNAMED.format("cpu"),
+    # a variant alone: without established the NFQUEUE verdict is decided; with it, the unknown is unnamed
+    "nfqueue-no-reader-legacy-est": _UNNAMED.format("queue reader"),
+    "nfqueue-bypass-legacy-est": _UNNAMED.format("queue reader"),
+})
 
 
 def _lines(text: str) -> list[str]:
@@ -300,11 +310,12 @@ def source_of(case: Case, variant: str) -> tuple[Ruleset, RulesetText]:
             RulesetText(name + ".rules", text, "iptables-save", backend=backend))
 
 
-def _marks(case: Case) -> list:
-    return [pytest.mark.xfail(strict=True, reason=PENDING[case.name])] if case.name in PENDING else []
+def _marks(case: Case, variant: str) -> list:
+    reason = PENDING.get(case.name) or PENDING.get(f"{case.name}-{variant}")
+    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
 
 
-PARAMS = [pytest.param(case, variant, id=f"{case.name}-{variant}", marks=_marks(case))
+PARAMS = [pytest.param(case, variant, id=f"{case.name}-{variant}", marks=_marks(case, variant))
           for case in CASES for variant in _variants(case)]
 
 
@@ -330,8 +341,11 @@ def kernel(request) -> dict:
         return dict(zip(keys, pool.map(_observe, keys)))
 
 
-def differences(results, observed, runtime: tuple) -> list:
-    """The flows where lbfw and the kernel disagree (an allowed, well-named unknown is agreement)."""
+def differences(results, observed, runtime: tuple, rule_text: str = "") -> list:
+    """The flows where lbfw and the kernel disagree (an allowed, well-named unknown is agreement:
+    its reason names the runtime condition in words beyond the rule's own, which quoting the
+    rule would otherwise satisfy)."""
+    quoted = set(rule_text.lower().split())
     wrong = []
     for result, seen in zip(results, observed):
         kernel_says = seen["observed"]
@@ -340,7 +354,7 @@ def differences(results, observed, runtime: tuple) -> list:
             continue
         if result.verdict == kernel_says:
             continue
-        reason = " ".join(result.unknown).lower()
+        reason = " ".join(w for w in " ".join(result.unknown).lower().split() if w not in quoted)
         if result.verdict == UNKNOWN and runtime and any(word in reason for word in runtime):
             continue
         wrong.append((result.flow.label(), result.verdict, kernel_says, list(result.unknown)))
@@ -355,7 +369,7 @@ def test_lbfw_decides_like_the_kernel(kernel, case: Case, variant: str):
         raise observed
     engine = Engine(ruleset)
     results = [engine.evaluate(flow) for flow in FLOWS]
-    wrong = differences(results, observed, case.runtime)
+    wrong = differences(results, observed, case.runtime, case.ipt + " " + case.nft)
     assert not wrong, (source.text, wrong)
 
 
