@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import socket
 import struct
 import sys
@@ -145,8 +146,37 @@ def _udp_server(sock, stop: threading.Event) -> None:
 
 # --------------------------------------------------------------------------- clients
 
+def _socket_as(uid: int, gid: int, family: int, kind: int) -> socket.socket:
+    """A socket owned by uid/gid: the kernel's owner matches (xt_owner, nft meta skuid) read the
+    credentials the socket's file was opened with, so a child takes the ids, opens it and hands
+    the descriptor back; the servers stay root's, as real services are someone else's."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                os.setgroups([])
+                os.setgid(gid)
+                os.setuid(uid)
+                made = socket.socket(family, kind)
+                socket.send_fds(child, [b"s"], [made.fileno()])
+                code = 0
+            finally:
+                os._exit(code)
+        os.waitpid(pid, 0)
+        parent.settimeout(2)
+        _, fds, _, _ = socket.recv_fds(parent, 1, 1)
+        if not fds:
+            raise OSError(errno.EPERM, f"cannot open a socket as uid {uid}")
+        return socket.socket(family, kind, fileno=fds[0])
+    finally:
+        parent.close()
+        child.close()
 
-def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list) -> None:
+
+def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list,
+            premade: socket.socket = None) -> None:
     server = _strip(flow["server"])
     client = flow.get("client")
     family = _family(server)
@@ -155,7 +185,7 @@ def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list) 
     sock = None
     step = "socket"
     try:
-        sock = socks.new(family, kind)
+        sock = socks.adopt(premade) if premade is not None else socks.new(family, kind)
         sock.settimeout(timeout)
         if client:
             step = "bind"
@@ -259,13 +289,24 @@ def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: Seque
             target = _tcp_server if key[0] == "tcp" else _udp_server
             args = (sock, socks, stop, timeout) if key[0] == "tcp" else (sock, stop)
             servers.append(threading.Thread(target=target, args=args, daemon=True))
+        # Sockets of flows run as another user are opened before any thread starts (a fork).
+        premade = {}
+        for idx in clients:
+            flow = flows[idx - offset]
+            if flow.get("uid") is not None:
+                try:
+                    premade[idx] = _socket_as(int(flow["uid"]), int(flow.get("gid", flow["uid"])),
+                                              _family(_strip(flow["server"])),
+                                              socket.SOCK_STREAM if flow["proto"] == "tcp" else socket.SOCK_DGRAM)
+                except OSError as err:
+                    out[idx] = {"observed": f"not observed: cannot open a socket as uid {flow['uid']}: "
+                                            f"{_reason(err)}", "reason": _reason(err)}
+        clients = [idx for idx in clients if out[idx] is None]
         for thread in servers:
             thread.start()
         threads = servers
-        workers = [
-            threading.Thread(target=_client, args=(idx, flows[idx - offset], socks, timeout, out), daemon=True)
-            for idx in clients
-        ]
+        workers = [threading.Thread(target=_client, args=(idx, flows[idx - offset], socks, timeout, out,
+                                                          premade.get(idx)), daemon=True) for idx in clients]
         for thread in workers:
             thread.start()
         deadline = time.monotonic() + 2 * timeout + 2

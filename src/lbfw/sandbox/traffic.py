@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import pwd
 import re
 import shutil
 import sys
@@ -24,11 +25,29 @@ PROBE = Path(probe.__file__).resolve()
 NOT_OBSERVED = "not observed"
 
 
+def _ids(user) -> tuple:
+    """(uid, gid) the probe's client runs as: a number as it is (its gid the same), a name from
+    this host's users (the namespace shares the host's /etc)."""
+    text = str(user)
+    if text.isdigit():
+        return int(text), int(text)
+    try:
+        entry = pwd.getpwnam(text)
+    except KeyError:
+        raise SandboxError(f"cannot run a client as {text!r}: no such user on this host") from None
+    return entry.pw_uid, entry.pw_gid
+
+
 def _as_dicts(flows: Iterable[Flow]) -> list:
     """The probe's JSON shape; a flow it cannot observe is refused here, before any socket."""
-    out: list[dict[str, Any]] = [
-        {"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client} for f in flows
-    ]
+    out: list[dict[str, Any]] = []
+    for f in flows:
+        item = {"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client}
+        if f.uid is not None:  # the client's owner, as the flow resolved it
+            item["uid"], item["gid"] = f.uid, f.gid if f.gid is not None else f.uid
+        elif f.user is not None:
+            item["uid"], item["gid"] = _ids(f.user)
+        out.append(item)
     if len(out) > probe.MAX_FLOWS:
         raise SandboxError(f"{len(out)} flows: at most {probe.MAX_FLOWS} are observed at once (split the plan)")
     for item in out:
