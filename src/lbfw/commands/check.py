@@ -7,7 +7,7 @@ import sys
 
 from ..errors import UsageError
 from ..pipeline import evaluate, read_ruleset
-from ._common import choose, write_output
+from ._common import choose, describe_sources, progress, write_output
 
 FORMATS = ("text", "json")
 
@@ -21,7 +21,9 @@ def run(
     format: str = "text",
     input_format: str = "auto",
     reader: str = "auto",
+    quiet: bool = False,
 ) -> int:
+    """Evaluate the flows asked for; 0 when every one is delivered, else 1."""
     choose("--format", format, FORMATS)
     to = list(to or [])
     if not to and plan is None:
@@ -37,18 +39,22 @@ def run(
     if not flows:
         raise UsageError("the plan holds no [[flow]] table", path=plan)
 
-    ruleset = read_ruleset(sources, input_format, reader)
+    with progress(describe_sources(sources), quiet):
+        ruleset = read_ruleset(sources, input_format, reader)
     _, results = evaluate(ruleset, flows)
+    from ..results import DELIVERED
 
+    code = 0 if all(r.verdict == DELIVERED for r in results) else 1
+    if quiet and code == 0:
+        return 0
     if format == "json":
         from ..render import json as as_json
 
         text = as_json.render_flows(results, explain=explain)
     else:
-        from ..render import text as as_text
+        from ..render.common import terminal_for
+        from ..render.text import render_flows
 
-        text = as_text.render_flows(results, explain=explain, color=as_text.use_color(sys.stdout))
+        text = render_flows(results, explain=explain, term=terminal_for(sys.stdout))
     write_output(text, None)
-    from ..results import DELIVERED
-
-    return 0 if all(r.verdict == DELIVERED for r in results) else 1
+    return code
