@@ -282,7 +282,8 @@ def verify(
 
 
 def main() -> None:
-    app()
+    # `python -m lbfw` too is "lbfw" in usage lines and completion scripts
+    app(prog_name="lbfw")
 
 
 if __name__ == "__main__":
