@@ -28,7 +28,11 @@ def lbfw(*args, stdin: str | None = None):
     old = os.getcwd()
     os.chdir(ROOT)
     try:
-        result = CliRunner().invoke(app, list(args), input=stdin)
+        try:  # click < 8.2 mixes stderr into stdout unless told not to (the declared floor is 8.1)
+            runner = CliRunner(mix_stderr=False)
+        except TypeError:
+            runner = CliRunner()
+        result = runner.invoke(app, list(args), input=stdin)
     finally:
         os.chdir(old)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
