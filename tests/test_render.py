@@ -12,8 +12,8 @@ from lbfw.checks import ALL
 from lbfw.model import Origin
 from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
-from lbfw.render import json as render_json
 from lbfw.render import concise, github, sarif, text
+from lbfw.render import json as render_json
 from lbfw.render.common import Terminal, terminal_for
 from lbfw.results import Finding, Flow
 

@@ -43,18 +43,44 @@ def sources_or_stdin(sources: Sequence[str], quiet: bool = False) -> list:
     return ["-"]
 
 
+# Work shorter than this shows no progress at all: a quick audit leaves the terminal untouched.
+PROGRESS_AFTER = 0.3
+
+
 @contextlib.contextmanager
 def progress(what: str, quiet: bool = False) -> Iterator[None]:
     """A spinner saying ``what`` on stderr while the block runs, on a terminal only (never in
-    piped output, never with --quiet); it leaves no line behind."""
+    piped output, never with --quiet), once it has run PROGRESS_AFTER seconds; it leaves no line
+    behind."""
+    import threading
+
     from rich.console import Console
 
     console = Console(file=sys.stderr, highlight=False, markup=False, emoji=False)
     if quiet or not console.is_terminal or console.is_dumb_terminal:
         yield
         return
-    with console.status(what, spinner="dots"):
+    status = console.status(what, spinner="dots")
+    lock = threading.Lock()
+    state = {"started": False, "done": False}
+
+    def start() -> None:
+        with lock:
+            if not state["done"]:
+                status.start()
+                state["started"] = True
+
+    timer = threading.Timer(PROGRESS_AFTER, start)
+    timer.daemon = True
+    timer.start()
+    try:
         yield
+    finally:
+        timer.cancel()
+        with lock:
+            state["done"] = True
+            if state["started"]:
+                status.stop()
 
 
 def describe_sources(sources: Sequence[str]) -> str:

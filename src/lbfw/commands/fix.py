@@ -160,9 +160,9 @@ def _files(sources, write, style, verify, input_format, reader, out, err) -> int
             err.write("nothing to fix\n")
         return 1 if (fixes or plan.refusals) else 0
     if not fixes:
-        left = unfixable(findings, err)
-        err.write("nothing to fix\n" if not (plan.refusals or left) else "nothing written\n")
-        return 1 if (plan.refusals or left) else 0
+        stuck = unfixable(findings, err)
+        err.write("nothing to fix\n" if not (plan.refusals or stuck) else "nothing written\n")
+        return 1 if (plan.refusals or stuck) else 0
     written = write_fixed(fixes)
     for path, backup in written:
         err.write(f"wrote {path} (the original is in {backup})\n")
@@ -218,9 +218,9 @@ def _live(
     out.write(colorize(diff) if _use_color(out) else diff)
     out.flush()
     if not plan.edits:
-        left = unfixable(findings, err)
-        err.write("nothing to fix\n" if not (plan.refusals or left) else "nothing lbfw can fix safely\n")
-        return 1 if (plan.refusals or left) else 0
+        stuck = unfixable(findings, err)
+        err.write("nothing to fix\n" if not (plan.refusals or stuck) else "nothing lbfw can fix safely\n")
+        return 1 if (plan.refusals or stuck) else 0
     before_loads, after_loads = _live_loads(live, plan)
     if not apply:
         if verify:

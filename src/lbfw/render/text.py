@@ -14,8 +14,18 @@ from rich.table import Table
 from rich.text import Text
 
 from ..results import BLOCKED, DELIVERED, UNKNOWN
-from .common import (Terminal, brief_message, captured, client_of, counts, fixable, plural, port_label, position,
-                     printable)
+from .common import (
+    Terminal,
+    brief_message,
+    captured,
+    client_of,
+    counts,
+    fixable,
+    plural,
+    port_label,
+    position,
+    printable,
+)
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "note": "cyan"}
 VERDICT_STYLE = {DELIVERED: "green", BLOCKED: "bold red", UNKNOWN: "magenta"}
