@@ -38,7 +38,7 @@ def on_pty(*args, env=None, stdout_tty=True, stderr_tty=True):
     main, secondary = pty.openpty()
     os.set_blocking(main, False)
     # what is not on the pty goes to files: a full pipe nobody reads yet would stall lbfw
-    out_file, err_file = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    out_file, err_file = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 - closed below, once lbfw has exited
     proc = subprocess.Popen([*LBFW, *args], cwd=ROOT, env=environ, stdin=subprocess.DEVNULL,
                             stdout=secondary if stdout_tty else out_file,
                             stderr=secondary if stderr_tty else err_file)
