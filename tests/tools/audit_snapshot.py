@@ -13,6 +13,7 @@ subprocess (the real CLI), one process per sample.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ def samples() -> list[Path]:
 def _lbfw(*args: str) -> str:
     """stdout, stderr and exit code of one lbfw run, as one text."""
     proc = subprocess.run(
-        [sys.executable, "-m", "lbfw", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "lbfw", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+        stdin=subprocess.DEVNULL, env={**os.environ, "LBFW_CONFIG": ""},
     )
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
 

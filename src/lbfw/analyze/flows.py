@@ -19,12 +19,18 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-# The audit's addresses: the kernel's default source, 127.0.0.1 and a bound alternate as
+# The audit's addresses: the kernel's default source (127.0.0.1 for every 127/8 server, ::1 for
+# ::1: an explicit 127.0.0.1 or ::1 client would be the same packet) and a bound alternate as
 # clients; 127.0.0.1, systemd-resolved's 127.0.0.53 and an address far from 127.0.0.1 as servers.
-IPV4_CLIENTS = (None, "127.0.0.1", "127.0.0.2")
+IPV4_CLIENTS = (None, "127.0.0.2")
 IPV4_SERVERS = ("127.0.0.1", "127.0.0.53", "127.66.66.66")
-IPV6_CLIENTS = (None, "::1")
+IPV6_CLIENTS = (None,)
 IPV6_SERVERS = ("::1",)
+# Well-known loopback services, tried where the rules name their port: systemd-resolved's stub
+# (127.0.0.53:53, udp and tcp) and Debian's 127.0.1.1, the address /etc/hosts gives the host's
+# own name (any service reached by hostname: tried on every port the rules single out).
+RESOLVED_STUB = ("127.0.0.53", 53)
+DEBIAN_HOSTNAME = "127.0.1.1"
 PROTOS = ("tcp", "udp")
 # A port no rule names: the first of these that no rule mentions (else the first free from 40000).
 UNNAMED_CANDIDATES = (47231, 38917, 51413, 44321, 58109)
@@ -38,22 +44,44 @@ _LOOP4 = (0x7F000000, 0x7FFFFFFF)
 # --------------------------------------------------------------------------- the audit's flows
 
 def default_flows(ruleset: Ruleset) -> list:
-    """The audit's flow set: every client x server pair above, tcp and udp, on one port no rule
-    names plus one representative port per port class the rules single out (so a rule about
-    port 22 or 53 is not missed). Deterministic and bounded."""
-    classes = _port_classes(ruleset)
-    flows = []
+    """The audit's flow set (see `audit_flows`)."""
+    return audit_flows(ruleset)[0]
+
+
+def audit_flows(ruleset: Ruleset) -> tuple[list, int]:
+    """(flows, the port no rule names). The flows: every client x server pair above, tcp and
+    udp, on the port no rule names plus one representative port per port class the rules single
+    out (so a rule about port 22 or 53 is not missed); systemd-resolved's 127.0.0.53:53 where a
+    rule names port 53, and 127.0.1.1 on the ports the rules single out. No two flows are the
+    same packet; deterministic and bounded. Reports say "any port" for the unnamed port: it
+    stands for every port no rule names."""
+    classes, named = _port_classes(ruleset)
+    unnamed = classes[PROTOS[0]][0]
+    flows: list = []
+    seen: set = set()
+
+    def add(flow: Flow) -> None:
+        if flow not in seen:
+            seen.add(flow)
+            flows.append(flow)
+
     for proto in PROTOS:
         ports = classes[proto]
         for server in IPV4_SERVERS:
             for client in IPV4_CLIENTS:
                 for port in ports:
-                    flows.append(Flow(proto, server, port, client))
+                    add(Flow(proto, server, port, client))
+        stub, stub_port = RESOLVED_STUB
+        if any(lo <= stub_port <= hi for lo, hi in named[proto]):
+            for client in IPV4_CLIENTS:
+                add(Flow(proto, stub, stub_port, client))
+        for port in ports[1:]:
+            add(Flow(proto, DEBIAN_HOSTNAME, port, None))
         for server in IPV6_SERVERS:
             for client in IPV6_CLIENTS:
                 for port in ports:
-                    flows.append(Flow(proto, server, port, client))
-    return flows
+                    add(Flow(proto, server, port, client))
+    return flows, unnamed
 
 
 def _rule_port_ranges(ruleset: Ruleset):
@@ -155,8 +183,8 @@ def _iface_may_be_lo(pattern: str) -> bool:
     return pattern == "lo"
 
 
-def _port_classes(ruleset: Ruleset) -> dict:
-    """{proto: [unnamed port, representative of each class...]}.
+def _port_classes(ruleset: Ruleset) -> tuple[dict, dict]:
+    """({proto: [unnamed port, representative of each class...]}, {proto: [named ranges]}).
 
     A class is a set of ports every rule treats alike: the ports covered by the same
     combination of named ranges. The representative is the lowest port of the class."""
@@ -172,7 +200,7 @@ def _port_classes(ruleset: Ruleset) -> dict:
     for proto in PROTOS:
         reps = _representatives(per_proto[proto])
         out[proto] = [unnamed] + [port for port in reps if port != unnamed]
-    return out
+    return out, {proto: list(per_proto[proto]) for proto in PROTOS}
 
 
 def _representatives(counts: dict) -> list:

@@ -26,10 +26,22 @@ def get(check_id: str):
     return BY_ID.get(check_id.upper())
 
 
-def _suppressed(finding) -> bool:
+def _policy_ignores(ruleset) -> dict:
+    """(source, family, table, chain) -> the ids suppressed for that chain's policy."""
+    out = {}
+    for table in ruleset.tables:
+        for chain in table.chains.values():
+            if chain.policy_ignore:
+                source = chain.origin.source if chain.origin is not None else table.source
+                out[(source, table.family, table.name, chain.name)] = chain.policy_ignore
+    return out
+
+
+def _suppressed(finding, policy_ignores: dict) -> bool:
     rule = finding.rule
     if rule is None:
-        return False
+        key = (finding.source, finding.family, finding.table, finding.chain)
+        return finding.chain is not None and suppresses(policy_ignores.get(key, frozenset()), finding.check)
     ignore = frozenset(i.upper() for i in (rule.ignore or ())) | ignored_ids(rule.comment)
     return suppresses(ignore, finding.check)
 
@@ -43,13 +55,14 @@ def run_checks(ruleset, engine=None, results=None, select=None) -> list:
     """Run every check (or those in ``select``) and return the findings that are not suppressed."""
     ctx = CheckContext(ruleset=ruleset, engine=engine, results=list(results or []))
     findings = []
+    policy_ignores = _policy_ignores(ruleset)
     for chk in ALL:
         if select and chk.ID not in select:
             continue
         for finding in chk.check(ctx):
             if finding.severity not in SEVERITIES:
                 raise ValueError(f"{chk.ID} produced severity {finding.severity!r}")
-            if not _suppressed(finding):
+            if not _suppressed(finding, policy_ignores):
                 findings.append(finding)
     findings.sort(key=_sort_key)
     return findings

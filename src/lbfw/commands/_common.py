@@ -1,4 +1,5 @@
-"""CLI glue the commands share: option checks and writing the output."""
+"""CLI glue the commands share: option checks, where the ruleset comes from (standard input
+when it is a pipe), progress on a terminal, the configuration, and writing the output."""
 
 from __future__ import annotations
 
@@ -7,12 +8,95 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Optional
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 
 FAIL_ON = ("error", "warning", "note", "never")
+
+
+def stdin_is_piped() -> bool:
+    """True when standard input is a pipe or a redirected file (not a terminal, not /dev/null)."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (AttributeError, OSError, ValueError):
+        return False  # no real descriptor (an embedding program)
+    return stat.S_ISFIFO(mode) or stat.S_ISREG(mode)
+
+
+def sources_or_stdin(sources: Sequence[str], quiet: bool = False) -> list:
+    """``sources``; with none, ``["-"]`` when standard input is a pipe (said on stderr): `ssh web1
+    iptables-save | lbfw audit` audits web1's rules, never silently the host lbfw runs on. An empty
+    pipe is an error, not the live host."""
+    sources = list(sources)
+    if sources or not stdin_is_piped():
+        return sources
+    from ..read import source_bytes
+
+    if not source_bytes("-").strip():
+        raise InputError("standard input is a pipe but empty: no ruleset to read (run lbfw without a pipe "
+                         "to read the live host)", path="-")
+    if not quiet:
+        print("lbfw: reading the ruleset from standard input (a pipe); name `-` or a SOURCE to say so",
+              file=sys.stderr)
+    return ["-"]
+
+
+# Work shorter than this shows no progress at all: a quick audit leaves the terminal untouched.
+PROGRESS_AFTER = 0.3
+
+
+@contextlib.contextmanager
+def progress(what: str, quiet: bool = False) -> Iterator[None]:
+    """A spinner saying ``what`` on stderr while the block runs, on a terminal only (never in
+    piped output, never with --quiet), once it has run PROGRESS_AFTER seconds; it leaves no line
+    behind."""
+    import threading
+
+    from rich.console import Console
+
+    console = Console(file=sys.stderr, highlight=False, markup=False, emoji=False)
+    if quiet or not console.is_terminal or console.is_dumb_terminal:
+        yield
+        return
+    status = console.status(what, spinner="dots")
+    lock = threading.Lock()
+    state = {"started": False, "done": False}
+
+    def start() -> None:
+        with lock:
+            if not state["done"]:
+                status.start()
+                state["started"] = True
+
+    timer = threading.Timer(PROGRESS_AFTER, start)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+        with lock:
+            state["done"] = True
+            if state["started"]:
+                status.stop()
+
+
+def describe_sources(sources: Sequence[str]) -> str:
+    """`reading rules.v4` / `reading 3 sources` / `reading the live host` for progress."""
+    if not sources:
+        return "reading the live host's rulesets"
+    return f"reading {sources[0]}" if len(sources) == 1 else f"reading {len(sources)} sources"
+
+
+def load_config(path: Optional[str], select: Optional[str], ignore: Optional[str], fail_on: Optional[str]):
+    """The configuration file (lbfw.config) with the command line's options over it."""
+    from ..config import load, with_options
+
+    if fail_on is not None:
+        choose("--fail-on", fail_on, FAIL_ON)
+    return with_options(load(path), select, ignore, fail_on)
 
 
 def choose(name: str, value: str, allowed: Sequence[str]) -> str:

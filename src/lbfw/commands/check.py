@@ -7,13 +7,24 @@ import sys
 
 from ..errors import UsageError
 from ..pipeline import evaluate, read_ruleset
-from ._common import choose, write_output
+from ._common import choose, describe_sources, progress, write_output
 
 FORMATS = ("text", "json")
 
 
-def run(sources=(), to=(), from_=None, plan=None, user=None, explain: bool = False, format: str = "text",
-        input_format: str = "auto", reader: str = "auto") -> int:
+def run(
+    sources=(),
+    to=(),
+    from_=None,
+    plan=None,
+    user=None,
+    explain: bool = False,
+    format: str = "text",
+    input_format: str = "auto",
+    reader: str = "auto",
+    quiet: bool = False,
+) -> int:
+    """Evaluate the flows asked for; 0 when every one is delivered, else 1."""
     choose("--format", format, FORMATS)
     to = list(to or [])
     if not to and plan is None:
@@ -30,18 +41,22 @@ def run(sources=(), to=(), from_=None, plan=None, user=None, explain: bool = Fal
     if not flows:
         raise UsageError("the plan holds no [[flow]] table", path=plan)
 
-    ruleset = read_ruleset(sources, input_format, reader)
+    with progress(describe_sources(sources), quiet):
+        ruleset = read_ruleset(sources, input_format, reader)
     _, results = evaluate(ruleset, flows)
+    from ..results import DELIVERED
 
+    code = 0 if all(r.verdict == DELIVERED for r in results) else 1
+    if quiet and code == 0:
+        return 0
     if format == "json":
         from ..render import json as as_json
 
         text = as_json.render_flows(results, explain=explain)
     else:
-        from ..render import text as as_text
+        from ..render.common import terminal_for
+        from ..render.text import render_flows
 
-        text = as_text.render_flows(results, explain=explain, color=as_text.use_color(sys.stdout))
+        text = render_flows(results, explain=explain, term=terminal_for(sys.stdout))
     write_output(text, None)
-    from ..results import DELIVERED
-
-    return 0 if all(r.verdict == DELIVERED for r in results) else 1
+    return code

@@ -45,6 +45,20 @@ def audit(ruleset: Ruleset) -> list[Finding]:
     return audit_ruleset(ruleset)[0]
 
 
+def unfixable(findings, err) -> bool:
+    """Say which findings (warning and above: what fails an audit) no fix exists for, and why;
+    True when there is one: fix then exits 1, as audit does."""
+    from ..checks import at_or_above, get
+
+    left = [f for f in findings if not get(f.check).FIX.fixable and at_or_above([f], "warning")]
+    for f in left:
+        where = f.rule.origin.where() if f.rule is not None and f.rule.origin is not None else (
+            f"{f.source}:{f.line}" if f.line is not None else " ".join(x for x in (f.source, f.table, f.chain) if x))
+        err.write(f"{where}: {f.check}: not fixed: {get(f.check).NAME} has no automatic fix "
+                  f"(`lbfw rules {f.check}` says what to change)\n")
+    return bool(left)
+
+
 def describe(plan: FixPlan, err) -> None:
     """What each edit does and its fix safety, and every refusal (on stderr)."""
     safety_seen = set()
@@ -155,11 +169,14 @@ def _files(sources, write, style, verify, input_format, reader, out, err) -> int
             fixed.update({f.path: f.new for f in fixes})
             prove(ruleset, file_loads(ruleset, sources, texts), file_loads(ruleset, sources, fixed), err)
         if not fixes and not plan.refusals:
+            if unfixable(findings, err):
+                return 1
             err.write("nothing to fix\n")
         return 1 if (fixes or plan.refusals) else 0
     if not fixes:
-        err.write("nothing to fix\n" if not plan.refusals else "nothing written\n")
-        return 1 if plan.refusals else 0
+        stuck = unfixable(findings, err)
+        err.write("nothing to fix\n" if not (plan.refusals or stuck) else "nothing written\n")
+        return 1 if (plan.refusals or stuck) else 0
     written = write_fixed(fixes)
     for path, backup in written:
         err.write(f"wrote {path} (the original is in {backup})\n")
@@ -233,10 +250,11 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
         out.write(colorize(diff) if _use_color(out) else diff)
         out.flush()
     if not plan.edits:
-        err.write("nothing to fix\n" if not plan.refusals else "nothing lbfw can fix safely\n")
+        stuck = unfixable(findings, err)
+        err.write("nothing to fix\n" if not (plan.refusals or stuck) else "nothing lbfw can fix safely\n")
         if opts.json:
             _json(out, {"transaction": None, "changes": 0, "refusals": len(plan.refusals)})
-        return 1 if plan.refusals else 0
+        return 1 if (plan.refusals or stuck) else 0
     before_loads, after_loads = _live_loads(live, plan)
     if not opts.apply:
         if opts.verify:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from typing import Optional
 
 from ..pipeline import verify_rows
-from ._common import choose, write_output
+from ._common import choose, progress, write_output
 
 FORMATS = ("text", "json")
 
@@ -33,6 +33,7 @@ def run(
     input_format: str = "auto",
     reader: str = "auto",
     timeout: float = 1.0,
+    quiet: bool = False,
 ) -> int:
     """Compare predicted and observed verdicts, print the report; 1 when one disagrees."""
     from ..render.verify import bug_report, render_json, render_text
@@ -40,15 +41,19 @@ def run(
 
     choose("--format", format, FORMATS)
     sources = list(sources or [])
-    stdin_data = sys.stdin.buffer.read() if "-" in sources else None
-    rows, results, mode, ruleset = verify_rows(sources, plan, input_format, reader, timeout, stdin_data)
+    from ..read import source_bytes
+
+    stdin_data = source_bytes("-") if "-" in sources else None
+    with progress("verifying the predicted verdicts with real traffic", quiet):
+        rows, results, mode, ruleset = verify_rows(sources, plan, input_format, reader, timeout, stdin_data)
     wrong = any(r["agree"] is False for r in rows)
     report = bug_report(rows, results, tool_versions(), ruleset) if wrong else None
     if format == "json":
         text = render_json(rows, report)
     else:
-        from ..render.text import use_color
+        from ..render.common import use_color
 
         text = render_text(rows, report, mode, color=use_color(sys.stdout))
-    write_output(text, None)
+    if not (quiet and report is None):
+        write_output(text, None)
     return 1 if report is not None else 0

@@ -124,9 +124,11 @@ Locate = Callable[[object], Optional[tuple]]  # finding -> (source, line, LiveTa
 
 
 def read_text(path: str) -> str:
-    """A file's text exactly as its bytes (undecodable bytes survive the round trip)."""
-    with open(path, "rb") as handle:
-        return handle.read().decode("utf-8", "surrogateescape")
+    """A file's text exactly as its bytes (undecodable bytes survive the round trip); a pipe
+    (`<(iptables-save)`) as the reader read it."""
+    from ..read import source_bytes
+
+    return source_bytes(path).decode("utf-8", "surrogateescape")
 
 
 def split_lines(text: str) -> list:

@@ -12,29 +12,57 @@ source needs them, so reading an iptables dump needs neither libnftables nor roo
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from typing import Optional
 
 from ..errors import InputError
 from ..model import BACKEND_FILE, Ruleset, SourceInfo
 
-__all__ = ["read_sources", "read_text", "INPUT_FORMATS"]
+__all__ = ["read_sources", "read_text", "source_bytes", "forget_read_once", "INPUT_FORMATS"]
 
 INPUT_FORMATS = ("auto", "iptables-save", "ip6tables-save", "nft", "nft-json")
+
+
+# Standard input and pipes named by path (`<(iptables-save)` is /dev/fd/63) can be read only once,
+# but audit --verify, verify and fix read their sources twice: what they held is kept here for
+# the command's run (regular files are read again: a 140k-rule dump is not kept twice).
+_READ_ONCE: dict = {}
+
+
+def forget_read_once() -> None:
+    """Forget the kept pipes and standard input (a command starts afresh)."""
+    _READ_ONCE.clear()
+
+
+def source_bytes(source: str) -> bytes:
+    """The bytes of a file, or of standard input ("-") or a pipe, read once and kept (see
+    _READ_ONCE). OSError as open() raises it."""
+    if source in _READ_ONCE:
+        return _READ_ONCE[source]
+    if source == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(source, "rb") as handle:
+            data = handle.read()
+            if stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return data
+    _READ_ONCE[source] = data
+    return data
 
 
 def read_text(source: str, stdin_bytes: Optional[bytes] = None) -> str:
     """The UTF-8 text of a file (or of standard input for "-"); InputError(path=source) when
     it is missing, a directory, unreadable, not UTF-8, or empty."""
     if source == "-":
-        if stdin_bytes is None and sys.stdin.isatty():
+        if stdin_bytes is None and "-" not in _READ_ONCE and sys.stdin.isatty():
             raise InputError("standard input is a terminal: pipe a ruleset in "
                              "(e.g. `iptables-save | lbfw audit -`)", path="-")
-        data = stdin_bytes if stdin_bytes is not None else sys.stdin.buffer.read()
+        data = stdin_bytes if stdin_bytes is not None else source_bytes("-")
     else:
         try:
-            with open(source, "rb") as handle:
-                data = handle.read()
+            data = source_bytes(source)
         except FileNotFoundError:
             raise InputError("no such file", path=source) from None
         except IsADirectoryError:

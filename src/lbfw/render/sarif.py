@@ -1,20 +1,30 @@
 """`--format sarif`: SARIF 2.1.0 as GitHub code scanning takes it.
 
 tool.driver.rules come from the checks' own docs; each result points at the file and line
-(physicalLocation) for files, or names table/chain/handle (logicalLocations) for the live
-kernel, which has no file to point at.
+(physicalLocation) for files, relative URIs (against %SRCROOT%, the working directory) for
+relative paths; for the live kernel, which has no file to point at, it names the host and the
+table/chain/handle (logicalLocations) and the run's automationDetails.id names the host. Every
+rule links to its documentation (helpUri).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path, PurePosixPath
+from typing import Optional
+from urllib.parse import quote
 
+from .. import PROJECT_URL
 from .. import __version__ as _version
 
 SARIF_VERSION = "2.1.0"
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+INFORMATION_URI = PROJECT_URL
+# docs/checks.md, one anchor per check (`## LB001 loopback-blocked` -> #lb001-loopback-blocked)
+RULES_DOC = INFORMATION_URI + "/blob/main/docs/checks.md"
+SRCROOT = "%SRCROOT%"
 
 # GitHub shows security-severity as Critical/High/Medium/Low; loopback breakage is availability.
 _SECURITY = {"LB003": "5.0", "LB005": "8.1"}
@@ -44,15 +54,18 @@ def rule_descriptor(check) -> dict:
         "fullDescription": {"text": _section(check.DOC, "What it does")},
         "help": {"text": check.DOC, "markdown": check.DOC},
         "defaultConfiguration": {"level": check.SEVERITY},
+        "helpUri": f"{RULES_DOC}#{check.ID.lower()}-{check.NAME}",
         "properties": props,
     }
 
 
-def _uri(source: str) -> str:
+def _artifact(source: str) -> dict:
+    """An artifactLocation: an absolute path as a file URI, a relative one as a relative URI
+    against %SRCROOT% (the working directory: where code scanning expects the checkout)."""
     path = Path(source)
     if path.is_absolute():
-        return path.as_uri()
-    return PurePosixPath(*path.parts).as_posix()
+        return {"uri": path.as_uri()}
+    return {"uri": quote(PurePosixPath(*path.parts).as_posix()), "uriBaseId": SRCROOT}
 
 
 def _is_file(source) -> bool:
@@ -65,7 +78,7 @@ def _fingerprint(f) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def result(f, rule_index: dict) -> dict:
+def result(f, rule_index: dict, host: Optional[str] = None) -> dict:
     data = {
         "ruleId": f.check,
         "ruleIndex": rule_index[f.check],
@@ -83,10 +96,14 @@ def result(f, rule_index: dict) -> dict:
     if _is_file(f.source):
         # GitHub needs region.startLine on every result (sarif-sdk rule GH1003); a finding with no
         # line of its own (a policy whose chain line is unknown) points at the file's first line.
-        physical = {"artifactLocation": {"uri": _uri(f.source)}, "region": {"startLine": f.line or 1}}
+        physical = {"artifactLocation": _artifact(f.source), "region": {"startLine": f.line or 1}}
         data["locations"] = [{"physicalLocation": physical, "logicalLocations": [logical]}]
     else:
-        data["locations"] = [{"logicalLocations": [logical]}]
+        where = [logical]
+        if host:
+            logical["fullyQualifiedName"] = f"{host}/{logical['fullyQualifiedName']}"
+            where.insert(0, {"name": host, "fullyQualifiedName": host, "kind": "resource"})
+        data["locations"] = [{"logicalLocations": where}]
     props = {}
     if f.rule is not None:
         props["rule"] = f.rule.text
@@ -99,23 +116,23 @@ def result(f, rule_index: dict) -> dict:
     return data
 
 
-def sarif_document(findings, checks=None) -> dict:
+def sarif_document(findings, checks=None, host: Optional[str] = None) -> dict:
+    """The SARIF log of ``findings``; ``host`` names the machine for a live audit."""
     if checks is None:
         from ..checks import ALL as checks
     rules = [rule_descriptor(c) for c in checks]
     index = {c.ID: i for i, c in enumerate(checks)}
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": SARIF_VERSION,
-        "runs": [
-            {
-                "tool": {"driver": {"name": "lbfw", "version": _version, "semanticVersion": _version, "rules": rules}},
-                "results": [result(f, index) for f in findings],
-                "columnKind": "utf16CodeUnits",
-            }
-        ],
+    run: dict = {
+        "tool": {"driver": {"name": "lbfw", "version": _version, "semanticVersion": _version,
+                            "informationUri": INFORMATION_URI, "rules": rules}},
+        "automationDetails": {"id": f"lbfw/{host}/" if host else "lbfw/files/"},
+        "results": [result(f, index, host) for f in findings],
+        "columnKind": "utf16CodeUnits",
     }
+    if any(_is_file(f.source) and not Path(f.source).is_absolute() for f in findings):
+        run["originalUriBaseIds"] = {SRCROOT: {"uri": Path(os.getcwd()).as_uri() + "/"}}
+    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
 
 
-def render(findings, checks=None) -> str:
-    return json.dumps(sarif_document(findings, checks), indent=2) + "\n"
+def render(findings, checks=None, host: Optional[str] = None) -> str:
+    return json.dumps(sarif_document(findings, checks, host), indent=2) + "\n"

@@ -13,7 +13,8 @@ from rich.text import Text
 
 from .. import __version__
 from ..results import BLOCKED, DELIVERED, UNKNOWN
-from .text import VERDICT_STYLE, _captured, _console
+from .common import Terminal, captured
+from .text import VERDICT_STYLE
 
 if TYPE_CHECKING:
     from ..model import Ruleset
@@ -84,7 +85,7 @@ def render_json(rows: Sequence[dict], report: Optional[dict]) -> str:
 
 def render_text(rows: Sequence[dict], report: Optional[dict], mode: str, color: bool = False) -> str:
     """A table of the flows, a summary line, and the bug report when there is one."""
-    console = _console(color)
+    console = (Terminal("standard", 120, True) if color else Terminal.plain(120)).console()
     table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
     for name in ("flow", "predicted", "observed", "agree"):
         table.add_column(name, no_wrap=True)
@@ -132,4 +133,4 @@ def render_text(rows: Sequence[dict], report: Optional[dict], mode: str, color: 
             )
             for line in item["path"] or ["(no base chain of the ruleset lbfw read saw this flow)"]:
                 console.print(f"    {line}", soft_wrap=True, markup=False)
-    return _captured(console)
+    return captured(console)

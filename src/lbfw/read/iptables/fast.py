@@ -86,8 +86,11 @@ if tuple(f.name for f in _dc_fields(Origin)) != ("source", "line", "handle", "in
         return Origin(source, line=line)
 
 
-_c_name, _c_rules, _c_hook, _c_priority, _c_type, _c_policy, _c_origin, _c_handle = \
+_c_name, _c_rules, _c_hook, _c_priority, _c_type, _c_policy, _c_origin, _c_handle, _c_policy_ignore = \
     (Chain.__dict__[f.name].__set__ for f in _dc_fields(Chain))
+
+
+_NO_IGNORE: frozenset = frozenset()
 
 
 def _user_chain(name: str, origin: Origin) -> Chain:
@@ -102,11 +105,12 @@ def _user_chain(name: str, origin: Origin) -> Chain:
     _c_policy(c, None)
     _c_origin(c, origin)
     _c_handle(c, None)
+    _c_policy_ignore(c, _NO_IGNORE)
     return c
 
 
 if tuple(f.name for f in _dc_fields(Chain)) != ("name", "rules", "hook", "priority", "type", "policy", "origin",
-                                                 "handle"):
+                                                 "handle", "policy_ignore"):
     def _user_chain(name: str, origin: Origin) -> Chain:   # noqa: F811
         return Chain(name=name, origin=origin)
 

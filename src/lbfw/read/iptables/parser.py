@@ -172,6 +172,11 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                 pending_ignore = ignored_ids(line) if "lbfw" in line.lower() else frozenset()
             elif first == ":":
                 self.chain_line(line)
+                if pending_ignore:
+                    # `# lbfw: ignore LB001` above `:INPUT DROP [0:0]` suppresses the policy's findings
+                    declared = self.table.chains.get(line[1:].split(None, 1)[0]) if self.table else None
+                    if declared is not None:
+                        declared.policy_ignore = pending_ignore
                 pending_ignore = frozenset()
             elif first == "*":
                 self.table_open(line)

@@ -78,6 +78,8 @@ def read(path_or_text: Union[str, Path], source: str) -> list[Table]:
             named.origin = where(("set", fam, tname, named.name))
         for chain in table.chains.values():
             chain.origin = where(("chain", fam, tname, chain.name))
+            if chain.policy is not None and chain.origin.source == source and chain.origin.line:
+                chain.policy_ignore = _policy_ignore(lines, chain.origin.line)
             for rule in chain.rules:
                 loc = placed.get((table.family, table.name, chain.name, rule.origin.handle))
                 if loc is not None:
@@ -115,6 +117,25 @@ def _dies_with_us() -> list:
     it dies (the loader also asks for it itself: see loader.py)."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+
+
+_POLICY_RE = re.compile(r"(^|[;{\s])policy\s")
+
+
+def _policy_ignore(lines: list, chain_line: int) -> frozenset:
+    """Check ids suppressed for a chain's policy: a `lbfw: ignore ID` comment on the line that
+    says `policy ...` or a `#` line directly above it (searched from the chain's line to its
+    first rule-like line)."""
+    for number in range(chain_line, min(len(lines), chain_line + 12) + 1):
+        text = lines[number - 1]
+        code = text.split("#", 1)[0]
+        if _POLICY_RE.search(code):
+            here = ignored_ids(text[len(code):]) if "#" in text else frozenset()
+            above = lines[number - 2].strip() if number >= 2 else ""
+            return here | (ignored_ids(above) if above.startswith("#") else frozenset())
+        if "}" in code:
+            break
+    return frozenset()
 
 
 def load_json(path: str, source: str, include_dirs: Optional[list] = None,
