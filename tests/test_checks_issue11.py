@@ -4,7 +4,7 @@ unknowns a drop waits behind are warnings, and --verify turns them into errors."
 from __future__ import annotations
 
 from lbfw.checks import escalate_verified
-from lbfw.commands.audit import audit_ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.results import Flow
 
