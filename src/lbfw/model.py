@@ -98,7 +98,7 @@ SYNTAX_NFT = "nft"
 HOOKS = ("prerouting", "input", "forward", "output", "postrouting", "ingress", "egress")
 
 # The priorities iptables' built-in chains register at (same for legacy and iptables-nft).
-IPTABLES_PRIORITY = {
+IPTABLES_PRIORITY: dict[str, Union[int, dict[str, int]]] = {
     "raw": -300,
     "mangle": -150,
     "nat": {"prerouting": -100, "output": -100, "input": 100, "postrouting": 100},
@@ -246,7 +246,7 @@ class Origin:
 
 # --------------------------------------------------------------------------- matches and actions
 
-Range = tuple  # (lo, hi) inclusive integers
+Range = tuple[int, int]  # (lo, hi) inclusive integers
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -259,8 +259,8 @@ class Match:
     ``opaque=True``: the engine cannot decide it; ``text`` says what it was.
     """
 
-    field: Union[str, tuple]
-    values: tuple = ()
+    field: Union[str, tuple[str, ...]]
+    values: tuple[Any, ...] = ()
     negate: bool = False
     text: str = ""
     set_name: Optional[str] = None
@@ -273,7 +273,7 @@ class VmapEntry:
     """One element of an nft verdict map: a value (shaped like Match.values items) -> action."""
 
     value: Any
-    action: "Action"
+    action: Action
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,12 +303,12 @@ class Action:
     args: str = ""
     to_addr: Optional[int] = None
     to_port: Optional[int] = None
-    vmap_field: Union[str, tuple, None] = None
-    vmap: tuple = ()
+    vmap_field: Union[str, tuple[str, ...], None] = None
+    vmap: tuple[VmapEntry, ...] = ()
     set_name: Optional[str] = None
-    set_mark: Optional[tuple] = None
-    set_ctmark: Optional[tuple] = None
-    copy_mark: Optional[tuple] = None
+    set_mark: Optional[tuple[int, int]] = None
+    set_ctmark: Optional[tuple[int, int]] = None
+    copy_mark: Optional[tuple[str, int]] = None
     mark_unknown: Optional[str] = None
 
 
@@ -326,16 +326,16 @@ class Rule:
     ``meta mark set``): each is an Action of kind "continue".
     """
 
-    matches: tuple
+    matches: tuple[Match, ...]
     action: Action
     text: str
     origin: Origin
     comment: Optional[str] = None
-    ignore: frozenset = frozenset()
-    before: tuple = ()
+    ignore: frozenset[str] = frozenset()
+    before: tuple[Action, ...] = ()
 
 
-class LazyRules(MutableSequence):
+class LazyRules(MutableSequence["Rule"]):
     """A chain's rules when a reader builds some of them only when first asked for.
 
     A kube-proxy node's 140,000 rules are mostly per-endpoint chains no loopback flow enters,
@@ -354,11 +354,11 @@ class LazyRules(MutableSequence):
         """How many positions are not built yet (0: every position holds its Rule)."""
 
     @abstractmethod
-    def built_at(self, position: int) -> Optional["Rule"]:
+    def built_at(self, position: int) -> Optional[Rule]:
         """The Rule at ``position`` if it is built, else None; builds nothing."""
 
     @abstractmethod
-    def index_keys(self, position: int) -> dict:
+    def index_keys(self, position: int) -> dict[str, int]:
         """For an unbuilt position: {field: value} for each positive exact single-value match the
         engine indexes (ip.saddr / ip.daddr / ip6.saddr / ip6.daddr of one address, th.dport of
         one port), in the rule's order: the keys the built rule would give."""
@@ -369,7 +369,7 @@ class LazyRules(MutableSequence):
         True: build the rules and look."""
 
     @abstractmethod
-    def built_rules(self) -> list:
+    def built_rules(self) -> list[Rule]:
         """The Rules built so far, in order, without building the others."""
 
 
@@ -380,7 +380,7 @@ class Chain:
     ``LazyRules`` (which reads like one) when a reader left lines to build later."""
 
     name: str
-    rules: Union[list, LazyRules] = field(default_factory=list)
+    rules: Union[list[Rule], LazyRules] = field(default_factory=list)
     hook: Optional[str] = None
     priority: Optional[int] = None
     type: Optional[str] = None
@@ -411,9 +411,9 @@ class NamedSet:
     not available (ipset, or a set filled at run time)."""
 
     name: str
-    key: Union[str, tuple, None]
-    elements: tuple = ()
-    flags: frozenset = frozenset()
+    key: Union[str, tuple[str, ...], None]
+    elements: tuple[Any, ...] = ()
+    flags: frozenset[str] = frozenset()
     is_map: bool = False
     map_type: Optional[str] = None  # "verdict", "ipv4_addr", ...
     known: bool = True
@@ -433,8 +433,8 @@ class Table:
     backend: str
     syntax: str
     source: str
-    chains: dict = field(default_factory=dict)
-    sets: dict = field(default_factory=dict)
+    chains: dict[str, Chain] = field(default_factory=dict)
+    sets: dict[str, NamedSet] = field(default_factory=dict)
     origin: Optional[Origin] = None
     handle: Optional[int] = None
 
@@ -443,10 +443,10 @@ class Table:
 class HostFacts:
     """What the live host says about loopback (None where not read)."""
 
-    lo_addrs: tuple = ()             # ("127.0.0.1/8", "::1/128")
+    lo_addrs: tuple[str, ...] = ()   # ("127.0.0.1/8", "::1/128")
     local_127_route: Optional[bool] = None
-    route_localnet: dict = field(default_factory=dict)  # {"all": 0, "default": 0, "eth0": 1}
-    interfaces: tuple = ()
+    route_localnet: dict[str, int] = field(default_factory=dict)  # {"all": 0, "default": 0, "eth0": 1}
+    interfaces: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -458,15 +458,15 @@ class SourceInfo:
     tables: int = 0
     chains: int = 0
     rules: int = 0
-    warnings: tuple = ()
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
 class Ruleset:
     """One host's ruleset: every table from every source, as the kernel would hold them."""
 
-    tables: list = field(default_factory=list)
-    sources: list = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    sources: list[SourceInfo] = field(default_factory=list)
     host: Optional[HostFacts] = None
 
     def rule_count(self) -> int:

@@ -50,7 +50,9 @@ class Flow:
 class Step:
     """One decision on a packet's path, for --explain and for findings."""
 
-    packet: str           # "request" | "reply" | "ack" (client's ESTABLISHED in original direction); "answer" (TCP: the server's data after the handshake)
+    # "request" | "reply" | "ack" (client's ESTABLISHED in original direction); "answer" (TCP: the
+    # server's data after the handshake)
+    packet: str
     hook: str
     table: str
     family: str

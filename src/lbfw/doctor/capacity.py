@@ -108,6 +108,7 @@ def plan_items(host: Host, flows, connections: Optional[int] = None) -> list:
     ports = ports_available(host)
     if ports is None:
         return [skipped(PER_ADDRESS, "ephemeral ports", host.unread.get("ports", "the port range was not read"))]
+    assert host.port_range is not None     # ports_available read it
     first, last = host.port_range
     servers_of: dict = {}
     bound = set()

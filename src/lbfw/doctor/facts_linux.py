@@ -60,7 +60,7 @@ def parse_ss(text: str) -> tuple:
 
 def parse_port_list(text: str) -> frozenset:
     """`ip_local_reserved_ports` ("8000-8010,9000") -> the set of ports."""
-    ports = set()
+    ports: set[int] = set()
     for part in text.replace("\n", ",").split(","):
         part = part.strip()
         if not part:

@@ -25,7 +25,7 @@ In /etc/fail2ban/jail.local: `[DEFAULT]` `ignoreip = 127.0.0.1/8 ::1`, then `fai
 
 CHECKS = (IGNOREIP,)
 
-_LOOP = ipaddress.ip_network("127.0.0.0/8")
+_LOOP = ipaddress.IPv4Network("127.0.0.0/8")
 
 
 def _rank(path: str) -> tuple:
@@ -44,7 +44,8 @@ def covers_loopback(ignoreip: Optional[str]) -> bool:
     """Whether an `ignoreip` value covers all of 127.0.0.0/8."""
     for word in (ignoreip or "").replace(",", " ").split():
         try:
-            if _LOOP.subnet_of(ipaddress.ip_network(word, strict=False)):
+            net = ipaddress.ip_network(word, strict=False)
+            if isinstance(net, ipaddress.IPv4Network) and _LOOP.subnet_of(net):
                 return True
         except (ValueError, TypeError):
             continue

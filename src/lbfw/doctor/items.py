@@ -9,6 +9,7 @@ commands that fix it. Checks that pass give an `ok` item and checks that cannot 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
 SEVERITIES = ("error", "warning", "note", "ok", "skipped")
 # --fail-on compares with these; ok and skipped never fail a run
 RANK = {"error": 3, "warning": 2, "note": 1, "ok": 0, "skipped": 0}

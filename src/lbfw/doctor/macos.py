@@ -115,7 +115,7 @@ def launchd_plist(addresses) -> str:
 
 def plan_aliases(flows) -> list:
     """The addresses a plan needs on lo0 besides 127.0.0.1 and ::1, in order."""
-    seen = {}
+    seen: dict[str, None] = {}
     for f in flows:
         for addr in (f.server, f.client):
             if addr and addr not in ("127.0.0.1", "::1"):

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Optional
+from typing import Optional, Union
 
 from ..checks import ALL as ALL_CHECKS
 from ..checks.fixes import CheckFix
@@ -157,7 +158,7 @@ class Topology:
 
     def __init__(self, ruleset: Ruleset):
         self.ruleset = ruleset
-        self._where = None
+        self._where: Optional[dict[int, tuple]] = None
         self._hooks: dict = {}
 
     def locate_rule(self, rule, table_name=None, chain_name=None):
@@ -184,7 +185,7 @@ class Topology:
         return self._hooks[key].get(id(chain), frozenset())
 
 
-def direction_of(hooks: set) -> Optional[str]:
+def direction_of(hooks: Union[set[str], frozenset[str]]) -> Optional[str]:
     """"in" when only PREROUTING/INPUT reach the chain, "out" for OUTPUT/POSTROUTING, else None."""
     if hooks and hooks <= IN_HOOKS:
         return "in"
@@ -244,7 +245,7 @@ class _Planner:
                 try:
                     self.texts[source] = read_text(source)
                 except OSError as err:
-                    raise Refuse(f"cannot read {source}: {err.strerror}")
+                    raise Refuse(f"cannot read {source}: {err.strerror}") from None
             self.lines[source] = split_lines(self.texts[source])
         return self.lines[source]
 
@@ -599,7 +600,7 @@ def apply_to_text(text: str, edits: list) -> str:
 
     Raises ValueError when a line no longer reads as the edit expects."""
     lines = text.split("\n")
-    inserted = {}
+    inserted: dict[int, list[str]] = {}
     for edit in edits:
         if edit.old is None:
             inserted.setdefault(edit.line, []).append(edit.new)

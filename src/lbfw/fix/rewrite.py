@@ -208,7 +208,7 @@ def nft_mask(line: str) -> str:
 
 def _brace_open(masked: str, pos: int) -> Optional[int]:
     """Index of the unclosed `{` enclosing ``pos`` on this line, or None."""
-    depth, opened = 0, []
+    opened: list[int] = []
     for i in range(pos):
         if masked[i] == "{":
             opened.append(i)
@@ -276,7 +276,7 @@ def rewrite_nft(line: str, mode: str, direction: Optional[str] = None) -> tuple:
         if before is None:
             raise Refuse(f"127.0.0.1 appears in a position lbfw does not rewrite: {line.strip()!r}")
         direct.append((before.start(), end, before.group(2), start))
-    spans = []
+    spans: list[Span] = []
     hows = []
     if in_set:
         widen_elements(line, masked)  # raises Refuse when the /8 would overlap another element

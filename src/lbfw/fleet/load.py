@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from ..errors import InputError
 
@@ -90,7 +90,7 @@ def classify(doc: object) -> str:
     return "unrecognised"
 
 
-def add_document(hosts: dict, path: str, doc: object, error: Optional[str] = None) -> None:
+def add_document(hosts: dict, path: str, doc: Any, error: Optional[str] = None) -> None:
     """Add one parsed file (or one that could not be parsed: ``error`` says why) to ``hosts``."""
     kind = "unreadable" if error is not None else classify(doc)
     if kind == "fleet":
@@ -121,7 +121,7 @@ def add_document(hosts: dict, path: str, doc: object, error: Optional[str] = Non
 
 def expand(paths: list) -> list:
     """Directories become the `*.json` files directly inside them (sorted); files stay as given."""
-    files = []
+    files: list[str] = []
     for path in paths:
         if os.path.isdir(path):
             names = sorted(n for n in os.listdir(path) if n.endswith(".json") and not n.startswith("."))

@@ -36,7 +36,7 @@ def facts_from(addr_json, route_json, route_localnet: dict, interfaces) -> HostF
     local_route: Optional[bool] = None
     if route_json is not None:
         local_route = False
-        loop_net = ipaddress.ip_network("127.0.0.0/8")
+        loop_net = ipaddress.IPv4Network("127.0.0.0/8")
         for route in route_json:
             if route.get("type") != "local" or route.get("dev") != "lo":
                 continue
@@ -46,7 +46,7 @@ def facts_from(addr_json, route_json, route_localnet: dict, interfaces) -> HostF
             except ValueError:
                 continue
             # the route that makes every 127.x.y.z local: 127.0.0.0/8 itself (or wider)
-            if net.version == 4 and net.prefixlen <= 8 and loop_net.subnet_of(net):
+            if isinstance(net, ipaddress.IPv4Network) and net.prefixlen <= 8 and loop_net.subnet_of(net):
                 local_route = True
     return HostFacts(lo_addrs=tuple(lo_addrs), local_127_route=local_route,
                      route_localnet=dict(route_localnet), interfaces=tuple(interfaces))
@@ -54,7 +54,7 @@ def facts_from(addr_json, route_json, route_localnet: dict, interfaces) -> HostF
 
 def read_route_localnet(conf_dir: str = _CONF) -> dict:
     """``{"all": 0, "default": 0, "eth0": 1, ...}`` from /proc/sys (per network namespace)."""
-    values = {}
+    values: dict[str, int] = {}
     try:
         names = sorted(os.listdir(conf_dir))
     except OSError:

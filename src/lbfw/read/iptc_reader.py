@@ -44,7 +44,7 @@ def _proto_name(num: int) -> str:
     """getprotobynumber(), as iptables-save uses it: /etc/protocols, then iptables' own table."""
     global _proto_names
     if _proto_names is None:
-        names = {}
+        names: dict[int, str] = {}
         try:
             with open("/etc/protocols", encoding="utf-8", errors="replace") as f:
                 for line in f:

@@ -243,6 +243,7 @@ def _has_bare_rule(table) -> bool:
 
 def _read_native(nft: _Nft, table_keys: list, owned: set) -> tuple:
     from .nft import tables as nft_tables
+    warnings: list[str]
     tables, warnings = [], []
     for family, name in table_keys:
         if (family, name) in owned:

@@ -68,7 +68,7 @@ def _matrix(fleet, checks) -> list:
                          else '<td class="n zero">&middot;</td>')
         if doctor:
             problems = [i for i in h.doctor if i.get("severity") in _RANK]
-            worst = min((i["severity"] for i in problems), key=_RANK.get) if problems else None
+            worst = min((i["severity"] for i in problems), key=_RANK.__getitem__) if problems else None
             cells.append(f'<td class="n {worst}">{len(problems)}</td>' if problems
                          else '<td class="n zero">&middot;</td>')
         out.append(f'<tr data-host="{_e(h.host)}"><th>{_e(h.host)}</th><td class="{status}">{_e(h.status)}</td>'

@@ -10,12 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from .. import __version__ as _version
 from ..fleet.merge import NOT_AUDITED
 from .sarif import SARIF_SCHEMA, SARIF_VERSION, rule_descriptor
 
-_LEVEL = {"error": "error", "warning": "warning", "note": "note"}
+_LEVEL: dict[Any, str] = {"error": "error", "warning": "warning", "note": "note"}
 
 
 def fingerprint(f: dict) -> str:
@@ -37,7 +38,7 @@ def _uri(source: str) -> str:
 
 def _result(host: str, f: dict, index: dict) -> dict:
     check = str(f.get("check"))
-    data = {
+    data: dict[str, Any] = {
         "ruleId": check,
         "level": _LEVEL.get(f.get("severity"), "warning"),
         "message": {"text": str(f.get("message") or "")},

@@ -4,8 +4,10 @@ builds such lines when first asked for (``DeferredRules``, a ``lbfw.model.LazyRu
 from __future__ import annotations
 
 import re
-from socket import AF_INET as _AF_INET, inet_pton as _pton
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from socket import AF_INET as _AF_INET
+from socket import inet_pton as _pton
+from typing import Optional
 
 from ...model import Chain, LazyRules, Rule
 from .values import _CACHE_LIMIT, _ip6, _net
@@ -102,6 +104,7 @@ def unbuilt_exact_keys(entry: tuple) -> dict:
     line = entry[1]
     v6 = len(entry) > 2
     m = (_SIMPLE_RULE6 if v6 else _SIMPLE_RULE).fullmatch(line, line.find(" ", 3))
+    assert m is not None               # the line was deferred because it matched
     keys = {}
     fields = (("s", "sn", "ip6.saddr"), ("d", "dn", "ip6.daddr")) if v6 else \
         (("s", "sn", "ip.saddr"), ("d", "dn", "ip.daddr"))

@@ -10,13 +10,13 @@ from ...model import Action, Chain, Match, Origin
 # Frozen dataclasses set each field through object.__setattr__: 3.3 us for a Match on a slow
 # machine. Rules with unique addresses (fail2ban, blocklists: 140,000 of them) need one new
 # Match and Origin each, so these build the very same objects through the slot descriptors
-# (1.3 us). They are equal, hash and print exactly like ones made by the constructor.
+# (1.3 us). They are equal, hash and print exactly like ones made by the constructor. The slot
+# descriptors are taken from the class __dict__: what `Match.field` is, but typed as a descriptor.
 _new = object.__new__
-_m_field, _m_values, _m_negate, _m_text = Match.field.__set__, Match.values.__set__, \
-    Match.negate.__set__, Match.text.__set__
-_m_set_name, _m_mask, _m_opaque = Match.set_name.__set__, Match.mask.__set__, Match.opaque.__set__
-_o_source, _o_line, _o_handle, _o_index = Origin.source.__set__, Origin.line.__set__, \
-    Origin.handle.__set__, Origin.index.__set__
+_m_field, _m_values, _m_negate, _m_text, _m_set_name, _m_mask, _m_opaque = \
+    (Match.__dict__[name].__set__ for name in ("field", "values", "negate", "text", "set_name", "mask", "opaque"))
+_o_source, _o_line, _o_handle, _o_index = \
+    (Origin.__dict__[name].__set__ for name in ("source", "line", "handle", "index"))
 
 
 def _match(field: str, values: tuple, negate: bool, text: str) -> Match:
@@ -42,12 +42,10 @@ def _file_origin(source: str, line: int) -> Origin:
     return o
 
 
-_a_kind, _a_target, _a_args, _a_to_addr, _a_to_port = Action.kind.__set__, Action.target.__set__, \
-    Action.args.__set__, Action.to_addr.__set__, Action.to_port.__set__
-_a_vmap_field, _a_vmap, _a_set_name, _a_set_mark = Action.vmap_field.__set__, Action.vmap.__set__, \
-    Action.set_name.__set__, Action.set_mark.__set__
-_a_set_ctmark, _a_copy_mark, _a_mark_unknown = Action.set_ctmark.__set__, Action.copy_mark.__set__, \
-    Action.mark_unknown.__set__
+_a_kind, _a_target, _a_args, _a_to_addr, _a_to_port, _a_vmap_field, _a_vmap, _a_set_name, _a_set_mark, \
+    _a_set_ctmark, _a_copy_mark, _a_mark_unknown = \
+    (Action.__dict__[name].__set__ for name in ("kind", "target", "args", "to_addr", "to_port", "vmap_field", "vmap",
+                                                "set_name", "set_mark", "set_ctmark", "copy_mark", "mark_unknown"))
 
 
 def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import grp
 import pwd
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from ...model import Match
 from .values import _Bad, _strtoui

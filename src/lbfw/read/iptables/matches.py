@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import socket
-from socket import AF_INET as _AF_INET, inet_pton as _pton
+from socket import AF_INET as _AF_INET
+from socket import inet_pton as _pton
 from typing import Optional
 
 from ...model import Match
 from .fast import _ANY, _match
 from .options import CT_STATES, CT_STATUS, PROTOCOLS
 from .packet import PACKET_KINDS
+from .state import ParserState
 from .values import (
     _CACHE_LIMIT,
     _HOSTNAME_RE,
@@ -26,9 +28,9 @@ from .values import (
 _from_bytes = int.from_bytes
 
 
-class MatchBuilder:
-    """The parser's match half (a mixin of ``_Parser``): needs ``family``, ``saddr``, ``daddr``,
-    ``family_word``, ``full``, ``addrs`` and ``bad``."""
+class MatchBuilder(ParserState):
+    """The parser's match half (a mixin of ``_Parser``): reads ``family``, ``saddr``, ``daddr``,
+    ``family_word``, ``full`` and ``addrs`` (``ParserState``)."""
 
     def build_match(self, kind: str, opt: str, value: str, neg: bool, proto: Optional[str]) -> tuple:
         """Build the Match(es) for one option; raises _Bad for values iptables rejects."""

@@ -4,7 +4,7 @@ physdev). Pure; a value iptables-restore rejects raises ``_Bad``."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ...model import Match
 from .values import _Bad, _strtoui, _value_mask

@@ -93,18 +93,10 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
         self.unresolved: list = []
         self.warnings: list = []      # what was read but is not as it looks (SourceInfo.warnings)
 
-    # ------------------------------------------------------------------ errors and origins
-
-    def bad(self, message, line: Optional[int] = None) -> InputError:
-        """InputError at this line (``message`` a str, or a _Bad with its hint)."""
-        hint = getattr(message, "hint", None)
-        return InputError(str(message), path=self.source, line=line if line is not None else self.lineno,
-                          hint=hint)
-
     # ------------------------------------------------------------------ the line loop
 
     def run(self, text: str) -> list:
-        pending_ignore = frozenset()
+        pending_ignore: frozenset[str] = frozenset()
         v6 = self.family == "ip6"
         ip6_seen: dict = {}
         simple = (_SIMPLE_RULE6 if v6 else _SIMPLE_RULE).fullmatch
@@ -134,6 +126,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                         if target is not False:
                             rules = chain.rules
                             if rules.__class__ is not DeferredRules:
+                                assert self.build is not None     # set with the open table's chains
                                 rules = chain.rules = DeferredRules(chain, self.build, rules)
                             rules.defer((lineno, line, 6) if v6 else (lineno, line))
                             # a chain with a deferred `--dport` line a loopback packet may
@@ -179,9 +172,9 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                         declared.policy_ignore = pending_ignore
                 pending_ignore = frozenset()
             elif first == "*":
-                self.table_open(line)
+                table = self.table_open(line)
                 pending_ignore = frozenset()
-                chains = self.table.chains if self.lazy else _EMPTY
+                chains = table.chains if self.lazy else _EMPTY
             elif line == "COMMIT":
                 self.commit()
                 pending_ignore = frozenset()
@@ -194,7 +187,8 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                            f"the whole table)", line=self.table_line)
         return self.tables
 
-    def table_open(self, line: str) -> None:
+    def table_open(self, line: str) -> Table:
+        """Open the table `*NAME` names (it becomes ``self.table``) and return it."""
         name = line[1:].strip()
         if self.table is not None:
             raise self.bad(f"'*{name}' starts a table while '{self.table.name}' (line "
@@ -206,12 +200,13 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
         self.table_line = self.lineno
         self.deferred_targets = set()
         self.build = partial(self.build_deferred, self.table)
+        return self.table
 
     def commit(self) -> None:
         table = self.table
         if table is None:
             raise self.bad("COMMIT outside any table")
-        for rule, name, goto, chain_name in self.unresolved:
+        for rule, name, goto, _chain_name in self.unresolved:
             if name in table.chains:
                 rule.action = Action("goto" if goto else "jump", target=name)
             elif goto:
@@ -260,6 +255,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
 
     def declare(self, name: str, policy: str) -> Chain:
         table = self.table
+        assert table is not None       # callers check that a table is open
         if name in BUILTIN_CHAINS[table.name]:
             hook = IPTABLES_HOOK_OF_CHAIN[name]
             prio = IPTABLES_PRIORITY[table.name]
@@ -296,6 +292,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
 
     def build_table_now(self) -> None:
         """Build every deferred line of the open table (its chains are about to change)."""
+        assert self.table is not None
         for chain in self.table.chains.values():
             rules = chain.rules
             if rules.__class__ is DeferredRules:
@@ -320,6 +317,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
 
     def chain_for_rule(self, name: str) -> Chain:
         table = self.table
+        assert table is not None       # rule_line checked that a table is open
         chain = table.chains.get(name)
         if chain is not None:
             return chain
@@ -396,8 +394,8 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
         if cmd in ("-X", "--delete-chain"):
             self.build_table_now()      # deferred jumps must not see their chain gone
             for name in tokens[1:] or [c.name for c in table.chains.values() if not c.is_base]:
-                chain = table.chains.get(name)
-                if chain is None or chain.is_base:
+                doomed = table.chains.get(name)
+                if doomed is None or doomed.is_base:
                     raise self.bad(f"{cmd} {name}: no such user-defined chain")
                 del table.chains[name]
             return
@@ -527,6 +525,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
             origin = _file_origin(self.source, self.lineno)
         rule = Rule(matches, _CONTINUE, line, origin, comment, ignore)
         if target is not None:
+            assert self.table is not None     # rules are read (and built) inside their table
             if target in self.table.chains:
                 action = self.jumps.get((target, goto)) if not target_args else None
                 if action is None:

@@ -11,6 +11,7 @@ from typing import Optional
 from ...model import Match
 from .fast import _ANY
 from .grouped import group_matches
+from .matches import MatchBuilder
 from .options import (
     GROUPED_MODULES,
     MODULE_OPTIONS,
@@ -48,7 +49,7 @@ class _Tail:
         self.target_args: tuple = ()
         self.group: Optional[tuple] = None   # (index in matches, module count) of the open opaque match
         # rpfilter / recent loaded by `-m`: module count -> _Module, the options read so far
-        self.modules: dict = {}
+        self.modules: dict[int, _Module] = {}
 
 
 class _Module:
@@ -68,9 +69,9 @@ class _Module:
         self.options: list = []        # grouped modules: (option, value, negated) as written
 
 
-class TailReader:
-    """The parser's option loop (a mixin of ``_Parser``): needs ``fast``, ``contexts``, ``protos``,
-    ``addrs``, ``family``, ``build_match``, ``address`` and ``bad``."""
+class TailReader(MatchBuilder):
+    """The parser's option loop (a mixin of ``_Parser``): reads ``fast``, ``contexts``, ``protos``,
+    ``addrs`` and ``family`` (``ParserState``); its option values become Matches (``MatchBuilder``)."""
 
     def tail(self, tokens: list, i: int) -> tuple:
         """Parse tokens[i:] -> (matches tuple, target, goto, target args, comment); matches
@@ -303,6 +304,7 @@ class TailReader:
             if st.loaded[count - 1] == kind:
                 module = st.modules[count]
                 break
+        assert module is not None          # _option_kind gives this kind only for a loaded module
         if opt in module.seen:
             raise self.bad(f"{kind}: option {opt!r} can only be used once")
         invertible = opt == "--invert" if kind == "rpfilter" else opt in RECENT_COMMANDS

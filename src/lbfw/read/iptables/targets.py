@@ -7,15 +7,17 @@ from typing import Optional
 from ...model import NON_ENDING_TARGETS, Action, Chain, Rule
 from .fast import _action
 from .options import VERDICT_TARGETS
+from .state import ParserState
 from .values import _CACHE_LIMIT, _int, _ip4, _ip6, _quote, _value_mask
 
 
-class TargetReader:
-    """The parser's target half (a mixin of ``_Parser``): needs ``table``, ``family``,
-    ``family_word``, ``actions``, ``unresolved`` and ``bad``."""
+class TargetReader(ParserState):
+    """The parser's target half (a mixin of ``_Parser``): reads ``table``, ``family``,
+    ``family_word``, ``actions`` and ``unresolved`` (``ParserState``)."""
 
     def action(self, name: str, goto: bool, args: tuple, chain: Chain, rule: Rule) -> Action:
         """The Action for `-j NAME ARGS` (or `-g NAME`) in ``chain``."""
+        assert self.table is not None     # targets are read inside their table
         if name in self.table.chains:
             return _action("goto" if goto else "jump", name, " ".join(args))
         if goto:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from socket import AF_INET as _AF_INET, inet_pton as _pton
+from socket import AF_INET as _AF_INET
+from socket import inet_pton as _pton
 from typing import Optional
 
 from .options import TCP_FLAGS
@@ -115,7 +116,7 @@ def _ip6(text: str) -> int:
     return int(ipaddress.IPv6Address(text.partition("%")[0]))
 
 
-def _net(text: str, family: str) -> tuple:
+def _net(text: str, family: str) -> Optional[tuple]:
     """One address or network as iptables reads it -> (lo, hi), or None when the mask is not
     contiguous (the kernel compares addr & mask, which no single range expresses).
     Raises ValueError when it is not an address of ``family``."""

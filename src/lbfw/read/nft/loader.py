@@ -20,6 +20,7 @@ it finds itself outside a private namespace; 4 when neither libnftables nor nft 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -146,10 +147,8 @@ def _die_with(parent: int) -> None:
     import ctypes
     import signal
 
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
     if parent and os.getppid() != parent:
         os._exit(1)
 

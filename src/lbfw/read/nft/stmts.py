@@ -82,10 +82,7 @@ def _vmap(val: Any, ctx: TableContext) -> Action:
             if isinstance(pair, dict) and "elem" in pair:
                 pair = [pair["elem"].get("val"), pair.get("data")]
             key_v, target = pair
-            if isinstance(kinds, tuple):
-                value = value_items(kinds, {"set": [key_v]})[0]
-            else:
-                value = value_item(kinds, key_v)
+            value = value_items(kinds, {"set": [key_v]})[0] if isinstance(kinds, tuple) else value_item(kinds, key_v)
             if not isinstance(target, dict) or not target:
                 raise Opaque(text)
             vk, vv = next(iter(target.items()))
@@ -150,7 +147,8 @@ def _mark_stmts(target: str, value: Any, text: str) -> tuple:
     if (isinstance(value, dict) and isinstance(value.get("&"), list) and len(value["&"]) == 2
             and value["&"][0] == other and isinstance(value["&"][1], int)):
         mask = value["&"][1] & _FULL
-        clear = Action("continue", args=text, **{"set_mark" if target == "meta" else "set_ctmark": (0, _FULL)})
+        clear = Action("continue", args=text, set_mark=(0, _FULL)) if target == "meta" else \
+            Action("continue", args=text, set_ctmark=(0, _FULL))
         return (clear, Action("continue", args=text, copy_mark=(direction, mask)))
     return (Action("continue", args=text, mark_unknown=target),)
 
