@@ -75,7 +75,6 @@ def run(
     verify: bool = False,
     input_format: str = "auto",
     reader: str = "auto",
-    persist_files: Optional[dict] = None,
     stdout=None,
     stderr=None,
     stdin=None,
@@ -122,7 +121,6 @@ def run(
         persist,
         verify,
         reader,
-        persist_files,
     )
     return _live(options, out, err, stdin or sys.stdin)
 
@@ -199,7 +197,6 @@ class _LiveOptions(NamedTuple):
     persist: bool
     verify: bool
     reader: str
-    persist_files: Optional[dict]
 
 
 def _live(opts: _LiveOptions, out, err, stdin) -> int:
@@ -241,6 +238,7 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     if not opts.apply:
         if opts.verify:
             prove(ruleset, before_loads, after_loads, err)
+        _persistence(plan_tables(plan, live), ruleset, False, opts.style, err)
         if opts.json:
             _json(out, {"transaction": None, "changes": len(plan.edits), "refusals": len(plan.refusals), "diff": diff})
         return 1
@@ -303,8 +301,13 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
         where = finding.rule.origin.where() if finding.rule is not None else (finding.source or "")
         err.write(f"  {where}: {finding.check}{' (note)' if finding.severity == 'note' else ''}: {finding.message}\n")
 
-    _persistence(result.touched, opts.persist, opts.persist_files, opts.style, err)
+    _persistence(result.touched, ruleset, opts.persist, opts.style, err)
     return 1 if (left or plan.refusals) else 0
+
+
+def plan_tables(plan: FixPlan, live) -> list:
+    """The live tables the plan edits, in dump order."""
+    return [ref for ref in live.dumps if plan.edits_for(ref.key)]
 
 
 def _json(out, doc: dict) -> None:
@@ -312,34 +315,7 @@ def _json(out, doc: dict) -> None:
     out.flush()
 
 
-def _persistence(touched, persist, persist_files, style, err) -> None:
-    from ..fix import live as livefix
-    from ..fix.files import file_fixes, write_fixed
+def _persistence(touched, ruleset, persist: bool, style: str, err) -> None:
+    from ..fix.boot import persistence
 
-    candidates = livefix.persist_candidates(touched, persist_files)
-    if not candidates:
-        err.write(
-            "warning: no boot-time rules file found for the fixed tables (looked for "
-            + ", ".join(p for paths in (persist_files or livefix.PERSIST_FILES).values() for p in paths)
-            + "): the live fix is lost at reboot unless you save it (e.g. `netfilter-persistent save`)\n"
-        )
-        return
-    for _, path in candidates:
-        try:
-            ruleset = read_ruleset([path], "auto", "auto")
-            plan = plan_fixes(ruleset, audit(ruleset), style)
-            fixes = file_fixes(plan)
-        except LbfwError as error:
-            err.write(f"{path}: the rules are loaded from here at boot, but lbfw cannot read it: {error}\n")
-            continue
-        if not fixes:
-            err.write(f"{path}: loaded at boot; it has no narrow loopback rule lbfw can fix\n")
-            continue
-        if not persist:
-            err.write(
-                f"{path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
-                f"Run `lbfw fix {path} --write` (or add --persist).\n"
-            )
-            continue
-        for written, backup in write_fixed(fixes):
-            err.write(f"persisted: wrote {written} (the original is in {backup})\n")
+    persistence(touched, ruleset, style, persist, err)
