@@ -444,6 +444,8 @@ class HostFacts:
     local_127_route: Optional[bool] = None
     route_localnet: dict = field(default_factory=dict)  # {"all": 0, "default": 0, "eth0": 1}
     interfaces: tuple = ()
+    fail2ban_jails: dict = field(default_factory=dict)   # {path: text} of fail2ban's jail files
+    fail2ban_running: bool = False                       # its server's socket is there
 
 
 @dataclass(slots=True)

@@ -106,12 +106,11 @@ def run(
         if apply:
             raise UsageError("--apply fixes the live host and takes no SOURCE (use --write for files)")
         return _files(sources, write, style, verify, input_format, reader, out, err)
-    if write:
-        raise UsageError("--write needs SOURCE files (use --apply for the live host)")
     from ..fix.backup import default_dir
 
     options = _LiveOptions(
         apply,
+        write,
         style,
         backup_dir or default_dir(),
         confirm_timeout,
@@ -188,6 +187,7 @@ def _live_loads(live, plan: FixPlan) -> tuple:
 
 class _LiveOptions(NamedTuple):
     apply: bool
+    write: bool  # no SOURCE: the managers' configuration only (fail2ban's jail.local)
     style: str
     backup_dir: str
     confirm_timeout: int
@@ -201,6 +201,7 @@ class _LiveOptions(NamedTuple):
 
 def _live(opts: _LiveOptions, out, err, stdin) -> int:
     from ..fix import live as livefix
+    from ..fix import managers
     from ..fix.backup import trusted_dir
     from ..fix.files import colorize, render_diff
     from ..sandbox.proof import prove
@@ -218,8 +219,11 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     live = livefix.read_tables(ruleset)
     findings = audit(ruleset)
     plan = plan_fixes(ruleset, findings, opts.style, texts=live.texts, locate=livefix.make_locator(ruleset, live))
+    configs = managers.config_fixes(findings, ruleset.host)
+    if opts.write:
+        return _configs(configs, out, err)
     describe(plan, err)
-    diff = "".join(
+    diff = managers.diff(configs) + "".join(
         render_diff(ref.key, text, livefix.fixed_text(text, plan.edits_for(ref.key)))
         for ref, text in live.dumps.items()
         if plan.edits_for(ref.key)
@@ -229,8 +233,14 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     else:
         out.write(colorize(diff) if _use_color(out) else diff)
         out.flush()
+    if opts.apply and configs:
+        managers.write_and_reload(configs, lambda text: err.write(text + "\n"))
     if not plan.edits:
-        err.write("nothing to fix\n" if not plan.refusals else "nothing lbfw can fix safely\n")
+        if configs and not opts.apply:
+            err.write("fail2ban's ignore list to fix: `lbfw fix --write` writes it and reloads fail2ban\n")
+            return 1
+        if not configs:
+            err.write("nothing to fix\n" if not plan.refusals else "nothing lbfw can fix safely\n")
         if opts.json:
             _json(out, {"transaction": None, "changes": 0, "refusals": len(plan.refusals)})
         return 1 if plan.refusals else 0
@@ -308,6 +318,18 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
 def plan_tables(plan: FixPlan, live) -> list:
     """The live tables the plan edits, in dump order."""
     return [ref for ref in live.dumps if plan.edits_for(ref.key)]
+
+
+def _configs(configs: list, out, err) -> int:
+    """`lbfw fix --write` without SOURCE: the managers' configuration files, written and reloaded."""
+    from ..fix import managers
+
+    if not configs:
+        err.write("nothing to fix in the managers' configuration\n")
+        return 0
+    out.write(managers.diff(configs))
+    managers.write_and_reload(configs, lambda text: err.write(text + "\n"))
+    return 0
 
 
 def _json(out, doc: dict) -> None:

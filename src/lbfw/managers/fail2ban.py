@@ -105,16 +105,23 @@ def settings(files: dict) -> dict:
     found = {"DEFAULT": Setting("DEFAULT", None)}
     for path in _jail_paths(files):
         section = None
+        last = None        # the Setting whose value continues on indented lines
         for number, raw in enumerate(files[path].split("\n"), 1):
             match = _SECTION.match(raw.strip())
             if match:
-                section = match.group("name").strip()
+                section, last = match.group("name").strip(), None
                 continue
-            if raw[:1] in (" ", "\t") or section is None or section == "INCLUDES":
-                continue   # a continuation line, or outside a section
+            if raw[:1] in (" ", "\t") and raw.strip():
+                if last is not None:
+                    last = found[last.section] = Setting(last.section, f"{last.value} {raw.strip()}".strip(),
+                                                         path, last.line)
+                continue
+            last = None
+            if section is None or section == "INCLUDES":
+                continue
             key = _KEY.match(raw.strip())
             if key:
-                found[section] = Setting(section, key.group("value").strip(), path, number)
+                last = found[section] = Setting(section, key.group("value").strip(), path, number)
     return found
 
 
@@ -126,7 +133,7 @@ def judged(value: Optional[str]) -> str:
 def narrow(files: dict) -> list:
     """The Settings that leave 127.0.0.2-127.255.255.255 bannable (DEFAULT first)."""
     out = []
-    for section, setting in sorted(settings(files).items(), key=lambda kv: (kv[0] != "DEFAULT", kv[0])):
+    for _, setting in sorted(settings(files).items(), key=lambda kv: (kv[0] != "DEFAULT", kv[0])):
         if not covers_loopback(judged(setting.value)):
             out.append(setting)
     return out
