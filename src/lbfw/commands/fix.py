@@ -58,6 +58,12 @@ def describe(plan: FixPlan, err) -> None:
         err.write(f"{refusal.where}: {refusal.check}: not fixed: {refusal.why}\n")
         if refusal.rule:
             err.write(f"  rule: {refusal.rule.strip()}\n")
+        if refusal.owner == "ufw" and refusal.rule:
+            from ..managers import ufw
+
+            chain = next((w for w in refusal.where.replace(":", " ").split() if w.startswith(("ufw-", "ufw6-"))), "")
+            for command in ufw.commands(chain, refusal.rule):
+                err.write(f"  instead: `{command}`\n")
 
 
 def run(
