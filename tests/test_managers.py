@@ -31,7 +31,8 @@ def test_firewalld_direct_and_rich_rules_get_firewall_cmd():
         "firewall-cmd --permanent --direct --add-rule ipv4 filter INPUT 0 -i lo -j ACCEPT",
         "firewall-cmd --reload")
     rich = 'rule family="ipv4" source address="127.0.0.1" accept'
-    assert firewalld.rich_commands("public", rich)[0] == f"firewall-cmd --permanent --zone=public --remove-rich-rule='{rich}'"
+    remove = f"firewall-cmd --permanent --zone=public --remove-rich-rule='{rich}'"
+    assert firewalld.rich_commands("public", rich)[0] == remove
     assert owner_of("filter", "IN_public_allow") == "firewalld"
 
 
