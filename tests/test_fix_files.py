@@ -172,7 +172,6 @@ def test_style_range_writes_the_block(narrow):
     "args, message",
     [
         (["fix", "-", "--write"], "standard input"),
-        (["fix", "--write"], "--write needs SOURCE"),
         (["fix", "rules.v4", "--apply"], "takes no SOURCE"),
         (["fix", "rules.v4", "--style", "wide"], "--style"),
         (["fix", "rules.v4", "--write", "--apply"], "exclude each other"),
