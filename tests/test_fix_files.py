@@ -172,7 +172,6 @@ def test_style_range_writes_the_block(narrow):
     "args, message",
     [
         (["fix", "-", "--write"], "standard input"),
-        (["fix", "--write"], "--write needs SOURCE"),
         (["fix", "rules.v4", "--apply"], "takes no SOURCE"),
         (["fix", "rules.v4", "--style", "wide"], "--style"),
         (["fix", "rules.v4", "--write", "--apply"], "exclude each other"),
@@ -306,37 +305,32 @@ def test_fix_safety_is_printed_next_to_each_edit(narrow):
     assert all(lines[i + 1].startswith("  Fix safety:") for i in edits)
 
 
-@pytest.mark.parametrize("case", ["no file", "found", "persist"])
+@pytest.mark.parametrize("case", ["no file", "found"])
 def test_persistence_after_a_live_fix(examples_dir, tmp_path, case):
-    """What `lbfw fix --apply` says (and writes, with --persist) about the boot-time file."""
+    """What `lbfw fix` says about the boot-time file of a fixed table (--persist, and the files
+    found under /etc, are tested in tests/kernel/test_fix_boot.py with a private /etc)."""
     import io
 
-    from lbfw.commands.fix import _persistence
     from lbfw.backends import TableRef
+    from lbfw.fix.boot import BootFile, persistence
+    from lbfw.model import Ruleset
 
     original = (examples_dir / "input-narrow-accept.rules").read_text()
     boot = tmp_path / "rules.v4"
+    boots = []
     if case != "no file":
         boot.write_text(original)
+        boots = [BootFile(str(boot), "ip", "netfilter-persistent")]
     err = io.StringIO()
-    _persistence(
-        [TableRef("legacy", "ip", "filter")],
-        case == "persist",
-        {"ip": [str(boot)], "ip6": [str(tmp_path / "rules.v6")], "nft": []},
-        "interface",
-        err,
-    )
+    persistence([TableRef("legacy", "ip", "filter")], Ruleset(tables=[]), "interface", False, err, boots=boots)
     text = err.getvalue()
     if case == "no file":
-        assert "no boot-time rules file found" in text and "lost at reboot" in text
-    elif case == "found":
+        assert "legacy ip filter is not in any boot file: the fix is lost at reboot" in text
+        assert "netfilter-persistent save" in text
+    else:
+        assert f"legacy ip filter: loaded at boot from {boot}:5 (netfilter-persistent)" in text
         assert f"{boot}: loaded at boot and has the same mistake: the live fix is lost at reboot" in text
         assert boot.read_text() == original
-    else:
-        assert f"persisted: wrote {boot}" in text
-        assert "-A INPUT -i lo -j ACCEPT" in boot.read_text()
-        [bak] = list(tmp_path.glob("rules.v4.lbfw-*.bak"))
-        assert bak.read_text() == original and stat.S_IMODE(bak.stat().st_mode) == 0o600
 
 
 def test_every_corpus_ruleset_fixes_cleanly(corpus_dir, tmp_path):

@@ -281,14 +281,6 @@ def test_counters_moving_is_not_a_change_but_a_new_rule_is():
         live.check_unchanged(plan, tables, fresh)
 
 
-def test_persist_candidates_are_injectable(tmp_path):
-    rules = tmp_path / "rules.v4"
-    rules.write_text("*filter\nCOMMIT\n")
-    files = {"ip": [str(tmp_path / "missing"), str(rules)], "ip6": [], "nft": [str(tmp_path / "nft.conf")]}
-    touched = [TableRef("legacy", "ip", "filter"), TableRef("nftables", "inet", "filter")]
-    assert live.persist_candidates(touched, files) == [("ip", str(rules))]
-
-
 def test_notes_are_fixed_unless_the_check_judged_them_deliberate():
     text = ("table inet filter {\n\tchain output {\n\t\ttype filter hook output priority 0;\n"
             "\t\tip daddr 127.0.0.1 accept\n"

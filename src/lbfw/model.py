@@ -447,6 +447,8 @@ class HostFacts:
     local_127_route: Optional[bool] = None
     route_localnet: dict[str, int] = field(default_factory=dict)  # {"all": 0, "default": 0, "eth0": 1}
     interfaces: tuple[str, ...] = ()
+    fail2ban_jails: dict[str, str] = field(default_factory=dict)  # {path: text} of fail2ban's jail files
+    fail2ban_running: bool = False  # its server's socket is there
 
 
 @dataclass(slots=True)

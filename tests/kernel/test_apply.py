@@ -363,39 +363,6 @@ def test_a_failed_apply_changes_nothing(examples_dir, tmp_path):
         assert ns.run(["nft", "-a", "list", "table", "inet", "filter"]).stdout in before["nft"]
 
 
-PERSIST = r"""
-import sys
-from lbfw.commands.fix import run
-code = run(apply=True, yes=True, backup_dir=sys.argv[1], persist=sys.argv[3] == "1",
-           persist_files={"ip": [sys.argv[2]], "ip6": [], "nft": []})
-sys.exit(code)
-"""
-
-
-def test_persist_fixes_the_boot_file_too(examples_dir, tmp_path):
-    """End to end in a namespace; what is said without --persist or without a file is tested
-    in tests/test_fix_files.py (no kernel needed)."""
-    original = (examples_dir / "input-narrow-accept.rules").read_text()
-    boot = tmp_path / "rules.v4"
-    boot.write_text(original)
-    with Namespace() as ns:
-        ns.load_iptables(original, backend="legacy")
-        proc = subprocess.run(
-            ns.enter_argv([sys.executable, "-c", PERSIST, str(tmp_path / "b"), str(boot), "1"]),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            stdin=subprocess.DEVNULL,
-        )
-        assert "-A INPUT -i lo -j ACCEPT" in ns.run(["iptables-legacy-save", "-t", "filter"]).stdout
-    assert proc.returncode == 0, proc.stderr
-    assert "persisted: wrote" in proc.stderr
-    assert "-A INPUT -i lo -j ACCEPT" in boot.read_text()
-    [bak] = list(tmp_path.glob("rules.v4.lbfw-*.bak"))
-    assert stat.S_IMODE(bak.stat().st_mode) == 0o600
-    assert bak.read_text() == original
-
-
 def test_without_root_exit_2_with_what_to_run():
     # A user namespace without a mapping: lbfw runs as uid 65534 there (and can still read its files);
     # and a network namespace of its own, so that even a bug could not reach the host's firewall.

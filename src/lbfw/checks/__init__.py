@@ -11,11 +11,12 @@ from __future__ import annotations
 from ..results import BLOCKED, SEVERITIES
 from ..suppression import ignored_ids, suppresses
 from . import (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked,
-               lb005_route_localnet, lb006_lo_without_127_8, lb007_loopback_diverted)
+               lb005_route_localnet, lb006_lo_without_127_8, lb007_loopback_diverted,
+               lb008_fail2ban_ignoreip)
 from .context import CheckContext
 
 ALL = (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked, lb005_route_localnet,
-       lb006_lo_without_127_8, lb007_loopback_diverted)
+       lb006_lo_without_127_8, lb007_loopback_diverted, lb008_fail2ban_ignoreip)
 BY_ID = {c.ID: c for c in ALL}
 
 SEVERITY_RANK = {"error": 3, "warning": 2, "note": 1}

@@ -1,6 +1,7 @@
 """Which firewall manager owns a rule, from table, chain and comment names.
 
-A rule Docker, kube-proxy, ufw, firewalld, fail2ban or OpenWrt's fw4 wrote is rewritten
+A rule Docker, kube-proxy, ufw, firewalld, fail2ban, OpenWrt's fw4, CSF, Shorewall, NixOS or
+Proxmox wrote is rewritten
 by that manager on its next reload, so a finding on it must say where the manager's own
 configuration changes instead. Pure string tests, no I/O.
 """
@@ -15,17 +16,29 @@ UFW = "ufw"
 FIREWALLD = "firewalld"
 FAIL2BAN = "fail2ban"
 FW4 = "fw4"
-OWNERS = (DOCKER, KUBE_PROXY, UFW, FIREWALLD, FAIL2BAN, FW4)
+CSF = "csf"
+SHOREWALL = "shorewall"
+NIXOS = "nixos"
+PROXMOX = "proxmox"
+OWNERS = (DOCKER, KUBE_PROXY, UFW, FIREWALLD, FAIL2BAN, FW4, CSF, SHOREWALL, NIXOS, PROXMOX)
 
 # Where each manager's own configuration changes (the rule itself would be rewritten on reload).
 ADVICE = {
     DOCKER: "publish the port on the address you mean (`docker run -p ADDR:PORT:PORT`) "
             "or change /etc/docker/daemon.json",
     KUBE_PROXY: "change the Service or kube-proxy's configuration (e.g. --nodeport-addresses)",
-    UFW: "edit /etc/ufw/before.rules (before6.rules for IPv6), then `ufw reload`",
+    UFW: "a rule made by `ufw allow` lives in /etc/ufw/user.rules, never edited by hand: "
+         "`ufw delete` it and `ufw allow in on lo`; one in /etc/ufw/before.rules (before6.rules) is edited there, "
+         "then `ufw reload`",
     FIREWALLD: "change the zone, policy or direct rule with `firewall-cmd --permanent`, then `firewall-cmd --reload`",
     FAIL2BAN: "change `ignoreip` or the action in /etc/fail2ban/jail.local",
     FW4: "change /etc/config/firewall, then `fw4 reload`",
+    CSF: "change /etc/csf/csf.allow, csf.ignore or csf.conf, then `csf -r`",
+    SHOREWALL: "change /etc/shorewall/rules (or policy, interfaces), then `shorewall check` and `shorewall reload`",
+    NIXOS: "its rules are generated from configuration.nix: set networking.firewall.trustedInterfaces or "
+           "extraCommands there, then `nixos-rebuild switch`",
+    PROXMOX: "change /etc/pve/firewall/cluster.fw or /etc/pve/nodes/NODE/host.fw (or the GUI), then "
+             "`pve-firewall compile` to check and `pve-firewall restart`",
 }
 
 
@@ -44,6 +57,9 @@ _TABLES = {
     "f2b-table": FAIL2BAN,
     "fail2ban": FAIL2BAN,
     "docker-bridges": DOCKER,
+    "nixos-fw": NIXOS,
+    "proxmox-firewall": PROXMOX,
+    "proxmox-firewall-guests": PROXMOX,
 }
 
 # Chain-name prefixes (iptables chains are global names, so prefixes are the convention).
@@ -52,7 +68,14 @@ _CHAIN_PREFIXES = (
     ("KUBE-", KUBE_PROXY),
     ("ufw-", UFW), ("ufw6-", UFW),
     ("f2b-", FAIL2BAN), ("fail2ban-", FAIL2BAN),
+    ("nixos-fw", NIXOS),
+    ("PVEFW-", PROXMOX), ("proxmox-fw-", PROXMOX),
 )
+
+# CSF's chains (plain names: only these exact ones).
+_CSF_CHAINS = frozenset(("LOCALINPUT", "LOCALOUTPUT", "ALLOWIN", "ALLOWOUT", "DENYIN", "DENYOUT", "INVALID",
+                         "INVDROP", "LOGDROPIN", "LOGDROPOUT", "CC_ALLOW", "CC_DENY", "CC_ALLOWP", "CC_DENYP",
+                         "SYNFLOOD", "PORTFLOOD", "UDPFLOOD", "GALLOWIN", "GDENYIN", "LF_ALLOWIN"))
 
 # firewalld's iptables backend chain names.
 _FIREWALLD_CHAINS = ("_direct", "_ZONES", "_ZONES_SOURCE", "_allow", "_deny", "_log", "_pre", "_post")
@@ -85,6 +108,9 @@ def owner_of(table, chain, rule=None) -> Optional[str]:
     owner = _TABLES.get(tname)
     if owner is not None:
         return owner
+    chains = getattr(table, "chains", None) or {}
+    if "shorewall" in chains:     # Shorewall's own chain: every chain of the table is compiled by it
+        return SHOREWALL
     cname = _name(chain)
     owner = _chain_owner(cname)
     if owner is not None:
@@ -108,6 +134,8 @@ def _chain_owner(cname: str) -> Optional[str]:
     for prefix, who in _CHAIN_PREFIXES:
         if cname.startswith(prefix):
             return who
+    if cname in _CSF_CHAINS:
+        return CSF
     if cname.startswith(_FIREWALLD_PREFIXES) and cname.endswith(_FIREWALLD_CHAINS):
         return FIREWALLD
     if cname.endswith("_direct") or cname.endswith("_ZONES"):

@@ -72,6 +72,12 @@ def describe(plan: FixPlan, err) -> None:
         err.write(f"{refusal.where}: {refusal.check}: not fixed: {refusal.why}\n")
         if refusal.rule:
             err.write(f"  rule: {refusal.rule.strip()}\n")
+        if refusal.owner == "ufw" and refusal.rule:
+            from ..managers import ufw
+
+            chain = next((w for w in refusal.where.replace(":", " ").split() if w.startswith(("ufw-", "ufw6-"))), "")
+            for command in ufw.commands(chain, refusal.rule):
+                err.write(f"  instead: `{command}`\n")
 
 
 def run(
@@ -89,7 +95,6 @@ def run(
     verify: bool = False,
     input_format: str = "auto",
     reader: str = "auto",
-    persist_files: Optional[dict] = None,
     stdout=None,
     stderr=None,
     stdin=None,
@@ -121,12 +126,11 @@ def run(
         if apply:
             raise UsageError("--apply fixes the live host and takes no SOURCE (use --write for files)")
         return _files(sources, write, style, verify, input_format, reader, out, err)
-    if write:
-        raise UsageError("--write needs SOURCE files (use --apply for the live host)")
     from ..fix.backup import default_dir
 
     options = _LiveOptions(
         apply,
+        write,
         style,
         backup_dir or default_dir(),
         confirm_timeout,
@@ -136,7 +140,6 @@ def run(
         persist,
         verify,
         reader,
-        persist_files,
     )
     return _live(options, out, err, stdin or sys.stdin)
 
@@ -207,6 +210,7 @@ def _live_loads(live, plan: FixPlan) -> tuple:
 
 class _LiveOptions(NamedTuple):
     apply: bool
+    write: bool  # no SOURCE: the managers' configuration only (fail2ban's jail.local)
     style: str
     backup_dir: str
     confirm_timeout: int
@@ -216,11 +220,11 @@ class _LiveOptions(NamedTuple):
     persist: bool
     verify: bool
     reader: str
-    persist_files: Optional[dict]
 
 
 def _live(opts: _LiveOptions, out, err, stdin) -> int:
     from ..fix import live as livefix
+    from ..fix import managers
     from ..fix.backup import trusted_dir
     from ..fix.files import colorize, render_diff
     from ..sandbox.proof import prove
@@ -238,8 +242,11 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     live = livefix.read_tables(ruleset)
     findings = audit(ruleset)
     plan = plan_fixes(ruleset, findings, opts.style, texts=live.texts, locate=livefix.make_locator(ruleset, live))
+    configs = managers.config_fixes(findings, ruleset.host)
+    if opts.write:
+        return _configs(configs, out, err)
     describe(plan, err)
-    diff = "".join(
+    diff = managers.diff(configs) + "".join(
         render_diff(ref.key, text, livefix.fixed_text(text, plan.edits_for(ref.key)))
         for ref, text in live.dumps.items()
         if plan.edits_for(ref.key)
@@ -249,9 +256,15 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     else:
         out.write(colorize(diff) if _use_color(out) else diff)
         out.flush()
+    if opts.apply and configs:
+        managers.write_and_reload(configs, lambda text: err.write(text + "\n"))
     if not plan.edits:
         stuck = unfixable(findings, err)
-        err.write("nothing to fix\n" if not (plan.refusals or stuck) else "nothing lbfw can fix safely\n")
+        if configs and not opts.apply:
+            err.write("fail2ban's ignore list to fix: `lbfw fix --write` writes it and reloads fail2ban\n")
+            return 1
+        if not configs:
+            err.write("nothing to fix\n" if not (plan.refusals or stuck) else "nothing lbfw can fix safely\n")
         if opts.json:
             _json(out, {"transaction": None, "changes": 0, "refusals": len(plan.refusals)})
         return 1 if (plan.refusals or stuck) else 0
@@ -259,6 +272,7 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     if not opts.apply:
         if opts.verify:
             prove(ruleset, before_loads, after_loads, err)
+        _persistence(plan_tables(plan, live), ruleset, False, opts.style, err)
         if opts.json:
             _json(out, {"transaction": None, "changes": len(plan.edits), "refusals": len(plan.refusals), "diff": diff})
         return 1
@@ -321,8 +335,25 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
         where = finding.rule.origin.where() if finding.rule is not None else (finding.source or "")
         err.write(f"  {where}: {finding.check}{' (note)' if finding.severity == 'note' else ''}: {finding.message}\n")
 
-    _persistence(result.touched, opts.persist, opts.persist_files, opts.style, err)
+    _persistence(result.touched, ruleset, opts.persist, opts.style, err)
     return 1 if (left or plan.refusals) else 0
+
+
+def plan_tables(plan: FixPlan, live) -> list:
+    """The live tables the plan edits, in dump order."""
+    return [ref for ref in live.dumps if plan.edits_for(ref.key)]
+
+
+def _configs(configs: list, out, err) -> int:
+    """`lbfw fix --write` without SOURCE: the managers' configuration files, written and reloaded."""
+    from ..fix import managers
+
+    if not configs:
+        err.write("nothing to fix in the managers' configuration\n")
+        return 0
+    out.write(managers.diff(configs))
+    managers.write_and_reload(configs, lambda text: err.write(text + "\n"))
+    return 0
 
 
 def _json(out, doc: dict) -> None:
@@ -330,34 +361,7 @@ def _json(out, doc: dict) -> None:
     out.flush()
 
 
-def _persistence(touched, persist, persist_files, style, err) -> None:
-    from ..fix import live as livefix
-    from ..fix.files import file_fixes, write_fixed
+def _persistence(touched, ruleset, persist: bool, style: str, err) -> None:
+    from ..fix.boot import persistence
 
-    candidates = livefix.persist_candidates(touched, persist_files)
-    if not candidates:
-        err.write(
-            "warning: no boot-time rules file found for the fixed tables (looked for "
-            + ", ".join(p for paths in (persist_files or livefix.PERSIST_FILES).values() for p in paths)
-            + "): the live fix is lost at reboot unless you save it (e.g. `netfilter-persistent save`)\n"
-        )
-        return
-    for _, path in candidates:
-        try:
-            ruleset = read_ruleset([path], "auto", "auto")
-            plan = plan_fixes(ruleset, audit(ruleset), style)
-            fixes = file_fixes(plan)
-        except LbfwError as error:
-            err.write(f"{path}: the rules are loaded from here at boot, but lbfw cannot read it: {error}\n")
-            continue
-        if not fixes:
-            err.write(f"{path}: loaded at boot; it has no narrow loopback rule lbfw can fix\n")
-            continue
-        if not persist:
-            err.write(
-                f"{path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
-                f"Run `lbfw fix {path} --write` (or add --persist).\n"
-            )
-            continue
-        for written, backup in write_fixed(fixes):
-            err.write(f"persisted: wrote {written} (the original is in {backup})\n")
+    persistence(touched, ruleset, style, persist, err)

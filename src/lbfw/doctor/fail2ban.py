@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import configparser
-import ipaddress
-from typing import Optional
-
+from ..managers.fail2ban import covers_loopback, effective_ignoreip
 from .host import Host
 from .items import Check, Item, ok
 
@@ -24,53 +21,6 @@ In /etc/fail2ban/jail.local: `[DEFAULT]` `ignoreip = 127.0.0.1/8 ::1`, then `fai
 """)
 
 CHECKS = (IGNOREIP,)
-
-_LOOP = ipaddress.IPv4Network("127.0.0.0/8")
-
-
-def _rank(path: str) -> tuple:
-    """fail2ban's reading order: jail.conf, jail.d/*.conf, jail.local, jail.d/*.local (each sorted)."""
-    in_d = path.startswith("/etc/fail2ban/jail.d/")
-    if path == "/etc/fail2ban/jail.conf":
-        return (0, path)
-    if in_d and path.endswith(".conf"):
-        return (1, path)
-    if path == "/etc/fail2ban/jail.local":
-        return (2, path)
-    return (3, path)
-
-
-def covers_loopback(ignoreip: Optional[str]) -> bool:
-    """Whether an `ignoreip` value covers all of 127.0.0.0/8."""
-    for word in (ignoreip or "").replace(",", " ").split():
-        try:
-            net = ipaddress.ip_network(word, strict=False)
-            if isinstance(net, ipaddress.IPv4Network) and _LOOP.subnet_of(net):
-                return True
-        except (ValueError, TypeError):
-            continue
-    return False
-
-
-def effective_ignoreip(files: dict) -> dict:
-    """{section: ignoreip} after reading the jail files in fail2ban's order ("DEFAULT" included)."""
-    parser = configparser.RawConfigParser(strict=False, default_section="__none__")
-    jails = (p for p in files if files[p] and (p in ("/etc/fail2ban/jail.conf", "/etc/fail2ban/jail.local") or (
-        p.startswith("/etc/fail2ban/jail.d/") and p.endswith((".conf", ".local")))))
-    for path in sorted(jails, key=_rank):
-        try:
-            parser.read_string(files[path], source=path)
-        except configparser.Error:
-            continue
-    out = {}
-    default = parser.get("DEFAULT", "ignoreip", fallback=None) if parser.has_section("DEFAULT") else None
-    out["DEFAULT"] = default
-    for section in parser.sections():
-        if section in ("DEFAULT", "INCLUDES"):
-            continue
-        if parser.has_option(section, "ignoreip"):
-            out[section] = parser.get(section, "ignoreip")
-    return out
 
 
 def host_items(host: Host) -> list:

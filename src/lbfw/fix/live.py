@@ -48,17 +48,6 @@ from .backup import (
 )
 from .plan import FixPlan, Topology, apply_to_text, split_lines
 
-# Files the live rules are loaded from at boot, per backend family (injectable for tests).
-PERSIST_FILES = {
-    "ip": (
-        "/etc/iptables/rules.v4",
-        "/etc/sysconfig/iptables",
-        "/etc/iptables/iptables.rules",
-        "/etc/ufw/before.rules",
-    ),
-    "ip6": ("/etc/iptables/rules.v6", "/etc/sysconfig/ip6tables", "/etc/ufw/before6.rules"),
-    "nft": ("/etc/nftables.conf", "/etc/nftables.nft"),
-}
 INTERRUPTIONS = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT)
 Say = Callable[[str], object]
 
@@ -485,22 +474,3 @@ def rollback_changes(backup: Backup, say: Say) -> list[str]:
         except ApplyError as err:
             failed.append(f"{ref.key}: {err.message}")
     return failed
-
-
-# --------------------------------------------------------------------------- persistence
-
-
-def persist_candidates(touched: list[TableRef], files: Optional[dict] = None) -> list[tuple[str, str]]:
-    """Existing boot-time files for the touched backends/families: [(family key, path)]."""
-    files = PERSIST_FILES if files is None else files
-    wanted = []
-    for ref in touched:
-        key = "nft" if ref.backend == NFTABLES else ref.family
-        if key not in wanted:
-            wanted.append(key)
-    found = []
-    for key in wanted:
-        for path in files.get(key, ()):
-            if os.path.isfile(path):
-                found.append((key, path))
-    return found

@@ -85,7 +85,8 @@ def _ip_json(args: list):
 
 
 def read_host_facts() -> HostFacts:
-    """The current network namespace's loopback facts (no root needed to read them)."""
+    """The current network namespace's loopback facts (no root needed to read them), and fail2ban's
+    jail files (LB008)."""
     addr_json = _ip_json(["addr", "show", "dev", "lo"])
     route_json = _ip_json(["route", "show", "table", "local"])
     try:
@@ -93,4 +94,9 @@ def read_host_facts() -> HostFacts:
         interfaces = [name for _idx, name in socket.if_nameindex()]
     except OSError:
         interfaces = []
-    return facts_from(addr_json, route_json, read_route_localnet(), interfaces)
+    facts = facts_from(addr_json, route_json, read_route_localnet(), interfaces)
+    from ..managers import fail2ban
+
+    facts.fail2ban_jails = fail2ban.read_jail_files()
+    facts.fail2ban_running = os.path.exists(fail2ban.SOCKET)
+    return facts
