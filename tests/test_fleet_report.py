@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lbfw.pipeline import audit_ruleset
 from lbfw.fleet.load import read_reports
 from lbfw.fleet.merge import CLEAN, FINDINGS, NOT_AUDITED, fails, merge
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.render import fleet_html, fleet_json, fleet_sarif, fleet_text
 from lbfw.render.json import audit_document
