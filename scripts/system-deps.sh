@@ -18,19 +18,18 @@ need ssh openssh-client
 need ssh-keygen openssh-client
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 need chromium chromium
-# `system-deps.sh managers`: the real ufw and fail2ban the kernel tests of tests/kernel/test_managers_*.py
-# drive inside private network + mount namespaces (firewalld needs a system D-Bus: not installed).
-if [ "${1:-}" = managers ]; then
-  need ufw ufw
-  need fail2ban-client fail2ban
-fi
+# The real ufw and fail2ban that tests/kernel/test_managers_*.py drive inside private network + mount
+# namespaces (firewalld needs a system D-Bus: not installed). Installed with nothing started (below).
+need ufw ufw
+need fail2ban-client fail2ban
 missing=$(echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' ' | sed 's/^ *//; s/ *$//')
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   echo "lbfw setup: installing $missing" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
-  # Nothing may start on the host: a policy-rc.d that refuses every start, unless one is there already.
+  # Nothing may start on the host (no sshd on port 22, no fail2ban): a policy-rc.d exiting 101
+  # ("action forbidden", honoured by invoke-rc.d and deb-systemd-invoke), unless one is there already.
   cleanup=""
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
@@ -39,6 +38,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
   [ -z "$cleanup" ] || rm -f "$cleanup"
+  # openssh-server enables ssh.service for the next boot: the tests only run `sshd -i` inside namespaces.
+  case " $missing " in *" openssh-server "*)
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable -q ssh.service 2>/dev/null || true; fi ;;
+  esac
   exit 0
 fi
 echo "lbfw setup: missing system packages: $missing" >&2

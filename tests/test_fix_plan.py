@@ -185,6 +185,19 @@ def test_ufw_rules_in_ufws_own_file_are_fixed():
     assert [e.new for e in plan.edits] == ["-A ufw-before-input -i lo -j ACCEPT"]
 
 
+def test_ufw_user_rules_are_never_edited_by_hand():
+    """user.rules is written by `ufw allow ...`: the fix is a ufw command, never an edit of the file."""
+    text = "*filter\n:ufw-user-input - [0:0]\n-A ufw-user-input -s 127.0.0.1 -j ACCEPT\nCOMMIT\n"
+    table = Table("ip", "filter", "file", "iptables", "/etc/ufw/user.rules")
+    table.chains["ufw-user-input"] = Chain("ufw-user-input", [
+        Rule((), Action("accept"), "-A ufw-user-input -s 127.0.0.1 -j ACCEPT", Origin("/etc/ufw/user.rules", 3))])
+    rs = Ruleset(tables=[table])
+    f = Finding("LB002", "warning", "narrow", table="filter", chain="ufw-user-input",
+                rule=table.chains["ufw-user-input"].rules[0], owner="ufw")
+    plan = plan_fixes(rs, [f], texts={"/etc/ufw/user.rules": text})
+    assert not plan.edits and plan.refusals and "ufw" in plan.refusals[0].why
+
+
 def test_apply_to_text_refuses_a_line_that_changed():
     from lbfw.fix.plan import Edit
     text = "a\nb\n"

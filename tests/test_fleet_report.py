@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from lbfw.pipeline import audit_ruleset
 from lbfw.fleet.load import read_reports
 from lbfw.fleet.merge import CLEAN, FINDINGS, NOT_AUDITED, fails, merge
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.render import fleet_html, fleet_json, fleet_sarif, fleet_text
 from lbfw.render.json import audit_document
@@ -40,6 +40,16 @@ def docs() -> dict:
     }
 
 
+# The shape `lbfw doctor --format json` prints (tests/kernel/test_fleet_ansible.py merges a real one).
+DOCTOR_B = {"version": 1, "platform": "linux", "root": True, "plan": None, "flows": 0,
+            "user": {"name": "root", "uid": 0}, "summary": {"error": 1, "warning": 0, "note": 0, "ok": 1, "skipped": 0},
+            "items": [{"id": "DR002", "name": "lo-without-127-8", "severity": "error", "subject": "lo",
+                       "message": "lo has 127.0.0.1/32 only", "why": "", "fix": ["ip addr add 127.0.0.1/8 dev lo"],
+                       "data": {}},
+                      {"id": "DR001", "name": "lo-down", "severity": "ok", "subject": "lo", "message": "lo is up",
+                       "why": "", "fix": [], "data": {}}]}
+
+
 @pytest.fixture()
 def fleet_dir(tmp_path, docs) -> Path:
     write = lambda name, doc: (tmp_path / name).write_text(json.dumps(doc))  # noqa: E731
@@ -48,8 +58,7 @@ def fleet_dir(tmp_path, docs) -> Path:
     write("c.json", docs["narrow"])
     write("e.json", docs["docker"])
     write("d.json", {"version": 1, "host": "d", "not_audited": "unreachable: ssh: Could not resolve hostname d"})
-    write("b.doctor.json", {"doctor": [{"id": "lo-127-8", "severity": "error", "message": "lo has 127.0.0.1/32"},
-                                       {"id": "tools", "severity": "ok", "message": "fine"}]})
+    write("b.doctor.json", DOCTOR_B)
     return tmp_path
 
 
@@ -65,7 +74,7 @@ def test_statuses_versions_backends_and_reasons(fleet_dir):
     a, b = fleet.host("a"), fleet.host("b")
     assert a.lbfw_version == "0.1.0" and a.backends == ["iptables-save"] and a.rules == 3
     assert b.checks == {"LB001": 1, "LB002": 1} and b.summary == {"error": 1, "warning": 1, "note": 0}
-    assert [i["id"] for i in b.doctor] == ["lo-127-8", "tools"]
+    assert [i["id"] for i in b.doctor] == ["DR002", "DR001"]
     assert fleet.host("d").reason == "unreachable: ssh: Could not resolve hostname d"
     assert fleet.summary == {"hosts": 5, "clean": 1, "findings": 3, "not_audited": 1,
                              "error": 2 + fleet.host("e").summary["error"],
@@ -84,7 +93,7 @@ def test_the_same_rule_on_two_hosts_is_one_group_naming_both(fleet_dir):
     assert counts["LB002"][1] == ["b", "c", "e"]
     blocked = {(g.client, g.server, g.port, g.proto): g.hosts for g in fleet.flows}
     assert blocked[("127.0.0.2", "127.0.0.53", 22, "tcp")][:2] == ["b", "c"]
-    assert [g.id for g in fleet.doctor] == ["lo-127-8"]  # "ok" is not a problem
+    assert [(g.id, g.name, g.hosts) for g in fleet.doctor] == [("DR002", "lo-without-127-8", ["b"])]  # ok: none
 
 
 def test_owning_managers_are_counted(fleet_dir, docs):
@@ -144,7 +153,7 @@ def test_text_report_names_hosts_rules_and_flows(fleet_dir):
     assert "2 hosts  LB002 warning  file ip filter INPUT: -A INPUT -s 127.0.0.1/32 -j ACCEPT\n" in text
     assert "tcp 127.0.0.2 -> 127.0.0.53:22 blocked on 2 hosts (b, c)" in text
     assert "tcp 127.0.0.1 (default source) -> 127.0.0.53:22 blocked on 2 hosts (b, c)" in text
-    assert "lo-127-8 error on 1 host (b): lo has 127.0.0.1/32" in text
+    assert "DR002 lo-without-127-8 error on 1 host (b): lo has 127.0.0.1/32 only" in text
 
 
 def test_json_report_is_the_documented_shape(fleet_dir):

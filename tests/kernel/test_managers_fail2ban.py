@@ -56,7 +56,7 @@ print(json.dumps(out))
 @pytest.fixture
 def etc():
     if shutil.which("fail2ban-client") is None:
-        why = "fail2ban is not installed: run scripts/system-deps.sh managers"
+        why = "fail2ban is not installed: run scripts/system-deps.sh (make setup)"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"CI=true: {why}", pytrace=False)
         pytest.skip(why)

@@ -31,9 +31,11 @@ options:
     choices: [interface, range]
     default: interface
   backup_dir:
-    description: Where lbfw keeps the live backups on the host.
+    description:
+      - Where lbfw keeps the live backups on the host (C(lbfw fix --backup-dir)); the confirmation
+        and C(lbfw rollback) look there too. Unset, lbfw's own default (C($LBFW_BACKUP_DIR), else
+        C(/var/lib/lbfw/backups)).
     type: path
-    default: /var/lib/lbfw/backups
   confirm_timeout:
     description:
       - Seconds the host waits for the confirmation before it restores the old rules. Keep it well
@@ -112,10 +114,16 @@ from ansible_collections.lbfw.loopback.plugins.module_utils.lbfw import LBFW_ARG
 FIXABLE = ("LB002", "LB003")
 
 
+def _backup_dir(module):
+    """``--backup-dir DIR`` when the task names one (else lbfw's default)."""
+    path = module.params["backup_dir"]
+    return ["--backup-dir", path] if path else []
+
+
 def _plan(module):
     """(diff, notes) of lbfw's live dry run; fails on lbfw errors (exit 2)."""
     p = module.params
-    argv = ["fix", "--style", p["style"], "--backup-dir", p["backup_dir"]]
+    argv = ["fix", "--style", p["style"]] + _backup_dir(module)
     rc, out, err = run_lbfw(module, argv)
     notes = [line for line in err.splitlines() if line.strip()]
     if rc == 2:
@@ -130,7 +138,7 @@ def _diff(text):
 def _apply(module, diff, notes):
     p = module.params
     argv = ["fix", "--apply", "--confirm-timeout", str(p["confirm_timeout"]), "--detach", "--format", "json",
-            "--style", p["style"], "--backup-dir", p["backup_dir"]]
+            "--style", p["style"]] + _backup_dir(module)
     if p["persist"]:
         argv.append("--persist")
     rc, out, err = run_lbfw(module, argv)
@@ -154,7 +162,7 @@ def _confirm(module):
     transaction = module.params["transaction"]
     if not transaction:
         module.fail_json(msg="phase=confirm needs transaction")
-    rc, out, err = run_lbfw(module, ["confirm", transaction])
+    rc, out, err = run_lbfw(module, ["confirm", transaction] + _backup_dir(module))
     if rc != 0:
         module.fail_json(msg=f"lbfw confirm {transaction} exited {rc}: {(err or out).strip()} (too late: the host "
                              "has restored, or is restoring, its previous rules)", rc=rc, confirmed=False)
@@ -171,7 +179,7 @@ def main():
         argument_spec=dict(
             LBFW_ARGS,
             style=dict(type="str", choices=["interface", "range"], default="interface"),
-            backup_dir=dict(type="path", default="/var/lib/lbfw/backups"),
+            backup_dir=dict(type="path"),
             confirm_timeout=dict(type="int", default=30),
             persist=dict(type="bool", default=False),
             phase=dict(type="str", choices=["plan", "apply", "confirm"], default="plan"),

@@ -50,9 +50,9 @@ SAFETY = {(check, mode): text for check, fix in FIXES.items() for mode, text in 
 IN_HOOKS = frozenset({"prerouting", "input"})
 OUT_HOOKS = frozenset({"output", "postrouting"})
 
-# Files that are a manager's own configuration: fixing them is fixing the manager.
-_OWNER_FILES = {"ufw": ("before.rules", "before6.rules", "after.rules", "after6.rules", "user.rules",
-                        "user6.rules")}
+# Files that are a manager's own hand-edited configuration: fixing them is fixing the manager. Not ufw's
+# user.rules / user6.rules: ufw writes those from `ufw allow ...` and they are never edited by hand.
+_OWNER_FILES = {"ufw": ("before.rules", "before6.rules", "after.rules", "after6.rules")}
 
 
 @dataclass(frozen=True)

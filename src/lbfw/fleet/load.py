@@ -3,8 +3,9 @@
 A fleet directory holds one file per host, named after the host (`web1.json`), and may hold more:
 
 - an audit: what `lbfw audit --format json` prints (docs/output.md);
-- a doctor report: a JSON object whose `"doctor"` key holds items with a `severity` (or an object
-  holding such a list under `items`, `checks` or `results`); `web1.doctor.json` names host web1;
+- a doctor report: what `lbfw doctor --format json` prints (`{"version", "platform", "root", "plan",
+  "flows", "user", "summary", "items"}`, each item with an `id` and a `severity`); `web1.doctor.json`
+  names host web1;
 - a "not audited" marker, written by the playbook for a host it could not reach or whose audit
   failed: `{"version": 1, "host": "web1", "not_audited": "unreachable: ..."}` (docs/fleet.md);
 - the fleet report itself (`fleet.json`, `"kind": "lbfw-fleet"`): skipped, so the report can be
@@ -27,7 +28,8 @@ FLEET_KIND = "lbfw-fleet"
 MARKER_KEY = "not_audited"
 # A file named HOST.doctor.json (or HOST.audit.json) belongs to HOST.
 _SUFFIXES = (".doctor", ".audit")
-_DOCTOR_LISTS = ("items", "checks", "results")
+# doctor's severities (lbfw.doctor.items.SEVERITIES): an item with another one is not from lbfw doctor.
+_DOCTOR_SEVERITIES = ("error", "warning", "note", "ok", "skipped")
 
 
 @dataclass
@@ -63,14 +65,12 @@ def _is_audit(doc: dict) -> bool:
 
 
 def doctor_items(doc: dict) -> Optional[list]:
-    """The doctor items of a document, or None when it is not a doctor report."""
-    value = doc.get("doctor")
-    if isinstance(value, dict):
-        value = next((value[k] for k in _DOCTOR_LISTS if isinstance(value.get(k), list)), None)
-    if not isinstance(value, list):
+    """The items of an `lbfw doctor --format json` document, or None when ``doc`` is not one."""
+    items, summary = doc.get("items"), doc.get("summary")
+    if not isinstance(items, list) or not isinstance(summary, dict) or "platform" not in doc:
         return None
-    items = [item for item in value if isinstance(item, dict)]
-    if not items or not all(isinstance(item.get("severity"), str) for item in items):
+    if not all(isinstance(i, dict) and isinstance(i.get("id"), str) and i.get("severity") in _DOCTOR_SEVERITIES
+               for i in items):
         return None
     return items
 

@@ -89,7 +89,8 @@ class OwnerCount:
 
 @dataclass
 class DoctorGroup:
-    id: str
+    id: str                           # doctor's check id (DR040)
+    name: str                         # and its name (fail2ban-ignoreip-narrow)
     severity: str
     message: str
     hosts: list
@@ -124,7 +125,7 @@ def _backends(audit: dict) -> tuple:
 
 
 def doctor_problems(items) -> list:
-    """The doctor items at error, warning or note (ok, info, skipped ... are not problems)."""
+    """The doctor items at error, warning or note (ok and skipped are not problems)."""
     return [i for i in items if i.get("severity") in _RANK]
 
 
@@ -210,11 +211,10 @@ def _doctor_groups(hosts) -> list:
     groups: dict = {}
     for h in hosts:
         for item in doctor_problems(h.doctor):
-            ident = str(item.get("id") or item.get("check") or item.get("name") or "?")
-            key = (ident, item["severity"])
-            message = str(item.get("message") or item.get("summary") or item.get("title") or "")
-            group = groups.setdefault(key, DoctorGroup(id=ident, severity=item["severity"], message=message,
-                                                       hosts=[]))
+            key = (item["id"], item["severity"])
+            group = groups.setdefault(key, DoctorGroup(id=item["id"], name=str(item.get("name") or ""),
+                                                       severity=item["severity"],
+                                                       message=str(item.get("message") or ""), hosts=[]))
             if h.host not in group.hosts:
                 group.hosts.append(h.host)
     return sorted(groups.values(), key=lambda g: (-len(g.hosts), _RANK[g.severity], g.id))

@@ -124,7 +124,7 @@ def _doctor(fleet) -> list:
     out = ["<h2>Doctor</h2>",
            '<table id="doctor"><tr><th>item</th><th>severity</th><th>hosts</th><th>message</th></tr>']
     for g in fleet.doctor:
-        out.append(f'<tr><td>{_e(g.id)}</td><td class="{_e(g.severity)}">{_e(g.severity)}</td>'
+        out.append(f'<tr><td>{_e(g.id)} {_e(g.name)}</td><td class="{_e(g.severity)}">{_e(g.severity)}</td>'
                    f'<td>{len(g.hosts)} <span class="hosts">{_hosts(g.hosts)}</span></td>'
                    f'<td class="msg">{_e(g.message)}</td></tr>')
     out.append("</table>")

@@ -79,8 +79,7 @@ def _run(h, rules: list, index: dict) -> dict:
         "properties": {"host": h.host, "status": h.status, "backends": h.backends, "rules": h.rules},
     }
     notes = [{"level": _LEVEL.get(i.get("severity"), "note"),
-              "message": {"text": f"doctor {i.get('id') or i.get('check') or '?'}: "
-                                  f"{i.get('message') or i.get('summary') or ''}".rstrip(": ")}}
+              "message": {"text": f"doctor {i['id']} {i.get('name') or ''}: {i.get('message') or ''}"}}
              for i in h.doctor if i.get("severity") in _LEVEL]
     if h.status == NOT_AUDITED:
         notes.insert(0, {"level": "error", "message": {"text": f"not audited: {h.reason}"}})

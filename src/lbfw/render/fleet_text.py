@@ -67,5 +67,6 @@ def render(fleet) -> str:
     if fleet.doctor:
         out += ["", "Doctor"]
         for g in fleet.doctor:
-            out.append(f"  {g.id} {g.severity} on {plural(len(g.hosts), 'host')} ({_hosts(g.hosts)}): {g.message}")
+            out.append(f"  {g.id} {g.name} {g.severity} on {plural(len(g.hosts), 'host')} ({_hosts(g.hosts)}): "
+                       f"{g.message}")
     return "\n".join(out) + "\n"
