@@ -690,6 +690,7 @@ def render(
         "waiting for a core; every time is therefore given as `wall (CPU)`, CPU = user + system time of the "
         "process (and its waited-for children), which other load changes much less "
         "(an idle machine is still the only fair judge).",
+        *([f"- {machine['notes']}"] if machine.get("notes") else []),
         "",
         "## How to reproduce",
         "",
@@ -1179,12 +1180,20 @@ def main(argv=None) -> int:
         "--profile", default="kube-140k", metavar="NAME", help="input to profile with cProfile ('' for none)"
     )
     parser.add_argument("--save", metavar="JSON", help="also save the raw results there")
-    parser.add_argument("--render", metavar="JSON", help="render a report from saved results, run nothing")
+    parser.add_argument(
+        "--render", metavar="JSON", help="render a report from saved results (comma-separated: merged), run nothing"
+    )
+    parser.add_argument("--note", default="", help="a line for the report's Machine section (with --render)")
     parser.add_argument("--phases", metavar="FILE", help=argparse.SUPPRESS)
     parser.add_argument("--profile-file", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.render:
-        report = render(*_load_saved(args.render))
+        # several saved runs (A.json,B.json: e.g. the slow inputs run apart) render as one report
+        parts = [_load_saved(path) for path in args.render.split(",")]
+        rows = [row for part in parts for row in part[0]]
+        first = parts[0]
+        machine = dict(first[6], notes=args.note) if args.note else first[6]
+        report = render(rows, first[1], first[2], sum(p[3] for p in parts), first[4], first[5], machine)
         print(report)
         if args.write:
             Path(args.write).write_text(report)
