@@ -12,7 +12,8 @@ and live audit, the section of the report and the issue 17 targets. No import of
 from __future__ import annotations
 
 import statistics
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 import generate_nft
 
@@ -167,7 +168,8 @@ def render_targets(rows: list, runs: int) -> list:
         if p:
             each = ", ".join(f"{w:.1f}x/{c:.1f}x" for w, c in p["ratios"])
             add(f"{name}: live `lbfw audit` within {TARGET_VS_JSON:.0f}x `nft -j list ruleset`",
-                f"{p['runs']} back-to-back pairs: median wall {p['wall']:.1f}x, CPU {p['cpu']:.1f}x (wall/CPU each: {each}); "
+                f"{p['runs']} back-to-back pairs: median wall {p['wall']:.1f}x, CPU {p['cpu']:.1f}x "
+                f"(wall/CPU each: {each}); "
                 f"medians: live {_cell(live, runs)} s, nft -j {_cell(js, runs)} s", p["cpu"] <= TARGET_VS_JSON)
         load = row.load_s.get("nft -f")
         if js is not None and js.cpu is not None and row.audit.cpu is not None:

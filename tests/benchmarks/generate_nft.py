@@ -30,7 +30,7 @@ import base64
 import hashlib
 import random
 
-from generate import DEFAULT_SEED, _ENDPOINTS, _NAMESPACES, _PORTS, _ip
+from generate import _ENDPOINTS, _NAMESPACES, _PORTS, DEFAULT_SEED, _ip
 
 KUBE_NFT_SIZES = {"kube-nft-1k": 1_000, "kube-nft-5k": 5_000, "kube-nft-10k": 10_000}
 BAN_SIZES = {"nft-ban-100k": 100_000, "nft-ban-1m": 1_000_000}
@@ -224,7 +224,8 @@ def _addresses(rng: random.Random, count: int) -> list[int]:
     picked: set = set()
     while len(picked) < count:
         # plain unicast "bad actors": outside 0/8, 10/8, 127/8 and multicast
-        picked.add(rng.randrange(0x0B000000, 0x7F000000) if rng.random() < 0.5 else rng.randrange(0x80000000, 0xDF000000))
+        low = rng.random() < 0.5
+        picked.add(rng.randrange(0x0B000000, 0x7F000000) if low else rng.randrange(0x80000000, 0xDF000000))
     return sorted(picked)
 
 
