@@ -234,7 +234,8 @@ def nft_ban_sets(elements: int, seed: int = DEFAULT_SEED) -> str:
     IPv4 addresses in ``crowdsec-blacklists``, a tenth as many IPv6 ones, a few ban networks."""
     rng = random.Random(seed)
     v4 = [_ip(a) for a in _addresses(rng, elements)]
-    v6 = [f"2001:db8:{rng.randrange(1 << 16):x}:{rng.randrange(1 << 16):x}::{k:x}" for k in range(elements // 10)]
+    v6 = [f"2001:db8:{rng.randrange(1 << 16):x}:{rng.randrange(1 << 16):x}:{k >> 16:x}::{k & 0xFFFF:x}"
+          for k in range(elements // 10)]
     out = [
         "#!/usr/sbin/nft -f",
         f"# lbfw benchmark: a {elements:,}-element ban list (crowdsec / fail2ban style)",
