@@ -150,13 +150,22 @@ def render_section(rows: list, runs: int) -> list:
     return out
 
 
+def _pair_verdict(pair: dict, limit: float) -> str:
+    """Judged on wall time, as issue 6's targets are; a loaded machine's wall time includes
+    waiting for a core, so a ratio met on CPU time alone is said so."""
+    if pair["wall"] <= limit:
+        return "yes"
+    return "**no** on wall time; yes on CPU time" if pair["cpu"] <= limit else "**no**"
+
+
 def render_targets(rows: list, runs: int) -> list:
     """Issue 17's targets, judged on this run's numbers."""
     by = {row.inp.name: row for row in rows}
     out: list = []
 
-    def add(target: str, measured: str, ok: Optional[bool]) -> None:
-        out.append(f"| {target} | {measured} | {'n/a' if ok is None else ('yes' if ok else '**no**')} |")
+    def add(target: str, measured: str, ok) -> None:
+        verdict = ok if isinstance(ok, str) else ("n/a" if ok is None else ("yes" if ok else "**no**"))
+        out.append(f"| {target} | {measured} | {verdict} |")
 
     for name, rss_limit in (("kube-nft-10k", TARGET_KUBE_RSS_MB), ("nft-ban-1m", TARGET_SET_RSS_MB)):
         row = by.get(name)
@@ -170,7 +179,7 @@ def render_targets(rows: list, runs: int) -> list:
             add(f"{name}: live `lbfw audit` within {TARGET_VS_JSON:.0f}x `nft -j list ruleset`",
                 f"{p['runs']} back-to-back pairs: median wall {p['wall']:.1f}x, CPU {p['cpu']:.1f}x "
                 f"(wall/CPU each: {each}); "
-                f"medians: live {_cell(live, runs)} s, nft -j {_cell(js, runs)} s", p["cpu"] <= TARGET_VS_JSON)
+                f"medians: live {_cell(live, runs)} s, nft -j {_cell(js, runs)} s", _pair_verdict(p, TARGET_VS_JSON))
         load = row.load_s.get("nft -f")
         if js is not None and js.cpu is not None and row.audit.cpu is not None:
             add(f"{name}: file `lbfw audit` within {TARGET_VS_JSON:.0f}x `nft -j list ruleset`",
@@ -201,11 +210,11 @@ def render_targets(rows: list, runs: int) -> list:
         if p:
             add("the live 140k iptables-nft audit within 2x `iptables-nft-save`",
                 f"{p['runs']} back-to-back pairs: median wall {p['wall']:.1f}x, CPU {p['cpu']:.1f}x",
-                p["cpu"] <= 2.0)
+                _pair_verdict(p, 2.0))
         legacy = big140.paired
         if legacy.get("wall") is not None:
             add("the 140k iptables audit within 2x `iptables-legacy-save` (pairs)",
-                f"median wall {legacy['wall']:.1f}x, CPU {legacy['cpu']:.1f}x", legacy["wall"] <= 2.0)
+                f"median wall {legacy['wall']:.1f}x, CPU {legacy['cpu']:.1f}x", _pair_verdict(legacy, 2.0))
     if not out:
         return []
     return ["", "## Targets (issue 17)", "", "| target | measured | met? |", "|---|---|---|"] + out
