@@ -190,3 +190,46 @@ def test_the_issue_17_targets_are_judged_on_the_numbers():
     met = "\n".join(bench_nft.render_targets([_Row("kube-nft-10k", 90_000, 12.0, 8.0, 12.0, 1.5, 300)], 3))
     assert next(x for x in met.splitlines() if "live `lbfw audit` within 2x" in x).endswith("| yes |")
     assert next(x for x in met.splitlines() if "file `lbfw audit` within 2x" in x).endswith("| yes |")
+
+
+# --------------------------------------------------------------------------- the live reader
+
+_LIVE = r"""
+import json, subprocess, sys
+from lbfw.read import live
+text, limit = json.loads(sys.stdin.read())
+subprocess.run(["nft", "-f", "-"], input=text, text=True, check=True)
+live.TEXT_LISTING_MAX_RULES = limit
+ruleset = live.read_live()
+kube = next(t for t in ruleset.tables if t.name == "kube-proxy")
+texts = [r.text for c in kube.chains.values() for r in c.rules]
+warnings = [w for s in ruleset.sources for w in s.warnings]
+print(json.dumps({"rules": ruleset.rule_count(), "texts": texts, "warnings": warnings}))
+"""
+
+
+def _live(text: str, limit: int) -> dict:
+    """read_live inside a fresh network namespace holding ``text``, with the text-listing limit."""
+    import json
+    import subprocess
+
+    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _LIVE], input=json.dumps([text, limit]),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.kernel
+def test_a_big_live_table_is_listed_once_and_still_read_whole():
+    """Above TEXT_LISTING_MAX_RULES a table is not listed a second time for its texts (every
+    nft 1.0.6 listing dumps all its rules from the kernel): same rules, texts from the JSON, and
+    the audit says so; below it the texts are nft's own."""
+    text = generate_nft.kube_nft(60)
+    rules = generate_nft.nft_rule_count(text)
+    listed = _live(text, 10 * rules)
+    rendered = _live(text, 10)
+    assert listed["rules"] == rendered["rules"] == rules
+    assert any(t.startswith("numgen random mod ") for t in listed["texts"])  # as nft prints it
+    assert not any("rendered from libnftables JSON" in w for w in listed["warnings"])
+    assert any("kube-proxy" in w and "rendered from libnftables JSON" in w for w in rendered["warnings"])
+    assert len(rendered["texts"]) == len(listed["texts"])
