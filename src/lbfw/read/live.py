@@ -89,10 +89,13 @@ class _Nft:
 
     def json(self, cmd: str) -> dict:
         if self.lib is not None:
-            self.lib.set_json_output(True)
-            self.lib.set_handle_output(False)
-            rc, out, err = self.lib.cmd(cmd)
-            self.lib.set_json_output(False)
+            # A context of its own, freed before the JSON is parsed: libnftables keeps the rule
+            # cache of its last listing in the context (kube-proxy's nftables mode, 92,000 rules:
+            # hundreds of MB that would otherwise sit beside the parsed document and the model).
+            lib = type(self.lib)()
+            lib.set_json_output(True)
+            rc, out, err = lib.cmd(cmd)
+            del lib
         else:
             rc, out, err = _run(["nft", "-j", *cmd.split()])
         if rc != 0:
