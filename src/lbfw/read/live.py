@@ -249,11 +249,12 @@ def _has_bare_rule(table) -> bool:
     return False
 
 
-# Above this many rules a table's texts are rendered from its JSON instead of listed again:
-# nftables 1.0.6 fetches every rule of the table for any listing, so the text listing costs a
-# second kernel dump as long as the JSON one (kube-proxy's nftables mode, 10,000 services,
-# 92,000 rules: 9.6 s CPU for `nft list ruleset` against 10.2 s for `nft -j list ruleset`).
-TEXT_LISTING_MAX_RULES = 20_000
+# Above this many rules plus set and map elements, a table's rule texts are rendered from its
+# JSON instead of listed again: nftables 1.0.6 fetches every rule and element of the table for
+# any listing (terse too), so the text listing costs a second kernel dump as long as the JSON
+# one (kube-proxy's nftables mode, 10,000 services, 92,000 rules: 9.6 s CPU for `nft list
+# ruleset` against 10.2 s for `nft -j list ruleset`; a 100,000-element ban list: 0.8 s, 1.2 s).
+TEXT_LISTING_MAX_OBJECTS = 20_000
 
 
 def _read_native(nft: _Nft, table_keys: list, owned: set) -> tuple:
@@ -263,15 +264,31 @@ def _read_native(nft: _Nft, table_keys: list, owned: set) -> tuple:
         if (family, name) in owned:
             continue  # read from iptables-nft-save: never twice
         doc = nft.json(f"list table {family} {name}")
-        rules = sum(1 for obj in doc.get("nftables", ()) if isinstance(obj, dict) and "rule" in obj)
-        if rules > TEXT_LISTING_MAX_RULES:
+        rules, elements = _size(doc)
+        if rules + elements > TEXT_LISTING_MAX_OBJECTS:
             texts = None
-            warnings.append(f"nft table {family} {name} has {rules:,} rules: their texts are rendered from "
-                            "libnftables JSON, not listed a second time (which would double the read)")
+            warnings.append(f"nft table {family} {name} has {rules:,} rules and {elements:,} set elements: "
+                            "its rule texts are rendered from libnftables JSON, not listed a second time "
+                            "(which would double the read)")
         else:
             texts = handle_texts(nft.text(f"list table {family} {name}"), family, name)
         tables.extend(nft_tables.parse(doc, "live:nftables", BACKEND_NFTABLES, text_of=texts))
     return tables, warnings
+
+
+def _size(doc: dict) -> tuple:
+    """(rules, set and map elements) of a listed table."""
+    rules = elements = 0
+    for obj in doc.get("nftables", ()):
+        if not isinstance(obj, dict):
+            continue
+        if "rule" in obj:
+            rules += 1
+        else:
+            body = obj.get("set") or obj.get("map")
+            elem = body.get("elem") if isinstance(body, dict) else None
+            elements += len(elem) if isinstance(elem, list) else 0
+    return rules, elements
 
 
 def _kernel_chains(nft: Optional[_Nft]) -> tuple:
