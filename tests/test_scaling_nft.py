@@ -222,8 +222,8 @@ def _live(text: str, limit: int) -> dict:
 @pytest.mark.kernel
 def test_a_big_live_table_is_listed_once_and_still_read_whole():
     """Above TEXT_LISTING_MAX_OBJECTS rules and elements a table is not listed a second time for
-    its texts (every nft 1.0.6 listing dumps all its rules and elements from the kernel): same rules, texts from the JSON, and
-    the audit says so; below it the texts are nft's own."""
+    its texts (every nft 1.0.6 listing dumps all its rules and elements from the kernel): same
+    rules, texts from the JSON, and the audit says so; below it the texts are nft's own."""
     text = generate_nft.kube_nft(60)
     rules = generate_nft.nft_rule_count(text)
     listed = _live(text, 10 * rules)

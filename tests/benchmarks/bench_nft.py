@@ -137,6 +137,7 @@ def render_section(rows: list, runs: int) -> list:
     for row in mine:
         for label in [k for k in row.floor if k.startswith("nft -j list ") and k != "nft -j list ruleset"]:
             out.append(f"| {row.inp.name} | `{label}` | {row.floor[label].cell(runs)} |")
+    out += _reading(mine)
     phases = [row for row in mine if row.phases]
     if phases:
         out += ["", "lbfw's phases on these files (CPU s; read includes the `nft -f` in the throwaway namespace):", "",
@@ -156,6 +157,34 @@ def _pair_verdict(pair: dict, limit: float) -> str:
     if pair["wall"] <= limit:
         return "yes"
     return "**no** on wall time; yes on CPU time" if pair["cpu"] <= limit else "**no**"
+
+
+def _reading(mine: list) -> list:
+    """What these numbers say about the floors, computed from them (nothing claimed without a number)."""
+    out = []
+    kube = [row for row in mine if row.inp.name.startswith("kube-nft") and row.load_s.get("nft -f")]
+    if len(kube) >= 2:
+        a, b = kube[0], kube[-1]
+        grow = b.load_s["nft -f"] / a.load_s["nft -f"]
+        la, lb = a.load_s["nft -f"], b.load_s["nft -f"]
+        out.append(f"- `nft -f` grows faster than the ruleset: {la:.1f} s -> {lb:.1f} s "
+                   f"for {b.inp.rules / a.inp.rules:.1f}x the rules ({grow:.0f}x), nearly all of it kernel time; "
+                   "a file audit pays one such load, so its floor is `nft -f` + a listing, not the listing alone.")
+    for row in mine:
+        full, one = row.floor.get("nft -j list ruleset"), None
+        for label, t in row.floor.items():
+            if label.startswith("nft -j list chain ("):
+                one = (label, t)
+        if full is not None and one is not None and full.cpu and one[1].cpu is not None and row.inp.rules > 40_000:
+            out.append(f"- {row.inp.name}: `{one[0]}` costs {one[1].cpu:.1f} s CPU of the whole listing's "
+                       f"{full.cpu:.1f} s: libnftables 1.0.6 fetches every rule of the table for any listing, so "
+                       "reading only the chains loopback packets traverse saves little through it (and every "
+                       "service chain is reachable from nat-output through `@service-ips` anyway).")
+        if full is not None and one is not None and full.cpu and row.inp.name.startswith("nft-ban") \
+                and one[1].cpu is not None and one[1].cpu > 0.3 * full.cpu:
+            out.append(f"- {row.inp.name}: `{one[0]}` (13 rules) costs {one[1].cpu:.1f} s CPU of {full.cpu:.1f} s: "
+                       "the set's elements are fetched for any listing of the table, terse or not.")
+    return ["", *out] if out else []
 
 
 def render_targets(rows: list, runs: int) -> list:
