@@ -43,7 +43,9 @@ ROOT = HERE.parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"
 sys.path.insert(0, str(HERE))
 
-import generate  # noqa: E402  (a sibling module, not a package)
+import bench_nft  # noqa: E402  (sibling modules, not a package)
+import generate  # noqa: E402
+import generate_nft  # noqa: E402
 
 # Floors that take a minute on the biggest inputs run once, and are cut off after this long.
 SLOW_TOOL_TIMEOUT = 60.0  # `nft -j list ruleset` of 140k iptables-nft rules: 68 s on an idle 2-CPU machine
@@ -417,7 +419,8 @@ def _count_dumped(out: bytes) -> int:
 
 
 def _load(row: Row, ns: NetNS, label: str, argv: list[str], stdin_path: Optional[Path] = None) -> bool:
-    r = run_timed(ns.argv(argv), stdin_path=stdin_path, timeout=300)
+    # `nft -f` of kube-proxy's 10k-service ruleset: 84-180 s of kernel commit here
+    r = run_timed(ns.argv(argv), stdin_path=stdin_path, timeout=900)
     row.load_s[label] = r.wall
     if r.code != 0:
         row.errors.append(f"{label}: exit {r.code}: {r.err.strip()[:300]}")
@@ -438,8 +441,14 @@ def measure_floor(row: Row, runs: int, iptc: bool, live: bool) -> None:
         if inp.kind == "nft":
             if _load(row, ns, "nft -f", ["nft", "-f", str(inp.kernel_path)]):
                 _time_tool(row, ns, "nft -j list ruleset", ["nft", "-j", "list", "ruleset"], runs)
+                _time_tool(row, ns, "nft list ruleset", ["nft", "list", "ruleset"], runs)
+                if inp.name in bench_nft.NFT_INPUTS:
+                    bench_nft.measure_listings(row, ns, runs, _time_tool)
                 if live:
                     _time_tool(row, ns, "live audit (nftables)", lbfw_argv() + LIVE_AUDIT, runs, ok=(0, 1))
+                    if inp.name in bench_nft.NFT_INPUTS:
+                        bench_nft.pair(row, ns, runs, "nft -j list ruleset", ["nft", "-j", "list", "ruleset"],
+                                       lbfw_argv() + LIVE_AUDIT, (run_timed, run_measured))
             return
         # iptables: legacy first, then the same dump through iptables-nft (both stay loaded:
         # neither backend's dump sees the other's tables)
@@ -462,6 +471,9 @@ def measure_floor(row: Row, runs: int, iptc: bool, live: bool) -> None:
             row.loaded["iptables-nft"] = _count_dumped(out)
             if live:
                 _time_tool(row, ns, "live audit (iptables-nft)", lbfw_argv() + LIVE_AUDIT, slow_runs, ok=(0, 1))
+                if inp.name == TARGET_INPUT:
+                    bench_nft.pair(row, ns, runs, "iptables-nft-save", ["iptables-nft-save"], lbfw_argv() + LIVE_AUDIT,
+                                   (run_timed, run_measured))
             _time_tool(
                 row, ns, "nft -j list ruleset", ["nft", "-j", "list", "ruleset"], slow_runs, timeout=SLOW_TOOL_TIMEOUT
             )
@@ -678,6 +690,7 @@ def render(
         "waiting for a core; every time is therefore given as `wall (CPU)`, CPU = user + system time of the "
         "process (and its waited-for children), which other load changes much less "
         "(an idle machine is still the only fair judge).",
+        *([f"- {machine['notes']}"] if machine.get("notes") else []),
         "",
         "## How to reproduce",
         "",
@@ -815,6 +828,8 @@ def render(
             "are never garbage; every full collection walks them all.",
         ]
 
+    out += bench_nft.render_section(rows, runs)
+
     # ---- targets
     by = {row.inp.name: row for row in rows}
     out += ["", "## Targets (issue 6)", "", "| target | measured | met? |", "|---|---|---|"]
@@ -827,7 +842,7 @@ def render(
             return None if r is None else r <= TARGET_AUDIT_VS_LEGACY
 
         paired = big.paired
-        if paired:
+        if paired.get("wall") is not None:
             # judged on the pairs (each ratio taken at one moment); the medians above are shown too
             pw, pc = paired["wall"], paired["cpu"]
             each = ", ".join(f"{w:.1f}x" for w, _ in paired["ratios"])
@@ -903,6 +918,8 @@ def render(
             f"{live_nft.cell(runs) if live_nft else 'n/a'} s; iptables-nft-save {a.cell(runs)} s; "
             f"nft -j list ruleset {b.cell(runs)} s | {_verdict(ok)} (faster than the JSON listing alone) |"
         )
+
+    out += bench_nft.render_targets(rows, runs)
 
     py, ty = help_res["python"], help_res["typer"]
     no_bytecode = (
@@ -1087,6 +1104,7 @@ INPUT_NOTES = {
     "conntrack, LOG, RETURN",
     "chair-5556": "the real 5,556-rule dump from ../shared/corpus (TUM chair, 2016; 100 chains; used in the "
     "fffuu papers)",
+    **bench_nft.INPUT_NOTES,
     "nft-100k-set": "nftables ruleset (`generate.nft_big_set`, `nft -f` syntax): a named set of 100,000 IPv4 "
     "addresses used by input/forward/output, an interval set, a jump chain, a define",
 }
@@ -1135,6 +1153,13 @@ def build_inputs(workdir: Path, only: Optional[set]) -> list[Input]:
             and not line.strip().startswith(("type ", "flags", "elements", "}"))
         )
         inputs.append(Input("nft-100k-set", path, "nft", path, rules))
+    for name, text_of in bench_nft.NFT_INPUTS.items():
+        if only and name not in only:
+            continue
+        path = workdir / f"{name}.nft"
+        text = text_of()
+        path.write_text(text)
+        inputs.append(Input(name, path, "nft", path, generate_nft.nft_rule_count(text)))
     return inputs
 
 
@@ -1144,7 +1169,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated input names (tiny-3,kube-10k,kube-35k,kube-140k,filter-5k,chair-5556,nft-100k-set)",
+        help="comma-separated input names (tiny-3,kube-10k,kube-35k,kube-140k,filter-5k,chair-5556,nft-100k-set,"
+        + ",".join(bench_nft.NFT_INPUTS) + ")",
     )
     parser.add_argument("--write", metavar="PATH", help="write the Markdown report there")
     parser.add_argument("--no-floor", action="store_true", help="skip the kernel measurements")
@@ -1154,12 +1180,20 @@ def main(argv=None) -> int:
         "--profile", default="kube-140k", metavar="NAME", help="input to profile with cProfile ('' for none)"
     )
     parser.add_argument("--save", metavar="JSON", help="also save the raw results there")
-    parser.add_argument("--render", metavar="JSON", help="render a report from saved results, run nothing")
+    parser.add_argument(
+        "--render", metavar="JSON", help="render a report from saved results (comma-separated: merged), run nothing"
+    )
+    parser.add_argument("--note", default="", help="a line for the report's Machine section (with --render)")
     parser.add_argument("--phases", metavar="FILE", help=argparse.SUPPRESS)
     parser.add_argument("--profile-file", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.render:
-        report = render(*_load_saved(args.render))
+        # several saved runs (A.json,B.json: e.g. the slow inputs run apart) render as one report
+        parts = [_load_saved(path) for path in args.render.split(",")]
+        rows = [row for part in parts for row in part[0]]
+        first = parts[0]
+        machine = dict(first[6], notes=args.note) if args.note else first[6]
+        report = render(rows, first[1], first[2], sum(p[3] for p in parts), first[4], first[5], machine)
         print(report)
         if args.write:
             Path(args.write).write_text(report)

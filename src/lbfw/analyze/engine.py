@@ -38,10 +38,11 @@ from ..results import BLOCKED, DELIVERED, REDIRECTED, UNKNOWN, Flow, FlowResult,
 from .compile import Compiler
 from .marks import apply_statement, changes_packet
 from .hooks import DST_MANIP_HOOKS, LOOPBACK_PATH, HookOrder
-from .matchers import NA, TCP, UDP, element_matches, single_value
+from .matchers import NA, TCP, UDP, single_value
 from .packet import DEFAULT_TTL, User, dress
 from .state import Conn, GiveUp, Pkt, Run
 from .users import UserSweep
+from .vmaps import VmapIndex
 
 # TCP flag bits
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -143,6 +144,7 @@ class Engine:
         self.max_runs = max_runs
         self._compiler = Compiler(ruleset)
         self._hooks = HookOrder(ruleset)
+        self._vmap_index: dict = {}  # id(entries) -> VmapIndex (kube-proxy maps: 10,000+ elements)
 
     # ----------------------------------------------------------------- exploration
 
@@ -634,19 +636,13 @@ class Engine:
                 pvals = None
                 break
             pvals.append(v)
-        options = []
-        certain = None
         if pvals is not None:
-            for entry in entries:
-                value = entry.value if isinstance(key, tuple) else (entry.value,)
-                r = element_matches(fields, value, pvals)
-                if r:
-                    certain = entry.action
-                    break
-                if r is None:
-                    options.append(entry.action)
+            index = self._vmap_index.get(id(entries))
+            if index is None or index.entries is not entries:
+                index = self._vmap_index[id(entries)] = VmapIndex(key, entries)
+            certain, options = index.lookup(pvals)
         else:
-            options = [e.action for e in entries]
+            certain, options = None, [e.action for e in entries]
         if certain is not None and not options:
             return certain
         if certain is None and not options:
