@@ -277,10 +277,10 @@ def _compile(match: Match, sets: Mapping[str, NamedSet], recent_lists: frozenset
     if field == "fib.rpf":
         return _compile_fib_rpf(values, negate), text
     if field == "recent":
-        result = _recent_result(values, negate, recent_lists)
-        if result is None:
+        pred = _compile_recent(values, negate, recent_lists, match.text or "")
+        if pred(None) is None:
             text = f"{text}: depends on the addresses earlier traffic put on the list"
-        return _constant(result), text
+        return pred, text
     from .fields import compile_field  # fields.py builds on this module's helpers
     compiled = compile_field(match, values, negate)
     if compiled is not None:
@@ -432,23 +432,44 @@ def _compile_fib_rpf(values: Sequence[Any], negate: bool) -> Pred:
     return pred
 
 
-def _recent_result(values: Sequence[Any], negate: bool, recent_lists: frozenset[str]) -> Optional[bool]:
-    """`-m recent --name N --set|--rcheck|--update|--remove`: a set is true, a look-up of a list no
-    rule sets is false, a look-up of a list some rule sets is unknown (it depends on past traffic)."""
+# Options under which a look-up depends on more than "a --set rule put this source on the list"
+_RECENT_UNFOLLOWED = ("--rdest", "--mask", "--hitcount", "--rttl", "--reap")
+RecentKey = tuple[str, str, str, int]
+
+
+def _compile_recent(values: Sequence[Any], negate: bool, recent_lists: frozenset[str],
+                    text: str = "") -> Callable[[Optional[Pkt]], Optional[bool]]:
+    """`-m recent --name N --set|--rcheck|--update|--remove`: a set is true and puts the packet's
+    source on the list for the rest of the exchange (in the run's state), a look-up finds what a set
+    put there; otherwise a look-up of a list no rule sets is false, of a list some rule sets unknown
+    (it depends on past traffic). Called with None, the predicate gives its answer for an empty run."""
     ((name, command),) = values
-    if command == "set":
-        result: Optional[bool] = not negate
-    elif command in ("rcheck", "update", "remove"):
-        result = negate if name not in recent_lists else None
-    else:
+    followed = not any(option in text for option in _RECENT_UNFOLLOWED)
+    if command not in ("set", "rcheck", "update", "remove"):
         raise ValueError(f"recent command {command!r}")
-    return result
+    result: Optional[bool] = (not negate) if command == "set" else (negate if name not in recent_lists else None)
 
+    def key(pkt: Optional[Pkt]) -> Optional[RecentKey]:
+        if pkt is None or not followed or pkt.counters is None or pkt.saddr[0] != pkt.saddr[1]:
+            return None
+        return ("recent", name, pkt.family, pkt.saddr[0])
 
-def _constant(result: Optional[bool]) -> Pred:
-    def pred(pkt: Pkt) -> Optional[bool]:
+    if command == "set":
+        def pred(pkt: Optional[Pkt]) -> Optional[bool]:
+            k = key(pkt)
+            if k is not None:
+                pkt.counters[k] = True  # type: ignore[union-attr,index]  # a key means pkt and its counters exist
+            return result
+        return pred
+
+    def look_up(pkt: Optional[Pkt]) -> Optional[bool]:
+        k = key(pkt)
+        if k is not None and k in pkt.counters:  # type: ignore[union-attr,operator]  # as in pred above
+            if command == "remove":
+                del pkt.counters[k]  # type: ignore[union-attr]  # as in pred above
+            return not negate
         return result
-    return pred
+    return look_up
 
 
 def _compile_concat(fields: Sequence[str], values: Iterable[Any], negate: bool) -> Pred:

@@ -20,8 +20,8 @@ class Pkt:
 
     __slots__ = ("family", "saddr", "daddr", "l4proto", "sport", "dport", "iif", "oif", "ct_state",
                  "ct_direction", "ct_status", "tcp_flags", "mark", "name", "client_side", "untracked",
-                 "attached", "creator", "fixed_ct", "hook", "ttl", "length", "tcp_options", "mss", "sock",
-                 "uid", "gid", "conn", "counters", "caveats")
+                 "attached", "creator", "fixed_ct", "hook", "ttl", "length", "length_range", "tcp_options", "mss",
+                 "sock", "uid", "gid", "conn", "counters", "caveats")
 
     def __init__(self, family: str, saddr: Range, daddr: Range, l4proto: Range, sport: Range, dport: Range,
                  tcp_flags: Optional[int], name: str, client_side: bool) -> None:
@@ -48,13 +48,15 @@ class Pkt:
         # header fields and socket (packet.dress sets them for the packets of a flow)
         self.ttl = 64
         self.length: Optional[int] = None   # layer-3 total length; None: depends on the payload
+        self.length_range: Optional[Range] = None  # then (lo, hi): the lengths of the payloads a first exchange carries
         self.tcp_options: frozenset[int] = frozenset()
         self.mss: Optional[int] = None
         self.sock: Optional[str] = None     # whose socket sent it: "client" | "server" | None (unknown)
         self.uid: Optional[int] = None      # the sending socket's owner; None: not known
         self.gid: Optional[int] = None
         self.conn: Optional[Conn] = None    # the Conn it is attached to (ct mark, helper)
-        self.counters: Optional[dict[object, int]] = None  # the run's per-rule packet counters (statistic nth)
+        # the run's state: per-rule packet counters (statistic nth), recent lists
+        self.counters: Optional[dict[object, int]] = None
         self.caveats: Optional[list[str]] = None  # the run's caveats list: runtime assumptions a match made
 
 
@@ -109,7 +111,7 @@ class Run:
         self.conn: Optional[Conn] = None
         self.deciding: Optional[Step] = None
         self.note = ""
-        self.counters: dict[object, int] = {}  # statistic nth / numgen inc: packets each rule has counted
+        self.counters: dict[object, int] = {}  # statistic nth / numgen inc counters; sources a recent --set listed
         self.caveats: list[str] = []  # runtime assumptions the verdict rests on (a rate not exceeded ...)
         self.redirect: Optional[tuple[int, int]] = None  # (addr, port) the flow's destination NAT sent it to
 
