@@ -36,8 +36,8 @@ from typing import Any, Optional
 from ..model import NON_ENDING_TARGETS, Action, Ruleset, Table
 from ..results import BLOCKED, DELIVERED, REDIRECTED, UNKNOWN, Flow, FlowResult, Step
 from .compile import Compiler
-from .marks import apply_statement, changes_packet
 from .hooks import DST_MANIP_HOOKS, LOOPBACK_PATH, HookOrder
+from .marks import apply_statement, changes_packet
 from .matchers import NA, TCP, UDP, element_matches, single_value
 from .packet import DEFAULT_TTL, User, dress
 from .state import Conn, GiveUp, Pkt, Run
@@ -324,7 +324,7 @@ class Engine:
                 iif, oif = ifaces
                 pkt.iif = iif if hook in ("prerouting", "input", "forward") else None
                 pkt.oif = oif if hook in ("output", "postrouting", "forward") else None
-            for kind, prio, payload in self._hooks.items(hook, pkt.family):
+            for kind, _prio, payload in self._hooks.items(hook, pkt.family):
                 if kind == "ct":
                     if not pkt.attached:
                         self._conntrack(run, pkt)

@@ -157,9 +157,9 @@ def field_value(pkt: Pkt, field: str) -> Any:
     if field == "tcp.flags":
         return pkt.tcp_flags if pkt.l4proto[0] == TCP and pkt.tcp_flags is not None else NA
     from .fields import NUMERIC  # header fields of issue 11 (fields.py builds on this module)
-    spec = NUMERIC.get(field)
-    if spec is not None:
-        family, get = spec
+    numeric = NUMERIC.get(field)
+    if numeric is not None:
+        family, get = numeric
         if family is not None and pkt.family != family:
             return NA
         value = get(pkt)

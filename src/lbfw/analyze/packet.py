@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from .state import Pkt
+
 LO_MSS = 65495                          # lo's MTU (65536) minus 40
 DEFAULT_TTL = 64
 FIRST_PAYLOAD = (1, 512)                # bytes of data in a first request or answer (assumed)
@@ -57,7 +59,7 @@ class User:
         self.gid = gid
 
 
-def dress(pkt, user: Optional[User], server: Optional[User] = None, ttl: int = DEFAULT_TTL) -> None:
+def dress(pkt: Pkt, user: Optional[User], server: Optional[User] = None, ttl: int = DEFAULT_TTL) -> None:
     """Give ``pkt`` (a state.Pkt named request/reply/ack/answer) the header fields and socket the
     kernel gives that packet of a loopback exchange. ``user``: the client's, ``server``: the
     server's (None: unknown)."""
