@@ -97,7 +97,7 @@ def render_findings(findings, results=(), sources=(), color: bool = False, verif
         head.append(", ")
         head.append(f"{sum(r.verdict == UNKNOWN for r in results)} unknown", style=VERDICT_STYLE[UNKNOWN])
         if verified is not None:
-            agree = sum(1 for r in results if verified.get(r.flow) == r.verdict)
+            agree = sum(1 for r in results if verified.get(r.flow) == r.probed())
             head.append(f"; verified by real traffic: {agree} of {len(results)} agree")
         out(head, soft_wrap=True)
         for r in bad[:FLOW_LINES]:
