@@ -10,11 +10,15 @@ whole adds (the `-m recent` lists some rule fills).
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Optional
+from collections.abc import Sequence
+from typing import Any, Optional
 
-from ..model import Chain, LazyRules, Ruleset, Table
+from ..model import Chain, LazyRules, Match, Rule, Ruleset, Table
 from .fields import OWNER_FIELDS, UNSHARED_FIELDS
-from .matchers import PORT_PROTOS, compile_match
+from .matchers import PORT_PROTOS, Pred, compile_match
+from .state import Pkt
+
+CompiledMatch = tuple[Pred, str]   # a match's predicate and the text naming it
 
 # --------------------------------------------------------------------------- compiled rules
 
@@ -23,8 +27,10 @@ class _CRule:
 
     __slots__ = ("preds", "action", "rule", "index")
 
-    def __init__(self, preds, action, rule, index):
+    def __init__(self, preds: Optional[tuple[CompiledMatch, ...]], action: Any, rule: Any, index: int) -> None:
         self.preds = preds
+        # An unbuilt rule holds no action and its chain in ``rule`` until compile_rule builds it: Any,
+        # since the engine reads both only after compile_rule (no check on the hot path).
         self.action = action
         self.rule = rule
         self.index = index
@@ -37,7 +43,8 @@ class _Block:
 
     __slots__ = ("attr", "family", "ports", "start", "end", "where")
 
-    def __init__(self, attr, family, ports, start, end, where):
+    def __init__(self, attr: str, family: Optional[str], ports: bool, start: int, end: int,
+                 where: dict[int, list[int]]) -> None:
         self.attr = attr
         self.family = family
         self.ports = ports
@@ -45,7 +52,7 @@ class _Block:
         self.end = end
         self.where = where
 
-    def next_index(self, pkt, i: int) -> int:
+    def next_index(self, pkt: Pkt, i: int) -> int:
         """The next rule position >= i worth evaluating (self.end: none in this block)."""
         if self.family is not None and pkt.family != self.family:
             return self.end
@@ -61,7 +68,7 @@ class _Block:
         return positions[k] if k < len(positions) else self.end
 
 
-_INDEXABLE = {
+_INDEXABLE: dict[str, tuple[str, Optional[str], bool]] = {
     "ip.daddr": ("daddr", "ip", False), "ip6.daddr": ("daddr", "ip6", False),
     "ip.saddr": ("saddr", "ip", False), "ip6.saddr": ("saddr", "ip6", False),
     "th.dport": ("dport", None, True),
@@ -74,14 +81,14 @@ class _CChain:
 
     __slots__ = ("name", "chain", "rules", "blocks")
 
-    def __init__(self, name, chain, rules, blocks):
+    def __init__(self, name: str, chain: Chain, rules: list[_CRule], blocks: Optional[list[Optional[_Block]]]) -> None:
         self.name = name
         self.chain = chain
         self.rules = rules
         self.blocks = blocks
 
 
-def _exact_keys(rule) -> dict:
+def _exact_keys(rule: Rule) -> dict[str, int]:
     keys = {}
     for m in rule.matches:
         if m.opaque or m.negate or not isinstance(m.field, str) or m.field not in _INDEXABLE:
@@ -95,21 +102,22 @@ def _exact_keys(rule) -> dict:
     return keys
 
 
-def _build_blocks(chain_rules) -> Optional[list]:
+def _build_blocks(chain_rules: Sequence[Rule]) -> Optional[list[Optional[_Block]]]:
     if len(chain_rules) < MIN_BLOCK:
         return None
     return _blocks_of([_exact_keys(r) for r in chain_rules])
 
 
-def _blocks_of(keys: list) -> Optional[list]:
+def _blocks_of(keys: list[dict[str, int]]) -> Optional[list[Optional[_Block]]]:
     n = len(keys)
     if n < MIN_BLOCK:
         return None
-    blocks = [None] * n
+    blocks: list[Optional[_Block]] = [None] * n
     found = False
     i = 0
     while i < n:
-        best_field, best_end = None, i
+        best_field: Optional[str] = None
+        best_end = i
         for f in keys[i]:
             j = i + 1
             while j < n and f in keys[j]:
@@ -117,7 +125,7 @@ def _blocks_of(keys: list) -> Optional[list]:
             if j > best_end:
                 best_field, best_end = f, j
         if best_field is not None and best_end - i >= MIN_BLOCK:
-            where: dict = {}
+            where: dict[int, list[int]] = {}
             for k in range(i, best_end):
                 where.setdefault(keys[k][best_field], []).append(k)
             attr, fam, ports = _INDEXABLE[best_field]
@@ -136,10 +144,11 @@ class Compiler:
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
-        self._compiled: dict = {}
-        self._match_cache: dict = {}   # equal matches (`-p tcp` a thousand times) compile once
-        self._recent_lists: Optional[frozenset] = None
-        self.owner_texts: set = set()  # texts of the owner matches compiled so far (users.py reads them)
+        self._compiled: dict[int, _CChain] = {}
+        # equal matches (`-p tcp` a thousand times) compile once
+        self._match_cache: dict[object, CompiledMatch] = {}
+        self._recent_lists: Optional[frozenset[str]] = None
+        self.owner_texts: set[str] = set()  # texts of the owner matches compiled so far (users.py reads them)
 
     def chain(self, table: Table, chain: Chain) -> _CChain:
         """The compiled form of ``chain`` (built on first use; its rules compile when first reached)."""
@@ -164,7 +173,7 @@ class Compiler:
             self._compiled[key] = cc
         return cc
 
-    def compile_rule(self, table: Table, cr: _CRule) -> tuple:
+    def compile_rule(self, table: Table, cr: _CRule) -> tuple[CompiledMatch, ...]:
         """The predicates of one rule, compiled now (``cr.preds`` holds them afterwards)."""
         if cr.action is None:                      # unbuilt: cr.rule is its chain (see chain())
             rule = cr.rule.rules[cr.index]
@@ -173,8 +182,9 @@ class Compiler:
         cache = self._match_cache
         sets = table.sets
         preds = []
+        m: Match
         for m in cr.rule.matches:
-            key = (m, id(sets)) if m.set_name else m
+            key: object = (m, id(sets)) if m.set_name else m
             try:
                 compiled = cache.get(key) if m.field not in UNSHARED_FIELDS else None
             except TypeError:  # an unhashable value shape: compile without the cache
@@ -187,21 +197,21 @@ class Compiler:
                 if m.field in OWNER_FIELDS:
                     self.owner_texts.add(compiled[1])
             preds.append(compiled)
-        preds = tuple(preds)
-        cr.preds = preds
-        return preds
+        compiled_preds = tuple(preds)
+        cr.preds = compiled_preds
+        return compiled_preds
 
-    def recent_lists(self) -> frozenset:
+    def recent_lists(self) -> frozenset[str]:
         """The `-m recent` lists some rule of the ruleset fills (computed once, when first needed)."""
         if self._recent_lists is None:
             self._recent_lists = recent_lists_set(self.ruleset)
         return self._recent_lists
 
 
-def recent_lists_set(ruleset: Ruleset) -> frozenset:
+def recent_lists_set(ruleset: Ruleset) -> frozenset[str]:
     """Names of the `-m recent` lists a `set` rule of ``ruleset`` fills. Lists start empty and only
     such rules fill them (or an admin writing to /proc/net/xt_recent, which lbfw cannot see)."""
-    names = set()
+    names: set[str] = set()
     for table in ruleset.tables:
         for chain in table.chains.values():
             for rule in chain.rules:

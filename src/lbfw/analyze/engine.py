@@ -30,17 +30,18 @@ the branches disagree, and then the matches are named.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..model import NON_ENDING_TARGETS, Action, Ruleset, Table
+from ..model import NON_ENDING_TARGETS, Action, Chain, Origin, Rule, Ruleset, Table
 from ..results import BLOCKED, DELIVERED, REDIRECTED, UNKNOWN, Flow, FlowResult, Step
-from .compile import Compiler
-from .marks import apply_statement, changes_packet
+from .compile import Compiler, _CChain
 from .hooks import DST_MANIP_HOOKS, LOOPBACK_PATH, HookOrder
+from .marks import apply_statement, changes_packet
 from .matchers import NA, TCP, UDP, single_value
 from .packet import DEFAULT_TTL, User, dress
-from .state import Conn, GiveUp, Pkt, Run
+from .state import Conn, GiveUp, Pkt, Range, Run
 from .users import UserSweep
 from .vmaps import VmapIndex
 
@@ -76,7 +77,7 @@ class Packet:
     oif: Optional[str] = None
     ct_state: str = "new"
     ct_direction: Optional[str] = "original"
-    ct_status: frozenset = frozenset()
+    ct_status: frozenset[str] = frozenset()
     tcp_flags: Optional[int] = None
     mark: int = 0
     name: str = "packet"
@@ -87,9 +88,9 @@ class PacketResult:
     """`walk_packet`'s answer: verdict "accept" | "drop" | "unknown", the path, the deciding step."""
 
     verdict: str
-    steps: list = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
     deciding: Optional[Step] = None
-    unknown: tuple = ()
+    unknown: tuple[str, ...] = ()
 
 
 @dataclass
@@ -102,19 +103,19 @@ class Stats:
 
 # --------------------------------------------------------------------------- the engine
 
-def _addr(family: str, value) -> int:
+def _addr(family: str, value: Any) -> int:
     if isinstance(value, int):
         return value
     return int(ipaddress.ip_address(str(value)))
 
 
-def _rng(value) -> tuple:
+def _rng(value: Any) -> Range:
     if isinstance(value, tuple):
         return (int(value[0]), int(value[1]))
     return (int(value), int(value))
 
 
-def _proto_num(proto) -> int:
+def _proto_num(proto: Any) -> int:
     if isinstance(proto, int):
         return proto
     return {"tcp": TCP, "udp": UDP, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132}[proto]
@@ -132,7 +133,7 @@ class Engine:
     """Follows flows and packets through a ruleset. Build once, evaluate many flows."""
 
     def __init__(self, ruleset: Ruleset, max_runs: int = MAX_RUNS, udp_followup: bool = True,
-                 ttl: int = DEFAULT_TTL):
+                 ttl: int = DEFAULT_TTL) -> None:
         """``udp_followup``: a UDP flow also needs the client's next datagram (ESTABLISHED, original
         direction) to pass, as a resolver reusing its socket does. False: one datagram each way
         (what the sandbox probe sends). ``ttl``: the host's default TTL / hop limit."""
@@ -140,6 +141,7 @@ class Engine:
         self.udp_followup = udp_followup
         self.ttl = ttl
         self._users = UserSweep(ruleset)
+        self._server: Any = False       # the server's User (packet.SERVER_CAVEAT), found when first needed
         self.stats = Stats()
         self.max_runs = max_runs
         self._compiler = Compiler(ruleset)
@@ -148,12 +150,12 @@ class Engine:
 
     # ----------------------------------------------------------------- exploration
 
-    def _explore(self, once):
+    def _explore(self, once: Callable[[Run], str]) -> tuple[str, list[Run], bool]:
         """Run ``once(run)`` over the choice vectors of undecidable points, depth first, stopping
         when two outcomes disagree or after max_runs. Returns (outcome, runs, complete)."""
-        pending = [[]]
-        runs = []
-        outcomes = set()
+        pending: list[list[int]] = [[]]
+        runs: list[Run] = []
+        outcomes: set[str] = set()
         while pending:
             if len(runs) >= self.max_runs:
                 return UNKNOWN, runs, False
@@ -176,7 +178,7 @@ class Engine:
                     pending.append(run.taken[:d] + [alt])
         return outcomes.pop(), runs, True
 
-    def _unknown_texts(self, runs) -> tuple:
+    def _unknown_texts(self, runs: list[Run]) -> tuple[str, ...]:
         texts = []
         for run in runs:
             for t in run.unknown:
@@ -209,12 +211,12 @@ class Engine:
             client = server  # the host's own address: the kernel picks it as the source
         proto = _proto_num(flow.proto)
 
-        def once(run):
+        def once(run: Run) -> str:
             return self._flow_once(run, family, client, server, proto, flow.port, user)
 
         outcome, runs, _ = self._explore(once)
         first = runs[0]
-        unknown = ()
+        unknown: tuple[str, ...] = ()
         if outcome == UNKNOWN:
             unknown = self._unknown_texts(runs)
         deciding = first.deciding if outcome == BLOCKED else None
@@ -223,21 +225,25 @@ class Engine:
             addr, port = first.redirect
             shown = _fmt_addr(family, addr)
             redirected_to = f"[{shown}]:{port}" if family == "ip6" else f"{shown}:{port}"
-        caveats = []
+        caveats: list[str] = []
         for run in runs:
             caveats.extend(c for c in run.caveats if c not in caveats)
         return FlowResult(flow=flow, verdict=outcome, steps=list(first.steps), deciding=deciding,
                           unknown=unknown, client_addr=_fmt_addr(family, client),
                           redirected_to=redirected_to, caveats=tuple(caveats))
 
-    def _packet(self, run: Run, user, family, saddr, daddr, l4proto, sport, dport, flags, name, client_side):
+    def _packet(self, run: Run, user: Optional[User], family: str, saddr: Range, daddr: Range, l4proto: Range,
+                sport: Range, dport: Range, flags: Optional[int], name: str, client_side: bool) -> Pkt:
         pkt = Pkt(family, saddr, daddr, l4proto, sport, dport, flags, name, client_side)
-        dress(pkt, user, self.ttl)
+        if self._server is False:
+            self._server = self._users.others()
+        dress(pkt, user, self._server, self.ttl)
         pkt.counters = run.counters
         pkt.caveats = run.caveats
         return pkt
 
-    def _flow_once(self, run: Run, family, client, server, proto, port, user) -> str:
+    def _flow_once(self, run: Run, family: str, client: int, server: int, proto: int, port: int,
+                   user: Optional[User]) -> str:
         tcp = proto == TCP
         req = self._packet(run, user, family, (client, client), (server, server), (proto, proto), EPHEMERAL,
                            (port, port), SYN if tcp else None, "request", True)
@@ -273,7 +279,7 @@ class Engine:
 
     # ----------------------------------------------------------------- single packets
 
-    def walk_packet(self, packet: Packet, path=("prerouting", "input")) -> PacketResult:
+    def walk_packet(self, packet: Packet, path: Sequence[str] = ("prerouting", "input")) -> PacketResult:
         """Follow one packet through ``path`` (hook names). The packet's iif is used on
         prerouting/input/forward, its oif on output/forward/postrouting."""
         family = packet.family
@@ -288,7 +294,7 @@ class Engine:
         base.fixed_ct = (packet.ct_state, packet.ct_direction, frozenset(packet.ct_status))
         iif, oif = packet.iif, packet.oif
 
-        def once(run):
+        def once(run: Run) -> str:
             pkt = Pkt(base.family, base.saddr, base.daddr, base.l4proto, base.sport, base.dport,
                        base.tcp_flags, base.name, True)
             pkt.mark = base.mark
@@ -302,7 +308,7 @@ class Engine:
 
         outcome, runs, _ = self._explore(once)
         first = runs[0]
-        unknown = ()
+        unknown: tuple[str, ...] = ()
         if outcome == UNKNOWN:
             unknown = self._unknown_texts(runs)
         return PacketResult(verdict=outcome, steps=list(first.steps),
@@ -310,7 +316,8 @@ class Engine:
 
     # ----------------------------------------------------------------- hooks
 
-    def _through(self, run: Run, pkt: Pkt, path, ifaces=None) -> str:
+    def _through(self, run: Run, pkt: Pkt, path: Sequence[str],
+                 ifaces: Optional[tuple[Optional[str], Optional[str]]] = None) -> str:
         """Take the packet through the hooks of ``path``: "accept", "drop" or "leaves"."""
         for hook in path:
             pkt.hook = hook
@@ -323,7 +330,7 @@ class Engine:
                 iif, oif = ifaces
                 pkt.iif = iif if hook in ("prerouting", "input", "forward") else None
                 pkt.oif = oif if hook in ("output", "postrouting", "forward") else None
-            for kind, prio, payload in self._hooks.items(hook, pkt.family):
+            for kind, _prio, payload in self._hooks.items(hook, pkt.family):
                 if kind == "ct":
                     if not pkt.attached:
                         self._conntrack(run, pkt)
@@ -367,7 +374,7 @@ class Engine:
             return
         conn = run.conn
         tcp = pkt.l4proto[0] == TCP and pkt.tcp_flags is not None
-        kind = _tcp_kind(pkt.tcp_flags) if tcp else None
+        kind = _tcp_kind(pkt.tcp_flags) if tcp and pkt.tcp_flags is not None else None
         if conn is None:
             if kind == "synack":
                 # conntrack will not pick a connection up from a SYN-ACK: INVALID, no entry
@@ -416,7 +423,7 @@ class Engine:
                 and pkt.ct_state != "invalid":
             pkt.ct_status = run.conn.status()
 
-    def _nat_point(self, run: Run, pkt: Pkt, hook: str, chains) -> str:
+    def _nat_point(self, run: Run, pkt: Pkt, hook: str, chains: list[tuple[Table, Chain]]) -> str:
         if pkt.untracked or not pkt.attached or run.conn is None or pkt.ct_state == "invalid":
             return "accept"
         conn = run.conn
@@ -443,7 +450,7 @@ class Engine:
                 pkt.saddr, pkt.sport = conn.dnat[0]
         return "accept"
 
-    def _bind(self, run: Run, pkt: Pkt, hook: str, action) -> str:
+    def _bind(self, run: Run, pkt: Pkt, hook: str, action: Action) -> str:
         """A NAT target in a nat chain: make the binding, translate the packet. Returns a note."""
         conn = run.conn
         if conn is None:
@@ -481,18 +488,19 @@ class Engine:
 
     # ----------------------------------------------------------------- chains
 
-    def _step(self, run, pkt, hook, table, chain_name, verdict, rule=None, origin=None, note=""):
+    def _step(self, run: Run, pkt: Pkt, hook: str, table: Table, chain_name: str, verdict: str,
+              rule: Optional[Rule] = None, origin: Optional[Origin] = None, note: str = "") -> Step:
         step = Step(packet=pkt.name, hook=hook, table=table.name, family=table.family, chain=chain_name,
                     verdict=verdict, rule=rule, origin=origin if origin is not None
                     else (rule.origin if rule is not None else None), note=note)
         run.steps.append(step)
         return step
 
-    def _base_chain(self, run: Run, pkt: Pkt, hook: str, table: Table, chain, nat: bool = False) -> str:
+    def _base_chain(self, run: Run, pkt: Pkt, hook: str, table: Table, chain: Chain, nat: bool = False) -> str:
         """Run one base chain: "accept" (this chain is done) or "drop" (the packet is)."""
         stats = self.stats
         compiler = self._compiler
-        frames = []
+        frames: list[tuple[_CChain, int]] = []
         cc = compiler.chain(table, chain)
         i = 0
         while True:
@@ -610,14 +618,14 @@ class Engine:
             apply_statement(pkt, action)
             i += 1
 
-    def _unknown_target(self, run: Run, action, rule) -> str:
+    def _unknown_target(self, run: Run, action: Action, rule: Rule) -> str:
         name = (action.target or "").upper()
         if name in NON_ENDING_TARGETS or name in NEVER_ENDING:
             return "continue"
         text = rule.text or f"-j {action.target}"
         return ("continue", "accept", "drop")[run.decide(3, [text])]
 
-    def _vmap(self, run: Run, pkt: Pkt, table: Table, action, rule):
+    def _vmap(self, run: Run, pkt: Pkt, table: Table, action: Action, rule: Rule) -> Optional[Action]:
         """The verdict a map picks for this packet, or None (no entry: the rule continues)."""
         entries = action.vmap
         if not entries and action.set_name:
@@ -626,17 +634,21 @@ class Engine:
                 return Action("unknown", target=f"vmap @{action.set_name}")
             entries = named.elements
         key = action.vmap_field
-        fields = key if isinstance(key, tuple) else (key,)
-        pvals = []
+        # a vmap names its key (str() only types it: a missing one is an unknown field, as before)
+        fields = key if isinstance(key, tuple) else (str(key),)
+        pvals: list[Any] = []
+        known = True
         for f in fields:
             v = single_value(pkt, f)
             if v is NA:
                 return None
             if v is None:
-                pvals = None
+                known = False
                 break
             pvals.append(v)
-        if pvals is not None:
+        options: list[Optional[Action]]
+        certain: Optional[Action]
+        if known:
             index = self._vmap_index.get(id(entries))
             if index is None or index.entries is not entries:
                 index = self._vmap_index[id(entries)] = VmapIndex(key, entries)
@@ -651,7 +663,7 @@ class Engine:
         pick = run.decide(len(choices), [rule.text or "verdict map"])
         return choices[pick]
 
-    def _policy(self, run: Run, pkt: Pkt, hook: str, table: Table, chain) -> str:
+    def _policy(self, run: Run, pkt: Pkt, hook: str, table: Table, chain: Chain) -> str:
         policy = (chain.policy or "accept").lower()
         if policy == "drop":
             run.deciding = self._step(run, pkt, hook, table, chain.name, "policy-drop", origin=chain.origin)

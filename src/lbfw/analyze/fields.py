@@ -13,10 +13,19 @@ lists filled by traffic, the server's user.
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
 
 from ..model import Match
-from .matchers import NA, Pred, apply_negation
+from .matchers import NA, Answer, Pred, _NotApplicable, apply_negation
+from .packet import PAYLOAD_CAVEAT, SERVER_CAVEAT
+from .state import Pkt, Range
+
+# What a getter reads from the packet: a number, a range of numbers it may be, None (unknown) or NA
+HeaderValue = Union[int, Range, None, _NotApplicable]
+Getter = Callable[[Pkt], HeaderValue]
+# (values, negate, text) -> (pred, text): a predicate for a field matched by its name
+Builder = Callable[[Sequence[Any], bool, str], tuple[Pred, str]]
 
 ICMP, ICMPV6, TCP = 1, 58, 6
 OUTBOUND = ("output", "postrouting")
@@ -25,10 +34,11 @@ TCP_OPTION_KINDS = {"eol": 0, "nop": 1, "noop": 1, "maxseg": 2, "mss": 2, "windo
                     "sack-permitted": 4, "sack-perm": 4, "sack": 5, "timestamp": 8}
 
 RUNTIME_WORDS = {
-    "time": "depends on the time of day",
-    "hour": "depends on the time of day",
-    "day": "depends on the day of the week",
-    "cpu": "depends on the CPU that handles the packet",
+    # xt_time / nft meta hour|day|time compare the packet's timestamp with the clock
+    "time": "depends on the time of day (the packet's timestamp against the clock)",
+    "hour": "depends on the time of day (the packet's timestamp against the clock)",
+    "day": "depends on the day of the week (the packet's timestamp against the calendar)",
+    "cpu": "depends on which processor handles the packet (the CPU's number at run time)",
     "nfqueue": "depends on the program reading the queue",
     "ipset": "depends on the contents of the ipset, which the ruleset does not show",
     "recent": "depends on the addresses traffic has put on the recent list",
@@ -36,27 +46,43 @@ RUNTIME_WORDS = {
 }
 
 
-def _dev_group(dev):
+def _dev_group(dev: Optional[str]) -> HeaderValue:
     if dev is None:
         return NA
     return 0 if dev == "lo" else None
 
 
-def _length(pkt):
-    return pkt.length
+def _note(pkt: Pkt, caveat: str) -> None:
+    caveats = pkt.caveats
+    if caveats is not None and caveat not in caveats:
+        caveats.append(caveat)
 
 
-def _ip6_payload(pkt):
-    return None if pkt.length is None else pkt.length - 40
+def _length(pkt: Pkt) -> Union[int, Range, None]:
+    if pkt.length is not None:
+        return pkt.length
+    if pkt.length_range is None:
+        return None
+    _note(pkt, PAYLOAD_CAVEAT)
+    return pkt.length_range         # a range: decided when the rule's ranges hold all of it or none
 
 
-def _mss(pkt):
+def _ip6_payload(pkt: Pkt) -> HeaderValue:
+    value = _length(pkt)
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return (value[0] - 40, value[1] - 40)
+    return value - 40
+
+
+def _mss(pkt: Pkt) -> HeaderValue:
     if pkt.l4proto[0] != TCP or pkt.tcp_flags is None:
         return NA
     return NA if pkt.mss is None else pkt.mss
 
 
-def _ctmark(pkt):
+def _ctmark(pkt: Pkt) -> HeaderValue:
     conn = pkt.conn
     if conn is None or not pkt.attached or pkt.untracked or pkt.ct_state == "invalid":
         return NA
@@ -64,18 +90,21 @@ def _ctmark(pkt):
     return lo if lo == hi else None
 
 
-def _owner(attr: str):
-    def get(pkt):
+def _owner(attr: str) -> Getter:
+    def get(pkt: Pkt) -> HeaderValue:
         if pkt.hook in OUTBOUND:
-            return getattr(pkt, attr)           # every packet of a flow has a socket there
+            if not pkt.client_side and pkt.uid is not None:
+                _note(pkt, SERVER_CAVEAT)
+            owner: Optional[int] = getattr(pkt, attr)   # every packet of a flow has a socket there
+            return owner
         if pkt.ct_state == "new":
             return NA                           # no socket is attached to a new inbound packet
         return None                             # early demux may attach the receiving socket
     return get
 
 
-def _icmp(proto: int, family: str):
-    def get(pkt):
+def _icmp(proto: int, family: str) -> Getter:
+    def get(pkt: Pkt) -> HeaderValue:
         if pkt.family != family or pkt.l4proto[0] != proto:
             return NA
         return None                             # a walk_packet ICMP probe carries no type
@@ -83,7 +112,7 @@ def _icmp(proto: int, family: str):
 
 
 # field -> (family it needs or None, value getter: int | NA | None)
-NUMERIC: dict = {
+NUMERIC: dict[str, tuple[Optional[str], Getter]] = {
     "ip.ttl": ("ip", lambda pkt: pkt.ttl),
     "ip6.hoplimit": ("ip6", lambda pkt: pkt.ttl),
     "ip.length": (None, _length),           # ip6tables -m length: the kernel adds the 40-byte header
@@ -109,9 +138,11 @@ OWNER_FIELDS = frozenset(("meta.skuid", "meta.skgid", "meta.socket"))
 CAVEAT_FIELDS = frozenset(("limit", "quota", "connlimit", "statistic.nth"))
 
 
-def compile_field(match: Match, values, negate: bool) -> Optional[tuple]:
+def compile_field(match: Match, values: Sequence[Any], negate: bool) -> Optional[tuple[Pred, str]]:
     """(pred, text) for a field of this module, or None when ``match.field`` is not one."""
     field = match.field
+    if not isinstance(field, str):      # a concatenation: none of this module's fields
+        return None
     text = match.text or field
     spec = NUMERIC.get(field)
     if spec is not None:
@@ -122,41 +153,50 @@ def compile_field(match: Match, values, negate: bool) -> Optional[tuple]:
     return build(values, negate, text)
 
 
-def _numeric(spec, values, mask, negate: bool) -> Pred:
+def _numeric(spec: tuple[Optional[str], Getter], values: Sequence[Any], mask: Optional[int], negate: bool) -> Pred:
     family, get = spec
     items = tuple(v if isinstance(v, tuple) else (int(v), int(v)) for v in values)
     if not items:
         raise ValueError("no values")
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Answer:
         if family is not None and pkt.family != family:
             return NA
         value = get(pkt)
         if value is NA or value is None:
             return value
+        if isinstance(value, tuple):            # a range of values the packet may carry
+            if mask is not None:
+                return None
+            low, high = value
+            if any(lo <= low and high <= hi for lo, hi in items):
+                return True
+            if all(high < lo or hi < low for lo, hi in items):
+                return False
+            return None
         if mask is not None:
             value &= mask
         return any(lo <= value <= hi for lo, hi in items)
     return apply_negation(pred, negate)
 
 
-def _constant(result) -> Callable:
-    def build(values, negate, text):
+def _constant(result: bool) -> Builder:
+    def build(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
         return apply_negation(lambda pkt: result, negate), text
     return build
 
 
-def _pkttype(values, negate, text):
+def _pkttype(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     # locally generated unicast: PACKET_HOST on output, and eth_type_trans on lo says host too
     hit = "host" in {str(v).lower() for v in values}
     return apply_negation(lambda pkt: hit, negate), text
 
 
-def _iftype(inbound: bool):
-    def build(values, negate, text):
+def _iftype(inbound: bool) -> Builder:
+    def build(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
         wanted = frozenset(str(v).lower() for v in values)
 
-        def pred(pkt):
+        def pred(pkt: Pkt) -> Answer:
             dev = pkt.iif if inbound else pkt.oif
             if dev is None:
                 return NA
@@ -165,63 +205,63 @@ def _iftype(inbound: bool):
     return build
 
 
-def _helper(values, negate, text):
-    def pred(pkt):
+def _helper(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
+    def pred(pkt: Pkt) -> Answer:
         if pkt.conn is None or not pkt.attached or pkt.untracked or pkt.ct_state == "invalid":
             return NA
         return False                              # loopback flows get no helper assigned
     return apply_negation(pred, negate), text
 
 
-def _fragment(values, negate, text):
-    def pred(pkt):
+def _fragment(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
+    def pred(pkt: Pkt) -> Answer:
         return NA if pkt.family != "ip" else False   # loopback TCP/UDP sets DF: never a fragment
     return apply_negation(pred, negate), text
 
 
-def _socket(values, negate, text):
-    def pred(pkt):
+def _socket(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
+    def pred(pkt: Pkt) -> Answer:
         if pkt.hook in OUTBOUND:
             return True
         return NA if pkt.ct_state == "new" else None
     return apply_negation(pred, negate), text
 
 
-def _tcp_option(values, negate, text):
+def _tcp_option(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     kinds = frozenset(TCP_OPTION_KINDS[v] if isinstance(v, str) else int(v) for v in values)
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Answer:
         if pkt.l4proto[0] != TCP or pkt.tcp_flags is None:
             return NA
         return bool(kinds & pkt.tcp_options)
     return apply_negation(pred, negate), text
 
 
-def _connlimit(values, negate, text):
+def _connlimit(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     ((kind, limit),) = values
     limit = int(limit)
     # a first connection: conntrack counts this one only
-    hit = 1 > limit if kind == "above" else 1 <= limit
+    hit = limit < 1 if kind == "above" else limit >= 1
     if kind not in ("above", "upto"):
         raise ValueError(f"connlimit {kind!r}")
     caveat = f"{text}: assumes no other connection of this client is open"
     return _with_caveat(hit, negate, caveat), text
 
 
-def _limit(values, negate, text):
+def _limit(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     # the reader says "over the rate" (nft `limit rate over`, --hashlimit-above) with negate
     ((kind, _written),) = values
     caveat = f"{text}: assumes the rate stays under the limit (a first connection does)"
     return _with_caveat(True, negate, caveat), text
 
 
-def _quota(values, negate, text):
+def _quota(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     ((kind, size),) = values
     over = kind == "over"
     caveat = f"{text}: assumes the quota is not used up yet"
     size = int(size)
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Answer:
         if pkt.caveats is not None and caveat not in pkt.caveats:
             pkt.caveats.append(caveat)
         under = pkt.length is None or pkt.length <= size
@@ -232,7 +272,7 @@ def _quota(values, negate, text):
 def _with_caveat(hit: bool, negate: bool, caveat: str) -> Pred:
     result = hit != negate
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Optional[bool]:
         caveats = pkt.caveats
         if caveats is not None and caveat not in caveats:
             caveats.append(caveat)
@@ -240,7 +280,7 @@ def _with_caveat(hit: bool, negate: bool, caveat: str) -> Pred:
     return pred
 
 
-def _nth(values, negate, text):
+def _nth(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     ((every, packet),) = values
     every, packet = int(every), int(packet)
     if every < 1:
@@ -248,7 +288,7 @@ def _nth(values, negate, text):
     key = object()          # one counter per rule: compile_rule does not share this predicate
     caveat = f"{text}: assumes the rule's packet counter starts at zero (a ruleset just loaded)"
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Answer:
         counters = pkt.counters
         if counters is None:
             return None
@@ -261,8 +301,8 @@ def _nth(values, negate, text):
     return apply_negation(pred, negate), text
 
 
-def _runtime(kind_of: Optional[str]):
-    def build(values, negate, text):
+def _runtime(kind_of: Optional[str]) -> Builder:
+    def build(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
         if kind_of is not None:
             kind = kind_of
         else:
@@ -272,7 +312,7 @@ def _runtime(kind_of: Optional[str]):
     return build
 
 
-_WORDS: dict = {
+_WORDS: dict[str, Builder] = {
     "meta.pkttype": _pkttype,
     "meta.iiftype": _iftype(True),
     "meta.oiftype": _iftype(False),

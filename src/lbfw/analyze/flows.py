@@ -8,16 +8,21 @@ from __future__ import annotations
 import ipaddress
 import pwd
 import re
-from typing import Optional
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, Optional, Union
 
 from ..errors import InputError
-from ..model import LazyRules, Ruleset
+from ..model import LazyRules, Rule, Ruleset, Table
 from ..results import Flow
 
-try:  # Python 3.11+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover - 3.10
+    # tomli is a dependency on 3.10 only: a 3.11 environment checking for 3.10 does not have it
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
+
+PortRange = tuple[int, int]
 
 # The audit's addresses: the kernel's default source (127.0.0.1 for every 127/8 server, ::1 for
 # ::1: an explicit 127.0.0.1 or ::1 client would be the same packet) and a bound alternate as
@@ -43,12 +48,12 @@ _LOOP4 = (0x7F000000, 0x7FFFFFFF)
 
 # --------------------------------------------------------------------------- the audit's flows
 
-def default_flows(ruleset: Ruleset) -> list:
+def default_flows(ruleset: Ruleset) -> list[Flow]:
     """The audit's flow set (see `audit_flows`)."""
     return audit_flows(ruleset)[0]
 
 
-def audit_flows(ruleset: Ruleset) -> tuple[list, int]:
+def audit_flows(ruleset: Ruleset) -> tuple[list[Flow], int]:
     """(flows, the port no rule names). The flows: every client x server pair above, tcp and
     udp, on the port no rule names plus one representative port per port class the rules single
     out (so a rule about port 22 or 53 is not missed); systemd-resolved's 127.0.0.53:53 where a
@@ -57,8 +62,8 @@ def audit_flows(ruleset: Ruleset) -> tuple[list, int]:
     stands for every port no rule names."""
     classes, named = _port_classes(ruleset)
     unnamed = classes[PROTOS[0]][0]
-    flows: list = []
-    seen: set = set()
+    flows: list[Flow] = []
+    seen: set[Flow] = set()
 
     def add(flow: Flow) -> None:
         if flow not in seen:
@@ -84,7 +89,7 @@ def audit_flows(ruleset: Ruleset) -> tuple[list, int]:
     return flows, unnamed
 
 
-def _rule_port_ranges(ruleset: Ruleset):
+def _rule_port_ranges(ruleset: Ruleset) -> Iterator[tuple[tuple[str, ...], list[PortRange]]]:
     """(protocols the rule is about, port ranges) for every rule that names ports and can see
     loopback traffic. One cheap pass: most rules of a big dump name no port at all."""
     port_fields = _PORT_FIELDS
@@ -96,7 +101,7 @@ def _rule_port_ranges(ruleset: Ruleset):
             if isinstance(rules, LazyRules) and not rules.may_name_loopback_port():
                 rules = rules.built_rules()
             for rule in rules:
-                ranges = None
+                ranges: Optional[list[PortRange]] = None
                 for m in rule.matches:
                     f = m.field
                     if f.__class__ is str:
@@ -114,18 +119,19 @@ def _rule_port_ranges(ruleset: Ruleset):
                     yield _rule_protos(rule), ranges
 
 
-def _ranges_of(field, values, table) -> list:
-    out = []
+def _ranges_of(field: Union[str, tuple[str, ...]], values: Iterable[Any], table: Table) -> list[PortRange]:
     if field.__class__ is str:
+        found: list[PortRange] = []
         if field in _PORT_FIELDS:
             for v in values:
                 if v.__class__ is tuple and len(v) == 2 and 1 <= v[0] <= v[1] <= 65535:
-                    out.append(v)
+                    found.append(v)
                 else:
                     r = _as_range(v)
                     if r is not None:
-                        out.append(r)
-        return out
+                        found.append(r)
+        return found
+    out: list[Optional[PortRange]] = []
     for k, f in enumerate(field):
         if f in _PORT_FIELDS:
             for v in values:
@@ -134,7 +140,7 @@ def _ranges_of(field, values, table) -> list:
     return [r for r in out if r is not None]
 
 
-def _as_range(v) -> Optional[tuple]:
+def _as_range(v: Any) -> Optional[PortRange]:
     if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) for x in v):
         return (max(1, v[0]), min(65535, v[1])) if v[1] >= 1 else None
     if isinstance(v, int) and 1 <= v <= 65535:
@@ -142,7 +148,7 @@ def _as_range(v) -> Optional[tuple]:
     return None
 
 
-def _rule_protos(rule) -> tuple:
+def _rule_protos(rule: Rule) -> tuple[str, ...]:
     for m in rule.matches:
         if m.field == "meta.l4proto" and not m.negate and not m.opaque:
             found = []
@@ -155,7 +161,7 @@ def _rule_protos(rule) -> tuple:
     return PROTOS
 
 
-def _may_see_loopback(rule) -> bool:
+def _may_see_loopback(rule: Rule) -> bool:
     """False for rules no packet of a loopback flow can match: a positive address match outside
     127/8 and ::1 (kube-proxy's cluster IPs), or a positive interface match other than lo."""
     for m in rule.matches:
@@ -167,13 +173,13 @@ def _may_see_loopback(rule) -> bool:
         elif m.field in ("ip6.saddr", "ip6.daddr") and m.values:
             if not any(_overlaps(v, (1, 1)) for v in m.values if isinstance(v, tuple)):
                 return False
-        elif m.field in ("meta.iifname", "meta.oifname") and m.values:
-            if not any(_iface_may_be_lo(str(v)) for v in m.values):
-                return False
+        elif m.field in ("meta.iifname", "meta.oifname") and m.values and not any(
+                _iface_may_be_lo(str(v)) for v in m.values):
+            return False
     return True
 
 
-def _overlaps(a, b) -> bool:
+def _overlaps(a: PortRange, b: PortRange) -> bool:
     return not (a[1] < b[0] or b[1] < a[0])
 
 
@@ -183,27 +189,27 @@ def _iface_may_be_lo(pattern: str) -> bool:
     return pattern == "lo"
 
 
-def _port_classes(ruleset: Ruleset) -> tuple[dict, dict]:
+def _port_classes(ruleset: Ruleset) -> tuple[dict[str, list[int]], dict[str, list[PortRange]]]:
     """({proto: [unnamed port, representative of each class...]}, {proto: [named ranges]}).
 
     A class is a set of ports every rule treats alike: the ports covered by the same
     combination of named ranges. The representative is the lowest port of the class."""
-    per_proto = {p: {} for p in PROTOS}   # proto -> {range: number of rules naming it}
-    every = []
+    per_proto: dict[str, dict[PortRange, int]] = {p: {} for p in PROTOS}  # proto -> {range: rules naming it}
+    every: list[PortRange] = []
     for protos, ranges in _rule_port_ranges(ruleset):
         for r in set(ranges):
             every.append(r)
             for p in protos:
                 per_proto[p][r] = per_proto[p].get(r, 0) + 1
     unnamed = _unnamed_port(every)
-    out = {}
+    out: dict[str, list[int]] = {}
     for proto in PROTOS:
         reps = _representatives(per_proto[proto])
         out[proto] = [unnamed] + [port for port in reps if port != unnamed]
     return out, {proto: list(per_proto[proto]) for proto in PROTOS}
 
 
-def _representatives(counts: dict) -> list:
+def _representatives(counts: dict[PortRange, int]) -> list[int]:
     """Lowest port of each distinct class (by the set of ranges covering it), the classes
     named by the most rules first, at most MAX_PORT_CLASSES, returned sorted."""
     if not counts:
@@ -216,10 +222,10 @@ def _representatives(counts: dict) -> list:
     ranges = sorted(counts)
     points = sorted({lo for lo, _ in ranges} | {hi + 1 for _, hi in ranges})
     starts = sorted(ranges)
-    active: list = []
-    seen = {}
+    active: list[PortRange] = []
+    seen: dict[frozenset[PortRange], tuple[int, int]] = {}
     k = 0
-    for idx, point in enumerate(points[:-1]):
+    for point in points[:-1]:
         while k < len(starts) and starts[k][0] <= point:
             active.append(starts[k])
             k += 1
@@ -233,8 +239,8 @@ def _representatives(counts: dict) -> list:
     return sorted(port for _, port in ranked)
 
 
-def _unnamed_port(ranges: list) -> int:
-    def named(port):
+def _unnamed_port(ranges: list[PortRange]) -> int:
+    def named(port: int) -> bool:
         return any(lo <= port <= hi for lo, hi in ranges)
     for port in UNNAMED_CANDIDATES:
         if not named(port):
@@ -262,7 +268,7 @@ def _loopback_addr(text: str, what: str, path: Optional[str], line: Optional[int
     return str(addr)
 
 
-def _same_family(server: str, client: Optional[str], path, line) -> None:
+def _same_family(server: str, client: Optional[str], path: Optional[str], line: Optional[int]) -> None:
     if client is not None and (":" in server) != (":" in client):
         raise InputError(f"client {client} and server {server} are not of the same IP version",
                          path=path, line=line)
@@ -273,7 +279,8 @@ def _same_family(server: str, client: Optional[str], path, line) -> None:
 _TO_RE = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:/\[\]]+)):(?P<port>[^/]+)(?:/(?P<proto>[A-Za-z]+))?$")
 
 
-def with_user(flow: Flow, user: Optional[str], what: str = "--user", path=None, line=None) -> Flow:
+def with_user(flow: Flow, user: Optional[str], what: str = "--user", path: Optional[str] = None,
+              line: Optional[int] = None) -> Flow:
     """``flow`` for the client user NAME or UID: a name is resolved on the host running lbfw (one it
     does not have is kept with uid None: the audited host may have it), a number taken as it is."""
     if user is None:
@@ -326,10 +333,10 @@ _KEY_LINE = re.compile(r"^\s*([A-Za-z0-9_\-\"']+)\s*=")
 _FLOW_KEYS = ("proto", "server", "port", "client", "user")
 
 
-def _flow_lines(text: str) -> list:
+def _flow_lines(text: str) -> list[tuple[int, dict[str, int]]]:
     """For each `[[flow]]` table: (header line, {key: line}) from the text (tomllib gives no lines)."""
     tables = []
-    current = None
+    current: Optional[tuple[int, dict[str, int]]] = None
     for number, line in enumerate(text.splitlines(), start=1):
         if _FLOW_HEADER.match(line):
             current = (number, {})
@@ -345,7 +352,7 @@ def _flow_lines(text: str) -> list:
     return tables
 
 
-def parse_plan(path: str) -> list:
+def parse_plan(path: str) -> list[Flow]:
     """Read PLAN.toml: `[[flow]]` tables with proto ("tcp" | "udp"), server (a loopback
     address), port (1-65535) and an optional client. Any mistake -> InputError(path, line)."""
     try:
@@ -377,7 +384,7 @@ def parse_plan(path: str) -> list:
     for index, table in enumerate(tables):
         header, keys = positions[index] if index < len(positions) else (None, {})
 
-        def where(key, keys=keys, header=header):
+        def where(key: str, keys: dict[str, int] = keys, header: Optional[int] = header) -> Optional[int]:
             return keys.get(key, header)
 
         if not isinstance(table, dict):

@@ -8,7 +8,7 @@ together at its own priority (-100 where the destination is rewritten, +100 wher
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 from ..model import IPTABLES_PRIORITY, Chain, Ruleset, Table
 
@@ -17,15 +17,18 @@ CONNTRACK_PRIO = -200
 NAT_PRIO = {"prerouting": -100, "output": -100, "postrouting": 100, "input": 100}
 DST_MANIP_HOOKS = ("prerouting", "output")
 
+# (kind, priority, payload): ("chain", prio, (table, chain)), ("ct", -200, None), ("nat", prio, [(table, chain)])
+HookItem = tuple[str, int, Any]
+
 
 class HookOrder:
     """The items each hook runs for a ruleset, worked out once per (hook, family)."""
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
-        self._items: dict = {}
+        self._items: dict[tuple[str, str], list[HookItem]] = {}
 
-    def items(self, hook: str, family: str) -> list[tuple[str, int, Any]]:
+    def items(self, hook: str, family: str) -> list[HookItem]:
         """What runs on ``hook`` for ``family``, in order, as (kind, priority, payload):
         ("chain", prio, (table, chain)) for a base chain, ("ct", -200, None) for the conntrack
         point and ("nat", prio, [(table, chain), ...]) for the nat point (all nat base chains of
@@ -34,8 +37,8 @@ class HookOrder:
         items = self._items.get(key)
         if items is not None:
             return items
-        entries = []
-        nat_chains = []
+        entries: list[tuple[int, int, int, str, Union[None, tuple[Table, Chain], list[tuple[Table, Chain]]]]] = []
+        nat_chains: list[tuple[int, int, Table, Chain]] = []
         order = 0
         for table in self.ruleset.tables:
             if table.family not in (family, "inet"):

@@ -9,17 +9,22 @@ set_ctmark, copy_mark and mark_unknown (MARK, CONNMARK, nft `meta mark set`, `ct
 
 from __future__ import annotations
 
+from typing import Optional
+
+from ..model import Action
+from .state import Pkt, Range
+
 FULL_MARK = 0xFFFFFFFF
-UNKNOWN_MARK = (0, FULL_MARK)
+UNKNOWN_MARK: Range = (0, FULL_MARK)
 
 
-def changes_packet(action) -> bool:
+def changes_packet(action: Action) -> bool:
     """True when a "continue" statement changes a mark (an unknown match before it must then fork)."""
     return (action.set_mark is not None or action.set_ctmark is not None or action.copy_mark is not None
             or action.mark_unknown is not None)
 
 
-def apply_statement(pkt, action) -> None:
+def apply_statement(pkt: Pkt, action: Action) -> None:
     """Follow what a statement that does not end the packet does to its mark and its ct mark."""
     if action.set_mark is not None:
         pkt.mark = set_bits(pkt.mark, *action.set_mark)
@@ -39,7 +44,7 @@ def apply_statement(pkt, action) -> None:
         conn.mark = UNKNOWN_MARK
 
 
-def set_bits(mark: tuple, value: int, mask) -> tuple:
+def set_bits(mark: Range, value: int, mask: Optional[int]) -> Range:
     """mark = (mark & ~mask) ^ value; an unknown mark stays unknown unless every bit is set."""
     if mask is None or mask & FULL_MARK == FULL_MARK:
         return (value & FULL_MARK, value & FULL_MARK)
@@ -50,7 +55,7 @@ def set_bits(mark: tuple, value: int, mask) -> tuple:
     return (new, new)
 
 
-def copy_bits(source: tuple, target: tuple, mask) -> tuple:
+def copy_bits(source: Range, target: Range, mask: Optional[int]) -> Range:
     """target = (target & ~mask) | (source & mask): CONNMARK --save/--restore-mark, `meta mark set ct mark`."""
     mask = FULL_MARK if mask is None else mask & FULL_MARK
     if source[0] != source[1] or (target[0] != target[1] and mask != FULL_MARK):

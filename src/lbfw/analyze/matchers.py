@@ -19,19 +19,25 @@ Kernel facts these predicates follow (measured in a private namespace, see DOMAI
 
 from __future__ import annotations
 
+import enum
 from bisect import bisect_right
-from typing import Callable, Optional
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Optional, Union
 
-from ..model import Match
+from ..model import Match, NamedSet
+from .state import Pkt
 
 TCP = 6
 UDP = 17
 PORT_PROTOS = frozenset((6, 17, 33, 132, 136))  # tcp udp dccp sctp udplite: carry ports
 
-Pred = Callable[[object], Optional[bool]]
+Pred = Callable[[Pkt], Optional[bool]]
+# Before negation a predicate may also answer NA (the packet does not carry the field).
+Answer = Union[bool, None, "_NotApplicable"]
+RawPred = Callable[[Pkt], Answer]
 
 # Field -> (packet attribute holding a (lo, hi) range, family it needs or None, needs ports)
-RANGE_FIELDS = {
+RANGE_FIELDS: dict[str, tuple[str, Optional[str], bool]] = {
     "ip.saddr": ("saddr", "ip", False),
     "ip.daddr": ("daddr", "ip", False),
     "ip6.saddr": ("saddr", "ip6", False),
@@ -54,11 +60,11 @@ STRING_FIELDS = ("meta.iifname", "meta.oifname", "meta.iif", "meta.oif", "ct.sta
 
 # --------------------------------------------------------------------------- range sets
 
-def merge_ranges(values) -> tuple[list, list]:
+def merge_ranges(values: Iterable[tuple[Any, Any]]) -> tuple[list[int], list[int]]:
     """Sorted, disjoint, merged (lo, hi) intervals as two parallel lists (los, his)."""
     items = sorted((int(lo), int(hi)) for lo, hi in values)
-    los: list = []
-    his: list = []
+    los: list[int] = []
+    his: list[int] = []
     for lo, hi in items:
         if his and lo <= his[-1] + 1:
             if hi > his[-1]:
@@ -69,7 +75,7 @@ def merge_ranges(values) -> tuple[list, list]:
     return los, his
 
 
-def range_in(los: list, his: list, lo: int, hi: int) -> Optional[bool]:
+def range_in(los: list[int], his: list[int], lo: int, hi: int) -> Optional[bool]:
     """Is every value of [lo, hi] in the merged set (True), none (False), or some (None)?"""
     i = bisect_right(los, lo) - 1
     if i >= 0 and his[i] >= hi:
@@ -80,7 +86,7 @@ def range_in(los: list, his: list, lo: int, hi: int) -> Optional[bool]:
     return False
 
 
-def range_item(item, lo: int, hi: int) -> Optional[bool]:
+def range_item(item: tuple[int, int], lo: int, hi: int) -> Optional[bool]:
     """One (ilo, ihi) item against a packet range."""
     ilo, ihi = item
     if ilo <= lo and hi <= ihi:
@@ -118,7 +124,7 @@ def addr_type(family: str, addr: int) -> str:
 
 # --------------------------------------------------------------------------- per-field value access
 
-def field_value(pkt, field: str):
+def field_value(pkt: Pkt, field: str) -> Any:
     """The packet's value for ``field``: a (lo, hi) range for numeric fields, a string (or a
     frozenset for ct.status) otherwise. Returns ``NA`` when the packet does not carry the field,
     and ``None`` for a field the engine does not know."""
@@ -151,9 +157,9 @@ def field_value(pkt, field: str):
     if field == "tcp.flags":
         return pkt.tcp_flags if pkt.l4proto[0] == TCP and pkt.tcp_flags is not None else NA
     from .fields import NUMERIC  # header fields of issue 11 (fields.py builds on this module)
-    spec = NUMERIC.get(field)
-    if spec is not None:
-        family, get = spec
+    numeric = NUMERIC.get(field)
+    if numeric is not None:
+        family, get = numeric
         if family is not None and pkt.family != family:
             return NA
         value = get(pkt)
@@ -161,17 +167,23 @@ def field_value(pkt, field: str):
     return None
 
 
-class _NotApplicable:
-    """Marker: the packet lacks the field (the rule cannot match, negated or not)."""
+class _NotApplicable(enum.Enum):
+    """Marker: the packet lacks the field (the rule cannot match, negated or not). An enum of one
+    member so that `r is NA` narrows a predicate's answer for mypy at no cost on the hot path."""
+
+    NA = "NA"
 
     def __repr__(self) -> str:
         return "NA"
 
+    def __str__(self) -> str:
+        return "NA"
 
-NA = _NotApplicable()
+
+NA = _NotApplicable.NA
 
 
-def item_matches(field: str, item, value) -> Optional[bool]:
+def item_matches(field: str, item: Any, value: Any) -> Optional[bool]:
     """One value item of ``field`` against the packet's value (not NA, not None)."""
     if field in RANGE_FIELDS or (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int)
                                  and field not in ("ct.state", "tcp.flags")):
@@ -183,16 +195,20 @@ def item_matches(field: str, item, value) -> Optional[bool]:
     if field == "ct.state":
         return _ct_state_item(str(item), value)
     if field == "ct.status":
-        return str(item) in value
+        member: bool = str(item) in value
+        return member
     if field == "tcp.flags":
         if isinstance(item, tuple):
             mask, comp = item
-            return (value & mask) == comp
-        return value == item
-    return str(item) == value
+            hit: bool = (value & mask) == comp
+            return hit
+        same: bool = value == item
+        return same
+    found: bool = str(item) == value
+    return found
 
 
-def _ct_state_item(item: str, value) -> bool:
+def _ct_state_item(item: str, value: tuple[str, frozenset[str]]) -> bool:
     # iptables' --ctstate SNAT/DNAT are virtual states: the connection's NAT status bits.
     state, status = value
     if item in ("snat", "dnat"):
@@ -202,7 +218,8 @@ def _ct_state_item(item: str, value) -> bool:
 
 # --------------------------------------------------------------------------- compilation
 
-def compile_match(match: Match, sets: dict, recent_lists: frozenset = frozenset()) -> tuple[Pred, str]:
+def compile_match(match: Match, sets: Mapping[str, NamedSet],
+                  recent_lists: frozenset[str] = frozenset()) -> tuple[Pred, str]:
     """Compile one model Match (with the table's named sets for lookups) into a predicate.
 
     ``recent_lists``: the `-m recent` list names some rule of the ruleset sets (only a `recent`
@@ -214,11 +231,11 @@ def compile_match(match: Match, sets: dict, recent_lists: frozenset = frozenset(
         return _unknown_pred, match.text or _describe(match)
 
 
-def _unknown_pred(pkt):
+def _unknown_pred(pkt: Pkt) -> None:
     return None
 
 
-def _compile(match: Match, sets: dict, recent_lists: frozenset) -> tuple[Pred, str]:
+def _compile(match: Match, sets: Mapping[str, NamedSet], recent_lists: frozenset[str]) -> tuple[Pred, str]:
     text = match.text or _describe(match)
     if match.opaque:
         return (lambda pkt: None), text
@@ -241,7 +258,7 @@ def _compile(match: Match, sets: dict, recent_lists: frozenset) -> tuple[Pred, s
         sport = _compile_range("th.sport", values, False)
         dport = _compile_range("th.dport", values, False)
 
-        def either(pkt):
+        def either(pkt: Pkt) -> Optional[bool]:
             a = sport(pkt)
             if a is True:
                 return True
@@ -260,7 +277,7 @@ def _compile(match: Match, sets: dict, recent_lists: frozenset) -> tuple[Pred, s
     if field == "fib.rpf":
         return _compile_fib_rpf(values, negate), text
     if field == "recent":
-        pred = _compile_recent(values, negate, recent_lists)
+        pred = _compile_recent(values, negate, recent_lists, match.text or "")
         if pred(None) is None:
             text = f"{text}: depends on the addresses earlier traffic put on the list"
         return pred, text
@@ -277,10 +294,10 @@ def _describe(match: Match) -> str:
     return f"{field} {neg}{match.values!r}"[:120]
 
 
-def apply_negation(pred: Pred, negate: bool) -> Pred:
+def apply_negation(pred: RawPred, negate: bool) -> Pred:
     """Apply negation; NA (field absent) becomes False either way."""
     if negate:
-        def run(pkt):
+        def run(pkt: Pkt) -> Optional[bool]:
             r = pred(pkt)
             if r is NA:
                 return False
@@ -288,7 +305,7 @@ def apply_negation(pred: Pred, negate: bool) -> Pred:
                 return None
             return not r
     else:
-        def run(pkt):
+        def run(pkt: Pkt) -> Optional[bool]:
             r = pred(pkt)
             return False if r is NA else r
     return run
@@ -299,7 +316,7 @@ def _finish_either(pred: Pred, negate: bool, probe: Pred, pkt_field_absent: bool
     if not negate:
         return pred
 
-    def run(pkt):
+    def run(pkt: Pkt) -> Optional[bool]:
         r = pred(pkt)
         if r is None:
             return None
@@ -309,7 +326,7 @@ def _finish_either(pred: Pred, negate: bool, probe: Pred, pkt_field_absent: bool
     return run
 
 
-def _compile_range(field: str, values, negate: bool) -> Pred:
+def _compile_range(field: str, values: Iterable[Any], negate: bool) -> Pred:
     spec = RANGE_FIELDS[field]
     attr, fam, needs_ports = spec
     want = FIELD_PROTO.get(field)
@@ -317,8 +334,8 @@ def _compile_range(field: str, values, negate: bool) -> Pred:
     if len(items) <= 4:
         items_t = tuple((int(a), int(b)) for a, b in items)
 
-        def look(lo, hi):
-            result = False
+        def look(lo: int, hi: int) -> Optional[bool]:
+            result: Optional[bool] = False
             for ilo, ihi in items_t:
                 if ilo <= lo and hi <= ihi:
                     return True
@@ -328,10 +345,10 @@ def _compile_range(field: str, values, negate: bool) -> Pred:
     else:
         los, his = merge_ranges(items)
 
-        def look(lo, hi):
+        def look(lo: int, hi: int) -> Optional[bool]:
             return range_in(los, his, lo, hi)
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Answer:
         if fam is not None and pkt.family != fam:
             return NA
         if needs_ports:
@@ -343,10 +360,10 @@ def _compile_range(field: str, values, negate: bool) -> Pred:
     return apply_negation(pred, negate)
 
 
-def _compile_mark(values, mask: int, negate: bool) -> Pred:
+def _compile_mark(values: Iterable[Any], mask: int, negate: bool) -> Pred:
     items = tuple(v if isinstance(v, tuple) else (int(v), int(v)) for v in values)
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Optional[bool]:
         lo, hi = pkt.mark
         if lo != hi:
             return None                 # a statement set it to a value lbfw cannot compute
@@ -355,35 +372,33 @@ def _compile_mark(values, mask: int, negate: bool) -> Pred:
     return apply_negation(pred, negate)
 
 
-def _compile_ct_state(values, negate: bool) -> Pred:
+def _compile_ct_state(values: Iterable[Any], negate: bool) -> Pred:
     wanted = frozenset(str(v) for v in values)
     nat_bits = wanted & {"snat", "dnat"}
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> bool:
         if pkt.ct_state in wanted:
             return True
-        if nat_bits and nat_bits & pkt.ct_status:
-            return True
-        return False
+        return bool(nat_bits and nat_bits & pkt.ct_status)
     return apply_negation(pred, negate)
 
 
-def _compile_items(field: str, values, negate: bool) -> Pred:
+def _compile_items(field: str, values: Iterable[Any], negate: bool) -> Pred:
     items = tuple(values)
     if field in ("meta.iifname", "meta.iif", "meta.oifname", "meta.oif") and not any(
             str(v).endswith(("*", "+")) for v in items):
         names = frozenset(str(v) for v in items)
         inbound = field in ("meta.iifname", "meta.iif")
 
-        def pred(pkt):
+        def by_name(pkt: Pkt) -> bool:
             return ((pkt.iif if inbound else pkt.oif) or "") in names
-        return apply_negation(pred, negate)
+        return apply_negation(by_name, negate)
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Answer:
         value = field_value(pkt, field)
         if value is NA or value is None:
             return value
-        result = False
+        result: Optional[bool] = False
         for item in items:
             r = item_matches(field, item, value)
             if r:
@@ -399,12 +414,12 @@ def _compile_rpfilter(negate: bool) -> Pred:
     --validmark or --accept-local say; elsewhere it depends on routes lbfw does not know."""
     on_lo = not negate
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Optional[bool]:
         return on_lo if pkt.iif == "lo" else None
     return pred
 
 
-def _compile_fib_rpf(values, negate: bool) -> Pred:
+def _compile_fib_rpf(values: Sequence[Any], negate: bool) -> Pred:
     """nft `fib saddr [. mark] . iif oif missing|exists` (firewalld's and the nft wiki's
     reverse-path filter): the route exists on PREROUTING for a packet that came in on lo."""
     (wants_route,) = values
@@ -412,36 +427,60 @@ def _compile_fib_rpf(values, negate: bool) -> Pred:
         raise TypeError(f"fib.rpf value {wants_route!r}")
     on_lo = wants_route != negate
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Optional[bool]:
         return on_lo if pkt.hook == "prerouting" and pkt.iif == "lo" else None
     return pred
 
 
-def _compile_recent(values, negate: bool, recent_lists: frozenset) -> Pred:
-    """`-m recent --name N --set|--rcheck|--update|--remove`: a set is true, a look-up of a list no
-    rule sets is false, a look-up of a list some rule sets is unknown (it depends on past traffic)."""
+# Options under which a look-up depends on more than "a --set rule put this source on the list"
+_RECENT_UNFOLLOWED = ("--rdest", "--mask", "--hitcount", "--rttl", "--reap")
+RecentKey = tuple[str, str, str, int]
+
+
+def _compile_recent(values: Sequence[Any], negate: bool, recent_lists: frozenset[str],
+                    text: str = "") -> Callable[[Optional[Pkt]], Optional[bool]]:
+    """`-m recent --name N --set|--rcheck|--update|--remove`: a set is true and puts the packet's
+    source on the list for the rest of the exchange (in the run's state), a look-up finds what a set
+    put there; otherwise a look-up of a list no rule sets is false, of a list some rule sets unknown
+    (it depends on past traffic). Called with None, the predicate gives its answer for an empty run."""
     ((name, command),) = values
-    if command == "set":
-        result: Optional[bool] = not negate
-    elif command in ("rcheck", "update", "remove"):
-        result = negate if name not in recent_lists else None
-    else:
+    followed = not any(option in text for option in _RECENT_UNFOLLOWED)
+    if command not in ("set", "rcheck", "update", "remove"):
         raise ValueError(f"recent command {command!r}")
+    result: Optional[bool] = (not negate) if command == "set" else (negate if name not in recent_lists else None)
 
-    def pred(pkt):
+    def key(pkt: Optional[Pkt]) -> Optional[RecentKey]:
+        if pkt is None or not followed or pkt.counters is None or pkt.saddr[0] != pkt.saddr[1]:
+            return None
+        return ("recent", name, pkt.family, pkt.saddr[0])
+
+    if command == "set":
+        def pred(pkt: Optional[Pkt]) -> Optional[bool]:
+            k = key(pkt)
+            if k is not None:
+                pkt.counters[k] = True  # type: ignore[union-attr,index]  # a key means pkt and its counters exist
+            return result
+        return pred
+
+    def look_up(pkt: Optional[Pkt]) -> Optional[bool]:
+        k = key(pkt)
+        if k is not None and k in pkt.counters:  # type: ignore[union-attr,operator]  # as in pred above
+            if command == "remove":
+                del pkt.counters[k]  # type: ignore[union-attr]  # as in pred above
+            return not negate
         return result
-    return pred
+    return look_up
 
 
-def _compile_concat(fields: tuple, values, negate: bool) -> Pred:
+def _compile_concat(fields: Sequence[str], values: Iterable[Any], negate: bool) -> Pred:
     """nft concatenations: the packet matches when one element matches on every component."""
     fields = tuple(fields)
     elements = tuple(values)
 
-    def pred(pkt):
+    def pred(pkt: Pkt) -> Answer:
         pvals = []
         for f in fields:
-            v = field_value(pkt, f) if f != "ct.state" else (pkt.ct_state, pkt.ct_status)
+            v: object = field_value(pkt, f) if f != "ct.state" else (pkt.ct_state, pkt.ct_status)
             if v is NA:
                 return NA
             if v is None:
@@ -451,9 +490,9 @@ def _compile_concat(fields: tuple, values, negate: bool) -> Pred:
     return apply_negation(pred, negate)
 
 
-def element_lookup(fields: tuple, elements, pvals) -> Optional[bool]:
+def element_lookup(fields: Sequence[str], elements: Iterable[Any], pvals: Sequence[Any]) -> Optional[bool]:
     """Three-valued: does some element (a tuple, one item per field) match the packet values?"""
-    result = False
+    result: Optional[bool] = False
     for element in elements:
         r = element_matches(fields, element, pvals)
         if r:
@@ -463,13 +502,11 @@ def element_lookup(fields: tuple, elements, pvals) -> Optional[bool]:
     return result
 
 
-def element_matches(fields: tuple, element, pvals) -> Optional[bool]:
-    out = True
+def element_matches(fields: Sequence[str], element: Sequence[Any], pvals: Sequence[Any]) -> Optional[bool]:
+    """Three-valued: does one element (one item per field) match the packet values?"""
+    out: Optional[bool] = True
     for f, item, v in zip(fields, element, pvals):
-        if f == "ct.state":
-            r = _ct_state_item(str(item), v)
-        else:
-            r = item_matches(f, item, v)
+        r: Optional[bool] = _ct_state_item(str(item), v) if f == "ct.state" else item_matches(f, item, v)
         if r is False:
             return False
         if r is None:
@@ -477,7 +514,7 @@ def element_matches(fields: tuple, element, pvals) -> Optional[bool]:
     return out
 
 
-def single_value(pkt, field):
+def single_value(pkt: Pkt, field: str) -> Any:
     """The packet value of a single field as item_matches expects it (ct.state gets its pair)."""
     if field == "ct.state":
         return (pkt.ct_state, pkt.ct_status)

@@ -9,12 +9,15 @@ blocked for others" rather than "unknown".
 from __future__ import annotations
 
 import pwd
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable, Optional
+from typing import Optional
 
 from ..model import Ruleset
-from ..results import UNKNOWN, FlowResult, UserVerdict
+from ..results import UNKNOWN, Flow, FlowResult, UserVerdict
 from .packet import User
+
+IdRanges = tuple[tuple[int, int], ...]
 
 MAX_USERS = 16     # representatives per id kind; beyond them the flow stays unknown
 OTHER_IDS = (1000, 65534, 4000000000)
@@ -25,13 +28,13 @@ class UserSweep:
 
     def __init__(self, ruleset: Ruleset) -> None:
         self.ruleset = ruleset
-        self._ids: Optional[tuple] = None
+        self._ids: Optional[tuple[IdRanges, IdRanges]] = None
 
-    def ids(self) -> tuple:
+    def ids(self) -> tuple[IdRanges, IdRanges]:
         """(uid ranges, gid ranges) named by non-opaque owner matches anywhere in the ruleset."""
         if self._ids is None:
-            uids: set = set()
-            gids: set = set()
+            uids: set[tuple[int, int]] = set()
+            gids: set[tuple[int, int]] = set()
             for table in self.ruleset.tables:
                 for chain in table.chains.values():
                     for rule in chain.rules:
@@ -43,7 +46,18 @@ class UserSweep:
             self._ids = (tuple(sorted(uids)), tuple(sorted(gids)))
         return self._ids
 
-    def sweep(self, flow, unknown_result: FlowResult, evaluate: Callable) -> FlowResult:
+    def others(self) -> Optional[User]:
+        """A uid and gid no owner match of the ruleset names (who the server is assumed to run as);
+        None when the matches name too many ranges to pick one."""
+        uid_ranges, gid_ranges = self.ids()
+        uids = _representatives(uid_ranges)
+        gids = _representatives(gid_ranges)
+        if uids is None or gids is None:
+            return None
+        return User(uids[-1], gids[-1])
+
+    def sweep(self, flow: Flow, unknown_result: FlowResult,
+              evaluate: Callable[[Flow, User], FlowResult]) -> FlowResult:
         """Evaluate ``flow`` for each representative user; ``evaluate(flow, User)`` is the engine's."""
         uid_ranges, gid_ranges = self.ids()
         uids = _representatives(uid_ranges)
@@ -55,6 +69,7 @@ class UserSweep:
         if base.verdict == UNKNOWN:
             return unknown_result
         by_user = []
+        caveats = list(base.caveats)
         for uid in uids:
             for gid in gids:
                 if uid == others.uid and gid == others.gid:
@@ -63,15 +78,16 @@ class UserSweep:
                 if uid != others.uid and gid != others.gid:
                     continue
                 result = evaluate(flow, User(uid, gid))
+                caveats.extend(c for c in result.caveats if c not in caveats)
                 if result.verdict != base.verdict or result.redirected_to != base.redirected_to:
                     named_uid = uid != others.uid
                     who = _who("uid", uid) if named_uid else _who("gid", gid)
                     by_user.append(UserVerdict(who, uid if named_uid else None, None if named_uid else gid,
                                                result.describe(), result.verdict))
-        return replace(base, by_user=tuple(by_user))
+        return replace(base, by_user=tuple(by_user), caveats=tuple(caveats))
 
 
-def _representatives(ranges: tuple) -> Optional[list]:
+def _representatives(ranges: IdRanges) -> Optional[list[int]]:
     """The lowest id of each named range, then one id no range names (last). None: too many."""
     reps = sorted({lo for lo, _ in ranges})
     if len(reps) > MAX_USERS:
