@@ -7,6 +7,7 @@ import ipaddress
 import textwrap
 
 from lbfw.analyze.engine import Engine, Packet
+from lbfw.analyze.packet import SERVER_CAVEAT
 from lbfw.model import Action, Chain, Match, Origin, Rule, Ruleset, Table, VmapEntry
 from lbfw.read import iptables
 from lbfw.results import Flow
@@ -447,16 +448,20 @@ OWNER = """
 
 
 def test_owner_match_without_a_user_is_answered_per_user():
-    result = Engine(ipt(OWNER.format(extra=""))).evaluate(TCP_1)
     # others are blocked at the SYN; uid 105's SYN passes, but the SYN-ACK carries the listener's
-    # uid (measured), which the flow does not say: unknown for uid 105
-    assert result.verdict == "blocked"
-    (entry,) = result.by_user
-    assert entry.who.startswith("uid 105") and entry.verdict == "unknown" and entry.uid == 105
-    assert result.verdict_for(105) == "unknown" and result.verdict_for(0, 0) == "blocked"
-    assert result.describe().endswith("; blocked for others")
+    # uid (measured): the server is taken to run as a user no owner match names, so uid 105 is
+    # blocked there, and the verdict says what it assumed
+    result = Engine(ipt(OWNER.format(extra=""))).evaluate(TCP_1)
+    assert result.verdict == "blocked" and result.by_user == ()
+    assert SERVER_CAVEAT in result.caveats
     named = Engine(ipt(OWNER.format(extra=""))).evaluate(Flow("tcp", "127.0.0.1", 1, user="105", uid=105))
-    assert named.verdict == "unknown" and named.unknown == ("-m owner --uid-owner 105",)
+    assert named.verdict == "blocked" and named.deciding.packet == "reply" and SERVER_CAVEAT in named.caveats
+    # the server's answers pass as ESTABLISHED: now the user decides
+    both = Engine(ipt(OWNER.format(extra="-A OUTPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT"))).evaluate(TCP_1)
+    (entry,) = both.by_user
+    assert entry.who.startswith("uid 105") and entry.verdict == "delivered" and entry.uid == 105
+    assert both.verdict_for(105) == "delivered" and both.verdict_for(0, 0) == "blocked"
+    assert both.describe() == "delivered for " + entry.who + "; blocked for others"
 
 
 def test_undecidable_match_whose_branches_agree_gives_the_verdict():

@@ -8,6 +8,7 @@ import textwrap
 import pytest
 
 from lbfw.analyze.engine import Engine
+from lbfw.analyze.packet import PAYLOAD_CAVEAT
 from lbfw.model import Action, Chain, Match, Origin, Rule, Ruleset, Table
 from lbfw.read import iptables
 from lbfw.results import Flow
@@ -64,8 +65,12 @@ def test_lengths_and_mss_per_packet():
     mss = one_rule_input(Match("tcp.option.mss", ((65495, 65495),)), action=Action("drop"))
     result = Engine(mss).evaluate(TCP_1)
     assert result.verdict == "blocked" and result.deciding.packet == "request"
+    # the data packets: 1-512 bytes of payload assumed (a first request), said in the caveats
     data = one_rule_input(Match("ip.length", ((0, 100),)))
     assert verdict(data) == "unknown"
+    small = Engine(one_rule_input(Match("ip.length", ((0, 1000),)))).evaluate(TCP_1)
+    assert small.verdict == "delivered" and PAYLOAD_CAVEAT in small.caveats
+    assert verdict(one_rule_input(Match("meta.length", ((1400, 65535),), negate=True))) == "delivered"
 
 
 def test_limit_and_connlimit_are_what_a_first_connection_meets_with_a_caveat():
@@ -91,7 +96,8 @@ def test_runtime_conditions_stay_unknown_and_say_why():
     rs = one_rule_input(Match("runtime", (("time", "-m time --timestart 08:00"),), text="-m time --timestart 08:00"))
     result = Engine(rs).evaluate(TCP_1)
     assert result.verdict == "unknown"
-    assert result.unknown == ("-m time --timestart 08:00: depends on the time of day",)
+    assert result.unknown == ("-m time --timestart 08:00: depends on the time of day (the packet's timestamp against "
+                              "the clock)",)
 
 
 def test_marks_follow_set_copy_and_unknown_statements():

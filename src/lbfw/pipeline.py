@@ -128,14 +128,18 @@ def agreement(predicted: str, observed: str) -> Optional[bool]:
 
 def compare(results: Sequence[FlowResult], observed: Sequence[Any]) -> list[dict]:
     """One row per flow: the flow's JSON plus predicted, observed, agree and reason.
-    ``observed`` items are verdict strings or {"observed", "reason"} dicts."""
+    ``observed`` items are verdict strings or {"observed", "reason"} dicts. A flow that names no
+    user is observed by a client running as root: a prediction that depends on the user is
+    compared as root's (``predicted``: FlowResult.probed), the whole answer kept in ``by_user``."""
     rows = []
     for result, seen in zip(results, observed):
         seen = seen if isinstance(seen, dict) else {"observed": seen, "reason": ""}
         row = result.flow.to_json()
-        row["predicted"] = result.verdict
+        row["predicted"] = result.probed()
+        if result.by_user:
+            row["by_user"] = result.describe()
         row["observed"] = seen["observed"]
-        row["agree"] = agreement(result.verdict, seen["observed"])
+        row["agree"] = agreement(row["predicted"], seen["observed"])
         row["reason"] = seen.get("reason") or ""
         rows.append(row)
     return rows

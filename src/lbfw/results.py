@@ -16,6 +16,7 @@ REDIRECTED = "redirected"
 VERDICTS = (DELIVERED, BLOCKED, UNKNOWN, REDIRECTED)
 
 SEVERITIES = ("error", "warning", "note")
+PROBE_UID = PROBE_GID = 0   # who the verify probes' clients run as when a flow names no user
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,13 @@ class FlowResult:
         for entry in self.by_user:
             if (entry.uid is not None and entry.uid == uid) or (entry.gid is not None and entry.gid == gid):
                 return entry.outcome
+        return self.verdict
+
+    def probed(self) -> str:
+        """The verdict real traffic should show: the sandbox's and the live probe's clients run as
+        root (uid 0, gid 0) unless the flow names a user."""
+        if self.flow.user is None and self.by_user:
+            return self.verdict_for(PROBE_UID, PROBE_GID)
         return self.verdict
 
     def to_json(self) -> dict[str, Any]:

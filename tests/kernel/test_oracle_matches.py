@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
+import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -228,38 +229,9 @@ CASES = [
 
 VARIANTS = ("legacy", "legacy-est", "nft-backend", "nft", "nft-est")
 
-# Still missing in the merged work (h8 readers + h9 engine) at the time of writing: strict, so each
-# line must go the moment the engine decides the match (the test then passes and XPASS fails).
-_UNDECIDED = "the engine does not decide {} yet: unknown where the kernel decides"
-PENDING = {
-    "ttl-eq-64": _UNDECIDED.format("ip.ttl"), "ttl-lt-10-drop": _UNDECIDED.format("ip.ttl"),
-    "ttl-gt-100": _UNDECIDED.format("ip.ttl"), "hoplimit-64": _UNDECIDED.format("ip6.hoplimit"),
-    "length-small": _UNDECIDED.format("ip.length"), "length-big-drop": _UNDECIDED.format("ip.length/meta.length"),
-    "dscp-0": _UNDECIDED.format("ip.dscp"), "dscp-ef-drop": _UNDECIDED.format("ip.dscp"),
-    "tos-0": _UNDECIDED.format("ip.tos / ip.dscp+ip.ecn"), "ecn-ect-0": _UNDECIDED.format("ip.ecn"),
-    "mss-big": _UNDECIDED.format("tcp.option.mss"), "mss-small-drop": _UNDECIDED.format("tcp.option.mss"),
-    "tcp-option-mss": _UNDECIDED.format("tcp.option"), "fragment-drop": _UNDECIDED.format("ip.fragment"),
-    "not-fragment": _UNDECIDED.format("ip.fragment"), "pkttype-host": _UNDECIDED.format("meta.pkttype"),
-    "pkttype-broadcast": _UNDECIDED.format("meta.pkttype"), "iiftype-loopback": _UNDECIDED.format("meta.iiftype"),
-    "iiftype-ether": _UNDECIDED.format("meta.iiftype"), "oiftype-input": _UNDECIDED.format("meta.oiftype"),
-    "devgroup-0": _UNDECIDED.format("meta.iifgroup"), "devgroup-1": _UNDECIDED.format("meta.iifgroup"),
-    "helper-ftp": _UNDECIDED.format("ct.helper"), "physdev-bridged": _UNDECIDED.format("physdev"),
-    "connlimit-above-drop": _UNDECIDED.format("connlimit"), "connlimit-upto": _UNDECIDED.format("connlimit"),
-    "nth-every-1": _UNDECIDED.format("statistic.nth"),
-    "connmark-restore": "the engine does not follow copy_mark (CONNMARK --restore-mark, meta mark set ct mark): "
-                        "wrong 'blocked' for the marked udp flows",
-    "connmark-match": _UNDECIDED.format("ct.mark (with set_ctmark from CONNMARK/ct mark set)"),
-}
-_UNNAMED = "the unknown reason quotes the rule but does not name the runtime condition ({}) in words"
-PENDING.update({
-    "limit": _UNNAMED.format("rate"), "limit-over-drop": _UNNAMED.format("rate"),
-    "hashlimit-above-drop": _UNNAMED.format("rate"), "quota": _UNNAMED.format("quota"),
-    "quota-over-drop": _UNNAMED.format("quota"), "recent-set-then-check": _UNNAMED.format("recent list"),
-    "time": _UNNAMED.format("time of day"), "cpu": _UNNAMED.format("cpu"),
-    # a variant alone: without established the NFQUEUE verdict is decided; with it, the unknown is unnamed
-    "nfqueue-no-reader-legacy-est": _UNNAMED.format("queue reader"),
-    "nfqueue-bypass-legacy-est": _UNNAMED.format("queue reader"),
-})
+# Cases lbfw does not decide yet, each with why: strict, so a line must go the moment the engine
+# decides the match (the test then passes and XPASS fails).
+PENDING: dict = {}
 
 
 def _lines(text: str) -> list[str]:
@@ -428,7 +400,6 @@ def test_stock_vps_template_audits_lb001_error_and_lb002_warning_exit_1(tmp_path
     assert ("LB002", "warning") in severities, findings
 
 
-@pytest.mark.xfail(strict=True, reason=PENDING["fragment-drop"])
 def test_fragment_hygiene_rule_decides_every_flow():
     results = _prove(Ruleset(tables=iptables.parse(FRAGMENT_HYGIENE, "frag.rules", family="ip")),
                      RulesetText("frag.rules", FRAGMENT_HYGIENE, "iptables-save"))
@@ -485,22 +456,9 @@ OWNER_CASES = {
 }
 
 
-@dataclass(frozen=True)
-class UserFlow:
-    """A flow whose client socket belongs to ``user`` (what the sandbox probe reads from a flow)."""
-
-    proto: str
-    server: str
-    port: int
-    client: Optional[str]
-    user: str
-
-
-def _as_user(flow: Flow, user: int):
-    import dataclasses
-    if "user" not in {f.name for f in dataclasses.fields(Flow)}:
-        pytest.fail("lbfw.results.Flow has no user field: issue 11's `--user` is not implemented", pytrace=False)
-    return dataclasses.replace(flow, user=str(user))
+def _as_user(flow: Flow, uid: int) -> Flow:
+    """``flow`` with a client running as ``uid`` and gid ``uid`` (what the sandbox probe runs a number as)."""
+    return dataclasses.replace(flow, user=str(uid), uid=uid, gid=uid)
 
 
 def _owner_source(name: str) -> tuple[Ruleset, RulesetText]:
@@ -522,7 +480,7 @@ def _observe_as_users(source: RulesetText, flows) -> dict:
     with Namespace() as ns:
         load_sources(ns, [source])
         for uid in USERS:
-            users = [UserFlow(f.proto, f.server, f.port, f.client, str(uid)) for f in flows]
+            users = [_as_user(f, uid) for f in flows]
             out[uid] = observe_detailed(ns, users, timeout=TIMEOUT)
     return out
 
@@ -530,8 +488,6 @@ def _observe_as_users(source: RulesetText, flows) -> dict:
 OWNER_FLOWS = [f for f in FLOWS if ":" not in f.server]
 
 
-@pytest.mark.xfail(strict=True, reason="Flow has no user field and the engine does not decide meta.skuid/skgid/"
-                                       "socket per user yet (issue 11 item 2)")
 @pytest.mark.parametrize("name", sorted(OWNER_CASES))
 def test_owner_matches_decided_for_each_user_and_named_without_one(name):
     ruleset, source = _owner_source(name)
@@ -546,10 +502,12 @@ def test_owner_matches_decided_for_each_user_and_named_without_one(name):
             if bare.verdict != kernel_by_user[0]:
                 wrong.append((flow.label(), "no user", bare.verdict, kernel_by_user[0], list(bare.unknown)))
         else:
-            # the kernel's answer depends on the user: lbfw must say so, not claim one answer
-            said = (bare.verdict + " " + " ".join(bare.unknown)).lower()
-            if bare.verdict in ("delivered", "blocked") or not ("uid" in said or "user" in said):
-                wrong.append((flow.label(), "no user", bare.verdict, kernel_by_user, list(bare.unknown)))
+            # the kernel's answer depends on the user: lbfw must say so, with each answer
+            # ("blocked for uid 106; delivered for others"), not claim one answer
+            said = bare.describe()
+            answers = {uid: bare.verdict_for(uid, uid) for uid in USERS}
+            if not bare.by_user or answers != kernel_by_user or not all(v in said for v in kernel_by_user.values()):
+                wrong.append((flow.label(), "no user", said, kernel_by_user, list(bare.unknown)))
         for uid in USERS:
             result = engine.evaluate(_as_user(flow, uid))
             if result.verdict != kernel_by_user[uid]:
@@ -636,9 +594,7 @@ NAT_CASES = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=[] if NAT_CASES[name][4] != "redirected" else [
-    pytest.mark.xfail(strict=True, reason="the engine has no 'redirected' verdict yet: DNAT/REDIRECT elsewhere is "
-                                          "reported 'delivered' (issue 11 item 3)")]) for name in sorted(NAT_CASES)])
+@pytest.mark.parametrize("name", sorted(NAT_CASES))
 def test_nat_that_sends_a_flow_elsewhere_is_redirected(name):
     import json
     from lbfw.sandbox.netns import Namespace

@@ -139,6 +139,7 @@ class Engine:
         self.udp_followup = udp_followup
         self.ttl = ttl
         self._users = UserSweep(ruleset)
+        self._server: Any = False       # the server's User (packet.SERVER_CAVEAT), found when first needed
         self.stats = Stats()
         self.max_runs = max_runs
         self._compiler = Compiler(ruleset)
@@ -230,7 +231,9 @@ class Engine:
 
     def _packet(self, run: Run, user, family, saddr, daddr, l4proto, sport, dport, flags, name, client_side):
         pkt = Pkt(family, saddr, daddr, l4proto, sport, dport, flags, name, client_side)
-        dress(pkt, user, self.ttl)
+        if self._server is False:
+            self._server = self._users.others()
+        dress(pkt, user, self._server, self.ttl)
         pkt.counters = run.counters
         pkt.caveats = run.caveats
         return pkt

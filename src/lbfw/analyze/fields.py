@@ -17,6 +17,7 @@ from typing import Callable, Optional
 
 from ..model import Match
 from .matchers import NA, Pred, apply_negation
+from .packet import PAYLOAD_CAVEAT, SERVER_CAVEAT
 
 ICMP, ICMPV6, TCP = 1, 58, 6
 OUTBOUND = ("output", "postrouting")
@@ -25,10 +26,11 @@ TCP_OPTION_KINDS = {"eol": 0, "nop": 1, "noop": 1, "maxseg": 2, "mss": 2, "windo
                     "sack-permitted": 4, "sack-perm": 4, "sack": 5, "timestamp": 8}
 
 RUNTIME_WORDS = {
-    "time": "depends on the time of day",
-    "hour": "depends on the time of day",
-    "day": "depends on the day of the week",
-    "cpu": "depends on the CPU that handles the packet",
+    # xt_time / nft meta hour|day|time compare the packet's timestamp with the clock
+    "time": "depends on the time of day (the packet's timestamp against the clock)",
+    "hour": "depends on the time of day (the packet's timestamp against the clock)",
+    "day": "depends on the day of the week (the packet's timestamp against the calendar)",
+    "cpu": "depends on which processor handles the packet (the CPU's number at run time)",
     "nfqueue": "depends on the program reading the queue",
     "ipset": "depends on the contents of the ipset, which the ruleset does not show",
     "recent": "depends on the addresses traffic has put on the recent list",
@@ -42,12 +44,28 @@ def _dev_group(dev):
     return 0 if dev == "lo" else None
 
 
+def _note(pkt, caveat: str) -> None:
+    caveats = pkt.caveats
+    if caveats is not None and caveat not in caveats:
+        caveats.append(caveat)
+
+
 def _length(pkt):
-    return pkt.length
+    if pkt.length is not None:
+        return pkt.length
+    if pkt.length_range is None:
+        return None
+    _note(pkt, PAYLOAD_CAVEAT)
+    return pkt.length_range         # a range: decided when the rule's ranges hold all of it or none
 
 
 def _ip6_payload(pkt):
-    return None if pkt.length is None else pkt.length - 40
+    value = _length(pkt)
+    if value is None:
+        return None
+    if isinstance(value, tuple):
+        return (value[0] - 40, value[1] - 40)
+    return value - 40
 
 
 def _mss(pkt):
@@ -67,6 +85,8 @@ def _ctmark(pkt):
 def _owner(attr: str):
     def get(pkt):
         if pkt.hook in OUTBOUND:
+            if not pkt.client_side and pkt.uid is not None:
+                _note(pkt, SERVER_CAVEAT)
             return getattr(pkt, attr)           # every packet of a flow has a socket there
         if pkt.ct_state == "new":
             return NA                           # no socket is attached to a new inbound packet
@@ -134,6 +154,15 @@ def _numeric(spec, values, mask, negate: bool) -> Pred:
         value = get(pkt)
         if value is NA or value is None:
             return value
+        if isinstance(value, tuple):            # a range of values the packet may carry
+            if mask is not None:
+                return None
+            low, high = value
+            if any(lo <= low and high <= hi for lo, hi in items):
+                return True
+            if all(high < lo or hi < low for lo, hi in items):
+                return False
+            return None
         if mask is not None:
             value &= mask
         return any(lo <= value <= hi for lo, hi in items)

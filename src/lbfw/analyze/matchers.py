@@ -260,7 +260,7 @@ def _compile(match: Match, sets: dict, recent_lists: frozenset) -> tuple[Pred, s
     if field == "fib.rpf":
         return _compile_fib_rpf(values, negate), text
     if field == "recent":
-        pred = _compile_recent(values, negate, recent_lists)
+        pred = _compile_recent(values, negate, recent_lists, match.text or "")
         if pred(None) is None:
             text = f"{text}: depends on the addresses earlier traffic put on the list"
         return pred, text
@@ -417,20 +417,42 @@ def _compile_fib_rpf(values, negate: bool) -> Pred:
     return pred
 
 
-def _compile_recent(values, negate: bool, recent_lists: frozenset) -> Pred:
-    """`-m recent --name N --set|--rcheck|--update|--remove`: a set is true, a look-up of a list no
-    rule sets is false, a look-up of a list some rule sets is unknown (it depends on past traffic)."""
-    ((name, command),) = values
-    if command == "set":
-        result: Optional[bool] = not negate
-    elif command in ("rcheck", "update", "remove"):
-        result = negate if name not in recent_lists else None
-    else:
-        raise ValueError(f"recent command {command!r}")
+# Options under which a look-up depends on more than "a --set rule put this source on the list"
+_RECENT_UNFOLLOWED = ("--rdest", "--mask", "--hitcount", "--rttl", "--reap")
 
-    def pred(pkt):
+
+def _compile_recent(values, negate: bool, recent_lists: frozenset, text: str = "") -> Pred:
+    """`-m recent --name N --set|--rcheck|--update|--remove`: a set is true and puts the packet's
+    source on the list for the rest of the exchange (in the run's state), a look-up finds what a set
+    put there; otherwise a look-up of a list no rule sets is false, of a list some rule sets unknown
+    (it depends on past traffic)."""
+    ((name, command),) = values
+    followed = not any(option in text for option in _RECENT_UNFOLLOWED)
+    if command not in ("set", "rcheck", "update", "remove"):
+        raise ValueError(f"recent command {command!r}")
+    result: Optional[bool] = (not negate) if command == "set" else (negate if name not in recent_lists else None)
+
+    def key(pkt):
+        if pkt is None or not followed or pkt.counters is None or pkt.saddr[0] != pkt.saddr[1]:
+            return None
+        return ("recent", name, pkt.family, pkt.saddr[0])
+
+    if command == "set":
+        def pred(pkt):
+            k = key(pkt)
+            if k is not None:
+                pkt.counters[k] = True
+            return result
+        return pred
+
+    def look_up(pkt):
+        k = key(pkt)
+        if k is not None and k in pkt.counters:
+            if command == "remove":
+                del pkt.counters[k]
+            return not negate
         return result
-    return pred
+    return look_up
 
 
 def _compile_concat(fields: tuple, values, negate: bool) -> Pred:

@@ -15,6 +15,11 @@ counting with owner rules on OUTPUT (the numbers below are those captures):
   client's), and so do the server's data and ACKs; the last ACK sent from TIME_WAIT has no socket;
   a RST for a closed port comes from the kernel's control socket (`--socket-exists` is true,
   `--uid-owner` false for every uid). A UDP reply carries the server's uid.
+
+Two things the ruleset cannot show are assumed, and the verdict then says so (FlowResult.caveats):
+the payload of the client's request and of the server's answer is 1-512 bytes (a first request:
+a DNS query over UDP, an HTTP GET), and the server runs as a user no owner match of the ruleset
+names (the engine picks such a uid and gid; root is named by `--uid-owner 0` alone).
 """
 
 from __future__ import annotations
@@ -23,6 +28,12 @@ from typing import Optional
 
 LO_MSS = 65495                          # lo's MTU (65536) minus 40
 DEFAULT_TTL = 64
+FIRST_PAYLOAD = (1, 512)                # bytes of data in a first request or answer (assumed)
+# IPv4 header + transport header of a packet that carries data (TCP: with timestamps)
+_DATA_HEADERS = {6: 52, 17: 28}
+PAYLOAD_CAVEAT = "assumes the first request and answer carry 1-512 bytes of data (a length match decides on it)"
+SERVER_CAVEAT = ("assumes the server runs as a user no owner match names (an owner match decides on the "
+                 "server's packets)")
 # TCP option kinds: 1 NOP, 2 MSS, 3 window scale, 4 SACK permitted, 8 timestamps
 SYN_OPTIONS = frozenset((1, 2, 3, 4, 8))
 ACK_OPTIONS = frozenset((1, 8))
@@ -46,28 +57,29 @@ class User:
         self.gid = gid
 
 
-def dress(pkt, user: Optional[User], ttl: int = DEFAULT_TTL) -> None:
+def dress(pkt, user: Optional[User], server: Optional[User] = None, ttl: int = DEFAULT_TTL) -> None:
     """Give ``pkt`` (a state.Pkt named request/reply/ack/answer) the header fields and socket the
-    kernel gives that packet of a loopback exchange. ``user``: the client's (None: unknown)."""
+    kernel gives that packet of a loopback exchange. ``user``: the client's, ``server``: the
+    server's (None: unknown)."""
     pkt.ttl = ttl
     extra = 20 if pkt.family == "ip6" else 0
-    if pkt.l4proto[0] == 6:
+    proto = pkt.l4proto[0]
+    length = None
+    if proto == 6:
         length, options, mss = _TCP_SHAPES.get(pkt.name, (None, ACK_OPTIONS, None))
-        pkt.length = None if length is None else length + extra
         pkt.tcp_options = options
         pkt.mss = mss
+    if length is not None:
+        pkt.length = length + extra
     else:
         pkt.length = None
+        headers = _DATA_HEADERS.get(proto)
+        if headers is not None:
+            lo, hi = FIRST_PAYLOAD
+            pkt.length_range = (headers + extra + lo, headers + extra + hi)
     pkt.sock = "client" if pkt.client_side else "server"
-    if pkt.client_side and user is not None:
-        pkt.uid, pkt.gid = user.uid, user.gid
+    owner = user if pkt.client_side else server
+    if owner is not None:
+        pkt.uid, pkt.gid = owner.uid, owner.gid
     else:
         pkt.uid = pkt.gid = None
-
-
-def payload_reason(pkt) -> str:
-    """Why this packet's length is unknown, in words."""
-    what = "the server's data" if pkt.name == "answer" else f"the {pkt.name} datagram"
-    if pkt.l4proto[0] == 6:
-        return f"the length of {what} depends on its payload"
-    return f"the length of {what} depends on its payload"

@@ -10,8 +10,8 @@ class Pkt:
 
     __slots__ = ("family", "saddr", "daddr", "l4proto", "sport", "dport", "iif", "oif", "ct_state",
                  "ct_direction", "ct_status", "tcp_flags", "mark", "name", "client_side", "untracked",
-                 "attached", "creator", "fixed_ct", "hook", "ttl", "length", "tcp_options", "mss", "sock",
-                 "uid", "gid", "conn", "counters", "caveats")
+                 "attached", "creator", "fixed_ct", "hook", "ttl", "length", "length_range", "tcp_options", "mss",
+                 "sock", "uid", "gid", "conn", "counters", "caveats")
 
     def __init__(self, family, saddr, daddr, l4proto, sport, dport, tcp_flags, name, client_side):
         self.family = family
@@ -37,13 +37,14 @@ class Pkt:
         # header fields and socket (packet.dress sets them for the packets of a flow)
         self.ttl = 64
         self.length = None            # layer-3 total length; None: depends on the payload
+        self.length_range = None      # then (lo, hi): the lengths of the payloads a first exchange carries
         self.tcp_options = frozenset()
         self.mss = None
         self.sock = None              # whose socket sent it: "client" | "server" | None (unknown)
         self.uid = None               # the sending socket's owner; None: not known
         self.gid = None
         self.conn = None              # the Conn it is attached to (ct mark, helper)
-        self.counters = None          # the run's per-rule packet counters (statistic nth)
+        self.counters = None          # the run's state: per-rule packet counters (statistic nth), recent lists
         self.caveats = None           # the run's caveats list: runtime assumptions a match made
 
 
@@ -98,7 +99,7 @@ class Run:
         self.conn = None
         self.deciding = None
         self.note = ""
-        self.counters = {}       # statistic nth / numgen inc: packets each rule has counted
+        self.counters = {}       # statistic nth / numgen inc counters; sources a recent --set listed
         self.caveats = []        # runtime assumptions the verdict rests on (a rate not exceeded ...)
         self.redirect = None     # (addr, port) the flow's destination NAT sent it to
 

@@ -43,6 +43,16 @@ class UserSweep:
             self._ids = (tuple(sorted(uids)), tuple(sorted(gids)))
         return self._ids
 
+    def others(self) -> Optional[User]:
+        """A uid and gid no owner match of the ruleset names (who the server is assumed to run as);
+        None when the matches name too many ranges to pick one."""
+        uid_ranges, gid_ranges = self.ids()
+        uids = _representatives(uid_ranges)
+        gids = _representatives(gid_ranges)
+        if uids is None or gids is None:
+            return None
+        return User(uids[-1], gids[-1])
+
     def sweep(self, flow, unknown_result: FlowResult, evaluate: Callable) -> FlowResult:
         """Evaluate ``flow`` for each representative user; ``evaluate(flow, User)`` is the engine's."""
         uid_ranges, gid_ranges = self.ids()
@@ -55,6 +65,7 @@ class UserSweep:
         if base.verdict == UNKNOWN:
             return unknown_result
         by_user = []
+        caveats = list(base.caveats)
         for uid in uids:
             for gid in gids:
                 if uid == others.uid and gid == others.gid:
@@ -63,12 +74,13 @@ class UserSweep:
                 if uid != others.uid and gid != others.gid:
                     continue
                 result = evaluate(flow, User(uid, gid))
+                caveats.extend(c for c in result.caveats if c not in caveats)
                 if result.verdict != base.verdict or result.redirected_to != base.redirected_to:
                     named_uid = uid != others.uid
                     who = _who("uid", uid) if named_uid else _who("gid", gid)
                     by_user.append(UserVerdict(who, uid if named_uid else None, None if named_uid else gid,
                                                result.describe(), result.verdict))
-        return replace(base, by_user=tuple(by_user))
+        return replace(base, by_user=tuple(by_user), caveats=tuple(caveats))
 
 
 def _representatives(ranges: tuple) -> Optional[list]:

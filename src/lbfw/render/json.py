@@ -31,7 +31,7 @@ def flow_json(result, verified: Optional[dict] = None) -> dict:
     if verified is not None:
         observed = verified.get(result.flow)
         data["observed"] = observed
-        data["verified"] = observed is not None and observed == result.verdict
+        data["verified"] = observed is not None and observed == result.probed()
     return data
 
 

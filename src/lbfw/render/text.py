@@ -94,7 +94,7 @@ def _flow_counts(results, verified: Optional[dict]) -> Text:
     head.append(", ")
     head.append(f"{n[UNKNOWN]} unknown", style=VERDICT_STYLE[UNKNOWN] if n[UNKNOWN] else "")
     if verified is not None:
-        agree = sum(1 for r in results if verified.get(r.flow) == r.verdict)
+        agree = sum(1 for r in results if verified.get(r.flow) == r.probed())
         head.append(f"; verified by real traffic: {agree} of {len(results)} agree")
     return head
 
