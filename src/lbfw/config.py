@@ -17,16 +17,21 @@ from __future__ import annotations
 
 import os
 import re
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from .errors import InputError, UsageError
 
-try:  # Python 3.11+
+if TYPE_CHECKING:
+    from .results import Finding, Flow
+
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # pragma: no cover - 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+else:  # pragma: no cover - 3.10
+    import tomli as tomllib
 
 DEFAULT_PATH = "/etc/lbfw/lbfw.toml"
 ENV = "LBFW_CONFIG"
@@ -39,33 +44,34 @@ class Config:
     """What the file (and the options over it) say. ``select`` None means every check."""
 
     path: Optional[str] = None
-    select: Optional[frozenset] = None
-    ignore: frozenset = frozenset()
+    select: Optional[frozenset[str]] = None
+    ignore: frozenset[str] = frozenset()
     fail_on: Optional[str] = None
-    flows: tuple = ()                      # lbfw.results.Flow
-    per_path_ignores: tuple = ()           # (pattern, frozenset of ids)
-    lines: dict = field(default_factory=dict, compare=False)
+    flows: tuple[Flow, ...] = ()
+    per_path_ignores: tuple[tuple[str, frozenset[str]], ...] = ()    # (pattern, ids)
+    lines: dict[str, int] = field(default_factory=dict, compare=False)
 
-    def ignored_at(self, source: Optional[str]) -> frozenset:
+    def ignored_at(self, source: Optional[str]) -> frozenset[str]:
         """The check ids ignored for findings in ``source``."""
-        out: set = set()
+        out: set[str] = set()
         for pattern, ids in self.per_path_ignores:
             if source and (fnmatchcase(source, pattern) or fnmatchcase(os.path.basename(source), pattern)):
                 out |= ids
         return frozenset(out)
 
-    def keeps(self, finding) -> bool:
+    def keeps(self, finding: Finding) -> bool:
         """False for a finding the selection or an ignore leaves out."""
         if self.select is not None and finding.check not in self.select:
             return False
         return finding.check not in self.ignore and finding.check not in self.ignored_at(finding.source)
 
 
-def check_ids(values, what: str, path: Optional[str] = None, line: Optional[int] = None) -> frozenset:
+def check_ids(values: Iterable[object], what: str, path: Optional[str] = None,
+              line: Optional[int] = None) -> frozenset[str]:
     """Upper-cased check ids, each one a known check (else an error naming the known ones)."""
     from .checks import BY_ID
 
-    out = set()
+    out: set[str] = set()
     for value in values:
         for item in str(value).split(","):
             item = item.strip().upper()
@@ -89,8 +95,8 @@ def config_path(option: Optional[str]) -> Optional[str]:
     return DEFAULT_PATH if os.path.isfile(DEFAULT_PATH) else None
 
 
-def _key_lines(text: str) -> dict:
-    lines = {}
+def _key_lines(text: str) -> dict[str, int]:
+    lines: dict[str, int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         m = re.match(r"^\s*\[?\s*\"?([A-Za-z0-9_\-./*]+)\"?\s*[=\]]", line)
         if m:
@@ -118,14 +124,14 @@ def load(option: Optional[str] = None) -> Config:
         raise InputError(f"not valid TOML: {message}", path=path, line=int(m.group(1)) if m else None) from None
     lines = _key_lines(text)
 
-    def bad(key: str, message: str):
+    def bad(key: str, message: str) -> InputError:
         return InputError(f"{key}: {message}", path=path, line=lines.get(key))
 
     for key in doc:
         if key not in _KEYS:
             raise bad(key, f"unknown key (expected one of: {', '.join(_KEYS)})")
 
-    def id_list(key: str) -> Optional[frozenset]:
+    def id_list(key: str) -> Optional[frozenset[str]]:
         if key not in doc:
             return None
         value = doc[key]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from .model import Origin, Rule
 
@@ -40,8 +40,8 @@ class Flow:
         who = f" as {self.user}" if self.user is not None else ""
         return f"{self.proto} {client} -> {server}:{self.port}{who}"
 
-    def to_json(self) -> dict:
-        data = {"proto": self.proto, "client": self.client, "server": self.server, "port": self.port}
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"proto": self.proto, "client": self.client, "server": self.server, "port": self.port}
         if self.user is not None:
             data["user"] = {"name": self.user, "uid": self.uid, "gid": self.gid}
         return data
@@ -81,15 +81,15 @@ class FlowResult:
 
     flow: Flow
     verdict: str                                 # DELIVERED | BLOCKED | UNKNOWN | REDIRECTED
-    steps: list = field(default_factory=list)    # list[Step]: the path, in order
+    steps: list[Step] = field(default_factory=list)    # the path, in order
     deciding: Optional[Step] = None              # the rule or policy that blocked, if blocked
-    unknown: tuple = ()                          # texts of the matches/targets that could not be decided
+    unknown: tuple[str, ...] = ()                # texts of the matches/targets that could not be decided
     client_addr: Optional[str] = None            # the source address the kernel uses
     redirected_to: Optional[str] = None          # REDIRECTED: "ADDR:PORT" the destination NAT chose
     # The flow named no user and owner matches decide it: UserVerdicts for the users the rules name
     # whose verdict differs from ``verdict``, which is then the answer for every other user.
-    by_user: tuple = ()
-    caveats: tuple = ()                          # runtime assumptions the verdict rests on, in words
+    by_user: tuple[UserVerdict, ...] = ()
+    caveats: tuple[str, ...] = ()                # runtime assumptions the verdict rests on, in words
 
     def describe(self) -> str:
         """The verdict in words: "delivered for uid 106, blocked for others", "redirected to 127.0.0.1:5354"."""
@@ -99,7 +99,7 @@ class FlowResult:
             main = self.verdict
         if not self.by_user:
             return main
-        groups: dict = {}
+        groups: dict[str, list[str]] = {}
         for entry in self.by_user:
             groups.setdefault(entry.verdict, []).append(entry.who)
         parts = [f"{verdict} for {', '.join(whos)}" for verdict, whos in groups.items()]
@@ -119,7 +119,7 @@ class FlowResult:
             return self.verdict_for(PROBE_UID, PROBE_GID)
         return self.verdict
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         data = self.flow.to_json()
         data["verdict"] = self.verdict
         if self.deciding is not None:
@@ -158,16 +158,16 @@ class Finding:
     handle: Optional[int] = None
     index: Optional[int] = None
     rule: Optional[Rule] = None
-    flows: list = field(default_factory=list)    # list[Flow]
+    flows: list[Flow] = field(default_factory=list)
     owner: Optional[str] = None                  # docker | kube-proxy | ufw | firewalld | fail2ban | fw4
     family: Optional[str] = None
     backend: Optional[str] = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
     # Why the check judges the rule a deliberate policy (an owner match), not a mistake: the fixer
     # leaves such a rule alone. None for an ordinary finding. Not in the JSON (the message says it).
     deliberate: Optional[str] = None
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {
             "check": self.check,
             "severity": self.severity,

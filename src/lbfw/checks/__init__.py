@@ -8,28 +8,46 @@ in a stable order. Pure: nothing here reads or changes the system.
 
 from __future__ import annotations
 
-from ..results import BLOCKED, SEVERITIES
-from ..suppression import ignored_ids, suppresses
-from . import (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked,
-               lb005_route_localnet, lb006_lo_without_127_8, lb007_loopback_diverted,
-               lb008_fail2ban_ignoreip)
-from .context import CheckContext
+from collections.abc import Collection, Iterable, Mapping
+from typing import TYPE_CHECKING, Optional
 
-ALL = (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked, lb005_route_localnet,
-       lb006_lo_without_127_8, lb007_loopback_diverted, lb008_fail2ban_ignoreip)
+from ..model import Ruleset
+from ..results import BLOCKED, SEVERITIES, Finding, Flow, FlowResult
+from ..suppression import ignored_ids, suppresses
+from . import (
+    lb001_blocked,
+    lb002_narrow_accept,
+    lb003_narrow_antispoof,
+    lb004_ipv6_blocked,
+    lb005_route_localnet,
+    lb006_lo_without_127_8,
+    lb007_loopback_diverted,
+    lb008_fail2ban_ignoreip,
+)
+from .context import Check, CheckContext
+
+if TYPE_CHECKING:
+    from ..analyze.engine import Engine
+
+ALL: tuple[Check, ...] = (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked,
+                          lb005_route_localnet, lb006_lo_without_127_8, lb007_loopback_diverted,
+                          lb008_fail2ban_ignoreip)
 BY_ID = {c.ID: c for c in ALL}
+
+# (source, family, table, chain) of a chain whose policy carries `lbfw: ignore`
+_PolicyKey = tuple[Optional[str], Optional[str], Optional[str], Optional[str]]
 
 SEVERITY_RANK = {"error": 3, "warning": 2, "note": 1}
 
 
-def get(check_id: str):
+def get(check_id: str) -> Optional[Check]:
     """The check module for ``check_id`` (case-insensitive), or None."""
     return BY_ID.get(check_id.upper())
 
 
-def _policy_ignores(ruleset) -> dict:
+def _policy_ignores(ruleset: Ruleset) -> dict[_PolicyKey, frozenset[str]]:
     """(source, family, table, chain) -> the ids suppressed for that chain's policy."""
-    out = {}
+    out: dict[_PolicyKey, frozenset[str]] = {}
     for table in ruleset.tables:
         for chain in table.chains.values():
             if chain.policy_ignore:
@@ -38,7 +56,7 @@ def _policy_ignores(ruleset) -> dict:
     return out
 
 
-def _suppressed(finding, policy_ignores: dict) -> bool:
+def _suppressed(finding: Finding, policy_ignores: Mapping[_PolicyKey, frozenset[str]]) -> bool:
     rule = finding.rule
     if rule is None:
         key = (finding.source, finding.family, finding.table, finding.chain)
@@ -47,15 +65,16 @@ def _suppressed(finding, policy_ignores: dict) -> bool:
     return suppresses(ignore, finding.check)
 
 
-def _sort_key(f):
+def _sort_key(f: Finding) -> tuple[str, int, str, str, int, int, str]:
     return (f.source or "", f.line if f.line is not None else -1, f.table or "", f.chain or "",
             f.handle if f.handle is not None else -1, f.index if f.index is not None else -1, f.check)
 
 
-def run_checks(ruleset, engine=None, results=None, select=None) -> list:
+def run_checks(ruleset: Ruleset, engine: Optional[Engine] = None, results: Optional[Iterable[FlowResult]] = None,
+               select: Optional[Collection[str]] = None) -> list[Finding]:
     """Run every check (or those in ``select``) and return the findings that are not suppressed."""
     ctx = CheckContext(ruleset=ruleset, engine=engine, results=list(results or []))
-    findings = []
+    findings: list[Finding] = []
     policy_ignores = _policy_ignores(ruleset)
     for chk in ALL:
         if select and chk.ID not in select:
@@ -69,7 +88,7 @@ def run_checks(ruleset, engine=None, results=None, select=None) -> list:
     return findings
 
 
-def escalate_verified(findings, verified: dict) -> list:
+def escalate_verified(findings: list[Finding], verified: Mapping[Flow, str]) -> list[Finding]:
     """After --verify: a finding whose flows lbfw could not decide (extra["unknown_flows"]) becomes an
     error when real traffic saw one of them blocked; its message says which. ``verified``: flow ->
     observed verdict."""
@@ -83,7 +102,7 @@ def escalate_verified(findings, verified: dict) -> list:
     return findings
 
 
-def at_or_above(findings, threshold: str) -> bool:
+def at_or_above(findings: Iterable[Finding], threshold: str) -> bool:
     """True when a finding's severity is at or above ``threshold`` (error | warning | note | never)."""
     if threshold == "never":
         return False

@@ -6,8 +6,20 @@ that did not arrive are grouped by the rule or policy that stopped them, one fin
 
 from __future__ import annotations
 
-from ..results import UNKNOWN
-from .context import CheckContext, RuleRef, flows_summary, iface_class, make_finding, narrow_addr_matches, owner_match
+from typing import Any, Optional
+
+from ..model import Rule, Table
+from ..results import UNKNOWN, Finding, FlowResult, Step
+from .context import (
+    Check,
+    CheckContext,
+    RuleRef,
+    flows_summary,
+    iface_class,
+    make_finding,
+    narrow_addr_matches,
+    owner_match,
+)
 
 DROPPING = ("drop", "reject", "policy-drop")   # step verdicts that end a packet
 
@@ -19,14 +31,14 @@ _PACKET_WORDS = {
 }
 
 
-def _deciding_key(step) -> tuple:
+def _deciding_key(step: Step) -> tuple[Any, ...]:
     rule = step.rule
     if rule is not None:
         return ("rule", id(rule))
     return ("policy", step.family, step.table, step.chain, step.hook)
 
 
-def _deliberate_evidence(ctx: CheckContext, table, hook: str):
+def _deliberate_evidence(ctx: CheckContext, table: Optional[Table], hook: str) -> Optional[Rule]:
     """An owner-restricted loopback accept in a chain of ``table`` on ``hook`` (Tails-style lockdown),
     which makes blocking the rest of loopback a policy rather than a mistake."""
     if table is None:
@@ -42,11 +54,11 @@ def _deliberate_evidence(ctx: CheckContext, table, hook: str):
     return None
 
 
-def blocked_findings(ctx: CheckContext, check, family: str) -> list:
+def blocked_findings(ctx: CheckContext, check: Check, family: str) -> list[Finding]:
     what = "IPv6 loopback (::1)" if family == "ip6" else "loopback"
-    findings = []
-    groups: dict = {}
-    order = []
+    findings: list[Finding] = []
+    groups: dict[tuple[Any, ...], tuple[Step, list[FlowResult]]] = {}
+    order: list[tuple[Any, ...]] = []
     for res in ctx.blocked(family):
         step = res.deciding
         if step is None:
@@ -59,7 +71,8 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
     for key in order:
         step, results = groups[key]
         table, chain = ctx.find_chain(step.family, step.table, step.chain, step.rule, step.origin)
-        packets = [w for p, w in _PACKET_WORDS.items() if any(r.deciding.packet == p for r in results)]
+        packets = [w for p, w in _PACKET_WORDS.items()
+                   if any(r.deciding is not None and r.deciding.packet == p for r in results)]
         if step.rule is not None:
             head = f"This rule drops {what} traffic"
         else:
@@ -83,7 +96,7 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
                         f"{step.hook} hook must accept it.")
         severity = None
         evidence = _deliberate_evidence(ctx, table, step.hook)
-        extra = {"packets": packets}
+        extra: dict[str, Any] = {"packets": packets}
         deliberate = None
         if evidence is not None:
             severity = "note"
@@ -91,7 +104,9 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
                         f"({evidence.origin.where()}: {evidence.text}). Suppress it if so.")
             extra["evidence"] = deliberate = evidence.text
         if step.rule is not None:
-            ref = RuleRef(table, chain, step.rule, 0, frozenset()) if table is not None else None
+            # find_chain finds both or neither
+            ref = (RuleRef(table, chain, step.rule, 0, frozenset())
+                   if table is not None and chain is not None else None)
             findings.append(make_finding(check, message, ref, severity=severity,
                                          flows=[r.flow for r in results], table=table, chain=chain,
                                          origin=step.origin, extra=extra, deliberate=deliberate))
@@ -106,7 +121,7 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
     # Flows the engine could not decide: one finding per undecidable match, never a guess. When the
     # branch that assumes the match fails ends in a drop, only that match stands between the flow
     # and the drop: a warning (and an error once --verify sees it blocked: checks.escalate_verified).
-    unknown_groups: dict = {}
+    unknown_groups: dict[tuple[Any, ...], tuple[Optional[Step], list[FlowResult], list[str]]] = {}
     for res in ctx.unknown(family):
         step = (next((s for s in res.steps if s.verdict == UNKNOWN and s.rule is not None), None)
                 or next((s for s in reversed(res.steps) if s.verdict == UNKNOWN), None)
@@ -128,7 +143,7 @@ def blocked_findings(ctx: CheckContext, check, family: str) -> list:
             message += " When that does not hold they are dropped."
         message += " Check them with `lbfw verify`."
         extra = {"unknown": texts, "unknown_flows": [r.flow for r in dropped]}
-        if step is not None and table is not None and step.rule is not None:
+        if step is not None and table is not None and chain is not None and step.rule is not None:
             findings.append(make_finding(check, message, RuleRef(table, chain, step.rule, 0, frozenset()),
                                          severity=severity, flows=[r.flow for r in results],
                                          extra=extra, advise_owner=False))

@@ -9,14 +9,19 @@ carry an owner match? They never touch the system.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
-from ..model import Chain, Match, Rule, Ruleset, Table
-from ..results import BLOCKED, DELIVERED, Finding, UNKNOWN
+from ..model import Chain, Match, Origin, Rule, Ruleset, Table
+from ..results import BLOCKED, UNKNOWN, Finding, Flow, FlowResult
+from .fixes import CheckFix
 from .owners import advice as owner_advice
 from .owners import owner_of
 from .reach import JumpGraph
+
+if TYPE_CHECKING:
+    from ..analyze.engine import Engine
 
 LOOP4_LO = 0x7F000000
 LOOP4_HI = 0x7FFFFFFF
@@ -42,7 +47,7 @@ class RuleRef:
     chain: Chain
     rule: Rule
     position: int                 # 1-based index in its chain
-    hooks: frozenset              # hooks whose base chains reach this chain
+    hooks: frozenset[str]         # hooks whose base chains reach this chain
 
 
 @dataclass
@@ -50,10 +55,10 @@ class CheckContext:
     """Everything a check may read. Built once per audit by `run_checks`."""
 
     ruleset: Ruleset
-    engine: object = None
-    results: list = field(default_factory=list)       # list[FlowResult]
-    _reach: dict = field(default_factory=dict)        # id(table) -> {id(chain): frozenset of hooks}
-    _graphs: dict = field(default_factory=dict)       # id(table) -> JumpGraph
+    engine: Optional[Engine] = None
+    results: list[FlowResult] = field(default_factory=list)
+    _reach: dict[int, dict[int, frozenset[str]]] = field(default_factory=dict)   # id(table) -> {id(chain): hooks}
+    _graphs: dict[int, JumpGraph] = field(default_factory=dict)                  # id(table) -> JumpGraph
 
     def graph(self, table: Table) -> JumpGraph:
         """The table's jump graph, built the first time a check asks (nat tables, the bulk of a
@@ -63,7 +68,7 @@ class CheckContext:
             graph = self._graphs[id(table)] = JumpGraph(table)
         return graph
 
-    def _table_reach(self, table: Table) -> dict:
+    def _table_reach(self, table: Table) -> dict[int, frozenset[str]]:
         reach = self._reach.get(id(table))
         if reach is None:
             reach = self._reach[id(table)] = self.graph(table).chain_hooks()
@@ -76,7 +81,8 @@ class CheckContext:
 
     # ---------------------------------------------------------------- rules
 
-    def rules(self, families=None, hooks=None, skip_nat: bool = False) -> Iterator[RuleRef]:
+    def rules(self, families: Optional[Collection[str]] = None, hooks: Optional[frozenset[str]] = None,
+              skip_nat: bool = False) -> Iterator[RuleRef]:
         """Every rule in a chain that some base chain reaches (dead chains are skipped).
 
         Filters applied per table and chain, before any rule is looked at (big rulesets are
@@ -100,14 +106,14 @@ class CheckContext:
                 for pos, rule in enumerate(chain.rules, 1):
                     yield RuleRef(table, chain, rule, pos, reach)
 
-    def hooks_of(self, table: Table, chain: Chain) -> frozenset:
+    def hooks_of(self, table: Table, chain: Chain) -> frozenset[str]:
         return self._table_reach(table).get(id(chain), frozenset())
 
     def find_chain(self, family: Optional[str], table: str, chain: str, rule: Optional[Rule] = None,
-                   origin=None) -> tuple[Optional[Table], Optional[Chain]]:
+                   origin: Optional[Origin] = None) -> tuple[Optional[Table], Optional[Chain]]:
         """The (table, chain) a step names. Several sources may each hold a `filter` table, so
         the one holding ``rule`` (by identity), or read from ``origin``'s source, wins."""
-        candidates = []
+        candidates: list[tuple[Table, Chain]] = []
         for t in self.ruleset.tables:
             c = t.chains.get(chain)
             if t.name == table and c is not None:
@@ -128,25 +134,38 @@ class CheckContext:
 
     # ---------------------------------------------------------------- flows
 
-    def not_delivered(self, family: str) -> list:
+    def not_delivered(self, family: str) -> list[FlowResult]:
         """FlowResults of ``family`` ("ip" or "ip6") that are blocked or unknown (a redirected flow is
         LB007's)."""
         return [r for r in self.results if r.verdict in (BLOCKED, UNKNOWN) and flow_family(r.flow) == family]
 
-    def blocked(self, family: str) -> list:
+    def blocked(self, family: str) -> list[FlowResult]:
         return [r for r in self.results if r.verdict == BLOCKED and flow_family(r.flow) == family]
 
-    def unknown(self, family: str) -> list:
+    def unknown(self, family: str) -> list[FlowResult]:
         return [r for r in self.results if r.verdict == UNKNOWN and flow_family(r.flow) == family]
 
 
-def flow_family(flow) -> str:
+class Check(Protocol):
+    """What every check module (lb00N_*.py) declares; the modules themselves satisfy it."""
+
+    ID: str
+    NAME: str
+    SEVERITY: str
+    SUMMARY: str
+    FIX: CheckFix
+    DOC: str
+
+    def check(self, ctx: CheckContext) -> list[Finding]: ...
+
+
+def flow_family(flow: Flow) -> str:
     return "ip6" if ":" in flow.server else "ip"
 
 
 # --------------------------------------------------------------------------- addresses
 
-def as_range(item) -> Optional[tuple]:
+def as_range(item: object) -> Optional[tuple[int, int]]:
     if isinstance(item, int):
         return (item, item)
     if isinstance(item, tuple) and len(item) == 2 and all(isinstance(x, int) for x in item):
@@ -154,7 +173,7 @@ def as_range(item) -> Optional[tuple]:
     return None
 
 
-def match_ranges(match: Match, table: Optional[Table], want: str) -> Optional[list]:
+def match_ranges(match: Match, table: Optional[Table], want: str) -> Optional[list[tuple[int, int]]]:
     """The (lo, hi) ranges ``match`` compares field ``want`` against, or None when it does not
     look at that field (or its values are unknown, e.g. an ipset)."""
     fld = match.field
@@ -168,7 +187,7 @@ def match_ranges(match: Match, table: Optional[Table], want: str) -> Optional[li
         if want not in fld:
             return None
         i = fld.index(want)
-        out = []
+        out: list[tuple[int, int]] = []
         for v in values:
             if isinstance(v, tuple) and len(v) == len(fld):
                 r = as_range(v[i])
@@ -180,10 +199,10 @@ def match_ranges(match: Match, table: Optional[Table], want: str) -> Optional[li
     return [r for r in (as_range(v) for v in values) if r is not None]
 
 
-def loopback_part(ranges: list) -> list:
+def loopback_part(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """The parts of ``ranges`` inside 127.0.0.0/8, merged and sorted."""
     parts = sorted((max(lo, LOOP4_LO), min(hi, LOOP4_HI)) for lo, hi in ranges if hi >= LOOP4_LO and lo <= LOOP4_HI)
-    merged: list = []
+    merged: list[tuple[int, int]] = []
     for lo, hi in parts:
         if merged and lo <= merged[-1][1] + 1:
             merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
@@ -192,7 +211,7 @@ def loopback_part(ranges: list) -> list:
     return merged
 
 
-def narrow_loopback(ranges: list) -> Optional[list]:
+def narrow_loopback(ranges: Iterable[tuple[int, int]]) -> Optional[list[tuple[int, int]]]:
     """The loopback part when it names 127.0.0.1 but not the whole of 127.0.0.0/8, else None."""
     part = loopback_part(ranges)
     if not part:
@@ -204,11 +223,11 @@ def narrow_loopback(ranges: list) -> Optional[list]:
     return part
 
 
-def covers_all_loopback(ranges: list) -> bool:
+def covers_all_loopback(ranges: Iterable[tuple[int, int]]) -> bool:
     return loopback_part(ranges) == [(LOOP4_LO, LOOP4_HI)]
 
 
-def describe_part(part: list) -> str:
+def describe_part(part: Iterable[tuple[int, int]]) -> str:
     """`127.0.0.1` or `127.0.0.0-127.0.0.255` for a loopback part."""
     texts = [ip4(lo) if lo == hi else f"{ip4(lo)}-{ip4(hi)}" for lo, hi in part]
     return ", ".join(texts)
@@ -217,16 +236,16 @@ def describe_part(part: list) -> str:
 @dataclass(slots=True)
 class NarrowAddr:
     field: str            # ip.saddr | ip.daddr
-    part: list            # the loopback ranges it covers
+    part: list[tuple[int, int]]   # the loopback ranges it covers
     via: str              # "" | "set @name" | "verdict map"
 
 
-def narrow_addr_matches(rule: Rule, table: Optional[Table], negated: bool = False) -> list:
+def narrow_addr_matches(rule: Rule, table: Optional[Table], negated: bool = False) -> list[NarrowAddr]:
     """Address matches of ``rule`` that cover 127.0.0.1 without the rest of 127/8: the
     non-negated ones, or with ``negated`` the negated ones (`! -s 127.0.0.1`), which spare
     127.0.0.1 alone: on a drop rule they mean "only 127.0.0.1 may", the same mistake as a
     narrow accept."""
-    found = []
+    found: list[NarrowAddr] = []
     for m in rule.matches:
         if m.negate != negated or m.opaque:
             continue
@@ -241,7 +260,7 @@ def narrow_addr_matches(rule: Rule, table: Optional[Table], negated: bool = Fals
     return found
 
 
-def negated_narrow_addr_matches(rule: Rule, table: Optional[Table]) -> list:
+def negated_narrow_addr_matches(rule: Rule, table: Optional[Table]) -> list[NarrowAddr]:
     """Negated address matches that spare 127.0.0.1 alone (see narrow_addr_matches)."""
     return narrow_addr_matches(rule, table, negated=True)
 
@@ -295,9 +314,7 @@ def has_port_match(rule: Rule) -> bool:
         if isinstance(fld, tuple):
             if any(f in PORT_FIELDS for f in fld):
                 return True
-        elif fld in PORT_FIELDS:
-            return True
-        elif m.opaque and ("dport" in m.text or "sport" in m.text):
+        elif fld in PORT_FIELDS or m.opaque and ("dport" in m.text or "sport" in m.text):
             return True
     return False
 
@@ -315,7 +332,8 @@ def owner_match(rule: Rule) -> Optional[str]:
 
 # --------------------------------------------------------------------------- findings
 
-def where_fields(rule: Optional[Rule], table: Optional[Table], chain_name: Optional[str], origin=None) -> dict:
+def where_fields(rule: Optional[Rule], table: Optional[Table], chain_name: Optional[str],
+                 origin: Optional[Origin] = None) -> dict[str, Any]:
     """Location keyword arguments for a Finding from a rule (or a chain's origin)."""
     o = rule.origin if rule is not None else origin
     return {
@@ -330,9 +348,10 @@ def where_fields(rule: Optional[Rule], table: Optional[Table], chain_name: Optio
     }
 
 
-def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity: Optional[str] = None,
-                 flows=(), table: Optional[Table] = None, chain: Optional[Chain] = None, origin=None,
-                 owner: Optional[str] = None, extra: Optional[dict] = None, advise_owner: bool = True,
+def make_finding(check: Check, message: str, ref: Optional[RuleRef] = None, *, severity: Optional[str] = None,
+                 flows: Iterable[Flow] = (), table: Optional[Table] = None, chain: Optional[Chain] = None,
+                 origin: Optional[Origin] = None, owner: Optional[str] = None,
+                 extra: Optional[Mapping[str, Any]] = None, advise_owner: bool = True,
                  deliberate: Optional[str] = None) -> Finding:
     """A Finding for ``check`` (a check module) at ``ref`` (or a chain policy / host fact).
     A rule a firewall manager owns is named as such; ``advise_owner`` adds that its
@@ -361,10 +380,10 @@ def make_finding(check, message: str, ref: Optional[RuleRef] = None, *, severity
     )
 
 
-def flows_summary(results: list, limit: int = 4) -> str:
+def flows_summary(results: Iterable[FlowResult], limit: int = 4) -> str:
     """The flows, grouped by client -> server: `127.0.0.2 -> 127.0.0.1 (tcp/22, udp/53),
     127.0.0.1 -> 127.0.0.53 (12 ports) and 2 more` (default-source clients shown as 127.0.0.1)."""
-    pairs: dict = {}
+    pairs: dict[tuple[str, str], list[str]] = {}
     for r in results:
         client = r.flow.client or r.client_addr or ("::1" if ":" in r.flow.server else "127.0.0.1")
         server = f"[{r.flow.server}]" if ":" in r.flow.server else r.flow.server

@@ -8,16 +8,17 @@ from __future__ import annotations
 import sys
 
 from . import ALL
+from .context import Check
 
 DOC_SECTIONS = ("What it does", "Why is this bad?", "Example", "Use instead", "Fix safety", "References")
 
 
-def sections(doc: str) -> list:
+def sections(doc: str) -> list[str]:
     """The `## ` headings of a check's DOC, in order."""
     return [line[3:].strip() for line in doc.splitlines() if line.startswith("## ")]
 
 
-def fix_line(check) -> str:
+def fix_line(check: Check) -> str:
     """ruff's sentence on a fix, with how `lbfw fix` makes it: `Fix is sometimes available
     (lbfw fix; --style interface or range).`"""
     fix = check.FIX
@@ -30,7 +31,7 @@ def fix_line(check) -> str:
     return f"{fix.sentence()[:-1]} ({how})."
 
 
-def check_markdown(check, level: int = 2) -> str:
+def check_markdown(check: Check, level: int = 2) -> str:
     """One check as markdown: a heading, its severity and fixability, then its DOC with headings
     shifted down."""
     shift = "#" * (level - 1)

@@ -8,6 +8,7 @@ availability the way ruff's rule pages do ("Fix is sometimes available.").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 AVAILABILITY = ("always", "sometimes", "never")
 
@@ -49,7 +50,7 @@ class CheckFix:
         """ruff's wording: `Fix is sometimes available.`"""
         return f"Fix is {self.availability} available."
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"availability": self.availability, "modes": list(self.modes), "safety": dict(self.safety)}
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from ..results import Finding
 from ._blocked import blocked_findings
+from .context import CheckContext
 from .fixes import NO_FIX
 
 ID = "LB001"
@@ -64,5 +66,5 @@ base chain: a second table on the same hook with a drop policy still drops (see 
 """
 
 
-def check(ctx):
+def check(ctx: CheckContext) -> list[Finding]:
     return blocked_findings(ctx, sys.modules[__name__], "ip")

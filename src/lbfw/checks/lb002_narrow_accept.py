@@ -3,11 +3,31 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Any, Optional
 
-from .context import (INBOUND_HOOKS, LOOPBACK_HOOKS, CheckContext, RuleRef, as_range, describe_part, flows_summary,
-                      iface_class, make_finding, narrow_addr_matches, narrow_loopback, negated_narrow_addr_matches,
-                      owner_match)
+from ..model import Rule, Table
+from ..results import Finding, FlowResult
+from .context import (
+    INBOUND_HOOKS,
+    LOOPBACK_HOOKS,
+    Check,
+    CheckContext,
+    NarrowAddr,
+    RuleRef,
+    as_range,
+    describe_part,
+    flows_summary,
+    iface_class,
+    make_finding,
+    narrow_addr_matches,
+    narrow_loopback,
+    negated_narrow_addr_matches,
+    owner_match,
+)
 from .fixes import SET_SAFETY, CheckFix
+
+if TYPE_CHECKING:
+    from ..analyze.engine import Packet
 
 ID = "LB002"
 NAME = "narrow-loopback-accept"
@@ -95,12 +115,12 @@ says where its configuration must change.
 """
 
 
-def _chain_accepts(ctx: CheckContext, table, name: str) -> bool:
+def _chain_accepts(ctx: CheckContext, table: Table, name: str) -> bool:
     """True when chain ``name`` accepts something, itself or through the chains it leads to."""
     return any(rule.action.kind == "accept" for chain in ctx.chains_below(table, name) for rule in chain.rules)
 
 
-def _vmap_narrow(ctx: CheckContext, ref: RuleRef) -> list:
+def _vmap_narrow(ctx: CheckContext, ref: RuleRef) -> list[tuple[str, list[tuple[int, int]]]]:
     """(field, loopback part) of verdict-map entries that accept 127.0.0.1 without the rest of 127/8."""
     action = ref.rule.action
     entries = action.vmap
@@ -108,7 +128,7 @@ def _vmap_narrow(ctx: CheckContext, ref: RuleRef) -> list:
         named = ref.table.sets.get(action.set_name.lstrip("@"))
         entries = named.elements if named is not None and named.known else ()
     fld = action.vmap_field
-    found = []
+    found: list[tuple[str, list[tuple[int, int]]]] = []
     for entry in entries:
         sub = getattr(entry, "action", None)
         if sub is None:
@@ -143,7 +163,7 @@ def _accepting(ctx: CheckContext, ref: RuleRef) -> str:
     return ""
 
 
-def _first_port(rule, fld: str):
+def _first_port(rule: Rule, fld: str) -> Optional[int]:
     for m in rule.matches:
         if m.field == fld and not m.negate and m.values:
             v = m.values[0]
@@ -154,7 +174,7 @@ def _first_port(rule, fld: str):
     return None
 
 
-def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
+def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset[str]) -> Optional[tuple[str, str]]:
     """Ask the engine whether this rule's hook drops loopback packets the rule does not cover
     (a client bound to 127.0.0.2; the reply from 127.0.0.53; a request to 127.0.0.53), on the
     rule's own port and hooks. Returns (hooks, description) of the first dropped probe, or None. The flows
@@ -166,7 +186,7 @@ def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
     dport = _first_port(ref.rule, "th.dport") or 47231
     proto = "udp" if any(m.field == "meta.l4proto" and not m.negate and (17, 17) in m.values
                          for m in ref.rule.matches) else "tcp"
-    probes = []
+    probes: list[tuple[str, Packet, tuple[str, ...]]] = []
     inbound = tuple(h for h in INBOUND_HOOKS if h in hooks)      # only the rule's own hooks
     outbound = tuple(h for h in ("output", "postrouting") if h in hooks)
     if inbound:
@@ -175,7 +195,8 @@ def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
                        Packet(saddr="127.0.0.2", daddr="127.0.0.1", proto=proto, dport=dport, iif="lo"), path))
         probes.append((f"the reply from 127.0.0.53:{dport} to a client on 127.0.0.1 (as ESTABLISHED)",
                        Packet(saddr="127.0.0.53", daddr="127.0.0.1", proto=proto, sport=dport, dport=47232,
-                              iif="lo", ct_state="established", ct_direction="reply", tcp_flags=0x12 if proto == "tcp" else None),
+                              iif="lo", ct_state="established", ct_direction="reply",
+                              tcp_flags=0x12 if proto == "tcp" else None),
                        path))
     if outbound:
         probes.append((f"{proto} from 127.0.0.1 to 127.0.0.53:{dport}",
@@ -187,7 +208,7 @@ def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset):
     return None
 
 
-def _undecided(ctx: CheckContext, hooks: frozenset) -> list:
+def _undecided(ctx: CheckContext, hooks: frozenset[str]) -> list[FlowResult]:
     """IPv4 flows left unknown by a match on one of ``hooks`` (the branches disagreed there)."""
     return [r for r in ctx.unknown("ip") if any(s.verdict == "unknown" and s.hook in hooks for s in r.steps)]
 
@@ -197,7 +218,8 @@ def _dropping(ref: RuleRef) -> bool:
     return action.kind in ("drop", "reject")
 
 
-def _negated_finding(me, ctx: CheckContext, ref: RuleRef, hooks: frozenset, n, not_delivered):
+def _negated_finding(me: Check, ctx: CheckContext, ref: RuleRef, hooks: frozenset[str], n: NarrowAddr,
+                     not_delivered: list[FlowResult]) -> Finding:
     addr = describe_part(n.part)
     direction = "source" if n.field == "ip.saddr" else "destination"
     flag = "-s" if n.field == "ip.saddr" else "-d"
@@ -213,16 +235,16 @@ def _negated_finding(me, ctx: CheckContext, ref: RuleRef, hooks: frozenset, n, n
                         extra={"field": n.field, "addresses": addr, "negated": True})
 
 
-def check(ctx: CheckContext):
+def check(ctx: CheckContext) -> list[Finding]:
     me = sys.modules[__name__]
-    findings = []
+    findings: list[Finding] = []
     not_delivered = ctx.not_delivered("ip")
     wanted = frozenset(LOOPBACK_HOOKS)
     for ref in ctx.rules(families=("ip", "inet"), hooks=wanted, skip_nat=True):
         hooks = ref.hooks & wanted
         if iface_class(ref.rule) == "other":
             continue                                # e.g. `-i eth0 -s 127.0.0.1`: not loopback traffic
-        narrow = []
+        narrow: list[tuple[str, list[tuple[int, int]], str]] = []
         how = ""
         if ref.rule.action.kind == "vmap":
             name = ref.rule.action.set_name
@@ -256,7 +278,7 @@ def check(ctx: CheckContext):
         nft_side = 'iif "lo"' if side == "-i lo" else 'oif "lo"'
         breaking = [r for r in not_delivered if r.deciding is not None and r.deciding.hook in hooks]
         severity = None
-        unknown_flows: list = []
+        unknown_flows: list[FlowResult] = []
         if breaking:
             message += f" Still broken: {flows_summary(breaking)}."
         else:
@@ -282,7 +304,7 @@ def check(ctx: CheckContext):
             severity = "note"
             message += (f" It is restricted by an owner match ({evidence}), so it may be a deliberate policy: "
                         "suppress it with `lbfw: ignore LB002` if so.")
-        extra = {"field": fld, "addresses": addr, "via": via or None}
+        extra: dict[str, Any] = {"field": fld, "addresses": addr, "via": via or None}
         if unknown_flows:
             extra["unknown_flows"] = [r.flow for r in unknown_flows]
         findings.append(make_finding(me, message, ref, severity=severity,

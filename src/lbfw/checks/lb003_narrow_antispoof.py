@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import sys
 
-from .context import (INBOUND_HOOKS, CheckContext, describe_part, has_port_match, iface_class, make_finding,
-                      narrow_addr_matches)
+from ..model import Table
+from ..results import Finding
+from .context import (
+    INBOUND_HOOKS,
+    CheckContext,
+    RuleRef,
+    describe_part,
+    has_port_match,
+    iface_class,
+    make_finding,
+    narrow_addr_matches,
+)
 from .fixes import SET_SAFETY, CheckFix
 
 ID = "LB003"
@@ -64,14 +74,14 @@ manager are not rewritten; the finding says where its configuration must change.
 """
 
 
-def _route_localnet_on(ctx: CheckContext) -> list:
+def _route_localnet_on(ctx: CheckContext) -> list[str]:
     host = ctx.ruleset.host
     if host is None:
         return []
     return sorted(name for name, value in (host.route_localnet or {}).items() if str(value) == "1")
 
 
-def _chain_drops(table, name: str) -> bool:
+def _chain_drops(table: Table, name: str) -> bool:
     """A LOG_DROP-style chain: it ends in an unconditional drop or reject (after LOG and the like)."""
     chain = table.chains.get(name)
     if chain is None:
@@ -84,16 +94,18 @@ def _chain_drops(table, name: str) -> bool:
     return chain.policy == "drop"
 
 
-def _drops(ref) -> bool:
+def _drops(ref: RuleRef) -> bool:
     action = ref.rule.action
     if action.kind in ("drop", "reject"):
         return True
-    return action.kind in ("jump", "goto") and bool(action.target) and _chain_drops(ref.table, action.target)
+    if action.kind in ("jump", "goto") and action.target:
+        return _chain_drops(ref.table, action.target)
+    return False
 
 
-def check(ctx: CheckContext):
+def check(ctx: CheckContext) -> list[Finding]:
     me = sys.modules[__name__]
-    findings = []
+    findings: list[Finding] = []
     localnet = _route_localnet_on(ctx)
     for ref in ctx.rules(families=("ip", "inet"), hooks=frozenset(INBOUND_HOOKS), skip_nat=True):
         narrow = narrow_addr_matches(ref.rule, ref.table)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from ..results import Finding
 from ._blocked import blocked_findings
+from .context import CheckContext
 from .fixes import NO_FIX
 
 ID = "LB004"
@@ -54,5 +56,5 @@ too; that traffic never leaves the host.
 """
 
 
-def check(ctx):
+def check(ctx: CheckContext) -> list[Finding]:
     return blocked_findings(ctx, sys.modules[__name__], "ip6")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, Optional
 
-from .context import (INBOUND_HOOKS, CheckContext, full_loopback_addr, has_port_match, iface_class,
-                      make_finding)
+from ..results import Finding
+from .context import INBOUND_HOOKS, CheckContext, full_loopback_addr, has_port_match, iface_class, make_finding
 from .fixes import NO_FIX
+
+if TYPE_CHECKING:
+    from ..analyze.engine import PacketResult
 
 ID = "LB005"
 NAME = "route-localnet-unprotected"
@@ -64,7 +68,7 @@ def _protected(ctx: CheckContext) -> bool:
     return False
 
 
-def _reachable_from(ctx: CheckContext, iface: str):
+def _reachable_from(ctx: CheckContext, iface: str) -> Optional[PacketResult]:
     """The engine's answer for the CVE-2020-8558 packets: a host on ``iface``'s network sending to
     a service on 127.0.0.1 or 127.0.0.53 (a port no rule names); the first that is not dropped, else
     the last. None when there is no engine."""
@@ -72,7 +76,7 @@ def _reachable_from(ctx: CheckContext, iface: str):
     if engine is None or not hasattr(engine, "walk_packet"):
         return None
     from ..analyze.engine import Packet
-    walked = None
+    walked: Optional[PacketResult] = None
     for daddr in ("127.0.0.1", "127.0.0.53"):    # a narrow `-d 127.0.0.1 -j DROP` leaves .53 open
         probe = Packet(family="ip", saddr="192.0.2.1", daddr=daddr, proto="tcp", dport=6379, iif=iface)
         walked = engine.walk_packet(probe, ("prerouting", "input"))
@@ -81,7 +85,7 @@ def _reachable_from(ctx: CheckContext, iface: str):
     return walked
 
 
-def check(ctx: CheckContext):
+def check(ctx: CheckContext) -> list[Finding]:
     host = ctx.ruleset.host
     if host is None or not host.route_localnet:
         return []

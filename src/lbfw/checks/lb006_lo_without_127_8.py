@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+from ..results import Finding
 from .context import CheckContext, make_finding
 from .fixes import NO_FIX
 
@@ -44,7 +45,7 @@ installs the local route for the loopback block.
 """
 
 
-def check(ctx: CheckContext):
+def check(ctx: CheckContext) -> list[Finding]:
     host = ctx.ruleset.host
     if host is None or host.local_127_route is not False:
         return []

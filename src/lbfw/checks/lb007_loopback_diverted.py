@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import sys
 
-from ..results import REDIRECTED
+from ..results import REDIRECTED, Finding, FlowResult, Step
 from .context import CheckContext, RuleRef, flows_summary, make_finding
 from .fixes import NO_FIX
 from .owners import owner_of
@@ -62,9 +62,9 @@ def _diverted_server(server: str) -> bool:
     return addr.is_loopback and str(addr) not in ("127.0.0.1", "::1")
 
 
-def check(ctx: CheckContext):
+def check(ctx: CheckContext) -> list[Finding]:
     me = sys.modules[__name__]
-    groups: dict = {}
+    groups: dict[int, tuple[Step, list[FlowResult]]] = {}
     for r in ctx.results:
         if r.verdict != REDIRECTED or not _diverted_server(r.flow.server):
             continue
@@ -73,10 +73,11 @@ def check(ctx: CheckContext):
             continue
         entry = groups.setdefault(id(step.rule), (step, []))
         entry[1].append(r)
-    findings = []
+    findings: list[Finding] = []
     for step, results in groups.values():
         table, chain = ctx.find_chain(step.family, step.table, step.chain, step.rule, step.origin)
-        if table is None:
+        # find_chain finds both or neither; every grouped step has a rule
+        if table is None or chain is None or step.rule is None:
             continue
         where = sorted({r.redirected_to for r in results if r.redirected_to})
         message = (f"Rewrites the destination of loopback traffic for other 127/8 addresses: "

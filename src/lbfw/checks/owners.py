@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from ..model import Chain, Rule, Table
+
 DOCKER = "docker"
 KUBE_PROXY = "kube-proxy"
 UFW = "ufw"
@@ -92,13 +94,14 @@ _COMMENT_HINTS = (
 )
 
 
-def _name(obj) -> str:
+def _name(obj: object) -> str:
     if obj is None:
         return ""
     return obj if isinstance(obj, str) else getattr(obj, "name", "") or ""
 
 
-def owner_of(table, chain, rule=None) -> Optional[str]:
+def owner_of(table: Table | str | None, chain: Chain | str | None,
+             rule: Optional[Rule] = None) -> Optional[str]:
     """The manager that owns ``rule`` in ``chain`` of ``table`` (objects or names), or None.
 
     Evidence in order: the table's name (nftables managers own whole tables), the chain's

@@ -113,7 +113,7 @@ def run(plan: Optional[str] = None, to=(), from_: Optional[str] = None, user: Op
         text = render_json(items, context)
     else:
         from ..doctor.render import render_text
-        from ..render.text import use_color
+        from ..render.common import use_color
         text = render_text(items, context, color=use_color(sys.stdout))
     write_output(text, None)
     return 1 if at_or_above(items, fail_on) else 0

@@ -48,13 +48,13 @@ def audit(ruleset: Ruleset) -> list[Finding]:
 def unfixable(findings, err) -> bool:
     """Say which findings (warning and above: what fails an audit) no fix exists for, and why;
     True when there is one: fix then exits 1, as audit does."""
-    from ..checks import at_or_above, get
+    from ..checks import BY_ID, at_or_above
 
-    left = [f for f in findings if not get(f.check).FIX.fixable and at_or_above([f], "warning")]
+    left = [f for f in findings if not BY_ID[f.check].FIX.fixable and at_or_above([f], "warning")]
     for f in left:
         where = f.rule.origin.where() if f.rule is not None and f.rule.origin is not None else (
             f"{f.source}:{f.line}" if f.line is not None else " ".join(x for x in (f.source, f.table, f.chain) if x))
-        err.write(f"{where}: {f.check}: not fixed: {get(f.check).NAME} has no automatic fix "
+        err.write(f"{where}: {f.check}: not fixed: {BY_ID[f.check].NAME} has no automatic fix "
                   f"(`lbfw rules {f.check}` says what to change)\n")
     return bool(left)
 

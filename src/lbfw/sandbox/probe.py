@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Union
+from typing import Optional, Union
 
 DELIVERED = "delivered"
 BLOCKED = "blocked"
@@ -176,7 +176,7 @@ def _socket_as(uid: int, gid: int, family: int, kind: int) -> socket.socket:
 
 
 def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list,
-            premade: socket.socket = None) -> None:
+            premade: Optional[socket.socket] = None) -> None:
     server = _strip(flow["server"])
     client = flow.get("client")
     family = _family(server)

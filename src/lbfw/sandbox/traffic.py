@@ -38,11 +38,11 @@ def _ids(user) -> tuple:
     return entry.pw_uid, entry.pw_gid
 
 
-def _as_dicts(flows: Iterable[Flow]) -> list:
+def _as_dicts(flows: Iterable[Flow]) -> list[dict[str, Any]]:
     """The probe's JSON shape; a flow it cannot observe is refused here, before any socket."""
     out: list[dict[str, Any]] = []
     for f in flows:
-        item = {"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client}
+        item: dict[str, Any] = {"proto": f.proto, "server": f.server, "port": int(f.port), "client": f.client}
         if f.uid is not None:  # the client's owner, as the flow resolved it
             item["uid"], item["gid"] = f.uid, f.gid if f.gid is not None else f.uid
         elif f.user is not None:
