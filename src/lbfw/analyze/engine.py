@@ -146,7 +146,7 @@ class Engine:
         self.max_runs = max_runs
         self._compiler = Compiler(ruleset)
         self._hooks = HookOrder(ruleset)
-        self._vmap_index: dict = {}  # id(entries) -> VmapIndex (kube-proxy maps: 10,000+ elements)
+        self._vmap_index: dict[int, VmapIndex] = {}  # id(entries) -> VmapIndex (kube-proxy maps: 10,000+ elements)
 
     # ----------------------------------------------------------------- exploration
 

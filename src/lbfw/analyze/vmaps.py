@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from ..model import Action, VmapEntry
+
 from .matchers import RANGE_FIELDS, element_matches
 
 __all__ = ["VmapIndex"]
@@ -30,29 +32,29 @@ class VmapIndex:
     """The entries of one verdict map, split into exact ones (a dict from their key to the first
     entry's position) and the others (kept in map order, matched one by one)."""
 
-    def __init__(self, key: Any, entries: tuple) -> None:
+    def __init__(self, key: Any, entries: tuple[VmapEntry, ...]) -> None:
         """``key``: the map's field, or a tuple of fields for a concatenation (then each entry's
         value is a tuple too); ``entries``: its VmapEntry elements in map order."""
         fields = key if isinstance(key, tuple) else (key,)
         self.concat = isinstance(key, tuple)
         self.fields = fields
         self.entries = entries  # kept: the engine's cache is keyed by id(entries)
-        self.exact: dict = {}
-        self.others: list = []  # (position, entry)
+        self.exact: dict[tuple[Optional[int], ...], int] = {}
+        self.others: list[tuple[int, VmapEntry]] = []  # (position, entry)
         indexable = all(f in RANGE_FIELDS for f in fields)
         for pos, entry in enumerate(entries):
             value = entry.value if self.concat else (entry.value,)
-            key = tuple(_point(item) for item in value) if indexable and len(value) == len(fields) else (None,)
-            if None in key:
+            point = tuple(_point(item) for item in value) if indexable and len(value) == len(fields) else (None,)
+            if None in point:
                 self.others.append((pos, entry))
             else:
-                self.exact.setdefault(key, pos)
+                self.exact.setdefault(point, pos)
 
-    def lookup(self, pvals: list) -> tuple:
+    def lookup(self, pvals: list[Any]) -> tuple[Optional[Action], list[Optional[Action]]]:
         """(certain action or None, [actions that may match before it]) for packet values ``pvals``
         (one per field, each as ``single_value`` gives it), exactly what scanning the entries in
         order gives: the first entry that surely matches, and the undecided ones before it."""
-        points = []
+        points: list[Optional[int]] = []
         for v in pvals:
             if isinstance(v, tuple) and len(v) == 2 and v[0] == v[1] and isinstance(v[0], int):
                 points.append(v[0])
@@ -60,7 +62,7 @@ class VmapIndex:
                 return self._scan(self.entries, pvals)
         hit = self.exact.get(tuple(points))
         # an exact entry other than the hit differs in some field: it never matches these points
-        options = []
+        options: list[Optional[Action]] = []
         for pos, entry in self.others:
             if hit is not None and pos > hit:
                 break
@@ -72,8 +74,10 @@ class VmapIndex:
                 options.append(entry.action)
         return (self.entries[hit].action if hit is not None else None), options
 
-    def _scan(self, entries: tuple, pvals: list) -> tuple:
-        options = []
+    def _scan(
+        self, entries: tuple[VmapEntry, ...], pvals: list[Any]
+    ) -> tuple[Optional[Action], list[Optional[Action]]]:
+        options: list[Optional[Action]] = []
         for entry in entries:
             value = entry.value if self.concat else (entry.value,)
             r = element_matches(self.fields, value, pvals)

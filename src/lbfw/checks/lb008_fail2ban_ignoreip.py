@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..managers.fail2ban import JAIL_CONF, JAIL_LOCAL, fixed_value, narrow
+from ..model import Ruleset
 from ..results import Finding
+from .context import CheckContext
 from .fixes import NO_FIX
 from .owners import FAIL2BAN, owner_of
 
@@ -49,7 +51,7 @@ other entries and a 0600 backup, and runs `fail2ban-client reload`.
 """
 
 
-def _runs(ruleset) -> bool:
+def _runs(ruleset: Ruleset) -> bool:
     host = ruleset.host
     if host is not None and host.fail2ban_running:
         return True
@@ -57,7 +59,7 @@ def _runs(ruleset) -> bool:
                for t in ruleset.tables)
 
 
-def check(ctx) -> list:
+def check(ctx: CheckContext) -> list[Finding]:
     host = ctx.ruleset.host
     if host is None or not host.fail2ban_jails or not _runs(ctx.ruleset):
         return []

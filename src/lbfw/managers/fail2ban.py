@@ -23,7 +23,7 @@ SOCKET = "/run/fail2ban/fail2ban.sock"
 RELOAD = ("fail2ban-client", "reload")
 FIXED = ("127.0.0.1/8", "::1")
 
-_LOOP = ipaddress.ip_network("127.0.0.0/8")
+_LOOP = ipaddress.IPv4Network("127.0.0.0/8")
 _KEY = re.compile(r"^(?P<key>ignoreip)\s*[=:]\s*(?P<value>.*)$")
 _SECTION = re.compile(r"^\[(?P<name>[^\]]+)\]\s*$")
 
@@ -63,7 +63,8 @@ def covers_loopback(ignoreip: Optional[str]) -> bool:
     """Whether an `ignoreip` value covers all of 127.0.0.0/8."""
     for word in (ignoreip or "").replace(",", " ").split():
         try:
-            if _LOOP.subnet_of(ipaddress.ip_network(word, strict=False)):
+            net = ipaddress.ip_network(word, strict=False)
+            if isinstance(net, ipaddress.IPv4Network) and _LOOP.subnet_of(net):
                 return True
         except (ValueError, TypeError):
             continue
@@ -147,7 +148,8 @@ def fixed_value(value: Optional[str]) -> str:
             net = ipaddress.ip_network(word, strict=False)
         except ValueError:
             net = None
-        if net is not None and (net.version == 4 and net.subnet_of(_LOOP) or str(net) == "::1/128"):
+        if net is not None and (isinstance(net, ipaddress.IPv4Network) and net.subnet_of(_LOOP)
+                                or str(net) == "::1/128"):
             continue
         if word not in kept:
             kept.append(word)
