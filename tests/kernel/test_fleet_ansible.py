@@ -216,6 +216,33 @@ def test_fix_check_diff_shows_the_fixes_and_changes_nothing(fleet):
     assert {h: ruleset_digest(fleet.ns(h)) for h in HOSTS} == before
 
 
+def adhoc(fleet, pattern: str, module: str, args: dict) -> tuple:
+    """(returncode, {host: result}) of `ansible PATTERN -m MODULE -a ARGS` (the tree callback: a JSON file a host)."""
+    tree = Path(tempfile.mkdtemp(dir=fleet.tmp, prefix="tree-"))
+    env = dict(fleet.env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
+               ANSIBLE_CALLBACK_TREE_DIR=str(tree))
+    proc = _run([str(BIN / "ansible"), "-i", str(fleet.tmp / "inventory"), pattern, "-m", module,
+                 "-a", json.dumps(args)], env=env, cwd=fleet.tmp)
+    return proc.returncode, {p.name: json.loads(p.read_text()) for p in tree.iterdir()}
+
+
+# Before the apply test: that one fixes host b, which this one needs still broken.
+def test_check_module_reports_flows_per_host(fleet):
+    rc, results = adhoc(fleet, "a,b", "lbfw.loopback.check",
+                        {"lbfw_bin": str(BIN / "lbfw"), "to": ["127.0.0.53:8001/tcp"], "from": "127.0.0.2"})
+    assert rc == 0 and not results["a"].get("failed") and not results["b"].get("failed"), results
+    assert results["a"]["all_delivered"] is True and results["b"]["all_delivered"] is False
+    assert results["b"]["flows"][0]["decided_by"]["verdict"] == "policy-drop"
+    rc, results = adhoc(fleet, "b", "lbfw.loopback.check", {"lbfw_bin": str(BIN / "lbfw"), "fail_on_blocked": True,
+                                                            "to": ["127.0.0.53:8001/tcp"], "from": "127.0.0.2"})
+    assert rc == 2 and results["b"]["msg"] == "not delivered: tcp 127.0.0.2 -> 127.0.0.53:8001 blocked"
+    rc, results = adhoc(fleet, "a", "lbfw.loopback.check", {"lbfw_bin": str(BIN / "lbfw"), "doctor": True})
+    if _run([str(BIN / "lbfw"), "doctor", "--help"]).returncode == 0:
+        assert rc == 0 and isinstance(results["a"]["doctor"], dict), results
+    else:
+        assert rc == 2 and "has no `doctor` command" in results["a"]["msg"], results
+
+
 def test_fix_apply_is_confirmed_from_a_new_connection_or_refused_cleanly(fleet):
     detach = "--detach" in _run([str(BIN / "lbfw"), "fix", "--help"]).stdout
     before = {h: ruleset_digest(fleet.ns(h)) for h in HOSTS}
@@ -232,32 +259,6 @@ def test_fix_apply_is_confirmed_from_a_new_connection_or_refused_cleanly(fleet):
     assert {h: ruleset_digest(fleet.ns(h)) for h in ("a", "c")} == {h: before[h] for h in ("a", "c")}
     again = fleet.playbook("fix", "--limit", "b")
     assert again.returncode == 0 and re.search(r"^b\s+: ok=\d+\s+changed=0 ", again.stdout, re.M)
-
-
-def adhoc(fleet, pattern: str, module: str, args: dict) -> tuple:
-    """(returncode, {host: result}) of `ansible PATTERN -m MODULE -a ARGS` (the tree callback: a JSON file a host)."""
-    tree = Path(tempfile.mkdtemp(dir=fleet.tmp, prefix="tree-"))
-    env = dict(fleet.env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
-               ANSIBLE_CALLBACK_TREE_DIR=str(tree))
-    proc = _run([str(BIN / "ansible"), "-i", str(fleet.tmp / "inventory"), pattern, "-m", module,
-                 "-a", json.dumps(args)], env=env, cwd=fleet.tmp)
-    return proc.returncode, {p.name: json.loads(p.read_text()) for p in tree.iterdir()}
-
-
-def test_check_module_reports_flows_per_host(fleet):
-    rc, results = adhoc(fleet, "a,b", "lbfw.loopback.check",
-                        {"lbfw_bin": str(BIN / "lbfw"), "to": ["127.0.0.53:8001/tcp"], "from": "127.0.0.2"})
-    assert rc == 0 and not results["a"].get("failed") and not results["b"].get("failed"), results
-    assert results["a"]["all_delivered"] is True and results["b"]["all_delivered"] is False
-    assert results["b"]["flows"][0]["decided_by"]["verdict"] == "policy-drop"
-    rc, results = adhoc(fleet, "b", "lbfw.loopback.check", {"lbfw_bin": str(BIN / "lbfw"), "fail_on_blocked": True,
-                                                            "to": ["127.0.0.53:8001/tcp"], "from": "127.0.0.2"})
-    assert rc == 2 and results["b"]["msg"] == "not delivered: tcp 127.0.0.2 -> 127.0.0.53:8001 blocked"
-    rc, results = adhoc(fleet, "a", "lbfw.loopback.check", {"lbfw_bin": str(BIN / "lbfw"), "doctor": True})
-    if _run([str(BIN / "lbfw"), "doctor", "--help"]).returncode == 0:
-        assert rc == 0 and isinstance(results["a"]["doctor"], dict), results
-    else:
-        assert rc == 2 and "has no `doctor` command" in results["a"]["msg"], results
 
 
 def test_audit_module_is_read_only_and_returns_lbfw_json(fleet):
