@@ -16,11 +16,10 @@ thread pool (each waits on socket timeouts, not on the cpu).
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
-import dataclasses
 from dataclasses import dataclass
-from typing import Optional
 
 import pytest
 
@@ -597,6 +596,7 @@ NAT_CASES = {
 @pytest.mark.parametrize("name", sorted(NAT_CASES))
 def test_nat_that_sends_a_flow_elsewhere_is_redirected(name):
     import json
+
     from lbfw.sandbox.netns import Namespace
     from lbfw.sandbox.verify import load_sources
     fmt, text, flow, target, expected = NAT_CASES[name]

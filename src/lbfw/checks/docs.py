@@ -42,6 +42,30 @@ def check_markdown(check: Check, level: int = 2) -> str:
     return "\n".join(out) + "\n"
 
 
+VERDICTS = [
+    "## Verdicts",
+    "",
+    "The checks rest on the engine's verdict for each loopback flow, decided as the kernel decides it:",
+    "",
+    "- `delivered` / `blocked`: every match was decided from what the packets carry (addresses, ports,",
+    "  protocol, TTL 64, lengths, tos 0, tcp flags and options of each packet, no fragments, pkttype host,",
+    "  marks and connmarks as the rules set them, conntrack state).",
+    "- `redirected`: destination NAT (DNAT, REDIRECT, nft `dnat`/`redirect`) sends the flow to another",
+    "  address or port; the server it was meant for never sees it (`redirected_to` in JSON; LB007).",
+    "- Per user: without `--user`, a flow that owner matches decide is answered for each user the rules",
+    "  name, e.g. `delivered for uid 106 (debian-tor); blocked for others` (JSON `by_user`). `lbfw verify`",
+    "  compares root's answer, since its probes run as root.",
+    "- `unknown`: only what the ruleset cannot show (time of day, cpu, random sampling, a queue reader,",
+    "  ipset contents not given, `recent` lists filled by earlier traffic); the reason names it. When an",
+    "  unknown match alone stands between a flow and a drop the finding is at least a warning, and an",
+    "  error once `--verify` sees the flow blocked.",
+    "- Caveats: a verdict that rests on an assumption says so (JSON `caveats`): under a `limit`/`quota`,",
+    "  no other connection open (connlimit), counters from zero (statistic nth), a first request and",
+    "  answer of 1-512 bytes of data (length matches), a server running as a user no owner match names.",
+    "",
+]
+
+
 def render() -> str:
     parts = [
         "# Checks",
@@ -52,6 +76,7 @@ def render() -> str:
         "containing `lbfw: ignore ID` (iptables `-m comment --comment`, nft `comment`, or in files a `#` line",
         "directly above the rule).",
         "",
+        *VERDICTS,
         "| ID | Name | Severity | Fix | Summary |",
         "|---|---|---|---|---|",
     ]
