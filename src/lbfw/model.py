@@ -369,6 +369,11 @@ class LazyRules(MutableSequence["Rule"]):
         True: build the rules and look."""
 
     @abstractmethod
+    def unbuilt_may_carry(self, fields: frozenset[str]) -> bool:
+        """False when no unbuilt line can carry a match on any of ``fields`` (the reader defers only
+        lines of a proven plain shape), so a consumer looking for such matches reads built_rules()."""
+
+    @abstractmethod
     def built_rules(self) -> list[Rule]:
         """The Rules built so far, in order, without building the others."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Optional
 
-from ..model import Ruleset
+from ..model import LazyRules, Ruleset
 from ..results import UNKNOWN, Flow, FlowResult, UserVerdict
 from .packet import User
 
@@ -21,6 +21,7 @@ IdRanges = tuple[tuple[int, int], ...]
 
 MAX_USERS = 16     # representatives per id kind; beyond them the flow stays unknown
 OTHER_IDS = (1000, 65534, 4000000000)
+OWNER_FIELDS = frozenset(("meta.skuid", "meta.skgid"))
 
 
 class UserSweep:
@@ -37,9 +38,12 @@ class UserSweep:
             gids: set[tuple[int, int]] = set()
             for table in self.ruleset.tables:
                 for chain in table.chains.values():
-                    for rule in chain.rules:
+                    rules = chain.rules
+                    if isinstance(rules, LazyRules) and not rules.unbuilt_may_carry(OWNER_FIELDS):
+                        rules = rules.built_rules()  # a kube-proxy dump's 100,000 lines stay unbuilt
+                    for rule in rules:
                         for m in rule.matches:
-                            if m.opaque or m.field not in ("meta.skuid", "meta.skgid"):
+                            if m.opaque or m.field not in OWNER_FIELDS:
                                 continue
                             target = uids if m.field == "meta.skuid" else gids
                             target.update(v if isinstance(v, tuple) else (int(v), int(v)) for v in m.values)

@@ -48,6 +48,11 @@ def _simple_rule(address: str, dnat_to: str, reject_with: str) -> re.Pattern:
         r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
 
 
+# Every match field a line of that shape can give (the engine's and the checks' business: an
+# owner, mark or state match is never in a deferred line, so looking for one needs no build).
+DEFERRED_FIELDS = frozenset(("ip.saddr", "ip.daddr", "ip6.saddr", "ip6.daddr", "meta.l4proto", "th.dport",
+                             "statistic.random"))
+
 _SIMPLE_RULE = _simple_rule(_DOTTED + _PREFIX, _DOTTED, "icmp-port-unreachable")
 # ip6tables-save's spelling of the same shape; the addresses are checked with _ip6 as read
 _HEX6 = r"[0-9A-Fa-f:.]{2,45}"
@@ -188,6 +193,9 @@ class DeferredRules(LazyRules):
 
     def may_name_loopback_port(self) -> bool:
         return self.ports and self.unbuilt > 0
+
+    def unbuilt_may_carry(self, fields: frozenset[str]) -> bool:
+        return self.unbuilt > 0 and not fields.isdisjoint(DEFERRED_FIELDS)
 
     def built_rules(self) -> list:
         return [entry for entry in self.entries if entry.__class__ is not tuple]
