@@ -19,9 +19,13 @@ MODULES = ("audit", "check", "fix")
 
 def _env(tmp: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_HOME=str(tmp / "home"), ANSIBLE_LOCAL_TEMP=str(tmp / "home" / "tmp"),
-               ANSIBLE_COLLECTIONS_PATH=str(tmp / "coll"), ANSIBLE_CONFIG=str(tmp / "no-ansible.cfg"),
-               ANSIBLE_NOCOLOR="1")
+    env.update(
+        ANSIBLE_HOME=str(tmp / "home"),
+        ANSIBLE_LOCAL_TEMP=str(tmp / "home" / "tmp"),
+        ANSIBLE_COLLECTIONS_PATH=str(tmp / "coll"),
+        ANSIBLE_CONFIG=str(tmp / "no-ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+    )
     return env
 
 
@@ -32,8 +36,12 @@ def installed(tmp_path_factory) -> Path:
             pytest.fail("CI=true and ansible-core is missing (pip install -e '.[test]')", pytrace=False)
         pytest.skip("ansible-core is not installed (the test extra)")
     tmp = tmp_path_factory.mktemp("collection")
-    run = lambda *argv: subprocess.run([str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True,  # noqa: E731
-                                       env=_env(tmp), cwd=tmp, timeout=120)
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(BIN / argv[0]), *argv[1:]], capture_output=True, text=True, env=_env(tmp), cwd=tmp, timeout=120
+        )
+
     build = run("ansible-galaxy", "collection", "build", str(ROOT / "ansible"), "--output-path", str(tmp / "dist"))
     assert build.returncode == 0, build.stdout + build.stderr
     tarball = next((tmp / "dist").glob("lbfw-loopback-*.tar.gz"))
@@ -57,8 +65,14 @@ def _argument_spec(module: str) -> set:
 
 @pytest.mark.parametrize("module", MODULES)
 def test_every_module_option_is_documented(installed, module):
-    proc = subprocess.run([str(BIN / "ansible-doc"), "--json", f"lbfw.loopback.{module}"], capture_output=True,
-                          text=True, env=_env(installed), cwd=installed, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "ansible-doc"), "--json", f"lbfw.loopback.{module}"],
+        capture_output=True,
+        text=True,
+        env=_env(installed),
+        cwd=installed,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)[f"lbfw.loopback.{module}"]
     assert set(doc["doc"]["options"]) == _argument_spec(module)
@@ -68,7 +82,12 @@ def test_every_module_option_is_documented(installed, module):
 
 @pytest.mark.parametrize("playbook", ["audit", "fix"])
 def test_playbooks_pass_the_syntax_check(installed, playbook):
-    proc = subprocess.run([str(BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,",
-                           f"lbfw.loopback.{playbook}"], capture_output=True, text=True, env=_env(installed),
-                          cwd=installed, timeout=120)
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), "--syntax-check", "-i", "localhost,", f"lbfw.loopback.{playbook}"],
+        capture_output=True,
+        text=True,
+        env=_env(installed),
+        cwd=installed,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

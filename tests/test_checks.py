@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from checks.support import ROOT, audit, filt, ids
 from lbfw.analyze.engine import Engine
 from lbfw.checks import ALL, at_or_above
 from lbfw.checks.context import LOOP4_HI, LOOP4_LO, CheckContext, narrow_loopback
@@ -22,7 +23,6 @@ from lbfw.model import Action, Chain, Origin, Rule, Ruleset, Table, VmapEntry
 from lbfw.read import iptables
 from lbfw.suppression import ignored_ids
 
-from checks.support import ROOT, audit, filt, ids
 
 def test_every_check_documents_itself_in_ruff_order():
     seen = set()
@@ -38,26 +38,35 @@ def test_the_planners_tables_are_what_the_checks_declare():
     declared = {c.ID: c.FIX for c in ALL if c.FIX.availability != "never"}
     assert FIXABLE == tuple(declared) == ("LB002", "LB003")
     assert STYLES == ("interface", "range")
-    assert SAFETY == {(cid, mode): text for cid, fix in declared.items() for mode, text in fix.safety.items()}
+    assert {(cid, mode): text for cid, fix in declared.items() for mode, text in fix.safety.items()} == SAFETY
     assert all((cid, mode) in SAFETY for cid, fix in declared.items() for mode in fix.modes)
     with pytest.raises(ValueError):
-        CheckFix("sometimes")                       # a fix with no way to make it
+        CheckFix("sometimes")  # a fix with no way to make it
     with pytest.raises(ValueError):
-        CheckFix("always", modes=("range",))        # ... or without its safety text
+        CheckFix("always", modes=("range",))  # ... or without its safety text
 
 
 def test_lbfw_rules_states_each_checks_fix():
-    proc = subprocess.run([sys.executable, "-m", "lbfw", "rules", "--format", "json"], capture_output=True,
-                          text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbfw", "rules", "--format", "json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     listed = {c["id"]: c["fix"] for c in json.loads(proc.stdout)["checks"]}
     assert listed == {c.ID: c.FIX.to_json() for c in ALL}
     assert listed["LB002"]["availability"] == "sometimes" and listed["LB002"]["modes"] == ["interface", "range"]
     assert listed["LB001"] == {"availability": "never", "modes": [], "safety": {}}
-    one = subprocess.run([sys.executable, "-m", "lbfw", "rules", "LB003"], capture_output=True, text=True,
-                         cwd=ROOT, timeout=60)
-    assert one.stdout.splitlines()[1] == fix_line(ALL[2]) == (
-        "Fix is sometimes available (lbfw fix; always by range, whatever --style says).")
+    one = subprocess.run(
+        [sys.executable, "-m", "lbfw", "rules", "LB003"], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert (
+        one.stdout.splitlines()[1]
+        == fix_line(ALL[2])
+        == ("Fix is sometimes available (lbfw fix; always by range, whatever --style says).")
+    )
     docs = (ROOT / "docs" / "checks.md").read_text()
     for check in ALL:
         assert f"| {check.FIX.availability} |" in docs and fix_line(check) in docs
@@ -76,11 +85,13 @@ def _nft_table() -> Table:
     def rule(action: Action) -> Rule:
         return Rule((), action, "r", Origin("t.nft", 1))
 
-    table.chains["input"] = Chain("input", [rule(Action("jump", target="both"))], hook="input", priority=0,
-                                  policy="drop")
+    table.chains["input"] = Chain(
+        "input", [rule(Action("jump", target="both"))], hook="input", priority=0, policy="drop"
+    )
     vmap = (VmapEntry(1, Action("jump", target="both")), VmapEntry(2, Action("accept")))
-    table.chains["output"] = Chain("output", [rule(Action("vmap", vmap_field="meta.mark", vmap=vmap))],
-                                   hook="output", priority=0, policy="drop")
+    table.chains["output"] = Chain(
+        "output", [rule(Action("vmap", vmap_field="meta.mark", vmap=vmap))], hook="output", priority=0, policy="drop"
+    )
     table.chains["both"] = Chain("both", [rule(Action("goto", target="tail"))])
     table.chains["tail"] = Chain("tail", [rule(Action("accept"))])
     table.chains["dead"] = Chain("dead", [rule(Action("jump", target="both"))])
@@ -91,8 +102,12 @@ def test_one_reachability_for_the_checks_and_the_planner():
     table = _nft_table()
     c = table.chains
     assert jump_targets(c["output"].rules[0]) == ["both"]
-    assert chain_hooks(table) == {id(c["input"]): {"input"}, id(c["output"]): {"output"},
-                                  id(c["both"]): {"input", "output"}, id(c["tail"]): {"input", "output"}}
+    assert chain_hooks(table) == {
+        id(c["input"]): {"input"},
+        id(c["output"]): {"output"},
+        id(c["both"]): {"input", "output"},
+        id(c["tail"]): {"input", "output"},
+    }
     assert [ch.name for ch in JumpGraph(table).below(c["dead"])] == ["dead", "both", "tail"]
     ruleset = Ruleset(tables=[table])
     ctx = CheckContext(ruleset)
@@ -121,28 +136,32 @@ def test_narrow_loopback_ranges():
     one = 0x7F000001
     assert narrow_loopback([(one, one)]) == [(one, one)]
     assert narrow_loopback([(LOOP4_LO, LOOP4_HI)]) is None
-    assert narrow_loopback([(0x7F000002, 0x7F000002)]) is None          # 127.0.0.2 alone is not the mistake
-    assert narrow_loopback([(0, 0xFFFFFFFF)]) is None                    # 0.0.0.0/0 covers all of 127/8
+    assert narrow_loopback([(0x7F000002, 0x7F000002)]) is None  # 127.0.0.2 alone is not the mistake
+    assert narrow_loopback([(0, 0xFFFFFFFF)]) is None  # 0.0.0.0/0 covers all of 127/8
     assert narrow_loopback([(0x7F000000, 0x7F0000FF)]) == [(0x7F000000, 0x7F0000FF)]
 
 
-@pytest.mark.parametrize("table,chain,comment,owner", [
-    ("nat", "DOCKER", None, "docker"),
-    ("nat", "DOCKER_OUTPUT", None, "docker"),
-    ("raw", "PREROUTING", "DROP REMOTE LOOPBACK", "docker"),
-    ("filter", "KUBE-FIREWALL", None, "kube-proxy"),
-    ("kube-proxy", "filter-input", None, "kube-proxy"),
-    ("filter", "ufw-before-input", None, "ufw"),
-    ("firewalld", "filter_INPUT", None, "firewalld"),
-    ("filter", "IN_public_allow", None, "firewalld"),
-    ("filter", "f2b-sshd", None, "fail2ban"),
-    ("fw4", "input", None, "fw4"),
-    ("filter", "INPUT", None, None),
-    ("filter", "LOOPBACK", "my rule", None),
-])
+@pytest.mark.parametrize(
+    "table,chain,comment,owner",
+    [
+        ("nat", "DOCKER", None, "docker"),
+        ("nat", "DOCKER_OUTPUT", None, "docker"),
+        ("raw", "PREROUTING", "DROP REMOTE LOOPBACK", "docker"),
+        ("filter", "KUBE-FIREWALL", None, "kube-proxy"),
+        ("kube-proxy", "filter-input", None, "kube-proxy"),
+        ("filter", "ufw-before-input", None, "ufw"),
+        ("firewalld", "filter_INPUT", None, "firewalld"),
+        ("filter", "IN_public_allow", None, "firewalld"),
+        ("filter", "f2b-sshd", None, "fail2ban"),
+        ("fw4", "input", None, "fw4"),
+        ("filter", "INPUT", None, None),
+        ("filter", "LOOPBACK", "my rule", None),
+    ],
+)
 def test_owner_of(table, chain, comment, owner):
     class R:
         pass
+
     rule = R()
     rule.comment = comment
     rule.action = None
@@ -152,8 +171,9 @@ def test_owner_of(table, chain, comment, owner):
 def test_manager_owned_finding_names_the_manager_as_the_fixer_does():
     from lbfw.fix.plan import plan_fixes
 
-    text = filt("-A INPUT -j ufw-before-input", "-A ufw-before-input -s 127.0.0.1 -j ACCEPT",
-                chains=("ufw-before-input",))
+    text = filt(
+        "-A INPUT -j ufw-before-input", "-A ufw-before-input -s 127.0.0.1 -j ACCEPT", chains=("ufw-before-input",)
+    )
     lb002 = [f for f in audit(text) if f.check == "LB002"]
     assert lb002[0].owner == "ufw" and "ufw's configuration" in lb002[0].message
     assert lb002[0].to_json()["owner"] == "ufw"
@@ -176,8 +196,10 @@ def test_checks_never_walk_nat_tables_of_a_kube_proxy_dump():
     table only; the nat table (almost every rule) is never walked."""
     import sys as _sys
     from pathlib import Path as _Path
+
     _sys.path.insert(0, str(_Path(__file__).parent / "benchmarks"))
     import generate
+
     from lbfw.analyze.flows import default_flows
     from lbfw.checks.context import CheckContext
 
@@ -189,5 +211,3 @@ def test_checks_never_walk_nat_tables_of_a_kube_proxy_dump():
     found = [f for chk in ALL for f in chk.check(ctx)]
     assert id(nat) not in ctx._reach
     assert {f.check for f in found if f.severity != "note"} == {"LB001", "LB002"}
-
-

@@ -30,11 +30,14 @@ def test_stock_vps_template_is_lb001_error_and_lb002_warning(tmp_path):
     findings, results = _audit(tmp_path, VPS, "vps.nft")
     severities = {(f.check, f.severity) for f in findings}
     assert ("LB001", "error") in severities and ("LB002", "warning") in severities
-    assert not any(r.verdict == "unknown" for r in results)   # icmp type never matches TCP/UDP
+    assert not any(r.verdict == "unknown" for r in results)  # icmp type never matches TCP/UDP
 
 
 def test_fragment_hygiene_rule_decides_127_0_0_1(tmp_path):
-    rules = "*filter\n:INPUT DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -f -j DROP\n-A INPUT -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
+    rules = (
+        "*filter\n:INPUT DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A INPUT -f -j DROP\n-A INPUT -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
+    )
     _, results = _audit(tmp_path, rules, "frag.rules")
     plain = [r for r in results if r.flow.server == "127.0.0.1" and r.flow.client in (None, "127.0.0.1")]
     assert plain and all(r.verdict == "delivered" for r in plain)
@@ -58,5 +61,6 @@ def test_an_unknown_match_before_a_drop_policy_is_a_warning_and_verify_makes_it_
     bound = Flow("tcp", "127.0.0.1", narrow[0].flows[0].port, "127.0.0.2")
     assert bound in narrow[0].flows
     escalated = escalate_verified(findings, {bound: "blocked"})
-    assert any(f.check == "LB002" and f.severity == "error" and "--verify saw them blocked" in f.message
-               for f in escalated)
+    assert any(
+        f.check == "LB002" and f.severity == "error" and "--verify saw them blocked" in f.message for f in escalated
+    )

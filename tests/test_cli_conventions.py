@@ -27,8 +27,16 @@ def run(*args, stdin=None, env=None, input=None, cwd=ROOT):
     """lbfw as a program; standard input /dev/null unless given (a pipe would be read)."""
     environ = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "COLUMNS")}
     environ.update(env or {})
-    return subprocess.run([*LBFW, *args], cwd=cwd, env=environ, input=input, capture_output=True, text=True,
-                          stdin=stdin if input is None else None, timeout=120)
+    return subprocess.run(
+        [*LBFW, *args],
+        cwd=cwd,
+        env=environ,
+        input=input,
+        capture_output=True,
+        text=True,
+        stdin=stdin if input is None else None,
+        timeout=120,
+    )
 
 
 def on_pty(*args, env=None, stdout_tty=True, stderr_tty=True):
@@ -39,9 +47,14 @@ def on_pty(*args, env=None, stdout_tty=True, stderr_tty=True):
     os.set_blocking(main, False)
     # what is not on the pty goes to files: a full pipe nobody reads yet would stall lbfw
     out_file, err_file = tempfile.TemporaryFile(), tempfile.TemporaryFile()  # noqa: SIM115 - closed below, once lbfw has exited
-    proc = subprocess.Popen([*LBFW, *args], cwd=ROOT, env=environ, stdin=subprocess.DEVNULL,
-                            stdout=secondary if stdout_tty else out_file,
-                            stderr=secondary if stderr_tty else err_file)
+    proc = subprocess.Popen(
+        [*LBFW, *args],
+        cwd=ROOT,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        stdout=secondary if stdout_tty else out_file,
+        stderr=secondary if stderr_tty else err_file,
+    )
     os.close(secondary)
     got = b""
     deadline = time.monotonic() + 120
@@ -68,6 +81,7 @@ def on_pty(*args, env=None, stdout_tty=True, stderr_tty=True):
 
 # --------------------------------------------------------------------------- the first screen
 
+
 def test_the_standard_buggy_host_fits_one_screen_and_leads_with_findings():
     proc = run("audit", NARROW, env={"COLUMNS": "100"})
     lines = proc.stdout.splitlines()
@@ -89,6 +103,7 @@ def test_flows_view_and_json_always_has_every_flow():
 
 # --------------------------------------------------------------------------- conventions
 
+
 def test_version_and_short_help():
     from lbfw import __version__
 
@@ -103,24 +118,31 @@ def test_help_shows_choices_and_readable_metavars():
     # optional and repeatable: typer 0.29 writes `[SOURCE]...`, the floor 0.24 `[SOURCE]`
     assert re.search(r"Usage: lbfw audit \[OPTIONS\] \[SOURCE\](\.\.\.)?\n", text)
     # the choices in help: click 8.2 writes [a|b], typer 0.29 <a|b>
-    for choices in ("text|concise|github|json|sarif", "error|warning|note|never",
-                    "auto|iptables-save|ip6tables-save|nft|nft-json"):
+    for choices in (
+        "text|concise|github|json|sarif",
+        "error|warning|note|never",
+        "auto|iptables-save|ip6tables-save|nft|nft-json",
+    ):
         assert re.search(rf"[<\[]{re.escape(choices)}[>\]]", text), choices
     assert "--config PATH" in text and "-o, --output FILE" in text and "--select IDS" in text
     assert re.search(r"[<\[]interface\|range[>\]]", run("fix", "-h", env={"COLUMNS": "200"}).stdout)
 
 
-@pytest.mark.parametrize("words,expected", [
-    ("lbfw audit --format ", ["text", "concise", "github", "json", "sarif"]),
-    ("lbfw audit --fail-on ", ["error", "warning", "note", "never"]),
-    ("lbfw fix --style ", ["interface", "range"]),
-    ("lbfw check --format ", ["text", "json"]),
-])
+@pytest.mark.parametrize(
+    "words,expected",
+    [
+        ("lbfw audit --format ", ["text", "concise", "github", "json", "sarif"]),
+        ("lbfw audit --fail-on ", ["error", "warning", "note", "never"]),
+        ("lbfw fix --style ", ["interface", "range"]),
+        ("lbfw check --format ", ["text", "json"]),
+    ],
+)
 def test_the_shell_completes_every_choice(words, expected):
     env = {"_LBFW_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split()))}
     program = shutil.which("lbfw") or str(Path(sys.executable).parent / "lbfw")
-    proc = subprocess.run([program], env={**os.environ, **env}, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=60)
+    proc = subprocess.run(
+        [program], env={**os.environ, **env}, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=60
+    )
     assert proc.stdout.split() == expected
 
 
@@ -136,6 +158,7 @@ def test_choices_are_checked_by_the_parser():
 
 
 # --------------------------------------------------------------------------- standard input and pipes
+
 
 def test_a_pipe_without_dash_is_the_ruleset_and_stderr_says_so():
     text = (ROOT / NARROW).read_text()
@@ -160,27 +183,34 @@ def test_check_reads_a_pipe_too():
 def _bash(command: str):
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     env["LBFW"] = " ".join(LBFW)
-    return subprocess.run(["bash", "-c", command], cwd=ROOT, env=env, capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL, timeout=180)
+    return subprocess.run(
+        ["bash", "-c", command],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+    )
 
 
 def test_process_substitution_is_read_once_for_audit_check_and_fix():
-    audit = _bash(f'$LBFW audit -f json <(cat {NARROW})')
+    audit = _bash(f"$LBFW audit -f json <(cat {NARROW})")
     assert audit.returncode == 1, audit.stderr
     assert {f["check"] for f in json.loads(audit.stdout)["findings"]} == {"LB001", "LB002"}
-    check = _bash(f'$LBFW check --to 127.0.0.1:22 <(cat {NARROW})')
+    check = _bash(f"$LBFW check --to 127.0.0.1:22 <(cat {NARROW})")
     assert check.returncode == 0, check.stderr
-    fix = _bash(f'$LBFW fix <(cat {NARROW})')
+    fix = _bash(f"$LBFW fix <(cat {NARROW})")
     assert fix.returncode == 1, fix.stderr
     assert "-A OUTPUT -o lo -j ACCEPT" in fix.stdout or "+-A OUTPUT" in fix.stdout
 
 
 @pytest.mark.kernel
 def test_process_substitution_is_read_once_for_verify_and_audit_verify():
-    verify = _bash(f'$LBFW verify -f json <(cat {NARROW})')
+    verify = _bash(f"$LBFW verify -f json <(cat {NARROW})")
     assert verify.returncode == 0, verify.stderr
     assert json.loads(verify.stdout)["agree"] is True
-    audit = _bash(f'$LBFW audit --verify -f json <(cat {NARROW})')
+    audit = _bash(f"$LBFW audit --verify -f json <(cat {NARROW})")
     doc = json.loads(audit.stdout)
     assert all(f["verified"] for f in doc["flows"]), audit.stderr
 
@@ -192,6 +222,7 @@ def test_fix_of_a_pipe_says_it_cannot_write_it():
 
 # --------------------------------------------------------------------------- exit codes
 
+
 def test_fix_exits_1_when_it_leaves_findings_it_cannot_fix_and_says_why():
     proc = run("fix", f"{EX}/ip6-no-loopback.v6")
     assert run("audit", f"{EX}/ip6-no-loopback.v6").returncode == 1
@@ -202,6 +233,7 @@ def test_fix_exits_1_when_it_leaves_findings_it_cannot_fix_and_says_why():
 
 
 # --------------------------------------------------------------------------- selection, quiet, statistics
+
 
 def test_select_and_ignore():
     def checks(*args):
@@ -221,21 +253,28 @@ def test_quiet_prints_nothing_when_clean():
 
 def test_statistics():
     proc = run("audit", NARROW, "--statistics")
-    assert proc.stdout.splitlines() == ["1  LB001       loopback-blocked", "1  LB002  [*]  narrow-loopback-accept",
-                                        "[*] fixable with `lbfw fix`"]
+    assert proc.stdout.splitlines() == [
+        "1  LB001       loopback-blocked",
+        "1  LB002  [*]  narrow-loopback-accept",
+        "[*] fixable with `lbfw fix`",
+    ]
     assert proc.returncode == 1
 
 
 # --------------------------------------------------------------------------- configuration
 
+
 def test_configuration_file(tmp_path):
     conf = tmp_path / "lbfw.toml"
-    conf.write_text('ignore = ["LB001"]\nfail-on = "error"\nflows = ["127.0.0.1:8125/udp"]\n'
-                    '[per-path-ignores]\n"*.v6" = ["LB004"]\n')
+    conf.write_text(
+        'ignore = ["LB001"]\nfail-on = "error"\nflows = ["127.0.0.1:8125/udp"]\n'
+        '[per-path-ignores]\n"*.v6" = ["LB004"]\n'
+    )
     doc = json.loads(run("audit", NARROW, f"{EX}/ip6-no-loopback.v6", "-f", "json", "--config", str(conf)).stdout)
     assert {f["check"] for f in doc["findings"]} == {"LB002"}
     assert {"proto": "udp", "client": None, "server": "127.0.0.1", "port": 8125} in [
-        {k: fl[k] for k in ("proto", "client", "server", "port")} for fl in doc["flows"]]
+        {k: fl[k] for k in ("proto", "client", "server", "port")} for fl in doc["flows"]
+    ]
     # fail-on = "error" and only a warning left: exit 0; the option wins over the file
     assert run("audit", NARROW, "--config", str(conf)).returncode == 0
     assert run("audit", NARROW, "--config", str(conf), "--fail-on", "warning").returncode == 1
@@ -244,13 +283,16 @@ def test_configuration_file(tmp_path):
     assert {f["check"] for f in json.loads(by_env.stdout)["findings"]} == {"LB002"}
 
 
-@pytest.mark.parametrize("body,line,words", [
-    ('select = ["LB001"]\nfail-on = "sometimes"\n', 2, "fail-on: 'sometimes' is not one of"),
-    ('colour = true\n', 1, "colour: unknown key"),
-    ('ignore = ["LB0042"]\n', 1, "no check named 'LB0042'"),
-    ('flows = ["10.0.0.1:80"]\n', 1, "not a loopback address"),
-    ('ignore = []\nselect = [1,,]\n', 2, "not valid TOML"),
-])
+@pytest.mark.parametrize(
+    "body,line,words",
+    [
+        ('select = ["LB001"]\nfail-on = "sometimes"\n', 2, "fail-on: 'sometimes' is not one of"),
+        ("colour = true\n", 1, "colour: unknown key"),
+        ('ignore = ["LB0042"]\n', 1, "no check named 'LB0042'"),
+        ('flows = ["10.0.0.1:80"]\n', 1, "not a loopback address"),
+        ("ignore = []\nselect = [1,,]\n", 2, "not valid TOML"),
+    ],
+)
 def test_configuration_mistakes_name_the_line(tmp_path, body, line, words):
     conf = tmp_path / "bad.toml"
     conf.write_text(body)
@@ -267,6 +309,7 @@ def test_the_default_configuration_path_is_overridden_in_tests():
 
 
 # --------------------------------------------------------------------------- colour and progress on a terminal
+
 
 def test_colour_on_a_terminal_and_rich_decides_no_color_term_dumb_force_color():
     coloured, _, code = on_pty("audit", NARROW)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from lbfw.cli import app
 from lbfw.doctor import capacity, diagnose
-from lbfw.doctor.facts_linux import local_nets_from, lo_state_from, parse_port_list, parse_ss
+from lbfw.doctor.facts_linux import lo_state_from, local_nets_from, parse_port_list, parse_ss
 from lbfw.doctor.fail2ban import covers_loopback, effective_ignoreip
 from lbfw.doctor.host import Host, Listener, User
 from lbfw.doctor.items import Item, at_or_above, ok, skipped
@@ -35,30 +35,43 @@ tcp LISTEN 0      128  [::ffff:127.0.0.1]:8004    *:*
 
 def test_ss_listeners_tell_dual_stack_from_ipv6_only():
     got = parse_ss(SS)
-    assert got == (Listener("udp", "127.53.53.53", 53, "unbound"),
-                   Listener("udp", "127.0.0.53", 53, "systemd-resolve"),
-                   Listener("udp", "*", 54), Listener("tcp", "0.0.0.0", 8003), Listener("tcp", "*", 8001, "nginx"),
-                   Listener("tcp", "::", 8002), Listener("tcp", "127.0.0.1", 8004))
+    assert got == (
+        Listener("udp", "127.53.53.53", 53, "unbound"),
+        Listener("udp", "127.0.0.53", 53, "systemd-resolve"),
+        Listener("udp", "*", 54),
+        Listener("tcp", "0.0.0.0", 8003),
+        Listener("tcp", "*", 8001, "nginx"),
+        Listener("tcp", "::", 8002),
+        Listener("tcp", "127.0.0.1", 8004),
+    )
 
 
 def test_reserved_ports_and_local_routes():
     assert parse_port_list("8000-8002,9000\n") == frozenset({8000, 8001, 8002, 9000})
     assert parse_port_list("\n") == frozenset()
-    routes = [{"type": "local", "dst": "127.0.0.0/8", "dev": "lo"}, {"type": "local", "dst": "127.0.0.1", "dev": "lo"},
-              {"type": "local", "dst": "192.0.2.7", "dev": "eth0"}, {"type": "broadcast", "dst": "127.255.255.255",
-                                                                       "dev": "lo"}]
+    routes = [
+        {"type": "local", "dst": "127.0.0.0/8", "dev": "lo"},
+        {"type": "local", "dst": "127.0.0.1", "dev": "lo"},
+        {"type": "local", "dst": "192.0.2.7", "dev": "eth0"},
+        {"type": "broadcast", "dst": "127.255.255.255", "dev": "lo"},
+    ]
     assert local_nets_from(routes) == ("127.0.0.0/8", "127.0.0.1/32")
-    link = {"ifname": "lo", "flags": ["LOOPBACK", "UP", "LOWER_UP"],
-            "addr_info": [{"local": "127.0.0.1", "prefixlen": 32}, {"local": "::1", "prefixlen": 128}]}
+    link = {
+        "ifname": "lo",
+        "flags": ["LOOPBACK", "UP", "LOWER_UP"],
+        "addr_info": [{"local": "127.0.0.1", "prefixlen": 32}, {"local": "::1", "prefixlen": 128}],
+    }
     up, addrs = lo_state_from([link])
     assert up is True and addrs == ("127.0.0.1/32", "::1/128")
 
 
 def test_fail2ban_reads_files_in_its_own_order():
-    files = {"/etc/fail2ban/jail.local": "[DEFAULT]\nignoreip = 127.0.0.1/8 ::1\n[sshd]\nignoreip = 127.0.0.1\n",
-             "/etc/fail2ban/jail.conf": "[DEFAULT]\nignoreip =\n[sshd]\nenabled = false\n",
-             "/etc/fail2ban/jail.d/defaults-debian.conf": "[DEFAULT]\nignoreip = 10.0.0.0/8\n",
-             "/etc/fail2ban/filter.d/sshd.conf": "[DEFAULT]\nignoreip = ignored: not a jail file\n"}
+    files = {
+        "/etc/fail2ban/jail.local": "[DEFAULT]\nignoreip = 127.0.0.1/8 ::1\n[sshd]\nignoreip = 127.0.0.1\n",
+        "/etc/fail2ban/jail.conf": "[DEFAULT]\nignoreip =\n[sshd]\nenabled = false\n",
+        "/etc/fail2ban/jail.d/defaults-debian.conf": "[DEFAULT]\nignoreip = 10.0.0.0/8\n",
+        "/etc/fail2ban/filter.d/sshd.conf": "[DEFAULT]\nignoreip = ignored: not a jail file\n",
+    }
     assert effective_ignoreip(files) == {"DEFAULT": "127.0.0.1/8 ::1", "sshd": "127.0.0.1"}
     assert covers_loopback("127.0.0.1/8 ::1") and covers_loopback("0.0.0.0/0")
     assert not covers_loopback("127.0.0.1 ::1") and not covers_loopback(None) and not covers_loopback("localhost")
@@ -70,10 +83,19 @@ def test_loopback_nameservers_in_resolv_conf():
 
 
 def linux(**kw) -> Host:
-    base = dict(platform="linux", lo_up=True, lo_addrs=("127.0.0.1/8", "::1/128"),
-                local_nets=("127.0.0.0/8", "127.0.0.1/32", "::1/128"), nonlocal_bind=False, port_range=(32768, 60999),
-                unprivileged_port_start=1024, time_wait_seconds=60, conntrack_max=262144, listeners=(),
-                nofile=(1024, 524288))
+    base = dict(
+        platform="linux",
+        lo_up=True,
+        lo_addrs=("127.0.0.1/8", "::1/128"),
+        local_nets=("127.0.0.0/8", "127.0.0.1/32", "::1/128"),
+        nonlocal_bind=False,
+        port_range=(32768, 60999),
+        unprivileged_port_start=1024,
+        time_wait_seconds=60,
+        conntrack_max=262144,
+        listeners=(),
+        nofile=(1024, 524288),
+    )
     base.update(kw)
     return Host(**base)
 
@@ -85,11 +107,12 @@ def by(items, check_id):
 def test_capacity_default_range_and_reserved_ports():
     assert capacity.ports_available(linux()) == 28232
     assert capacity.ports_available(linux(reserved_ports=frozenset({1000, 40000, 40001}))) == 28230
-    items = diagnose(linux(), [Flow("tcp", "127.10.0.1", 8001)], User("root", 0, True), ruleset=None,
-                     ruleset_unread="test")
+    items = diagnose(
+        linux(), [Flow("tcp", "127.10.0.1", 8001)], User("root", 0, True), ruleset=None, ruleset_unread="test"
+    )
     per = by(items, "DR020")[0]
-    assert per.severity == "ok" and per.data["bind_churn_per_second"] == 470   # 28232 ports / 60 s TIME_WAIT
-    assert by(items, "DR022") == [] and by(items, "DR021") == []               # one unbound flow: no scale to speak of
+    assert per.severity == "ok" and per.data["bind_churn_per_second"] == 470  # 28232 ports / 60 s TIME_WAIT
+    assert by(items, "DR022") == [] and by(items, "DR021") == []  # one unbound flow: no scale to speak of
 
 
 def test_bound_client_with_two_servers_shares_one_range():
@@ -98,10 +121,10 @@ def test_bound_client_with_two_servers_shares_one_range():
     warn = by(items, "DR021")[0]
     assert warn.severity == "warning" and "IP_BIND_ADDRESS_NO_PORT" in warn.fix[0]
     nofile = by(items, "DR022")[0]
-    assert nofile.severity == "note" and nofile.data["plan_connections"] == 28232    # one range for both servers
+    assert nofile.severity == "note" and nofile.data["plan_connections"] == 28232  # one range for both servers
     many = diagnose(linux(), flows, User("root", 0, True), connections=20000)
-    assert by(many, "DR021")[0].severity == "warning"                                # 40,000 ports wanted, 28,232 exist
-    assert by(many, "DR022")[0].severity == "warning"                                # 40,000 > 1024
+    assert by(many, "DR021")[0].severity == "warning"  # 40,000 ports wanted, 28,232 exist
+    assert by(many, "DR022")[0].severity == "warning"  # 40,000 > 1024
     too_many = diagnose(linux(), flows[:1], User("root", 0, True), connections=30000)
     assert by(too_many, "DR021")[0].severity == "error"
 
@@ -121,6 +144,7 @@ def test_unsupported_platform_says_what_it_cannot_check():
 
 def test_threshold_ignores_ok_and_skipped():
     from lbfw.doctor.addresses import LO_DOWN
+
     passed = [ok(LO_DOWN, "lo", "up"), skipped(LO_DOWN, "lo", "not read")]
     assert not at_or_above(passed, "note")
     note = passed + [Item(LO_DOWN, "note", "lo", "x")]
@@ -129,16 +153,19 @@ def test_threshold_ignores_ok_and_skipped():
         Item(LO_DOWN, "fatal", "lo", "x")
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--to", "10.0.0.1:80"], "not a loopback address"),
-    (["--to", "127.0.0.2:99999"], "port"),
-    (["--format", "xml"], "--format must be one of"),
-    (["--fail-on", "always"], "--fail-on must be one of"),
-    (["--connections", "0"], "--connections must be at least 1"),
-    (["--user", "no-such-user-lbfw"], "no such user"),
-    (["--from", "127.0.0.2"], "--from goes with --to"),
-    (["--emit-launchd"], "--emit-launchd needs"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--to", "10.0.0.1:80"], "not a loopback address"),
+        (["--to", "127.0.0.2:99999"], "port"),
+        (["--format", "xml"], "--format must be one of"),
+        (["--fail-on", "always"], "--fail-on must be one of"),
+        (["--connections", "0"], "--connections must be at least 1"),
+        (["--user", "no-such-user-lbfw"], "no such user"),
+        (["--from", "127.0.0.2"], "--from goes with --to"),
+        (["--emit-launchd"], "--emit-launchd needs"),
+    ],
+)
 def test_bad_input_exits_2_without_a_traceback(args, says):
     result = CliRunner().invoke(app, ["doctor", *args])
     assert result.exit_code == 2 and says in result.stderr and "Traceback" not in result.stderr
@@ -161,6 +188,7 @@ def test_emit_launchd_prints_a_plist_for_the_plan_aliases():
 
 def test_json_lists_every_item_with_its_severity():
     from lbfw.doctor.render import render_json, render_text
+
     items = diagnose(linux(lo_up=False), [Flow("tcp", "127.10.0.1", 8001)], User("dev", 1000, False), None, "test")
     doc = json.loads(render_json(items, {"platform": "linux", "root": False}))
     assert len(doc["items"]) == len(items) and doc["items"][0]["severity"] == "error"
@@ -173,6 +201,7 @@ def test_json_lists_every_item_with_its_severity():
 def test_docs_doctor_md_is_generated_from_the_checks():
     from lbfw.doctor import CHECKS
     from lbfw.doctor.docs import render
+
     assert (ROOT / "docs" / "doctor.md").read_text() == render(), "run `make docs`"
     ids = [c.id for c in CHECKS]
     assert len(ids) == len(set(ids))

@@ -53,6 +53,7 @@ NARROW = """
 
 # --------------------------------------------------------------------------- the bug class
 
+
 def test_narrow_source_accept_blocks_alternate_servers_and_bound_clients():
     engine = Engine(ipt(NARROW))
     assert engine.evaluate(TCP_1).verdict == "delivered"
@@ -115,6 +116,7 @@ def test_steps_name_the_rule_and_its_line():
 
 # --------------------------------------------------------------------------- chains
 
+
 def test_goto_fall_through_returns_to_the_callers_caller():
     rs = ipt("""
         *filter
@@ -160,15 +162,21 @@ def test_goto_from_base_chain_ends_in_its_policy():
 
 
 def test_accept_ends_only_its_base_chain_a_second_table_still_drops():
-    accept_all = Chain("input", [rule([], Action("accept"))], hook="input", priority=0, type="filter",
-                       policy="accept")
-    drop_all = Chain("input", [rule([Match("ip.saddr", ((a4("127.0.0.1"), a4("127.0.0.1")),))],
-                                    Action("accept"))], hook="input", priority=10, type="filter", policy="drop")
+    accept_all = Chain("input", [rule([], Action("accept"))], hook="input", priority=0, type="filter", policy="accept")
+    drop_all = Chain(
+        "input",
+        [rule([Match("ip.saddr", ((a4("127.0.0.1"), a4("127.0.0.1")),))], Action("accept"))],
+        hook="input",
+        priority=10,
+        type="filter",
+        policy="drop",
+    )
     rs = Ruleset(tables=[nft_table("inet", {"input": accept_all}), nft_table("ip", {"input": drop_all})])
     assert verdicts(rs, [TCP_1, TCP_BOUND, Flow("tcp", "::1", 22)]) == ["delivered", "blocked", "delivered"]
 
 
 # --------------------------------------------------------------------------- conntrack and nat
+
 
 def test_raw_output_sees_invalid_and_raw_prerouting_sees_the_real_state():
     rs = ipt("""
@@ -304,6 +312,7 @@ def test_dnat_off_loopback_is_redirected_there():
 
 # --------------------------------------------------------------------------- matches
 
+
 def test_iptables_negated_in_interface_in_a_chain_called_from_output_is_true():
     rs = ipt("""
         *filter
@@ -382,26 +391,46 @@ def test_addrtype_local_covers_all_of_127_8():
 
 
 def test_ipv4_match_in_an_inet_table_does_not_touch_ipv6_even_negated():
-    chain = Chain("input", [rule([Match("ip.saddr", ((a4("127.0.0.1"), a4("127.0.0.1")),), negate=True)],
-                                 Action("drop"))], hook="input", priority=0, type="filter", policy="accept")
+    chain = Chain(
+        "input",
+        [rule([Match("ip.saddr", ((a4("127.0.0.1"), a4("127.0.0.1")),), negate=True)], Action("drop"))],
+        hook="input",
+        priority=0,
+        type="filter",
+        policy="accept",
+    )
     rs = Ruleset(tables=[nft_table("inet", {"input": chain})])
     assert verdicts(rs, [Flow("tcp", "::1", 80), TCP_BOUND, TCP_1]) == ["delivered", "blocked", "delivered"]
 
 
 def test_nft_iifname_negation_on_output_is_true():
     # measured: `iifname != "eth0"` counted every packet in an output chain
-    chain = Chain("output", [rule([Match("meta.iifname", ("eth0",), negate=True), Match("meta.l4proto", ((17, 17),))],
-                                  Action("drop"))], hook="output", priority=0, type="filter", policy="accept")
+    chain = Chain(
+        "output",
+        [rule([Match("meta.iifname", ("eth0",), negate=True), Match("meta.l4proto", ((17, 17),))], Action("drop"))],
+        hook="output",
+        priority=0,
+        type="filter",
+        policy="accept",
+    )
     rs = Ruleset(tables=[nft_table("inet", {"output": chain})])
     assert verdicts(rs, [TCP_1, UDP_53]) == ["delivered", "blocked"]
 
 
 def test_verdict_map_picks_the_entry_of_the_key():
-    entries = (VmapEntry((a4("127.0.0.1"), a4("127.0.0.1")), Action("accept")),
-               VmapEntry((a4("127.0.0.2"), a4("127.0.0.2")), Action("drop")))
+    entries = (
+        VmapEntry((a4("127.0.0.1"), a4("127.0.0.1")), Action("accept")),
+        VmapEntry((a4("127.0.0.2"), a4("127.0.0.2")), Action("drop")),
+    )
     vm = rule([], Action("vmap", vmap_field="ip.saddr", vmap=entries), "ip saddr vmap {...}")
-    chain = Chain("input", [vm, rule([Match("meta.l4proto", ((17, 17),))], Action("accept"))],
-                  hook="input", priority=0, type="filter", policy="drop")
+    chain = Chain(
+        "input",
+        [vm, rule([Match("meta.l4proto", ((17, 17),))], Action("accept"))],
+        hook="input",
+        priority=0,
+        type="filter",
+        policy="drop",
+    )
     rs = Ruleset(tables=[nft_table("ip", {"input": chain})])
     # .1 -> accept; .2 -> drop; reply from .53 has no entry -> continues -> udp accepted, tcp policy
     assert verdicts(rs, [TCP_1, TCP_BOUND, TCP_53, UDP_53]) == ["delivered", "blocked", "blocked", "delivered"]
@@ -410,9 +439,14 @@ def test_verdict_map_picks_the_entry_of_the_key():
 def test_concatenation_of_address_and_port():
     lo1 = (a4("127.0.0.1"), a4("127.0.0.1"))
     m = Match(("ip.daddr", "th.dport"), values=((lo1, (5000, 5000)), (lo1, (53, 53))))
-    chain = Chain("input", [rule([m], Action("accept")),
-                            rule([Match("ct.state", ("established",))], Action("accept"))],
-                  hook="input", priority=0, type="filter", policy="drop")
+    chain = Chain(
+        "input",
+        [rule([m], Action("accept")), rule([Match("ct.state", ("established",))], Action("accept"))],
+        hook="input",
+        priority=0,
+        type="filter",
+        policy="drop",
+    )
     rs = Ruleset(tables=[nft_table("ip", {"input": chain})])
     flows = [TCP_1, Flow("udp", "127.0.0.1", 53), Flow("udp", "127.0.0.1", 54), TCP_53]
     assert verdicts(rs, flows) == ["delivered", "delivered", "blocked", "blocked"]
@@ -420,13 +454,16 @@ def test_concatenation_of_address_and_port():
 
 def test_ip6_flows_use_ip6_tables_only():
     v4 = ipt(NARROW)
-    v6 = ipt("""
+    v6 = ipt(
+        """
         *filter
         :INPUT DROP [0:0]
         :OUTPUT ACCEPT [0:0]
         -A INPUT -s ::1/128 -j ACCEPT
         COMMIT
-        """, family="ip6")
+        """,
+        family="ip6",
+    )
     rs = Ruleset(tables=v4.tables + v6.tables)
     engine = Engine(rs)
     six = engine.evaluate(Flow("udp", "::1", 53))
@@ -501,6 +538,7 @@ def test_forks_are_bounded():
 
 # --------------------------------------------------------------------------- single packets
 
+
 def test_walk_packet_anti_spoofing_narrow_vs_range():
     narrow = ipt("""
         *filter
@@ -528,17 +566,33 @@ def test_walk_packet_anti_spoofing_narrow_vs_range():
 
 # --------------------------------------------------------------------------- work per flow
 
+
 def _kube_like(services: int) -> Ruleset:
-    lines = ["*nat", ":PREROUTING ACCEPT [0:0]", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]",
-             ":POSTROUTING ACCEPT [0:0]", ":KUBE-SERVICES - [0:0]"]
+    lines = [
+        "*nat",
+        ":PREROUTING ACCEPT [0:0]",
+        ":INPUT ACCEPT [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        ":POSTROUTING ACCEPT [0:0]",
+        ":KUBE-SERVICES - [0:0]",
+    ]
     lines += [f":SVC{i} - [0:0]" for i in range(services)]
     lines += ["-A OUTPUT -j KUBE-SERVICES", "-A PREROUTING -j KUBE-SERVICES"]
     for i in range(services):
-        lines.append(f"-A KUBE-SERVICES -d 10.{96 + i // 65536}.{i // 256 % 256}.{i % 256}/32 -p tcp "
-                     f"--dport {80 + i % 7} -j SVC{i}")
+        lines.append(
+            f"-A KUBE-SERVICES -d 10.{96 + i // 65536}.{i // 256 % 256}.{i % 256}/32 -p tcp "
+            f"--dport {80 + i % 7} -j SVC{i}"
+        )
         lines.append(f"-A SVC{i} -p tcp -j DNAT --to-destination 10.244.{i // 256 % 256}.{i % 256}:8080")
-    lines += ["COMMIT", "*filter", ":INPUT DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
-              "-A INPUT -s 127.0.0.1/32 -j ACCEPT", "COMMIT", ""]
+    lines += [
+        "COMMIT",
+        "*filter",
+        ":INPUT DROP [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        "-A INPUT -s 127.0.0.1/32 -j ACCEPT",
+        "COMMIT",
+        "",
+    ]
     return Ruleset(tables=iptables.parse("\n".join(lines), "kube", family="ip"))
 
 
@@ -556,14 +610,16 @@ def test_rule_evaluations_per_flow_do_not_grow_with_unreachable_rules():
 def test_a_service_address_is_found_through_the_index():
     rs = _kube_like(1000)
     engine = Engine(rs)
-    dest = Packet(family="ip", saddr="10.0.0.1", daddr="10.96.3.7", proto="tcp", dport=80 + (3 * 256 + 7) % 7,
-                  iif="eth0")
+    dest = Packet(
+        family="ip", saddr="10.0.0.1", daddr="10.96.3.7", proto="tcp", dport=80 + (3 * 256 + 7) % 7, iif="eth0"
+    )
     result = engine.walk_packet(dest, ("prerouting",))
     assert [s.note for s in result.steps if s.verdict == "dnat"] == ["dnat to 10.244.3.7"]
     assert engine.stats.rule_evals < 10
 
 
 # --------------------------------------------------------------------------- assorted matches and targets
+
 
 def test_undecidable_rules_that_only_log_do_not_fork():
     lines = "\n".join(f"-A INPUT -m owner --uid-owner {i} -j LOG" for i in range(30))
@@ -583,8 +639,13 @@ def test_multiport_ports_matches_either_port_and_wildcard_interfaces():
         -A INPUT -p udp -m multiport ! --ports 53 -j ACCEPT
         COMMIT
         """)
-    flows = [TCP_1, Flow("tcp", "127.0.0.1", 6000), Flow("tcp", "127.0.0.1", 7000), UDP_53,
-             Flow("udp", "127.0.0.1", 5353)]
+    flows = [
+        TCP_1,
+        Flow("tcp", "127.0.0.1", 6000),
+        Flow("tcp", "127.0.0.1", 7000),
+        UDP_53,
+        Flow("udp", "127.0.0.1", 5353),
+    ]
     # udp 53: the request names 53 (no); udp 5353: the reply comes from 5353 and goes to an
     # ephemeral port, neither is 53 (yes)
     assert verdicts(rs, flows) == ["delivered", "delivered", "blocked", "blocked", "delivered"]
@@ -607,15 +668,17 @@ def test_ct_status_dnat_and_ctstate_dnat():
         -A INPUT -p tcp --dport 5000 -m conntrack --ctstate NEW -j ACCEPT
         COMMIT
         """)
-    assert verdicts(rs, [Flow("udp", "127.0.0.11", 53), Flow("udp", "127.0.0.1", 53), TCP_1]) == \
-        ["redirected", "blocked", "delivered"]
+    assert verdicts(rs, [Flow("udp", "127.0.0.11", 53), Flow("udp", "127.0.0.1", 53), TCP_1]) == [
+        "redirected",
+        "blocked",
+        "delivered",
+    ]
 
 
 def test_values_of_an_unexpected_shape_are_unknown_not_an_error():
     odd = Match("th.dport", values=("http",))
     vm = rule([], Action("vmap", vmap_field="th.dport", vmap=(VmapEntry(("x", "y", "z"), Action("drop")),)))
-    chain = Chain("input", [rule([odd], Action("drop")), vm], hook="input", priority=0, type="filter",
-                  policy="accept")
+    chain = Chain("input", [rule([odd], Action("drop")), vm], hook="input", priority=0, type="filter", policy="accept")
     result = Engine(Ruleset(tables=[nft_table("ip", {"input": chain})])).evaluate(TCP_1)
     assert result.verdict == "unknown"
 
@@ -629,8 +692,16 @@ def test_walk_packet_from_input_alone_sees_the_given_conntrack_state():
         COMMIT
         """)
     engine = Engine(rs)
-    est = Packet(saddr="127.0.0.53", daddr="127.0.0.1", proto="tcp", sport=53, dport=40000, iif="lo",
-                 ct_state="established", ct_direction="reply")
+    est = Packet(
+        saddr="127.0.0.53",
+        daddr="127.0.0.1",
+        proto="tcp",
+        sport=53,
+        dport=40000,
+        iif="lo",
+        ct_state="established",
+        ct_direction="reply",
+    )
     assert engine.walk_packet(est, ("input",)).verdict == "accept"
     new = Packet(saddr="127.0.0.53", daddr="127.0.0.1", proto="tcp", dport=53, iif="lo")
     assert engine.walk_packet(new, ("input",)).verdict == "drop"

@@ -22,7 +22,10 @@ def ipt(text: str) -> Ruleset:
     return Ruleset(tables=iptables.parse(textwrap.dedent(text).lstrip(), "rules.v4", family="ip"))
 
 
-def one_rule_input(*matches: Match, action: Action = Action("accept"), before=()) -> Ruleset:
+ACCEPT = Action("accept")
+
+
+def one_rule_input(*matches: Match, action: Action = ACCEPT, before=()) -> Ruleset:
     """filter INPUT policy drop with one rule: does the flow get through?"""
     rule = Rule(matches=tuple(matches), action=action, text="rule", origin=ORIGIN, before=tuple(before))
     chain = Chain(name="input", rules=[rule], hook="input", type="filter", priority=0, policy="drop")
@@ -35,24 +38,27 @@ def verdict(rs: Ruleset, flow: Flow = TCP_1) -> str:
     return Engine(rs).evaluate(flow).verdict
 
 
-@pytest.mark.parametrize("match, expected", [
-    (Match("ip.ttl", ((64, 64),)), "delivered"),
-    (Match("ip.ttl", ((1, 63),)), "blocked"),
-    (Match("ip.dscp", ((0, 0),)), "delivered"),
-    (Match("ip.ecn", ((1, 3),)), "blocked"),
-    (Match("ip.fragment", (True,), negate=True), "delivered"),
-    (Match("ip.fragment", (True,)), "blocked"),
-    (Match("meta.pkttype", ("host",)), "delivered"),
-    (Match("meta.pkttype", ("broadcast",)), "blocked"),
-    (Match("meta.iiftype", ("loopback",)), "delivered"),
-    (Match("meta.iifgroup", ((0, 0),)), "delivered"),
-    (Match("ct.helper", ("ftp",), negate=True), "delivered"),
-    (Match("physdev", (("--physdev-is-bridged", None),)), "blocked"),
-    (Match("physdev", (("--physdev-is-bridged", None),), negate=True), "delivered"),
-    (Match("icmp.type", ((8, 8),)), "blocked"),           # never matches TCP
-    (Match("icmp.type", ((8, 8),), negate=True), "blocked"),
-    (Match("meta.nfproto", ("ipv6",)), "blocked"),
-])
+@pytest.mark.parametrize(
+    "match, expected",
+    [
+        (Match("ip.ttl", ((64, 64),)), "delivered"),
+        (Match("ip.ttl", ((1, 63),)), "blocked"),
+        (Match("ip.dscp", ((0, 0),)), "delivered"),
+        (Match("ip.ecn", ((1, 3),)), "blocked"),
+        (Match("ip.fragment", (True,), negate=True), "delivered"),
+        (Match("ip.fragment", (True,)), "blocked"),
+        (Match("meta.pkttype", ("host",)), "delivered"),
+        (Match("meta.pkttype", ("broadcast",)), "blocked"),
+        (Match("meta.iiftype", ("loopback",)), "delivered"),
+        (Match("meta.iifgroup", ((0, 0),)), "delivered"),
+        (Match("ct.helper", ("ftp",), negate=True), "delivered"),
+        (Match("physdev", (("--physdev-is-bridged", None),)), "blocked"),
+        (Match("physdev", (("--physdev-is-bridged", None),), negate=True), "delivered"),
+        (Match("icmp.type", ((8, 8),)), "blocked"),  # never matches TCP
+        (Match("icmp.type", ((8, 8),), negate=True), "blocked"),
+        (Match("meta.nfproto", ("ipv6",)), "blocked"),
+    ],
+)
 def test_header_fields_of_every_loopback_packet(match, expected):
     assert verdict(one_rule_input(match)) == expected
 
@@ -79,8 +85,9 @@ def test_limit_and_connlimit_are_what_a_first_connection_meets_with_a_caveat():
     assert result.verdict == "delivered" and any("under the limit" in c for c in result.caveats)
     over = one_rule_input(Match("limit", (("limit", "limit rate over 5/second"),), negate=True))
     assert verdict(over) == "blocked"
-    assert verdict(one_rule_input(Match("connlimit", (("above", 3),)), action=Action("drop"))
-                   ) == "blocked"   # the policy drops: the rule did not match, nothing accepted
+    assert (
+        verdict(one_rule_input(Match("connlimit", (("above", 3),)), action=Action("drop"))) == "blocked"
+    )  # the policy drops: the rule did not match, nothing accepted
     assert verdict(one_rule_input(Match("connlimit", (("upto", 1),)))) == "delivered"
 
 
@@ -96,29 +103,32 @@ def test_runtime_conditions_stay_unknown_and_say_why():
     rs = one_rule_input(Match("runtime", (("time", "-m time --timestart 08:00"),), text="-m time --timestart 08:00"))
     result = Engine(rs).evaluate(TCP_1)
     assert result.verdict == "unknown"
-    assert result.unknown == ("-m time --timestart 08:00: depends on the time of day (the packet's timestamp against "
-                              "the clock)",)
+    assert result.unknown == (
+        "-m time --timestart 08:00: depends on the time of day (the packet's timestamp against the clock)",
+    )
 
 
 def test_marks_follow_set_copy_and_unknown_statements():
     # a mark set before, then matched
     rs = one_rule_input(Match("meta.mark", ((7, 7),)))
     chain = rs.tables[0].chains["input"]
-    chain.rules.insert(0, Rule(matches=(), action=Action("continue", set_mark=(7, 0xFFFFFFFF)), text="m",
-                               origin=ORIGIN))
+    chain.rules.insert(
+        0, Rule(matches=(), action=Action("continue", set_mark=(7, 0xFFFFFFFF)), text="m", origin=ORIGIN)
+    )
     assert verdict(rs) == "delivered"
     # `ct mark set 5` then `meta mark set ct mark`: the mark is 5
     rs = one_rule_input(Match("meta.mark", ((5, 5),)))
     chain = rs.tables[0].chains["input"]
-    chain.rules[0:0] = [Rule(matches=(), action=Action("continue", set_ctmark=(5, 0xFFFFFFFF)), text="c",
-                             origin=ORIGIN),
-                        Rule(matches=(), action=Action("continue", copy_mark=("ct->meta", 0xFFFFFFFF)), text="r",
-                             origin=ORIGIN)]
+    chain.rules[0:0] = [
+        Rule(matches=(), action=Action("continue", set_ctmark=(5, 0xFFFFFFFF)), text="c", origin=ORIGIN),
+        Rule(matches=(), action=Action("continue", copy_mark=("ct->meta", 0xFFFFFFFF)), text="r", origin=ORIGIN),
+    ]
     assert verdict(rs) == "delivered"
     # a value lbfw cannot compute: the mark match is unknown, the statement itself only continues
     rs = one_rule_input(Match("meta.mark", ((5, 5),)))
-    rs.tables[0].chains["input"].rules.insert(0, Rule(matches=(), action=Action("continue", mark_unknown="meta"),
-                                                      text="meta mark set numgen", origin=ORIGIN))
+    rs.tables[0].chains["input"].rules.insert(
+        0, Rule(matches=(), action=Action("continue", mark_unknown="meta"), text="meta mark set numgen", origin=ORIGIN)
+    )
     assert verdict(rs) == "unknown"
 
 

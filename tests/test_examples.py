@@ -10,16 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from checks.support import declared
 from lbfw.checks import ALL
 from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 from lbfw.results import DELIVERED
 
-from checks.support import declared
-
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted(p for p in (ROOT / "rules" / "examples").iterdir()
-                  if p.suffix in (".rules", ".v4", ".v6", ".nft"))
+EXAMPLES = sorted(p for p in (ROOT / "rules" / "examples").iterdir() if p.suffix in (".rules", ".v4", ".v6", ".nft"))
 REFERENCE = sorted(p for p in (ROOT / "rules" / "reference").iterdir() if p.suffix in (".v4", ".v6", ".nft"))
 CHECK_IDS = {c.ID for c in ALL}
 
@@ -61,13 +59,14 @@ def test_example_fires_what_it_declares(path):
             assert got[check] == {severity}, f"{path.name}: {check} must be {severity}, got {got[check]}"
     for check in quiet:
         assert check not in got, f"{path.name}: {check} must stay quiet: " + "; ".join(
-            f"{f.check} {f.source}:{f.line} {f.message}" for f in findings if f.check == check)
+            f"{f.check} {f.source}:{f.line} {f.message}" for f in findings if f.check == check
+        )
     assert set(got) <= set(fire), f"{path.name}: unexpected {sorted(set(got) - set(fire))}"
     owner = declared_owner(path)
     if owner is not None:
         assert findings and all(f.owner == owner for f in findings), [(f.check, f.owner) for f in findings]
         assert all(f"change {owner}'s configuration" in f.message for f in findings if f.severity != "note")
-    for f in findings:                               # every finding says where
+    for f in findings:  # every finding says where
         assert f.source == str(path)
         assert f.line is not None or (f.rule is None and f.chain), f
 
@@ -95,10 +94,23 @@ def test_iptables_example_loads_with_iptables_nft_too(path):
     assert proc.returncode == 0, proc.stderr
 
 
-PROOF = ["input-narrow-accept.rules", "input-narrow-accept-established.rules", "output-narrow-accept.rules",
-         "user-chain-narrow-accept.rules", "lo-accept.rules", "ip6-no-loopback.v6", "nft-saddr-narrow.nft",
-         "nft-vmap.nft", "nft-two-tables.nft", "nft-iif-lo.nft", "docker-published-localhost.rules",
-         "kube-proxy-firewall.rules", "nft-firewalld-owned.nft", "tor-owner-ports.rules", "nft-named-set.nft"]
+PROOF = [
+    "input-narrow-accept.rules",
+    "input-narrow-accept-established.rules",
+    "output-narrow-accept.rules",
+    "user-chain-narrow-accept.rules",
+    "lo-accept.rules",
+    "ip6-no-loopback.v6",
+    "nft-saddr-narrow.nft",
+    "nft-vmap.nft",
+    "nft-two-tables.nft",
+    "nft-iif-lo.nft",
+    "docker-published-localhost.rules",
+    "kube-proxy-firewall.rules",
+    "nft-firewalld-owned.nft",
+    "tor-owner-ports.rules",
+    "nft-named-set.nft",
+]
 
 
 @pytest.mark.kernel

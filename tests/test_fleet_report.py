@@ -41,13 +41,37 @@ def docs() -> dict:
 
 
 # The shape `lbfw doctor --format json` prints (tests/kernel/test_fleet_ansible.py merges a real one).
-DOCTOR_B = {"version": 1, "platform": "linux", "root": True, "plan": None, "flows": 0,
-            "user": {"name": "root", "uid": 0}, "summary": {"error": 1, "warning": 0, "note": 0, "ok": 1, "skipped": 0},
-            "items": [{"id": "DR002", "name": "lo-without-127-8", "severity": "error", "subject": "lo",
-                       "message": "lo has 127.0.0.1/32 only", "why": "", "fix": ["ip addr add 127.0.0.1/8 dev lo"],
-                       "data": {}},
-                      {"id": "DR001", "name": "lo-down", "severity": "ok", "subject": "lo", "message": "lo is up",
-                       "why": "", "fix": [], "data": {}}]}
+DOCTOR_B = {
+    "version": 1,
+    "platform": "linux",
+    "root": True,
+    "plan": None,
+    "flows": 0,
+    "user": {"name": "root", "uid": 0},
+    "summary": {"error": 1, "warning": 0, "note": 0, "ok": 1, "skipped": 0},
+    "items": [
+        {
+            "id": "DR002",
+            "name": "lo-without-127-8",
+            "severity": "error",
+            "subject": "lo",
+            "message": "lo has 127.0.0.1/32 only",
+            "why": "",
+            "fix": ["ip addr add 127.0.0.1/8 dev lo"],
+            "data": {},
+        },
+        {
+            "id": "DR001",
+            "name": "lo-down",
+            "severity": "ok",
+            "subject": "lo",
+            "message": "lo is up",
+            "why": "",
+            "fix": [],
+            "data": {},
+        },
+    ],
+}
 
 
 @pytest.fixture()
@@ -63,8 +87,9 @@ def fleet_dir(tmp_path, docs) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lbfw", "report", *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "lbfw", "report", *args], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 def test_statuses_versions_backends_and_reasons(fleet_dir):
@@ -76,9 +101,15 @@ def test_statuses_versions_backends_and_reasons(fleet_dir):
     assert b.checks == {"LB001": 1, "LB002": 1} and b.summary == {"error": 1, "warning": 1, "note": 0}
     assert [i["id"] for i in b.doctor] == ["DR002", "DR001"]
     assert fleet.host("d").reason == "unreachable: ssh: Could not resolve hostname d"
-    assert fleet.summary == {"hosts": 5, "clean": 1, "findings": 3, "not_audited": 1,
-                             "error": 2 + fleet.host("e").summary["error"],
-                             "warning": 2 + fleet.host("e").summary["warning"], "note": fleet.host("e").summary["note"]}
+    assert fleet.summary == {
+        "hosts": 5,
+        "clean": 1,
+        "findings": 3,
+        "not_audited": 1,
+        "error": 2 + fleet.host("e").summary["error"],
+        "warning": 2 + fleet.host("e").summary["warning"],
+        "note": fleet.host("e").summary["note"],
+    }
 
 
 def test_the_same_rule_on_two_hosts_is_one_group_naming_both(fleet_dir):
@@ -109,8 +140,7 @@ def test_unrecognised_and_unreadable_files_make_their_host_not_audited(tmp_path,
     (tmp_path / "cut.json").write_text(json.dumps(docs["narrow"])[:200])
     (tmp_path / "notes.txt").write_text("not a report")
     fleet = merge(read_reports([str(tmp_path)]))
-    assert [(h.host, h.status) for h in fleet.hosts] == [("cut", NOT_AUDITED), ("good", CLEAN),
-                                                         ("list", NOT_AUDITED)]
+    assert [(h.host, h.status) for h in fleet.hosts] == [("cut", NOT_AUDITED), ("good", CLEAN), ("list", NOT_AUDITED)]
     assert fleet.host("list").reason == f"unrecognised file {tmp_path / 'list.json'}"
     assert fleet.host("cut").reason.startswith(f"unreadable file {tmp_path / 'cut.json'}: not JSON (line 1:")
 
@@ -159,14 +189,46 @@ def test_text_report_names_hosts_rules_and_flows(fleet_dir):
 def test_json_report_is_the_documented_shape(fleet_dir):
     doc = json.loads(fleet_json.render(merge(read_reports([str(fleet_dir)]))))
     assert doc["kind"] == "lbfw-fleet" and doc["version"] == 1
-    assert set(doc) == {"version", "kind", "tool", "summary", "hosts", "checks", "rules", "owners",
-                        "blocked_flows", "doctor"}
+    assert set(doc) == {
+        "version",
+        "kind",
+        "tool",
+        "summary",
+        "hosts",
+        "checks",
+        "rules",
+        "owners",
+        "blocked_flows",
+        "doctor",
+    }
     host = doc["hosts"][1]
-    assert set(host) == {"host", "status", "reason", "lbfw_version", "backends", "tables", "rules", "summary",
-                         "checks", "blocked_flows", "doctor", "files"}
+    assert set(host) == {
+        "host",
+        "status",
+        "reason",
+        "lbfw_version",
+        "backends",
+        "tables",
+        "rules",
+        "summary",
+        "checks",
+        "blocked_flows",
+        "doctor",
+        "files",
+    }
     group = doc["rules"][0]
-    assert set(group) == {"check", "severity", "backend", "family", "table", "chain", "rule", "owner", "message",
-                          "hosts"}
+    assert set(group) == {
+        "check",
+        "severity",
+        "backend",
+        "family",
+        "table",
+        "chain",
+        "rule",
+        "owner",
+        "message",
+        "hosts",
+    }
 
 
 def test_sarif_has_one_run_per_host_with_the_single_host_fingerprints(fleet_dir):
@@ -181,13 +243,15 @@ def test_sarif_has_one_run_per_host_with_the_single_host_fingerprints(fleet_dir)
     findings, _ = audit_ruleset(ruleset)
     single = sarif_document(findings)["runs"][0]["results"]
     assert [r["partialFingerprints"] for r in runs["lbfw/b"]["results"]] == [r["partialFingerprints"] for r in single]
-    assert [r["locations"][0]["physicalLocation"] for r in runs["lbfw/b"]["results"]] == \
-        [r["locations"][0]["physicalLocation"] for r in single]
+    assert [r["locations"][0]["physicalLocation"] for r in runs["lbfw/b"]["results"]] == [
+        r["locations"][0]["physicalLocation"] for r in single
+    ]
 
 
 def test_html_escapes_whatever_the_host_files_say(tmp_path, docs):
-    (tmp_path / "x.json").write_text(json.dumps({"host": "<script>alert(1)</script>",
-                                                 "not_audited": "failed: <b>&</b>"}))
+    (tmp_path / "x.json").write_text(
+        json.dumps({"host": "<script>alert(1)</script>", "not_audited": "failed: <b>&</b>"})
+    )
     page = fleet_html.render(merge(read_reports([str(tmp_path)])))
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "failed: &lt;b&gt;&amp;&lt;/b&gt;" in page
@@ -204,9 +268,21 @@ def _chromium(page: Path, tmp_path: Path, *mode: str) -> subprocess.CompletedPro
         pytest.skip("chromium is not installed (scripts/system-deps.sh installs it)")
     profile = tmp_path / "profile"
     profile.mkdir(exist_ok=True)
-    argv = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--no-first-run", "--disable-sync", "--disable-component-update", f"--user-data-dir={profile}",
-            "--host-resolver-rules=MAP * ~NOTFOUND", "--window-size=1300,1000", *mode, page.as_uri()]
+    argv = [
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-sync",
+        "--disable-component-update",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--window-size=1300,1000",
+        *mode,
+        page.as_uri(),
+    ]
     return subprocess.run(argv, capture_output=True, text=True, timeout=120)
 
 
@@ -256,8 +332,9 @@ def test_html_page_renders_in_chromium_with_the_host_check_matrix(fleet_dir, tmp
     assert rows["b"][1:4] == ["findings", "1", "1"] and rows["c"][1:4] == ["findings", "1", "1"]
     assert rows["d"][1:] == ["not audited", "unreachable: ssh: Could not resolve hostname d"]
     offending = table(proc.stdout, "rules")
-    assert ["2b, c", "LB002 warning", "file ip filter INPUT", "-A INPUT -s 127.0.0.1/32 -j ACCEPT"] \
-        in [r[:4] for r in offending]
+    assert ["2b, c", "LB002 warning", "file ip filter INPUT", "-A INPUT -s 127.0.0.1/32 -j ACCEPT"] in [
+        r[:4] for r in offending
+    ]
     shot = tmp_path / "shot.png"
     proc = _chromium(page, tmp_path, f"--screenshot={shot}")
     assert proc.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -42,12 +42,14 @@ PORTS = ipt("""
 
 # --------------------------------------------------------------------------- default_flows
 
+
 def test_default_flows_cover_clients_servers_ipv6_and_both_protocols():
     flows = default_flows(EMPTY)
     pairs = {(f.client, f.server) for f in flows}
     # the kernel's default source is 127.0.0.1 (::1): an explicit 127.0.0.1 client would be the same packet
-    assert pairs == {(c, s) for c in (None, "127.0.0.2")
-                     for s in ("127.0.0.1", "127.0.0.53", "127.66.66.66")} | {(None, "::1")}
+    assert pairs == {(c, s) for c in (None, "127.0.0.2") for s in ("127.0.0.1", "127.0.0.53", "127.66.66.66")} | {
+        (None, "::1")
+    }
     assert {f.proto for f in flows} == {"tcp", "udp"}
     assert len(flows) == 14  # 7 pairs x 2 protocols x 1 port
     assert len(set(flows)) == len(flows)
@@ -117,29 +119,36 @@ def test_default_flows_on_the_corpus_stay_small(corpus_dir):
 
 # --------------------------------------------------------------------------- --to
 
-@pytest.mark.parametrize("spec,client,expected", [
-    ("127.0.0.53:53/udp", None, Flow("udp", "127.0.0.53", 53)),
-    ("127.0.0.1:22", None, Flow("tcp", "127.0.0.1", 22)),
-    ("[::1]:80", None, Flow("tcp", "::1", 80)),
-    ("[::1]:443/TCP", "::1", Flow("tcp", "::1", 443, "::1")),
-    ("127.0.0.1:8080/tcp", "127.0.0.2", Flow("tcp", "127.0.0.1", 8080, "127.0.0.2")),
-])
+
+@pytest.mark.parametrize(
+    "spec,client,expected",
+    [
+        ("127.0.0.53:53/udp", None, Flow("udp", "127.0.0.53", 53)),
+        ("127.0.0.1:22", None, Flow("tcp", "127.0.0.1", 22)),
+        ("[::1]:80", None, Flow("tcp", "::1", 80)),
+        ("[::1]:443/TCP", "::1", Flow("tcp", "::1", 443, "::1")),
+        ("127.0.0.1:8080/tcp", "127.0.0.2", Flow("tcp", "127.0.0.1", 8080, "127.0.0.2")),
+    ],
+)
 def test_parse_to_accepts(spec, client, expected):
     assert parse_to(spec, client) == expected
 
 
-@pytest.mark.parametrize("spec,client,words", [
-    ("127.0.0.1", None, "ADDR:PORT"),
-    ("127.0.0.1:0", None, "1 to 65535"),
-    ("127.0.0.1:70000", None, "1 to 65535"),
-    ("127.0.0.1:http", None, "1 to 65535"),
-    ("127.0.0.1:53/icmp", None, "tcp or udp"),
-    ("10.0.0.1:22", None, "not a loopback address"),
-    ("localhost:22", None, "not an IP address"),
-    ("::1:80", None, "ADDR:PORT"),
-    ("127.0.0.1:22", "::1", "same IP version"),
-    ("127.0.0.1:22", "192.168.1.2", "not a loopback address"),
-])
+@pytest.mark.parametrize(
+    "spec,client,words",
+    [
+        ("127.0.0.1", None, "ADDR:PORT"),
+        ("127.0.0.1:0", None, "1 to 65535"),
+        ("127.0.0.1:70000", None, "1 to 65535"),
+        ("127.0.0.1:http", None, "1 to 65535"),
+        ("127.0.0.1:53/icmp", None, "tcp or udp"),
+        ("10.0.0.1:22", None, "not a loopback address"),
+        ("localhost:22", None, "not an IP address"),
+        ("::1:80", None, "ADDR:PORT"),
+        ("127.0.0.1:22", "::1", "same IP version"),
+        ("127.0.0.1:22", "192.168.1.2", "not a loopback address"),
+    ],
+)
 def test_parse_to_rejects_with_a_clear_message(spec, client, words):
     with pytest.raises(InputError) as err:
         parse_to(spec, client)
@@ -148,6 +157,7 @@ def test_parse_to_rejects_with_a_clear_message(spec, client, words):
 
 # --------------------------------------------------------------------------- PLAN.toml
 
+
 def write(tmp_path, text: str):
     path = tmp_path / "PLAN.toml"
     path.write_text(textwrap.dedent(text).lstrip())
@@ -155,7 +165,9 @@ def write(tmp_path, text: str):
 
 
 def test_parse_plan_reads_flows_in_order(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         # what we deploy
         [[flow]]
         proto = "udp"
@@ -173,25 +185,37 @@ def test_parse_plan_reads_flows_in_order(tmp_path):
         server = "127.0.0.1"
         port = 5432
         client = "127.0.0.2"
-        """)
-    assert parse_plan(path) == [Flow("udp", "127.0.0.53", 53), Flow("tcp", "::1", 8080, "::1"),
-                                Flow("tcp", "127.0.0.1", 5432, "127.0.0.2")]
+        """,
+    )
+    assert parse_plan(path) == [
+        Flow("udp", "127.0.0.53", 53),
+        Flow("tcp", "::1", 8080, "::1"),
+        Flow("tcp", "127.0.0.1", 5432, "127.0.0.2"),
+    ]
 
 
-@pytest.mark.parametrize("body,line,words", [
-    ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 22\nclinet = "127.0.0.2"\n', 5, "unknown key 'clinet'"),
-    ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 22\n\n[[flow]]\nproto = "tcp"\nserver = "127.0.0.300"\n'
-     'port = 22\n', 8, "not an IP address"),
-    ('[[flow]]\nproto = "tcp"\nserver = "192.168.1.10"\nport = 22\n', 3, "lbfw only speaks about loopback"),
-    ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 70000\n', 4, "out of range"),
-    ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = "22"\n', 4, "expected an integer"),
-    ('[[flow]]\nproto = "sctp"\nserver = "127.0.0.1"\nport = 22\n', 2, "\"tcp\" or \"udp\""),
-    ('[[flow]]\nproto = "tcp"\nport = 22\n', 1, "lacks 'server'"),
-    ('[[flow]]\nproto = "tcp"\nserver = "::1"\nport = 22\nclient = "127.0.0.1"\n', 5, "same IP version"),
-    ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 22\n[flows]\nx = 1\n', 5, "unknown key 'flows'"),
-    ('[[flow]]\nproto = "tcp\nserver = "127.0.0.1"\n', 2, "not valid TOML"),
-    ('# nothing here\n', 1, "no [[flow]] tables"),
-])
+@pytest.mark.parametrize(
+    "body,line,words",
+    [
+        ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 22\nclinet = "127.0.0.2"\n', 5, "unknown key 'clinet'"),
+        (
+            '[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 22\n\n'
+            '[[flow]]\nproto = "tcp"\nserver = "127.0.0.300"\n'
+            "port = 22\n",
+            8,
+            "not an IP address",
+        ),
+        ('[[flow]]\nproto = "tcp"\nserver = "192.168.1.10"\nport = 22\n', 3, "lbfw only speaks about loopback"),
+        ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 70000\n', 4, "out of range"),
+        ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = "22"\n', 4, "expected an integer"),
+        ('[[flow]]\nproto = "sctp"\nserver = "127.0.0.1"\nport = 22\n', 2, '"tcp" or "udp"'),
+        ('[[flow]]\nproto = "tcp"\nport = 22\n', 1, "lacks 'server'"),
+        ('[[flow]]\nproto = "tcp"\nserver = "::1"\nport = 22\nclient = "127.0.0.1"\n', 5, "same IP version"),
+        ('[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 22\n[flows]\nx = 1\n', 5, "unknown key 'flows'"),
+        ('[[flow]]\nproto = "tcp\nserver = "127.0.0.1"\n', 2, "not valid TOML"),
+        ("# nothing here\n", 1, "no [[flow]] tables"),
+    ],
+)
 def test_parse_plan_errors_name_the_line(tmp_path, body, line, words):
     path = tmp_path / "PLAN.toml"
     path.write_text(body)
@@ -210,6 +234,7 @@ def test_parse_plan_missing_file(tmp_path):
 
 def test_user_for_to_and_plan(tmp_path):
     from lbfw.analyze.flows import parse_plan, parse_to
+
     flow = parse_to("127.0.0.1:9050", None, "106")
     assert (flow.user, flow.uid) == ("106", 106)
     root = parse_to("127.0.0.1:80", None, "root")

@@ -16,9 +16,13 @@ DIRECT = """\
 
 def test_ufw_user_rules_get_ufw_commands_not_an_edit():
     assert ufw.commands("ufw-user-input", "-A ufw-user-input -s 127.0.0.1 -j ACCEPT") == (
-        "ufw delete allow from 127.0.0.1", "ufw allow in on lo")
+        "ufw delete allow from 127.0.0.1",
+        "ufw allow in on lo",
+    )
     assert ufw.commands("ufw-user-input", "-A ufw-user-input -s 127.0.0.1/32 -p tcp --dport 5432 -j ACCEPT") == (
-        "ufw delete allow from 127.0.0.1 to any port 5432 proto tcp", "ufw allow in on lo")
+        "ufw delete allow from 127.0.0.1 to any port 5432 proto tcp",
+        "ufw allow in on lo",
+    )
     assert ufw.commands("ufw-before-input", "-A ufw-before-input -s 127.0.0.1 -j ACCEPT") == ()
     assert owner_of("filter", "ufw-user-input") == "ufw"
 
@@ -29,7 +33,8 @@ def test_firewalld_direct_and_rich_rules_get_firewall_cmd():
     assert firewalld.direct_commands(narrow) == (
         "firewall-cmd --permanent --direct --remove-rule ipv4 filter INPUT 0 -s 127.0.0.1 -j ACCEPT",
         "firewall-cmd --permanent --direct --add-rule ipv4 filter INPUT 0 -i lo -j ACCEPT",
-        "firewall-cmd --reload")
+        "firewall-cmd --reload",
+    )
     rich = 'rule family="ipv4" source address="127.0.0.1" accept'
     remove = f"firewall-cmd --permanent --zone=public --remove-rich-rule='{rich}'"
     assert firewalld.rich_commands("public", rich)[0] == remove

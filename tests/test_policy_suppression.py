@@ -53,12 +53,15 @@ table inet filter {{
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("above,at,suppressed", [
-    ("", "", False),
-    ("        # lbfw: ignore LB001\n", "", True),
-    ("", " # lbfw: ignore LB001", True),
-    ("", " # lbfw: ignore LB003", False),
-])
+@pytest.mark.parametrize(
+    "above,at,suppressed",
+    [
+        ("", "", False),
+        ("        # lbfw: ignore LB001\n", "", True),
+        ("", " # lbfw: ignore LB001", True),
+        ("", " # lbfw: ignore LB003", False),
+    ],
+)
 def test_nft_policy_comment_at_or_above_suppresses(tmp_path, above, at, suppressed):
     got = _checks(tmp_path, "r.nft", NFT.format(above=above, at=at))
     assert (("LB001", True) not in got) is suppressed

@@ -49,9 +49,13 @@ def test_iptables_save_spelling_gives_its_matches_and_action(row):
     # what was written by hand (names, old spellings) reads as what iptables-save prints back,
     # except where the written form is itself the text the Match carries (limit, time ...)
     written = _ipt_rule(row, row["written"] if " -j " in f" {row['written']}" else f"{row['written']} -j ACCEPT")
-    assert [(m.field, m.values, m.negate, m.mask) for m in written.matches if m.field not in (
-        "limit", "runtime", "connlimit")] == [(m.field, m.values, m.negate, m.mask) for m in rule.matches
-                                              if m.field not in ("limit", "runtime", "connlimit")]
+    assert [
+        (m.field, m.values, m.negate, m.mask)
+        for m in written.matches
+        if m.field not in ("limit", "runtime", "connlimit")
+    ] == [
+        (m.field, m.values, m.negate, m.mask) for m in rule.matches if m.field not in ("limit", "runtime", "connlimit")
+    ]
 
 
 @pytest.mark.parametrize("row", NFT, ids=[f"{r['family']} {r['nft']}" for r in NFT])
@@ -66,7 +70,7 @@ def test_nft_json_spelling_gives_its_matches_and_actions(row):
 def test_every_emitted_field_is_in_the_model_table():
     emitted = {m["field"] for row in IPT + NFT for m in row["matches"] if not m["opaque"]}
     for field in emitted:
-        for name in (field if isinstance(field, list) else [field]):
+        for name in field if isinstance(field, list) else [field]:
             assert name in FIELDS, name
 
 
@@ -76,14 +80,19 @@ def test_inet_ip_protocol_is_ipv4_only_and_implied_matches_are_not_repeated():
     dport = {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}}
     matches, _, _ = rule_parts([proto, dport, {"accept": None}], ctx)
     assert [(m.field, m.values) for m in matches] == [
-        ("meta.nfproto", ("ipv4",)), ("meta.l4proto", ((6, 6),)), ("th.dport", ((22, 22),))]
+        ("meta.nfproto", ("ipv4",)),
+        ("meta.l4proto", ((6, 6),)),
+        ("th.dport", ((22, 22),)),
+    ]
     matches, _, _ = rule_parts([proto, {"accept": None}], TableContext("ip", {}))
     assert [m.field for m in matches] == ["meta.l4proto"]
 
 
 def test_wg_quick_mark_restore_is_a_copy_not_a_verdict():
-    stmts = [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "udp"}},
-             {"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"ct": {"key": "mark"}}}}]
+    stmts = [
+        {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "udp"}},
+        {"mangle": {"key": {"meta": {"key": "mark"}}, "value": {"ct": {"key": "mark"}}}},
+    ]
     matches, action, before = rule_parts(stmts, TableContext("inet", {}))
     assert action.kind == "continue"
     assert [b.copy_mark for b in before] == [("ct->meta", 0xFFFFFFFF)]
@@ -98,15 +107,18 @@ def test_owner_names_resolve_here_and_unknown_names_stay_opaque():
     assert m.text == "-m owner --gid-owner lbfw-no-such-group"
 
 
-@pytest.mark.parametrize("line", [
-    "-m statistic --mode nth --every 3",
-    "-m statistic ! --mode nth --every 2 --packet 1",
-    "-p icmp -m icmp --icmp-type bogus",
-    "-m ttl --ttl-eq 300",
-    "-m dscp --dscp 64",
-    "-m pkttype --pkt-type sometimes",
-    "-m connlimit --connlimit-mask 24",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "-m statistic --mode nth --every 3",
+        "-m statistic ! --mode nth --every 2 --packet 1",
+        "-p icmp -m icmp --icmp-type bogus",
+        "-m ttl --ttl-eq 300",
+        "-m dscp --dscp 64",
+        "-m pkttype --pkt-type sometimes",
+        "-m connlimit --connlimit-mask 24",
+    ],
+)
 def test_what_iptables_restore_refuses_is_refused(line):
     with pytest.raises(InputError):
         _ipt_rule({"family": "ip", "table": "filter", "chain": "INPUT"}, f"{line} -j ACCEPT")

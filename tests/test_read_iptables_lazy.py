@@ -26,8 +26,11 @@ import generate  # noqa: E402
 
 
 def _texts(corpus_dir: Path, examples_dir: Path) -> list:
-    out = [(p.name, p.read_text(errors="replace")) for p in sorted(corpus_dir.iterdir())
-           if p.is_file() and p.name != "README.md"]
+    out = [
+        (p.name, p.read_text(errors="replace"))
+        for p in sorted(corpus_dir.iterdir())
+        if p.is_file() and p.name != "README.md"
+    ]
     out += [(p.name, p.read_text()) for p in sorted(examples_dir.iterdir()) if p.is_file()]
     out += [("kube-3k", generate.kube_dump(3_000)), ("filter-2k", generate.filter_dump(2_000, services=30))]
     return out
@@ -58,7 +61,7 @@ def test_deferred_reading_gives_the_model_of_reading_at_once(corpus_dir, example
     compared = 0
     for name, text in _texts(corpus_dir, examples_dir):
         if "*filter" not in text and "*nat" not in text and "*raw" not in text and "*mangle" not in text:
-            continue                     # nft rulesets
+            continue  # nft rulesets
         eager, lazy = _read_both(text, backend)
         if isinstance(eager, str):
             assert eager == lazy, name
@@ -72,9 +75,15 @@ def test_deferred_reading_gives_the_model_of_reading_at_once(corpus_dir, example
                 assert cb.rule_count == len(ca.rules), (name, chain_name)
                 # field by field, so a difference names itself (Rule equality covers all fields)
                 for ra, rb in zip(ca.rules, cb.rules):
-                    assert (ra.matches, ra.action, ra.text, ra.origin, ra.comment, ra.ignore, ra.before) == \
-                        (rb.matches, rb.action, rb.text, rb.origin, rb.comment, rb.ignore, rb.before), \
-                        (name, ra.origin)
+                    assert (ra.matches, ra.action, ra.text, ra.origin, ra.comment, ra.ignore, ra.before) == (
+                        rb.matches,
+                        rb.action,
+                        rb.text,
+                        rb.origin,
+                        rb.comment,
+                        rb.ignore,
+                        rb.before,
+                    ), (name, ra.origin)
                 assert ca == cb, (name, chain_name)
             assert a == b, name
             compared += 1
@@ -93,8 +102,31 @@ def _random_simple_line(rng: random.Random, chains: list) -> str:
         return text
 
     def port():
-        return str(rng.choice([0, 1, 9, 10, 99, 999, 1000, 9999, 10000, 59999, 60000, 64999, 65000, 65499,
-                               65500, 65529, 65530, 65535, rng.randrange(65536)]))
+        return str(
+            rng.choice(
+                [
+                    0,
+                    1,
+                    9,
+                    10,
+                    99,
+                    999,
+                    1000,
+                    9999,
+                    10000,
+                    59999,
+                    60000,
+                    64999,
+                    65000,
+                    65499,
+                    65500,
+                    65529,
+                    65530,
+                    65535,
+                    rng.randrange(65536),
+                ]
+            )
+        )
 
     parts = []
     if rng.random() < 0.5:
@@ -105,15 +137,22 @@ def _random_simple_line(rng: random.Random, chains: list) -> str:
     if proto:
         parts.append(f"-p {proto}")
     if rng.random() < 0.6:
-        parts.append('-m comment --comment "' + rng.choice(["ns/svc:http", "a -j DROP b", "", "x ! -s 1.2.3.4",
-                                                           "lbfw: ignore LB002", "port 22 -> 10.0.0.1:80"]) + '"')
+        parts.append(
+            '-m comment --comment "'
+            + rng.choice(
+                ["ns/svc:http", "a -j DROP b", "", "x ! -s 1.2.3.4", "lbfw: ignore LB002", "port 22 -> 10.0.0.1:80"]
+            )
+            + '"'
+        )
     if proto and rng.random() < 0.7:
         parts.append(f"-m {proto}")
         if rng.random() < 0.7:
             parts.append(("! " if rng.random() < 0.2 else "") + f"--dport {port()}")
     if rng.random() < 0.3:
-        parts.append("-m statistic --mode random --probability "
-                     + rng.choice(["0.5", "0.33333333349", "0.0", "1.0", "0.99999999999", "1.00000000000"]))
+        parts.append(
+            "-m statistic --mode random --probability "
+            + rng.choice(["0.5", "0.33333333349", "0.0", "1.0", "0.99999999999", "1.00000000000"])
+        )
     target = rng.choice(["DNAT", "REJECT", "ACCEPT", "DROP", "RETURN", "MASQUERADE"] + chains)
     if target == "DNAT":
         parts.append(f"-j DNAT --to-destination {addr(False)}:{port()}")
@@ -130,30 +169,37 @@ def test_every_line_of_the_deferred_shape_reads_as_the_full_parser_reads_it():
     parser accepts it, and deferred reading gives the same rules."""
     rng = random.Random(6)
     chains = ["KUBE-SEP-ABC", "KUBE-MARK-MASQ", "user.chain_1"]
-    for round_ in range(40):
+    for _ in range(40):
         lines = [_random_simple_line(rng, chains) for _ in range(50)]
         for line in lines:
             assert _SIMPLE_RULE.fullmatch(" " + line), line
         for table, chain in (("nat", "OUTPUT"), ("filter", "INPUT")):
-            text = "\n".join([f"*{table}", f":{chain} ACCEPT [0:0]"] + [f":{c} - [0:0]" for c in chains]
-                             + [f"-A {chain} {line}" for line in lines] + ["COMMIT", ""])
+            text = "\n".join(
+                [f"*{table}", f":{chain} ACCEPT [0:0]"]
+                + [f":{c} - [0:0]" for c in chains]
+                + [f"-A {chain} {line}" for line in lines]
+                + ["COMMIT", ""]
+            )
             eager, lazy = _read_both(text)
             assert not isinstance(eager, str), eager
             assert _deferred(lazy) == len(lines)
             assert eager == lazy
 
 
-@pytest.mark.parametrize("line, message", [
-    ("-A INPUT -s 10.0.0.256/32 -j ACCEPT", "not an IPv4 address"),
-    ("-A INPUT -s 10.0.0.1/33 -j ACCEPT", "not an IPv4 address"),
-    ("-A INPUT -p tcp -m tcp --dport 65536 -j ACCEPT", "bad port"),
-    ("-A INPUT -p tcp -m tcp --dport 1000:99 -j ACCEPT", "min > max"),
-    ("-A INPUT -p tcp -m tcp --dport -j ACCEPT", "needs an argument"),
-    ("-A INPUT -p tcp -m tcp --dport 7 -j KUBE-NOWHERE", None),
-    ("-A INPUT -p tcp -m tcp --dport 22 -j DNAT --to-destination 10.0.0.1:65536", "port 65536 is not valid"),
-    ("-A INPUT -s 10.0.0.1 -j ACCEPT --bogus", "takes no options"),
-    ("-A NOCHAIN -s 10.0.0.1/32 -j ACCEPT", "never declared"),    # of the shape, but no such chain
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("-A INPUT -s 10.0.0.256/32 -j ACCEPT", "not an IPv4 address"),
+        ("-A INPUT -s 10.0.0.1/33 -j ACCEPT", "not an IPv4 address"),
+        ("-A INPUT -p tcp -m tcp --dport 65536 -j ACCEPT", "bad port"),
+        ("-A INPUT -p tcp -m tcp --dport 1000:99 -j ACCEPT", "min > max"),
+        ("-A INPUT -p tcp -m tcp --dport -j ACCEPT", "needs an argument"),
+        ("-A INPUT -p tcp -m tcp --dport 7 -j KUBE-NOWHERE", None),
+        ("-A INPUT -p tcp -m tcp --dport 22 -j DNAT --to-destination 10.0.0.1:65536", "port 65536 is not valid"),
+        ("-A INPUT -s 10.0.0.1 -j ACCEPT --bogus", "takes no options"),
+        ("-A NOCHAIN -s 10.0.0.1/32 -j ACCEPT", "never declared"),  # of the shape, but no such chain
+    ],
+)
 def test_lines_just_outside_the_shape_are_read_at_once_with_their_errors(line, message):
     text = f"*filter\n:INPUT DROP [0:0]\n:SEP - [0:0]\n-A SEP -s 10.0.0.9/32 -j ACCEPT\n{line}\nCOMMIT\n"
     if "NOCHAIN" not in line:
@@ -172,8 +218,10 @@ def test_lines_just_outside_the_shape_are_read_at_once_with_their_errors(line, m
 def test_a_chain_declared_after_a_deferred_line_named_its_target_reads_as_written():
     """`-j MASQUERADE` before `-N MASQUERADE` is the target; after it, a jump. Declaring the
     chain builds the deferred lines first, so each reads as it did when written."""
-    text = ("*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\n"
-            "-N MASQUERADE\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\nCOMMIT\n")
+    text = (
+        "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\n"
+        "-N MASQUERADE\n-A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE\nCOMMIT\n"
+    )
     eager, lazy = _read_both(text)
     assert eager == lazy
     kinds = [r.action.kind for r in lazy[0].chains["POSTROUTING"].rules]
@@ -181,8 +229,10 @@ def test_a_chain_declared_after_a_deferred_line_named_its_target_reads_as_writte
 
 
 def test_deleting_a_chain_after_deferred_jumps_to_it_keeps_what_was_read():
-    text = ("*filter\n:INPUT ACCEPT [0:0]\n:FOO - [0:0]\n-A INPUT -s 10.0.0.1/32 -j FOO\n-X FOO\n"
-            "-A INPUT -s 10.0.0.2/32 -j ACCEPT\nCOMMIT\n")
+    text = (
+        "*filter\n:INPUT ACCEPT [0:0]\n:FOO - [0:0]\n-A INPUT -s 10.0.0.1/32 -j FOO\n-X FOO\n"
+        "-A INPUT -s 10.0.0.2/32 -j ACCEPT\nCOMMIT\n"
+    )
     eager, lazy = _read_both(text)
     assert eager == lazy
     assert [r.action.kind for r in lazy[0].chains["INPUT"].rules] == ["jump", "accept"]
@@ -191,9 +241,11 @@ def test_deleting_a_chain_after_deferred_jumps_to_it_keeps_what_was_read():
 def test_live_indexes_count_deferred_and_built_rules_alike():
     """Live rules carry their 1-based index (`iptables -R CHAIN N`): a rule built at once
     between deferred ones, and an `-I` that renumbers the chain, keep the kernel's count."""
-    text = ("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1/32 -j ACCEPT\n"
-            "-A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\n-A INPUT -s 10.0.0.3/32 -j DROP\n"
-            "-I INPUT 2 -s 10.0.0.2/32 -j ACCEPT\n-A INPUT -s 10.0.0.4/32 -j DROP\nCOMMIT\n")
+    text = (
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 10.0.0.1/32 -j ACCEPT\n"
+        "-A INPUT -m conntrack --ctstate ESTABLISHED -j ACCEPT\n-A INPUT -s 10.0.0.3/32 -j DROP\n"
+        "-I INPUT 2 -s 10.0.0.2/32 -j ACCEPT\n-A INPUT -s 10.0.0.4/32 -j DROP\nCOMMIT\n"
+    )
     eager, lazy = _read_both(text, backend="legacy")
     assert eager == lazy
     assert [r.origin.index for r in lazy[0].chains["INPUT"].rules] == [1, 2, 3, 4, 5]
@@ -214,6 +266,7 @@ def test_an_audit_of_a_kube_proxy_dump_builds_only_what_loopback_flows_reach(tmp
     def audit(lazy: bool):
         if not lazy:
             import lbfw.read.iptables as reader
+
             original = reader.parse
             reader.parse = lambda *a, **k: original(*a, **{**k, "lazy": False})
             try:
@@ -236,8 +289,9 @@ def test_an_audit_of_a_kube_proxy_dump_builds_only_what_loopback_flows_reach(tmp
     _, flows_e, results_e, findings_e = audit(lazy=False)
     assert flows == flows_e
     assert [(r.flow, r.verdict) for r in results] == [(r.flow, r.verdict) for r in results_e]
-    assert findings and [(f.check, f.message, f.line) for f in findings] == \
-        [(f.check, f.message, f.line) for f in findings_e]
+    assert findings and [(f.check, f.message, f.line) for f in findings] == [
+        (f.check, f.message, f.line) for f in findings_e
+    ]
 
 
 def test_engine_index_keys_read_from_unbuilt_lines_are_those_of_the_built_rules(corpus_dir, examples_dir):
@@ -247,9 +301,11 @@ def test_engine_index_keys_read_from_unbuilt_lines_are_those_of_the_built_rules(
     from lbfw.analyze.compile import _exact_keys
 
     rng = random.Random(7)
-    fuzz = "\n".join(["*nat", ":OUTPUT ACCEPT [0:0]", ":KUBE-SEP-ABC - [0:0]"]
-                     + [f"-A OUTPUT {_random_simple_line(rng, ['KUBE-SEP-ABC'])}" for _ in range(2_000)]
-                     + ["COMMIT", ""])
+    fuzz = "\n".join(
+        ["*nat", ":OUTPUT ACCEPT [0:0]", ":KUBE-SEP-ABC - [0:0]"]
+        + [f"-A OUTPUT {_random_simple_line(rng, ['KUBE-SEP-ABC'])}" for _ in range(2_000)]
+        + ["COMMIT", ""]
+    )
     checked = with_keys = 0
     for name, text in _texts(corpus_dir, examples_dir) + [("fuzz", fuzz)]:
         if "*filter" not in text and "*nat" not in text:
@@ -306,10 +362,16 @@ def _kube6(text: str) -> str:
             return "::1"
         return "fd00::" + ":".join(f"{int(x):x}" for x in (a, b, c, d))
 
-    text = re.sub(r"--to-destination (\d+)\.(\d+)\.(\d+)\.(\d+):(\d+)",
-                  lambda m: f"--to-destination [{v6(*m.groups()[:4])}]:{m.group(5)}", text)
-    text = re.sub(r"(?<![\d.])(\d+)\.(\d+)\.(\d+)\.(\d+)(?:/(\d+))?(?![\d.])",
-                  lambda m: v6(*m.groups()[:4]) + (f"/{int(m.group(5)) + 96}" if m.group(5) else ""), text)
+    text = re.sub(
+        r"--to-destination (\d+)\.(\d+)\.(\d+)\.(\d+):(\d+)",
+        lambda m: f"--to-destination [{v6(*m.groups()[:4])}]:{m.group(5)}",
+        text,
+    )
+    text = re.sub(
+        r"(?<![\d.])(\d+)\.(\d+)\.(\d+)\.(\d+)(?:/(\d+))?(?![\d.])",
+        lambda m: v6(*m.groups()[:4]) + (f"/{int(m.group(5)) + 96}" if m.group(5) else ""),
+        text,
+    )
     text = re.sub(r"-p icmp -m icmp --icmp-type (\S+)", r"-p ipv6-icmp -m icmp6 --icmpv6-type \1", text)
     text = text.replace("# Generated by iptables-save", "# Generated by ip6tables-save")
     return text.replace("icmp-port-unreachable", "icmp6-port-unreachable")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from lbfw.read.nft.lines import RuleLine, map_rule_lines, place
 
-MULTI = '''#!/usr/sbin/nft -f
+MULTI = """#!/usr/sbin/nft -f
 flush ruleset
 define LO = 127.0.0.1
 define PORTS = { 22, 80 }
@@ -47,7 +47,7 @@ table ip nat {
 add rule inet filter input ip saddr 10.0.0.0/8 drop
 insert rule inet filter input iif lo counter
 add rule filter forward accept
-'''
+"""
 
 
 def texts(lines):
@@ -72,24 +72,30 @@ def test_rules_are_found_in_blocks_across_lines_semicolons_and_continuations():
     assert texts(got[("ip", "filter", "forward")]) == [(41, "accept")]
     assert all(x.path == "rules.nft" for v in got.values() for x in v)
     # sets, defines, chain properties and comments are not rules
-    assert set(got) == {("inet", "filter", "input"), ("inet", "filter", "output"), ("ip", "nat", "out"),
-                        ("ip", "filter", "forward")}
+    assert set(got) == {
+        ("inet", "filter", "input"),
+        ("inet", "filter", "output"),
+        ("ip", "nat", "out"),
+        ("ip", "filter", "forward"),
+    }
 
 
 def test_flush_and_delete_forget_what_came_before():
-    text = ("table ip t {\n chain c {\n  accept\n }\n}\nflush ruleset\n"
-            "table ip t {\n chain c {\n  drop\n }\n chain d {\n  accept\n }\n}\ndelete chain ip t d\n")
+    text = (
+        "table ip t {\n chain c {\n  accept\n }\n}\nflush ruleset\n"
+        "table ip t {\n chain c {\n  drop\n }\n chain d {\n  accept\n }\n}\ndelete chain ip t d\n"
+    )
     got = map_rule_lines(text, "f.nft", base_dir="/nonexistent")
     assert got == {("ip", "t", "c"): [RuleLine("f.nft", 9, "drop")]}
 
 
 def test_includes_are_followed_relative_to_the_file(tmp_path):
     (tmp_path / "parts").mkdir()
-    (tmp_path / "parts" / "a.nft").write_text('table ip t {\n\tchain c {\n\t\tip saddr 127.0.0.1 accept\n\t}\n}\n')
+    (tmp_path / "parts" / "a.nft").write_text("table ip t {\n\tchain c {\n\t\tip saddr 127.0.0.1 accept\n\t}\n}\n")
     (tmp_path / "parts" / "b.nft").write_text("add rule ip t c drop\n")
     (tmp_path / "rules.nft").write_text('include "parts/*.nft"\ntable ip t {\n\tchain c {\n\t\taccept\n\t}\n}\n')
     inner = tmp_path / "inner.nft"
-    inner.write_text('\t\tiif lo accept\n')
+    inner.write_text("\t\tiif lo accept\n")
     (tmp_path / "blocks.nft").write_text(f'table ip u {{\n\tchain c {{\n\t\tinclude "{inner}"\n\t\tdrop\n\t}}\n}}\n')
     main = str(tmp_path / "rules.nft")
     got = map_rule_lines((tmp_path / "rules.nft").read_text(), main)
@@ -100,18 +106,26 @@ def test_includes_are_followed_relative_to_the_file(tmp_path):
     ]
     got = map_rule_lines((tmp_path / "blocks.nft").read_text(), str(tmp_path / "blocks.nft"))
     assert [(x.path, x.line, x.text) for x in got[("ip", "u", "c")]] == [
-        (str(inner), 1, "iif lo accept"), (str(tmp_path / "blocks.nft"), 4, "drop")]
+        (str(inner), 1, "iif lo accept"),
+        (str(tmp_path / "blocks.nft"), 4, "drop"),
+    ]
 
 
 def test_the_2015_nft_list_ruleset_text_is_mapped(corpus_dir):
     path = corpus_dir / "config_ongy_flat_share__2015_aug_nft-ruleset"
     got = map_rule_lines(path.read_text(), str(path))
     assert {k: len(v) for k, v in got.items()} == {
-        ("ip", "nat", "post"): 1, ("ip", "nat", "pre"): 2, ("ip", "filter", "ssh-chain"): 3,
-        ("ip", "filter", "input"): 1, ("ip", "filter", "wgpc"): 11, ("ip", "filter", "wgfilter"): 3,
-        ("ip", "filter", "forward"): 2}
+        ("ip", "nat", "post"): 1,
+        ("ip", "nat", "pre"): 2,
+        ("ip", "filter", "ssh-chain"): 3,
+        ("ip", "filter", "input"): 1,
+        ("ip", "filter", "wgpc"): 11,
+        ("ip", "filter", "wgfilter"): 3,
+        ("ip", "filter", "forward"): 2,
+    }
     assert got[("ip", "filter", "ssh-chain")][0] == RuleLine(
-        str(path), 16, "ip saddr { 10.13.37.0/25, 10.149.107.128} accept")
+        str(path), 16, "ip saddr { 10.13.37.0/25, 10.149.107.128} accept"
+    )
 
 
 def test_a_chain_whose_rule_count_differs_gets_no_lines_rather_than_shifted_ones():
@@ -120,10 +134,11 @@ def test_a_chain_whose_rule_count_differs_gets_no_lines_rather_than_shifted_ones
         return {"rule": {"family": "ip", "table": "t", "chain": chain, "handle": handle, "expr": []}}
 
     doc = {"nftables": [rule("c", 4), rule("d", 5), rule("d", 6)]}
-    lines = {("ip", "t", "c"): [RuleLine("f", 3, "a"), RuleLine("f", 4, "b")],   # 2 found, 1 loaded
-             ("ip", "t", "d"): [RuleLine("f", 7, "x"), RuleLine("f", 8, "y")]}
-    assert place(doc, lines) == {("ip", "t", "d", 5): RuleLine("f", 7, "x"),
-                                 ("ip", "t", "d", 6): RuleLine("f", 8, "y")}
+    lines = {
+        ("ip", "t", "c"): [RuleLine("f", 3, "a"), RuleLine("f", 4, "b")],  # 2 found, 1 loaded
+        ("ip", "t", "d"): [RuleLine("f", 7, "x"), RuleLine("f", 8, "y")],
+    }
+    assert place(doc, lines) == {("ip", "t", "d", 5): RuleLine("f", 7, "x"), ("ip", "t", "d", 6): RuleLine("f", 8, "y")}
 
 
 def test_a_missing_nft_file_is_an_input_error_not_ruleset_text(tmp_path):

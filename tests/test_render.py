@@ -193,10 +193,13 @@ def test_text_leads_with_findings_wrapped_and_plain_when_not_a_terminal(narrow):
 def test_findings_on_one_rule_share_a_block():
     from lbfw.model import Action, Rule
 
-    rule = Rule(matches=(), action=Action("accept"), text="-A INPUT -s 127.0.0.1/32 -j ACCEPT",
-                origin=Origin("f.rules", 4))
-    both = [Finding(check=c, severity=s, message=f"{c} says so.", source="f.rules", line=4, rule=rule)
-            for c, s in (("LB001", "error"), ("LB002", "warning"))]
+    rule = Rule(
+        matches=(), action=Action("accept"), text="-A INPUT -s 127.0.0.1/32 -j ACCEPT", origin=Origin("f.rules", 4)
+    )
+    both = [
+        Finding(check=c, severity=s, message=f"{c} says so.", source="f.rules", line=4, rule=rule)
+        for c, s in (("LB001", "error"), ("LB002", "warning"))
+    ]
     out = text.render_findings(both)
     assert out.count("-A INPUT -s 127.0.0.1/32") == 1
     assert out.splitlines()[0] == "f.rules:4:1: LB001 error + LB002 warning"
@@ -267,8 +270,9 @@ def test_no_control_character_from_a_ruleset_reaches_the_terminal(fmt):
 
     evil = '-A INPUT -m comment --comment "\x1b]0;owned\x07\x1b[2J" -s 127.0.0.1/32 -j ACCEPT'
     rule = Rule(matches=(), action=Action("accept"), text=evil, origin=Origin("f\x1b[31m.rules", 4))
-    f = Finding(check="LB002", severity="warning", message=f"accepts {evil}\r\x9b", source="f\x1b[31m.rules",
-                line=4, rule=rule)
+    f = Finding(
+        check="LB002", severity="warning", message=f"accepts {evil}\r\x9b", source="f\x1b[31m.rules", line=4, rule=rule
+    )
     if fmt == "text":
         out = text.render_findings([f], term=Terminal.plain())
     elif fmt == "concise":
@@ -292,11 +296,21 @@ def test_github_annotations(narrow):
     lines = github.render(findings, results, 47231).splitlines()
     assert lines[0].startswith(f"::error file={ROOT / NARROW},line=6,col=1,title=LB001 loopback-blocked::")
     assert lines[1].startswith("::warning file=") and ",line=9," in lines[1]
-    note = Finding(check="LB003", severity="note", message="50% of it\nand more", source="live:legacy",
-                   table="raw", chain="PREROUTING", index=1, family="ip")
+    note = Finding(
+        check="LB003",
+        severity="note",
+        message="50% of it\nand more",
+        source="live:legacy",
+        table="raw",
+        chain="PREROUTING",
+        index=1,
+        family="ip",
+    )
     # a newline is a control character like any other: shown, never passed on
-    assert github.annotation(note) == ("::notice title=LB003 narrow-loopback-antispoofing::live:legacy ip raw "
-                                       "PREROUTING #1: 50%25 of it\\x0aand more\n")
+    assert github.annotation(note) == (
+        "::notice title=LB003 narrow-loopback-antispoofing::live:legacy ip raw "
+        "PREROUTING #1: 50%25 of it\\x0aand more\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -58,7 +58,8 @@ def test_kube_nft_work_per_flow_does_not_grow_with_the_services(tmp_path):
         assert len(kube.chains) == text.split("table inet host")[0].count("\n\tchain ")
         service_ips = kube.sets["service-ips"]
         assert service_ips.known and len(service_ips.elements) == text.split("map service-ips {", 1)[1].split(
-            "\n\t}", 1)[0].count(": goto ")
+            "\n\t}", 1
+        )[0].count(": goto ")
         per_flow, engine = _evals_per_flow(ruleset)
         work.append((services, ruleset.rule_count(), per_flow))
         # every element of kube-proxy's maps is exact: a lookup looks at none of them one by one
@@ -178,8 +179,16 @@ class _Row:
         self.floor_rss_mb = {"live audit (nftables)": rss}
         self.load_s = {"nft -f": 10.0}
         self.phases = {"analyze_cpu_s": 0.1}
-        self.paired = {"pairs": {"nft -j list ruleset": {"wall": paired_cpu, "cpu": paired_cpu, "runs": 3,
-                                                         "ratios": [[paired_cpu, paired_cpu]] * 3}}}
+        self.paired = {
+            "pairs": {
+                "nft -j list ruleset": {
+                    "wall": paired_cpu,
+                    "cpu": paired_cpu,
+                    "runs": 3,
+                    "ratios": [[paired_cpu, paired_cpu]] * 3,
+                }
+            }
+        }
 
 
 def test_the_issue_17_targets_are_judged_on_the_numbers():
@@ -213,8 +222,13 @@ def _live(text: str, limit: int) -> dict:
     import json
     import subprocess
 
-    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _LIVE], input=json.dumps([text, limit]),
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", _LIVE],
+        input=json.dumps([text, limit]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 

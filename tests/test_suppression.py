@@ -30,14 +30,17 @@ COMMIT
 """
 
 
-@pytest.mark.parametrize("text, ids", [
-    ("keep it. lbfw: ignore LB002, lb003", {"LB002", "LB003"}),
-    ("lbfw: ignore", {"ALL"}),
-    ("# lbfw: ignore all", {"ALL"}),
-    ("LBFW:IGNORE LB002", {"LB002"}),
-    ("nothing here", set()),
-    ("", set()),
-])
+@pytest.mark.parametrize(
+    "text, ids",
+    [
+        ("keep it. lbfw: ignore LB002, lb003", {"LB002", "LB003"}),
+        ("lbfw: ignore", {"ALL"}),
+        ("# lbfw: ignore all", {"ALL"}),
+        ("LBFW:IGNORE LB002", {"LB002"}),
+        ("nothing here", set()),
+        ("", set()),
+    ],
+)
 def test_one_grammar(text, ids):
     assert ignored_ids(text) == ids
     assert suppresses(ignored_ids("lbfw: ignore"), "LB002")
@@ -52,17 +55,29 @@ def _narrow_findings(tmp_path, name, text) -> list:
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("above, suppressed", [
-    ("# lbfw: ignore", True), ("# lbfw: ignore LB002", True), ("# lbfw: ignore LB003", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "above, suppressed",
+    [
+        ("# lbfw: ignore", True),
+        ("# lbfw: ignore LB002", True),
+        ("# lbfw: ignore LB003", False),
+        ("", False),
+    ],
+)
 def test_comment_line_above_an_nft_rule(tmp_path, above, suppressed):
     found = _narrow_findings(tmp_path, "host.nft", NFT.format(above=above))
     assert ("LB002" not in found) == suppressed, found
 
 
-@pytest.mark.parametrize("above, suppressed", [
-    ("# lbfw: ignore", True), ("# lbfw: ignore LB002", True), ("# lbfw: ignore LB003", False), ("", False),
-])
+@pytest.mark.parametrize(
+    "above, suppressed",
+    [
+        ("# lbfw: ignore", True),
+        ("# lbfw: ignore LB002", True),
+        ("# lbfw: ignore LB003", False),
+        ("", False),
+    ],
+)
 def test_comment_line_above_an_iptables_rule(tmp_path, above, suppressed):
     found = _narrow_findings(tmp_path, "host.rules", IPT.format(above=above).replace("\n\n", "\n"))
     assert ("LB002" not in found) == suppressed, found

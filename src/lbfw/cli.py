@@ -141,12 +141,17 @@ def _run(module: str, **kwargs) -> None:
 def audit(
     sources: Optional[list[str]] = Sources,
     format: AuditFormat = typer.Option(
-        AuditFormat.text, "--format", "-f", help="text for people, concise (one line a finding), github "
-        "(workflow annotations), json, sarif (code scanning)."
+        AuditFormat.text,
+        "--format",
+        "-f",
+        help="text for people, concise (one line a finding), github "
+        "(workflow annotations), json, sarif (code scanning).",
     ),
     fail_on: Optional[FailOn] = typer.Option(
-        None, "--fail-on", help="Exit 1 when a finding is at or above this severity [default: warning, or the "
-        "configuration's fail-on].", show_default=False
+        None,
+        "--fail-on",
+        help="Exit 1 when a finding is at or above this severity [default: warning, or the configuration's fail-on].",
+        show_default=False,
     ),
     select: Optional[str] = typer.Option(None, "--select", metavar="IDS", help="Run only these checks: LB001,LB002."),
     ignore: Optional[str] = typer.Option(None, "--ignore", metavar="IDS", help="Never report these checks: LB006."),
@@ -154,8 +159,11 @@ def audit(
     statistics: bool = typer.Option(False, "--statistics", help="How many findings of each check, nothing else."),
     flows: bool = typer.Option(False, "--flows", help="Also show every flow's verdict (clients x servers)."),
     config: Optional[str] = typer.Option(
-        None, "--config", metavar="PATH", help="TOML configuration [default: $LBFW_CONFIG, else "
-        "/etc/lbfw/lbfw.toml if present].", show_default=False
+        None,
+        "--config",
+        metavar="PATH",
+        help="TOML configuration [default: $LBFW_CONFIG, else /etc/lbfw/lbfw.toml if present].",
+        show_default=False,
     ),
     input_format: InputFormat = InputFormatOption,
     reader: Reader = ReaderOption,
@@ -235,7 +243,9 @@ def fix(
         Style.interface, "--style", help='interface (-i lo / iif "lo") or range (127.0.0.0/8).'
     ),
     backup_dir: Optional[str] = typer.Option(
-        None, "--backup-dir", metavar="DIR",
+        None,
+        "--backup-dir",
+        metavar="DIR",
         help="Where live backups go (default: $LBFW_BACKUP_DIR, else /var/lib/lbfw/backups).",
     ),
     confirm_timeout: int = typer.Option(
@@ -275,7 +285,10 @@ def fix(
 def rollback(
     backup_id: Optional[str] = typer.Argument(None, metavar="[ID]", help="The backup (default: the newest)."),
     backup_dir: Optional[str] = typer.Option(
-        None, "--backup-dir", metavar="DIR", help="Where live backups are (default: $LBFW_BACKUP_DIR, else /var/lib/lbfw/backups)."
+        None,
+        "--backup-dir",
+        metavar="DIR",
+        help="Where live backups are (default: $LBFW_BACKUP_DIR, else /var/lib/lbfw/backups).",
     ),
     list_backups: bool = typer.Option(False, "--list", help="List the backups."),
     whole_tables: bool = typer.Option(
@@ -330,19 +343,34 @@ def doctor(
     emit_launchd: bool = typer.Option(False, "--emit-launchd", help="Print a macOS LaunchDaemon for the aliases."),
 ) -> None:
     """Is this host ready for services on 127/8 addresses? Read-only; exit 1 at or above --fail-on."""
-    _run("doctor", plan=plan, to=to or [], from_=from_, user=user, connections=connections, format=format,
-         fail_on=fail_on, emit_launchd=emit_launchd)
+    _run(
+        "doctor",
+        plan=plan,
+        to=to or [],
+        from_=from_,
+        user=user,
+        connections=connections,
+        format=format,
+        fail_on=fail_on,
+        emit_launchd=emit_launchd,
+    )
 
 
 @app.command()
 def report(
-    paths: list[str] = typer.Argument(..., metavar="DIR|FILE",
-                                      help="Per-host `lbfw audit --format json` files (HOST.json), doctor JSON "
-                                           "(HOST.doctor.json), not-audited markers, or directories of them."),
+    paths: list[str] = typer.Argument(
+        ...,
+        metavar="DIR|FILE",
+        help="Per-host `lbfw audit --format json` files (HOST.json), doctor JSON "
+        "(HOST.doctor.json), not-audited markers, or directories of them.",
+    ),
     format: str = typer.Option("text", "--format", "-f", help="text | json | sarif | html"),
-    fail_on: str = typer.Option("warning", "--fail-on",
-                                help="Exit 1 when a host has a finding at or above: error | warning | note | never "
-                                     "(a host not audited fails too, except with never)."),
+    fail_on: str = typer.Option(
+        "warning",
+        "--fail-on",
+        help="Exit 1 when a host has a finding at or above: error | warning | note | never "
+        "(a host not audited fails too, except with never).",
+    ),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write the report to this file."),
 ) -> None:
     """Merge many hosts' audit JSON into one fleet report."""

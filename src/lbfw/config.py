@@ -48,7 +48,7 @@ class Config:
     ignore: frozenset[str] = frozenset()
     fail_on: Optional[str] = None
     flows: tuple[Flow, ...] = ()
-    per_path_ignores: tuple[tuple[str, frozenset[str]], ...] = ()    # (pattern, ids)
+    per_path_ignores: tuple[tuple[str, frozenset[str]], ...] = ()  # (pattern, ids)
     lines: dict[str, int] = field(default_factory=dict, compare=False)
 
     def ignored_at(self, source: Optional[str]) -> frozenset[str]:
@@ -66,8 +66,9 @@ class Config:
         return finding.check not in self.ignore and finding.check not in self.ignored_at(finding.source)
 
 
-def check_ids(values: Iterable[object], what: str, path: Optional[str] = None,
-              line: Optional[int] = None) -> frozenset[str]:
+def check_ids(
+    values: Iterable[object], what: str, path: Optional[str] = None, line: Optional[int] = None
+) -> frozenset[str]:
     """Upper-cased check ids, each one a known check (else an error naming the known ones)."""
     from .checks import BY_ID
 
@@ -161,8 +162,15 @@ def load(option: Optional[str] = None) -> Config:
         if not isinstance(ids, list) or not all(isinstance(v, str) for v in ids):
             raise bad(pattern, "expected a list of check ids")
         ignores.append((pattern, check_ids(ids, f"per-path-ignores {pattern!r}", path, lines.get(pattern))))
-    return Config(path=path, select=id_list("select"), ignore=id_list("ignore") or frozenset(), fail_on=fail_on,
-                  flows=tuple(parsed), per_path_ignores=tuple(ignores), lines=lines)
+    return Config(
+        path=path,
+        select=id_list("select"),
+        ignore=id_list("ignore") or frozenset(),
+        fail_on=fail_on,
+        flows=tuple(parsed),
+        per_path_ignores=tuple(ignores),
+        lines=lines,
+    )
 
 
 def with_options(config: Config, select: Optional[str], ignore: Optional[str], fail_on: Optional[str]) -> Config:

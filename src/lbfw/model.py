@@ -105,8 +105,7 @@ IPTABLES_PRIORITY: dict[str, Union[int, dict[str, int]]] = {
     "filter": 0,
     "security": 50,
 }
-IPTABLES_CHAIN_TYPE = {"raw": "filter", "mangle": "route", "nat": "nat", "filter": "filter",
-                       "security": "filter"}
+IPTABLES_CHAIN_TYPE = {"raw": "filter", "mangle": "route", "nat": "nat", "filter": "filter", "security": "filter"}
 IPTABLES_HOOK_OF_CHAIN = {
     "PREROUTING": "prerouting",
     "INPUT": "input",
@@ -121,33 +120,60 @@ TERMINAL_DROP = "drop"
 TERMINAL_REJECT = "reject"
 
 ACTION_KINDS = (
-    "accept",      # ends this base chain, packet continues to the next base chain / hook
-    "drop",        # ends the packet
-    "reject",      # ends the packet (with an ICMP/RST)
-    "jump",        # target = chain name
-    "goto",        # target = chain name
+    "accept",  # ends this base chain, packet continues to the next base chain / hook
+    "drop",  # ends the packet
+    "reject",  # ends the packet (with an ICMP/RST)
+    "jump",  # target = chain name
+    "goto",  # target = chain name
     "return",
-    "continue",    # non-terminating target or no verdict (LOG, MARK, counter, ...)
-    "dnat",        # to_addr / to_port
-    "redirect",    # to_port (destination becomes the primary address of the in-interface / 127.0.0.1)
+    "continue",  # non-terminating target or no verdict (LOG, MARK, counter, ...)
+    "dnat",  # to_addr / to_port
+    "redirect",  # to_port (destination becomes the primary address of the in-interface / 127.0.0.1)
     "snat",
     "masquerade",
-    "notrack",     # raw -j CT --notrack / -j NOTRACK / nft notrack
-    "queue",       # NFQUEUE: decided by userspace -> unknown
-    "vmap",        # nft verdict map: see Action.vmap
-    "unknown",     # a target the model cannot follow: the engine reports unknown
+    "notrack",  # raw -j CT --notrack / -j NOTRACK / nft notrack
+    "queue",  # NFQUEUE: decided by userspace -> unknown
+    "vmap",  # nft verdict map: see Action.vmap
+    "unknown",  # a target the model cannot follow: the engine reports unknown
 )
 
 
 # iptables targets that never end a packet's walk through its chain (they log, count, mark,
 # rewrite a header field lbfw does not follow ...): a rule with one is a "continue". The reader
 # builds such rules as "continue" and the engine treats an unresolved target of this name alike.
-NON_ENDING_TARGETS = frozenset((
-    "LOG", "NFLOG", "ULOG", "TRACE", "CONNMARK", "TCPMSS", "CLASSIFY", "DSCP", "TOS", "TTL", "HL",
-    "CHECKSUM", "AUDIT", "SET", "CONNSECMARK", "SECMARK", "ECN", "TCPOPTSTRIP", "IDLETIMER", "LED",
-    "RATEEST", "TEE", "NFACCT", "HMARK", "NETMAP_LOG", "COUNTER", "SYNPROXY_LOG", "TPROXY_LOG",
-    "CONNMARK_SAVE",
-))
+NON_ENDING_TARGETS = frozenset(
+    (
+        "LOG",
+        "NFLOG",
+        "ULOG",
+        "TRACE",
+        "CONNMARK",
+        "TCPMSS",
+        "CLASSIFY",
+        "DSCP",
+        "TOS",
+        "TTL",
+        "HL",
+        "CHECKSUM",
+        "AUDIT",
+        "SET",
+        "CONNSECMARK",
+        "SECMARK",
+        "ECN",
+        "TCPOPTSTRIP",
+        "IDLETIMER",
+        "LED",
+        "RATEEST",
+        "TEE",
+        "NFACCT",
+        "HMARK",
+        "NETMAP_LOG",
+        "COUNTER",
+        "SYNPROXY_LOG",
+        "TPROXY_LOG",
+        "CONNMARK_SAVE",
+    )
+)
 
 
 # Every field a reader may emit in a Match that is not opaque -> what its values are (the
@@ -177,13 +203,13 @@ FIELDS = {
     "recent": '((list name, command),): iptables -m recent; command "set" "rcheck" "update" "remove"',
     "icmp.type": "(lo, hi) ranges of ICMP types (iptables --icmp-type any: no icmp.type match at all)",
     "icmp.code": "(lo, hi) ranges of ICMP codes (iptables `! --icmp-type T/C`: one negated concatenation "
-                 "(icmp.type, icmp.code), since `!` negates type and code together)",
+    "(icmp.type, icmp.code), since `!` negates type and code together)",
     "icmpv6.type": "(lo, hi) ranges of ICMPv6 types",
     "icmpv6.code": "(lo, hi) ranges of ICMPv6 codes",
     "ip.ttl": "(lo, hi) ranges of the IPv4 TTL",
     "ip6.hoplimit": "(lo, hi) ranges of the IPv6 hop limit",
     "ip.length": "(lo, hi) ranges of the layer-3 length (IP header + payload; iptables -m length, nft ip length; "
-                 "ip6tables -m length too: the kernel adds the 40-byte IPv6 header)",
+    "ip6tables -m length too: the kernel adds the 40-byte IPv6 header)",
     "ip6.length": "(lo, hi) ranges of the IPv6 payload length (nft ip6 length)",
     "meta.length": "(lo, hi) ranges of the packet length as nft meta length sees it",
     "ip.dscp": "(lo, hi) ranges of the DSCP (0-63), IPv4",
@@ -194,7 +220,7 @@ FIELDS = {
     "ip.fragment": "(True,): the packet is a non-first fragment (iptables -f, nft ip frag-off & 0x1fff != 0)",
     "ip.morefragments": "(True,): the IPv4 more-fragments bit is set (nft ip frag-off & 0x2000 != 0)",
     "meta.pkttype": '"host" "broadcast" "multicast" "other"; iptables also "outgoing" "loopback" (never met: '
-                    'xt_pkttype reports a loopback packet as host/multicast/broadcast)',
+    "xt_pkttype reports a loopback packet as host/multicast/broadcast)",
     "meta.iiftype": 'input interface types as nft names them: "loopback" "ether" ...',
     "meta.oiftype": 'output interface types as nft names them: "loopback" "ether" ...',
     "meta.iifgroup": "(lo, hi) ranges of the input device group (& Match.mask)",
@@ -217,6 +243,7 @@ FIELDS = {
 
 
 # --------------------------------------------------------------------------- where things came from
+
 
 @dataclass(frozen=True, slots=True)
 class Origin:
@@ -247,6 +274,7 @@ class Origin:
 # --------------------------------------------------------------------------- matches and actions
 
 Range = tuple[int, int]  # (lo, hi) inclusive integers
+
 
 @dataclass(frozen=True, slots=True)
 class Match:
@@ -313,6 +341,7 @@ class Action:
 
 
 # --------------------------------------------------------------------------- rules, chains, tables
+
 
 @dataclass(slots=True)
 class Rule:
@@ -448,7 +477,7 @@ class Table:
 class HostFacts:
     """What the live host says about loopback (None where not read)."""
 
-    lo_addrs: tuple[str, ...] = ()   # ("127.0.0.1/8", "::1/128")
+    lo_addrs: tuple[str, ...] = ()  # ("127.0.0.1/8", "::1/128")
     local_127_route: Optional[bool] = None
     route_localnet: dict[str, int] = field(default_factory=dict)  # {"all": 0, "default": 0, "eth0": 1}
     interfaces: tuple[str, ...] = ()
@@ -460,8 +489,8 @@ class HostFacts:
 class SourceInfo:
     """What one source contributed: for `lbfw audit --format json`'s listing."""
 
-    source: str                     # path as given, "-", or "live:<backend>"
-    format: str                     # iptables-save | ip6tables-save | nft | nft-json | live
+    source: str  # path as given, "-", or "live:<backend>"
+    format: str  # iptables-save | ip6tables-save | nft | nft-json | live
     tables: int = 0
     chains: int = 0
     rules: int = 0

@@ -104,9 +104,17 @@ def verify_results(sources: Sequence[str], results: Sequence[FlowResult], stdin_
             flows.append(r.flow)
     if sources:
         # standard input and pipes were read once (lbfw.read.source_bytes): the sandbox gets their text
-        loadable = [sandbox.RulesetText(s, stdin_text if s == "-" and stdin_text is not None else
-                                        source_bytes(s).decode("utf-8", errors="replace").lstrip("\ufeff"))
-                    if s == "-" or not _regular(s) else s for s in sources]
+        loadable = [
+            sandbox.RulesetText(
+                s,
+                stdin_text
+                if s == "-" and stdin_text is not None
+                else source_bytes(s).decode("utf-8", errors="replace").lstrip("\ufeff"),
+            )
+            if s == "-" or not _regular(s)
+            else s
+            for s in sources
+        ]
         observed = sandbox.observe_files(loadable, flows)
     else:
         observed = sandbox.verify_live(flows)

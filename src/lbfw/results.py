@@ -16,7 +16,7 @@ REDIRECTED = "redirected"
 VERDICTS = (DELIVERED, BLOCKED, UNKNOWN, REDIRECTED)
 
 SEVERITIES = ("error", "warning", "note")
-PROBE_UID = PROBE_GID = 0   # who the verify probes' clients run as when a flow names no user
+PROBE_UID = PROBE_GID = 0  # who the verify probes' clients run as when a flow names no user
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +26,7 @@ class Flow:
     or a number); ``uid``/``gid`` what it resolved to (None: not known, e.g. a name the host
     running lbfw does not have). No user: owner matches are answered per user (FlowResult.by_user)."""
 
-    proto: str            # "tcp" | "udp"
+    proto: str  # "tcp" | "udp"
     server: str
     port: int
     client: Optional[str] = None
@@ -58,7 +58,7 @@ class Step:
     table: str
     family: str
     chain: str
-    verdict: str          # accept | drop | reject | policy-accept | policy-drop | unknown | jump ...
+    verdict: str  # accept | drop | reject | policy-accept | policy-drop | unknown | jump ...
     rule: Optional[Rule] = None
     origin: Optional[Origin] = None
     note: str = ""
@@ -68,11 +68,11 @@ class Step:
 class UserVerdict:
     """A user the owner matches single out, and the flow's verdict for that user."""
 
-    who: str                      # "uid 106 (debian-tor)", "gid 50"
+    who: str  # "uid 106 (debian-tor)", "gid 50"
     uid: Optional[int]
     gid: Optional[int]
-    verdict: str                  # the verdict in words (FlowResult.describe of that user's result)
-    outcome: str                  # DELIVERED | BLOCKED | UNKNOWN | REDIRECTED
+    verdict: str  # the verdict in words (FlowResult.describe of that user's result)
+    outcome: str  # DELIVERED | BLOCKED | UNKNOWN | REDIRECTED
 
 
 @dataclass(slots=True)
@@ -80,16 +80,16 @@ class FlowResult:
     """The engine's answer for one flow."""
 
     flow: Flow
-    verdict: str                                 # DELIVERED | BLOCKED | UNKNOWN | REDIRECTED
-    steps: list[Step] = field(default_factory=list)    # the path, in order
-    deciding: Optional[Step] = None              # the rule or policy that blocked, if blocked
-    unknown: tuple[str, ...] = ()                # texts of the matches/targets that could not be decided
-    client_addr: Optional[str] = None            # the source address the kernel uses
-    redirected_to: Optional[str] = None          # REDIRECTED: "ADDR:PORT" the destination NAT chose
+    verdict: str  # DELIVERED | BLOCKED | UNKNOWN | REDIRECTED
+    steps: list[Step] = field(default_factory=list)  # the path, in order
+    deciding: Optional[Step] = None  # the rule or policy that blocked, if blocked
+    unknown: tuple[str, ...] = ()  # texts of the matches/targets that could not be decided
+    client_addr: Optional[str] = None  # the source address the kernel uses
+    redirected_to: Optional[str] = None  # REDIRECTED: "ADDR:PORT" the destination NAT chose
     # The flow named no user and owner matches decide it: UserVerdicts for the users the rules name
     # whose verdict differs from ``verdict``, which is then the answer for every other user.
     by_user: tuple[UserVerdict, ...] = ()
-    caveats: tuple[str, ...] = ()                # runtime assumptions the verdict rests on, in words
+    caveats: tuple[str, ...] = ()  # runtime assumptions the verdict rests on, in words
 
     def describe(self) -> str:
         """The verdict in words: "delivered for uid 106, blocked for others", "redirected to 127.0.0.1:5354"."""
@@ -125,7 +125,9 @@ class FlowResult:
         if self.deciding is not None:
             o = self.deciding.origin
             data["decided_by"] = {
-                "hook": self.deciding.hook, "table": self.deciding.table, "chain": self.deciding.chain,
+                "hook": self.deciding.hook,
+                "table": self.deciding.table,
+                "chain": self.deciding.chain,
                 "verdict": self.deciding.verdict,
                 "rule": self.deciding.rule.text if self.deciding.rule is not None else None,
                 "where": o.where() if o is not None else None,
@@ -136,8 +138,7 @@ class FlowResult:
         if self.redirected_to is not None:
             data["redirected_to"] = self.redirected_to
         if self.by_user:
-            data["by_user"] = [{"user": e.who, "uid": e.uid, "gid": e.gid, "verdict": e.verdict}
-                               for e in self.by_user]
+            data["by_user"] = [{"user": e.who, "uid": e.uid, "gid": e.gid, "verdict": e.verdict} for e in self.by_user]
         if self.caveats:
             data["caveats"] = list(self.caveats)
         return data
@@ -159,7 +160,7 @@ class Finding:
     index: Optional[int] = None
     rule: Optional[Rule] = None
     flows: list[Flow] = field(default_factory=list)
-    owner: Optional[str] = None                  # docker | kube-proxy | ufw | firewalld | fail2ban | fw4
+    owner: Optional[str] = None  # docker | kube-proxy | ufw | firewalld | fail2ban | fw4
     family: Optional[str] = None
     backend: Optional[str] = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -447,8 +447,15 @@ def measure_floor(row: Row, runs: int, iptc: bool, live: bool) -> None:
                 if live:
                     _time_tool(row, ns, "live audit (nftables)", lbfw_argv() + LIVE_AUDIT, runs, ok=(0, 1))
                     if inp.name in bench_nft.NFT_INPUTS:
-                        bench_nft.pair(row, ns, runs, "nft -j list ruleset", ["nft", "-j", "list", "ruleset"],
-                                       lbfw_argv() + LIVE_AUDIT, (run_timed, run_measured))
+                        bench_nft.pair(
+                            row,
+                            ns,
+                            runs,
+                            "nft -j list ruleset",
+                            ["nft", "-j", "list", "ruleset"],
+                            lbfw_argv() + LIVE_AUDIT,
+                            (run_timed, run_measured),
+                        )
             return
         # iptables: legacy first, then the same dump through iptables-nft (both stay loaded:
         # neither backend's dump sees the other's tables)
@@ -472,8 +479,15 @@ def measure_floor(row: Row, runs: int, iptc: bool, live: bool) -> None:
             if live:
                 _time_tool(row, ns, "live audit (iptables-nft)", lbfw_argv() + LIVE_AUDIT, slow_runs, ok=(0, 1))
                 if inp.name == TARGET_INPUT:
-                    bench_nft.pair(row, ns, runs, "iptables-nft-save", ["iptables-nft-save"], lbfw_argv() + LIVE_AUDIT,
-                                   (run_timed, run_measured))
+                    bench_nft.pair(
+                        row,
+                        ns,
+                        runs,
+                        "iptables-nft-save",
+                        ["iptables-nft-save"],
+                        lbfw_argv() + LIVE_AUDIT,
+                        (run_timed, run_measured),
+                    )
             _time_tool(
                 row, ns, "nft -j list ruleset", ["nft", "-j", "list", "ruleset"], slow_runs, timeout=SLOW_TOOL_TIMEOUT
             )
@@ -1170,7 +1184,8 @@ def main(argv=None) -> int:
         "--only",
         default="",
         help="comma-separated input names (tiny-3,kube-10k,kube-35k,kube-140k,filter-5k,chair-5556,nft-100k-set,"
-        + ",".join(bench_nft.NFT_INPUTS) + ")",
+        + ",".join(bench_nft.NFT_INPUTS)
+        + ")",
     )
     parser.add_argument("--write", metavar="PATH", help="write the Markdown report there")
     parser.add_argument("--no-floor", action="store_true", help="skip the kernel measurements")

@@ -119,9 +119,16 @@ def render_section(rows: list, runs: int) -> list:
         floor_cpu = (js.cpu + load) if js is not None and js.cpu is not None and load else None
         live_mb = row.floor_rss_mb.get("live audit (nftables)")
         cells = [
-            row.inp.name, f"{row.inp.rules:,}", "n/a" if load is None else f"{load:.3f}", _cell(js, runs),
-            _cell(f.get("nft list ruleset"), runs), row.audit.cell(runs), _mb(row.audit_rss_mb),
-            _x(_ratio(row.audit.cpu, floor_cpu)), _cell(live, runs), _mb(live_mb),
+            row.inp.name,
+            f"{row.inp.rules:,}",
+            "n/a" if load is None else f"{load:.3f}",
+            _cell(js, runs),
+            _cell(f.get("nft list ruleset"), runs),
+            row.audit.cell(runs),
+            _mb(row.audit_rss_mb),
+            _x(_ratio(row.audit.cpu, floor_cpu)),
+            _cell(live, runs),
+            _mb(live_mb),
             _x(_ratio(live.cpu if live else None, js.cpu if js else None)),
         ]
         out.append("| " + " | ".join(cells) + " |")
@@ -140,8 +147,13 @@ def render_section(rows: list, runs: int) -> list:
     out += _reading(mine)
     phases = [row for row in mine if row.phases]
     if phases:
-        out += ["", "lbfw's phases on these files (CPU s; read includes the `nft -f` in the throwaway namespace):", "",
-                "| input | read | analyze | checks | rule evaluations | findings |", "|---|---:|---:|---:|---:|---:|"]
+        out += [
+            "",
+            "lbfw's phases on these files (CPU s; read includes the `nft -f` in the throwaway namespace):",
+            "",
+            "| input | read | analyze | checks | rule evaluations | findings |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for row in phases:
             p = row.phases
             out.append(
@@ -167,23 +179,35 @@ def _reading(mine: list) -> list:
         a, b = kube[0], kube[-1]
         grow = b.load_s["nft -f"] / a.load_s["nft -f"]
         la, lb = a.load_s["nft -f"], b.load_s["nft -f"]
-        out.append(f"- `nft -f` grows faster than the ruleset: {la:.1f} s -> {lb:.1f} s "
-                   f"for {b.inp.rules / a.inp.rules:.1f}x the rules ({grow:.0f}x), nearly all of it kernel time; "
-                   "a file audit pays one such load, so its floor is `nft -f` + a listing, not the listing alone.")
+        out.append(
+            f"- `nft -f` grows faster than the ruleset: {la:.1f} s -> {lb:.1f} s "
+            f"for {b.inp.rules / a.inp.rules:.1f}x the rules ({grow:.0f}x), nearly all of it kernel time; "
+            "a file audit pays one such load, so its floor is `nft -f` + a listing, not the listing alone."
+        )
     for row in mine:
         full, one = row.floor.get("nft -j list ruleset"), None
         for label, t in row.floor.items():
             if label.startswith("nft -j list chain ("):
                 one = (label, t)
         if full is not None and one is not None and full.cpu and one[1].cpu is not None and row.inp.rules > 40_000:
-            out.append(f"- {row.inp.name}: `{one[0]}` costs {one[1].cpu:.1f} s CPU of the whole listing's "
-                       f"{full.cpu:.1f} s: libnftables 1.0.6 fetches every rule of the table for any listing, so "
-                       "reading only the chains loopback packets traverse saves little through it (and every "
-                       "service chain is reachable from nat-output through `@service-ips` anyway).")
-        if full is not None and one is not None and full.cpu and row.inp.name.startswith("nft-ban") \
-                and one[1].cpu is not None and one[1].cpu > 0.3 * full.cpu:
-            out.append(f"- {row.inp.name}: `{one[0]}` (13 rules) costs {one[1].cpu:.1f} s CPU of {full.cpu:.1f} s: "
-                       "the set's elements are fetched for any listing of the table, terse or not.")
+            out.append(
+                f"- {row.inp.name}: `{one[0]}` costs {one[1].cpu:.1f} s CPU of the whole listing's "
+                f"{full.cpu:.1f} s: libnftables 1.0.6 fetches every rule of the table for any listing, so "
+                "reading only the chains loopback packets traverse saves little through it (and every "
+                "service chain is reachable from nat-output through `@service-ips` anyway)."
+            )
+        if (
+            full is not None
+            and one is not None
+            and full.cpu
+            and row.inp.name.startswith("nft-ban")
+            and one[1].cpu is not None
+            and one[1].cpu > 0.3 * full.cpu
+        ):
+            out.append(
+                f"- {row.inp.name}: `{one[0]}` (13 rules) costs {one[1].cpu:.1f} s CPU of {full.cpu:.1f} s: "
+                "the set's elements are fetched for any listing of the table, terse or not."
+            )
     return ["", *out] if out else []
 
 
@@ -205,16 +229,21 @@ def render_targets(rows: list, runs: int) -> list:
         p = row.paired.get("pairs", {}).get("nft -j list ruleset")
         if p:
             each = ", ".join(f"{w:.1f}x/{c:.1f}x" for w, c in p["ratios"])
-            add(f"{name}: live `lbfw audit` within {TARGET_VS_JSON:.0f}x `nft -j list ruleset`",
+            add(
+                f"{name}: live `lbfw audit` within {TARGET_VS_JSON:.0f}x `nft -j list ruleset`",
                 f"{p['runs']} back-to-back pairs: median wall {p['wall']:.1f}x, CPU {p['cpu']:.1f}x "
                 f"(wall/CPU each: {each}); "
-                f"medians: live {_cell(live, runs)} s, nft -j {_cell(js, runs)} s", _pair_verdict(p, TARGET_VS_JSON))
+                f"medians: live {_cell(live, runs)} s, nft -j {_cell(js, runs)} s",
+                _pair_verdict(p, TARGET_VS_JSON),
+            )
         load = row.load_s.get("nft -f")
         if js is not None and js.cpu is not None and row.audit.cpu is not None:
-            add(f"{name}: file `lbfw audit` within {TARGET_VS_JSON:.0f}x `nft -j list ruleset`",
+            add(
+                f"{name}: file `lbfw audit` within {TARGET_VS_JSON:.0f}x `nft -j list ruleset`",
                 f"CPU {row.audit.cpu:.3f} s / {js.cpu:.3f} s = {_x(_ratio(row.audit.cpu, js.cpu))}; the file must be "
                 f"loaded first (`nft -f` {load if load else float('nan'):.1f} s wall)",
-                _ratio(row.audit.cpu, js.cpu) <= TARGET_VS_JSON)
+                _ratio(row.audit.cpu, js.cpu) <= TARGET_VS_JSON,
+            )
         for label, mb in (("file", row.audit_rss_mb), ("live", row.floor_rss_mb.get("live audit (nftables)"))):
             if mb is not None:
                 add(f"{name}: {label} audit peak memory under {rss_limit:.0f} MB", f"{mb:.0f} MB", mb < rss_limit)
@@ -224,26 +253,39 @@ def render_targets(rows: list, runs: int) -> list:
         for label, a, b in (
             ("file audit CPU", small.audit.cpu, big.audit.cpu),
             ("analyze CPU", small.phases.get("analyze_cpu_s"), big.phases.get("analyze_cpu_s")),
-            ("live audit CPU", getattr(small.floor.get("live audit (nftables)"), "cpu", None),
-             getattr(big.floor.get("live audit (nftables)"), "cpu", None)),
-            ("nft -j list ruleset CPU (the floor itself)", getattr(small.floor.get("nft -j list ruleset"), "cpu", None),
-             getattr(big.floor.get("nft -j list ruleset"), "cpu", None)),
+            (
+                "live audit CPU",
+                getattr(small.floor.get("live audit (nftables)"), "cpu", None),
+                getattr(big.floor.get("live audit (nftables)"), "cpu", None),
+            ),
+            (
+                "nft -j list ruleset CPU (the floor itself)",
+                getattr(small.floor.get("nft -j list ruleset"), "cpu", None),
+                getattr(big.floor.get("nft -j list ruleset"), "cpu", None),
+            ),
         ):
             lin = _ratio(_ratio(b, a), rr)
-            add(f"linear kube-nft 1k -> 10k, {label}: (time ratio / rule ratio) <= {TARGET_LINEARITY}",
+            add(
+                f"linear kube-nft 1k -> 10k, {label}: (time ratio / rule ratio) <= {TARGET_LINEARITY}",
                 "n/a" if lin is None else f"{a:.3f} s -> {b:.3f} s for {rr:.2f}x the rules: {lin:.2f}",
-                None if lin is None else lin <= TARGET_LINEARITY)
+                None if lin is None else lin <= TARGET_LINEARITY,
+            )
     big140 = by.get("kube-140k")
     if big140:
         p = big140.paired.get("pairs", {}).get("iptables-nft-save")
         if p:
-            add("the live 140k iptables-nft audit within 2x `iptables-nft-save`",
+            add(
+                "the live 140k iptables-nft audit within 2x `iptables-nft-save`",
                 f"{p['runs']} back-to-back pairs: median wall {p['wall']:.1f}x, CPU {p['cpu']:.1f}x",
-                _pair_verdict(p, 2.0))
+                _pair_verdict(p, 2.0),
+            )
         legacy = big140.paired
         if legacy.get("wall") is not None:
-            add("the 140k iptables audit within 2x `iptables-legacy-save` (pairs)",
-                f"median wall {legacy['wall']:.1f}x, CPU {legacy['cpu']:.1f}x", _pair_verdict(legacy, 2.0))
+            add(
+                "the 140k iptables audit within 2x `iptables-legacy-save` (pairs)",
+                f"median wall {legacy['wall']:.1f}x, CPU {legacy['cpu']:.1f}x",
+                _pair_verdict(legacy, 2.0),
+            )
     if not out:
         return []
     return ["", "## Targets (issue 17)", "", "| target | measured | met? |", "|---|---|---|"] + out

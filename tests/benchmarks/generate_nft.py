@@ -56,8 +56,14 @@ class _KubeTable:
     def __init__(self) -> None:
         self.chains: dict[str, list[str]] = {}
         self.elements: dict[str, list[str]] = {
-            m: [] for m in ("service-ips", "service-nodeports", "no-endpoint-services", "no-endpoint-nodeports",
-                            "firewall-ips")
+            m: []
+            for m in (
+                "service-ips",
+                "service-nodeports",
+                "no-endpoint-services",
+                "no-endpoint-nodeports",
+                "firewall-ips",
+            )
         }
         self.affinity: list[tuple[str, int]] = []
 
@@ -77,12 +83,13 @@ def kube_nft(services: int, seed: int = DEFAULT_SEED) -> str:
     t.rule("masquerading", f"mark set mark xor {_MASQ_MARK}")
     t.rule("masquerading", "masquerade fully-random")
     t.rule("endpoints-check", "ip daddr . meta l4proto . th dport vmap @no-endpoint-services")
-    t.rule("endpoints-check", "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
-                              "vmap @no-endpoint-nodeports")
+    t.rule(
+        "endpoints-check",
+        "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @no-endpoint-nodeports",
+    )
     t.rule("firewall-check", "ip daddr . meta l4proto . th dport vmap @firewall-ips")
     t.rule("services", "ip daddr . meta l4proto . th dport vmap @service-ips")
-    t.rule("services", "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
-                       "vmap @service-nodeports")
+    t.rule("services", "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @service-nodeports")
     t.chains["reject-chain"] = ["reject"]
     next_pod = 2
     node_port = 30000
@@ -108,20 +115,23 @@ def kube_nft(services: int, seed: int = DEFAULT_SEED) -> str:
         lb_ip = _ip(0xC6336400 + i) if kind >= 0.9 else None  # 198.51.100.0/22-ish VIPs
         key = f"{cluster_ip} . {proto} . {port}"
         if not eps:
-            t.elements["no-endpoint-services"].append(f'{key} comment "{ns}/svc-{i:05d}:{port_name}" '
-                                                     f": goto reject-chain")
+            t.elements["no-endpoint-services"].append(
+                f'{key} comment "{ns}/svc-{i:05d}:{port_name}" : goto reject-chain'
+            )
             if nodeport is not None:
                 t.elements["no-endpoint-nodeports"].append(f"{proto} . {nodeport} : goto reject-chain")
             continue
         svc_chain = _chain("service-", name)
         ext_chain = _chain("external-", name)
         t.elements["service-ips"].append(f"{key} : goto {svc_chain}")
-        t.rule(svc_chain, f"ip daddr {cluster_ip} {proto} dport {port} ip saddr != {_CLUSTER_CIDR} "
-                          "jump mark-for-masquerade")
+        t.rule(
+            svc_chain,
+            f"ip daddr {cluster_ip} {proto} dport {port} ip saddr != {_CLUSTER_CIDR} jump mark-for-masquerade",
+        )
         ep_chains = [_chain("endpoint-", f"{name}__{ip}/{p}") for ip, p in eps]
         if affinity:
             for ep_chain in ep_chains:
-                aff = "affinity-" + ep_chain[len("endpoint-"):]
+                aff = "affinity-" + ep_chain[len("endpoint-") :]
                 t.affinity.append((aff, 10800))
                 t.rule(svc_chain, f"ip saddr @{aff} goto {ep_chain}")
         vmap = ", ".join(f"{k} : goto {c}" for k, c in enumerate(ep_chains))
@@ -129,7 +139,7 @@ def kube_nft(services: int, seed: int = DEFAULT_SEED) -> str:
         for (ip, p), ep_chain in zip(eps, ep_chains):
             t.rule(ep_chain, f"ip saddr {ip} jump mark-for-masquerade")
             if affinity:
-                t.rule(ep_chain, f"update @affinity-{ep_chain[len('endpoint-'):]} {{ ip saddr }}")
+                t.rule(ep_chain, f"update @affinity-{ep_chain[len('endpoint-') :]} {{ ip saddr }}")
             t.rule(ep_chain, f"meta l4proto {proto} dnat to {ip}:{p}")
         if not external:
             continue
@@ -137,8 +147,9 @@ def kube_nft(services: int, seed: int = DEFAULT_SEED) -> str:
         if lb_ip is not None:
             t.elements["service-ips"].append(f"{lb_ip} . {proto} . {port} : goto {ext_chain}")
             fw_chain = _chain("firewall-", name)
-            t.elements["firewall-ips"].append(f'{lb_ip} . {proto} . {port} comment "{ns}/svc-{i:05d}:{port_name}" '
-                                              f": goto {fw_chain}")
+            t.elements["firewall-ips"].append(
+                f'{lb_ip} . {proto} . {port} comment "{ns}/svc-{i:05d}:{port_name}" : goto {fw_chain}'
+            )
             t.rule(fw_chain, "ip saddr != { 203.0.113.0/24, 192.0.2.0/24 } drop")
         if local_policy:
             # no local-policy chain of its own here: every endpoint is taken as local
@@ -160,14 +171,26 @@ def _render_kube(t: _KubeTable) -> str:
         '\tcomment "rules for kube-proxy"',
     ]
     for name, typ, comment in (
-        ("no-endpoint-services", "ipv4_addr . inet_proto . inet_service : verdict",
-         "vmap to drop or reject packets to services with no endpoints"),
-        ("no-endpoint-nodeports", "inet_proto . inet_service : verdict",
-         "vmap to drop or reject packets to service nodeports with no endpoints"),
-        ("firewall-ips", "ipv4_addr . inet_proto . inet_service : verdict",
-         "destinations that are subject to LoadBalancerSourceRanges"),
-        ("service-ips", "ipv4_addr . inet_proto . inet_service : verdict",
-         "ClusterIP, ExternalIP and LoadBalancer IP traffic"),
+        (
+            "no-endpoint-services",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+            "vmap to drop or reject packets to services with no endpoints",
+        ),
+        (
+            "no-endpoint-nodeports",
+            "inet_proto . inet_service : verdict",
+            "vmap to drop or reject packets to service nodeports with no endpoints",
+        ),
+        (
+            "firewall-ips",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+            "destinations that are subject to LoadBalancerSourceRanges",
+        ),
+        (
+            "service-ips",
+            "ipv4_addr . inet_proto . inet_service : verdict",
+            "ClusterIP, ExternalIP and LoadBalancer IP traffic",
+        ),
         ("service-nodeports", "inet_proto . inet_service : verdict", "NodePort traffic"),
     ):
         out += ["", f"\tmap {name} {{", f"\t\ttype {typ}", f'\t\tcomment "{comment}"']
@@ -177,8 +200,14 @@ def _render_kube(t: _KubeTable) -> str:
             out += [f"\t\t\t{e}," for e in elems[:-1]] + [f"\t\t\t{elems[-1]}", "\t\t}"]
         out.append("\t}")
     for name, timeout in t.affinity:
-        out += ["", f"\tset {name} {{", "\t\ttype ipv4_addr", "\t\tflags dynamic,timeout",
-                f"\t\ttimeout {timeout}s", "\t}"]
+        out += [
+            "",
+            f"\tset {name} {{",
+            "\t\ttype ipv4_addr",
+            "\t\tflags dynamic,timeout",
+            f"\t\ttimeout {timeout}s",
+            "\t}",
+        ]
     for name, typ, hook, prio in (
         # kube-proxy asks for `dstnat - 10` / `dstnat`; nft 1.0.6 takes the name on prerouting
         # only ("invalid priority expression value in this context"), so the numbers (-100 - 10)
@@ -234,8 +263,10 @@ def nft_ban_sets(elements: int, seed: int = DEFAULT_SEED) -> str:
     IPv4 addresses in ``crowdsec-blacklists``, a tenth as many IPv6 ones, a few ban networks."""
     rng = random.Random(seed)
     v4 = [_ip(a) for a in _addresses(rng, elements)]
-    v6 = [f"2001:db8:{rng.randrange(1 << 16):x}:{rng.randrange(1 << 16):x}:{k >> 16:x}::{k & 0xFFFF:x}"
-          for k in range(elements // 10)]
+    v6 = [
+        f"2001:db8:{rng.randrange(1 << 16):x}:{rng.randrange(1 << 16):x}:{k >> 16:x}::{k & 0xFFFF:x}"
+        for k in range(elements // 10)
+    ]
     out = [
         "#!/usr/sbin/nft -f",
         f"# lbfw benchmark: a {elements:,}-element ban list (crowdsec / fail2ban style)",
@@ -246,7 +277,7 @@ def nft_ban_sets(elements: int, seed: int = DEFAULT_SEED) -> str:
         out += [f"\tset {name} {{", f"\t\ttype {typ}", "\t\tflags timeout", "\t\telements = {"]
         for i in range(0, len(addrs), 8):
             tail = "," if i + 8 < len(addrs) else ""
-            out.append("\t\t\t" + ", ".join(f"{a} timeout 4h" for a in addrs[i:i + 8]) + tail)
+            out.append("\t\t\t" + ", ".join(f"{a} timeout 4h" for a in addrs[i : i + 8]) + tail)
         out += ["\t\t}", "\t}", ""]
     out += [
         "\tset f2b-sshd {",

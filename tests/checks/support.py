@@ -3,13 +3,13 @@ ruleset, and read the `# must-fire:` / `# must-stay-quiet:` headers of rules/exa
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from lbfw.analyze.engine import Engine
 from lbfw.checks import run_checks
-from lbfw.pipeline import audit_ruleset
 from lbfw.model import HostFacts, Ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import iptables, read_sources
 from lbfw.results import Finding, Flow
 
@@ -17,8 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES_DIR = ROOT / "rules" / "examples"
 EXAMPLES = sorted(p for p in EXAMPLES_DIR.iterdir() if p.suffix in (".rules", ".v4", ".v6", ".nft"))
 
-FLOWS = [Flow(p, s, 80, c) for p in ("tcp", "udp") for c in (None, "127.0.0.2")
-         for s in ("127.0.0.1", "127.0.0.53", "127.66.66.66")] + [Flow("tcp", "::1", 80)]
+FLOWS = [
+    Flow(p, s, 80, c)
+    for p in ("tcp", "udp")
+    for c in (None, "127.0.0.2")
+    for s in ("127.0.0.1", "127.0.0.53", "127.66.66.66")
+] + [Flow("tcp", "::1", 80)]
 
 
 def audit(text: str, family: str = "ip", host: HostFacts | None = None) -> list[Finding]:
@@ -28,7 +32,7 @@ def audit(text: str, family: str = "ip", host: HostFacts | None = None) -> list[
     return run_checks(rs, engine, [engine.evaluate(f) for f in FLOWS])
 
 
-@lru_cache(maxsize=None)
+@cache
 def audit_example(name: str) -> tuple[Finding, ...]:
     """The findings `lbfw audit` gives for rules/examples/NAME (its default flows); read once per
     session, since every per-check module asks about the same files."""
@@ -42,8 +46,18 @@ def ids(findings) -> list[str]:
 
 def filt(*lines: str, policy: str = "DROP", output: str = "ACCEPT", chains: tuple[str, ...] = ()) -> str:
     """A filter table with INPUT ``policy``, FORWARD DROP, OUTPUT ``output``, user ``chains`` and ``lines``."""
-    return "\n".join(["*filter", f":INPUT {policy} [0:0]", ":FORWARD DROP [0:0]", f":OUTPUT {output} [0:0]",
-                      *(f":{c} - [0:0]" for c in chains), *lines, "COMMIT", ""])
+    return "\n".join(
+        [
+            "*filter",
+            f":INPUT {policy} [0:0]",
+            ":FORWARD DROP [0:0]",
+            f":OUTPUT {output} [0:0]",
+            *(f":{c} - [0:0]" for c in chains),
+            *lines,
+            "COMMIT",
+            "",
+        ]
+    )
 
 
 def declared(path: Path) -> tuple[dict, set]:

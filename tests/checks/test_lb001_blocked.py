@@ -71,18 +71,23 @@ def test_a_drop_policy_without_any_loopback_accept_is_named():
     assert "The policy DROP of filter INPUT" in found[0].message
 
 
-@pytest.mark.parametrize("good", [
-    filt("-A INPUT -i lo -j ACCEPT"),
-    filt("-A INPUT -s 127.0.0.0/8 -j ACCEPT"),
-    filt(policy="ACCEPT"),
-])
+@pytest.mark.parametrize(
+    "good",
+    [
+        filt("-A INPUT -i lo -j ACCEPT"),
+        filt("-A INPUT -s 127.0.0.0/8 -j ACCEPT"),
+        filt(policy="ACCEPT"),
+    ],
+)
 def test_quiet_when_loopback_is_accepted(good):
     assert "LB001" not in ids(audit(good))
 
 
 def test_second_table_on_the_same_hook_still_drops():
-    text = filt("-A INPUT -i lo -j ACCEPT") + "*security\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n" \
+    text = (
+        filt("-A INPUT -i lo -j ACCEPT") + "*security\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n"
         ":OUTPUT ACCEPT [0:0]\nCOMMIT\n"
+    )
     found = audit(text)
     assert ids(found) == ["LB001"] and found[0].table == "security"
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from lbfw.pipeline import audit_ruleset
 from lbfw.fix.plan import plan_fixes
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 
 from .support import EXAMPLES_DIR, audit, audit_example, examples_declaring, filt, ids
@@ -72,26 +72,30 @@ def test_fires_on_every_spelling_of_127_0_0_1(spelling):
     assert "127.0.0.2" in {fl.client for fl in found[0].flows}
 
 
-@pytest.mark.parametrize("good", [
-    filt("-A INPUT -i lo -j ACCEPT"),
-    filt("-A INPUT -s 127.0.0.0/8 -j ACCEPT"),
-    # a narrow address on another interface accepts no loopback traffic
-    filt("-A INPUT -i eth0 -s 127.0.0.1 -j ACCEPT", "-A INPUT -i lo -j ACCEPT"),
-    # sparing the whole block, or a negated interface, is correct
-    filt("-A INPUT -p tcp --dport 80 ! -s 127.0.0.0/8 -j DROP", policy="ACCEPT"),
-    filt("-A INPUT -p tcp --dport 80 ! -i lo -j DROP", policy="ACCEPT"),
-])
+@pytest.mark.parametrize(
+    "good",
+    [
+        filt("-A INPUT -i lo -j ACCEPT"),
+        filt("-A INPUT -s 127.0.0.0/8 -j ACCEPT"),
+        # a narrow address on another interface accepts no loopback traffic
+        filt("-A INPUT -i eth0 -s 127.0.0.1 -j ACCEPT", "-A INPUT -i lo -j ACCEPT"),
+        # sparing the whole block, or a negated interface, is correct
+        filt("-A INPUT -p tcp --dport 80 ! -s 127.0.0.0/8 -j DROP", policy="ACCEPT"),
+        filt("-A INPUT -p tcp --dport 80 ! -i lo -j DROP", policy="ACCEPT"),
+    ],
+)
 def test_quiet_for_interface_and_whole_block(good):
     assert "LB002" not in ids(audit(good))
 
 
 def test_reported_when_conntrack_masks_it_and_names_bound_clients():
-    found = audit(filt("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-                       "-A INPUT -s 127.0.0.1/32 -j ACCEPT"))
+    found = audit(
+        filt("-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-A INPUT -s 127.0.0.1/32 -j ACCEPT")
+    )
     assert lb002(found), found
     clients = {fl.client for fl in lb002(found)[0].flows}
     servers = {fl.server for fl in lb002(found)[0].flows if fl.client is None}
-    assert clients == {"127.0.0.2"}          # replies from .53 now pass as ESTABLISHED
+    assert clients == {"127.0.0.2"}  # replies from .53 now pass as ESTABLISHED
     assert servers == set()
     assert "LB001" in ids(found)
 
@@ -117,8 +121,14 @@ def test_on_output_destination():
 
 
 def test_owner_match_is_a_deliberate_note():
-    found = audit(filt("-A OUTPUT -d 127.0.0.1/32 -o lo -p tcp --dport 9050 -m owner --uid-owner 0 -j ACCEPT",
-                       "-A OUTPUT -j REJECT", policy="ACCEPT", output="DROP"))
+    found = audit(
+        filt(
+            "-A OUTPUT -d 127.0.0.1/32 -o lo -p tcp --dport 9050 -m owner --uid-owner 0 -j ACCEPT",
+            "-A OUTPUT -j REJECT",
+            policy="ACCEPT",
+            output="DROP",
+        )
+    )
     assert {f.severity for f in found} == {"note"}
     assert "LB002" in ids(found) and "LB001" in ids(found)
     assert lb002(found)[0].deliberate == "-m owner --uid-owner 0"
@@ -134,8 +144,13 @@ def test_the_fixer_leaves_what_the_check_judged_deliberate():
 
 
 def test_masked_by_an_earlier_output_drop_is_still_a_warning():
-    found = audit(filt("-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -i lo -j ACCEPT",
-                       "-A OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -o lo -j ACCEPT", output="DROP"))
+    found = audit(
+        filt(
+            "-A INPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -i lo -j ACCEPT",
+            "-A OUTPUT -s 127.0.0.1/32 -d 127.0.0.1/32 -o lo -j ACCEPT",
+            output="DROP",
+        )
+    )
     by_chain = {f.chain: f for f in lb002(found)}
     assert set(by_chain) == {"INPUT", "OUTPUT"}
     assert by_chain["INPUT"].severity == "warning" and "INPUT still drops" in by_chain["INPUT"].message
@@ -148,8 +163,10 @@ def test_redundant_narrow_accept_is_a_note():
 
 
 def test_in_raw_is_not_blamed_for_a_filter_drop():
-    text = ("*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
-            + filt("-A INPUT -i lo -j ACCEPT"))
+    text = (
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A PREROUTING -s 127.0.0.1/32 -j ACCEPT\nCOMMIT\n"
+        + filt("-A INPUT -i lo -j ACCEPT")
+    )
     assert [(f.check, f.severity, f.table) for f in audit(text)] == [("LB002", "note", "raw")]
 
 

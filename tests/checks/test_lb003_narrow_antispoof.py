@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from lbfw.pipeline import audit_ruleset
 from lbfw.fix.plan import plan_fixes
 from lbfw.model import HostFacts
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import read_sources
 
 from .support import EXAMPLES_DIR, audit, audit_example, examples_declaring, filt, ids
@@ -64,11 +64,14 @@ def test_stays_quiet_on_example(name):
     assert CHECK not in ids(audit_example(name))
 
 
-@pytest.mark.parametrize("bad", [
-    filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.1/32 -j DROP"),
-    filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.1/32 -j DROP"),
-    filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.1/32 -j REJECT"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.1/32 -j DROP"),
+        filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.1/32 -j DROP"),
+        filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.1/32 -j REJECT"),
+    ],
+)
 def test_fires_on_a_narrow_antispoofing_drop(bad):
     found = audit(bad)
     assert ids(found) == ["LB003"] and found[0].severity == "warning" and found[0].line == 6
@@ -79,21 +82,29 @@ def test_route_localnet_makes_it_an_error():
     hot = audit(text, host=HostFacts(route_localnet={"all": 1, "eth0": 1}, local_127_route=True))
     lb003 = [f for f in hot if f.check == "LB003"]
     assert lb003[0].severity == "error" and "route_localnet" in lb003[0].message
-    assert "LB005" not in ids(hot)          # policy DROP: the network cannot reach 127.0.0.1 services anyway
+    assert "LB005" not in ids(hot)  # policy DROP: the network cannot reach 127.0.0.1 services anyway
 
 
 def test_through_a_log_and_drop_chain():
-    text = filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.1/32 -j LOG_DROP",
-                "-A LOG_DROP -j LOG --log-prefix \"spoof \"", "-A LOG_DROP -j DROP", chains=("LOG_DROP",))
+    text = filt(
+        "-A INPUT -i lo -j ACCEPT",
+        "-A INPUT ! -i lo -s 127.0.0.1/32 -j LOG_DROP",
+        '-A LOG_DROP -j LOG --log-prefix "spoof "',
+        "-A LOG_DROP -j DROP",
+        chains=("LOG_DROP",),
+    )
     assert [(f.check, f.line) for f in audit(text)] == [("LB003", 7)]
 
 
-@pytest.mark.parametrize("good", [
-    filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.0/8 -j DROP"),
-    # Docker's "DROP REMOTE LOOPBACK" for one published port is not anti-spoofing
-    "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
-    "-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -j DROP\nCOMMIT\n",
-])
+@pytest.mark.parametrize(
+    "good",
+    [
+        filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -s 127.0.0.0/8 -j DROP"),
+        # Docker's "DROP REMOTE LOOPBACK" for one published port is not anti-spoofing
+        "*raw\n:PREROUTING ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A PREROUTING -d 127.0.0.1/32 ! -i lo -p tcp -m tcp --dport 8080 -j DROP\nCOMMIT\n",
+    ],
+)
 def test_quiet_for_whole_block_and_port_specific_drops(good):
     assert ids(audit(good)) == []
 

@@ -31,11 +31,14 @@ def test_stays_quiet_on_example(name):
     assert CHECK not in ids(audit_example(name))
 
 
-@pytest.mark.parametrize("bad", [
-    filt("-A INPUT -i lo -j ACCEPT", policy="ACCEPT"),
-    # a narrow destination drop leaves other loopback services (127.0.0.53) open
-    filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.1/32 -j DROP", policy="ACCEPT"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        filt("-A INPUT -i lo -j ACCEPT", policy="ACCEPT"),
+        # a narrow destination drop leaves other loopback services (127.0.0.53) open
+        filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.1/32 -j DROP", policy="ACCEPT"),
+    ],
+)
 def test_fires_when_route_localnet_is_on_and_nothing_drops_127_8(bad):
     found = [f for f in audit(bad, host=ON) if f.check == CHECK]
     assert len(found) == 1 and found[0].severity == "error" and found[0].source == "live:host"
@@ -47,14 +50,19 @@ def test_narrow_destination_drop_is_also_lb003():
     assert ids(audit(text, host=HostFacts(route_localnet={"eth0": 1}, local_127_route=True))) == ["LB003", "LB005"]
 
 
-@pytest.mark.parametrize("good, host", [
-    (filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP", policy="ACCEPT"), ON),
-    (filt("-A INPUT -i lo -j ACCEPT", policy="ACCEPT"),
-     HostFacts(route_localnet={"all": 0, "default": 0}, local_127_route=True)),
-    # policy DROP: the network cannot reach 127.0.0.1 services anyway
-    (filt("-A INPUT -i lo -j ACCEPT"), ON),
-    (filt("-A INPUT -i lo -j ACCEPT", policy="ACCEPT"), None),
-])
+@pytest.mark.parametrize(
+    "good, host",
+    [
+        (filt("-A INPUT -i lo -j ACCEPT", "-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP", policy="ACCEPT"), ON),
+        (
+            filt("-A INPUT -i lo -j ACCEPT", policy="ACCEPT"),
+            HostFacts(route_localnet={"all": 0, "default": 0}, local_127_route=True),
+        ),
+        # policy DROP: the network cannot reach 127.0.0.1 services anyway
+        (filt("-A INPUT -i lo -j ACCEPT"), ON),
+        (filt("-A INPUT -i lo -j ACCEPT", policy="ACCEPT"), None),
+    ],
+)
 def test_quiet_when_127_8_is_dropped_or_route_localnet_off(good, host):
     assert CHECK not in ids(audit(good, host=host))
 

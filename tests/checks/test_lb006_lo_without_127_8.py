@@ -26,10 +26,13 @@ def test_fires_when_lo_lacks_127_8():
     assert found[0].severity == "warning"
 
 
-@pytest.mark.parametrize("host", [
-    HostFacts(lo_addrs=("127.0.0.1/8", "::1/128"), local_127_route=True),
-    HostFacts(),                      # a file: nothing known about lo
-    None,
-])
+@pytest.mark.parametrize(
+    "host",
+    [
+        HostFacts(lo_addrs=("127.0.0.1/8", "::1/128"), local_127_route=True),
+        HostFacts(),  # a file: nothing known about lo
+        None,
+    ],
+)
 def test_quiet_when_the_route_is_there_or_unknown(host):
     assert CHECK not in ids(audit(LO_ACCEPTED, host=host))

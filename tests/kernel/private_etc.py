@@ -14,12 +14,14 @@ ROOT = Path(__file__).resolve().parents[2]
 ETC_KEEP = ("passwd", "group", "nsswitch.conf", "protocols", "services", "ethertypes", "iproute2", "alternatives")
 
 # in the command's own mount namespace: bind the private /etc (and more) over the real ones, then exec
-_WITH_ETC = ("import json, os, subprocess, sys\n"
-             "subprocess.run(['mount', '--make-rprivate', '/'], check=True)\n"
-             "for src, dst in json.loads(sys.argv[1]):\n"
-             "    os.makedirs(dst, exist_ok=True)\n"
-             "    subprocess.run(['mount', '--bind', src, dst], check=True)\n"
-             "os.execvp(sys.argv[2], sys.argv[2:])\n")
+_WITH_ETC = (
+    "import json, os, subprocess, sys\n"
+    "subprocess.run(['mount', '--make-rprivate', '/'], check=True)\n"
+    "for src, dst in json.loads(sys.argv[1]):\n"
+    "    os.makedirs(dst, exist_ok=True)\n"
+    "    subprocess.run(['mount', '--bind', src, dst], check=True)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 
 def make_etc(files: dict) -> Path:
@@ -44,8 +46,12 @@ def run_with_etc(ns, etc: Path, argv: list, binds: tuple = (), timeout: float = 
     import json
 
     pairs = json.dumps([(str(etc), "/etc"), *[(str(s), str(d)) for s, d in binds]])
-    return ns.run(["unshare", "-m", "--", sys.executable, "-c", _WITH_ETC, pairs, *argv], check=False,
-                  cwd=str(ROOT), timeout=timeout)
+    return ns.run(
+        ["unshare", "-m", "--", sys.executable, "-c", _WITH_ETC, pairs, *argv],
+        check=False,
+        cwd=str(ROOT),
+        timeout=timeout,
+    )
 
 
 def lbfw_with_etc(ns, etc: Path, *args, binds: tuple = ()):

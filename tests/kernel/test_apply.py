@@ -71,8 +71,12 @@ def snapshot(ns) -> dict:
     it comes back with a new one. Native nft tables keep every handle, and are compared with them."""
     out = {}
     owned = set()
-    for tool, family in (("iptables-legacy-save", None), ("ip6tables-legacy-save", None),
-                         ("iptables-nft-save", "ip"), ("ip6tables-nft-save", "ip6")):
+    for tool, family in (
+        ("iptables-legacy-save", None),
+        ("ip6tables-legacy-save", None),
+        ("iptables-nft-save", "ip"),
+        ("ip6tables-nft-save", "ip6"),
+    ):
         text = ns.run([tool], check=False).stdout
         out[tool] = "\n".join(line for line in text.splitlines() if not line.startswith("#"))
         if family:
@@ -271,7 +275,6 @@ def test_confirmation_keeps_the_fix_and_rollback_restores_the_newest_backup(exam
         # lbfw's own changes undone by content: the exact previous rules, nft handles included
         assert snapshot(ns) == before
         assert ns.run(["nft", "list", "table", "inet", "filter"]).stdout == before_inet
-
 
 
 CONCURRENT = r"""

@@ -17,7 +17,7 @@ from lbfw.read import iptables
 
 # Runs inside the namespace: a UDP server on 127.0.0.1:PORT, and for each source address a
 # hand-made Ethernet frame (IPv4 + UDP) written to the veth peer, so it arrives on eth0.
-PROBE = r'''
+PROBE = r"""
 import json, socket, struct, sys, time
 pairs, port = json.loads(sys.argv[1]), int(sys.argv[2])
 servers = {}
@@ -52,15 +52,30 @@ for i, (src, dst) in enumerate(pairs):
     except socket.timeout:
         out[src + ">" + dst] = False
 print(json.dumps(out))
-'''
+"""
 
-PAIRS = [("127.0.0.1", "127.0.0.1"), ("127.0.0.2", "127.0.0.1"), ("127.10.20.30", "127.0.0.1"),
-         ("192.0.2.2", "127.0.0.1"), ("192.0.2.2", "127.0.0.53")]
+PAIRS = [
+    ("127.0.0.1", "127.0.0.1"),
+    ("127.0.0.2", "127.0.0.1"),
+    ("127.10.20.30", "127.0.0.1"),
+    ("192.0.2.2", "127.0.0.1"),
+    ("192.0.2.2", "127.0.0.53"),
+]
 
 
 def rules(*lines: str) -> str:
-    return "\n".join(["*filter", ":INPUT ACCEPT [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT ACCEPT [0:0]",
-                      "-A INPUT -i lo -j ACCEPT", *lines, "COMMIT", ""])
+    return "\n".join(
+        [
+            "*filter",
+            ":INPUT ACCEPT [0:0]",
+            ":FORWARD DROP [0:0]",
+            ":OUTPUT ACCEPT [0:0]",
+            "-A INPUT -i lo -j ACCEPT",
+            *lines,
+            "COMMIT",
+            "",
+        ]
+    )
 
 
 CASES = {
@@ -73,6 +88,7 @@ CASES = {
 
 def observe(text: str) -> dict:
     from lbfw.sandbox.netns import Namespace
+
     with Namespace() as ns:
         ns.run(["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "lbfwpeer0"])
         ns.run(["ip", "link", "set", "eth0", "address", "02:00:00:00:00:01"])
@@ -89,8 +105,10 @@ def observe(text: str) -> dict:
 
 
 def checks_for(text: str) -> set:
-    rs = Ruleset(tables=iptables.parse(text, "case.rules", family="ip"),
-                 host=HostFacts(route_localnet={"all": 1, "eth0": 1}, local_127_route=True))
+    rs = Ruleset(
+        tables=iptables.parse(text, "case.rules", family="ip"),
+        host=HostFacts(route_localnet={"all": 1, "eth0": 1}, local_127_route=True),
+    )
     engine = Engine(rs)
     results = [engine.evaluate(f) for f in default_flows(rs)]
     return {f.check for f in run_checks(rs, engine, results)}

@@ -42,39 +42,45 @@ client = "127.0.0.2"
 """
 
 # run in the namespace's own mount namespace: bind the private /etc, then exec what follows
-_WITH_ETC = ("import os, subprocess, sys\n"
-             "subprocess.run(['mount', '--make-rprivate', '/'], check=True)\n"
-             "subprocess.run(['mount', '--bind', sys.argv[1], '/etc'], check=True)\n"
-             "os.execvp(sys.argv[2], sys.argv[2:])\n")
+_WITH_ETC = (
+    "import os, subprocess, sys\n"
+    "subprocess.run(['mount', '--make-rprivate', '/'], check=True)\n"
+    "subprocess.run(['mount', '--bind', sys.argv[1], '/etc'], check=True)\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
 
 # a socket held open in the namespace until its stdin closes: family type addr port v6only
-_HOLD = ("import socket, sys\n"
-         "fam = socket.AF_INET6 if sys.argv[1] == '6' else socket.AF_INET\n"
-         "kind = socket.SOCK_STREAM if sys.argv[2] == 'tcp' else socket.SOCK_DGRAM\n"
-         "s = socket.socket(fam, kind)\n"
-         "if fam == socket.AF_INET6:\n"
-         "    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(sys.argv[5]))\n"
-         "s.bind((sys.argv[3], int(sys.argv[4])))\n"
-         "if kind == socket.SOCK_STREAM:\n"
-         "    s.listen()\n"
-         "print('ready', flush=True)\n"
-         "sys.stdin.read()\n")
+_HOLD = (
+    "import socket, sys\n"
+    "fam = socket.AF_INET6 if sys.argv[1] == '6' else socket.AF_INET\n"
+    "kind = socket.SOCK_STREAM if sys.argv[2] == 'tcp' else socket.SOCK_DGRAM\n"
+    "s = socket.socket(fam, kind)\n"
+    "if fam == socket.AF_INET6:\n"
+    "    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(sys.argv[5]))\n"
+    "s.bind((sys.argv[3], int(sys.argv[4])))\n"
+    "if kind == socket.SOCK_STREAM:\n"
+    "    s.listen()\n"
+    "print('ready', flush=True)\n"
+    "sys.stdin.read()\n"
+)
 
 # try bind (and connect) in the namespace and print the errno name, or "ok"
-_TRY = ("import errno, socket, sys\n"
-        "kind = socket.SOCK_STREAM if sys.argv[1] == 'tcp' else socket.SOCK_DGRAM\n"
-        "s = socket.socket(socket.AF_INET, kind)\n"
-        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-        "s.settimeout(2)\n"
-        "try:\n"
-        "    s.bind((sys.argv[2], int(sys.argv[3])))\n"
-        "    if len(sys.argv) > 4:\n"
-        "        s.connect((sys.argv[4], int(sys.argv[5])))\n"
-        "    print('ok')\n"
-        "except TimeoutError:\n"
-        "    print('timeout')\n"
-        "except OSError as err:\n"
-        "    print(errno.errorcode.get(err.errno, err.errno))\n")
+_TRY = (
+    "import errno, socket, sys\n"
+    "kind = socket.SOCK_STREAM if sys.argv[1] == 'tcp' else socket.SOCK_DGRAM\n"
+    "s = socket.socket(socket.AF_INET, kind)\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.settimeout(2)\n"
+    "try:\n"
+    "    s.bind((sys.argv[2], int(sys.argv[3])))\n"
+    "    if len(sys.argv) > 4:\n"
+    "        s.connect((sys.argv[4], int(sys.argv[5])))\n"
+    "    print('ok')\n"
+    "except TimeoutError:\n"
+    "    print('timeout')\n"
+    "except OSError as err:\n"
+    "    print(errno.errorcode.get(err.errno, err.errno))\n"
+)
 
 
 @pytest.fixture
@@ -110,8 +116,7 @@ def doctor(ns, etc, *args, as_user=None):
     argv = [sys.executable, "-m", "lbfw", "doctor", "--format", "json", *map(str, args)]
     if as_user is not None:
         argv = ["setpriv", f"--reuid={as_user}", f"--regid={as_user}", "--clear-groups", "--", *argv]
-    proc = ns.run(["unshare", "-m", "--", sys.executable, "-c", _WITH_ETC, str(etc), *argv], check=False,
-                  cwd=str(ROOT))
+    proc = ns.run(["unshare", "-m", "--", sys.executable, "-c", _WITH_ETC, str(etc), *argv], check=False, cwd=str(ROOT))
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout), proc.stderr
 
@@ -155,7 +160,7 @@ def test_healthy_host_is_ready(etc, plan):
         code, doc, _ = doctor(ns, etc, "--plan", plan)
     assert code == 0, [i for i in doc["items"] if i["severity"] in ("error", "warning")]
     assert doc["summary"]["error"] == 0 and doc["summary"]["warning"] == 0
-    assert {i["severity"] for i in items(doc, "DR015")} == {"ok"}          # no rules: every flow delivered
+    assert {i["severity"] for i in items(doc, "DR015")} == {"ok"}  # no rules: every flow delivered
     assert {i["id"] for i in doc["items"]} >= {"DR001", "DR002", "DR004", "DR010", "DR011", "DR012", "DR020"}
     assert all(set(i) >= {"id", "severity", "subject", "message", "why", "fix"} for i in doc["items"])
 
@@ -175,14 +180,14 @@ def test_lo_with_127_0_0_1_32_is_an_error_and_the_kernel_agrees(etc, plan):
     assert any("systemd-networkd" in line for line in lo["fix"])
     assert one(doc, "DR010", "127.10.0.1 (server)")["severity"] == "error"
     assert one(doc, "DR011", "127.0.0.2 (client)")["severity"] == "error"
-    assert one(bare, "DR002", "lo")["severity"] == "error"                 # without a plan as well
+    assert one(bare, "DR002", "lo")["severity"] == "error"  # without a plan as well
 
 
 @pytest.mark.kernel
 def test_lo_down_is_an_error_and_connect_fails(etc, plan):
     with Namespace() as ns:
         ns.run(["ip", "link", "set", "lo", "down"])
-        assert kernel_says(ns, "tcp", "127.10.0.1", 0) == "ok"       # bind still succeeds
+        assert kernel_says(ns, "tcp", "127.10.0.1", 0) == "ok"  # bind still succeeds
         # connect fails: ENETUNREACH, or (this kernel, a fresh namespace) the SYN is dropped on a down lo
         assert kernel_says(ns, "tcp", "127.10.0.1", 0, "127.20.0.1", 8002) in ("ENETUNREACH", "timeout")
         code, doc, _ = doctor(ns, etc, "--plan", plan)
@@ -195,7 +200,7 @@ def test_lo_down_is_an_error_and_connect_fails(etc, plan):
 @pytest.mark.parametrize("family, addr, v6only", [("4", "0.0.0.0", 0), ("6", "::", 0)])
 def test_wildcard_listener_holds_the_plan_port(etc, plan, family, addr, v6only):
     with Namespace() as ns, Held(ns, family, "tcp", addr, 8001, v6only):
-        assert kernel_says(ns, "tcp", "127.10.0.1", 8001) == "EADDRINUSE"       # even with SO_REUSEADDR
+        assert kernel_says(ns, "tcp", "127.10.0.1", 8001) == "EADDRINUSE"  # even with SO_REUSEADDR
         code, doc, _ = doctor(ns, etc, "--plan", plan)
     assert code == 1
     held = one(doc, "DR012", "127.10.0.1:8001/tcp")
@@ -228,8 +233,11 @@ def test_narrow_firewall_blocks_the_plan_flows(etc, plan):
         code, doc, _ = doctor(ns, etc, "--plan", plan)
     assert code == 1
     flows = {i["subject"]: i for i in items(doc, "DR015")}
-    assert set(flows) == {"tcp default -> 127.10.0.1:8001", "tcp default -> 127.20.0.1:8002",
-                          "tcp 127.0.0.2 -> 127.10.0.1:8001"}
+    assert set(flows) == {
+        "tcp default -> 127.10.0.1:8001",
+        "tcp default -> 127.20.0.1:8002",
+        "tcp 127.0.0.2 -> 127.10.0.1:8001",
+    }
     assert {i["severity"] for i in flows.values()} == {"error"}
     bound = flows["tcp 127.0.0.2 -> 127.10.0.1:8001"]
     assert "policy drop" in bound["message"] and bound["data"]["verdict"] == "blocked"
@@ -278,7 +286,7 @@ def test_resolver_and_fail2ban_in_a_private_etc(etc):
         with Held(ns, "4", "udp", "127.53.53.53", 53):
             _, after, _ = doctor(ns, etc)
     assert code == 1
-    assert one(before, "DR030", "nameserver 127.53.53.53")["severity"] == "warning"     # nothing listens
+    assert one(before, "DR030", "nameserver 127.53.53.53")["severity"] == "warning"  # nothing listens
     assert one(after, "DR030", "nameserver 127.53.53.53")["severity"] == "ok"
     link = one(before, "DR031", "/etc/systemd/network/10-eth.network")
     assert link["severity"] == "warning" and "DNS=127.53.53.53" in link["fix"][0]
@@ -293,8 +301,12 @@ def test_route_localnet_without_antispoofing(etc):
         ns.add_interface("eth0")
         ns.run(["sysctl", "-q", "-w", "net.ipv4.conf.eth0.route_localnet=1"])
         code, open_doc, _ = doctor(ns, etc)
-        ns.load_iptables("*filter\n:INPUT ACCEPT [0:0]\n-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP\n"
-                         "-A INPUT ! -i lo -s 127.0.0.0/8 -j DROP\nCOMMIT\n", family="ip", backend="legacy")
+        ns.load_iptables(
+            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP\n"
+            "-A INPUT ! -i lo -s 127.0.0.0/8 -j DROP\nCOMMIT\n",
+            family="ip",
+            backend="legacy",
+        )
         _, guarded, _ = doctor(ns, etc)
     assert code == 1 and items(open_doc, "DR016")[0]["severity"] == "error"
     assert items(guarded, "DR016")[0]["severity"] == "ok"
@@ -302,29 +314,31 @@ def test_route_localnet_without_antispoofing(etc):
 
 # --------------------------------------------------------------------------- capacity, measured
 
-_MEASURE = ("import errno, socket, sys, time\n"
-            "mode, limit = sys.argv[1], int(sys.argv[2])\n"
-            "servers = [('127.0.0.1', 5001), ('127.0.0.1', 5002)]\n"
-            "lsn = []\n"
-            "for addr in servers:\n"
-            "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-            "    s.bind(addr); s.listen(4096); lsn.append(s)\n"
-            "held, counts, deadline = [], [], time.monotonic() + 20\n"
-            "for server in servers:\n"
-            "    n = 0\n"
-            "    while n < limit and time.monotonic() < deadline:\n"
-            "        c = socket.socket()\n"
-            "        try:\n"
-            "            if mode == 'noport':\n"
-            "                c.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT\n"
-            "            if mode in ('bind', 'noport'):\n"
-            "                c.bind(('127.0.0.2', 0))\n"
-            "            c.connect(server)\n"
-            "        except OSError as err:\n"
-            "            c.close(); last = errno.errorcode.get(err.errno); break\n"
-            "        held.append(c); n += 1\n"
-            "    counts.append(n)\n"
-            "print(counts[0], counts[1], last)\n")
+_MEASURE = (
+    "import errno, socket, sys, time\n"
+    "mode, limit = sys.argv[1], int(sys.argv[2])\n"
+    "servers = [('127.0.0.1', 5001), ('127.0.0.1', 5002)]\n"
+    "lsn = []\n"
+    "for addr in servers:\n"
+    "    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "    s.bind(addr); s.listen(4096); lsn.append(s)\n"
+    "held, counts, deadline = [], [], time.monotonic() + 20\n"
+    "for server in servers:\n"
+    "    n = 0\n"
+    "    while n < limit and time.monotonic() < deadline:\n"
+    "        c = socket.socket()\n"
+    "        try:\n"
+    "            if mode == 'noport':\n"
+    "                c.setsockopt(socket.IPPROTO_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT\n"
+    "            if mode in ('bind', 'noport'):\n"
+    "                c.bind(('127.0.0.2', 0))\n"
+    "            c.connect(server)\n"
+    "        except OSError as err:\n"
+    "            c.close(); last = errno.errorcode.get(err.errno); break\n"
+    "        held.append(c); n += 1\n"
+    "    counts.append(n)\n"
+    "print(counts[0], counts[1], last)\n"
+)
 
 
 @pytest.mark.kernel
@@ -334,9 +348,11 @@ def test_capacity_matches_real_connections(etc, mode, tmp_path):
     and server ip:port, in every mode; with bind() before connect() the second server gets nothing,
     with IP_BIND_ADDRESS_NO_PORT the whole range again."""
     plan = tmp_path / "plan.toml"
-    client = "client = \"127.0.0.2\"\n" if mode != "unbound" else ""
-    plan.write_text(f"[[flow]]\nproto = \"tcp\"\nserver = \"127.0.0.1\"\nport = 5001\n{client}"
-                    f"[[flow]]\nproto = \"tcp\"\nserver = \"127.0.0.1\"\nport = 5002\n{client}")
+    client = 'client = "127.0.0.2"\n' if mode != "unbound" else ""
+    plan.write_text(
+        f'[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 5001\n{client}'
+        f'[[flow]]\nproto = "tcp"\nserver = "127.0.0.1"\nport = 5002\n{client}'
+    )
     with Namespace() as ns:
         ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=40000 40199"])
         ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_local_reserved_ports=40000-40009"])
@@ -349,11 +365,11 @@ def test_capacity_matches_real_connections(etc, mode, tmp_path):
     # unbound, connect() runs out of ports; bound, bind(addr, 0) does
     assert last == ("EADDRINUSE" if mode == "bind" else "EADDRNOTAVAIL")
     if mode == "bind":
-        assert int(second) == 0                     # the range is held by the first server's sockets
+        assert int(second) == 0  # the range is held by the first server's sockets
         warn = one(doc, "DR021", "127.0.0.2 (client)")
         assert warn["severity"] == "warning" and "IP_BIND_ADDRESS_NO_PORT" in warn["fix"][0]
     else:
-        assert int(second) == 190                   # the whole range again for another server
+        assert int(second) == 190  # the whole range again for another server
     if mode == "unbound":
         assert items(doc, "DR021") == []
 
@@ -364,25 +380,31 @@ def test_connections_beyond_the_limits_are_reported(etc, plan):
         ns.run(["sysctl", "-q", "-w", "net.ipv4.ip_local_port_range=40000 40199"])
         code, doc, _ = doctor(ns, etc, "--plan", plan, "--connections", "500")
     assert code == 1
-    assert one(doc, "DR021", "127.0.0.2 (client)")["severity"] == "error"       # 500 > 200 ports
+    assert one(doc, "DR021", "127.0.0.2 (client)")["severity"] == "error"  # 500 > 200 ports
     nofile = one(doc, "DR022", "RLIMIT_NOFILE")
     import resource
+
     if resource.getrlimit(resource.RLIMIT_NOFILE)[0] < 1500:
         assert nofile["severity"] == "warning"
     assert nofile["data"]["plan_connections"] == 1500
-
 
 
 @pytest.mark.kernel
 def test_ipv6_loopback_missing(etc):
     with Namespace() as ns:
         ns.run(["ip", "-6", "addr", "del", "::1/128", "dev", "lo"])
-        bind = ns.run([sys.executable, "-c", "import socket\ntry:\n    socket.socket(socket.AF_INET6).bind(('::1', 0))"
-                       "\nexcept OSError as err:\n    print(err.errno)"]).stdout.strip()
+        bind = ns.run(
+            [
+                sys.executable,
+                "-c",
+                "import socket\ntry:\n    socket.socket(socket.AF_INET6).bind(('::1', 0))"
+                "\nexcept OSError as err:\n    print(err.errno)",
+            ]
+        ).stdout.strip()
         code, before, _ = doctor(ns, etc, "--to", "[::1]:8080")
         ns.run(["ip", "-6", "addr", "add", "::1/128", "dev", "lo"])
         after_code, after, _ = doctor(ns, etc, "--to", "[::1]:8080")
-    assert bind == "99"                                                   # EADDRNOTAVAIL
+    assert bind == "99"  # EADDRNOTAVAIL
     missing = one(before, "DR010", "::1 (server)")
     assert code == 1 and missing["severity"] == "error" and missing["fix"][-1] == "ip -6 addr add ::1/128 dev lo"
     assert one(before, "DR004", "lo")["severity"] == "warning"

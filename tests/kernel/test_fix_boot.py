@@ -122,8 +122,13 @@ def test_nftables_conf_include_is_fixed_and_the_rest_left_alone(etcs, tmp_path):
 
 def test_fedora_sysconfig_nftables_conf_and_its_include(etcs, tmp_path):
     sysconfig = '# Fedora: nftables.service loads this file\ninclude "/etc/nftables/*.nft"\n'
-    etc = etcs({"sysconfig/nftables.conf": sysconfig, "nftables/main.nft": FILTER_NFT,
-                "systemd/system/nftables.service": "[Service]\nExecStart=/sbin/nft -f /etc/sysconfig/nftables.conf\n"})
+    etc = etcs(
+        {
+            "sysconfig/nftables.conf": sysconfig,
+            "nftables/main.nft": FILTER_NFT,
+            "systemd/system/nftables.service": "[Service]\nExecStart=/sbin/nft -f /etc/sysconfig/nftables.conf\n",
+        }
+    )
     with Namespace() as ns:
         ns.load_nft(FILTER_NFT)
         dry = lbfw_with_etc(ns, etc, "fix")
@@ -145,10 +150,14 @@ def test_tables_in_no_boot_file_are_warned_by_name(etcs, tmp_path):
         ns.load_nft(mine)
         proc = fix_apply(ns, etc, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert ("warning: iptables-nft ip filter is not in any boot file: the fix is lost at reboot. "
-            "Save it: `netfilter-persistent save`") in proc.stderr
-    assert ("warning: nftables inet mine is not in any boot file: the fix is lost at reboot. "
-            "Save it: `nft list table inet mine` into /etc/nftables.conf") in proc.stderr
+    assert (
+        "warning: iptables-nft ip filter is not in any boot file: the fix is lost at reboot. "
+        "Save it: `netfilter-persistent save`"
+    ) in proc.stderr
+    assert (
+        "warning: nftables inet mine is not in any boot file: the fix is lost at reboot. "
+        "Save it: `nft list table inet mine` into /etc/nftables.conf"
+    ) in proc.stderr
     assert "it has no narrow loopback rule" not in proc.stderr
     assert (etc / "nftables.conf").read_text() == "table inet other {\n}\n"
 
@@ -161,7 +170,7 @@ def test_persist_writes_nothing_the_real_loader_rejects(etcs, tmp_path):
     with Namespace() as ns:
         ns.load_nft(FILTER_NFT)
         proc = fix_apply(ns, etc, tmp_path, "--persist")
-    assert proc.returncode == 0, proc.stderr       # the live fix is done; only the boot file is refused
+    assert proc.returncode == 0, proc.stderr  # the live fix is done; only the boot file is refused
     assert "loaded at boot from /etc/sysconfig/main.nft:2" in proc.stderr
     assert "/etc/sysconfig/nftables.conf: not persisted: nft -c -f /etc/sysconfig/nftables.conf rejects" in proc.stderr
     assert (etc / "sysconfig/main.nft").read_text() == FILTER_NFT

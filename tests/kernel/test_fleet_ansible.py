@@ -35,8 +35,11 @@ ROOT = Path(__file__).resolve().parents[2]
 EX = ROOT / "rules" / "examples"
 BIN = Path(sys.executable).parent
 SSHD = "/usr/sbin/sshd"
-HOSTS = {"a": ("legacy", "lo-accept.rules"), "b": ("iptables-nft", "input-narrow-accept.rules"),
-         "c": ("nftables", "nft-saddr-narrow.nft")}
+HOSTS = {
+    "a": ("legacy", "lo-accept.rules"),
+    "b": ("iptables-nft", "input-narrow-accept.rules"),
+    "c": ("nftables", "nft-saddr-narrow.nft"),
+}
 SSHD_CONFIG = """\
 HostKey {dir}/host_key
 AuthorizedKeysFile {dir}/authorized_keys
@@ -63,8 +66,9 @@ def _need(*tools: str) -> None:
         missing.append("root (named network namespaces)")
     if missing:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"CI=true and missing: {', '.join(missing)} (scripts/system-deps.sh, the test extra)",
-                        pytrace=False)
+            pytest.fail(
+                f"CI=true and missing: {', '.join(missing)} (scripts/system-deps.sh, the test extra)", pytrace=False
+            )
         pytest.skip(f"missing: {', '.join(missing)}")
 
 
@@ -72,8 +76,13 @@ def ruleset_digest(ns: str | None) -> str:
     """sha256 of every table of a namespace (None: this machine's own), read only, counters zeroed."""
     prefix = ["ip", "netns", "exec", ns] if ns else []
     parts = []
-    for argv in (["iptables-legacy-save"], ["ip6tables-legacy-save"], ["iptables-nft-save"],
-                 ["ip6tables-nft-save"], ["nft", "list", "ruleset"]):
+    for argv in (
+        ["iptables-legacy-save"],
+        ["ip6tables-legacy-save"],
+        ["iptables-nft-save"],
+        ["ip6tables-nft-save"],
+        ["nft", "list", "ruleset"],
+    ):
         proc = _run(prefix + argv)
         text = "\n".join(line for line in proc.stdout.splitlines() if not line.startswith("#"))
         parts.append(re.sub(r"\[\d+:\d+\]", "[0:0]", text))
@@ -117,8 +126,11 @@ class Fleet:
         _run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]).check_returncode()
         if backend is None:
             return
-        tool = {"legacy": ["iptables-legacy-restore"], "iptables-nft": ["iptables-nft-restore"],
-                "nftables": ["nft", "-f", "-"]}[backend]
+        tool = {
+            "legacy": ["iptables-legacy-restore"],
+            "iptables-nft": ["iptables-nft-restore"],
+            "nftables": ["nft", "-f", "-"],
+        }[backend]
         _run(["ip", "netns", "exec", ns, *tool], input=text).check_returncode()
 
     def write_inventory(self) -> None:
@@ -126,14 +138,20 @@ class Fleet:
         for host in list(self.hosts) + list(self.missing) + list(self.broken):
             python = "/nonexistent/python3" if host in self.broken else "/usr/bin/python3"
             # sshd logs each login ("Accepted publickey") to the host's own file: the tests count connections.
-            proxy = (f"ip netns exec {self.ns(host)} {SSHD} -i -f {self.tmp}/sshd_config -o LogLevel=INFO "
-                     f"-E {self.tmp}/sshd-{host}.log")
-            common = (f"-F /dev/null -o ProxyCommand=\"{proxy}\" -o StrictHostKeyChecking=no "
-                      f"-o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes "
-                      f"-o ControlMaster=auto -o ControlPersist=20s -o ControlPath={self.tmp}/cp/%C")
-            lines.append(f"{host} ansible_host={host}.fleet.invalid ansible_user=root "
-                         f"ansible_ssh_private_key_file={self.tmp}/client_key ansible_ssh_common_args='{common}' "
-                         f"ansible_python_interpreter={python} lbfw_backup_dir={self.backups(host)}")
+            proxy = (
+                f"ip netns exec {self.ns(host)} {SSHD} -i -f {self.tmp}/sshd_config -o LogLevel=INFO "
+                f"-E {self.tmp}/sshd-{host}.log"
+            )
+            common = (
+                f'-F /dev/null -o ProxyCommand="{proxy}" -o StrictHostKeyChecking=no '
+                f"-o UserKnownHostsFile=/dev/null -o GlobalKnownHostsFile=/dev/null -o IdentitiesOnly=yes "
+                f"-o ControlMaster=auto -o ControlPersist=20s -o ControlPath={self.tmp}/cp/%C"
+            )
+            lines.append(
+                f"{host} ansible_host={host}.fleet.invalid ansible_user=root "
+                f"ansible_ssh_private_key_file={self.tmp}/client_key ansible_ssh_common_args='{common}' "
+                f"ansible_python_interpreter={python} lbfw_backup_dir={self.backups(host)}"
+            )
         (self.tmp / "inventory").write_text("\n".join(lines) + "\n")
 
     def backups(self, host: str) -> Path:
@@ -148,33 +166,92 @@ class Fleet:
     def env(self) -> dict:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
         home = self.tmp / "ansible-home"
-        env.update(ANSIBLE_HOME=str(home), ANSIBLE_LOCAL_TEMP=str(home / "tmp"),
-                   ANSIBLE_REMOTE_TEMP=str(self.tmp / "remote-tmp"), ANSIBLE_COLLECTIONS_PATH=str(self.tmp / "coll"),
-                   ANSIBLE_HOST_KEY_CHECKING="False", ANSIBLE_PIPELINING="True", ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_SSH_ARGS="", ANSIBLE_RETRY_FILES_ENABLED="False", ANSIBLE_FORCE_COLOR="0",
-                   ANSIBLE_CONFIG=str(self.tmp / "no-ansible.cfg"), PATH=f"{BIN}:{env.get('PATH', '')}")
+        env.update(
+            ANSIBLE_HOME=str(home),
+            ANSIBLE_LOCAL_TEMP=str(home / "tmp"),
+            ANSIBLE_REMOTE_TEMP=str(self.tmp / "remote-tmp"),
+            ANSIBLE_COLLECTIONS_PATH=str(self.tmp / "coll"),
+            ANSIBLE_HOST_KEY_CHECKING="False",
+            ANSIBLE_PIPELINING="True",
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_SSH_ARGS="",
+            ANSIBLE_RETRY_FILES_ENABLED="False",
+            ANSIBLE_FORCE_COLOR="0",
+            ANSIBLE_CONFIG=str(self.tmp / "no-ansible.cfg"),
+            PATH=f"{BIN}:{env.get('PATH', '')}",
+        )
         return env
 
     def install_collection(self) -> None:
-        build = _run([str(BIN / "ansible-galaxy"), "collection", "build", str(ROOT / "ansible"), "--output-path",
-                      str(self.tmp / "dist"), "--force"], env=self.env(), cwd=self.tmp)
+        build = _run(
+            [
+                str(BIN / "ansible-galaxy"),
+                "collection",
+                "build",
+                str(ROOT / "ansible"),
+                "--output-path",
+                str(self.tmp / "dist"),
+                "--force",
+            ],
+            env=self.env(),
+            cwd=self.tmp,
+        )
         assert build.returncode == 0, build.stdout + build.stderr
         tarball = next((self.tmp / "dist").glob("lbfw-loopback-*.tar.gz"))
-        inst = _run([str(BIN / "ansible-galaxy"), "collection", "install", "--offline", str(tarball), "-p",
-                     str(self.tmp / "coll"), "--force"], env=self.env(), cwd=self.tmp)
+        inst = _run(
+            [
+                str(BIN / "ansible-galaxy"),
+                "collection",
+                "install",
+                "--offline",
+                str(tarball),
+                "-p",
+                str(self.tmp / "coll"),
+                "--force",
+            ],
+            env=self.env(),
+            cwd=self.tmp,
+        )
         assert inst.returncode == 0, inst.stdout + inst.stderr
 
     def playbook(self, name: str, *extra: str, forks: int = 5) -> subprocess.CompletedProcess:
-        argv = [str(BIN / "ansible-playbook"), "-i", str(self.tmp / "inventory"), "-f", str(forks),
-                f"lbfw.loopback.{name}", "-e", f"lbfw_bin={BIN / 'lbfw'}", "-e", f"lbfw_controller_bin={BIN / 'lbfw'}",
-                "-e", f"lbfw_report_dir={self.tmp / 'reports'}", "-e", "lbfw_become=false", *extra]
+        argv = [
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(self.tmp / "inventory"),
+            "-f",
+            str(forks),
+            f"lbfw.loopback.{name}",
+            "-e",
+            f"lbfw_bin={BIN / 'lbfw'}",
+            "-e",
+            f"lbfw_controller_bin={BIN / 'lbfw'}",
+            "-e",
+            f"lbfw_report_dir={self.tmp / 'reports'}",
+            "-e",
+            "lbfw_become=false",
+            *extra,
+        ]
         return _run(argv, env=self.env(), cwd=self.tmp, timeout=300)
 
     def disconnect(self) -> None:
         """Stop the SSH connections Ansible kept open (they would end on their own 20 s later)."""
         for host in list(self.hosts) + list(self.broken):
-            _run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={self.tmp}/cp/%C", "-O", "exit", "-l", "root",
-                  f"{host}.fleet.invalid"], timeout=10)
+            _run(
+                [
+                    "ssh",
+                    "-F",
+                    "/dev/null",
+                    "-o",
+                    f"ControlPath={self.tmp}/cp/%C",
+                    "-O",
+                    "exit",
+                    "-l",
+                    "root",
+                    f"{host}.fleet.invalid",
+                ],
+                timeout=10,
+            )
 
     def teardown(self) -> None:
         self.disconnect()
@@ -184,8 +261,16 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet():
-    _need("ssh", "ssh-keygen", SSHD, str(BIN / "ansible-playbook"), "ip", "nft", "iptables-legacy-restore",
-          "iptables-nft-restore")
+    _need(
+        "ssh",
+        "ssh-keygen",
+        SSHD,
+        str(BIN / "ansible-playbook"),
+        "ip",
+        "nft",
+        "iptables-legacy-restore",
+        "iptables-nft-restore",
+    )
     tmp = Path(tempfile.mkdtemp(prefix="lbfw-fleet-"))
     own_before = ruleset_digest(None)
     f = Fleet(tmp, HOSTS)
@@ -202,22 +287,36 @@ def test_audit_playbook_writes_every_host_and_the_fleet_report(fleet):
     proc = fleet.playbook("audit")
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     reports = fleet.tmp / "reports"
-    assert sorted(p.name for p in reports.iterdir()) == ["a.json", "b.json", "c.json", "d.json", "e.json",
-                                                          "fleet.json", "fleet.txt"]
+    assert sorted(p.name for p in reports.iterdir()) == [
+        "a.json",
+        "b.json",
+        "c.json",
+        "d.json",
+        "e.json",
+        "fleet.json",
+        "fleet.txt",
+    ]
     doc = json.loads((reports / "fleet.json").read_text())
     status = {h["host"]: h for h in doc["hosts"]}
-    assert {h: s["status"] for h, s in status.items()} == {"a": "clean", "b": "findings", "c": "findings",
-                                                          "d": "not audited", "e": "not audited"}
+    assert {h: s["status"] for h, s in status.items()} == {
+        "a": "clean",
+        "b": "findings",
+        "c": "findings",
+        "d": "not audited",
+        "e": "not audited",
+    }
     assert status["a"]["backends"] == ["legacy"] and status["b"]["backends"] == ["iptables-nft"]
     assert status["c"]["backends"] == ["nftables"]
     assert "LB002" in status["b"]["checks"] and "LB002" in status["c"]["checks"]
     assert status["d"]["reason"].startswith("unreachable: ")
     lb002 = {(g["backend"], g["rule"]): g["hosts"] for g in doc["rules"] if g["check"] == "LB002"}
-    assert lb002 == {("iptables-nft", "-A INPUT -s 127.0.0.1/32 -j ACCEPT"): ["b"],
-                     ("nftables", "ip saddr 127.0.0.1 accept"): ["c"]}
+    assert lb002 == {
+        ("iptables-nft", "-A INPUT -s 127.0.0.1/32 -j ACCEPT"): ["b"],
+        ("nftables", "ip saddr 127.0.0.1 accept"): ["c"],
+    }
     text = (reports / "fleet.txt").read_text()
     assert text.startswith("lbfw fleet report: 5 hosts: 1 clean, 2 with findings, 2 not audited\n")
-    assert "\n" not in status["d"]["reason"] and 'd.fleet.invalid' in status["d"]["reason"]
+    assert "\n" not in status["d"]["reason"] and "d.fleet.invalid" in status["d"]["reason"]
     assert status["e"]["reason"].startswith("failed: ") and "/nonexistent/python3" in status["e"]["reason"]
     # the play finished: the recap lists every host, d's unreachable ping and e's failure ignored
     assert re.search(r"^d\s+: ok=\d+ .* unreachable=0 .* ignored=1", proc.stdout, re.M)
@@ -230,7 +329,8 @@ def test_fix_check_diff_shows_the_fixes_and_changes_nothing(fleet):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "-A INPUT -s 127.0.0.1/32 -j ACCEPT" in proc.stdout and "+-A INPUT -i lo -j ACCEPT" in proc.stdout
     assert "-\t\tip saddr 127.0.0.1 accept" in proc.stdout or "-ip saddr 127.0.0.1 accept" in proc.stdout.replace(
-        "\t", "").replace(" \n", "\n")
+        "\t", ""
+    ).replace(" \n", "\n")
     assert re.search(r"^a\s+: ok=\d+\s+changed=0 ", proc.stdout, re.M)
     assert re.search(r"^b\s+: ok=\d+\s+changed=1 ", proc.stdout, re.M)
     assert re.search(r"^c\s+: ok=\d+\s+changed=1 ", proc.stdout, re.M)
@@ -240,21 +340,36 @@ def test_fix_check_diff_shows_the_fixes_and_changes_nothing(fleet):
 def adhoc(fleet, pattern: str, module: str, args: dict) -> tuple:
     """(returncode, {host: result}) of `ansible PATTERN -m MODULE -a ARGS` (the tree callback: a JSON file a host)."""
     tree = Path(tempfile.mkdtemp(dir=fleet.tmp, prefix="tree-"))
-    env = dict(fleet.env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
-               ANSIBLE_CALLBACK_TREE_DIR=str(tree))
-    proc = _run([str(BIN / "ansible"), "-i", str(fleet.tmp / "inventory"), pattern, "-m", module,
-                 "-a", json.dumps(args)], env=env, cwd=fleet.tmp)
+    env = dict(
+        fleet.env(),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.tree",
+        ANSIBLE_CALLBACK_TREE_DIR=str(tree),
+    )
+    proc = _run(
+        [str(BIN / "ansible"), "-i", str(fleet.tmp / "inventory"), pattern, "-m", module, "-a", json.dumps(args)],
+        env=env,
+        cwd=fleet.tmp,
+    )
     return proc.returncode, {p.name: json.loads(p.read_text()) for p in tree.iterdir()}
 
 
 def test_check_module_reports_flows_per_host(fleet):
-    rc, results = adhoc(fleet, "a,b", "lbfw.loopback.check",
-                        {"lbfw_bin": str(BIN / "lbfw"), "to": ["127.0.0.53:8001/tcp"], "from": "127.0.0.2"})
+    rc, results = adhoc(
+        fleet,
+        "a,b",
+        "lbfw.loopback.check",
+        {"lbfw_bin": str(BIN / "lbfw"), "to": ["127.0.0.53:8001/tcp"], "from": "127.0.0.2"},
+    )
     assert rc == 0 and not results["a"].get("failed") and not results["b"].get("failed"), results
     assert results["a"]["all_delivered"] is True and results["b"]["all_delivered"] is False
     assert results["b"]["flows"][0]["decided_by"]["verdict"] == "policy-drop"
-    rc, results = adhoc(fleet, "b", "lbfw.loopback.check", {"lbfw_bin": str(BIN / "lbfw"), "fail_on_blocked": True,
-                                                            "to": ["127.0.0.53:8001/tcp"], "from": "127.0.0.2"})
+    rc, results = adhoc(
+        fleet,
+        "b",
+        "lbfw.loopback.check",
+        {"lbfw_bin": str(BIN / "lbfw"), "fail_on_blocked": True, "to": ["127.0.0.53:8001/tcp"], "from": "127.0.0.2"},
+    )
     assert rc == 2 and results["b"]["msg"] == "not delivered: tcp 127.0.0.2 -> 127.0.0.53:8001 blocked"
 
 
@@ -268,8 +383,20 @@ def test_check_module_runs_doctor_and_the_report_merges_it(fleet):
         assert sorted(doc) == sorted(["version", "platform", "root", "plan", "flows", "user", "summary", "items"])
         assert doc["root"] is True and doc["platform"] == "linux" and doc["items"]
         (reports / f"{host}.doctor.json").write_text(json.dumps(doc))
-        audit = _run(["ip", "netns", "exec", fleet.ns(host), str(BIN / "lbfw"), "audit", "--format", "json",
-                      "--fail-on", "never"])
+        audit = _run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                fleet.ns(host),
+                str(BIN / "lbfw"),
+                "audit",
+                "--format",
+                "json",
+                "--fail-on",
+                "never",
+            ]
+        )
         (reports / f"{host}.json").write_text(audit.stdout)
         expected[host] = doc["items"]
     proc = _run([str(BIN / "lbfw"), "report", str(reports), "--format", "json", "--fail-on", "never"])
@@ -300,8 +427,6 @@ def test_audit_module_is_read_only_and_returns_lbfw_json(fleet):
     assert ruleset_digest(fleet.ns("c")) == before
 
 
-
-
 def test_fix_apply_confirms_from_a_new_connection_is_idempotent_and_rolls_back(fleet):
     before = {h: ruleset_digest(fleet.ns(h)) for h in HOSTS}
     fleet.disconnect()
@@ -321,10 +446,29 @@ def test_fix_apply_confirms_from_a_new_connection_is_idempotent_and_rolls_back(f
         assert state["state"] == "confirmed", state
     assert ruleset_digest(fleet.ns("a")) == before["a"]
     assert took < 30, f"apply and confirm took {took:.0f} s: the confirmation came after the deadline"
-    audit = {h: json.loads(_run(["ip", "netns", "exec", fleet.ns(h), str(BIN / "lbfw"), "audit", "--format", "json",
-                                 "--fail-on", "never"]).stdout) for h in ("b", "c")}
+    audit = {
+        h: json.loads(
+            _run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    fleet.ns(h),
+                    str(BIN / "lbfw"),
+                    "audit",
+                    "--format",
+                    "json",
+                    "--fail-on",
+                    "never",
+                ]
+            ).stdout
+        )
+        for h in ("b", "c")
+    }
     assert {h: sorted({f["check"] for f in d["findings"]} & {"LB002", "LB003"}) for h, d in audit.items()} == {
-        "b": [], "c": []}
+        "b": [],
+        "c": [],
+    }
     fixed = {h: ruleset_digest(fleet.ns(h)) for h in HOSTS}
     again = fleet.playbook("fix", "--limit", "a,b,c")
     assert again.returncode == 0, again.stdout[-3000:]
@@ -333,10 +477,21 @@ def test_fix_apply_confirms_from_a_new_connection_is_idempotent_and_rolls_back(f
     assert {h: ruleset_digest(fleet.ns(h)) for h in HOSTS} == fixed
     assert [len(list(fleet.backups(h).iterdir())) for h in ("b", "c")] == [1, 1]  # nothing applied again
     for host in ("b", "c"):
-        back = _run(["ip", "netns", "exec", fleet.ns(host), str(BIN / "lbfw"), "rollback", "--backup-dir",
-                     str(fleet.backups(host))])
+        back = _run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                fleet.ns(host),
+                str(BIN / "lbfw"),
+                "rollback",
+                "--backup-dir",
+                str(fleet.backups(host)),
+            ]
+        )
         assert back.returncode == 0, back.stdout + back.stderr
         assert ruleset_digest(fleet.ns(host)) == before[host]
+
 
 def measure(n: int, forks: int) -> dict:
     """Wall time of audit.yml over ``n`` namespace hosts (half narrow iptables-nft, half correct
@@ -350,13 +505,21 @@ def measure(n: int, forks: int) -> dict:
         proc = f.playbook("audit", forks=forks)
         took = time.monotonic() - start
         sizes = [p.stat().st_size for p in (tmp / "reports").glob("h*.json")]
-        return {"hosts": n, "forks": forks, "seconds": round(took, 1), "rc": proc.returncode,
-                "json_bytes_per_host": sum(sizes) // max(len(sizes), 1)}
+        return {
+            "hosts": n,
+            "forks": forks,
+            "seconds": round(took, 1),
+            "rc": proc.returncode,
+            "json_bytes_per_host": sum(sizes) // max(len(sizes), 1),
+        }
     finally:
         f.teardown()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 20,
-                             int(sys.argv[2]) if len(sys.argv) > 2 else 20)))
+    print(
+        json.dumps(
+            measure(int(sys.argv[1]) if len(sys.argv) > 1 else 20, int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+        )
+    )

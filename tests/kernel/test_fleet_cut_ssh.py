@@ -47,8 +47,9 @@ COMMIT
 def legacy_rules(ns: str) -> str:
     """The host's legacy filter table as iptables-legacy-save prints it, comments and counters aside."""
     out = _run(["ip", "netns", "exec", ns, "iptables-legacy-save", "-t", "filter"]).stdout
-    return "".join(re.sub(r"\[\d+:\d+\]", "[0:0]", line) + "\n" for line in out.splitlines()
-                   if not line.startswith("#"))
+    return "".join(
+        re.sub(r"\[\d+:\d+\]", "[0:0]", line) + "\n" for line in out.splitlines() if not line.startswith("#")
+    )
 
 
 class CutFleet:
@@ -75,8 +76,23 @@ class CutFleet:
             _run(["ip", "netns", "add", ns]).check_returncode()
             self.namespaces.append(ns)
             self.ip(ns, "link", "set", "lo", "up")
-        _run(["ip", "link", "add", self.veth_ctrl, "netns", self.ctrl, "type", "veth", "peer", "name",
-              self.veth_host, "netns", self.host]).check_returncode()
+        _run(
+            [
+                "ip",
+                "link",
+                "add",
+                self.veth_ctrl,
+                "netns",
+                self.ctrl,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                self.veth_host,
+                "netns",
+                self.host,
+            ]
+        ).check_returncode()
         self.ip(self.ctrl, "addr", "add", f"{CTRL_ADDR}/24", "dev", self.veth_ctrl)
         self.ip(self.ctrl, "link", "set", self.veth_ctrl, "up")
         self.ip(self.host, "addr", "add", f"{HOST_ADDR}/24", "dev", self.veth_host)
@@ -84,18 +100,35 @@ class CutFleet:
         # 127.1.0.2 may leave the controller and arrive at the host (route_localnet; accept_local: the
         # host's local table says 127/8 is its own) ...
         self.sysctl(self.ctrl, f"net.ipv4.conf.{self.veth_ctrl}.route_localnet=1")
-        self.sysctl(self.host, f"net.ipv4.conf.{self.veth_host}.route_localnet=1",
-                    f"net.ipv4.conf.{self.veth_host}.accept_local=1")
+        self.sysctl(
+            self.host,
+            f"net.ipv4.conf.{self.veth_host}.route_localnet=1",
+            f"net.ipv4.conf.{self.veth_host}.accept_local=1",
+        )
         # ... and the host's replies to it go back over the veth, not to its own lo.
         self.ip(self.host, "rule", "add", "pref", "100", "to", CTRL_SOURCE, "lookup", "100")
-        self.ip(self.host, "route", "add", f"{CTRL_SOURCE}/32", "via", CTRL_ADDR, "dev", self.veth_host,
-                "table", "100")
+        self.ip(self.host, "route", "add", f"{CTRL_SOURCE}/32", "via", CTRL_ADDR, "dev", self.veth_host, "table", "100")
         self.ip(self.host, "rule", "add", "pref", "200", "lookup", "local")
         self.ip(self.host, "rule", "del", "pref", "0")
         _run(["ip", "netns", "exec", self.host, "iptables-legacy-restore"], input=RULES).check_returncode()
-        self.sshd = subprocess.Popen(["ip", "netns", "exec", self.host, SSHD, "-D", "-f", str(self.tmp / "sshd_config"),
-                                      "-o", f"ListenAddress={HOST_ADDR}", "-o", "LogLevel=INFO",
-                                      "-E", str(self.tmp / "sshd.log")])
+        self.sshd = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.host,
+                SSHD,
+                "-D",
+                "-f",
+                str(self.tmp / "sshd_config"),
+                "-o",
+                f"ListenAddress={HOST_ADDR}",
+                "-o",
+                "LogLevel=INFO",
+                "-E",
+                str(self.tmp / "sshd.log"),
+            ]
+        )
         self.write_inventory()
         self.keys.install_collection()
         deadline = time.monotonic() + 20
@@ -104,23 +137,54 @@ class CutFleet:
             time.sleep(0.5)
 
     def ssh_args(self) -> list:
-        return ["-F", "/dev/null", "-o", f"BindAddress={CTRL_SOURCE}", "-o", "StrictHostKeyChecking=no",
-                "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null",
-                "-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=3", "-o", "LogLevel=ERROR",
-                "-i", str(self.tmp / "client_key")]
+        return [
+            "-F",
+            "/dev/null",
+            "-o",
+            f"BindAddress={CTRL_SOURCE}",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "ConnectTimeout=3",
+            "-o",
+            "LogLevel=ERROR",
+            "-i",
+            str(self.tmp / "client_key"),
+        ]
 
     def ssh(self, command: str) -> subprocess.CompletedProcess:
         """A new SSH connection from the controller to the host."""
-        return _run(["ip", "netns", "exec", self.ctrl, "ssh", *self.ssh_args(), "-o", "BatchMode=yes",
-                     f"root@{HOST_ADDR}", command], timeout=30)
+        return _run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.ctrl,
+                "ssh",
+                *self.ssh_args(),
+                "-o",
+                "BatchMode=yes",
+                f"root@{HOST_ADDR}",
+                command,
+            ],
+            timeout=30,
+        )
 
     def write_inventory(self) -> None:
-        common = " ".join(self.ssh_args()[:-2]) + (f" -o ControlMaster=auto -o ControlPersist=30s "
-                                                   f"-o ControlPath={self.tmp}/cp/%C")
+        common = " ".join(self.ssh_args()[:-2]) + (
+            f" -o ControlMaster=auto -o ControlPersist=30s -o ControlPath={self.tmp}/cp/%C"
+        )
         (self.tmp / "inventory").write_text(
             f"x ansible_host={HOST_ADDR} ansible_user=root ansible_ssh_private_key_file={self.tmp}/client_key "
             f"ansible_ssh_common_args='{common}' ansible_python_interpreter=/usr/bin/python3 "
-            f"lbfw_backup_dir={self.backups}\n")
+            f"lbfw_backup_dir={self.backups}\n"
+        )
 
     @property
     def backups(self) -> Path:
@@ -128,15 +192,30 @@ class CutFleet:
 
     def fix_playbook(self) -> subprocess.CompletedProcess:
         env = dict(self.keys.env(), ANSIBLE_TIMEOUT="4")
-        argv = ["ip", "netns", "exec", self.ctrl, str(BIN / "ansible-playbook"), "-i", str(self.tmp / "inventory"),
-                "lbfw.loopback.fix", "-e", f"lbfw_bin={BIN / 'lbfw'}", "-e", "lbfw_become=false",
-                "-e", f"lbfw_confirm_timeout={CONFIRM_TIMEOUT}"]
+        argv = [
+            "ip",
+            "netns",
+            "exec",
+            self.ctrl,
+            str(BIN / "ansible-playbook"),
+            "-i",
+            str(self.tmp / "inventory"),
+            "lbfw.loopback.fix",
+            "-e",
+            f"lbfw_bin={BIN / 'lbfw'}",
+            "-e",
+            "lbfw_become=false",
+            "-e",
+            f"lbfw_confirm_timeout={CONFIRM_TIMEOUT}",
+        ]
         return _run(argv, env=env, cwd=self.tmp, timeout=120)
 
     def teardown(self) -> None:
         # Stop the SSH connection Ansible may have kept open (it would end on its own 30 s later).
-        _run(["ssh", "-F", "/dev/null", "-o", f"ControlPath={self.tmp}/cp/%C", "-O", "exit", "-l", "root", HOST_ADDR],
-             timeout=10)
+        _run(
+            ["ssh", "-F", "/dev/null", "-o", f"ControlPath={self.tmp}/cp/%C", "-O", "exit", "-l", "root", HOST_ADDR],
+            timeout=10,
+        )
         if self.sshd is not None:
             self.sshd.terminate()
             self.sshd.wait(timeout=10)
@@ -172,17 +251,27 @@ def test_a_fix_that_cuts_ssh_is_not_confirmed_and_the_host_rolls_itself_back(cut
     [backup] = cut.backups.iterdir()
     state = json.loads((backup / "state.json").read_text())
     # the fix was applied: lbfw's own proof passed, and the rule that cut SSH is the widened one
-    assert state["applied"] == {"live:legacy/ip/filter": [
-        {"chain": "INPUT", "old": "-s 127.0.0.1/32 ! -i lo -j DROP", "new": "-s 127.0.0.0/8 ! -i lo -j DROP",
-         "handle": None, "anchor": None}]}
+    assert state["applied"] == {
+        "live:legacy/ip/filter": [
+            {
+                "chain": "INPUT",
+                "old": "-s 127.0.0.1/32 ! -i lo -j DROP",
+                "new": "-s 127.0.0.0/8 ! -i lo -j DROP",
+                "handle": None,
+                "anchor": None,
+            }
+        ]
+    }
     deadline = state["deadline"]
     while json.loads((backup / "state.json").read_text())["state"] == "pending":
         assert time.time() < deadline + 10, "the watchdog did not revert within 10 s of the deadline"
         time.sleep(0.5)
     settled = time.time()
     assert json.loads((backup / "state.json").read_text())["state"] == "reverted"
-    assert "the confirmation deadline passed (watchdog): the previous rules are back" in (
-        backup / "watchdog.log").read_text()
+    assert (
+        "the confirmation deadline passed (watchdog): the previous rules are back"
+        in (backup / "watchdog.log").read_text()
+    )
     assert settled - start < CONFIRM_TIMEOUT + 30
     assert legacy_rules(cut.host) == before
     # and the controller gets in again

@@ -45,14 +45,21 @@ def fleet():
 
 def test_install_role_is_idempotent_and_names_a_too_old_python(fleet):
     wheelhouse = fleet.tmp / "wheelhouse"
-    build = _run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheelhouse), str(ROOT)],
-                 timeout=300)
+    build = _run([sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(wheelhouse), str(ROOT)], timeout=300)
     assert build.returncode == 0, build.stderr[-2000:]
     play = fleet.tmp / "install.yml"
     play.write_text(INSTALL_PLAY)
     venv = fleet.tmp / "opt-lbfw"
-    argv = [str(BIN / "ansible-playbook"), "-i", str(fleet.tmp / "inventory"), str(play), "-e",
-            f"lbfw_venv={venv}", "-e", f"lbfw_wheelhouse={wheelhouse}"]
+    argv = [
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(fleet.tmp / "inventory"),
+        str(play),
+        "-e",
+        f"lbfw_venv={venv}",
+        "-e",
+        f"lbfw_wheelhouse={wheelhouse}",
+    ]
     first = _run(argv, env=fleet.env(), cwd=fleet.tmp, timeout=300)
     assert first.returncode == 0, first.stdout[-4000:]
     assert re.search(r"^a\s+: ok=\d+\s+changed=[1-9]", first.stdout, re.M)
@@ -62,8 +69,10 @@ def test_install_role_is_idempotent_and_names_a_too_old_python(fleet):
     version = ".".join(map(str, sys.version_info[:3])) if sys.executable.startswith("/usr/bin/") else None
     old = _run(argv + ["-e", "lbfw_min_python=99.0"], env=fleet.env(), cwd=fleet.tmp, timeout=300)
     assert old.returncode == 2
-    message = re.search(r"a: lbfw needs Python 99.0 or newer, but /usr/bin/python3 is Python (\d+\.\d+\.\d+)",
-                        " ".join(old.stdout.split()))
+    message = re.search(
+        r"a: lbfw needs Python 99.0 or newer, but /usr/bin/python3 is Python (\d+\.\d+\.\d+)",
+        " ".join(old.stdout.split()),
+    )
     assert message, old.stdout[-3000:]
     assert version is None or message.group(1) == version
     missing = _run(argv + ["-e", f"lbfw_wheelhouse={fleet.tmp / 'empty'}"], env=fleet.env(), cwd=fleet.tmp)

@@ -18,7 +18,7 @@ LO = 0x7F000001
 
 # Runs inside the namespace: the setup steps, then the reader; the model comes back pickled,
 # plus what the kernel's own tools print, to compare with.
-_SCRIPT = r'''
+_SCRIPT = r"""
 import json, pickle, subprocess, sys
 steps, code = json.loads(sys.stdin.read())
 for argv, stdin in steps:
@@ -26,14 +26,18 @@ for argv, stdin in steps:
 result = {}
 exec(code)
 sys.stdout.buffer.write(pickle.dumps(result))
-'''
+"""
 
 
 def in_netns(steps, code):
     """Run the setup ``steps`` ([argv, stdin]) and ``code`` (which fills ``result``) in a new
     network namespace; return ``result``."""
-    proc = subprocess.run(["unshare", "-n", sys.executable, "-c", _SCRIPT],
-                          input=json.dumps([steps, code]).encode(), capture_output=True, timeout=60)
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", _SCRIPT],
+        input=json.dumps([steps, code]).encode(),
+        capture_output=True,
+        timeout=60,
+    )
     if proc.returncode != 0:
         raise AssertionError(proc.stderr.decode(errors="replace"))
     return pickle.loads(proc.stdout)
@@ -119,13 +123,13 @@ ALL_BACKENDS = [
     [["nft", "-f", "-"], NATIVE],
 ]
 
-READ = r'''
+READ = r"""
 from lbfw.read.live import read_live
 result["ruleset"] = read_live(READER)
 for tool in ("iptables-legacy-save", "ip6tables-legacy-save", "iptables-nft-save", "ip6tables-nft-save"):
     result[tool] = subprocess.run([tool], capture_output=True, text=True).stdout
 result["nft_tables"] = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-'''
+"""
 
 
 def _rule_lines(save_text):
@@ -140,14 +144,22 @@ def live():
 def test_each_table_comes_from_its_own_backend_and_none_twice(live):
     rs = live["ruleset"]
     keys = [(t.backend, t.family, t.name) for t in rs.tables]
-    assert sorted(keys) == sorted([
-        ("legacy", "ip", "filter"), ("legacy", "ip", "raw"), ("legacy", "ip6", "filter"),
-        ("iptables-nft", "ip", "filter"), ("iptables-nft", "ip", "nat"), ("iptables-nft", "ip6", "filter"),
-        ("nftables", "inet", "fw"), ("nftables", "ip6", "extra"),
-    ])
+    assert sorted(keys) == sorted(
+        [
+            ("legacy", "ip", "filter"),
+            ("legacy", "ip", "raw"),
+            ("legacy", "ip6", "filter"),
+            ("iptables-nft", "ip", "filter"),
+            ("iptables-nft", "ip", "nat"),
+            ("iptables-nft", "ip6", "filter"),
+            ("nftables", "inet", "fw"),
+            ("nftables", "ip6", "extra"),
+        ]
+    )
     # the iptables-nft tables are nft tables too: they must not come back as native ones
     assert {(f, n) for b, f, n in keys if b == "nftables"}.isdisjoint(
-        {(f, n) for b, f, n in keys if b == "iptables-nft"})
+        {(f, n) for b, f, n in keys if b == "iptables-nft"}
+    )
     assert all(t.source == f"live:{t.backend}" for t in rs.tables)
     # the kernel lists every nf_tables table once: iptables-nft's and the native ones
     listed = {tuple(line.split()[1:3]) for line in live["nft_tables"].splitlines() if line.startswith("table")}
@@ -158,8 +170,9 @@ def test_rule_counts_match_what_the_kernel_tools_dump(live):
     rs = live["ruleset"]
 
     def count(backend, family):
-        return sum(len(c.rules) for t in rs.tables if (t.backend, t.family) == (backend, family)
-                   for c in t.chains.values())
+        return sum(
+            len(c.rules) for t in rs.tables if (t.backend, t.family) == (backend, family) for c in t.chains.values()
+        )
 
     assert count("legacy", "ip") == len(_rule_lines(live["iptables-legacy-save"])) == 7
     assert count("legacy", "ip6") == len(_rule_lines(live["ip6tables-legacy-save"])) == 1
@@ -167,8 +180,11 @@ def test_rule_counts_match_what_the_kernel_tools_dump(live):
     assert count("iptables-nft", "ip6") == len(_rule_lines(live["ip6tables-nft-save"])) == 1
     assert count("nftables", "inet") == 4 and count("nftables", "ip6") == 1
     infos = {s.source: (s.format, s.tables, s.chains, s.rules) for s in rs.sources}
-    assert infos == {"live:legacy": ("live", 3, 9, 8), "live:iptables-nft": ("live", 3, 10, 4),
-                     "live:nftables": ("live", 2, 3, 5)}
+    assert infos == {
+        "live:legacy": ("live", 3, 9, 8),
+        "live:iptables-nft": ("live", 3, 10, 4),
+        "live:nftables": ("live", 2, 3, 5),
+    }
     assert rs.rule_count() == 17
 
 
@@ -194,8 +210,11 @@ def test_native_tables_come_through_libnftables_with_handles_and_printed_text(li
     chain = fw.chains["in"]
     assert (chain.hook, chain.priority, chain.policy, chain.type) == ("input", 10, "drop", "filter")
     texts = [r.text for r in chain.rules]
-    assert texts == ['iif "lo" accept', "ip saddr @lo_ok tcp dport { 22, 80, 443 } accept",
-                     "ip saddr vmap { 10.0.0.1 : drop, 127.0.0.1 : accept }"]
+    assert texts == [
+        'iif "lo" accept',
+        "ip saddr @lo_ok tcp dport { 22, 80, 443 } accept",
+        "ip saddr vmap { 10.0.0.1 : drop, 127.0.0.1 : accept }",
+    ]
     assert all(r.origin.source == "live:nftables" and isinstance(r.origin.handle, int) for r in chain.rules)
     assert (chain.rules[1].matches[0].field, chain.rules[1].matches[0].values) == ("meta.nfproto", ("ipv4",))
     assert chain.rules[1].matches[1].set_name == "lo_ok"
@@ -205,9 +224,10 @@ def test_native_tables_come_through_libnftables_with_handles_and_printed_text(li
 
 
 def test_host_facts_of_a_namespace_with_lo_up():
-    rs = in_netns([[["ip", "link", "set", "lo", "up"], None],
-                   [["sysctl", "-qw", "net.ipv4.conf.lo.route_localnet=1"], None]],
-                  "from lbfw.read.live import read_live\nresult['r'] = read_live()")["r"]
+    rs = in_netns(
+        [[["ip", "link", "set", "lo", "up"], None], [["sysctl", "-qw", "net.ipv4.conf.lo.route_localnet=1"], None]],
+        "from lbfw.read.live import read_live\nresult['r'] = read_live()",
+    )["r"]
     assert rs.host.lo_addrs == ("127.0.0.1/8", "::1/128")
     assert rs.host.local_127_route is True
     assert rs.host.route_localnet["lo"] == 1 and rs.host.route_localnet["all"] == 0
@@ -216,11 +236,15 @@ def test_host_facts_of_a_namespace_with_lo_up():
 
 
 def test_host_facts_when_lo_has_only_127_0_0_1_32():
-    rs = in_netns([[["ip", "link", "set", "lo", "up"], None],
-                   [["ip", "addr", "del", "127.0.0.1/8", "dev", "lo"], None],
-                   [["ip", "addr", "add", "127.0.0.1/32", "dev", "lo"], None],
-                   [["ip", "link", "add", "eth9", "type", "veth", "peer", "name", "eth10"], None]],
-                  "from lbfw.read.live import read_live\nresult['r'] = read_live()")["r"]
+    rs = in_netns(
+        [
+            [["ip", "link", "set", "lo", "up"], None],
+            [["ip", "addr", "del", "127.0.0.1/8", "dev", "lo"], None],
+            [["ip", "addr", "add", "127.0.0.1/32", "dev", "lo"], None],
+            [["ip", "link", "add", "eth9", "type", "veth", "peer", "name", "eth10"], None],
+        ],
+        "from lbfw.read.live import read_live\nresult['r'] = read_live()",
+    )["r"]
     assert "127.0.0.1/32" in rs.host.lo_addrs and "127.0.0.1/8" not in rs.host.lo_addrs
     assert rs.host.local_127_route is False
     assert set(rs.host.interfaces) == {"lo", "eth9", "eth10"}
@@ -232,8 +256,11 @@ def test_native_table_with_an_iptables_name_is_not_misread_through_iptables_nft_
     It also prints built-in chains iptables-nft never created: they are not in the model."""
     steps = [
         [["iptables-nft", "-t", "nat", "-A", "OUTPUT", "-d", "127.0.0.11", "-j", "ACCEPT"], None],
-        [["nft", "-f", "-"], "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority 0;\n"
-                             "\t\tip saddr vmap { 127.0.0.1 : accept }\n\t}\n}\n"],
+        [
+            ["nft", "-f", "-"],
+            "table ip filter {\n\tchain INPUT {\n\t\ttype filter hook input priority 0;\n"
+            "\t\tip saddr vmap { 127.0.0.1 : accept }\n\t}\n}\n",
+        ],
     ]
     live = in_netns(steps, READ.replace("READER", '"auto"'))
     assert "-A INPUT\n" in live["iptables-nft-save"]  # the tool's own misreading
@@ -256,8 +283,10 @@ def _semantic(tables):
             # matches are ANDed: iptables-save reorders them (-s before -i), the meaning stays
             # (ignore is left out: a file's `# lbfw: ignore` line above a rule never reaches the kernel)
             # (nor a match's text: `/255.255.255.255` is dumped as `/32`, same match)
-            rules = [(sorted((dataclasses.replace(m, text="") for m in r.matches), key=repr), r.action,
-                      r.comment, r.before) for r in c.rules]
+            rules = [
+                (sorted((dataclasses.replace(m, text="") for m in r.matches), key=repr), r.action, r.comment, r.before)
+                for r in c.rules
+            ]
             chains[name] = (c.hook, c.priority, c.type, c.policy, rules)
         sets = {n: (s.key, s.elements, s.flags, s.is_map, s.map_type, s.known) for n, s in t.sets.items()}
         out[(t.family, t.name)] = (chains, sets)
@@ -286,13 +315,13 @@ def test_the_live_model_equals_the_model_of_the_files_that_were_loaded(live, tmp
     assert backend("nftables") == _semantic(nft_files.read(NATIVE, "-"))
 
 
-EACH_EXAMPLE = r'''
+EACH_EXAMPLE = r"""
 from lbfw.read.live import read_live
 for name, text in TEXTS:
     subprocess.run(["nft", "flush", "ruleset"], check=True)
     subprocess.run(["nft", "-f", "-"], input=text, text=True, check=True, capture_output=True)
     result[name] = read_live()
-'''
+"""
 
 
 def test_every_nft_example_loaded_live_reads_back_as_its_file_model(examples_dir):
@@ -312,19 +341,20 @@ def test_a_native_table_with_non_iptables_base_chains_is_read_natively():
     """`table ip filter { chain input { type filter hook input ... } }` (lower-case chain):
     iptables-nft-save 1.8.9 says it "contains incompatible base-chains" yet prints `*filter`
     with invented INPUT/FORWARD/OUTPUT and none of its rules (measured here)."""
-    text = ("table ip filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy drop;\n"
-            "\t\tip saddr 127.0.0.1 accept\n\t}\n}\n")
+    text = (
+        "table ip filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy drop;\n"
+        "\t\tip saddr 127.0.0.1 accept\n\t}\n}\n"
+    )
     live = in_netns([[["nft", "-f", "-"], text]], READ.replace("READER", '"auto"'))
     assert "contains incompatible base-chains" in live["iptables-nft-save"]
     assert "*filter" in live["iptables-nft-save"]
     tables = live["ruleset"].tables
-    assert [(t.backend, t.family, t.name, list(t.chains)) for t in tables] == [
-        ("nftables", "ip", "filter", ["input"])]
+    assert [(t.backend, t.family, t.name, list(t.chains)) for t in tables] == [("nftables", "ip", "filter", ["input"])]
     rule = tables[0].chains["input"].rules[0]
     assert rule.text == "ip saddr 127.0.0.1 accept" and rule.matches[0].values == ((LO, LO),)
 
 
-EACH_IPTABLES_EXAMPLE = r'''
+EACH_IPTABLES_EXAMPLE = r"""
 from lbfw.read.live import read_live
 for name, fam, text in TEXTS:
     for prefix in ("iptables", "ip6tables"):
@@ -341,14 +371,15 @@ for name, fam, text in TEXTS:
     for backend in ("legacy", "nft"):
         subprocess.run([tool + "-" + backend + "-restore"], input=text, text=True, check=True, capture_output=True)
     result[name] = read_live()
-'''
+"""
 
 
 def test_every_iptables_example_loaded_with_both_backends_reads_back_as_its_file_model(examples_dir):
     from lbfw.read import iptables
 
-    files = sorted(list(examples_dir.glob("*.rules")) + list(examples_dir.glob("*.v4"))
-                   + list(examples_dir.glob("*.v6")))
+    files = sorted(
+        list(examples_dir.glob("*.rules")) + list(examples_dir.glob("*.v4")) + list(examples_dir.glob("*.v6"))
+    )
     texts = [(f.name, "ip6" if f.suffix == ".v6" else "ip", f.read_text()) for f in files]
     res = in_netns([], f"TEXTS = {texts!r}\n" + EACH_IPTABLES_EXAMPLE)
     for name, fam, text in texts:

@@ -60,10 +60,19 @@ def etc():
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"CI=true: {why}", pytrace=False)
         pytest.skip(why)
-    folder = make_etc({"fail2ban/jail.local": JAIL_LOCAL, "lbfw-test.log": "",
-                       "fail2ban/fail2ban.local": "[Definition]\nlogtarget = STDERR\ndbfile = :memory:\n"})
-    shutil.copytree("/etc/fail2ban", folder / "fail2ban", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("jail.local", "fail2ban.local", "defaults-debian.conf"))
+    folder = make_etc(
+        {
+            "fail2ban/jail.local": JAIL_LOCAL,
+            "lbfw-test.log": "",
+            "fail2ban/fail2ban.local": "[Definition]\nlogtarget = STDERR\ndbfile = :memory:\n",
+        }
+    )
+    shutil.copytree(
+        "/etc/fail2ban",
+        folder / "fail2ban",
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("jail.local", "fail2ban.local", "defaults-debian.conf"),
+    )
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
@@ -86,7 +95,8 @@ def test_narrow_ignoreip_is_reported_and_fixed_with_the_real_fail2ban(etc):
     assert out["write"]["code"] == 0, out["write"]
     assert "ran `fail2ban-client reload`" in out["write"]["err"]
     assert (etc / "fail2ban/jail.local").read_text() == JAIL_LOCAL.replace(
-        "ignoreip = 127.0.0.1 192.0.2.10", "ignoreip = 127.0.0.1/8 ::1 192.0.2.10")
+        "ignoreip = 127.0.0.1 192.0.2.10", "ignoreip = 127.0.0.1/8 ::1 192.0.2.10"
+    )
     [bak] = list((etc / "fail2ban").glob("jail.local.lbfw-*.bak"))
     assert bak.read_text() == JAIL_LOCAL and (bak.stat().st_mode & 0o777) == 0o600
     assert "127.0.0.0/8" in out["ignoreip"]["out"] and "192.0.2.10" in out["ignoreip"]["out"], out["ignoreip"]

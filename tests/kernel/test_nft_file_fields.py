@@ -21,8 +21,10 @@ ROWS = json.loads((Path(__file__).resolve().parents[1] / "data" / "nft_lookups.j
 
 def _ruleset() -> str:
     rules = "".join(f"\t\t{row['nft']} accept\n" for row in ROWS)
-    return ("table inet t {\n\tset flagset {\n\t\ttype tcp_flag\n\t\telements = { syn, ack }\n\t}\n\n"
-            "\tchain c {\n\t\ttype filter hook prerouting priority filter; policy accept;\n" + rules + "\t}\n}\n")
+    return (
+        "table inet t {\n\tset flagset {\n\t\ttype tcp_flag\n\t\telements = { syn, ack }\n\t}\n\n"
+        "\tchain c {\n\t\ttype filter hook prerouting priority filter; policy accept;\n" + rules + "\t}\n}\n"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,14 @@ _ELEMENT = re.compile(r"element ([0-9a-f]+)\s")
 
 def _compiled_flag_tests(text: str) -> list:
     """Per rule of ``text``: (mask, [comp, ...], negate) of the tcp flags test nft compiles."""
-    proc = subprocess.run(["unshare", "-n", "nft", "--debug=netlink", "-c", "-f", "-"], input=text,
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        ["unshare", "-n", "nft", "--debug=netlink", "-c", "-f", "-"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     tests = []
     elements: list = []
     for block in ("\n" + proc.stdout).split("\ninet t c\n")[1:]:

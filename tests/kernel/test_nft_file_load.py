@@ -19,7 +19,7 @@ pytestmark = pytest.mark.kernel
 
 LO = 0x7F000001
 
-MAIN = '''#!/usr/sbin/nft -f
+MAIN = """#!/usr/sbin/nft -f
 # a multi-line ruleset: defines, an include, sets, a verdict map, interface names
 define LO4 = 127.0.0.1
 define WAN = "eth7"
@@ -57,15 +57,15 @@ table inet filter {
 	}
 }
 add rule inet filter user drop
-'''
+"""
 
-NAT = '''table ip nat {
+NAT = """table ip nat {
 	chain out {
 		type nat hook output priority -100;
 		ip daddr 127.0.0.11 udp dport 53 dnat to 127.0.0.11:46635
 	}
 }
-'''
+"""
 
 
 @pytest.fixture
@@ -101,28 +101,41 @@ def test_multi_line_file_with_defines_include_sets_vmap_and_iif_names_loads_and_
     # the model comes from libnftables: defines expanded, the named set resolved, names kept
     assert rules[0].matches[0].field == "meta.iifname" and rules[0].matches[0].values == ("lo",)
     assert [(m.field, m.values) for m in rules[1].matches] == [
-        ("meta.iifname", ("eth7",)), ("meta.l4proto", ((6, 6),)), ("th.dport", ((22, 22), (80, 80)))]
+        ("meta.iifname", ("eth7",)),
+        ("meta.l4proto", ((6, 6),)),
+        ("th.dport", ((22, 22), (80, 80))),
+    ]
     assert (rules[2].matches[0].field, rules[2].matches[0].values) == ("meta.nfproto", ("ipv4",))  # inet
     assert rules[2].matches[1].set_name == "allowed"
     assert (LO, LO) in rules[2].matches[1].values
     assert rules[3].matches[1].values == ((LO, LO), (LO + 1, LO + 1))
     assert rules[4].action.kind == "vmap"
     assert [(e.value, e.action.kind) for e in rules[4].action.vmap] == [
-        ((0x0A000001, 0x0A000001), "drop"), ((LO, LO), "accept")]
+        ((0x0A000001, 0x0A000001), "drop"),
+        ((LO, LO), "accept"),
+    ]
     assert sorted(rules[6].matches[0].values) == ["lo", "wg0"]  # the kernel orders set elements
     assert (rules[7].action.kind, rules[7].action.target) == ("jump", "user")
     user = filt.chains["user"].rules
     assert [(r.origin.line, r.text) for r in user] == [
-        (35, 'ip saddr $LO4 accept comment "lbfw: ignore LB002"'), (38, "drop")]
+        (35, 'ip saddr $LO4 accept comment "lbfw: ignore LB002"'),
+        (38, "drop"),
+    ]
     assert user[0].ignore == frozenset({"LB002"})
     chain = filt.chains["input"]
     assert (chain.hook, chain.priority, chain.policy, chain.type) == ("input", 0, "drop", "filter")
     nat = tables[("ip", "nat")].chains["out"]
-    inc = os.path.relpath(str(ruleset_dir / "parts" / "nat.nft")) if not os.path.isabs(path) else \
-        str(ruleset_dir / "parts" / "nat.nft")
+    inc = (
+        os.path.relpath(str(ruleset_dir / "parts" / "nat.nft"))
+        if not os.path.isabs(path)
+        else str(ruleset_dir / "parts" / "nat.nft")
+    )
     assert [(r.origin.source, r.origin.line) for r in nat.rules] == [(inc, 4)]
     assert (nat.rules[0].action.kind, nat.rules[0].action.to_addr, nat.rules[0].action.to_port) == (
-        "dnat", 0x7F00000B, 46635)
+        "dnat",
+        0x7F00000B,
+        46635,
+    )
     # tables, chains and sets point at their block headers (a policy finding needs a line too)
     assert (filt.origin.source, filt.origin.line) == (path, 9)
     assert filt.sets["allowed"].origin.line == 10
@@ -179,8 +192,15 @@ def test_2015_nft_list_ruleset_text_reads_without_error(corpus_dir):
     tables = by_key(nft_files.read(path, path))
     assert set(tables) == {("ip", "nat"), ("ip", "filter")}
     counts = {(t.name, c.name): len(c.rules) for t in tables.values() for c in t.chains.values()}
-    assert counts == {("nat", "post"): 1, ("nat", "pre"): 2, ("filter", "ssh-chain"): 3, ("filter", "input"): 1,
-                      ("filter", "wgpc"): 11, ("filter", "wgfilter"): 3, ("filter", "forward"): 2}
+    assert counts == {
+        ("nat", "post"): 1,
+        ("nat", "pre"): 2,
+        ("filter", "ssh-chain"): 3,
+        ("filter", "input"): 1,
+        ("filter", "wgpc"): 11,
+        ("filter", "wgfilter"): 3,
+        ("filter", "forward"): 2,
+    }
     lines = [r.origin.line for t in tables.values() for c in t.chains.values() for r in c.rules]
     assert None not in lines and len(set(lines)) == len(lines)
     pre = tables[("ip", "nat")].chains["pre"]
@@ -192,17 +212,32 @@ def _strip_origins(tables):
     out = []
     for t in tables:
         chains = {n: [dataclasses.replace(r, origin=None, text="") for r in c.rules] for n, c in t.chains.items()}
-        out.append((t.family, t.name, {n: (c.hook, c.priority, c.policy) for n, c in t.chains.items()}, chains,
-                    {n: (s.key, s.elements) for n, s in t.sets.items()}))
+        out.append(
+            (
+                t.family,
+                t.name,
+                {n: (c.hook, c.priority, c.policy) for n, c in t.chains.items()},
+                chains,
+                {n: (s.key, s.elements) for n, s in t.sets.items()},
+            )
+        )
     return out
 
 
 def test_nft_json_file_gives_the_same_model_as_the_nft_file(ruleset_dir, tmp_path):
     path = str(ruleset_dir / "main.nft")
-    argv = ["unshare", "-n", "sh", "-c",
-            'ip link add eth7 type dummy 2>/dev/null || ip link add eth7 type veth peer name p7;'
-            'ip link add wg0 type dummy 2>/dev/null || ip link add wg0 type veth peer name p8;'
-            'nft -I "$1" -f "$2" && nft -j list ruleset', "sh", str(ruleset_dir), path]
+    argv = [
+        "unshare",
+        "-n",
+        "sh",
+        "-c",
+        "ip link add eth7 type dummy 2>/dev/null || ip link add eth7 type veth peer name p7;"
+        "ip link add wg0 type dummy 2>/dev/null || ip link add wg0 type veth peer name p8;"
+        'nft -I "$1" -f "$2" && nft -j list ruleset',
+        "sh",
+        str(ruleset_dir),
+        path,
+    ]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     json_file = tmp_path / "ruleset.json"
     json_file.write_text(out)
@@ -230,8 +265,10 @@ def test_every_nft_example_loads_with_each_rule_on_its_line(examples_dir):
 def test_nft_json_of_iptables_nft_tables_keeps_xt_expressions_opaque(tmp_path):
     """`nft -j list ruleset` of iptables-nft tables hides comment and conntrack matches as
     bare `xt` expressions (DOMAIN.md): read as opaque matches, never guessed, never an error."""
-    script = ("iptables-nft -A INPUT -s 127.0.0.1 -m comment --comment x -m conntrack --ctstate NEW -j ACCEPT"
-              " && iptables-nft -A INPUT -i lo -j ACCEPT && nft -j list ruleset")
+    script = (
+        "iptables-nft -A INPUT -s 127.0.0.1 -m comment --comment x -m conntrack --ctstate NEW -j ACCEPT"
+        " && iptables-nft -A INPUT -i lo -j ACCEPT && nft -j list ruleset"
+    )
     out = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, check=True).stdout
     tables = by_key(nft_tables.parse(json.loads(out), "dump.json"))
     rules = tables[("ip", "filter")].chains["INPUT"].rules
@@ -241,4 +278,3 @@ def test_nft_json_of_iptables_nft_tables_keeps_xt_expressions_opaque(tmp_path):
     assert [m.text for m in xt] == ["xt match comment", "xt match conntrack"]
     assert first.action.kind == "accept"
     assert rules[1].matches[0].values == ("lo",) and not rules[1].matches[0].opaque
-

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.kernel
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
-CODE = r'''
+CODE = r"""
 import sys
 from lbfw.errors import InputError
 from lbfw.read.nft import files as nft_files
@@ -25,14 +25,18 @@ except InputError as err:
 else:
     print("OK", len(tables), sum(len(c.rules) for t in tables for c in t.chains.values()),
           sorted({r.origin.line for t in tables for c in t.chains.values() for r in c.rules})[:3])
-'''
+"""
 
 
 def _as_nobody(argv):
     # the venv's interpreter may live under /root (mode 0700): use the system one, which
     # falls back to the nft command in the namespace when the binding is not installed
-    return subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-                           "env", f"PYTHONPATH={SRC}", *argv], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "env", f"PYTHONPATH={SRC}", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_nft_file_reads_without_root_or_says_user_namespaces_are_needed(corpus_dir):

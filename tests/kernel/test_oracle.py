@@ -175,6 +175,7 @@ def _nft(text: str, flows):
 
 def read_sources_text(text: str) -> Ruleset:
     from lbfw.read.nft import files as nft_files
+
     return Ruleset(tables=nft_files.read(text, "targeted.nft"))
 
 
@@ -485,6 +486,7 @@ def test_legacy_and_nft_tables_on_the_same_hook_both_decide():
         }
         """).lstrip()
     from lbfw.read.nft import files as nft_files
+
     ruleset = Ruleset(tables=iptables.parse(legacy, "rules.v4", family="ip") + nft_files.read(nft, "fw.nft"))
     flows = FLOWS4 + [Flow("udp", "127.0.0.1", 5002), Flow("tcp", "::1", 5001)]
     engine = Engine(ruleset)  # the probe exchanges two datagrams each way, as the engine predicts

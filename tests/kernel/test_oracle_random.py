@@ -82,29 +82,64 @@ def _ipt_matches(rng: random.Random, chain: str, addrs=ADDRS) -> str:
         parts.append(f"-m addrtype --{rng.choice(['src', 'dst'])}-type {rng.choice(['LOCAL', 'UNICAST'])}")
     if rng.random() < 0.3:
         # iptables refuses a second -p, and devgroup/physdev input matches on a chain OUTPUT may reach
-        choices = [m for m in (ISSUE11_IPT if addrs is ADDRS else ISSUE11_IP6T)
-                   if not (m.startswith("-p ") and any(p.startswith("-p ") for p in parts))
-                   and not ((" devgroup " in f" {m} " or "physdev" in m) and chain != "INPUT")]
+        choices = [
+            m
+            for m in (ISSUE11_IPT if addrs is ADDRS else ISSUE11_IP6T)
+            if not (m.startswith("-p ") and any(p.startswith("-p ") for p in parts))
+            and not ((" devgroup " in f" {m} " or "physdev" in m) and chain != "INPUT")
+        ]
         parts.append(rng.choice(choices))
     if rng.random() < 0.1 and "-p tcp" in parts:
         flags_given = any("syn" in p or "tcp-flags" in p for p in parts)  # iptables takes one of them
         extra = [] if flags_given else ["--tcp-flags ALL NONE"]
-        parts.append(rng.choice(["-m tcpmss --mss 1000:65535", "-m tcpmss --mss 1:536", "-m tcp --tcp-option 2",
-                                 "-m multiport --dports 5001,5002"] + extra))
+        parts.append(
+            rng.choice(
+                [
+                    "-m tcpmss --mss 1000:65535",
+                    "-m tcpmss --mss 1:536",
+                    "-m tcp --tcp-option 2",
+                    "-m multiport --dports 5001,5002",
+                ]
+                + extra
+            )
+        )
     return " ".join(parts)
 
 
 # Matches the kernel decides from a loopback packet alone (issue 11); no rates, quotas or lists.
-ISSUE11_IPT = ("-m ttl --ttl-eq 64", "-m ttl --ttl-lt 10", "-m length --length 0:1000",
-               "-m length --length 1400:65535", "-m dscp --dscp 0", "-m dscp ! --dscp 0x2e",
-               "-m tos --tos 0x00/0xff", "-m ecn --ecn-ip-ect 0", "-f", "! -f", "-m pkttype --pkt-type host",
-               "-m pkttype --pkt-type broadcast", "-m iprange --src-range 127.0.0.2-127.0.0.9",
-               "-m iprange ! --dst-range 127.0.0.50-127.0.0.60", "-m devgroup --src-group 0",
-               "-m helper --helper ftp", "-m connlimit --connlimit-above 50",
-               "-m statistic --mode nth --every 1 --packet 0", "-m connmark --mark 0x0",
-               "-m connmark --mark 0x1", "-p icmp -m icmp --icmp-type 8", "-m physdev --physdev-is-bridged")
-ISSUE11_IP6T = ("-m hl --hl-eq 64", "-m hl --hl-lt 10", "-m length --length 0:1000", "-m pkttype --pkt-type host",
-                "-m connmark --mark 0x0", "-m helper --helper ftp", "-p ipv6-icmp -m icmp6 --icmpv6-type 128")
+ISSUE11_IPT = (
+    "-m ttl --ttl-eq 64",
+    "-m ttl --ttl-lt 10",
+    "-m length --length 0:1000",
+    "-m length --length 1400:65535",
+    "-m dscp --dscp 0",
+    "-m dscp ! --dscp 0x2e",
+    "-m tos --tos 0x00/0xff",
+    "-m ecn --ecn-ip-ect 0",
+    "-f",
+    "! -f",
+    "-m pkttype --pkt-type host",
+    "-m pkttype --pkt-type broadcast",
+    "-m iprange --src-range 127.0.0.2-127.0.0.9",
+    "-m iprange ! --dst-range 127.0.0.50-127.0.0.60",
+    "-m devgroup --src-group 0",
+    "-m helper --helper ftp",
+    "-m connlimit --connlimit-above 50",
+    "-m statistic --mode nth --every 1 --packet 0",
+    "-m connmark --mark 0x0",
+    "-m connmark --mark 0x1",
+    "-p icmp -m icmp --icmp-type 8",
+    "-m physdev --physdev-is-bridged",
+)
+ISSUE11_IP6T = (
+    "-m hl --hl-eq 64",
+    "-m hl --hl-lt 10",
+    "-m length --length 0:1000",
+    "-m pkttype --pkt-type host",
+    "-m connmark --mark 0x0",
+    "-m helper --helper ftp",
+    "-p ipv6-icmp -m icmp6 --icmpv6-type 128",
+)
 
 
 def random_iptables(seed: int, family: str = "ip") -> str:
@@ -140,10 +175,21 @@ def random_iptables(seed: int, family: str = "ip") -> str:
     lines += [f":{u} - [0:0]" for u in users]
     for chain in ("INPUT", "OUTPUT") + tuple(users):
         for _ in range(rng.randint(0 if chain in users else 1, 4)):
-            target = rng.choice(["ACCEPT", "ACCEPT", "DROP", "REJECT", "RETURN", "LOG", "NFLOG",
-                                 "CONNMARK --set-mark 0x1", "CONNMARK --restore-mark"]
-                                + [f"jump {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")]
-                                + [f"goto {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")])
+            target = rng.choice(
+                [
+                    "ACCEPT",
+                    "ACCEPT",
+                    "DROP",
+                    "REJECT",
+                    "RETURN",
+                    "LOG",
+                    "NFLOG",
+                    "CONNMARK --set-mark 0x1",
+                    "CONNMARK --restore-mark",
+                ]
+                + [f"jump {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")]
+                + [f"goto {u}" for u in users if u > chain or chain in ("INPUT", "OUTPUT")]
+            )
             # user chains may test either interface: the one a hook lacks is the empty name
             matches = _ipt_matches(rng, "USER" if chain in users else chain, addrs)
             if target.startswith("jump "):
@@ -177,26 +223,54 @@ def _nft_matches(rng: random.Random, hook: str) -> str:
         # nft refuses rules whose implied protocols conflict (udp dport with icmp type, ip with ip6)
         text = " ".join(parts)
         l4 = any(word in text for word in ("tcp ", "udp "))
-        choices = [m for m in ISSUE11_NFT
-                   if not (l4 and m.split()[0] in ("icmp", "icmpv6", "ip", "ip6", "meta", "th", "tcp")
-                           and any(word in m for word in ("icmp", "protocol", "nexthdr", "l4proto", "th ",
-                                                          "tcp ")))
-                   and not ("ip " in text and m.startswith(("ip6 ", "icmpv6 ")))
-                   and not ("nfproto ipv6" in text and m.startswith(("ip ", "icmp ")))]
+        choices = [
+            m
+            for m in ISSUE11_NFT
+            if not (
+                l4
+                and m.split()[0] in ("icmp", "icmpv6", "ip", "ip6", "meta", "th", "tcp")
+                and any(word in m for word in ("icmp", "protocol", "nexthdr", "l4proto", "th ", "tcp "))
+            )
+            and not ("ip " in text and m.startswith(("ip6 ", "icmpv6 ")))
+            and not ("nfproto ipv6" in text and m.startswith(("ip ", "icmp ")))
+        ]
         parts.append(rng.choice(choices))
     return " ".join(parts)
 
 
 # nft spellings of issue 11's packet-decided matches, and its implicit protocol dependencies
-ISSUE11_NFT = ("ip ttl 64", "ip ttl < 10", "ip6 hoplimit 64", "ip length 0-1000", "meta length > 1400",
-               "ip dscp cs0", "ip ecn not-ect", "ip frag-off & 0x1fff != 0", "meta pkttype host",
-               "fib daddr type local", "ip saddr 127.0.0.2-127.0.0.9", "meta iiftype loopback",
-               "meta oiftype loopback", "meta iifgroup 0", "ct helper \"ftp\"", "ct count over 50",
-               "ct mark 0x1", "meta mark 0x0", "ct status seen-reply", "ct direction reply",
-               "icmp type echo-request", "icmpv6 type echo-request", "ip protocol tcp", "ip6 nexthdr udp",
-               "meta l4proto udp", "th dport 5001", "tcp flags & (syn|ack) == syn",
-               "tcp option maxseg size 1000-65535", "ip saddr . th dport { 127.0.0.2 . 5001, 127.0.0.1 . 5002 }",
-               "numgen inc mod 1 0")
+ISSUE11_NFT = (
+    "ip ttl 64",
+    "ip ttl < 10",
+    "ip6 hoplimit 64",
+    "ip length 0-1000",
+    "meta length > 1400",
+    "ip dscp cs0",
+    "ip ecn not-ect",
+    "ip frag-off & 0x1fff != 0",
+    "meta pkttype host",
+    "fib daddr type local",
+    "ip saddr 127.0.0.2-127.0.0.9",
+    "meta iiftype loopback",
+    "meta oiftype loopback",
+    "meta iifgroup 0",
+    'ct helper "ftp"',
+    "ct count over 50",
+    "ct mark 0x1",
+    "meta mark 0x0",
+    "ct status seen-reply",
+    "ct direction reply",
+    "icmp type echo-request",
+    "icmpv6 type echo-request",
+    "ip protocol tcp",
+    "ip6 nexthdr udp",
+    "meta l4proto udp",
+    "th dport 5001",
+    "tcp flags & (syn|ack) == syn",
+    "tcp option maxseg size 1000-65535",
+    "ip saddr . th dport { 127.0.0.2 . 5001, 127.0.0.1 . 5002 }",
+    "numgen inc mod 1 0",
+)
 
 
 def random_nft(seed: int) -> str:
@@ -206,8 +280,19 @@ def random_nft(seed: int) -> str:
         prio = rng.choice([-300, -150, 0, 10])
         rules = []
         for _ in range(rng.randint(1, 4)):
-            verdict = rng.choice(["accept", "drop", "jump sub", "goto sub", "return", "counter",
-                                  "meta mark set ct mark", "ct mark set 0x1", "log"])
+            verdict = rng.choice(
+                [
+                    "accept",
+                    "drop",
+                    "jump sub",
+                    "goto sub",
+                    "return",
+                    "counter",
+                    "meta mark set ct mark",
+                    "ct mark set 0x1",
+                    "log",
+                ]
+            )
             if hook == "prerouting" and prio == -300 and rng.random() < 0.3:
                 verdict = "notrack"
             rules.append(f"        {_nft_matches(rng, hook)} {verdict}".rstrip())
@@ -273,7 +358,6 @@ def test_engine_equals_kernel_on_random_nft(seed):
 def test_engine_equals_kernel_on_random_ip6tables(seed):
     text = random_iptables(seed, family="ip6")
     ruleset = Ruleset(tables=iptables.parse(text, f"random-{seed}.v6", family="ip6"))
-    compared, wrong = _check(ruleset, RulesetText(name=f"random-{seed}.v6", text=text, format="ip6tables-save"),
-                             FLOWS6)
+    compared, wrong = _check(ruleset, RulesetText(name=f"random-{seed}.v6", text=text, format="ip6tables-save"), FLOWS6)
     assert not wrong, (text, wrong[:3])
     assert compared >= len(FLOWS6) - 2

@@ -143,10 +143,10 @@ def match_key(m):
         return ("opaque", repr(m.field))
     values, negate = m.values, m.negate
     if m.field in ("ct.state", "ct.status", "fib.saddr.type", "fib.daddr.type"):
-        values = tuple(sorted(values))      # sets: iptables-save prints them in its own order
+        values = tuple(sorted(values))  # sets: iptables-save prints them in its own order
     if m.field in ("th.sport", "th.dport") and negate and len(values) == 1:
         # iptables-nft saves `! --sport 0:1023` as `--sport 1024:65535`: the same ports
-        (lo, hi), = values
+        ((lo, hi),) = values
         if lo == 0 and hi < 65535:
             values, negate = ((hi + 1, 65535),), False
         elif hi == 65535 and lo > 0:
@@ -167,7 +167,8 @@ def semantics(tables) -> dict:
         for c in t.chains.values():
             out[(t.family, t.name, c.name)] = (
                 (c.hook, c.priority, c.type, c.policy),
-                [(sorted(map(match_key, r.matches)), action_key(r.action), r.comment) for r in c.rules])
+                [(sorted(map(match_key, r.matches)), action_key(r.action), r.comment) for r in c.rules],
+            )
     return out
 
 
@@ -186,8 +187,11 @@ def test_hand_written_ipv4_spellings_mean_what_the_kernel_saves(backend):
     assert written_input[0].matches[0].values == ((LO, LO),)
     assert written_input[2].text == "-A INPUT -s 127.0.0.1/8 -j ACCEPT"
     # -6 rules are skipped by iptables-restore and by the reader alike
-    assert sum(len(c.rules) for t in written for c in t.chains.values()) == \
-        sum(len(c.rules) for t in saved for c in t.chains.values()) == 43
+    assert (
+        sum(len(c.rules) for t in written for c in t.chains.values())
+        == sum(len(c.rules) for t in saved for c in t.chains.values())
+        == 43
+    )
 
 
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
@@ -197,12 +201,14 @@ def test_hand_written_ipv6_spellings_mean_what_the_kernel_saves(backend):
     assert semantics(written) == semantics(saved)
     rules = next(t for t in written if t.name == "filter").chains["INPUT"].rules
     assert rules[0].matches[0].values == ((1, 1),)
-    assert rules[2].matches[0].values == ((0x20010DB8 << 96, (0x20010DB8 << 96) | (2 ** 64 - 1)),)
+    assert rules[2].matches[0].values == ((0x20010DB8 << 96, (0x20010DB8 << 96) | (2**64 - 1)),)
 
 
 def test_a_repeated_table_section_replaces_the_earlier_one_as_in_the_kernel():
-    text = ("*filter\n:INPUT DROP [0:0]\n:x - [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n"
-            "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 127.0.0.1 -j ACCEPT\nCOMMIT\n")
+    text = (
+        "*filter\n:INPUT DROP [0:0]\n:x - [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n"
+        "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -s 127.0.0.1 -j ACCEPT\nCOMMIT\n"
+    )
     for backend in ("legacy", "nft"):
         kernel = semantics(parse(kernel_dump(text, "ip", backend), "k", family="ip"))
         written = semantics(parse(text, "f", family="ip"))
@@ -226,7 +232,7 @@ def test_every_loadable_corpus_dump_reads_the_same_as_the_kernels_own_dump(corpu
         if path.name == "README.md" or "nft-ruleset" in path.name:
             continue
         if "759927" in path.name:
-            continue        # needs the ipset "whitelist", which an empty namespace lacks
+            continue  # needs the ipset "whitelist", which an empty namespace lacks
         original = path.read_text()
         saved = kernel_dump(loadable(original), "ip", backend)
         written = semantics(parse(original, path.name, family="ip"))
@@ -239,7 +245,7 @@ def test_every_loadable_corpus_dump_reads_the_same_as_the_kernels_own_dump(corpu
         for key in written:
             assert written[key] == kernel[key], (path.name, key)
         compared += sum(len(rules) for _, rules in written.values())
-    assert compared == 7565     # every rule of the 13 dumps: README total 7,588 minus 759927's 23
+    assert compared == 7565  # every rule of the 13 dumps: README total 7,588 minus 759927's 23
 
 
 @pytest.mark.parametrize("family, backend", [("ip", "legacy"), ("ip6", "legacy"), ("ip", "nft"), ("ip6", "nft")])
@@ -259,9 +265,22 @@ def random_rules(seed: int, n: int) -> str:
     import random
 
     rnd = random.Random(seed)
-    addrs = ["127.0.0.1", "127.0.0.1/32", "127.0.0.1/8", "127.0.0.53/255.0.0.0", "127.1", "10/8",
-             "0x7f.0.0.1", "192.168.1.77/24", "192.168.1.77/255.255.255.0", "0.0.0.0/0", "10.0.0.1/255.255.0.255",
-             "172.16.0.0/12", "127.0.0.01", "010.1.2.3/16"]
+    addrs = [
+        "127.0.0.1",
+        "127.0.0.1/32",
+        "127.0.0.1/8",
+        "127.0.0.53/255.0.0.0",
+        "127.1",
+        "10/8",
+        "0x7f.0.0.1",
+        "192.168.1.77/24",
+        "192.168.1.77/255.255.255.0",
+        "0.0.0.0/0",
+        "10.0.0.1/255.255.0.255",
+        "172.16.0.0/12",
+        "127.0.0.01",
+        "010.1.2.3/16",
+    ]
     ifaces = ["lo", "eth0", "eth+", "br-+", "docker0", "wg0"]
     ports = ["22", "1024:", ":1023", "8000:8080", "ssh", "0x50", "022", "domain"]
     pieces = [
@@ -271,37 +290,55 @@ def random_rules(seed: int, n: int) -> str:
         lambda: f"{rnd.choice(['', '! '])}-i {rnd.choice(ifaces)}",
         lambda: f"-p tcp {rnd.choice(['', '-m tcp '])}{rnd.choice(['', '! '])}--dport {rnd.choice(ports)}",
         # udp reads `022` as 22 and any protocol's service names, refuses 0x50 (see _port)
-        lambda: f"-p udp {rnd.choice(['', '-m udp '])}{rnd.choice(['', '! '])}--sport "
-                f"{rnd.choice(['22', '1024:', ':1023', '022', 'domain', 'ssh', 'domain-s:08080'])}",
-        lambda: f"-p tcp -m multiport {rnd.choice(['', '! '])}--dports "
-                f"{','.join(rnd.sample(['22', '80', '443', '8000:8080', 'ssh', '0x50'], 3))}",
-        lambda: f"-m conntrack {rnd.choice(['', '! '])}--ctstate "
-                f"{','.join(rnd.sample(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID', 'UNTRACKED'], 2))}",
+        lambda: (
+            f"-p udp {rnd.choice(['', '-m udp '])}{rnd.choice(['', '! '])}--sport "
+            f"{rnd.choice(['22', '1024:', ':1023', '022', 'domain', 'ssh', 'domain-s:08080'])}"
+        ),
+        lambda: (
+            f"-p tcp -m multiport {rnd.choice(['', '! '])}--dports "
+            f"{','.join(rnd.sample(['22', '80', '443', '8000:8080', 'ssh', '0x50'], 3))}"
+        ),
+        lambda: (
+            f"-m conntrack {rnd.choice(['', '! '])}--ctstate "
+            f"{','.join(rnd.sample(['NEW', 'ESTABLISHED', 'RELATED', 'INVALID', 'UNTRACKED'], 2))}"
+        ),
         lambda: f"-m state --state {rnd.choice(['NEW', 'ESTABLISHED,RELATED', 'INVALID'])}",
-        lambda: f"-m addrtype {rnd.choice(['', '! '])}--{rnd.choice(['src', 'dst'])}-type "
-                f"{rnd.choice(['LOCAL', 'UNICAST', 'LOCAL,BROADCAST'])}",
+        lambda: (
+            f"-m addrtype {rnd.choice(['', '! '])}--{rnd.choice(['src', 'dst'])}-type "
+            f"{rnd.choice(['LOCAL', 'UNICAST', 'LOCAL,BROADCAST'])}"
+        ),
         lambda: f"-m mark {rnd.choice(['', '! '])}--mark {rnd.choice(['1', '0x10/0xf0', '010'])}",
         lambda: f"-m iprange --src-range 127.0.0.{rnd.randint(1, 9)}-127.0.0.{rnd.randint(10, 99)}",
         lambda: f'-m comment --comment "{rnd.choice(["lo", "two words", "lbfw: ignore LB002"])}"',
         lambda: "-p icmp --icmp-type 8",
         lambda: "-m limit --limit 5/min",
     ]
-    targets = ["-j ACCEPT", "-j DROP", "-j RETURN", "-j REJECT --reject-with icmp-port-unreachable", "-j u",
-               "-g u", "-j LOG --log-prefix \"x: \"", ""]
+    targets = [
+        "-j ACCEPT",
+        "-j DROP",
+        "-j RETURN",
+        "-j REJECT --reject-with icmp-port-unreachable",
+        "-j u",
+        "-g u",
+        '-j LOG --log-prefix "x: "',
+        "",
+    ]
     lines = []
     for _ in range(n):
         chosen, used = [], set()
         for _ in range(rnd.randint(0, 4)):
             k = rnd.randrange(len(pieces))
             if k in used or (k in (3, 4, 5, 12) and used & {3, 4, 5, 12}):
-                continue     # one protocol per rule, each kind once (as iptables insists)
+                continue  # one protocol per rule, each kind once (as iptables insists)
             used.add(k)
             chosen.append(pieces[k]())
         target = rnd.choice(targets)
         # (-i is refused in OUTPUT, so the rules go where it is allowed)
         lines.append(" ".join(["-A", rnd.choice(["INPUT", "FORWARD", "u2"])] + chosen + ([target] if target else [])))
-    return ("*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
-            ":u - [0:0]\n:u2 - [0:0]\n" + "\n".join(lines) + "\nCOMMIT\n")
+    return (
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        ":u - [0:0]\n:u2 - [0:0]\n" + "\n".join(lines) + "\nCOMMIT\n"
+    )
 
 
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
@@ -322,8 +359,20 @@ def random_rules6(seed: int, n: int) -> str:
     import random
 
     rnd = random.Random(seed)
-    addrs = ["::1", "::1/128", "::1/0x80", "::1/010", "2001:db8::1/64", "2001:db8::1/ffff:ffff::", "2001:DB8::1",
-             "::ffff:127.0.0.1", "fe80::1%lo", "fe80::/10", "2001:db8::1/ffff::ffff", "::/0"]
+    addrs = [
+        "::1",
+        "::1/128",
+        "::1/0x80",
+        "::1/010",
+        "2001:db8::1/64",
+        "2001:db8::1/ffff:ffff::",
+        "2001:DB8::1",
+        "::ffff:127.0.0.1",
+        "fe80::1%lo",
+        "fe80::/10",
+        "2001:db8::1/ffff::ffff",
+        "::/0",
+    ]
     pieces = [
         lambda: (lambda a: f"{'' if a.endswith('/0') else rnd.choice(['', '! '])}-s {a}")(rnd.choice(addrs)),
         lambda: (lambda a: f"{'' if a.endswith('/0') else rnd.choice(['', '! '])}-d {a}")(rnd.choice(addrs)),
@@ -345,8 +394,11 @@ def random_rules6(seed: int, n: int) -> str:
             chosen.append(pieces[k]())
         target = rnd.choice(targets)
         lines.append(" ".join(["-A", rnd.choice(["INPUT", "u"])] + chosen + ([target] if target else [])))
-    return "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:u - [0:0]\n:t - [0:0]\n" + \
-        "\n".join(lines) + "\nCOMMIT\n"
+    return (
+        "*filter\n:INPUT DROP [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:u - [0:0]\n:t - [0:0]\n"
+        + "\n".join(lines)
+        + "\nCOMMIT\n"
+    )
 
 
 @pytest.mark.parametrize("backend", ["legacy", "nft"])
@@ -354,8 +406,7 @@ def test_random_hand_written_ipv6_rules_mean_what_the_kernel_saves(backend):
     for seed in (1, 2):
         text = random_rules6(seed, 200)
         written = semantics(parse(text, "random.v6", family="ip6"))
-        kernel = semantics(parse(kernel_dump(text, "ip6", backend), f"live:{backend}", family="ip6",
-                                 backend=backend))
+        kernel = semantics(parse(kernel_dump(text, "ip6", backend), f"live:{backend}", family="ip6", backend=backend))
         assert written.keys() == kernel.keys()
         for key in written:
             for k, (w, s) in enumerate(zip(written[key][1], kernel[key][1])):
@@ -370,10 +421,12 @@ def test_the_kernels_own_dump_of_a_kube_proxy_ruleset_is_deferred_and_reads_as_b
     building everything at once (tests/test_read_iptables_lazy.py holds the reader to that)."""
     import sys
     from pathlib import Path
-    here = Path(__file__).resolve().parent.parent      # tests/
+
+    here = Path(__file__).resolve().parent.parent  # tests/
     sys.path.insert(0, str(here / "benchmarks"))
     sys.path.insert(0, str(here))
     import generate
+
     from test_read_iptables_lazy import _kube6
 
     text = generate.kube_dump(3_000)
@@ -389,15 +442,27 @@ def test_the_kernels_own_dump_of_a_kube_proxy_ruleset_is_deferred_and_reads_as_b
 
 
 _RPFILTER_RECENT = [
-    "-m rpfilter", "-m rpfilter --loose", "-m rpfilter --invert --loose --validmark --accept-local",
+    "-m rpfilter",
+    "-m rpfilter --loose",
+    "-m rpfilter --invert --loose --validmark --accept-local",
     "-m rpfilter --accept-local --invert",
-    "-m recent --set", "-m recent --set --name SSH --mask 255.255.255.255 --rsource",
+    "-m recent --set",
+    "-m recent --set --name SSH --mask 255.255.255.255 --rsource",
     "-m recent --rcheck --seconds 60 --hitcount 4 --name SSH --rsource",
-    "-m recent --update --seconds 60 --reap --rttl --name ssh --rdest", "-m recent --remove --name x",
-    "-m recent ! --rcheck --name SSH", "-m recent --name SSH ! --update --seconds 10",
+    "-m recent --update --seconds 60 --reap --rttl --name ssh --rdest",
+    "-m recent --remove --name x",
+    "-m recent ! --rcheck --name SSH",
+    "-m recent --name SSH ! --update --seconds 10",
 ]
-_REFUSED = ["-m rpfilter ! --loose", "-m rpfilter --invert --invert", "-m recent --name X", "-m recent",
-            "-m recent --set --rcheck", "-m recent ! --name X --rcheck", "-m recent --rcheck --name A --name B"]
+_REFUSED = [
+    "-m rpfilter ! --loose",
+    "-m rpfilter --invert --invert",
+    "-m recent --name X",
+    "-m recent",
+    "-m recent --set --rcheck",
+    "-m recent ! --name X --rcheck",
+    "-m recent --rcheck --name A --name B",
+]
 
 
 def _raw(lines: list) -> str:
@@ -413,8 +478,9 @@ def test_rpfilter_and_recent_fields_are_what_the_kernel_saves(backend):
     theirs = parse(kernel_dump(text, "ip", backend), "saved")[0].chains["PREROUTING"].rules
     assert len(ours) == len(theirs) == len(_RPFILTER_RECENT)
     for mine, saved in zip(ours, theirs):
-        assert [(m.field, m.values, m.negate) for m in mine.matches] == \
-            [(m.field, m.values, m.negate) for m in saved.matches], (mine.text, saved.text)
+        assert [(m.field, m.values, m.negate) for m in mine.matches] == [
+            (m.field, m.values, m.negate) for m in saved.matches
+        ], (mine.text, saved.text)
         assert mine.matches[0].field in ("rpfilter", "recent") and not mine.matches[0].opaque
 
 

@@ -22,8 +22,11 @@ _HEADS = {"filter": ":INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n", "mangle": ":P
 def _dump(rows: list) -> str:
     out = []
     for table in ("filter", "mangle"):
-        lines = [f"-A {r['chain']} {r['written']}" + ("" if " -j " in f" {r['written']}" else " -j ACCEPT")
-                 for r in rows if r["table"] == table]
+        lines = [
+            f"-A {r['chain']} {r['written']}" + ("" if " -j " in f" {r['written']}" else " -j ACCEPT")
+            for r in rows
+            if r["table"] == table
+        ]
         if lines:
             out.append(f"*{table}\n{_HEADS[table]}" + "\n".join(lines) + "\nCOMMIT\n")
     return "".join(out)
@@ -50,8 +53,11 @@ def test_iptables_save_prints_the_recorded_spellings(family, backend):
 def test_nft_lists_the_recorded_json():
     with Namespace() as ns:
         for row in NFT:
-            hook = "type filter hook prerouting priority -150;" if row["hook"] == "prerouting" else \
-                "type filter hook input priority 0;"
+            hook = (
+                "type filter hook prerouting priority -150;"
+                if row["hook"] == "prerouting"
+                else "type filter hook input priority 0;"
+            )
             last = "" if row["hook"] == "prerouting" else " accept"
             ns.load_nft(f"table {row['family']} t {{\n chain c {{\n {hook}\n {row['nft']}{last}\n }}\n}}\n")
             listed = json.loads(ns.run(["nft", "-j", "list", "ruleset"]).stdout)["nftables"]

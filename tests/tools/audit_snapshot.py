@@ -33,8 +33,13 @@ def samples() -> list[Path]:
 def _lbfw(*args: str) -> str:
     """stdout, stderr and exit code of one lbfw run, as one text."""
     proc = subprocess.run(
-        [sys.executable, "-m", "lbfw", *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-        stdin=subprocess.DEVNULL, env={**os.environ, "LBFW_CONFIG": ""},
+        [sys.executable, "-m", "lbfw", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "LBFW_CONFIG": ""},
     )
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
 
@@ -56,8 +61,10 @@ def write(out: Path) -> None:
 def compare(before: Path, after: Path) -> int:
     names = sorted({p.name for p in before.iterdir()} | {p.name for p in after.iterdir()})
     differ = [
-        n for n in names
-        if not (before / n).exists() or not (after / n).exists()
+        n
+        for n in names
+        if not (before / n).exists()
+        or not (after / n).exists()
         or (before / n).read_bytes() != (after / n).read_bytes()
     ]
     for n in differ:

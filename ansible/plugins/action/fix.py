@@ -17,8 +17,8 @@ from ansible.errors import AnsibleConnectionFailure
 from ansible.plugins.action import ActionBase
 
 MODULE = "lbfw.loopback.fix"
-RETRY_EVERY = 2.0     # seconds between attempts to reach the host again
-MARGIN = 3.0          # stop trying this long before the deadline: a late confirm would race the rollback
+RETRY_EVERY = 2.0  # seconds between attempts to reach the host again
+MARGIN = 3.0  # stop trying this long before the deadline: a late confirm would race the rollback
 
 
 class ActionModule(ActionBase):
@@ -51,16 +51,29 @@ class ActionModule(ActionBase):
             except AnsibleConnectionFailure as err:
                 last_error = str(err)
             if time.time() + RETRY_EVERY > deadline - MARGIN:
-                result.update(failed=True, changed=True, confirmed=False, transaction=applied["transaction"],
-                              diff=applied.get("diff"), attempts=attempts,
-                              msg=(f"applied transaction {applied['transaction']} but could not reach the host "
-                                   f"again to confirm it ({attempts} attempts; last: {last_error}); the host "
-                                   f"restores its previous rules at its deadline ({applied['deadline']})"))
+                result.update(
+                    failed=True,
+                    changed=True,
+                    confirmed=False,
+                    transaction=applied["transaction"],
+                    diff=applied.get("diff"),
+                    attempts=attempts,
+                    msg=(
+                        f"applied transaction {applied['transaction']} but could not reach the host "
+                        f"again to confirm it ({attempts} attempts; last: {last_error}); the host "
+                        f"restores its previous rules at its deadline ({applied['deadline']})"
+                    ),
+                )
                 return result
             time.sleep(RETRY_EVERY)
         result.update(confirmed)
-        result.update(changed=True, diff=applied.get("diff"), deadline=applied["deadline"], attempts=attempts,
-                      notes=list(applied.get("notes") or ()) + list(confirmed.get("notes") or ()))
+        result.update(
+            changed=True,
+            diff=applied.get("diff"),
+            deadline=applied["deadline"],
+            attempts=attempts,
+            notes=list(applied.get("notes") or ()) + list(confirmed.get("notes") or ()),
+        )
         if not confirmed.get("failed") and confirmed.get("remaining"):
             result["msg"] = f"confirmed; {len(confirmed['remaining'])} LB002/LB003 finding(s) left after the fix"
         return result

@@ -17,13 +17,17 @@ def lbfw_command(module):
     name = module.params["lbfw_bin"]
     if os.path.isabs(name):
         if not os.access(name, os.X_OK):
-            module.fail_json(msg=f"lbfw_bin {name} is not an executable file on this host; install lbfw "
-                                 f"(role lbfw.loopback.install) or point lbfw_bin at it")
+            module.fail_json(
+                msg=f"lbfw_bin {name} is not an executable file on this host; install lbfw "
+                f"(role lbfw.loopback.install) or point lbfw_bin at it"
+            )
         return name
     found = module.get_bin_path(name, opt_dirs=["/opt/lbfw/bin"])
     if found is None:
-        module.fail_json(msg=f"{name} not found on this host (PATH and /opt/lbfw/bin); install lbfw "
-                             f"(role lbfw.loopback.install) or set lbfw_bin")
+        module.fail_json(
+            msg=f"{name} not found on this host (PATH and /opt/lbfw/bin); install lbfw "
+            f"(role lbfw.loopback.install) or set lbfw_bin"
+        )
     return found
 
 
@@ -31,8 +35,9 @@ def run_lbfw(module, argv, check_rc=False):
     """(rc, stdout, stderr) of ``lbfw ARGV`` (a list: never a shell string)."""
     rc, out, err = module.run_command([lbfw_command(module)] + list(argv), environ_update={"NO_COLOR": "1"})
     if check_rc and rc != 0:
-        module.fail_json(msg=f"lbfw {' '.join(argv)} exited {rc}: {(err or out).strip()}", rc=rc,
-                         stdout=out, stderr=err)
+        module.fail_json(
+            msg=f"lbfw {' '.join(argv)} exited {rc}: {(err or out).strip()}", rc=rc, stdout=out, stderr=err
+        )
     return rc, out, err
 
 
@@ -41,5 +46,9 @@ def parse_json(module, argv, rc, out, err):
     try:
         return json.loads(out)
     except ValueError:
-        module.fail_json(msg=f"lbfw {' '.join(argv)} exited {rc} without JSON: {(err or out).strip()[:2000]}",
-                         rc=rc, stdout=out, stderr=err)
+        module.fail_json(
+            msg=f"lbfw {' '.join(argv)} exited {rc} without JSON: {(err or out).strip()[:2000]}",
+            rc=rc,
+            stdout=out,
+            stderr=err,
+        )

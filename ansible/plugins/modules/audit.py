@@ -91,9 +91,16 @@ def main():
     if rc != 0:
         module.fail_json(msg=f"lbfw audit exited {rc}: {(err or out).strip()}", rc=rc, stderr=err)
     doc = parse_json(module, argv, rc, out, err)
-    module.exit_json(changed=False, document=doc, summary=doc.get("summary"), findings=doc.get("findings"),
-                     flows=doc.get("flows"), sources=doc.get("sources"),
-                     lbfw_version=(doc.get("tool") or {}).get("version"), warnings_text=err.strip() or None)
+    module.exit_json(
+        changed=False,
+        document=doc,
+        summary=doc.get("summary"),
+        findings=doc.get("findings"),
+        flows=doc.get("flows"),
+        sources=doc.get("sources"),
+        lbfw_version=(doc.get("tool") or {}).get("version"),
+        warnings_text=err.strip() or None,
+    )
 
 
 if __name__ == "__main__":

@@ -76,15 +76,16 @@ doctor:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.lbfw.loopback.plugins.module_utils.lbfw import (LBFW_ARGS, lbfw_command, parse_json,
-                                                                       run_lbfw)
+from ansible_collections.lbfw.loopback.plugins.module_utils.lbfw import LBFW_ARGS, lbfw_command, parse_json, run_lbfw
 
 
 def _doctor(module):
     rc, out, err = run_lbfw(module, ["doctor", "--help"])
     if rc != 0:
-        module.fail_json(msg=f"this lbfw ({lbfw_command(module)}) has no `doctor` command (`lbfw doctor --help` "
-                             f"exited {rc}); install an lbfw that has it")
+        module.fail_json(
+            msg=f"this lbfw ({lbfw_command(module)}) has no `doctor` command (`lbfw doctor --help` "
+            f"exited {rc}); install an lbfw that has it"
+        )
     argv = ["doctor", "--format", "json"]
     rc, out, err = run_lbfw(module, argv)
     if rc == 2:
@@ -94,9 +95,14 @@ def _doctor(module):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(LBFW_ARGS, to=dict(type="list", elements="str", default=[]), plan=dict(type="path"),
-                           doctor=dict(type="bool", default=False), fail_on_blocked=dict(type="bool", default=False),
-                           **{"from": dict(type="str")}),
+        argument_spec=dict(
+            LBFW_ARGS,
+            to=dict(type="list", elements="str", default=[]),
+            plan=dict(type="path"),
+            doctor=dict(type="bool", default=False),
+            fail_on_blocked=dict(type="bool", default=False),
+            **{"from": dict(type="str")},
+        ),
         supports_check_mode=True,
         mutually_exclusive=[("doctor", "to"), ("doctor", "plan")],
     )
@@ -119,8 +125,11 @@ def main():
     delivered = all(f.get("verdict") == "delivered" for f in flows)
     result = dict(changed=False, flows=flows, all_delivered=delivered, lbfw_rc=rc)
     if p["fail_on_blocked"] and not delivered:
-        bad = [f"{f.get('proto')} {f.get('client') or 'default'} -> {f.get('server')}:{f.get('port')} "
-               f"{f.get('verdict')}" for f in flows if f.get("verdict") != "delivered"]
+        bad = [
+            f"{f.get('proto')} {f.get('client') or 'default'} -> {f.get('server')}:{f.get('port')} {f.get('verdict')}"
+            for f in flows
+            if f.get("verdict") != "delivered"
+        ]
         module.fail_json(msg="not delivered: " + "; ".join(bad), **result)
     module.exit_json(**result)
 

@@ -137,25 +137,45 @@ def _diff(text):
 
 def _apply(module, diff, notes):
     p = module.params
-    argv = ["fix", "--apply", "--confirm-timeout", str(p["confirm_timeout"]), "--detach", "--format", "json",
-            "--style", p["style"]] + _backup_dir(module)
+    argv = [
+        "fix",
+        "--apply",
+        "--confirm-timeout",
+        str(p["confirm_timeout"]),
+        "--detach",
+        "--format",
+        "json",
+        "--style",
+        p["style"],
+    ] + _backup_dir(module)
     if p["persist"]:
         argv.append("--persist")
     rc, out, err = run_lbfw(module, argv)
     notes = notes + [line for line in err.splitlines() if line.strip()]
     if rc != 0:
         if "--detach" in err and ("No such option" in err or "no such option" in err):
-            module.fail_json(msg="this lbfw cannot apply with a confirmation from a second connection (it has no "
-                                 "`lbfw fix --apply --detach`); nothing was changed. Install a newer lbfw.",
-                             rc=rc, notes=notes)
-        module.fail_json(msg=f"lbfw fix --apply exited {rc}: {(err or out).strip()}", rc=rc, notes=notes,
-                         diff=_diff(diff))
+            module.fail_json(
+                msg="this lbfw cannot apply with a confirmation from a second connection (it has no "
+                "`lbfw fix --apply --detach`); nothing was changed. Install a newer lbfw.",
+                rc=rc,
+                notes=notes,
+            )
+        module.fail_json(
+            msg=f"lbfw fix --apply exited {rc}: {(err or out).strip()}", rc=rc, notes=notes, diff=_diff(diff)
+        )
     doc = parse_json(module, argv, rc, out, err)
     if not doc.get("transaction") or not isinstance(doc.get("deadline"), (int, float)):
-        module.fail_json(msg=f"lbfw fix --apply --detach printed no transaction and deadline: {out.strip()}",
-                         notes=notes)
-    module.exit_json(changed=True, transaction=str(doc["transaction"]), deadline=int(doc["deadline"]),
-                     host_now=time.time(), diff=_diff(diff), notes=notes)
+        module.fail_json(
+            msg=f"lbfw fix --apply --detach printed no transaction and deadline: {out.strip()}", notes=notes
+        )
+    module.exit_json(
+        changed=True,
+        transaction=str(doc["transaction"]),
+        deadline=int(doc["deadline"]),
+        host_now=time.time(),
+        diff=_diff(diff),
+        notes=notes,
+    )
 
 
 def _confirm(module):
@@ -164,14 +184,24 @@ def _confirm(module):
         module.fail_json(msg="phase=confirm needs transaction")
     rc, out, err = run_lbfw(module, ["confirm", transaction] + _backup_dir(module))
     if rc != 0:
-        module.fail_json(msg=f"lbfw confirm {transaction} exited {rc}: {(err or out).strip()} (too late: the host "
-                             "has restored, or is restoring, its previous rules)", rc=rc, confirmed=False)
+        module.fail_json(
+            msg=f"lbfw confirm {transaction} exited {rc}: {(err or out).strip()} (too late: the host "
+            "has restored, or is restoring, its previous rules)",
+            rc=rc,
+            confirmed=False,
+        )
     argv = ["audit", "--format", "json", "--fail-on", "never"]
     rc, out, err = run_lbfw(module, argv)
     doc = parse_json(module, argv, rc, out, err)
     remaining = [f for f in doc.get("findings") or () if f.get("check") in FIXABLE]
-    module.exit_json(changed=True, confirmed=True, transaction=transaction, remaining=remaining,
-                     summary=doc.get("summary"), notes=[line for line in err.splitlines() if line.strip()])
+    module.exit_json(
+        changed=True,
+        confirmed=True,
+        transaction=transaction,
+        remaining=remaining,
+        summary=doc.get("summary"),
+        notes=[line for line in err.splitlines() if line.strip()],
+    )
 
 
 def main():

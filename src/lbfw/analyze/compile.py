@@ -18,9 +18,10 @@ from .fields import OWNER_FIELDS, UNSHARED_FIELDS
 from .matchers import PORT_PROTOS, Pred, compile_match
 from .state import Pkt
 
-CompiledMatch = tuple[Pred, str]   # a match's predicate and the text naming it
+CompiledMatch = tuple[Pred, str]  # a match's predicate and the text naming it
 
 # --------------------------------------------------------------------------- compiled rules
+
 
 class _CRule:
     """One rule of a compiled chain: its predicates (None until first reached) and action."""
@@ -43,8 +44,9 @@ class _Block:
 
     __slots__ = ("attr", "family", "ports", "start", "end", "where")
 
-    def __init__(self, attr: str, family: Optional[str], ports: bool, start: int, end: int,
-                 where: dict[int, list[int]]) -> None:
+    def __init__(
+        self, attr: str, family: Optional[str], ports: bool, start: int, end: int, where: dict[int, list[int]]
+    ) -> None:
         self.attr = attr
         self.family = family
         self.ports = ports
@@ -69,8 +71,10 @@ class _Block:
 
 
 _INDEXABLE: dict[str, tuple[str, Optional[str], bool]] = {
-    "ip.daddr": ("daddr", "ip", False), "ip6.daddr": ("daddr", "ip6", False),
-    "ip.saddr": ("saddr", "ip", False), "ip6.saddr": ("saddr", "ip6", False),
+    "ip.daddr": ("daddr", "ip", False),
+    "ip6.daddr": ("daddr", "ip6", False),
+    "ip.saddr": ("saddr", "ip", False),
+    "ip6.saddr": ("saddr", "ip6", False),
     "th.dport": ("dport", None, True),
 }
 MIN_BLOCK = 8
@@ -162,11 +166,18 @@ class Compiler:
                 # indexed from their text and built only when a packet reaches them: such a
                 # _CRule holds the chain in ``rule`` and no action until compile_rule.
                 built = [entries.built_at(idx) for idx in range(len(entries))]
-                rules = [_CRule(None, r.action, r, idx) if r is not None else _CRule(None, None, chain, idx)
-                         for idx, r in enumerate(built)]
-                cc = _CChain(chain.name, chain, rules,
-                             _blocks_of([_exact_keys(r) if r is not None else entries.index_keys(idx)
-                                         for idx, r in enumerate(built)]))
+                rules = [
+                    _CRule(None, r.action, r, idx) if r is not None else _CRule(None, None, chain, idx)
+                    for idx, r in enumerate(built)
+                ]
+                cc = _CChain(
+                    chain.name,
+                    chain,
+                    rules,
+                    _blocks_of(
+                        [_exact_keys(r) if r is not None else entries.index_keys(idx) for idx, r in enumerate(built)]
+                    ),
+                )
             else:
                 rules = [_CRule(None, rule.action, rule, idx) for idx, rule in enumerate(entries)]
                 cc = _CChain(chain.name, chain, rules, _build_blocks(entries))
@@ -175,7 +186,7 @@ class Compiler:
 
     def compile_rule(self, table: Table, cr: _CRule) -> tuple[CompiledMatch, ...]:
         """The predicates of one rule, compiled now (``cr.preds`` holds them afterwards)."""
-        if cr.action is None:                      # unbuilt: cr.rule is its chain (see chain())
+        if cr.action is None:  # unbuilt: cr.rule is its chain (see chain())
             rule = cr.rule.rules[cr.index]
             cr.rule = rule
             cr.action = rule.action

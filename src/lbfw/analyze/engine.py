@@ -49,8 +49,8 @@ from .vmaps import VmapIndex
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 EPHEMERAL = (32768, 60999)  # Linux' default ip_local_port_range: where a client's port lies
-MAX_RUNS = 64          # branches explored per flow before giving up as unknown
-MAX_DEPTH = 256        # jump depth (iptables' own limit is lower); beyond it: unknown
+MAX_RUNS = 64  # branches explored per flow before giving up as unknown
+MAX_DEPTH = 256  # jump depth (iptables' own limit is lower); beyond it: unknown
 # Targets a reader may not know by name that never end a packet (they set a value or count it).
 NEVER_ENDING = frozenset(("MARK", "CT", "NOTRACK", "SNPT", "DNPT", "SYNPROXY_LOG", "NFLOG", "ULOG", "LOG"))
 
@@ -58,6 +58,7 @@ LO4 = 0x7F000001
 LO6 = 1
 
 # --------------------------------------------------------------------------- public packet API
+
 
 @dataclass
 class Packet:
@@ -103,6 +104,7 @@ class Stats:
 
 # --------------------------------------------------------------------------- the engine
 
+
 def _addr(family: str, value: Any) -> int:
     if isinstance(value, int):
         return value
@@ -132,8 +134,9 @@ def _fmt_addr(family: str, addr: int) -> str:
 class Engine:
     """Follows flows and packets through a ruleset. Build once, evaluate many flows."""
 
-    def __init__(self, ruleset: Ruleset, max_runs: int = MAX_RUNS, udp_followup: bool = True,
-                 ttl: int = DEFAULT_TTL) -> None:
+    def __init__(
+        self, ruleset: Ruleset, max_runs: int = MAX_RUNS, udp_followup: bool = True, ttl: int = DEFAULT_TTL
+    ) -> None:
         """``udp_followup``: a UDP flow also needs the client's next datagram (ESTABLISHED, original
         direction) to pass, as a resolver reusing its socket does. False: one datagram each way
         (what the sandbox probe sends). ``ttl``: the host's default TTL / hop limit."""
@@ -141,7 +144,7 @@ class Engine:
         self.udp_followup = udp_followup
         self.ttl = ttl
         self._users = UserSweep(ruleset)
-        self._server: Any = False       # the server's User (packet.SERVER_CAVEAT), found when first needed
+        self._server: Any = False  # the server's User (packet.SERVER_CAVEAT), found when first needed
         self.stats = Stats()
         self.max_runs = max_runs
         self._compiler = Compiler(ruleset)
@@ -195,8 +198,7 @@ class Engine:
         matches)? A flow without a user that owner matches decide is answered per user (by_user)."""
         user = User(flow.uid, flow.gid) if flow.user is not None else None
         result = self._evaluate(flow, user)
-        if (result.verdict == UNKNOWN and flow.user is None
-                and self._compiler.owner_texts.intersection(result.unknown)):
+        if result.verdict == UNKNOWN and flow.user is None and self._compiler.owner_texts.intersection(result.unknown):
             return self._users.sweep(flow, result, self._evaluate)
         return result
 
@@ -228,12 +230,31 @@ class Engine:
         caveats: list[str] = []
         for run in runs:
             caveats.extend(c for c in run.caveats if c not in caveats)
-        return FlowResult(flow=flow, verdict=outcome, steps=list(first.steps), deciding=deciding,
-                          unknown=unknown, client_addr=_fmt_addr(family, client),
-                          redirected_to=redirected_to, caveats=tuple(caveats))
+        return FlowResult(
+            flow=flow,
+            verdict=outcome,
+            steps=list(first.steps),
+            deciding=deciding,
+            unknown=unknown,
+            client_addr=_fmt_addr(family, client),
+            redirected_to=redirected_to,
+            caveats=tuple(caveats),
+        )
 
-    def _packet(self, run: Run, user: Optional[User], family: str, saddr: Range, daddr: Range, l4proto: Range,
-                sport: Range, dport: Range, flags: Optional[int], name: str, client_side: bool) -> Pkt:
+    def _packet(
+        self,
+        run: Run,
+        user: Optional[User],
+        family: str,
+        saddr: Range,
+        daddr: Range,
+        l4proto: Range,
+        sport: Range,
+        dport: Range,
+        flags: Optional[int],
+        name: str,
+        client_side: bool,
+    ) -> Pkt:
         pkt = Pkt(family, saddr, daddr, l4proto, sport, dport, flags, name, client_side)
         if self._server is False:
             self._server = self._users.others()
@@ -242,18 +263,41 @@ class Engine:
         pkt.caveats = run.caveats
         return pkt
 
-    def _flow_once(self, run: Run, family: str, client: int, server: int, proto: int, port: int,
-                   user: Optional[User]) -> str:
+    def _flow_once(
+        self, run: Run, family: str, client: int, server: int, proto: int, port: int, user: Optional[User]
+    ) -> str:
         tcp = proto == TCP
-        req = self._packet(run, user, family, (client, client), (server, server), (proto, proto), EPHEMERAL,
-                           (port, port), SYN if tcp else None, "request", True)
+        req = self._packet(
+            run,
+            user,
+            family,
+            (client, client),
+            (server, server),
+            (proto, proto),
+            EPHEMERAL,
+            (port, port),
+            SYN if tcp else None,
+            "request",
+            True,
+        )
         first = (req.saddr, req.sport, req.daddr, req.dport)
         verdict = self._through(run, req, LOOPBACK_PATH)
         if verdict != "accept":
             return _flow_verdict(verdict)
         # The server answers from where the request arrived (after any DNAT).
-        rep = self._packet(run, user, family, req.daddr, req.saddr, req.l4proto, req.dport, req.sport,
-                           (SYN | ACK) if tcp else None, "reply", False)
+        rep = self._packet(
+            run,
+            user,
+            family,
+            req.daddr,
+            req.saddr,
+            req.l4proto,
+            req.dport,
+            req.sport,
+            (SYN | ACK) if tcp else None,
+            "reply",
+            False,
+        )
         rep_first = (rep.saddr, rep.sport, rep.daddr, rep.dport)
         verdict = self._through(run, rep, LOOPBACK_PATH)
         if verdict != "accept":
@@ -261,8 +305,9 @@ class Engine:
         delivered = REDIRECTED if run.redirect is not None else DELIVERED
         if not tcp and not self.udp_followup:
             return delivered
-        ack = self._packet(run, user, family, first[0], first[2], req.l4proto, first[1], first[3],
-                           ACK if tcp else None, "ack", True)
+        ack = self._packet(
+            run, user, family, first[0], first[2], req.l4proto, first[1], first[3], ACK if tcp else None, "ack", True
+        )
         verdict = self._through(run, ack, LOOPBACK_PATH)
         if verdict != "accept":
             return _flow_verdict(verdict)
@@ -270,8 +315,19 @@ class Engine:
             # The server's answer after the handshake. Usually the reply's twin, but not when the
             # request was UNTRACKED: the SYN-ACK is then INVALID (conntrack will not pick a
             # connection up from a SYN-ACK) while this packet is picked up as NEW (measured).
-            answer = self._packet(run, user, family, rep_first[0], rep_first[2], req.l4proto, rep_first[1],
-                                  rep_first[3], ACK | PSH, "answer", False)
+            answer = self._packet(
+                run,
+                user,
+                family,
+                rep_first[0],
+                rep_first[2],
+                req.l4proto,
+                rep_first[1],
+                rep_first[3],
+                ACK | PSH,
+                "answer",
+                False,
+            )
             verdict = self._through(run, answer, LOOPBACK_PATH)
             if verdict != "accept":
                 return _flow_verdict(verdict)
@@ -283,20 +339,35 @@ class Engine:
         """Follow one packet through ``path`` (hook names). The packet's iif is used on
         prerouting/input/forward, its oif on output/forward/postrouting."""
         family = packet.family
-        base = Pkt(family, _rng(_addr(family, packet.saddr)) if not isinstance(packet.saddr, tuple)
-                    else packet.saddr,
-                    _rng(_addr(family, packet.daddr)) if not isinstance(packet.daddr, tuple) else packet.daddr,
-                    _rng(_proto_num(packet.proto)), _rng(packet.sport), _rng(packet.dport),
-                    packet.tcp_flags if packet.tcp_flags is not None
-                    else (None if _proto_num(packet.proto) != TCP else SYN if packet.ct_state == "new" else ACK),
-                    packet.name, True)
+        base = Pkt(
+            family,
+            _rng(_addr(family, packet.saddr)) if not isinstance(packet.saddr, tuple) else packet.saddr,
+            _rng(_addr(family, packet.daddr)) if not isinstance(packet.daddr, tuple) else packet.daddr,
+            _rng(_proto_num(packet.proto)),
+            _rng(packet.sport),
+            _rng(packet.dport),
+            packet.tcp_flags
+            if packet.tcp_flags is not None
+            else (None if _proto_num(packet.proto) != TCP else SYN if packet.ct_state == "new" else ACK),
+            packet.name,
+            True,
+        )
         base.mark = (packet.mark, packet.mark)
         base.fixed_ct = (packet.ct_state, packet.ct_direction, frozenset(packet.ct_status))
         iif, oif = packet.iif, packet.oif
 
         def once(run: Run) -> str:
-            pkt = Pkt(base.family, base.saddr, base.daddr, base.l4proto, base.sport, base.dport,
-                       base.tcp_flags, base.name, True)
+            pkt = Pkt(
+                base.family,
+                base.saddr,
+                base.daddr,
+                base.l4proto,
+                base.sport,
+                base.dport,
+                base.tcp_flags,
+                base.name,
+                True,
+            )
             pkt.mark = base.mark
             pkt.fixed_ct = base.fixed_ct
             if packet.ct_state == "untracked":
@@ -311,13 +382,18 @@ class Engine:
         unknown: tuple[str, ...] = ()
         if outcome == UNKNOWN:
             unknown = self._unknown_texts(runs)
-        return PacketResult(verdict=outcome, steps=list(first.steps),
-                            deciding=first.deciding if outcome == "drop" else None, unknown=unknown)
+        return PacketResult(
+            verdict=outcome,
+            steps=list(first.steps),
+            deciding=first.deciding if outcome == "drop" else None,
+            unknown=unknown,
+        )
 
     # ----------------------------------------------------------------- hooks
 
-    def _through(self, run: Run, pkt: Pkt, path: Sequence[str],
-                 ifaces: Optional[tuple[Optional[str], Optional[str]]] = None) -> str:
+    def _through(
+        self, run: Run, pkt: Pkt, path: Sequence[str], ifaces: Optional[tuple[Optional[str], Optional[str]]] = None
+    ) -> str:
         """Take the packet through the hooks of ``path``: "accept", "drop" or "leaves"."""
         for hook in path:
             pkt.hook = hook
@@ -349,9 +425,8 @@ class Engine:
                 if not is_loopback(pkt.family, pkt.saddr[0]) and pkt.daddr[0] == pkt.saddr[0]:
                     continue  # the host's own address: still over lo
                 if run.redirect is not None and pkt.name == "request":
-                    return "leaves"   # DNAT to another host: the flow is redirected off the host
-                raise GiveUp(f"nat sends the {pkt.name} to {_fmt_addr(pkt.family, pkt.daddr[0])}, "
-                              "off loopback")
+                    return "leaves"  # DNAT to another host: the flow is redirected off the host
+                raise GiveUp(f"nat sends the {pkt.name} to {_fmt_addr(pkt.family, pkt.daddr[0])}, off loopback")
         return "accept"
 
     def _conntrack(self, run: Run, pkt: Pkt) -> None:
@@ -419,8 +494,13 @@ class Engine:
         pkt.ct_state, pkt.ct_direction, pkt.ct_status = "invalid", None, frozenset()
 
     def _refresh(self, run: Run, pkt: Pkt) -> None:
-        if run.conn is not None and pkt.fixed_ct is None and pkt.attached and not pkt.untracked \
-                and pkt.ct_state != "invalid":
+        if (
+            run.conn is not None
+            and pkt.fixed_ct is None
+            and pkt.attached
+            and not pkt.untracked
+            and pkt.ct_state != "invalid"
+        ):
             pkt.ct_status = run.conn.status()
 
     def _nat_point(self, run: Run, pkt: Pkt, hook: str, chains: list[tuple[Table, Chain]]) -> str:
@@ -488,11 +568,29 @@ class Engine:
 
     # ----------------------------------------------------------------- chains
 
-    def _step(self, run: Run, pkt: Pkt, hook: str, table: Table, chain_name: str, verdict: str,
-              rule: Optional[Rule] = None, origin: Optional[Origin] = None, note: str = "") -> Step:
-        step = Step(packet=pkt.name, hook=hook, table=table.name, family=table.family, chain=chain_name,
-                    verdict=verdict, rule=rule, origin=origin if origin is not None
-                    else (rule.origin if rule is not None else None), note=note)
+    def _step(
+        self,
+        run: Run,
+        pkt: Pkt,
+        hook: str,
+        table: Table,
+        chain_name: str,
+        verdict: str,
+        rule: Optional[Rule] = None,
+        origin: Optional[Origin] = None,
+        note: str = "",
+    ) -> Step:
+        step = Step(
+            packet=pkt.name,
+            hook=hook,
+            table=table.name,
+            family=table.family,
+            chain=chain_name,
+            verdict=verdict,
+            rule=rule,
+            origin=origin if origin is not None else (rule.origin if rule is not None else None),
+            note=note,
+        )
         run.steps.append(step)
         return step
 
@@ -546,12 +644,28 @@ class Engine:
                     i += 1  # LOG, counters...: matching or not, nothing changes
                     continue
                 if run.decide(2, unk) == 0:
-                    self._step(run, pkt, hook, table, cc.name, "unknown", rule,
-                               note="cannot decide " + "; ".join(unk) + ": this branch assumes no match")
+                    self._step(
+                        run,
+                        pkt,
+                        hook,
+                        table,
+                        cc.name,
+                        "unknown",
+                        rule,
+                        note="cannot decide " + "; ".join(unk) + ": this branch assumes no match",
+                    )
                     i += 1
                     continue
-                self._step(run, pkt, hook, table, cc.name, "unknown", rule,
-                           note="cannot decide " + "; ".join(unk) + ": this branch assumes a match")
+                self._step(
+                    run,
+                    pkt,
+                    hook,
+                    table,
+                    cc.name,
+                    "unknown",
+                    rule,
+                    note="cannot decide " + "; ".join(unk) + ": this branch assumes a match",
+                )
             for extra in rule.before:
                 apply_statement(pkt, extra)
             action = cr.action
@@ -569,8 +683,10 @@ class Engine:
                 kind = self._unknown_target(run, action, rule)
             elif kind == "queue":
                 text = rule.text or f"queue {action.target}"
-                words = ("depends on the program reading the queue (with none reading it, and no bypass, "
-                         "the packet is dropped)")
+                words = (
+                    "depends on the program reading the queue (with none reading it, and no bypass, "
+                    "the packet is dropped)"
+                )
                 kind = ("accept", "drop")[run.decide(2, [f"{text}: {words}"])]
             if kind == "accept":
                 self._step(run, pkt, hook, table, cc.name, "accept", rule)
@@ -610,8 +726,16 @@ class Engine:
                     pkt.ct_state = "untracked"
                     self._step(run, pkt, hook, table, cc.name, "notrack", rule)
                 else:
-                    self._step(run, pkt, hook, table, cc.name, "notrack", rule,
-                               note="no effect: the packet already has its conntrack entry")
+                    self._step(
+                        run,
+                        pkt,
+                        hook,
+                        table,
+                        cc.name,
+                        "notrack",
+                        rule,
+                        note="no effect: the packet already has its conntrack entry",
+                    )
                 i += 1
                 continue
             # continue: MARK, CONNMARK, LOG, CT ..., counters

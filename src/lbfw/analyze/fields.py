@@ -30,8 +30,19 @@ Builder = Callable[[Sequence[Any], bool, str], tuple[Pred, str]]
 ICMP, ICMPV6, TCP = 1, 58, 6
 OUTBOUND = ("output", "postrouting")
 
-TCP_OPTION_KINDS = {"eol": 0, "nop": 1, "noop": 1, "maxseg": 2, "mss": 2, "window": 3, "wscale": 3,
-                    "sack-permitted": 4, "sack-perm": 4, "sack": 5, "timestamp": 8}
+TCP_OPTION_KINDS = {
+    "eol": 0,
+    "nop": 1,
+    "noop": 1,
+    "maxseg": 2,
+    "mss": 2,
+    "window": 3,
+    "wscale": 3,
+    "sack-permitted": 4,
+    "sack-perm": 4,
+    "sack": 5,
+    "timestamp": 8,
+}
 
 RUNTIME_WORDS = {
     # xt_time / nft meta hour|day|time compare the packet's timestamp with the clock
@@ -64,7 +75,7 @@ def _length(pkt: Pkt) -> Union[int, Range, None]:
     if pkt.length_range is None:
         return None
     _note(pkt, PAYLOAD_CAVEAT)
-    return pkt.length_range         # a range: decided when the rule's ranges hold all of it or none
+    return pkt.length_range  # a range: decided when the rule's ranges hold all of it or none
 
 
 def _ip6_payload(pkt: Pkt) -> HeaderValue:
@@ -95,11 +106,12 @@ def _owner(attr: str) -> Getter:
         if pkt.hook in OUTBOUND:
             if not pkt.client_side and pkt.uid is not None:
                 _note(pkt, SERVER_CAVEAT)
-            owner: Optional[int] = getattr(pkt, attr)   # every packet of a flow has a socket there
+            owner: Optional[int] = getattr(pkt, attr)  # every packet of a flow has a socket there
             return owner
         if pkt.ct_state == "new":
-            return NA                           # no socket is attached to a new inbound packet
-        return None                             # early demux may attach the receiving socket
+            return NA  # no socket is attached to a new inbound packet
+        return None  # early demux may attach the receiving socket
+
     return get
 
 
@@ -107,7 +119,8 @@ def _icmp(proto: int, family: str) -> Getter:
     def get(pkt: Pkt) -> HeaderValue:
         if pkt.family != family or pkt.l4proto[0] != proto:
             return NA
-        return None                             # a walk_packet ICMP probe carries no type
+        return None  # a walk_packet ICMP probe carries no type
+
     return get
 
 
@@ -115,12 +128,12 @@ def _icmp(proto: int, family: str) -> Getter:
 NUMERIC: dict[str, tuple[Optional[str], Getter]] = {
     "ip.ttl": ("ip", lambda pkt: pkt.ttl),
     "ip6.hoplimit": ("ip6", lambda pkt: pkt.ttl),
-    "ip.length": (None, _length),           # ip6tables -m length: the kernel adds the 40-byte header
+    "ip.length": (None, _length),  # ip6tables -m length: the kernel adds the 40-byte header
     "ip6.length": ("ip6", _ip6_payload),
     "meta.length": (None, _length),
     "ip.dscp": ("ip", lambda pkt: 0),
     "ip.ecn": ("ip", lambda pkt: 0),
-    "ip.tos": (None, lambda pkt: 0),        # ip6tables -m tos: the traffic class
+    "ip.tos": (None, lambda pkt: 0),  # ip6tables -m tos: the traffic class
     "ip6.dscp": ("ip6", lambda pkt: 0),
     "ip6.ecn": ("ip6", lambda pkt: 0),
     "meta.iifgroup": (None, lambda pkt: _dev_group(pkt.iif)),
@@ -141,7 +154,7 @@ CAVEAT_FIELDS = frozenset(("limit", "quota", "connlimit", "statistic.nth"))
 def compile_field(match: Match, values: Sequence[Any], negate: bool) -> Optional[tuple[Pred, str]]:
     """(pred, text) for a field of this module, or None when ``match.field`` is not one."""
     field = match.field
-    if not isinstance(field, str):      # a concatenation: none of this module's fields
+    if not isinstance(field, str):  # a concatenation: none of this module's fields
         return None
     text = match.text or field
     spec = NUMERIC.get(field)
@@ -165,7 +178,7 @@ def _numeric(spec: tuple[Optional[str], Getter], values: Sequence[Any], mask: Op
         value = get(pkt)
         if value is NA or value is None:
             return value
-        if isinstance(value, tuple):            # a range of values the packet may carry
+        if isinstance(value, tuple):  # a range of values the packet may carry
             if mask is not None:
                 return None
             low, high = value
@@ -177,12 +190,14 @@ def _numeric(spec: tuple[Optional[str], Getter], values: Sequence[Any], mask: Op
         if mask is not None:
             value &= mask
         return any(lo <= value <= hi for lo, hi in items)
+
     return apply_negation(pred, negate)
 
 
 def _constant(result: bool) -> Builder:
     def build(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
         return apply_negation(lambda pkt: result, negate), text
+
     return build
 
 
@@ -201,7 +216,9 @@ def _iftype(inbound: bool) -> Builder:
             if dev is None:
                 return NA
             return "loopback" in wanted if dev == "lo" else None
+
         return apply_negation(pred, negate), text
+
     return build
 
 
@@ -209,13 +226,15 @@ def _helper(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     def pred(pkt: Pkt) -> Answer:
         if pkt.conn is None or not pkt.attached or pkt.untracked or pkt.ct_state == "invalid":
             return NA
-        return False                              # loopback flows get no helper assigned
+        return False  # loopback flows get no helper assigned
+
     return apply_negation(pred, negate), text
 
 
 def _fragment(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     def pred(pkt: Pkt) -> Answer:
-        return NA if pkt.family != "ip" else False   # loopback TCP/UDP sets DF: never a fragment
+        return NA if pkt.family != "ip" else False  # loopback TCP/UDP sets DF: never a fragment
+
     return apply_negation(pred, negate), text
 
 
@@ -224,6 +243,7 @@ def _socket(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
         if pkt.hook in OUTBOUND:
             return True
         return NA if pkt.ct_state == "new" else None
+
     return apply_negation(pred, negate), text
 
 
@@ -234,6 +254,7 @@ def _tcp_option(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, s
         if pkt.l4proto[0] != TCP or pkt.tcp_flags is None:
             return NA
         return bool(kinds & pkt.tcp_options)
+
     return apply_negation(pred, negate), text
 
 
@@ -266,6 +287,7 @@ def _quota(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
             pkt.caveats.append(caveat)
         under = pkt.length is None or pkt.length <= size
         return (not under) if over else under
+
     return apply_negation(pred, negate), text
 
 
@@ -277,6 +299,7 @@ def _with_caveat(hit: bool, negate: bool, caveat: str) -> Pred:
         if caveats is not None and caveat not in caveats:
             caveats.append(caveat)
         return result
+
     return pred
 
 
@@ -285,7 +308,7 @@ def _nth(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
     every, packet = int(every), int(packet)
     if every < 1:
         raise ValueError("statistic every < 1")
-    key = object()          # one counter per rule: compile_rule does not share this predicate
+    key = object()  # one counter per rule: compile_rule does not share this predicate
     caveat = f"{text}: assumes the rule's packet counter starts at zero (a ruleset just loaded)"
 
     def pred(pkt: Pkt) -> Answer:
@@ -298,6 +321,7 @@ def _nth(values: Sequence[Any], negate: bool, text: str) -> tuple[Pred, str]:
             pkt.caveats.append(caveat)
         # xt_statistic and nft numgen inc: the k-th packet (from 0) matches when k % every == packet
         return seen % every == packet
+
     return apply_negation(pred, negate), text
 
 
@@ -309,6 +333,7 @@ def _runtime(kind_of: Optional[str]) -> Builder:
             ((kind, _written),) = values
         words = RUNTIME_WORDS.get(str(kind), f"depends on {kind} at run time")
         return (lambda pkt: None), f"{text}: {words}"
+
     return build
 
 
@@ -317,7 +342,7 @@ _WORDS: dict[str, Builder] = {
     "meta.iiftype": _iftype(True),
     "meta.oiftype": _iftype(False),
     "ct.helper": _helper,
-    "physdev": _constant(False),       # xt_physdev on an unbridged packet: a positive option fails
+    "physdev": _constant(False),  # xt_physdev on an unbridged packet: a positive option fails
     "ip.fragment": _fragment,
     "ip.morefragments": _fragment,
     "meta.socket": _socket,
@@ -330,4 +355,4 @@ _WORDS: dict[str, Builder] = {
     "runtime": _runtime(None),
 }
 
-UNSHARED_FIELDS = frozenset(("statistic.nth",))   # per-rule state: never served from the match cache
+UNSHARED_FIELDS = frozenset(("statistic.nth",))  # per-rule state: never served from the match cache

@@ -39,7 +39,7 @@ DEBIAN_HOSTNAME = "127.0.1.1"
 PROTOS = ("tcp", "udp")
 # A port no rule names: the first of these that no rule mentions (else the first free from 40000).
 UNNAMED_CANDIDATES = (47231, 38917, 51413, 44321, 58109)
-MAX_PORT_CLASSES = 12   # per protocol: the classes named by the most rules first
+MAX_PORT_CLASSES = 12  # per protocol: the classes named by the most rules first
 
 _PORT_FIELDS = ("th.dport", "th.sport", "th.port")
 _TCP, _UDP = 6, 17
@@ -47,6 +47,7 @@ _LOOP4 = (0x7F000000, 0x7FFFFFFF)
 
 
 # --------------------------------------------------------------------------- the audit's flows
+
 
 def default_flows(ruleset: Ruleset) -> list[Flow]:
     """The audit's flow set (see `audit_flows`)."""
@@ -173,8 +174,11 @@ def _may_see_loopback(rule: Rule) -> bool:
         elif m.field in ("ip6.saddr", "ip6.daddr") and m.values:
             if not any(_overlaps(v, (1, 1)) for v in m.values if isinstance(v, tuple)):
                 return False
-        elif m.field in ("meta.iifname", "meta.oifname") and m.values and not any(
-                _iface_may_be_lo(str(v)) for v in m.values):
+        elif (
+            m.field in ("meta.iifname", "meta.oifname")
+            and m.values
+            and not any(_iface_may_be_lo(str(v)) for v in m.values)
+        ):
             return False
     return True
 
@@ -217,7 +221,7 @@ def _representatives(counts: dict[PortRange, int]) -> list[int]:
     if len(counts) > 16 * MAX_PORT_CLASSES:
         # kube-proxy names thousands of node ports: sweep only the most-named ranges (ties: the
         # lowest port) so the classes stay bounded and the sweep cheap
-        keep = sorted(counts, key=lambda r: (-counts[r], r))[:16 * MAX_PORT_CLASSES]
+        keep = sorted(counts, key=lambda r: (-counts[r], r))[: 16 * MAX_PORT_CLASSES]
         counts = {r: counts[r] for r in keep}
     ranges = sorted(counts)
     points = sorted({lo for lo, _ in ranges} | {hi + 1 for _, hi in ranges})
@@ -242,6 +246,7 @@ def _representatives(counts: dict[PortRange, int]) -> list[int]:
 def _unnamed_port(ranges: list[PortRange]) -> int:
     def named(port: int) -> bool:
         return any(lo <= port <= hi for lo, hi in ranges)
+
     for port in UNNAMED_CANDIDATES:
         if not named(port):
             return port
@@ -253,6 +258,7 @@ def _unnamed_port(ranges: list[PortRange]) -> int:
 
 # --------------------------------------------------------------------------- addresses
 
+
 def _loopback_addr(text: str, what: str, path: Optional[str], line: Optional[int]) -> str:
     """Validate a loopback address, returning it in canonical form."""
     raw = text.strip()
@@ -263,15 +269,17 @@ def _loopback_addr(text: str, what: str, path: Optional[str], line: Optional[int
     except ValueError:
         raise InputError(f"{what}: {text!r} is not an IP address", path=path, line=line) from None
     if not addr.is_loopback:
-        raise InputError(f"{what}: {addr} is not a loopback address (lbfw only speaks about loopback "
-                         "traffic: 127.0.0.0/8 and ::1)", path=path, line=line)
+        raise InputError(
+            f"{what}: {addr} is not a loopback address (lbfw only speaks about loopback traffic: 127.0.0.0/8 and ::1)",
+            path=path,
+            line=line,
+        )
     return str(addr)
 
 
 def _same_family(server: str, client: Optional[str], path: Optional[str], line: Optional[int]) -> None:
     if client is not None and (":" in server) != (":" in client):
-        raise InputError(f"client {client} and server {server} are not of the same IP version",
-                         path=path, line=line)
+        raise InputError(f"client {client} and server {server} are not of the same IP version", path=path, line=line)
 
 
 # --------------------------------------------------------------------------- --to
@@ -279,8 +287,9 @@ def _same_family(server: str, client: Optional[str], path: Optional[str], line: 
 _TO_RE = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<v4>[^:/\[\]]+)):(?P<port>[^/]+)(?:/(?P<proto>[A-Za-z]+))?$")
 
 
-def with_user(flow: Flow, user: Optional[str], what: str = "--user", path: Optional[str] = None,
-              line: Optional[int] = None) -> Flow:
+def with_user(
+    flow: Flow, user: Optional[str], what: str = "--user", path: Optional[str] = None, line: Optional[int] = None
+) -> Flow:
     """``flow`` for the client user NAME or UID: a name is resolved on the host running lbfw (one it
     does not have is kept with uid None: the audited host may have it), a number taken as it is."""
     if user is None:
@@ -378,8 +387,11 @@ def parse_plan(path: str) -> list[Flow]:
             raise InputError(f"unknown key {key!r}: a plan holds only [[flow]] tables", path=path, line=line)
     tables = doc.get("flow")
     if not isinstance(tables, list) or not tables:
-        raise InputError("no [[flow]] tables: write one per flow, e.g. [[flow]] proto = \"udp\" "
-                         "server = \"127.0.0.53\" port = 53", path=path, line=1 if text else None)
+        raise InputError(
+            'no [[flow]] tables: write one per flow, e.g. [[flow]] proto = "udp" server = "127.0.0.53" port = 53',
+            path=path,
+            line=1 if text else None,
+        )
     flows = []
     for index, table in enumerate(tables):
         header, keys = positions[index] if index < len(positions) else (None, {})
@@ -391,14 +403,17 @@ def parse_plan(path: str) -> list[Flow]:
             raise InputError("flow must be a table", path=path, line=header)
         for key in table:
             if key not in _FLOW_KEYS:
-                raise InputError(f"unknown key {key!r} in [[flow]] (expected proto, server, port, client, user)",
-                                 path=path, line=where(key))
+                raise InputError(
+                    f"unknown key {key!r} in [[flow]] (expected proto, server, port, client, user)",
+                    path=path,
+                    line=where(key),
+                )
         for key in ("proto", "server", "port"):
             if key not in table:
                 raise InputError(f"[[flow]] lacks {key!r}", path=path, line=header)
         proto = table["proto"]
         if not isinstance(proto, str) or proto.lower() not in PROTOS:
-            raise InputError(f"proto {proto!r}: expected \"tcp\" or \"udp\"", path=path, line=where("proto"))
+            raise InputError(f'proto {proto!r}: expected "tcp" or "udp"', path=path, line=where("proto"))
         server = table["server"]
         if not isinstance(server, str):
             raise InputError(f"server {server!r}: expected an address in quotes", path=path, line=where("server"))
@@ -411,15 +426,21 @@ def parse_plan(path: str) -> list[Flow]:
         client = table.get("client")
         if client is not None:
             if not isinstance(client, str):
-                raise InputError(f"client {client!r}: expected an address in quotes", path=path,
-                                 line=where("client"))
+                raise InputError(f"client {client!r}: expected an address in quotes", path=path, line=where("client"))
             client = _loopback_addr(client, "client", path, where("client"))
             _same_family(server, client, path, where("client"))
         user = table.get("user")
         if user is not None and (isinstance(user, bool) or not isinstance(user, (str, int))):
             raise InputError(f"user {user!r}: expected a name or a uid", path=path, line=where("user"))
-        flows.append(with_user(Flow(proto.lower(), server, port, client),
-                               None if user is None else str(user), "user", path, where("user")))
+        flows.append(
+            with_user(
+                Flow(proto.lower(), server, port, client),
+                None if user is None else str(user),
+                "user",
+                path,
+                where("user"),
+            )
+        )
     return flows
 
 

@@ -20,8 +20,12 @@ UNKNOWN_MARK: Range = (0, FULL_MARK)
 
 def changes_packet(action: Action) -> bool:
     """True when a "continue" statement changes a mark (an unknown match before it must then fork)."""
-    return (action.set_mark is not None or action.set_ctmark is not None or action.copy_mark is not None
-            or action.mark_unknown is not None)
+    return (
+        action.set_mark is not None
+        or action.set_ctmark is not None
+        or action.copy_mark is not None
+        or action.mark_unknown is not None
+    )
 
 
 def apply_statement(pkt: Pkt, action: Action) -> None:
@@ -34,7 +38,7 @@ def apply_statement(pkt: Pkt, action: Action) -> None:
     if action.copy_mark is not None:
         direction, mask = action.copy_mark
         if direction == "ct->meta":
-            if conn is not None:     # no conntrack entry: CONNMARK --restore-mark does nothing
+            if conn is not None:  # no conntrack entry: CONNMARK --restore-mark does nothing
                 pkt.mark = copy_bits(conn.mark, pkt.mark, mask)
         elif conn is not None:
             conn.mark = copy_bits(pkt.mark, conn.mark, mask)

@@ -54,11 +54,22 @@ RANGE_FIELDS: dict[str, tuple[str, Optional[str], bool]] = {
 # protocol a tcp.*/udp.* field implies (th.* accepts any port-carrying protocol)
 FIELD_PROTO = {"tcp.sport": TCP, "tcp.dport": TCP, "udp.sport": UDP, "udp.dport": UDP}
 
-STRING_FIELDS = ("meta.iifname", "meta.oifname", "meta.iif", "meta.oif", "ct.state", "ct.status",
-                 "ct.direction", "meta.nfproto", "fib.saddr.type", "fib.daddr.type")
+STRING_FIELDS = (
+    "meta.iifname",
+    "meta.oifname",
+    "meta.iif",
+    "meta.oif",
+    "ct.state",
+    "ct.status",
+    "ct.direction",
+    "meta.nfproto",
+    "fib.saddr.type",
+    "fib.daddr.type",
+)
 
 
 # --------------------------------------------------------------------------- range sets
+
 
 def merge_ranges(values: Iterable[tuple[Any, Any]]) -> tuple[list[int], list[int]]:
     """Sorted, disjoint, merged (lo, hi) intervals as two parallel lists (los, his)."""
@@ -98,6 +109,7 @@ def range_item(item: tuple[int, int], lo: int, hi: int) -> Optional[bool]:
 
 # --------------------------------------------------------------------------- interfaces
 
+
 def iface_matches(pattern: str, name: str) -> bool:
     """`eth*` (nft) / `eth+` (iptables, normalised to `*` by the readers) is a prefix match."""
     if pattern.endswith("*") or pattern.endswith("+"):
@@ -123,6 +135,7 @@ def addr_type(family: str, addr: int) -> str:
 
 
 # --------------------------------------------------------------------------- per-field value access
+
 
 def field_value(pkt: Pkt, field: str) -> Any:
     """The packet's value for ``field``: a (lo, hi) range for numeric fields, a string (or a
@@ -157,6 +170,7 @@ def field_value(pkt: Pkt, field: str) -> Any:
     if field == "tcp.flags":
         return pkt.tcp_flags if pkt.l4proto[0] == TCP and pkt.tcp_flags is not None else NA
     from .fields import NUMERIC  # header fields of issue 11 (fields.py builds on this module)
+
     numeric = NUMERIC.get(field)
     if numeric is not None:
         family, get = numeric
@@ -185,8 +199,12 @@ NA = _NotApplicable.NA
 
 def item_matches(field: str, item: Any, value: Any) -> Optional[bool]:
     """One value item of ``field`` against the packet's value (not NA, not None)."""
-    if field in RANGE_FIELDS or (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], int)
-                                 and field not in ("ct.state", "tcp.flags")):
+    if field in RANGE_FIELDS or (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], int)
+        and field not in ("ct.state", "tcp.flags")
+    ):
         if isinstance(item, tuple):
             return range_item(item, value[0], value[1])
         return range_item((int(item), int(item)), value[0], value[1])
@@ -218,8 +236,10 @@ def _ct_state_item(item: str, value: tuple[str, frozenset[str]]) -> bool:
 
 # --------------------------------------------------------------------------- compilation
 
-def compile_match(match: Match, sets: Mapping[str, NamedSet],
-                  recent_lists: frozenset[str] = frozenset()) -> tuple[Pred, str]:
+
+def compile_match(
+    match: Match, sets: Mapping[str, NamedSet], recent_lists: frozenset[str] = frozenset()
+) -> tuple[Pred, str]:
     """Compile one model Match (with the table's named sets for lookups) into a predicate.
 
     ``recent_lists``: the `-m recent` list names some rule of the ruleset sets (only a `recent`
@@ -266,6 +286,7 @@ def _compile(match: Match, sets: Mapping[str, NamedSet], recent_lists: frozenset
             if b is True:
                 return True
             return None if (a is None or b is None) else False
+
         return _finish_either(either, negate, sport, pkt_field_absent=True), text
     spec = RANGE_FIELDS.get(field)
     if spec is not None:
@@ -282,6 +303,7 @@ def _compile(match: Match, sets: Mapping[str, NamedSet], recent_lists: frozenset
             text = f"{text}: depends on the addresses earlier traffic put on the list"
         return pred, text
     from .fields import compile_field  # fields.py builds on this module's helpers
+
     compiled = compile_field(match, values, negate)
     if compiled is not None:
         return compiled
@@ -297,6 +319,7 @@ def _describe(match: Match) -> str:
 def apply_negation(pred: RawPred, negate: bool) -> Pred:
     """Apply negation; NA (field absent) becomes False either way."""
     if negate:
+
         def run(pkt: Pkt) -> Optional[bool]:
             r = pred(pkt)
             if r is NA:
@@ -305,9 +328,11 @@ def apply_negation(pred: RawPred, negate: bool) -> Pred:
                 return None
             return not r
     else:
+
         def run(pkt: Pkt) -> Optional[bool]:
             r = pred(pkt)
             return False if r is NA else r
+
     return run
 
 
@@ -323,6 +348,7 @@ def _finish_either(pred: Pred, negate: bool, probe: Pred, pkt_field_absent: bool
         if r is False and probe(pkt) is False and field_value(pkt, "th.sport") is NA:
             return False
         return not r
+
     return run
 
 
@@ -357,6 +383,7 @@ def _compile_range(field: str, values: Iterable[Any], negate: bool) -> Pred:
                 return NA
         lo, hi = getattr(pkt, attr)
         return look(lo, hi)
+
     return apply_negation(pred, negate)
 
 
@@ -366,9 +393,10 @@ def _compile_mark(values: Iterable[Any], mask: int, negate: bool) -> Pred:
     def pred(pkt: Pkt) -> Optional[bool]:
         lo, hi = pkt.mark
         if lo != hi:
-            return None                 # a statement set it to a value lbfw cannot compute
+            return None  # a statement set it to a value lbfw cannot compute
         m = lo & mask
         return any(ilo <= m <= ihi for ilo, ihi in items)
+
     return apply_negation(pred, negate)
 
 
@@ -380,18 +408,21 @@ def _compile_ct_state(values: Iterable[Any], negate: bool) -> Pred:
         if pkt.ct_state in wanted:
             return True
         return bool(nat_bits and nat_bits & pkt.ct_status)
+
     return apply_negation(pred, negate)
 
 
 def _compile_items(field: str, values: Iterable[Any], negate: bool) -> Pred:
     items = tuple(values)
     if field in ("meta.iifname", "meta.iif", "meta.oifname", "meta.oif") and not any(
-            str(v).endswith(("*", "+")) for v in items):
+        str(v).endswith(("*", "+")) for v in items
+    ):
         names = frozenset(str(v) for v in items)
         inbound = field in ("meta.iifname", "meta.iif")
 
         def by_name(pkt: Pkt) -> bool:
             return ((pkt.iif if inbound else pkt.oif) or "") in names
+
         return apply_negation(by_name, negate)
 
     def pred(pkt: Pkt) -> Answer:
@@ -406,6 +437,7 @@ def _compile_items(field: str, values: Iterable[Any], negate: bool) -> Pred:
             if r is None:
                 result = None
         return result
+
     return apply_negation(pred, negate)
 
 
@@ -416,6 +448,7 @@ def _compile_rpfilter(negate: bool) -> Pred:
 
     def pred(pkt: Pkt) -> Optional[bool]:
         return on_lo if pkt.iif == "lo" else None
+
     return pred
 
 
@@ -429,6 +462,7 @@ def _compile_fib_rpf(values: Sequence[Any], negate: bool) -> Pred:
 
     def pred(pkt: Pkt) -> Optional[bool]:
         return on_lo if pkt.hook == "prerouting" and pkt.iif == "lo" else None
+
     return pred
 
 
@@ -437,8 +471,9 @@ _RECENT_UNFOLLOWED = ("--rdest", "--mask", "--hitcount", "--rttl", "--reap")
 RecentKey = tuple[str, str, str, int]
 
 
-def _compile_recent(values: Sequence[Any], negate: bool, recent_lists: frozenset[str],
-                    text: str = "") -> Callable[[Optional[Pkt]], Optional[bool]]:
+def _compile_recent(
+    values: Sequence[Any], negate: bool, recent_lists: frozenset[str], text: str = ""
+) -> Callable[[Optional[Pkt]], Optional[bool]]:
     """`-m recent --name N --set|--rcheck|--update|--remove`: a set is true and puts the packet's
     source on the list for the rest of the exchange (in the run's state), a look-up finds what a set
     put there; otherwise a look-up of a list no rule sets is false, of a list some rule sets unknown
@@ -455,11 +490,13 @@ def _compile_recent(values: Sequence[Any], negate: bool, recent_lists: frozenset
         return ("recent", name, pkt.family, pkt.saddr[0])
 
     if command == "set":
+
         def pred(pkt: Optional[Pkt]) -> Optional[bool]:
             k = key(pkt)
             if k is not None:
                 pkt.counters[k] = True  # type: ignore[union-attr,index]  # a key means pkt and its counters exist
             return result
+
         return pred
 
     def look_up(pkt: Optional[Pkt]) -> Optional[bool]:
@@ -469,6 +506,7 @@ def _compile_recent(values: Sequence[Any], negate: bool, recent_lists: frozenset
                 del pkt.counters[k]  # type: ignore[union-attr]  # as in pred above
             return not negate
         return result
+
     return look_up
 
 
@@ -487,6 +525,7 @@ def _compile_concat(fields: Sequence[str], values: Iterable[Any], negate: bool) 
                 return None
             pvals.append(v)
         return element_lookup(fields, elements, pvals)
+
     return apply_negation(pred, negate)
 
 
@@ -521,5 +560,17 @@ def single_value(pkt: Pkt, field: str) -> Any:
     return field_value(pkt, field)
 
 
-__all__ = ["compile_match", "element_matches", "field_value", "single_value", "item_matches", "NA",
-           "addr_type", "merge_ranges", "range_in", "iface_matches", "TCP", "UDP"]
+__all__ = [
+    "compile_match",
+    "element_matches",
+    "field_value",
+    "single_value",
+    "item_matches",
+    "NA",
+    "addr_type",
+    "merge_ranges",
+    "range_in",
+    "iface_matches",
+    "TCP",
+    "UDP",
+]

@@ -28,24 +28,25 @@ from typing import Optional
 
 from .state import Pkt
 
-LO_MSS = 65495                          # lo's MTU (65536) minus 40
+LO_MSS = 65495  # lo's MTU (65536) minus 40
 DEFAULT_TTL = 64
-FIRST_PAYLOAD = (1, 512)                # bytes of data in a first request or answer (assumed)
+FIRST_PAYLOAD = (1, 512)  # bytes of data in a first request or answer (assumed)
 # IPv4 header + transport header of a packet that carries data (TCP: with timestamps)
 _DATA_HEADERS = {6: 52, 17: 28}
 PAYLOAD_CAVEAT = "assumes the first request and answer carry 1-512 bytes of data (a length match decides on it)"
-SERVER_CAVEAT = ("assumes the server runs as a user no owner match names (an owner match decides on the "
-                 "server's packets)")
+SERVER_CAVEAT = (
+    "assumes the server runs as a user no owner match names (an owner match decides on the server's packets)"
+)
 # TCP option kinds: 1 NOP, 2 MSS, 3 window scale, 4 SACK permitted, 8 timestamps
 SYN_OPTIONS = frozenset((1, 2, 3, 4, 8))
 ACK_OPTIONS = frozenset((1, 8))
 
 # packet name -> (IPv4 total length or None when it depends on the payload, tcp options, MSS)
 _TCP_SHAPES = {
-    "request": (60, SYN_OPTIONS, LO_MSS),     # SYN
-    "reply": (60, SYN_OPTIONS, LO_MSS),       # SYN-ACK
+    "request": (60, SYN_OPTIONS, LO_MSS),  # SYN
+    "reply": (60, SYN_OPTIONS, LO_MSS),  # SYN-ACK
     "ack": (52, ACK_OPTIONS, None),
-    "answer": (None, ACK_OPTIONS, None),      # the server's data
+    "answer": (None, ACK_OPTIONS, None),  # the server's data
 }
 
 

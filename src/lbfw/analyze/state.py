@@ -10,21 +10,60 @@ from typing import TYPE_CHECKING, Optional
 if TYPE_CHECKING:
     from ..results import Step
 
-Range = tuple[int, int]                  # an inclusive (lo, hi) range of values
-Endpoint = tuple[Range, Range]           # (address, port)
-FixedCt = tuple[str, Optional[str], frozenset[str]]   # walk_packet's (state, direction, status)
+Range = tuple[int, int]  # an inclusive (lo, hi) range of values
+Endpoint = tuple[Range, Range]  # (address, port)
+FixedCt = tuple[str, Optional[str], frozenset[str]]  # walk_packet's (state, direction, status)
 
 
 class Pkt:
     """The engine's mutable view of a packet on its way through the hooks."""
 
-    __slots__ = ("family", "saddr", "daddr", "l4proto", "sport", "dport", "iif", "oif", "ct_state",
-                 "ct_direction", "ct_status", "tcp_flags", "mark", "name", "client_side", "untracked",
-                 "attached", "creator", "fixed_ct", "hook", "ttl", "length", "length_range", "tcp_options", "mss",
-                 "sock", "uid", "gid", "conn", "counters", "caveats")
+    __slots__ = (
+        "family",
+        "saddr",
+        "daddr",
+        "l4proto",
+        "sport",
+        "dport",
+        "iif",
+        "oif",
+        "ct_state",
+        "ct_direction",
+        "ct_status",
+        "tcp_flags",
+        "mark",
+        "name",
+        "client_side",
+        "untracked",
+        "attached",
+        "creator",
+        "fixed_ct",
+        "hook",
+        "ttl",
+        "length",
+        "length_range",
+        "tcp_options",
+        "mss",
+        "sock",
+        "uid",
+        "gid",
+        "conn",
+        "counters",
+        "caveats",
+    )
 
-    def __init__(self, family: str, saddr: Range, daddr: Range, l4proto: Range, sport: Range, dport: Range,
-                 tcp_flags: Optional[int], name: str, client_side: bool) -> None:
+    def __init__(
+        self,
+        family: str,
+        saddr: Range,
+        daddr: Range,
+        l4proto: Range,
+        sport: Range,
+        dport: Range,
+        tcp_flags: Optional[int],
+        name: str,
+        client_side: bool,
+    ) -> None:
         self.family = family
         self.saddr = saddr
         self.daddr = daddr
@@ -33,7 +72,7 @@ class Pkt:
         self.dport = dport
         self.iif: Optional[str] = None
         self.oif: Optional[str] = None
-        self.ct_state = "invalid"     # no conntrack entry until the conntrack hook has run
+        self.ct_state = "invalid"  # no conntrack entry until the conntrack hook has run
         self.ct_direction: Optional[str] = None
         self.ct_status: frozenset[str] = frozenset()
         self.tcp_flags = tcp_flags
@@ -43,18 +82,18 @@ class Pkt:
         self.untracked = False
         self.attached = False
         self.creator = False
-        self.fixed_ct: Optional[FixedCt] = None   # walk_packet: the caller's conntrack view
+        self.fixed_ct: Optional[FixedCt] = None  # walk_packet: the caller's conntrack view
         self.hook: Optional[str] = None
         # header fields and socket (packet.dress sets them for the packets of a flow)
         self.ttl = 64
-        self.length: Optional[int] = None   # layer-3 total length; None: depends on the payload
+        self.length: Optional[int] = None  # layer-3 total length; None: depends on the payload
         self.length_range: Optional[Range] = None  # then (lo, hi): the lengths of the payloads a first exchange carries
         self.tcp_options: frozenset[int] = frozenset()
         self.mss: Optional[int] = None
-        self.sock: Optional[str] = None     # whose socket sent it: "client" | "server" | None (unknown)
-        self.uid: Optional[int] = None      # the sending socket's owner; None: not known
+        self.sock: Optional[str] = None  # whose socket sent it: "client" | "server" | None (unknown)
+        self.uid: Optional[int] = None  # the sending socket's owner; None: not known
         self.gid: Optional[int] = None
-        self.conn: Optional[Conn] = None    # the Conn it is attached to (ct mark, helper)
+        self.conn: Optional[Conn] = None  # the Conn it is attached to (ct mark, helper)
         # the run's state: per-rule packet counters (statistic nth), recent lists
         self.counters: Optional[dict[object, int]] = None
         self.caveats: Optional[list[str]] = None  # the run's caveats list: runtime assumptions a match made
@@ -63,15 +102,24 @@ class Pkt:
 class Conn:
     """The one conntrack entry a flow creates (with its NAT bindings)."""
 
-    __slots__ = ("creator_client_side", "seen_reply", "confirmed", "assured", "dnat", "snat",
-                 "manips_done", "tcp_state", "mark")
+    __slots__ = (
+        "creator_client_side",
+        "seen_reply",
+        "confirmed",
+        "assured",
+        "dnat",
+        "snat",
+        "manips_done",
+        "tcp_state",
+        "mark",
+    )
 
     def __init__(self, creator_client_side: bool) -> None:
         self.creator_client_side = creator_client_side
         self.seen_reply = False
         self.confirmed = False
         self.assured = False
-        self.dnat: Optional[tuple[Endpoint, Endpoint]] = None   # ((orig_addr, orig_port), (new_addr, new_port))
+        self.dnat: Optional[tuple[Endpoint, Endpoint]] = None  # ((orig_addr, orig_port), (new_addr, new_port))
         self.snat: Optional[tuple[Endpoint, Endpoint]] = None
         self.manips_done: set[str] = set()
         self.tcp_state: Optional[str] = None  # "SS" SYN_SENT, "SR" SYN_RECV, "ES" ESTABLISHED
@@ -99,8 +147,19 @@ class GiveUp(Exception):
 class Run:
     """One deterministic execution along a vector of choices for the undecidable points."""
 
-    __slots__ = ("prefix", "taken", "arities", "steps", "unknown", "conn", "deciding", "note", "counters",
-                 "caveats", "redirect")
+    __slots__ = (
+        "prefix",
+        "taken",
+        "arities",
+        "steps",
+        "unknown",
+        "conn",
+        "deciding",
+        "note",
+        "counters",
+        "caveats",
+        "redirect",
+    )
 
     def __init__(self, prefix: list[int]) -> None:
         self.prefix = prefix

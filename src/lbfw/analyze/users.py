@@ -19,7 +19,7 @@ from .packet import User
 
 IdRanges = tuple[tuple[int, int], ...]
 
-MAX_USERS = 16     # representatives per id kind; beyond them the flow stays unknown
+MAX_USERS = 16  # representatives per id kind; beyond them the flow stays unknown
 OTHER_IDS = (1000, 65534, 4000000000)
 OWNER_FIELDS = frozenset(("meta.skuid", "meta.skgid"))
 
@@ -60,8 +60,7 @@ class UserSweep:
             return None
         return User(uids[-1], gids[-1])
 
-    def sweep(self, flow: Flow, unknown_result: FlowResult,
-              evaluate: Callable[[Flow, User], FlowResult]) -> FlowResult:
+    def sweep(self, flow: Flow, unknown_result: FlowResult, evaluate: Callable[[Flow, User], FlowResult]) -> FlowResult:
         """Evaluate ``flow`` for each representative user; ``evaluate(flow, User)`` is the engine's."""
         uid_ranges, gid_ranges = self.ids()
         uids = _representatives(uid_ranges)
@@ -86,8 +85,15 @@ class UserSweep:
                 if result.verdict != base.verdict or result.redirected_to != base.redirected_to:
                     named_uid = uid != others.uid
                     who = _who("uid", uid) if named_uid else _who("gid", gid)
-                    by_user.append(UserVerdict(who, uid if named_uid else None, None if named_uid else gid,
-                                               result.describe(), result.verdict))
+                    by_user.append(
+                        UserVerdict(
+                            who,
+                            uid if named_uid else None,
+                            None if named_uid else gid,
+                            result.describe(),
+                            result.verdict,
+                        )
+                    )
         return replace(base, by_user=tuple(by_user), caveats=tuple(caveats))
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..model import Action, VmapEntry
-
 from .matchers import RANGE_FIELDS, element_matches
 
 __all__ = ["VmapIndex"]

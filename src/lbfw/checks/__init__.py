@@ -29,9 +29,16 @@ from .context import Check, CheckContext
 if TYPE_CHECKING:
     from ..analyze.engine import Engine
 
-ALL: tuple[Check, ...] = (lb001_blocked, lb002_narrow_accept, lb003_narrow_antispoof, lb004_ipv6_blocked,
-                          lb005_route_localnet, lb006_lo_without_127_8, lb007_loopback_diverted,
-                          lb008_fail2ban_ignoreip)
+ALL: tuple[Check, ...] = (
+    lb001_blocked,
+    lb002_narrow_accept,
+    lb003_narrow_antispoof,
+    lb004_ipv6_blocked,
+    lb005_route_localnet,
+    lb006_lo_without_127_8,
+    lb007_loopback_diverted,
+    lb008_fail2ban_ignoreip,
+)
 BY_ID = {c.ID: c for c in ALL}
 
 # (source, family, table, chain) of a chain whose policy carries `lbfw: ignore`
@@ -66,12 +73,23 @@ def _suppressed(finding: Finding, policy_ignores: Mapping[_PolicyKey, frozenset[
 
 
 def _sort_key(f: Finding) -> tuple[str, int, str, str, int, int, str]:
-    return (f.source or "", f.line if f.line is not None else -1, f.table or "", f.chain or "",
-            f.handle if f.handle is not None else -1, f.index if f.index is not None else -1, f.check)
+    return (
+        f.source or "",
+        f.line if f.line is not None else -1,
+        f.table or "",
+        f.chain or "",
+        f.handle if f.handle is not None else -1,
+        f.index if f.index is not None else -1,
+        f.check,
+    )
 
 
-def run_checks(ruleset: Ruleset, engine: Optional[Engine] = None, results: Optional[Iterable[FlowResult]] = None,
-               select: Optional[Collection[str]] = None) -> list[Finding]:
+def run_checks(
+    ruleset: Ruleset,
+    engine: Optional[Engine] = None,
+    results: Optional[Iterable[FlowResult]] = None,
+    select: Optional[Collection[str]] = None,
+) -> list[Finding]:
     """Run every check (or those in ``select``) and return the findings that are not suppressed."""
     ctx = CheckContext(ruleset=ruleset, engine=engine, results=list(results or []))
     findings: list[Finding] = []

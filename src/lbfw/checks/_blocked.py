@@ -21,7 +21,7 @@ from .context import (
     owner_match,
 )
 
-DROPPING = ("drop", "reject", "policy-drop")   # step verdicts that end a packet
+DROPPING = ("drop", "reject", "policy-drop")  # step verdicts that end a packet
 
 _PACKET_WORDS = {
     "request": "the request",
@@ -71,49 +71,89 @@ def blocked_findings(ctx: CheckContext, check: Check, family: str) -> list[Findi
     for key in order:
         step, results = groups[key]
         table, chain = ctx.find_chain(step.family, step.table, step.chain, step.rule, step.origin)
-        packets = [w for p, w in _PACKET_WORDS.items()
-                   if any(r.deciding is not None and r.deciding.packet == p for r in results)]
+        packets = [
+            w
+            for p, w in _PACKET_WORDS.items()
+            if any(r.deciding is not None and r.deciding.packet == p for r in results)
+        ]
         if step.rule is not None:
             head = f"This rule drops {what} traffic"
         else:
             policy = step.verdict.replace("policy-", "").upper()
             head = f"The policy {policy} of {step.table} {step.chain} drops {what} traffic no rule accepts"
-        message = (f"{head}: {len(results)} flow(s) fail ({flows_summary(results)}); "
-                   f"dropped packet: {' and '.join(packets)}.")
+        message = (
+            f"{head}: {len(results)} flow(s) fail ({flows_summary(results)}); dropped packet: {' and '.join(packets)}."
+        )
         if family == "ip":
-            message += (" Accept loopback by interface before it (`-i lo -j ACCEPT`, nft `iif \"lo\" accept`)"
-                        " or by 127.0.0.0/8 in this chain.")
+            message += (
+                ' Accept loopback by interface before it (`-i lo -j ACCEPT`, nft `iif "lo" accept`)'
+                " or by 127.0.0.0/8 in this chain."
+            )
         else:
-            message += (" `localhost` fails wherever it resolves to ::1 first; accept `-i lo` "
-                        "(nft `iif \"lo\" accept`) or `-s ::1/128`.")
-        earlier = next((s for s in results[0].steps
-                        if s.hook == step.hook and s.packet == step.packet and s.verdict == "accept"
-                        and (s.table, s.family) != (step.table, step.family)), None)
+            message += (
+                " `localhost` fails wherever it resolves to ::1 first; accept `-i lo` "
+                '(nft `iif "lo" accept`) or `-s ::1/128`.'
+            )
+        earlier = next(
+            (
+                s
+                for s in results[0].steps
+                if s.hook == step.hook
+                and s.packet == step.packet
+                and s.verdict == "accept"
+                and (s.table, s.family) != (step.table, step.family)
+            ),
+            None,
+        )
         if earlier is not None:
             where = earlier.origin.where() if earlier.origin is not None else f"{earlier.table} {earlier.chain}"
-            message += (f" The packet was accepted first by {earlier.family} {earlier.table} {earlier.chain} "
-                        f"({where}), but an accept ends only its own base chain: every table on the "
-                        f"{step.hook} hook must accept it.")
+            message += (
+                f" The packet was accepted first by {earlier.family} {earlier.table} {earlier.chain} "
+                f"({where}), but an accept ends only its own base chain: every table on the "
+                f"{step.hook} hook must accept it."
+            )
         severity = None
         evidence = _deliberate_evidence(ctx, table, step.hook)
         extra: dict[str, Any] = {"packets": packets}
         deliberate = None
         if evidence is not None:
             severity = "note"
-            message += (" It looks deliberate: loopback is opened only to chosen users by an owner match "
-                        f"({evidence.origin.where()}: {evidence.text}). Suppress it if so.")
+            message += (
+                " It looks deliberate: loopback is opened only to chosen users by an owner match "
+                f"({evidence.origin.where()}: {evidence.text}). Suppress it if so."
+            )
             extra["evidence"] = deliberate = evidence.text
         if step.rule is not None:
             # find_chain finds both or neither
-            ref = (RuleRef(table, chain, step.rule, 0, frozenset())
-                   if table is not None and chain is not None else None)
-            findings.append(make_finding(check, message, ref, severity=severity,
-                                         flows=[r.flow for r in results], table=table, chain=chain,
-                                         origin=step.origin, extra=extra, deliberate=deliberate))
+            ref = RuleRef(table, chain, step.rule, 0, frozenset()) if table is not None and chain is not None else None
+            findings.append(
+                make_finding(
+                    check,
+                    message,
+                    ref,
+                    severity=severity,
+                    flows=[r.flow for r in results],
+                    table=table,
+                    chain=chain,
+                    origin=step.origin,
+                    extra=extra,
+                    deliberate=deliberate,
+                )
+            )
         else:
             origin = step.origin or (chain.origin if chain is not None else None)
-            f = make_finding(check, message, None, severity=severity, flows=[r.flow for r in results],
-                             table=table, chain=chain, origin=origin, extra=extra, deliberate=deliberate)
+            f = make_finding(
+                check,
+                message,
+                None,
+                severity=severity,
+                flows=[r.flow for r in results],
+                table=table,
+                chain=chain,
+                origin=origin,
+                extra=extra,
+                deliberate=deliberate,
+            )
             if f.table is None:
                 f.table, f.chain, f.family = step.table, step.chain, step.family
             findings.append(f)
@@ -123,9 +163,11 @@ def blocked_findings(ctx: CheckContext, check: Check, family: str) -> list[Findi
     # and the drop: a warning (and an error once --verify sees it blocked: checks.escalate_verified).
     unknown_groups: dict[tuple[Any, ...], tuple[Optional[Step], list[FlowResult], list[str]]] = {}
     for res in ctx.unknown(family):
-        step = (next((s for s in res.steps if s.verdict == UNKNOWN and s.rule is not None), None)
-                or next((s for s in reversed(res.steps) if s.verdict == UNKNOWN), None)
-                or (res.steps[-1] if res.steps else None))
+        step = (
+            next((s for s in res.steps if s.verdict == UNKNOWN and s.rule is not None), None)
+            or next((s for s in reversed(res.steps) if s.verdict == UNKNOWN), None)
+            or (res.steps[-1] if res.steps else None)
+        )
         key = ("rule", id(step.rule)) if step is not None else tuple(res.unknown) or ("?",)
         entry = unknown_groups.setdefault(key, (step, [], []))
         entry[1].append(res)
@@ -133,24 +175,46 @@ def blocked_findings(ctx: CheckContext, check: Check, family: str) -> list[Findi
             if text not in entry[2]:
                 entry[2].append(text)
     for step, results, texts in unknown_groups.values():
-        table, chain = (ctx.find_chain(step.family, step.table, step.chain, step.rule, step.origin)
-                        if step is not None else (None, None))
+        table, chain = (
+            ctx.find_chain(step.family, step.table, step.chain, step.rule, step.origin)
+            if step is not None
+            else (None, None)
+        )
         dropped = [r for r in results if r.steps and r.steps[-1].verdict in DROPPING]
         severity = "warning" if dropped else "note"
-        message = (f"lbfw cannot tell whether {what} traffic passes here: {len(results)} flow(s) "
-                   f"({flows_summary(results)}) depend on `{' '.join(texts) or 'a match lbfw does not model'}`.")
+        message = (
+            f"lbfw cannot tell whether {what} traffic passes here: {len(results)} flow(s) "
+            f"({flows_summary(results)}) depend on `{' '.join(texts) or 'a match lbfw does not model'}`."
+        )
         if dropped:
             message += " When that does not hold they are dropped."
         message += " Check them with `lbfw verify`."
         extra = {"unknown": texts, "unknown_flows": [r.flow for r in dropped]}
         if step is not None and table is not None and chain is not None and step.rule is not None:
-            findings.append(make_finding(check, message, RuleRef(table, chain, step.rule, 0, frozenset()),
-                                         severity=severity, flows=[r.flow for r in results],
-                                         extra=extra, advise_owner=False))
+            findings.append(
+                make_finding(
+                    check,
+                    message,
+                    RuleRef(table, chain, step.rule, 0, frozenset()),
+                    severity=severity,
+                    flows=[r.flow for r in results],
+                    extra=extra,
+                    advise_owner=False,
+                )
+            )
         else:
-            f = make_finding(check, message, None, severity=severity, flows=[r.flow for r in results],
-                             table=table, chain=chain, origin=step.origin if step is not None else None,
-                             extra=extra, advise_owner=False)
+            f = make_finding(
+                check,
+                message,
+                None,
+                severity=severity,
+                flows=[r.flow for r in results],
+                table=table,
+                chain=chain,
+                origin=step.origin if step is not None else None,
+                extra=extra,
+                advise_owner=False,
+            )
             if f.table is None and step is not None:
                 f.table, f.chain, f.family = step.table, step.chain, step.family
             if f.source is None:

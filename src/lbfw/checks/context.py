@@ -46,8 +46,8 @@ class RuleRef:
     table: Table
     chain: Chain
     rule: Rule
-    position: int                 # 1-based index in its chain
-    hooks: frozenset[str]         # hooks whose base chains reach this chain
+    position: int  # 1-based index in its chain
+    hooks: frozenset[str]  # hooks whose base chains reach this chain
 
 
 @dataclass
@@ -57,8 +57,8 @@ class CheckContext:
     ruleset: Ruleset
     engine: Optional[Engine] = None
     results: list[FlowResult] = field(default_factory=list)
-    _reach: dict[int, dict[int, frozenset[str]]] = field(default_factory=dict)   # id(table) -> {id(chain): hooks}
-    _graphs: dict[int, JumpGraph] = field(default_factory=dict)                  # id(table) -> JumpGraph
+    _reach: dict[int, dict[int, frozenset[str]]] = field(default_factory=dict)  # id(table) -> {id(chain): hooks}
+    _graphs: dict[int, JumpGraph] = field(default_factory=dict)  # id(table) -> JumpGraph
 
     def graph(self, table: Table) -> JumpGraph:
         """The table's jump graph, built the first time a check asks (nat tables, the bulk of a
@@ -81,8 +81,9 @@ class CheckContext:
 
     # ---------------------------------------------------------------- rules
 
-    def rules(self, families: Optional[Collection[str]] = None, hooks: Optional[frozenset[str]] = None,
-              skip_nat: bool = False) -> Iterator[RuleRef]:
+    def rules(
+        self, families: Optional[Collection[str]] = None, hooks: Optional[frozenset[str]] = None, skip_nat: bool = False
+    ) -> Iterator[RuleRef]:
         """Every rule in a chain that some base chain reaches (dead chains are skipped).
 
         Filters applied per table and chain, before any rule is looked at (big rulesets are
@@ -109,8 +110,14 @@ class CheckContext:
     def hooks_of(self, table: Table, chain: Chain) -> frozenset[str]:
         return self._table_reach(table).get(id(chain), frozenset())
 
-    def find_chain(self, family: Optional[str], table: str, chain: str, rule: Optional[Rule] = None,
-                   origin: Optional[Origin] = None) -> tuple[Optional[Table], Optional[Chain]]:
+    def find_chain(
+        self,
+        family: Optional[str],
+        table: str,
+        chain: str,
+        rule: Optional[Rule] = None,
+        origin: Optional[Origin] = None,
+    ) -> tuple[Optional[Table], Optional[Chain]]:
         """The (table, chain) a step names. Several sources may each hold a `filter` table, so
         the one holding ``rule`` (by identity), or read from ``origin``'s source, wins."""
         candidates: list[tuple[Table, Chain]] = []
@@ -164,6 +171,7 @@ def flow_family(flow: Flow) -> str:
 
 
 # --------------------------------------------------------------------------- addresses
+
 
 def as_range(item: object) -> Optional[tuple[int, int]]:
     if isinstance(item, int):
@@ -235,9 +243,9 @@ def describe_part(part: Iterable[tuple[int, int]]) -> str:
 
 @dataclass(slots=True)
 class NarrowAddr:
-    field: str            # ip.saddr | ip.daddr
-    part: list[tuple[int, int]]   # the loopback ranges it covers
-    via: str              # "" | "set @name" | "verdict map"
+    field: str  # ip.saddr | ip.daddr
+    part: list[tuple[int, int]]  # the loopback ranges it covers
+    via: str  # "" | "set @name" | "verdict map"
 
 
 def narrow_addr_matches(rule: Rule, table: Optional[Table], negated: bool = False) -> list[NarrowAddr]:
@@ -279,6 +287,7 @@ def full_loopback_addr(rule: Rule, table: Optional[Table]) -> bool:
 
 # --------------------------------------------------------------------------- interfaces, ports, owners
 
+
 def _is_lo(name: str) -> bool:
     if name == "lo":
         return True
@@ -290,7 +299,7 @@ IFACE_FIELDS = ("meta.iifname", "meta.oifname", "meta.iif", "meta.oif")
 
 
 def iface_class(rule: Rule) -> Optional[str]:
-    """"lo" when the rule requires the loopback interface, "other" when it excludes it
+    """ "lo" when the rule requires the loopback interface, "other" when it excludes it
     (``! -i lo``, ``iifname != "lo"``, ``-i eth0``), None when it names no interface."""
     result = None
     for m in rule.matches:
@@ -332,8 +341,10 @@ def owner_match(rule: Rule) -> Optional[str]:
 
 # --------------------------------------------------------------------------- findings
 
-def where_fields(rule: Optional[Rule], table: Optional[Table], chain_name: Optional[str],
-                 origin: Optional[Origin] = None) -> dict[str, Any]:
+
+def where_fields(
+    rule: Optional[Rule], table: Optional[Table], chain_name: Optional[str], origin: Optional[Origin] = None
+) -> dict[str, Any]:
     """Location keyword arguments for a Finding from a rule (or a chain's origin)."""
     o = rule.origin if rule is not None else origin
     return {
@@ -348,11 +359,21 @@ def where_fields(rule: Optional[Rule], table: Optional[Table], chain_name: Optio
     }
 
 
-def make_finding(check: Check, message: str, ref: Optional[RuleRef] = None, *, severity: Optional[str] = None,
-                 flows: Iterable[Flow] = (), table: Optional[Table] = None, chain: Optional[Chain] = None,
-                 origin: Optional[Origin] = None, owner: Optional[str] = None,
-                 extra: Optional[Mapping[str, Any]] = None, advise_owner: bool = True,
-                 deliberate: Optional[str] = None) -> Finding:
+def make_finding(
+    check: Check,
+    message: str,
+    ref: Optional[RuleRef] = None,
+    *,
+    severity: Optional[str] = None,
+    flows: Iterable[Flow] = (),
+    table: Optional[Table] = None,
+    chain: Optional[Chain] = None,
+    origin: Optional[Origin] = None,
+    owner: Optional[str] = None,
+    extra: Optional[Mapping[str, Any]] = None,
+    advise_owner: bool = True,
+    deliberate: Optional[str] = None,
+) -> Finding:
     """A Finding for ``check`` (a check module) at ``ref`` (or a chain policy / host fact).
     A rule a firewall manager owns is named as such; ``advise_owner`` adds that its
     configuration, not the rule, is what must change. ``deliberate`` is the evidence (an owner

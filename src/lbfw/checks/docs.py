@@ -35,8 +35,12 @@ def check_markdown(check: Check, level: int = 2) -> str:
     """One check as markdown: a heading, its severity and fixability, then its DOC with headings
     shifted down."""
     shift = "#" * (level - 1)
-    out = [f"{'#' * level} {check.ID} {check.NAME}", "",
-           f"{check.SUMMARY}. Default severity: **{check.SEVERITY}**. {fix_line(check)}", ""]
+    out = [
+        f"{'#' * level} {check.ID} {check.NAME}",
+        "",
+        f"{check.SUMMARY}. Default severity: **{check.SEVERITY}**. {fix_line(check)}",
+        "",
+    ]
     for line in check.DOC.rstrip().splitlines():
         out.append(shift + line if line.startswith("## ") else line)
     return "\n".join(out) + "\n"
@@ -81,8 +85,9 @@ def render() -> str:
         "|---|---|---|---|---|",
     ]
     for c in ALL:
-        parts.append(f"| [{c.ID}](#{c.ID.lower()}-{c.NAME}) | {c.NAME} | {c.SEVERITY} | {c.FIX.availability} "
-                     f"| {c.SUMMARY} |")
+        parts.append(
+            f"| [{c.ID}](#{c.ID.lower()}-{c.NAME}) | {c.NAME} | {c.SEVERITY} | {c.FIX.availability} | {c.SUMMARY} |"
+        )
     parts.append("")
     for c in ALL:
         parts.append(check_markdown(c))

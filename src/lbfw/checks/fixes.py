@@ -15,7 +15,8 @@ AVAILABILITY = ("always", "sometimes", "never")
 # The safety text of widening a set element, the same whichever check's finding led there.
 SET_SAFETY = (
     "Fix safety: the set element 127.0.0.1 becomes 127.0.0.0/8, so every rule that uses this set now "
-    "matches all of 127/8.")
+    "matches all of 127/8."
+)
 
 
 @dataclass(frozen=True)

@@ -34,21 +34,27 @@ NAME = "narrow-loopback-accept"
 SEVERITY = "warning"
 SUMMARY = "A rule accepts loopback traffic by 127.0.0.1 alone"
 # What each fix changes beyond the 127/8 traffic it is meant for, printed next to every edit.
-FIX = CheckFix("sometimes", modes=("interface", "range"), safety={
-    "interface": (
-        "Fix safety: `-i lo` / `iif \"lo\"` accepts everything that arrives over lo: all of 127.0.0.0/8 "
-        "(and ::1 too in an nft inet table), and also the host's own traffic to its non-loopback addresses "
-        "(it travels over lo too), on every "
-        "port the rule's other matches allow. Packets with a 127.0.0.1 source arriving on another "
-        "interface are no longer accepted by this rule (routing drops them as martians anyway unless "
-        "route_localnet=1)."),
-    "range": (
-        "Fix safety: 127.0.0.0/8 accepts every loopback address (127.0.0.53, 127.0.1.1, clients bound to "
-        "127.0.0.2 ...) on whatever interface the rule allows. Where route_localnet=1, 127/8-sourced "
-        "packets from the network would be accepted too: keep an anti-spoofing drop "
-        "(`! -i lo -s 127.0.0.0/8 -j DROP`) before it."),
-    "set": SET_SAFETY,
-})
+FIX = CheckFix(
+    "sometimes",
+    modes=("interface", "range"),
+    safety={
+        "interface": (
+            'Fix safety: `-i lo` / `iif "lo"` accepts everything that arrives over lo: all of 127.0.0.0/8 '
+            "(and ::1 too in an nft inet table), and also the host's own traffic to its non-loopback addresses "
+            "(it travels over lo too), on every "
+            "port the rule's other matches allow. Packets with a 127.0.0.1 source arriving on another "
+            "interface are no longer accepted by this rule (routing drops them as martians anyway unless "
+            "route_localnet=1)."
+        ),
+        "range": (
+            "Fix safety: 127.0.0.0/8 accepts every loopback address (127.0.0.53, 127.0.1.1, clients bound to "
+            "127.0.0.2 ...) on whatever interface the rule allows. Where route_localnet=1, 127/8-sourced "
+            "packets from the network would be accepted too: keep an anti-spoofing drop "
+            "(`! -i lo -s 127.0.0.0/8 -j DROP`) before it."
+        ),
+        "set": SET_SAFETY,
+    },
+)
 
 DOC = """\
 ## What it does
@@ -133,8 +139,9 @@ def _vmap_narrow(ctx: CheckContext, ref: RuleRef) -> list[tuple[str, list[tuple[
         sub = getattr(entry, "action", None)
         if sub is None:
             continue
-        accepts = sub.kind == "accept" or (sub.kind in ("jump", "goto") and sub.target
-                                           and _chain_accepts(ctx, ref.table, sub.target))
+        accepts = sub.kind == "accept" or (
+            sub.kind in ("jump", "goto") and sub.target and _chain_accepts(ctx, ref.table, sub.target)
+        )
         if not accepts:
             continue
         for want in ("ip.saddr", "ip.daddr"):
@@ -154,7 +161,7 @@ def _vmap_narrow(ctx: CheckContext, ref: RuleRef) -> list[tuple[str, list[tuple[
 
 
 def _accepting(ctx: CheckContext, ref: RuleRef) -> str:
-    """"" when the rule does not accept; else how it accepts ("accept", "jump to X")."""
+    """ "" when the rule does not accept; else how it accepts ("accept", "jump to X")."""
     action = ref.rule.action
     if action.kind == "accept":
         return "accept"
@@ -183,25 +190,50 @@ def _probe_hook(ctx: CheckContext, ref: RuleRef, hooks: frozenset[str]) -> Optio
     if engine is None or not hasattr(engine, "walk_packet"):
         return None
     from ..analyze.engine import Packet
+
     dport = _first_port(ref.rule, "th.dport") or 47231
-    proto = "udp" if any(m.field == "meta.l4proto" and not m.negate and (17, 17) in m.values
-                         for m in ref.rule.matches) else "tcp"
+    proto = (
+        "udp"
+        if any(m.field == "meta.l4proto" and not m.negate and (17, 17) in m.values for m in ref.rule.matches)
+        else "tcp"
+    )
     probes: list[tuple[str, Packet, tuple[str, ...]]] = []
-    inbound = tuple(h for h in INBOUND_HOOKS if h in hooks)      # only the rule's own hooks
+    inbound = tuple(h for h in INBOUND_HOOKS if h in hooks)  # only the rule's own hooks
     outbound = tuple(h for h in ("output", "postrouting") if h in hooks)
     if inbound:
         path = inbound
-        probes.append((f"{proto} from a client bound to 127.0.0.2 to 127.0.0.1:{dport}",
-                       Packet(saddr="127.0.0.2", daddr="127.0.0.1", proto=proto, dport=dport, iif="lo"), path))
-        probes.append((f"the reply from 127.0.0.53:{dport} to a client on 127.0.0.1 (as ESTABLISHED)",
-                       Packet(saddr="127.0.0.53", daddr="127.0.0.1", proto=proto, sport=dport, dport=47232,
-                              iif="lo", ct_state="established", ct_direction="reply",
-                              tcp_flags=0x12 if proto == "tcp" else None),
-                       path))
+        probes.append(
+            (
+                f"{proto} from a client bound to 127.0.0.2 to 127.0.0.1:{dport}",
+                Packet(saddr="127.0.0.2", daddr="127.0.0.1", proto=proto, dport=dport, iif="lo"),
+                path,
+            )
+        )
+        probes.append(
+            (
+                f"the reply from 127.0.0.53:{dport} to a client on 127.0.0.1 (as ESTABLISHED)",
+                Packet(
+                    saddr="127.0.0.53",
+                    daddr="127.0.0.1",
+                    proto=proto,
+                    sport=dport,
+                    dport=47232,
+                    iif="lo",
+                    ct_state="established",
+                    ct_direction="reply",
+                    tcp_flags=0x12 if proto == "tcp" else None,
+                ),
+                path,
+            )
+        )
     if outbound:
-        probes.append((f"{proto} from 127.0.0.1 to 127.0.0.53:{dport}",
-                       Packet(saddr="127.0.0.1", daddr="127.0.0.53", proto=proto, dport=dport, oif="lo"),
-                       outbound))
+        probes.append(
+            (
+                f"{proto} from 127.0.0.1 to 127.0.0.53:{dport}",
+                Packet(saddr="127.0.0.1", daddr="127.0.0.53", proto=proto, dport=dport, oif="lo"),
+                outbound,
+            )
+        )
     for text, packet, path in probes:
         if engine.walk_packet(packet, path).verdict == "drop":
             return "/".join(h.upper() for h in path), text
@@ -218,21 +250,25 @@ def _dropping(ref: RuleRef) -> bool:
     return action.kind in ("drop", "reject")
 
 
-def _negated_finding(me: Check, ctx: CheckContext, ref: RuleRef, hooks: frozenset[str], n: NarrowAddr,
-                     not_delivered: list[FlowResult]) -> Finding:
+def _negated_finding(
+    me: Check, ctx: CheckContext, ref: RuleRef, hooks: frozenset[str], n: NarrowAddr, not_delivered: list[FlowResult]
+) -> Finding:
     addr = describe_part(n.part)
     direction = "source" if n.field == "ip.saddr" else "destination"
     flag = "-s" if n.field == "ip.saddr" else "-d"
     hook_names = "/".join(sorted(h.upper() for h in hooks))
-    message = (f"Drops everything whose {direction} is not {addr} on {hook_names}, so only 127.0.0.1 is let "
-               "through: loopback traffic on other 127/8 addresses (127.0.0.53, 127.0.1.1, clients bound to "
-               "127.0.0.2) is dropped with the rest.")
+    message = (
+        f"Drops everything whose {direction} is not {addr} on {hook_names}, so only 127.0.0.1 is let "
+        "through: loopback traffic on other 127/8 addresses (127.0.0.53, 127.0.1.1, clients bound to "
+        "127.0.0.2) is dropped with the rest."
+    )
     breaking = [r for r in not_delivered if r.deciding is not None and r.deciding.rule is ref.rule]
     if breaking:
         message += f" Broken here: {flows_summary(breaking)}."
     message += f" Spare the whole loopback block instead (`! {flag} 127.0.0.0/8`, or `! -i lo`)."
-    return make_finding(me, message, ref, flows=[r.flow for r in breaking],
-                        extra={"field": n.field, "addresses": addr, "negated": True})
+    return make_finding(
+        me, message, ref, flows=[r.flow for r in breaking], extra={"field": n.field, "addresses": addr, "negated": True}
+    )
 
 
 def check(ctx: CheckContext) -> list[Finding]:
@@ -243,7 +279,7 @@ def check(ctx: CheckContext) -> list[Finding]:
     for ref in ctx.rules(families=("ip", "inet"), hooks=wanted, skip_nat=True):
         hooks = ref.hooks & wanted
         if iface_class(ref.rule) == "other":
-            continue                                # e.g. `-i eth0 -s 127.0.0.1`: not loopback traffic
+            continue  # e.g. `-i eth0 -s 127.0.0.1`: not loopback traffic
         narrow: list[tuple[str, list[tuple[int, int]], str]] = []
         how = ""
         if ref.rule.action.kind == "vmap":
@@ -266,14 +302,15 @@ def check(ctx: CheckContext) -> list[Finding]:
         fld, part, via = narrow[0]
         addr = describe_part(part)
         direction = "source" if fld == "ip.saddr" else "destination"
-        what = ("address 127.0.0.1 alone" if addr == "127.0.0.1"
-                else f"addresses {addr} only, not all of 127.0.0.0/8,")
+        what = "address 127.0.0.1 alone" if addr == "127.0.0.1" else f"addresses {addr} only, not all of 127.0.0.0/8,"
         through = f" through {via}" if via else ""
         if how.startswith(("jump", "goto")):
             through += f" ({how})"
         hook_names = "/".join(sorted(h.upper() for h in hooks))
-        message = (f"Accepts loopback traffic by {direction} {what}{through} on {hook_names}; "
-                   "other 127/8 addresses (127.0.0.53, 127.0.1.1, clients bound to 127.0.0.2) are not matched.")
+        message = (
+            f"Accepts loopback traffic by {direction} {what}{through} on {hook_names}; "
+            "other 127/8 addresses (127.0.0.53, 127.0.1.1, clients bound to 127.0.0.2) are not matched."
+        )
         side = "-i lo" if hooks & set(INBOUND_HOOKS) else "-o lo"
         nft_side = 'iif "lo"' if side == "-i lo" else 'oif "lo"'
         breaking = [r for r in not_delivered if r.deciding is not None and r.deciding.hook in hooks]
@@ -286,28 +323,42 @@ def check(ctx: CheckContext) -> list[Finding]:
             undecided = _undecided(ctx, hooks)
             if hidden is not None:
                 # the same traffic is dropped earlier on its way (e.g. OUTPUT): fixing that exposes this
-                message += (f" {hidden[0]} still drops {hidden[1]}; today an earlier drop on the way hides that.")
+                message += f" {hidden[0]} still drops {hidden[1]}; today an earlier drop on the way hides that."
             elif undecided:
                 # only a match lbfw cannot decide stands between these flows and the drop: never a note
                 unknown_flows = undecided
                 texts = "; ".join(dict.fromkeys(t for r in undecided for t in r.unknown))
-                message += (f" Only a condition lbfw cannot decide keeps {flows_summary(undecided)} from being "
-                            f"dropped ({texts}); when it does not hold they fail.")
+                message += (
+                    f" Only a condition lbfw cannot decide keeps {flows_summary(undecided)} from being "
+                    f"dropped ({texts}); when it does not hold they fail."
+                )
             else:
                 # Nothing after it drops loopback traffic (or another rule accepts it): a latent mistake.
                 severity = "note"
-                message += (" No default loopback flow fails because of it today (a later rule or the policy "
-                            "accepts them), but it does not do what it seems to.")
+                message += (
+                    " No default loopback flow fails because of it today (a later rule or the policy "
+                    "accepts them), but it does not do what it seems to."
+                )
         message += f" Match the loopback interface instead ({side}, nft {nft_side}) or 127.0.0.0/8."
         evidence = owner_match(ref.rule)
         if evidence:
             severity = "note"
-            message += (f" It is restricted by an owner match ({evidence}), so it may be a deliberate policy: "
-                        "suppress it with `lbfw: ignore LB002` if so.")
+            message += (
+                f" It is restricted by an owner match ({evidence}), so it may be a deliberate policy: "
+                "suppress it with `lbfw: ignore LB002` if so."
+            )
         extra: dict[str, Any] = {"field": fld, "addresses": addr, "via": via or None}
         if unknown_flows:
             extra["unknown_flows"] = [r.flow for r in unknown_flows]
-        findings.append(make_finding(me, message, ref, severity=severity,
-                                     flows=[r.flow for r in breaking or unknown_flows],
-                                     extra=extra, deliberate=evidence))
+        findings.append(
+            make_finding(
+                me,
+                message,
+                ref,
+                severity=severity,
+                flows=[r.flow for r in breaking or unknown_flows],
+                extra=extra,
+                deliberate=evidence,
+            )
+        )
     return findings

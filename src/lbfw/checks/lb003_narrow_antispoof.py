@@ -23,13 +23,18 @@ NAME = "narrow-loopback-antispoofing"
 SEVERITY = "warning"
 SUMMARY = "An anti-spoofing rule drops 127.0.0.1 from other interfaces but not the rest of 127.0.0.0/8"
 # Always widened, whatever `--style` says: an interface cannot stand for "any address of 127/8 not on lo".
-FIX = CheckFix("sometimes", modes=("range",), safety={
-    "range": (
-        "Fix safety: the drop now covers all of 127.0.0.0/8 on the interfaces it names. Anything that "
-        "relied on another 127.x address arriving from outside lo (possible only with route_localnet=1, "
-        "e.g. kube-proxy nodeports on localhost) is dropped from now on."),
-    "set": SET_SAFETY,
-})
+FIX = CheckFix(
+    "sometimes",
+    modes=("range",),
+    safety={
+        "range": (
+            "Fix safety: the drop now covers all of 127.0.0.0/8 on the interfaces it names. Anything that "
+            "relied on another 127.x address arriving from outside lo (possible only with route_localnet=1, "
+            "e.g. kube-proxy nodeports on localhost) is dropped from now on."
+        ),
+        "set": SET_SAFETY,
+    },
+)
 
 DOC = """\
 ## What it does
@@ -116,14 +121,17 @@ def check(ctx: CheckContext) -> list[Finding]:
         n = narrow[0]
         addr = describe_part(n.part)
         direction = "source" if n.field == "ip.saddr" else "destination"
-        message = (f"Anti-spoofing drops {direction} {addr} but not the rest of 127.0.0.0/8: packets from other "
-                   f"interfaces with {direction} 127.0.0.2-127.255.255.255 are not dropped here. "
-                   "Drop 127.0.0.0/8 instead.")
+        message = (
+            f"Anti-spoofing drops {direction} {addr} but not the rest of 127.0.0.0/8: packets from other "
+            f"interfaces with {direction} 127.0.0.2-127.255.255.255 are not dropped here. "
+            "Drop 127.0.0.0/8 instead."
+        )
         severity = None
         if localnet:
             severity = "error"
-            message += (f" route_localnet is on ({', '.join(localnet)}), so the kernel does not drop them as "
-                        "martians either (CVE-2020-8558).")
-        findings.append(make_finding(me, message, ref, severity=severity,
-                                     extra={"field": n.field, "addresses": addr}))
+            message += (
+                f" route_localnet is on ({', '.join(localnet)}), so the kernel does not drop them as "
+                "martians either (CVE-2020-8558)."
+            )
+        findings.append(make_finding(me, message, ref, severity=severity, extra={"field": n.field, "addresses": addr}))
     return findings

@@ -76,8 +76,9 @@ def _reachable_from(ctx: CheckContext, iface: str) -> Optional[PacketResult]:
     if engine is None or not hasattr(engine, "walk_packet"):
         return None
     from ..analyze.engine import Packet
+
     walked: Optional[PacketResult] = None
-    for daddr in ("127.0.0.1", "127.0.0.53"):    # a narrow `-d 127.0.0.1 -j DROP` leaves .53 open
+    for daddr in ("127.0.0.1", "127.0.0.53"):  # a narrow `-d 127.0.0.1 -j DROP` leaves .53 open
         probe = Packet(family="ip", saddr="192.0.2.1", daddr=daddr, proto="tcp", dport=6379, iif=iface)
         walked = engine.walk_packet(probe, ("prerouting", "input"))
         if walked.verdict != "drop":
@@ -95,10 +96,12 @@ def check(ctx: CheckContext) -> list[Finding]:
     iface = next((name for name in on if name not in ("all", "default")), "eth0")
     walked = _reachable_from(ctx, iface)
     if walked is not None and walked.verdict == "drop":
-        return []      # the ruleset drops them anyway (e.g. a policy drop with no rule for that port)
-    message = (f"net.ipv4.conf.{{{','.join(on)}}}.route_localnet is 1 and no rule drops 127.0.0.0/8 arriving on "
-               "other interfaces: hosts on the network can reach services bound to loopback (CVE-2020-8558). "
-               "Add `-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP` or turn route_localnet off.")
+        return []  # the ruleset drops them anyway (e.g. a policy drop with no rule for that port)
+    message = (
+        f"net.ipv4.conf.{{{','.join(on)}}}.route_localnet is 1 and no rule drops 127.0.0.0/8 arriving on "
+        "other interfaces: hosts on the network can reach services bound to loopback (CVE-2020-8558). "
+        "Add `-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP` or turn route_localnet off."
+    )
     f = make_finding(sys.modules[__name__], message, None, extra={"route_localnet": on})
     f.source = "live:host"
     return [f]

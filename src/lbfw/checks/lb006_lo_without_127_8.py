@@ -50,9 +50,11 @@ def check(ctx: CheckContext) -> list[Finding]:
     if host is None or host.local_127_route is not False:
         return []
     addrs = ", ".join(host.lo_addrs) or "no IPv4 address"
-    message = (f"lo carries {addrs} and the local routing table has no 127.0.0.0/8 route: connections to "
-               "127.0.0.53 or from 127.0.0.2 fail before any firewall rule. Give lo 127.0.0.1/8 "
-               "(`ip addr add 127.0.0.1/8 dev lo`).")
+    message = (
+        f"lo carries {addrs} and the local routing table has no 127.0.0.0/8 route: connections to "
+        "127.0.0.53 or from 127.0.0.2 fail before any firewall rule. Give lo 127.0.0.1/8 "
+        "(`ip addr add 127.0.0.1/8 dev lo`)."
+    )
     f = make_finding(sys.modules[__name__], message, None, extra={"lo_addrs": list(host.lo_addrs)})
     f.source = "live:host"
     return [f]

@@ -54,7 +54,7 @@ published port, a NodePort reachable on every local address) is their design and
 """
 
 _NAT_STEPS = ("dnat", "redirect")
-_DELIBERATE = ("docker", "kube-proxy")   # managers whose DNATs of local addresses are their design
+_DELIBERATE = ("docker", "kube-proxy")  # managers whose DNATs of local addresses are their design
 
 
 def _diverted_server(server: str) -> bool:
@@ -80,17 +80,27 @@ def check(ctx: CheckContext) -> list[Finding]:
         if table is None or chain is None or step.rule is None:
             continue
         where = sorted({r.redirected_to for r in results if r.redirected_to})
-        message = (f"Rewrites the destination of loopback traffic for other 127/8 addresses: "
-                   f"{flows_summary(results)} go to {', '.join(where)} instead, so a server on the address "
-                   "the client asked for (systemd-resolved on 127.0.0.53, a DNS server on 127.53.53.53) never "
-                   "sees a packet. Exclude loopback from the rule (`! -d 127.0.0.0/8`, nft "
-                   "`ip daddr != 127.0.0.0/8`) unless the diversion is meant.")
+        message = (
+            f"Rewrites the destination of loopback traffic for other 127/8 addresses: "
+            f"{flows_summary(results)} go to {', '.join(where)} instead, so a server on the address "
+            "the client asked for (systemd-resolved on 127.0.0.53, a DNS server on 127.53.53.53) never "
+            "sees a packet. Exclude loopback from the rule (`! -d 127.0.0.0/8`, nft "
+            "`ip daddr != 127.0.0.0/8`) unless the diversion is meant."
+        )
         manager = owner_of(table, chain, step.rule)
         severity = None
         if manager in _DELIBERATE:
             severity = "note"
             message += f" The rule is {manager}'s, which diverts these ports on every local address by design."
-        findings.append(make_finding(me, message, RuleRef(table, chain, step.rule, 0, frozenset()),
-                                     severity=severity, flows=[r.flow for r in results],
-                                     extra={"redirected_to": where}, advise_owner=False))
+        findings.append(
+            make_finding(
+                me,
+                message,
+                RuleRef(table, chain, step.rule, 0, frozenset()),
+                severity=severity,
+                flows=[r.flow for r in results],
+                extra={"redirected_to": where},
+                advise_owner=False,
+            )
+        )
     return findings

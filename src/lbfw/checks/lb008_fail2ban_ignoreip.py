@@ -55,8 +55,10 @@ def _runs(ruleset: Ruleset) -> bool:
     host = ruleset.host
     if host is not None and host.fail2ban_running:
         return True
-    return any(owner_of(t, None) == FAIL2BAN or any(owner_of(t, c) == FAIL2BAN for c in t.chains.values())
-               for t in ruleset.tables)
+    return any(
+        owner_of(t, None) == FAIL2BAN or any(owner_of(t, c) == FAIL2BAN for c in t.chains.values())
+        for t in ruleset.tables
+    )
 
 
 def check(ctx: CheckContext) -> list[Finding]:
@@ -66,9 +68,20 @@ def check(ctx: CheckContext) -> list[Finding]:
     out = []
     for setting in narrow(host.fail2ban_jails):
         shown = f"ignoreip = {setting.value}" if setting.value else "no ignoreip (ignoreself alone)"
-        message = (f"fail2ban [{setting.section}]: {shown}: 127.0.0.2 and up can be banned (ignoreself covers "
-                   f"127.0.0.1 and ::1 only). Set `ignoreip = {fixed_value(setting.value)}` in {JAIL_LOCAL}, "
-                   "then `fail2ban-client reload` (`lbfw fix` shows the diff).")
-        out.append(Finding(check=ID, severity=SEVERITY, message=message, source=setting.path or JAIL_CONF,
-                           line=setting.line, owner=FAIL2BAN, extra={"section": setting.section}))
+        message = (
+            f"fail2ban [{setting.section}]: {shown}: 127.0.0.2 and up can be banned (ignoreself covers "
+            f"127.0.0.1 and ::1 only). Set `ignoreip = {fixed_value(setting.value)}` in {JAIL_LOCAL}, "
+            "then `fail2ban-client reload` (`lbfw fix` shows the diff)."
+        )
+        out.append(
+            Finding(
+                check=ID,
+                severity=SEVERITY,
+                message=message,
+                source=setting.path or JAIL_CONF,
+                line=setting.line,
+                owner=FAIL2BAN,
+                extra={"section": setting.section},
+            )
+        )
     return out

@@ -27,20 +27,20 @@ OWNERS = (DOCKER, KUBE_PROXY, UFW, FIREWALLD, FAIL2BAN, FW4, CSF, SHOREWALL, NIX
 # Where each manager's own configuration changes (the rule itself would be rewritten on reload).
 ADVICE = {
     DOCKER: "publish the port on the address you mean (`docker run -p ADDR:PORT:PORT`) "
-            "or change /etc/docker/daemon.json",
+    "or change /etc/docker/daemon.json",
     KUBE_PROXY: "change the Service or kube-proxy's configuration (e.g. --nodeport-addresses)",
     UFW: "a rule made by `ufw allow` lives in /etc/ufw/user.rules, never edited by hand: "
-         "`ufw delete` it and `ufw allow in on lo`; one in /etc/ufw/before.rules (before6.rules) is edited there, "
-         "then `ufw reload`",
+    "`ufw delete` it and `ufw allow in on lo`; one in /etc/ufw/before.rules (before6.rules) is edited there, "
+    "then `ufw reload`",
     FIREWALLD: "change the zone, policy or direct rule with `firewall-cmd --permanent`, then `firewall-cmd --reload`",
     FAIL2BAN: "change `ignoreip` or the action in /etc/fail2ban/jail.local",
     FW4: "change /etc/config/firewall, then `fw4 reload`",
     CSF: "change /etc/csf/csf.allow, csf.ignore or csf.conf, then `csf -r`",
     SHOREWALL: "change /etc/shorewall/rules (or policy, interfaces), then `shorewall check` and `shorewall reload`",
     NIXOS: "its rules are generated from configuration.nix: set networking.firewall.trustedInterfaces or "
-           "extraCommands there, then `nixos-rebuild switch`",
+    "extraCommands there, then `nixos-rebuild switch`",
     PROXMOX: "change /etc/pve/firewall/cluster.fw or /etc/pve/nodes/NODE/host.fw (or the GUI), then "
-             "`pve-firewall compile` to check and `pve-firewall restart`",
+    "`pve-firewall compile` to check and `pve-firewall restart`",
 }
 
 
@@ -66,26 +66,61 @@ _TABLES = {
 
 # Chain-name prefixes (iptables chains are global names, so prefixes are the convention).
 _CHAIN_PREFIXES = (
-    ("DOCKER", DOCKER),          # DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-1, DOCKER_OUTPUT ...
+    ("DOCKER", DOCKER),  # DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-1, DOCKER_OUTPUT ...
     ("KUBE-", KUBE_PROXY),
-    ("ufw-", UFW), ("ufw6-", UFW),
-    ("f2b-", FAIL2BAN), ("fail2ban-", FAIL2BAN),
+    ("ufw-", UFW),
+    ("ufw6-", UFW),
+    ("f2b-", FAIL2BAN),
+    ("fail2ban-", FAIL2BAN),
     ("nixos-fw", NIXOS),
-    ("PVEFW-", PROXMOX), ("proxmox-fw-", PROXMOX),
+    ("PVEFW-", PROXMOX),
+    ("proxmox-fw-", PROXMOX),
 )
 
 # CSF's chains (plain names: only these exact ones).
-_CSF_CHAINS = frozenset(("LOCALINPUT", "LOCALOUTPUT", "ALLOWIN", "ALLOWOUT", "DENYIN", "DENYOUT", "INVALID",
-                         "INVDROP", "LOGDROPIN", "LOGDROPOUT", "CC_ALLOW", "CC_DENY", "CC_ALLOWP", "CC_DENYP",
-                         "SYNFLOOD", "PORTFLOOD", "UDPFLOOD", "GALLOWIN", "GDENYIN", "LF_ALLOWIN"))
+_CSF_CHAINS = frozenset(
+    (
+        "LOCALINPUT",
+        "LOCALOUTPUT",
+        "ALLOWIN",
+        "ALLOWOUT",
+        "DENYIN",
+        "DENYOUT",
+        "INVALID",
+        "INVDROP",
+        "LOGDROPIN",
+        "LOGDROPOUT",
+        "CC_ALLOW",
+        "CC_DENY",
+        "CC_ALLOWP",
+        "CC_DENYP",
+        "SYNFLOOD",
+        "PORTFLOOD",
+        "UDPFLOOD",
+        "GALLOWIN",
+        "GDENYIN",
+        "LF_ALLOWIN",
+    )
+)
 
 # firewalld's iptables backend chain names.
 _FIREWALLD_CHAINS = ("_direct", "_ZONES", "_ZONES_SOURCE", "_allow", "_deny", "_log", "_pre", "_post")
-_FIREWALLD_PREFIXES = ("IN_", "FWDI_", "FWDO_", "FWD_", "PRE_", "POST_", "POSTROUTING_", "PREROUTING_",
-                       "INPUT_", "FORWARD_", "OUTPUT_")
+_FIREWALLD_PREFIXES = (
+    "IN_",
+    "FWDI_",
+    "FWDO_",
+    "FWD_",
+    "PRE_",
+    "POST_",
+    "POSTROUTING_",
+    "PREROUTING_",
+    "INPUT_",
+    "FORWARD_",
+    "OUTPUT_",
+)
 
 _COMMENT_HINTS = (
-    ("drop remote loopback", DOCKER),   # Docker's raw rule for ports published on 127.0.0.1
+    ("drop remote loopback", DOCKER),  # Docker's raw rule for ports published on 127.0.0.1
     ("docker", DOCKER),
     ("kubernetes", KUBE_PROXY),
     ("kube-proxy", KUBE_PROXY),
@@ -100,8 +135,7 @@ def _name(obj: object) -> str:
     return obj if isinstance(obj, str) else getattr(obj, "name", "") or ""
 
 
-def owner_of(table: Table | str | None, chain: Chain | str | None,
-             rule: Optional[Rule] = None) -> Optional[str]:
+def owner_of(table: Table | str | None, chain: Chain | str | None, rule: Optional[Rule] = None) -> Optional[str]:
     """The manager that owns ``rule`` in ``chain`` of ``table`` (objects or names), or None.
 
     Evidence in order: the table's name (nftables managers own whole tables), the chain's
@@ -112,7 +146,7 @@ def owner_of(table: Table | str | None, chain: Chain | str | None,
     if owner is not None:
         return owner
     chains = getattr(table, "chains", None) or {}
-    if "shorewall" in chains:     # Shorewall's own chain: every chain of the table is compiled by it
+    if "shorewall" in chains:  # Shorewall's own chain: every chain of the table is compiled by it
         return SHOREWALL
     cname = _name(chain)
     owner = _chain_owner(cname)

@@ -35,11 +35,12 @@ def sources_or_stdin(sources: Sequence[str], quiet: bool = False) -> list:
     from ..read import source_bytes
 
     if not source_bytes("-").strip():
-        raise InputError("standard input is a pipe but empty: no ruleset to read (run lbfw without a pipe "
-                         "to read the live host)", path="-")
+        raise InputError(
+            "standard input is a pipe but empty: no ruleset to read (run lbfw without a pipe to read the live host)",
+            path="-",
+        )
     if not quiet:
-        print("lbfw: reading the ruleset from standard input (a pipe); name `-` or a SOURCE to say so",
-              file=sys.stderr)
+        print("lbfw: reading the ruleset from standard input (a pipe); name `-` or a SOURCE to say so", file=sys.stderr)
     return ["-"]
 
 

@@ -77,7 +77,15 @@ def run(
         if statistics:
             text = render_statistics(findings, term)
         else:
-            text = render_findings(findings, results, ruleset.sources, term=term, verified=verified,
-                                   any_port=found.any_port, quiet=quiet, show_flows=flows)
+            text = render_findings(
+                findings,
+                results,
+                ruleset.sources,
+                term=term,
+                verified=verified,
+                any_port=found.any_port,
+                quiet=quiet,
+                show_flows=flows,
+            )
     write_output(text, output)
     return 1 if at_or_above(findings, settings.fail_on or "warning") else 0

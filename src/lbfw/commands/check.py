@@ -35,6 +35,7 @@ def run(
         raise UsageError("--from goes with --to; a plan names each flow's client itself")
 
     from ..analyze.flows import parse_plan, parse_to
+
     if user is not None and plan is not None:
         raise UsageError("--user goes with --to; a plan names each flow's user itself")
     flows = parse_plan(plan) if plan is not None else [parse_to(spec, from_, user) for spec in to]

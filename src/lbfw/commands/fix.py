@@ -52,10 +52,17 @@ def unfixable(findings, err) -> bool:
 
     left = [f for f in findings if not BY_ID[f.check].FIX.fixable and at_or_above([f], "warning")]
     for f in left:
-        where = f.rule.origin.where() if f.rule is not None and f.rule.origin is not None else (
-            f"{f.source}:{f.line}" if f.line is not None else " ".join(x for x in (f.source, f.table, f.chain) if x))
-        err.write(f"{where}: {f.check}: not fixed: {BY_ID[f.check].NAME} has no automatic fix "
-                  f"(`lbfw rules {f.check}` says what to change)\n")
+        where = (
+            f.rule.origin.where()
+            if f.rule is not None and f.rule.origin is not None
+            else (
+                f"{f.source}:{f.line}" if f.line is not None else " ".join(x for x in (f.source, f.table, f.chain) if x)
+            )
+        )
+        err.write(
+            f"{where}: {f.check}: not fixed: {BY_ID[f.check].NAME} has no automatic fix "
+            f"(`lbfw rules {f.check}` says what to change)\n"
+        )
     return bool(left)
 
 

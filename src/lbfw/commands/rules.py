@@ -11,8 +11,14 @@ FORMATS = ("text", "json", "markdown")
 
 
 def _json(check) -> dict:
-    return {"id": check.ID, "name": check.NAME, "severity": check.SEVERITY, "summary": check.SUMMARY,
-            "fix": check.FIX.to_json(), "doc": check.DOC}
+    return {
+        "id": check.ID,
+        "name": check.NAME,
+        "severity": check.SEVERITY,
+        "summary": check.SUMMARY,
+        "fix": check.FIX.to_json(),
+        "doc": check.DOC,
+    }
 
 
 def run(check_id=None, format: str = "text") -> int:
@@ -27,8 +33,9 @@ def run(check_id=None, format: str = "text") -> int:
             text = render()
         else:
             width = max(len(c.NAME) for c in ALL)
-            text = "".join(f"{c.ID}  {c.NAME:<{width}}  {c.SEVERITY:<7}  fix: {c.FIX.availability:<9}  {c.SUMMARY}\n"
-                           for c in ALL)
+            text = "".join(
+                f"{c.ID}  {c.NAME:<{width}}  {c.SEVERITY:<7}  fix: {c.FIX.availability:<9}  {c.SUMMARY}\n" for c in ALL
+            )
             text += "\n`lbfw rules ID` prints one check's documentation.\n"
         write_output(text, None)
         return 0
@@ -42,7 +49,8 @@ def run(check_id=None, format: str = "text") -> int:
     elif format == "markdown":
         text = check_markdown(check, level=1)
     else:
-        text = (f"{check.ID} {check.NAME} ({check.SEVERITY}): {check.SUMMARY}\n{fix_line(check)}\n\n"
-                f"{check.DOC.rstrip()}\n")
+        text = (
+            f"{check.ID} {check.NAME} ({check.SEVERITY}): {check.SUMMARY}\n{fix_line(check)}\n\n{check.DOC.rstrip()}\n"
+        )
     write_output(text, None)
     return 0

@@ -14,7 +14,11 @@ from . import addresses, capacity, fail2ban, firewall, listeners, macos, privile
 from .host import Host, User
 from .items import Check, Item
 
-UNSUPPORTED = Check("DR090", "platform-unsupported", "doctor cannot check this platform", """\
+UNSUPPORTED = Check(
+    "DR090",
+    "platform-unsupported",
+    "doctor cannot check this platform",
+    """\
 ## What it checks
 Whether doctor knows how to read this platform's loopback (Linux and macOS).
 
@@ -25,23 +29,45 @@ guessing: every other check is skipped.
 ## Fix
 Run doctor on Linux or macOS, or check by hand: the loopback interface carries the plan's addresses,
 no wildcard listener holds the plan's ports, and the ephemeral port range is wide enough.
-""")
+""",
+)
 
-CHECKS = (addresses.CHECKS + listeners.CHECKS + privileges.CHECKS + firewall.CHECKS + capacity.CHECKS
-          + resolver.CHECKS + fail2ban.CHECKS + macos.CHECKS + (UNSUPPORTED,))
+CHECKS = (
+    addresses.CHECKS
+    + listeners.CHECKS
+    + privileges.CHECKS
+    + firewall.CHECKS
+    + capacity.CHECKS
+    + resolver.CHECKS
+    + fail2ban.CHECKS
+    + macos.CHECKS
+    + (UNSUPPORTED,)
+)
 BY_ID = {c.id: c for c in CHECKS}
 
 
-def diagnose(host: Host, flows=(), user: Optional[User] = None, ruleset=None, ruleset_unread: Optional[str] = None,
-             connections: Optional[int] = None) -> list:
+def diagnose(
+    host: Host,
+    flows=(),
+    user: Optional[User] = None,
+    ruleset=None,
+    ruleset_unread: Optional[str] = None,
+    connections: Optional[int] = None,
+) -> list:
     """Every item for ``host``: the general loopback checks, and with ``flows`` (a plan) the checks of
     each address, port and flow. ``user`` runs the services (None: privileged ports are not checked);
     ``ruleset`` None: the firewall could not be read (``ruleset_unread`` says why)."""
     if host.platform not in ("linux", "macos"):
-        return [Item(UNSUPPORTED, "note", host.platform or "unknown",
-                     f"doctor does not know how to read {host.platform or 'this platform'}'s loopback: "
-                     "nothing was checked",
-                     why="only Linux and macOS are supported", fix=("run the checks in docs/doctor.md by hand",))]
+        return [
+            Item(
+                UNSUPPORTED,
+                "note",
+                host.platform or "unknown",
+                f"doctor does not know how to read {host.platform or 'this platform'}'s loopback: nothing was checked",
+                why="only Linux and macOS are supported",
+                fix=("run the checks in docs/doctor.md by hand",),
+            )
+        ]
     flows = list(flows)
     items = addresses.host_items(host)
     if flows:

@@ -8,7 +8,11 @@ import ipaddress
 from .host import Host
 from .items import Check, Item, ok, skipped
 
-LO_DOWN = Check("DR001", "lo-down", "the loopback interface is down", """\
+LO_DOWN = Check(
+    "DR001",
+    "lo-down",
+    "the loopback interface is down",
+    """\
 ## What it checks
 Whether the loopback interface (`lo`, macOS `lo0`) is administratively up.
 
@@ -20,9 +24,14 @@ connect() fails: ENETUNREACH, or the SYN is dropped on the down interface and co
 ## Fix
 `ip link set lo up` (macOS: `sudo ifconfig lo0 up`). Something brought it down: look for
 `ip link set lo down` in scripts, or a network manager told to manage lo.
-""")
+""",
+)
 
-LO_NARROW = Check("DR002", "lo-without-127-8", "lo does not make all of 127.0.0.0/8 local", """\
+LO_NARROW = Check(
+    "DR002",
+    "lo-without-127-8",
+    "lo does not make all of 127.0.0.0/8 local",
+    """\
 ## What it checks
 Whether lo carries `127.0.0.1/8` and the local routing table holds `local 127.0.0.0/8 dev lo`, the
 route that makes every 127.x.y.z an address of this host. On macOS, lo0 carries 127.0.0.1 alone by
@@ -41,9 +50,14 @@ service on another 127/8 address fail before any firewall rule is consulted.
 where lo is configured: ifupdown (`/etc/network/interfaces`: `iface lo inet loopback`, no
 `address 127.0.0.1/32`), netplan (`/etc/netplan/*.yaml`: lo's `addresses: [127.0.0.1/8]`),
 systemd-networkd (`/etc/systemd/network/lo.network`: `[Match] Name=lo`, `[Network] Address=127.0.0.1/8`).
-""")
+""",
+)
 
-NONLOCAL_BIND = Check("DR003", "nonlocal-bind-hides-missing-route", "ip_nonlocal_bind hides a missing route", """\
+NONLOCAL_BIND = Check(
+    "DR003",
+    "nonlocal-bind-hides-missing-route",
+    "ip_nonlocal_bind hides a missing route",
+    """\
 ## What it checks
 Whether `net.ipv4.ip_nonlocal_bind` is 1 while 127.0.0.0/8 is not local.
 
@@ -54,9 +68,14 @@ service starts cleanly and the real cause, the missing route, is hidden.
 ## Fix
 Repair lo (DR002). ip_nonlocal_bind is for addresses that arrive later (keepalived); it does not
 make 127/8 work.
-""")
+""",
+)
 
-IPV6_LOOPBACK = Check("DR004", "ipv6-loopback-missing", "lo does not carry ::1", """\
+IPV6_LOOPBACK = Check(
+    "DR004",
+    "ipv6-loopback-missing",
+    "lo does not carry ::1",
+    """\
 ## What it checks
 Whether lo carries `::1/128`.
 
@@ -68,9 +87,14 @@ IPv6 has no loopback /8: ::1 is the only IPv6 loopback address, and a second one
 
 ## Fix
 `sysctl -w net.ipv6.conf.lo.disable_ipv6=0` and `ip -6 addr add ::1/128 dev lo`.
-""")
+""",
+)
 
-SERVER_ADDR = Check("DR010", "server-address-not-local", "a server address of the plan cannot be bound", """\
+SERVER_ADDR = Check(
+    "DR010",
+    "server-address-not-local",
+    "a server address of the plan cannot be bound",
+    """\
 ## What it checks
 For every server address of the plan: is it local on loopback (Linux: covered by a `local` route on
 lo, which 127.0.0.1/8 gives to the whole /8; IPv6 and macOS: configured on lo itself)?
@@ -83,9 +107,14 @@ does not start; with ip_nonlocal_bind=1 it starts and no client can reach it.
 Linux, IPv4: repair lo (`ip addr replace 127.0.0.1/8 dev lo`). IPv6: `ip -6 addr add ::2/128 dev lo`
 per address. macOS: `sudo ifconfig lo0 alias 127.10.0.1 netmask 255.255.255.255 up` per address,
 made persistent with a LaunchDaemon (`lbfw doctor --plan PLAN --emit-launchd`).
-""")
+""",
+)
 
-CLIENT_ADDR = Check("DR011", "client-address-not-local", "a client address of the plan cannot be bound", """\
+CLIENT_ADDR = Check(
+    "DR011",
+    "client-address-not-local",
+    "a client address of the plan cannot be bound",
+    """\
 ## What it checks
 For every client (source) address of the plan: is it local on loopback, as for DR010?
 
@@ -95,7 +124,8 @@ the address is not local: the test spreads over fewer addresses than planned, or
 
 ## Fix
 As for DR010.
-""")
+""",
+)
 
 CHECKS = (LO_DOWN, LO_NARROW, NONLOCAL_BIND, IPV6_LOOPBACK, SERVER_ADDR, CLIENT_ADDR)
 
@@ -108,15 +138,18 @@ def persistence_lines(host: Host) -> tuple:
     if "/etc/network/interfaces" in have:
         lines.append("ifupdown: /etc/network/interfaces: `iface lo inet loopback` with no `address 127.0.0.1/32`")
     if "/etc/netplan" in have:
-        lines.append("netplan: /etc/netplan/*.yaml: `ethernets: {lo: {addresses: [127.0.0.1/8]}}`, then "
-                     "`netplan apply`")
+        lines.append(
+            "netplan: /etc/netplan/*.yaml: `ethernets: {lo: {addresses: [127.0.0.1/8]}}`, then `netplan apply`"
+        )
     if "/etc/systemd/network" in have:
-        lines.append("systemd-networkd: /etc/systemd/network/lo.network: `[Match] Name=lo` `[Network] "
-                     "Address=127.0.0.1/8`")
+        lines.append(
+            "systemd-networkd: /etc/systemd/network/lo.network: `[Match] Name=lo` `[Network] Address=127.0.0.1/8`"
+        )
     return tuple(lines) or (
         "ifupdown: /etc/network/interfaces: `iface lo inet loopback` with no `address 127.0.0.1/32`",
         "netplan: /etc/netplan/*.yaml: `ethernets: {lo: {addresses: [127.0.0.1/8]}}`",
-        "systemd-networkd: /etc/systemd/network/lo.network: `[Match] Name=lo` `[Network] Address=127.0.0.1/8`")
+        "systemd-networkd: /etc/systemd/network/lo.network: `[Match] Name=lo` `[Network] Address=127.0.0.1/8`",
+    )
 
 
 def alias_fix(host: Host, addr: str) -> tuple:
@@ -124,15 +157,22 @@ def alias_fix(host: Host, addr: str) -> tuple:
     v6 = ":" in addr
     if host.platform == "macos":
         if v6:
-            return (f"sudo ifconfig lo0 inet6 {addr} prefixlen 128 alias",
-                    "persist: lbfw doctor --plan PLAN --emit-launchd (a LaunchDaemon with RunAtLoad)")
-        return (f"sudo ifconfig lo0 alias {addr} netmask 255.255.255.255 up",
-                "persist: lbfw doctor --plan PLAN --emit-launchd (a LaunchDaemon with RunAtLoad)")
+            return (
+                f"sudo ifconfig lo0 inet6 {addr} prefixlen 128 alias",
+                "persist: lbfw doctor --plan PLAN --emit-launchd (a LaunchDaemon with RunAtLoad)",
+            )
+        return (
+            f"sudo ifconfig lo0 alias {addr} netmask 255.255.255.255 up",
+            "persist: lbfw doctor --plan PLAN --emit-launchd (a LaunchDaemon with RunAtLoad)",
+        )
     if v6:
         enable = ("sysctl -w net.ipv6.conf.lo.disable_ipv6=0",) if addr == "::1" else ()
         return (*enable, f"ip -6 addr add {addr}/128 dev lo")
-    return ("ip addr replace 127.0.0.1/8 dev lo", "ip addr del 127.0.0.1/32 dev lo   # if lo has it",
-            *persistence_lines(host))
+    return (
+        "ip addr replace 127.0.0.1/8 dev lo",
+        "ip addr del 127.0.0.1/32 dev lo   # if lo has it",
+        *persistence_lines(host),
+    )
 
 
 def _v4_wide(host: Host) -> bool:
@@ -147,56 +187,100 @@ def host_items(host: Host) -> list:
         items.append(skipped(LO_DOWN, lo, host.unread.get("lo", "lo's state was not read")))
     elif not host.lo_up:
         up = "sudo ifconfig lo0 up" if host.platform == "macos" else "ip link set lo up"
-        items.append(Item(LO_DOWN, "error", lo, f"{lo} is down",
-                          why="binding still succeeds but every connect() over loopback fails "
-                              "(ENETUNREACH or a timeout)",
-                          fix=(up,)))
+        items.append(
+            Item(
+                LO_DOWN,
+                "error",
+                lo,
+                f"{lo} is down",
+                why="binding still succeeds but every connect() over loopback fails (ENETUNREACH or a timeout)",
+                fix=(up,),
+            )
+        )
     else:
         items.append(ok(LO_DOWN, lo, f"{lo} is up"))
 
     if host.local_nets is None:
         items.append(skipped(LO_NARROW, lo, host.unread.get("routes", "the local routes were not read")))
     elif host.platform == "macos" and "route127" in host.unread:
-        items.append(Item(LO_NARROW, "error", lo, "netstat shows no 127.0.0.0/8 route on lo0",
-                          why="packets to 127/8 aliases follow the default route instead of lo0",
-                          fix=("sudo ifconfig lo0 127.0.0.1 netmask 255.0.0.0 up   # re-creates the network route",)))
+        items.append(
+            Item(
+                LO_NARROW,
+                "error",
+                lo,
+                "netstat shows no 127.0.0.0/8 route on lo0",
+                why="packets to 127/8 aliases follow the default route instead of lo0",
+                fix=("sudo ifconfig lo0 127.0.0.1 netmask 255.0.0.0 up   # re-creates the network route",),
+            )
+        )
     elif host.platform == "macos":
         aliases = [a for a in host.lo_addrs if "." in a and not a.startswith("127.0.0.1/")]
         carries = f"127.0.0.1 and {len(aliases)} alias(es)" if aliases else "127.0.0.1 alone"
-        items.append(Item(LO_NARROW, "note", lo, f"lo0 carries {carries}: on macOS every other 127/8 address "
-                          "needs its own alias",
-                          why="macOS routes 127/8 to lo0 but binds only the addresses lo0 carries (errno 49)",
-                          fix=("sudo ifconfig lo0 alias 127.0.0.2 netmask 255.255.255.255 up",),
-                          data={"aliases": aliases}))
+        items.append(
+            Item(
+                LO_NARROW,
+                "note",
+                lo,
+                f"lo0 carries {carries}: on macOS every other 127/8 address needs its own alias",
+                why="macOS routes 127/8 to lo0 but binds only the addresses lo0 carries (errno 49)",
+                fix=("sudo ifconfig lo0 alias 127.0.0.2 netmask 255.255.255.255 up",),
+                data={"aliases": aliases},
+            )
+        )
     elif _v4_wide(host):
         items.append(ok(LO_NARROW, lo, "127.0.0.0/8 is local on lo", lo_addrs=list(host.lo_addrs)))
     else:
         v4 = [a for a in host.lo_addrs if "." in a]
-        items.append(Item(LO_NARROW, "error", lo,
-                          f"lo carries {', '.join(v4) or 'no IPv4 address'} and there is no "
-                          "`local 127.0.0.0/8` route: only those addresses work",
-                          why="bind(127.0.0.2) gives EADDRNOTAVAIL, connect() ENETUNREACH, or with a default route "
-                              "the packet goes to the gateway and times out after 3 s",
-                          fix=("ip addr replace 127.0.0.1/8 dev lo", "ip addr del 127.0.0.1/32 dev lo",
-                               *persistence_lines(host)),
-                          data={"lo_addrs": list(host.lo_addrs), "local_nets": list(host.local_nets)}))
+        items.append(
+            Item(
+                LO_NARROW,
+                "error",
+                lo,
+                f"lo carries {', '.join(v4) or 'no IPv4 address'} and there is no "
+                "`local 127.0.0.0/8` route: only those addresses work",
+                why="bind(127.0.0.2) gives EADDRNOTAVAIL, connect() ENETUNREACH, or with a default route "
+                "the packet goes to the gateway and times out after 3 s",
+                fix=("ip addr replace 127.0.0.1/8 dev lo", "ip addr del 127.0.0.1/32 dev lo", *persistence_lines(host)),
+                data={"lo_addrs": list(host.lo_addrs), "local_nets": list(host.local_nets)},
+            )
+        )
         if host.nonlocal_bind:
-            items.append(Item(NONLOCAL_BIND, "warning", "net.ipv4.ip_nonlocal_bind",
-                              "ip_nonlocal_bind is 1: services bind 127.0.0.2 and then cannot be reached",
-                              why="bind succeeds, connect fails: the missing route is hidden",
-                              fix=("ip addr replace 127.0.0.1/8 dev lo",)))
-    if host.platform == "linux" and host.nonlocal_bind is not None and not (
-            host.nonlocal_bind and host.local_nets is not None and not _v4_wide(host)):
+            items.append(
+                Item(
+                    NONLOCAL_BIND,
+                    "warning",
+                    "net.ipv4.ip_nonlocal_bind",
+                    "ip_nonlocal_bind is 1: services bind 127.0.0.2 and then cannot be reached",
+                    why="bind succeeds, connect fails: the missing route is hidden",
+                    fix=("ip addr replace 127.0.0.1/8 dev lo",),
+                )
+            )
+    if (
+        host.platform == "linux"
+        and host.nonlocal_bind is not None
+        and not (host.nonlocal_bind and host.local_nets is not None and not _v4_wide(host))
+    ):
         items.append(ok(NONLOCAL_BIND, "net.ipv4.ip_nonlocal_bind", "nothing hidden"))
 
     if host.local_nets is not None:
         if host.is_local("::1"):
             items.append(ok(IPV6_LOOPBACK, lo, f"::1 is on {lo}"))
         else:
-            fix = (("sudo ifconfig lo0 inet6 ::1 prefixlen 128",) if host.platform == "macos" else
-                   ("sysctl -w net.ipv6.conf.lo.disable_ipv6=0", "ip -6 addr add ::1/128 dev lo"))
-            items.append(Item(IPV6_LOOPBACK, "warning", lo, f"::1 is not on {lo}",
-                              why="localhost resolves to ::1 first on most systems", fix=fix))
+            fix = (
+                ("sudo ifconfig lo0 inet6 ::1 prefixlen 128",)
+                if host.platform == "macos"
+                else ("sysctl -w net.ipv6.conf.lo.disable_ipv6=0", "ip -6 addr add ::1/128 dev lo")
+            )
+            items.append(
+                Item(
+                    IPV6_LOOPBACK,
+                    "warning",
+                    lo,
+                    f"::1 is not on {lo}",
+                    why="localhost resolves to ::1 first on most systems",
+                    fix=fix,
+                )
+            )
     return items
 
 
@@ -217,10 +301,17 @@ def plan_items(host: Host, flows) -> list:
                 errno = "errno 49 (EADDRNOTAVAIL)" if host.platform == "macos" else "EADDRNOTAVAIL"
                 why = f"bind({addr}) fails with {errno}"
                 if host.nonlocal_bind and ":" not in addr:
-                    why = (f"ip_nonlocal_bind=1: bind({addr}) succeeds but connect() to it fails "
-                           "(the cause is hidden)")
-                items.append(Item(check, "error", subject, f"{addr} is not local on {host.lo_name}", why=why,
-                                  fix=alias_fix(host, addr)))
+                    why = f"ip_nonlocal_bind=1: bind({addr}) succeeds but connect() to it fails (the cause is hidden)"
+                items.append(
+                    Item(
+                        check,
+                        "error",
+                        subject,
+                        f"{addr} is not local on {host.lo_name}",
+                        why=why,
+                        fix=alias_fix(host, addr),
+                    )
+                )
     return items
 
 

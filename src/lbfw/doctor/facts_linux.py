@@ -20,19 +20,27 @@ from .host import Host, Listener
 
 _SYS = "/proc/sys"
 CAP_NET_BIND_SERVICE = 10
-TIME_WAIT_SECONDS = 60      # TCP_TIMEWAIT_LEN: fixed in the Linux kernel
+TIME_WAIT_SECONDS = 60  # TCP_TIMEWAIT_LEN: fixed in the Linux kernel
 
 # the files the checks read, when they exist (globs expanded in sorted order)
 CONFIG_GLOBS = (
     "/etc/resolv.conf",
-    "/etc/systemd/resolved.conf", "/etc/systemd/resolved.conf.d/*.conf",
+    "/etc/systemd/resolved.conf",
+    "/etc/systemd/resolved.conf.d/*.conf",
     "/etc/systemd/network/*.network",
-    "/etc/fail2ban/jail.conf", "/etc/fail2ban/jail.d/*.conf", "/etc/fail2ban/jail.local",
+    "/etc/fail2ban/jail.conf",
+    "/etc/fail2ban/jail.d/*.conf",
+    "/etc/fail2ban/jail.local",
     "/etc/fail2ban/jail.d/*.local",
 )
 # only whether they exist matters: which network manager to give persistence advice for
-MARKER_FILES = ("/etc/network/interfaces", "/etc/netplan", "/etc/systemd/network", "/run/systemd/resolve",
-                "/etc/fail2ban")
+MARKER_FILES = (
+    "/etc/network/interfaces",
+    "/etc/netplan",
+    "/etc/systemd/network",
+    "/run/systemd/resolve",
+    "/etc/fail2ban",
+)
 
 
 def parse_ss(text: str) -> tuple:
@@ -46,14 +54,14 @@ def parse_ss(text: str) -> tuple:
         addr, _, port = local.rpartition(":")
         if not port.isdigit():
             continue
-        addr = addr.split("%", 1)[0]             # 127.0.0.53%lo: bound to a device as well
+        addr = addr.split("%", 1)[0]  # 127.0.0.53%lo: bound to a device as well
         if addr.startswith("[") and addr.endswith("]"):
             addr = addr[1:-1]
         if addr.startswith("::ffff:") and "." in addr:
             addr = addr[7:]
         process = None
-        if len(fields) > 6 and fields[6].startswith("users:((\""):
-            process = fields[6][len("users:((\""):].split("\"", 1)[0]
+        if len(fields) > 6 and fields[6].startswith('users:(("'):
+            process = fields[6][len('users:(("') :].split('"', 1)[0]
         out.append(Listener(fields[0], addr, int(port), process))
     return tuple(out)
 
@@ -85,8 +93,11 @@ def lo_state_from(addr_json: list) -> tuple:
     """(lo is up, lo's addresses as "ADDR/PREFIX") from `ip -j addr show dev lo`."""
     for link in addr_json or []:
         if link.get("ifname") == "lo":
-            addrs = tuple(f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info") or []
-                          if "local" in a and "prefixlen" in a)
+            addrs = tuple(
+                f"{a['local']}/{a['prefixlen']}"
+                for a in link.get("addr_info") or []
+                if "local" in a and "prefixlen" in a
+            )
             return "UP" in (link.get("flags") or []), addrs
     return None, ()
 
@@ -108,8 +119,9 @@ def _sysctl_int(name: str) -> Optional[int]:
 
 
 def _run(argv: list) -> Optional[str]:
-    tool = shutil.which(argv[0]) or next((p for p in (f"/sbin/{argv[0]}", f"/usr/sbin/{argv[0]}")
-                                          if os.path.exists(p)), None)
+    tool = shutil.which(argv[0]) or next(
+        (p for p in (f"/sbin/{argv[0]}", f"/usr/sbin/{argv[0]}") if os.path.exists(p)), None
+    )
     if tool is None:
         return None
     try:
@@ -138,6 +150,7 @@ def effective_caps() -> Optional[int]:
 def gather() -> Host:
     """The facts of this Linux host (its current network namespace), read-only."""
     from ..read.hostfacts import read_route_localnet
+
     host = Host(platform="linux", is_root=os.geteuid() == 0)
     addr_json = _ip_json(["addr", "show", "dev", "lo"])
     if addr_json is None:

@@ -28,8 +28,10 @@ from .host import Host, Listener
 COMMANDS = {
     "ifconfig": (["/sbin/ifconfig", "lo0"], False),
     "routes": (["/usr/sbin/netstat", "-rn", "-f", "inet"], False),
-    "sysctl": (["/usr/sbin/sysctl", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last",
-                "net.inet.tcp.msl"], False),
+    "sysctl": (
+        ["/usr/sbin/sysctl", "net.inet.ip.portrange.first", "net.inet.ip.portrange.last", "net.inet.tcp.msl"],
+        False,
+    ),
     "tcp": (["/usr/sbin/netstat", "-an", "-p", "tcp"], False),
     "udp": (["/usr/sbin/netstat", "-an", "-p", "udp"], False),
     "scutil": (["/usr/sbin/scutil", "--dns"], False),
@@ -90,7 +92,7 @@ def parse_netstat_listeners(text: str, proto: str) -> tuple:
         addr, _, port = local.rpartition(".")
         if not port.isdigit():
             continue
-        kind = fields[0][len(proto):]
+        kind = fields[0][len(proto) :]
         if addr == "*":
             addr = {"4": "0.0.0.0", "6": "::", "46": "*"}.get(kind, "*")
         out.append(Listener(proto, addr.split("%", 1)[0], int(port)))
@@ -143,11 +145,18 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def host_from(outputs: dict, files: dict, is_root: bool = False, plists: Optional[dict] = None,
-              nofile: Optional[tuple] = None) -> Host:
+def host_from(
+    outputs: dict, files: dict, is_root: bool = False, plists: Optional[dict] = None, nofile: Optional[tuple] = None
+) -> Host:
     """A macOS Host from command outputs (None: failed or not run) and files (path -> text)."""
-    host = Host(platform="macos", is_root=is_root, lo_name="lo0", files=dict(files), nofile=nofile,
-                conntrack_name="pf states limit")
+    host = Host(
+        platform="macos",
+        is_root=is_root,
+        lo_name="lo0",
+        files=dict(files),
+        nofile=nofile,
+        conntrack_name="pf states limit",
+    )
     ifconfig = outputs.get("ifconfig")
     if ifconfig is None:
         host.unread["lo"] = host.unread["routes"] = "`ifconfig lo0` failed"
@@ -165,8 +174,7 @@ def host_from(outputs: dict, files: dict, is_root: bool = False, plists: Optiona
         host.unread["ports"] = "`sysctl net.inet.ip.portrange.*` failed"
     host.time_wait_seconds = 2 * sysctl["net.inet.tcp.msl"] // 1000 if "net.inet.tcp.msl" in sysctl else 30
     if outputs.get("tcp") is not None and outputs.get("udp") is not None:
-        host.listeners = (parse_netstat_listeners(outputs["tcp"], "tcp")
-                          + parse_netstat_listeners(outputs["udp"], "udp"))
+        host.listeners = parse_netstat_listeners(outputs["tcp"], "tcp") + parse_netstat_listeners(outputs["udp"], "udp")
     else:
         host.unread["listeners"] = "`netstat -an` failed"
     if outputs.get("scutil") is not None:
@@ -214,5 +222,4 @@ def gather() -> Host:
                 plists[path] = handle.read()
         except OSError:
             continue
-    return host_from(outputs, files, is_root=is_root, plists=plists,
-                     nofile=resource.getrlimit(resource.RLIMIT_NOFILE))
+    return host_from(outputs, files, is_root=is_root, plists=plists, nofile=resource.getrlimit(resource.RLIMIT_NOFILE))

@@ -9,7 +9,11 @@ from ..results import BLOCKED, DELIVERED
 from .host import Host
 from .items import Check, Item, ok, skipped
 
-FLOW = Check("DR015", "flow-not-delivered", "the firewall does not deliver a flow of the plan", """\
+FLOW = Check(
+    "DR015",
+    "flow-not-delivered",
+    "the firewall does not deliver a flow of the plan",
+    """\
 ## What it checks
 Every flow of the plan through the live ruleset (legacy iptables, iptables-nft and nftables together),
 with the engine of `lbfw check`: the client's packets out through OUTPUT and POSTROUTING, in through
@@ -24,9 +28,14 @@ nothing reaches it.
 Accept loopback by interface: `iptables -I INPUT -i lo -j ACCEPT` (and `-I OUTPUT -o lo -j ACCEPT`
 under an OUTPUT DROP policy), nft `iif "lo" accept` / `oif "lo" accept`; `lbfw fix` writes that
 change for the rule it finds (`lbfw check --plan PLAN --explain` shows the path).
-""")
+""",
+)
 
-ROUTE_LOCALNET = Check("DR016", "route-localnet-unprotected", "route_localnet is on without anti-spoofing", """\
+ROUTE_LOCALNET = Check(
+    "DR016",
+    "route-localnet-unprotected",
+    "route_localnet is on without anti-spoofing",
+    """\
 ## What it checks
 When `net.ipv4.conf.*.route_localnet` is 1 for `all` or an interface other than lo: whether the ruleset
 drops 127.0.0.0/8 arriving on other interfaces (the audit's LB005, with the same engine).
@@ -38,7 +47,8 @@ services bound to loopback (CVE-2020-8558) unless a rule drops them.
 ## Fix
 `iptables -A INPUT ! -i lo -d 127.0.0.0/8 -j DROP` and `-A INPUT ! -i lo -s 127.0.0.0/8 -j DROP`
 (nft: `iif != "lo" ip daddr 127.0.0.0/8 drop`), or `sysctl -w net.ipv4.conf.all.route_localnet=0`.
-""")
+""",
+)
 
 CHECKS = (FLOW, ROUTE_LOCALNET)
 
@@ -58,6 +68,7 @@ def flow_items(ruleset, flows, unread: Optional[str] = None) -> list:
     if ruleset is None:
         return [skipped(FLOW, "firewall", unread or "the ruleset was not read")]
     from ..analyze.engine import Engine
+
     engine = Engine(ruleset)
     items = []
     for flow in flows:
@@ -66,15 +77,32 @@ def flow_items(ruleset, flows, unread: Optional[str] = None) -> list:
         if result.verdict == DELIVERED:
             items.append(ok(FLOW, flow.label(), "delivered", **data))
         elif result.verdict == BLOCKED:
-            items.append(Item(FLOW, "error", flow.label(), f"blocked by {_where(result.deciding)}",
-                              why="the service starts and listens, and the firewall drops the flow's packets",
-                              fix=("iptables -I INPUT -i lo -j ACCEPT   # nft: iif \"lo\" accept",
-                                   "lbfw audit && lbfw fix   # the rule that narrows loopback"), data=data))
+            items.append(
+                Item(
+                    FLOW,
+                    "error",
+                    flow.label(),
+                    f"blocked by {_where(result.deciding)}",
+                    why="the service starts and listens, and the firewall drops the flow's packets",
+                    fix=(
+                        'iptables -I INPUT -i lo -j ACCEPT   # nft: iif "lo" accept',
+                        "lbfw audit && lbfw fix   # the rule that narrows loopback",
+                    ),
+                    data=data,
+                )
+            )
         else:
-            items.append(Item(FLOW, "warning", flow.label(),
-                              f"unknown: the engine cannot decide {', '.join(result.unknown) or 'a match'}",
-                              why="a match lbfw does not model decides this flow",
-                              fix=("lbfw verify --plan PLAN   # real traffic, harmless probes",), data=data))
+            items.append(
+                Item(
+                    FLOW,
+                    "warning",
+                    flow.label(),
+                    f"unknown: the engine cannot decide {', '.join(result.unknown) or 'a match'}",
+                    why="a match lbfw does not model decides this flow",
+                    fix=("lbfw verify --plan PLAN   # real traffic, harmless probes",),
+                    data=data,
+                )
+            )
     return items
 
 
@@ -90,12 +118,21 @@ def route_localnet_items(host: Host, ruleset, unread: Optional[str] = None) -> l
         return [skipped(ROUTE_LOCALNET, subject, f"route_localnet is on; {unread or 'the ruleset was not read'}")]
     from ..analyze.engine import Engine
     from ..checks import run_checks
+
     findings = run_checks(ruleset, Engine(ruleset), [], select={"LB005"})
     if not findings:
         return [ok(ROUTE_LOCALNET, subject, "on, and the ruleset drops 127.0.0.0/8 from other interfaces")]
-    return [Item(ROUTE_LOCALNET, "error", subject,
-                 "route_localnet is on and nothing drops 127.0.0.0/8 arriving on other interfaces",
-                 why="hosts on the network can reach services bound to loopback (CVE-2020-8558)",
-                 fix=("iptables -A INPUT ! -i lo -d 127.0.0.0/8 -j DROP",
-                      "iptables -A INPUT ! -i lo -s 127.0.0.0/8 -j DROP",
-                      "or: sysctl -w net.ipv4.conf.all.route_localnet=0"))]
+    return [
+        Item(
+            ROUTE_LOCALNET,
+            "error",
+            subject,
+            "route_localnet is on and nothing drops 127.0.0.0/8 arriving on other interfaces",
+            why="hosts on the network can reach services bound to loopback (CVE-2020-8558)",
+            fix=(
+                "iptables -A INPUT ! -i lo -d 127.0.0.0/8 -j DROP",
+                "iptables -A INPUT ! -i lo -s 127.0.0.0/8 -j DROP",
+                "or: sysctl -w net.ipv4.conf.all.route_localnet=0",
+            ),
+        )
+    ]

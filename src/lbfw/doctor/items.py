@@ -32,10 +32,10 @@ class Item:
 
     check: Check
     severity: str
-    subject: str                 # what it is about: "lo", "127.10.0.1:8001/tcp", "/etc/resolv.conf"
-    message: str                 # what is wrong (or, for ok, what was found)
+    subject: str  # what it is about: "lo", "127.10.0.1:8001/tcp", "/etc/resolv.conf"
+    message: str  # what is wrong (or, for ok, what was found)
     why: str = ""
-    fix: tuple = ()              # exact commands or file lines, in order
+    fix: tuple = ()  # exact commands or file lines, in order
     data: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -47,9 +47,16 @@ class Item:
         return self.check.id
 
     def to_json(self) -> dict:
-        return {"id": self.check.id, "name": self.check.name, "severity": self.severity,
-                "subject": self.subject, "message": self.message, "why": self.why,
-                "fix": list(self.fix), "data": dict(self.data)}
+        return {
+            "id": self.check.id,
+            "name": self.check.name,
+            "severity": self.severity,
+            "subject": self.subject,
+            "message": self.message,
+            "why": self.why,
+            "fix": list(self.fix),
+            "data": dict(self.data),
+        }
 
 
 def ok(check: Check, subject: str, message: str, **data) -> Item:
@@ -75,4 +82,3 @@ def counts(items) -> dict:
     for i in items:
         out[i.severity] += 1
     return out
-

@@ -6,7 +6,11 @@ from __future__ import annotations
 from .host import Host
 from .items import Check, Item, ok, skipped
 
-PORT_HELD = Check("DR012", "port-held", "a listener already holds a server port of the plan", """\
+PORT_HELD = Check(
+    "DR012",
+    "port-held",
+    "a listener already holds a server port of the plan",
+    """\
 ## What it checks
 For every server address and port of the plan: is there a socket (from `ss -l`) on the same protocol
 and port bound to that address, to `0.0.0.0` (for IPv4 servers), to `[::]` (IPv6 servers) or dual-stack
@@ -21,9 +25,14 @@ On macOS a wildcard holder lets a specific bind through only with SO_REUSEADDR.
 ## Fix
 Bind the other service to the address it needs (`127.0.0.1:8001` instead of `0.0.0.0:8001`), move one
 of them to another port, or stop it. `ss -lntup 'sport = :8001'` shows who holds it.
-""")
+""",
+)
 
-EPHEMERAL_PORT = Check("DR013", "server-port-ephemeral", "a server port lies in the ephemeral port range", """\
+EPHEMERAL_PORT = Check(
+    "DR013",
+    "server-port-ephemeral",
+    "a server port lies in the ephemeral port range",
+    """\
 ## What it checks
 Whether a server port of the plan lies inside `ip_local_port_range` (macOS
 `net.inet.ip.portrange.first`..`last`) and is not reserved.
@@ -35,7 +44,8 @@ moment the service starts, and then bind() fails with EADDRINUSE, at random, und
 ## Fix
 `sysctl -w net.ipv4.ip_local_reserved_ports=8001` (a list, e.g. `8001,9000-9010`; persist it in
 /etc/sysctl.d/), or pick a port below the range.
-""")
+""",
+)
 
 CHECKS = (PORT_HELD, EPHEMERAL_PORT)
 
@@ -65,19 +75,41 @@ def _held_item(host: Host, subject: str, server: str, found: list) -> Item:
     names = ", ".join(s.label() + (f" ({s.process})" if s.process else "") for s in found)
     data = {"holders": [s.label() for s in found]}
     if not wildcard:
-        return Item(PORT_HELD, "warning", subject, f"already bound by {names}",
-                    why="a second bind() gets EADDRINUSE: fine only if that is this plan's service, already running",
-                    fix=(f"ss -lntup 'sport = :{found[0].port}'",), data=data)
+        return Item(
+            PORT_HELD,
+            "warning",
+            subject,
+            f"already bound by {names}",
+            why="a second bind() gets EADDRINUSE: fine only if that is this plan's service, already running",
+            fix=(f"ss -lntup 'sport = :{found[0].port}'",),
+            data=data,
+        )
     if host.platform == "macos":
-        return Item(PORT_HELD, "warning", subject, f"a wildcard listener holds the port: {names}",
-                    why="macOS lets a specific address share the port only when the new socket sets SO_REUSEADDR",
-                    fix=("bind the other service to 127.0.0.1 instead of the wildcard",), data=data)
+        return Item(
+            PORT_HELD,
+            "warning",
+            subject,
+            f"a wildcard listener holds the port: {names}",
+            why="macOS lets a specific address share the port only when the new socket sets SO_REUSEADDR",
+            fix=("bind the other service to 127.0.0.1 instead of the wildcard",),
+            data=data,
+        )
     dual = any(s.addr == "*" for s in wildcard)
-    return Item(PORT_HELD, "error", subject, f"a wildcard listener holds the port: {names}",
-                why=("bind() of the server gets EADDRINUSE, even with SO_REUSEADDR"
-                     + (" (a dual-stack [::] socket covers IPv4 as well)" if dual else "")),
-                fix=("bind the other service to 127.0.0.1 (not the wildcard), or move one of them to another port",
-                     f"ss -lntup 'sport = :{found[0].port}'"), data=data)
+    return Item(
+        PORT_HELD,
+        "error",
+        subject,
+        f"a wildcard listener holds the port: {names}",
+        why=(
+            "bind() of the server gets EADDRINUSE, even with SO_REUSEADDR"
+            + (" (a dual-stack [::] socket covers IPv4 as well)" if dual else "")
+        ),
+        fix=(
+            "bind the other service to 127.0.0.1 (not the wildcard), or move one of them to another port",
+            f"ss -lntup 'sport = :{found[0].port}'",
+        ),
+        data=data,
+    )
 
 
 def plan_items(host: Host, flows) -> list:
@@ -89,21 +121,34 @@ def plan_items(host: Host, flows) -> list:
             items.append(skipped(PORT_HELD, subject, host.unread.get("listeners", "listeners were not read")))
         else:
             found = holders(host.listeners, proto, server, port)
-            items.append(_held_item(host, subject, server, found) if found else
-                         ok(PORT_HELD, subject, "no listener holds the port"))
+            items.append(
+                _held_item(host, subject, server, found)
+                if found
+                else ok(PORT_HELD, subject, "no listener holds the port")
+            )
     ports = sorted({port for _proto, _server, port in _server_endpoints(flows)})
     if host.port_range is not None:
         first, last = host.port_range
         for port in ports:
             if first <= port <= last and port not in host.reserved_ports:
-                fix = ((f"sudo sysctl -w net.inet.ip.portrange.first={port + 1}   # or move the port below {first}",)
-                       if host.platform == "macos" else
-                       (f"sysctl -w net.ipv4.ip_local_reserved_ports={_with(host.reserved_ports, port)}",
-                        "persist it in /etc/sysctl.d/60-lbfw.conf"))
-                items.append(Item(EPHEMERAL_PORT, "note", f"port {port}",
-                                  f"port {port} lies in the ephemeral range {first}-{last}",
-                                  why="an outgoing connection may hold it when the service starts (EADDRINUSE)",
-                                  fix=fix))
+                fix = (
+                    (f"sudo sysctl -w net.inet.ip.portrange.first={port + 1}   # or move the port below {first}",)
+                    if host.platform == "macos"
+                    else (
+                        f"sysctl -w net.ipv4.ip_local_reserved_ports={_with(host.reserved_ports, port)}",
+                        "persist it in /etc/sysctl.d/60-lbfw.conf",
+                    )
+                )
+                items.append(
+                    Item(
+                        EPHEMERAL_PORT,
+                        "note",
+                        f"port {port}",
+                        f"port {port} lies in the ephemeral range {first}-{last}",
+                        why="an outgoing connection may hold it when the service starts (EADDRINUSE)",
+                        fix=fix,
+                    )
+                )
     return items
 
 

@@ -12,7 +12,11 @@ from .items import Check, Item, ok, skipped
 LAUNCHD_LABEL = "org.lbfw.loopback-aliases"
 LAUNCHD_PATH = f"/Library/LaunchDaemons/{LAUNCHD_LABEL}.plist"
 
-NOT_PERSISTENT = Check("DR050", "macos-alias-not-persistent", "an lo0 alias vanishes at reboot", """\
+NOT_PERSISTENT = Check(
+    "DR050",
+    "macos-alias-not-persistent",
+    "an lo0 alias vanishes at reboot",
+    """\
 ## What it checks
 On macOS, for every lo0 address besides 127.0.0.1 and ::1 (and every address the plan needs): does a
 LaunchDaemon in /Library/LaunchDaemons add it at boot (`ifconfig lo0 alias ADDR` in its ProgramArguments)?
@@ -25,9 +29,14 @@ afterwards (errno 49), long after whoever set it up has moved on.
 `lbfw doctor --plan PLAN --emit-launchd | sudo tee /Library/LaunchDaemons/org.lbfw.loopback-aliases.plist`,
 then `sudo launchctl bootstrap system /Library/LaunchDaemons/org.lbfw.loopback-aliases.plist`
 (a LaunchDaemon with RunAtLoad that runs the `ifconfig lo0 alias` lines).
-""")
+""",
+)
 
-WIDE_NETMASK = Check("DR051", "macos-alias-wide-netmask", "an lo0 alias has a netmask wider than /32", """\
+WIDE_NETMASK = Check(
+    "DR051",
+    "macos-alias-wide-netmask",
+    "an lo0 alias has a netmask wider than /32",
+    """\
 ## What it checks
 On macOS, lo0 aliases other than 127.0.0.1 whose netmask is not 255.255.255.255.
 
@@ -37,9 +46,14 @@ mDNSResponder spins, re-reading the interface list. A /32 alias binds just as we
 
 ## Fix
 `sudo ifconfig lo0 -alias ADDR` and `sudo ifconfig lo0 alias ADDR netmask 255.255.255.255 up`.
-""")
+""",
+)
 
-PF_STATE = Check("DR052", "macos-pf-keeps-state-on-lo0", "pf is enabled and keeps state on lo0", """\
+PF_STATE = Check(
+    "DR052",
+    "macos-pf-keeps-state-on-lo0",
+    "pf is enabled and keeps state on lo0",
+    """\
 ## What it checks
 On macOS, as root: whether pf is enabled (`pfctl -s info`) and /etc/pf.conf lacks `set skip on lo0`.
 
@@ -49,7 +63,8 @@ pf then filters loopback and keeps a state entry per connection, like Linux conn
 
 ## Fix
 Add `set skip on lo0` to /etc/pf.conf and `sudo pfctl -f /etc/pf.conf`.
-""")
+""",
+)
 
 CHECKS = (NOT_PERSISTENT, WIDE_NETMASK, PF_STATE)
 
@@ -78,23 +93,48 @@ def host_items(host: Host) -> list:
         elif addr in persisted:
             items.append(ok(NOT_PERSISTENT, subject, "a LaunchDaemon adds it at boot"))
         else:
-            items.append(Item(NOT_PERSISTENT, "warning", subject, "no LaunchDaemon adds it at boot",
-                              why="aliases vanish at reboot: services binding it then fail with errno 49",
-                              fix=(f"lbfw doctor --plan PLAN --emit-launchd | sudo tee {LAUNCHD_PATH}",
-                                   f"sudo launchctl bootstrap system {LAUNCHD_PATH}")))
+            items.append(
+                Item(
+                    NOT_PERSISTENT,
+                    "warning",
+                    subject,
+                    "no LaunchDaemon adds it at boot",
+                    why="aliases vanish at reboot: services binding it then fail with errno 49",
+                    fix=(
+                        f"lbfw doctor --plan PLAN --emit-launchd | sudo tee {LAUNCHD_PATH}",
+                        f"sudo launchctl bootstrap system {LAUNCHD_PATH}",
+                    ),
+                )
+            )
     for prefix in _extra_addrs(host):
         addr, bits = prefix.split("/")
         if ":" not in addr and int(bits) < 32:
-            items.append(Item(WIDE_NETMASK, "warning", f"{addr} (lo0 alias)", f"alias {prefix} is wider than /32",
-                              why="hundreds of /8 aliases make mDNSResponder spin",
-                              fix=(f"sudo ifconfig lo0 -alias {addr}",
-                                   f"sudo ifconfig lo0 alias {addr} netmask 255.255.255.255 up")))
+            items.append(
+                Item(
+                    WIDE_NETMASK,
+                    "warning",
+                    f"{addr} (lo0 alias)",
+                    f"alias {prefix} is wider than /32",
+                    why="hundreds of /8 aliases make mDNSResponder spin",
+                    fix=(
+                        f"sudo ifconfig lo0 -alias {addr}",
+                        f"sudo ifconfig lo0 alias {addr} netmask 255.255.255.255 up",
+                    ),
+                )
+            )
     if host.pf_enabled is None:
         items.append(skipped(PF_STATE, "pf", host.unread.get("pf", "pf was not read")))
     elif host.pf_enabled and not host.pf_skip_lo0:
-        items.append(Item(PF_STATE, "note", "pf", "pf is enabled and /etc/pf.conf has no `set skip on lo0`",
-                          why="pf filters loopback and keeps a state per connection (its states limit applies)",
-                          fix=("echo 'set skip on lo0' | sudo tee -a /etc/pf.conf", "sudo pfctl -f /etc/pf.conf")))
+        items.append(
+            Item(
+                PF_STATE,
+                "note",
+                "pf",
+                "pf is enabled and /etc/pf.conf has no `set skip on lo0`",
+                why="pf filters loopback and keeps a state per connection (its states limit applies)",
+                fix=("echo 'set skip on lo0' | sudo tee -a /etc/pf.conf", "sudo pfctl -f /etc/pf.conf"),
+            )
+        )
     else:
         items.append(ok(PF_STATE, "pf", "pf is disabled" if not host.pf_enabled else "pf skips lo0"))
     return items
@@ -108,8 +148,7 @@ def launchd_plist(addresses) -> str:
             lines.append(f"/sbin/ifconfig lo0 inet6 {addr} prefixlen 128 alias")
         else:
             lines.append(f"/sbin/ifconfig lo0 alias {addr} netmask 255.255.255.255 up")
-    doc = {"Label": LAUNCHD_LABEL, "ProgramArguments": ["/bin/sh", "-c", "; ".join(lines) or "true"],
-           "RunAtLoad": True}
+    doc = {"Label": LAUNCHD_LABEL, "ProgramArguments": ["/bin/sh", "-c", "; ".join(lines) or "true"], "RunAtLoad": True}
     return plistlib.dumps(doc, sort_keys=False).decode("utf-8")
 
 

@@ -7,7 +7,11 @@ from typing import Optional
 from .host import Host, User
 from .items import Check, Item, ok, skipped
 
-PRIVILEGED_PORT = Check("DR014", "privileged-port", "the user cannot bind a privileged server port", """\
+PRIVILEGED_PORT = Check(
+    "DR014",
+    "privileged-port",
+    "the user cannot bind a privileged server port",
+    """\
 ## What it checks
 For every server port of the plan below `net.ipv4.ip_unprivileged_port_start` (1024 by default):
 whether the user (`--user NAME|UID`, default: whoever runs doctor) is root or holds
@@ -21,7 +25,8 @@ the capabilities its service manager will grant, so it reports what a plain proc
 Give the service the capability (systemd: `AmbientCapabilities=CAP_NET_BIND_SERVICE`; a binary:
 `setcap cap_net_bind_service=+ep BINARY`), or lower the limit for the namespace:
 `sysctl -w net.ipv4.ip_unprivileged_port_start=53` (persist in /etc/sysctl.d/), or use a port above it.
-""")
+""",
+)
 
 CHECKS = (PRIVILEGED_PORT,)
 
@@ -30,12 +35,16 @@ def plan_items(host: Host, flows, user: Optional[User]) -> list:
     """DR014 for every server port of the plan that is privileged here."""
     ports = sorted({(f.port, f.proto) for f in flows})
     if user is None:
-        return [skipped(PRIVILEGED_PORT, "privileged ports", "no user was named")] if any(
-            port < 1024 for port, _proto in ports) else []
+        return (
+            [skipped(PRIVILEGED_PORT, "privileged ports", "no user was named")]
+            if any(port < 1024 for port, _proto in ports)
+            else []
+        )
     if host.unprivileged_port_start is None:
         if any(port < 1024 for port, _proto in ports):
-            return [skipped(PRIVILEGED_PORT, "privileged ports",
-                            "this platform has no ip_unprivileged_port_start to read")]
+            return [
+                skipped(PRIVILEGED_PORT, "privileged ports", "this platform has no ip_unprivileged_port_start to read")
+            ]
         return []
     start = host.unprivileged_port_start
     items = []
@@ -49,12 +58,22 @@ def plan_items(host: Host, flows, user: Optional[User]) -> list:
             items.append(ok(PRIVILEGED_PORT, subject, "CAP_NET_BIND_SERVICE allows it"))
         else:
             unknown = user.caps_bind is None
-            why = (f"ip_unprivileged_port_start is {start}: bind() by uid {user.uid} gives EACCES"
-                   + (" unless its service manager grants CAP_NET_BIND_SERVICE" if unknown else ""))
-            items.append(Item(PRIVILEGED_PORT, "error", subject,
-                              f"{user.name} (uid {user.uid}) cannot bind port {port}", why=why,
-                              fix=("systemd unit: AmbientCapabilities=CAP_NET_BIND_SERVICE",
-                                   "or: setcap cap_net_bind_service=+ep BINARY",
-                                   f"or: sysctl -w net.ipv4.ip_unprivileged_port_start={port}"),
-                              data={"uid": user.uid, "unprivileged_port_start": start}))
+            why = f"ip_unprivileged_port_start is {start}: bind() by uid {user.uid} gives EACCES" + (
+                " unless its service manager grants CAP_NET_BIND_SERVICE" if unknown else ""
+            )
+            items.append(
+                Item(
+                    PRIVILEGED_PORT,
+                    "error",
+                    subject,
+                    f"{user.name} (uid {user.uid}) cannot bind port {port}",
+                    why=why,
+                    fix=(
+                        "systemd unit: AmbientCapabilities=CAP_NET_BIND_SERVICE",
+                        "or: setcap cap_net_bind_service=+ep BINARY",
+                        f"or: sysctl -w net.ipv4.ip_unprivileged_port_start={port}",
+                    ),
+                    data={"uid": user.uid, "unprivileged_port_start": start},
+                )
+            )
     return items

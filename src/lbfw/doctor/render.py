@@ -19,8 +19,7 @@ def ordered(items) -> list:
 
 def render_json(items, context: dict) -> str:
     """``context``: platform, root, plan, user ... (printed as given)."""
-    doc = {"version": JSON_VERSION, **context, "summary": counts(items),
-           "items": [i.to_json() for i in ordered(items)]}
+    doc = {"version": JSON_VERSION, **context, "summary": counts(items), "items": [i.to_json() for i in ordered(items)]}
     return json.dumps(doc, indent=2) + "\n"
 
 

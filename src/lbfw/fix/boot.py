@@ -47,11 +47,14 @@ _IPTABLES_FILES = (
     ("/etc/iptables/ip6tables.rules", "ip6", IPTABLES_SERVICE, None),
 )
 # nftables.service's units, the local override first; and the distributions' default files.
-_NFT_UNITS = ("/etc/systemd/system/nftables.service", "/usr/lib/systemd/system/nftables.service",
-              "/lib/systemd/system/nftables.service")
+_NFT_UNITS = (
+    "/etc/systemd/system/nftables.service",
+    "/usr/lib/systemd/system/nftables.service",
+    "/lib/systemd/system/nftables.service",
+)
 _NFT_DROPINS = "/etc/systemd/system/nftables.service.d/*.conf"
 _NFT_DEFAULTS = ("/etc/nftables.conf", "/etc/sysconfig/nftables.conf", "/etc/nftables.nft")
-_NFT_INCLUDE_PATH = "/etc"    # nft's built-in include path
+_NFT_INCLUDE_PATH = "/etc"  # nft's built-in include path
 _NFT_FAMILIES = ("ip", "ip6", "inet", "arp", "bridge", "netdev")
 
 _EXEC_F = re.compile(r"(?:^|\s)-f\s+(\S+)")
@@ -130,8 +133,10 @@ def boot_files() -> list:
             continue
         note = ""
         if config is not None and _shell_vars(_read(config) or "").get("IPTABLES_SAVE_ON_STOP", "no") == "yes":
-            note = (f"IPTABLES_SAVE_ON_STOP=yes in {config}: iptables-services saves the live rules over "
-                    f"{path} when it stops")
+            note = (
+                f"IPTABLES_SAVE_ON_STOP=yes in {config}: iptables-services saves the live rules over "
+                f"{path} when it stops"
+            )
         found.append(BootFile(path, family, loader, note))
     for path in [*nft_unit_files(), *_NFT_DEFAULTS]:
         if os.path.isfile(path) and all(b.path != path for b in found):
@@ -215,8 +220,10 @@ def how_to_save(ref: TableRef, boots: Iterable[BootFile]) -> str:
     same = [b for b in boots if b.kind == boot_kind(ref)]
     if ref.backend == NFTABLES:
         target = same[0].path if same else "/etc/nftables.conf"
-        return (f"`nft list table {ref.family} {ref.table}` into {target} or a file it includes "
-                "(and enable nftables.service)")
+        return (
+            f"`nft list table {ref.family} {ref.table}` into {target} or a file it includes "
+            "(and enable nftables.service)"
+        )
     save = f"{'ip6tables' if ref.family == 'ip6' else 'iptables'}-{'legacy' if ref.backend == 'legacy' else 'nft'}-save"
     if same:
         return f"`{save} -t {ref.table}` into {same[0].path} ({same[0].loader} loads it)"
@@ -226,8 +233,10 @@ def how_to_save(ref: TableRef, boots: Iterable[BootFile]) -> str:
 
 def not_saved(ref: TableRef, boots: list) -> str:
     """The warning for a fixed table no boot file defines."""
-    return (f"warning: {ref.backend} {ref.family} {ref.table} is not in any boot file: the fix is lost at reboot. "
-            f"Save it: {how_to_save(ref, boots)}\n")
+    return (
+        f"warning: {ref.backend} {ref.family} {ref.table} is not in any boot file: the fix is lost at reboot. "
+        f"Save it: {how_to_save(ref, boots)}\n"
+    )
 
 
 def managed_tables(ruleset) -> list:
@@ -253,9 +262,11 @@ def flush_warning(boot: BootFile, found: Contents, ruleset) -> Optional[str]:
     if not managed:
         return None
     path, line = found.flushes[0]
-    return (f"warning: {path}:{line}: `flush ruleset`: reloading {boot.path} ({boot.loader}) deletes the live "
-            f"tables of {', '.join(managed)}, which their managers do not put back until they restart. "
-            "Flush only your own tables instead (`table inet filter {}` then `flush table inet filter`).\n")
+    return (
+        f"warning: {path}:{line}: `flush ruleset`: reloading {boot.path} ({boot.loader}) deletes the live "
+        f"tables of {', '.join(managed)}, which their managers do not put back until they restart. "
+        "Flush only your own tables instead (`table inet filter {}` then `flush table inet filter`).\n"
+    )
 
 
 # --------------------------------------------------------------------------- the real loader
@@ -290,8 +301,17 @@ def check_loads(boot: BootFile, backend: str, fixed: dict) -> None:
             with open(copy, "w", encoding="utf-8", errors="surrogateescape") as handle:
                 handle.write(text)
             pairs.append((copy, os.path.realpath(path)))
-        argv = [unshare, "-m", "-n", "--", sys.executable, "-c", _BIND_AND_RUN, json.dumps(pairs),
-                *loader_argv(boot, backend)]
+        argv = [
+            unshare,
+            "-m",
+            "-n",
+            "--",
+            sys.executable,
+            "-c",
+            _BIND_AND_RUN,
+            json.dumps(pairs),
+            *loader_argv(boot, backend),
+        ]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as error:
@@ -319,8 +339,10 @@ def persistence(touched: list, live_ruleset, style: str, persist: bool, err, boo
         if place is None:
             err.write(not_saved(ref, boots))
             continue
-        err.write(f"{ref.backend} {ref.family} {ref.table}: loaded at boot from {place.path}:{place.line} "
-                  f"({place.boot.loader})\n")
+        err.write(
+            f"{ref.backend} {ref.family} {ref.table}: loaded at boot from {place.path}:{place.line} "
+            f"({place.boot.loader})\n"
+        )
         per_boot.setdefault(place.boot, []).append(ref)
     for boot, refs in per_boot.items():
         if boot.note:
@@ -345,8 +367,10 @@ def persistence(touched: list, live_ruleset, style: str, persist: bool, err, boo
             continue
         if not persist:
             for fix in fixes:
-                err.write(f"{fix.path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
-                          f"Run `lbfw fix {boot.path} --write` (or add --persist).\n")
+                err.write(
+                    f"{fix.path}: loaded at boot and has the same mistake: the live fix is lost at reboot. "
+                    f"Run `lbfw fix {boot.path} --write` (or add --persist).\n"
+                )
             continue
         try:
             check_loads(boot, refs[0].backend, {f.path: f.new for f in fixes})

@@ -45,11 +45,13 @@ def write_and_reload(fixes: list, say) -> None:
         say(f"warning: {fail2ban.RELOAD[0]} not found: run `{' '.join(fail2ban.RELOAD)}` where fail2ban runs")
         return
     try:
-        proc = subprocess.run([tool, *fail2ban.RELOAD[1:]], capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [tool, *fail2ban.RELOAD[1:]], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise ApplyError(f"`{' '.join(fail2ban.RELOAD)}` failed: {error}; jail.local is written") from None
     if proc.returncode != 0:
-        raise ApplyError(f"`{' '.join(fail2ban.RELOAD)}` failed: {(proc.stderr or proc.stdout).strip()}; "
-                         "jail.local is written")
+        raise ApplyError(
+            f"`{' '.join(fail2ban.RELOAD)}` failed: {(proc.stderr or proc.stdout).strip()}; jail.local is written"
+        )
     say(f"ran `{' '.join(fail2ban.RELOAD)}`")

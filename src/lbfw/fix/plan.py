@@ -59,12 +59,12 @@ _OWNER_FILES = {"ufw": ("before.rules", "before6.rules", "after.rules", "after6.
 class LiveTarget:
     """Where a live rule is: what fix/live.py needs to replace it in the kernel."""
 
-    backend: str                 # legacy | iptables-nft | nftables
-    family: str                  # ip | ip6 | inet | ...
+    backend: str  # legacy | iptables-nft | nftables
+    family: str  # ip | ip6 | inet | ...
     table: str
     chain: str
     handle: Optional[int] = None  # nft
-    index: Optional[int] = None   # iptables (1-based in its chain)
+    index: Optional[int] = None  # iptables (1-based in its chain)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class Edit:
     new: str
     where: str
     notes: tuple = ()
-    kind: str = "rule"            # rule | set | define | insert
+    kind: str = "rule"  # rule | set | define | insert
     target: Optional[LiveTarget] = None
 
     @property
@@ -104,7 +104,7 @@ class FixPlan:
     style: str
     edits: list = field(default_factory=list)
     refusals: list = field(default_factory=list)
-    texts: dict = field(default_factory=dict)   # source -> the text the edits were planned on
+    texts: dict = field(default_factory=dict)  # source -> the text the edits were planned on
 
     def sources(self) -> list:
         seen = []
@@ -153,6 +153,7 @@ def _default_locate(finding) -> Optional[tuple]:
 
 # --------------------------------------------------------------------------- chain direction
 
+
 class Topology:
     """Where a rule is, and which hooks reach its chain (checks/reach.py), per table."""
 
@@ -186,7 +187,7 @@ class Topology:
 
 
 def direction_of(hooks: Union[set[str], frozenset[str]]) -> Optional[str]:
-    """"in" when only PREROUTING/INPUT reach the chain, "out" for OUTPUT/POSTROUTING, else None."""
+    """ "in" when only PREROUTING/INPUT reach the chain, "out" for OUTPUT/POSTROUTING, else None."""
     if hooks and hooks <= IN_HOOKS:
         return "in"
     if hooks and hooks <= OUT_HOOKS:
@@ -195,6 +196,7 @@ def direction_of(hooks: Union[set[str], frozenset[str]]) -> Optional[str]:
 
 
 # --------------------------------------------------------------------------- the planner
+
 
 def _safety(check: str, how: str) -> str:
     """The fix-safety text for what ``how`` says was done (an interface, a wider range, or both)."""
@@ -216,12 +218,12 @@ class _Planner:
         self.locate = locate or _default_locate
         self.topology = Topology(ruleset)
         self.plan = FixPlan(style=style)
-        self.lines = {}        # source -> list of original lines
-        self.current = {}      # (source, line) -> current text
-        self.notes = {}        # (source, line) -> list of notes
-        self.kinds = {}        # (source, line) -> kind
-        self.targets = {}      # (source, line) -> LiveTarget
-        self.inserts = {}      # (source, after_line) -> [text]
+        self.lines = {}  # source -> list of original lines
+        self.current = {}  # (source, line) -> current text
+        self.notes = {}  # (source, line) -> list of notes
+        self.kinds = {}  # (source, line) -> kind
+        self.targets = {}  # (source, line) -> LiveTarget
+        self.inserts = {}  # (source, after_line) -> [text]
         self.findings = [f for f in findings if f.check in FIXABLE]
         self.finding_lines = set()
         for f in self.findings:
@@ -281,9 +283,11 @@ class _Planner:
                     # An owner match (Tor ports opened to chosen users, as in Tails) makes the /32 a
                     # policy to confirm, not a typo to rewrite. A note without such evidence is a
                     # latent mistake (nothing fails because of it today) and is fixed.
-                    raise Refuse("restricted by an owner match, so it looks deliberate (see the finding). Fix "
-                                 "it by hand if it is a mistake, or suppress it with a `lbfw: ignore "
-                                 f"{finding.check}` comment")
+                    raise Refuse(
+                        "restricted by an owner match, so it looks deliberate (see the finding). Fix "
+                        "it by hand if it is a mistake, or suppress it with a `lbfw: ignore "
+                        f"{finding.check}` comment"
+                    )
                 loc = self._locate(finding)
                 if loc is None:
                     raise Refuse("lbfw cannot tell which line of the source holds this rule")
@@ -322,22 +326,26 @@ class _Planner:
         direction = None
         fallback = ""
         if mode == "interface":
-            hooks = self.topology.hooks(table, chain) if table is not None else \
-                ({IPTABLES_HOOK_OF_CHAIN[chain_name].lower()} if chain_name in IPTABLES_HOOK_OF_CHAIN else set())
+            hooks = (
+                self.topology.hooks(table, chain)
+                if table is not None
+                else ({IPTABLES_HOOK_OF_CHAIN[chain_name].lower()} if chain_name in IPTABLES_HOOK_OF_CHAIN else set())
+            )
             direction = direction_of(hooks)
             if direction is None:
                 mode = "range"
-                fallback = (f" (chain {chain_name} is reached from "
-                            f"{', '.join(sorted(hooks)) or 'no hook'}, so no single interface fits: "
-                            "the address is widened instead)")
+                fallback = (
+                    f" (chain {chain_name} is reached from "
+                    f"{', '.join(sorted(hooks)) or 'no hook'}, so no single interface fits: "
+                    "the address is widened instead)"
+                )
         syntax = table.syntax if table is not None else None
         current = self._get(source, line)
         if syntax is None:
             syntax = SYNTAX_IPTABLES if current.lstrip().startswith(("-A ", "-I ", "--append ")) else SYNTAX_NFT
         if syntax == SYNTAX_IPTABLES:
             new, how = rewrite.rewrite_iptables(current, mode, direction)
-            self._set(source, line, new, (finding.check, how + fallback, _safety(finding.check, how)), "rule",
-                      target)
+            self._set(source, line, new, (finding.check, how + fallback, _safety(finding.check, how)), "rule", target)
             return
         try:
             new, how = rewrite.rewrite_nft(current, mode, direction)
@@ -356,8 +364,11 @@ class _Planner:
             return
         masked = rewrite.nft_mask(current)
         lines = self._source_lines(source)
-        if target is None and masked.count("{") > masked.count("}") and self._fix_multiline_set(
-                finding, source, line, lines):
+        if (
+            target is None
+            and masked.count("{") > masked.count("}")
+            and self._fix_multiline_set(finding, source, line, lines)
+        ):
             return
         for name in re.findall(r"\$(\w+)", masked):
             found = self._define(lines, name)
@@ -396,17 +407,26 @@ class _Planner:
         if not any(hits.values()):
             return False
         body = " ".join(rewrite.nft_mask(self._get(source, n)) for n in range(line, last + 1))
-        others = [m.group(0) for m in re.finditer(r"(?<![\w.])127\.\d+\.\d+\.\d+(?:/\d+)?", body)
-                  if not rewrite.nft_narrow(m.group(0))]
+        others = [
+            m.group(0)
+            for m in re.finditer(r"(?<![\w.])127\.\d+\.\d+\.\d+(?:/\d+)?", body)
+            if not rewrite.nft_narrow(m.group(0))
+        ]
         if others:
-            raise Refuse(f"the set also lists {', '.join(others)}: 127.0.0.0/8 would overlap it; "
-                         "merge the elements by hand")
+            raise Refuse(
+                f"the set also lists {', '.join(others)}: 127.0.0.0/8 would overlap it; merge the elements by hand"
+            )
         how = "the 127.0.0.1 set element widened to 127.0.0.0/8"
         for number, found in hits.items():
             if found:
                 text = self._get(source, number)
-                self._set(source, number, rewrite.splice(text, [rewrite.Span(a, b, rewrite.WIDE) for a, b in found]),
-                          (finding.check, how, _safety(finding.check, how)), "set")
+                self._set(
+                    source,
+                    number,
+                    rewrite.splice(text, [rewrite.Span(a, b, rewrite.WIDE) for a, b in found]),
+                    (finding.check, how, _safety(finding.check, how)),
+                    "set",
+                )
         return True
 
     def _fix_live_set(self, finding, source, line, target, current, mode, direction):
@@ -418,8 +438,10 @@ class _Planner:
         masked = rewrite.nft_mask(current)
         uses = list(re.finditer(r"\bip\s+([sd]addr)\s+(!=\s*)?@(\w+)", masked))
         if len(uses) != 1 or uses[0].group(2) or "vmap" in masked or "map" in masked.split():
-            raise Refuse("the address comes from a named set or map lbfw cannot fix live: change its element "
-                         "in the file the set is loaded from (--persist), or by hand")
+            raise Refuse(
+                "the address comes from a named set or map lbfw cannot fix live: change its element "
+                "in the file the set is loaded from (--persist), or by hand"
+            )
         use = uses[0]
         if mode == "interface" and direction is not None:
             match = 'iif "lo"' if direction == "in" else 'oif "lo"'
@@ -427,10 +449,13 @@ class _Planner:
         else:
             match = f"ip {use.group(1)} {rewrite.WIDE}"
             how = f"the match on @{use.group(3)} copied before the rule as {rewrite.WIDE} (the set is left as it is)"
-        copy = current[:use.start()] + match + current[use.end():]
+        copy = current[: use.start()] + match + current[use.end() :]
         copy = re.sub(r"\s*# handle \d+\s*$", "", re.sub(r"\bcounter packets \d+ bytes \d+", "counter", copy))
-        note = (finding.check, how, _safety(finding.check, "replaced by" if "iif" in match or "oif" in match
-                                            else "widened"))
+        note = (
+            finding.check,
+            how,
+            _safety(finding.check, "replaced by" if "iif" in match or "oif" in match else "widened"),
+        )
         self.inserts.setdefault((source, line - 1), []).append((copy, note, target))
 
     @staticmethod
@@ -461,8 +486,8 @@ class _Planner:
         if mode == "interface" and not is_set and use is not None:
             # The rule's match on $NAME becomes the interface; the define keeps its other uses.
             literal = rewrite.nft_narrow(rewrite.nft_mask(value))[0]
-            address = value[literal[0]:literal[1]]
-            virtual = current[:use[3]] + address + current[use[1]:]
+            address = value[literal[0] : literal[1]]
+            virtual = current[: use[3]] + address + current[use[1] :]
             new, how = rewrite.rewrite_nft(virtual, "interface", direction)
             how = how.replace("the 127.0.0.1 match", f"the match on ${name} (= {address})")
             self._set(source, line, new, (finding.check, how, SAFETY[(finding.check, "interface")]))
@@ -476,17 +501,35 @@ class _Planner:
             if spans:
                 if is_set:
                     rewrite.widen_elements(def_text)  # refuses overlapping 127/8 elements
-                self._set(source, def_line, rewrite.splice(def_text, spans),
-                          (finding.check, f"define {name}: 127.0.0.1 widened to 127.0.0.0/8 (no other rule uses it)"
-                           + fallback, safety), "define")
+                self._set(
+                    source,
+                    def_line,
+                    rewrite.splice(def_text, spans),
+                    (
+                        finding.check,
+                        f"define {name}: 127.0.0.1 widened to 127.0.0.0/8 (no other rule uses it)" + fallback,
+                        safety,
+                    ),
+                    "define",
+                )
             return
         if is_set or use is None:
-            raise Refuse(f"define ${name} is also used at line(s) {', '.join(map(str, others))}: widening its "
-                         "127.0.0.1 would change those rules too; give this rule its own define")
-        new = current[:use[3]] + rewrite.WIDE + current[use[1]:]
-        self._set(source, line, new,
-                  (finding.check, f"${name} replaced by 127.0.0.0/8 in this rule; the define stays as it is "
-                   f"for line(s) {', '.join(map(str, others))}" + fallback, safety))
+            raise Refuse(
+                f"define ${name} is also used at line(s) {', '.join(map(str, others))}: widening its "
+                "127.0.0.1 would change those rules too; give this rule its own define"
+            )
+        new = current[: use[3]] + rewrite.WIDE + current[use[1] :]
+        self._set(
+            source,
+            line,
+            new,
+            (
+                finding.check,
+                f"${name} replaced by 127.0.0.0/8 in this rule; the define stays as it is "
+                f"for line(s) {', '.join(map(str, others))}" + fallback,
+                safety,
+            ),
+        )
 
     def _set_block(self, lines, name, table):
         start = None
@@ -510,16 +553,26 @@ class _Planner:
         lines = self._source_lines(source)
         others = self._other_uses(source, lines, r"@" + re.escape(name) + r"(?!\w)", set(range(first, last + 1)))
         if others:
-            raise Refuse(f"set @{name} is also used at line(s) {', '.join(map(str, others))}: widening its "
-                         "127.0.0.1 element would change those rules too; give this rule its own set")
+            raise Refuse(
+                f"set @{name} is also used at line(s) {', '.join(map(str, others))}: widening its "
+                "127.0.0.1 element would change those rules too; give this rule its own set"
+            )
         body = " ".join(rewrite.nft_mask(self._get(source, i)) for i in range(first, last + 1))
-        overlapping = [m.group(0) for m in re.finditer(r"(?<![\w.])127\.\d+\.\d+\.\d+(?:/\d+)?(?:-[\d.]+)?", body)
-                       if not rewrite.nft_narrow(m.group(0))]
+        overlapping = [
+            m.group(0)
+            for m in re.finditer(r"(?<![\w.])127\.\d+\.\d+\.\d+(?:/\d+)?(?:-[\d.]+)?", body)
+            if not rewrite.nft_narrow(m.group(0))
+        ]
         if overlapping:
-            raise Refuse(f"set @{name} also lists {', '.join(overlapping)}: 127.0.0.0/8 would overlap it; "
-                         "merge the elements by hand")
-        note = (finding.check, f"set @{name}: the element 127.0.0.1 widened to 127.0.0.0/8",
-                SAFETY[(finding.check, "set")])
+            raise Refuse(
+                f"set @{name} also lists {', '.join(overlapping)}: 127.0.0.0/8 would overlap it; "
+                "merge the elements by hand"
+            )
+        note = (
+            finding.check,
+            f"set @{name}: the element 127.0.0.1 widened to 127.0.0.0/8",
+            SAFETY[(finding.check, "set")],
+        )
         for number in range(first, last + 1):
             text = self._get(source, number)
             spans = [rewrite.Span(s, e, rewrite.WIDE) for s, e in rewrite.nft_narrow(rewrite.nft_mask(text))]
@@ -534,9 +587,14 @@ class _Planner:
             m = flags_re.search(rewrite.nft_mask(text))
             if m:
                 if "interval" not in m.group(1).replace(" ", "").split(","):
-                    new = text[:m.end()] + ", interval" + text[m.end():]
-                    self._set(source, number, new, (note[0], f"set @{name}: flags interval added (a prefix "
-                                                    "element needs it)", note[2]), "set")
+                    new = text[: m.end()] + ", interval" + text[m.end() :]
+                    self._set(
+                        source,
+                        number,
+                        new,
+                        (note[0], f"set @{name}: flags interval added (a prefix element needs it)", note[2]),
+                        "set",
+                    )
                 return
         type_re = re.compile(r"\btype\s+[^;{}]*?(;|$)")
         for number in range(first, last + 1):
@@ -545,11 +603,11 @@ class _Planner:
             if m is None:
                 continue
             how = (note[0], f"set @{name}: flags interval added (a prefix element needs it)", note[2])
-            if m.group(1) == ";" and text[m.end():].strip() not in ("", "}"):
+            if m.group(1) == ";" and text[m.end() :].strip() not in ("", "}"):
                 # One-line set: `set x { type ipv4_addr; elements = {...} }`
-                self._set(source, number, text[:m.end()] + " flags interval;" + text[m.end():], how, "set")
+                self._set(source, number, text[: m.end()] + " flags interval;" + text[m.end() :], how, "set")
             else:
-                indent = text[:len(text) - len(text.lstrip())]
+                indent = text[: len(text) - len(text.lstrip())]
                 self.inserts.setdefault((source, number), []).append((indent + "flags interval", how))
             return
         raise Refuse(f"set @{name} has no `type` line lbfw can find to add `flags interval` after")
@@ -563,13 +621,23 @@ class _Planner:
                 old = self.lines[source][line - 1]
                 new = self.current[key]
                 if new != old:
-                    self.plan.edits.append(Edit(source, line, old, new, self._where_line(source, line),
-                                                tuple(self.notes.get(key, ())), self.kinds.get(key, "rule"),
-                                                self.targets.get(key)))
+                    self.plan.edits.append(
+                        Edit(
+                            source,
+                            line,
+                            old,
+                            new,
+                            self._where_line(source, line),
+                            tuple(self.notes.get(key, ())),
+                            self.kinds.get(key, "rule"),
+                            self.targets.get(key),
+                        )
+                    )
             for text, note, *target in self.inserts.get(key, ()):
                 where = self._where_line(source, line, target[0] if target else None)
-                self.plan.edits.append(Edit(source, line, None, text, where, (note,), "insert",
-                                            target[0] if target else None))
+                self.plan.edits.append(
+                    Edit(source, line, None, text, where, (note,), "insert", target[0] if target else None)
+                )
         self.plan.texts = {s: self.texts[s] for s in self.plan.sources()}
 
     def _order(self, source):
@@ -584,8 +652,13 @@ class _Planner:
         return f"{target.backend} {target.family} {target.table} {target.chain} {place}"
 
 
-def plan_fixes(ruleset: Ruleset, findings: list, style: str = "interface",
-               texts: Optional[Mapping[str, str]] = None, locate: Optional[Locate] = None) -> FixPlan:
+def plan_fixes(
+    ruleset: Ruleset,
+    findings: list,
+    style: str = "interface",
+    texts: Optional[Mapping[str, str]] = None,
+    locate: Optional[Locate] = None,
+) -> FixPlan:
     """Plan the fix of every LB002/LB003 finding.
 
     ``texts`` maps a source to its text (files are read from disk when absent);

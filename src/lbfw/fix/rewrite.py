@@ -49,7 +49,7 @@ def splice(line: str, spans: list) -> str:
     """Replace each Span of ``line`` (non-overlapping) with its text."""
     out = line
     for span in sorted(spans, key=lambda s: s.start, reverse=True):
-        out = out[:span.start] + span.text + out[span.end:]
+        out = out[: span.start] + span.text + out[span.end :]
     return out
 
 
@@ -66,6 +66,7 @@ def _removal(line: str, start: int, end: int) -> Span:
 
 
 # --------------------------------------------------------------------------- iptables
+
 
 def ipt_tokens(line: str) -> list:
     """(start, end, text) of each whitespace-separated token; double quotes keep spaces."""
@@ -91,11 +92,11 @@ def ipt_tokens(line: str) -> list:
 
 @dataclass(frozen=True)
 class _IptAddr:
-    opt: int          # token index of -s/-d
-    value: int        # token index of the value
+    opt: int  # token index of -s/-d
+    value: int  # token index of the value
     negated: bool
     neg_token: Optional[int]  # index of the "!" token, if any
-    narrow: tuple     # the narrow elements of a comma list
+    narrow: tuple  # the narrow elements of a comma list
 
 
 def _ipt_addrs(tokens: list) -> list:
@@ -104,7 +105,7 @@ def _ipt_addrs(tokens: list) -> list:
         if tok not in _IPT_ADDR_OPTS or k + 1 >= len(tokens):
             continue
         value, neg_token = k + 1, None
-        if tokens[value][2] == "!":           # iptables 1.3: -s ! 127.0.0.1
+        if tokens[value][2] == "!":  # iptables 1.3: -s ! 127.0.0.1
             neg_token, value = value, value + 1
             if value >= len(tokens):
                 continue
@@ -153,18 +154,21 @@ def rewrite_iptables(line: str, mode: str, direction: Optional[str] = None) -> t
     addrs = _ipt_addrs(tokens)
     if not addrs:
         if any(t[2] in ("--match-set", "--src-range", "--dst-range") for t in tokens):
-            raise Refuse("the loopback address comes from an ipset or an address range, not from the rule "
-                         "text: change the set or range itself")
+            raise Refuse(
+                "the loopback address comes from an ipset or an address range, not from the rule "
+                "text: change the set or range itself"
+            )
         raise Refuse("no 127.0.0.1 address match in the rule text")
     if mode == "range":
-        spans = [Span(tokens[a.value][0], tokens[a.value][1], _ipt_widen_value(tokens[a.value][2]))
-                 for a in addrs]
+        spans = [Span(tokens[a.value][0], tokens[a.value][1], _ipt_widen_value(tokens[a.value][2])) for a in addrs]
         return splice(line, spans), "127.0.0.1 widened to 127.0.0.0/8"
     if mode != "interface":
         raise ValueError(mode)
     if any(a.negated for a in addrs):
-        raise Refuse("the rule negates the address (! 127.0.0.1): an interface cannot replace a negation; "
-                     "widen it by hand if 127.0.0.0/8 is meant (--style range)")
+        raise Refuse(
+            "the rule negates the address (! 127.0.0.1): an interface cannot replace a negation; "
+            "widen it by hand if 127.0.0.0/8 is meant (--style range)"
+        )
     if any(len(tokens[a.value][2].split(",")) > 1 for a in addrs):
         # An address list names other hosts too: the interface cannot stand for them.
         return rewrite_iptables(line, "range")
@@ -176,8 +180,10 @@ def rewrite_iptables(line: str, mode: str, direction: Optional[str] = None) -> t
     if iface is not None:
         _, _, name, negated = iface
         if name != "lo" or negated:
-            raise Refuse(f"the rule already names the interface {'! ' if negated else ''}{name}: "
-                         f"{flag} lo cannot be added; use --style range")
+            raise Refuse(
+                f"the rule already names the interface {'! ' if negated else ''}{name}: "
+                f"{flag} lo cannot be added; use --style range"
+            )
         for a in addrs:
             spans.append(_removal(line, tokens[a.opt][0], tokens[a.value][1]))
         how = f"the 127.0.0.1 match dropped: the rule's {flag} lo already names loopback"
@@ -191,6 +197,7 @@ def rewrite_iptables(line: str, mode: str, direction: Optional[str] = None) -> t
 
 
 # --------------------------------------------------------------------------- nft
+
 
 def nft_mask(line: str) -> str:
     """The line with comment strings and `#` comments blanked (same length), so that an
@@ -231,9 +238,9 @@ def _elements_in(masked: str, open_pos: int) -> tuple:
         elif masked[i] == "}":
             depth -= 1
             if depth == 0:
-                body = masked[open_pos + 1:i]
+                body = masked[open_pos + 1 : i]
                 return i, [e.strip() for e in body.split(",")]
-    return None, [e.strip() for e in masked[open_pos + 1:].split(",")]
+    return None, [e.strip() for e in masked[open_pos + 1 :].split(",")]
 
 
 def widen_elements(line: str, masked: Optional[str] = None) -> tuple:
@@ -250,8 +257,9 @@ def widen_elements(line: str, masked: Optional[str] = None) -> tuple:
         _, elements = _elements_in(masked, opened)
         others = [e for e in elements if e.startswith("127.") and _NFT_NARROW.match(e.split(":")[0].strip()) is None]
         if others:
-            raise Refuse(f"the set also lists {', '.join(others)}: 127.0.0.0/8 would overlap it; "
-                         "merge the elements by hand")
+            raise Refuse(
+                f"the set also lists {', '.join(others)}: 127.0.0.0/8 would overlap it; merge the elements by hand"
+            )
         spans.append(Span(start, end, WIDE))
     return splice(line, spans), len(spans)
 
@@ -288,8 +296,10 @@ def rewrite_nft(line: str, mode: str, direction: Optional[str] = None) -> tuple:
             hows.append("127.0.0.1 widened to 127.0.0.0/8")
         else:
             if any(op == "!=" for _, _, op, _ in direct):
-                raise Refuse("the rule negates the address (!= 127.0.0.1): an interface cannot replace a "
-                             "negation; use --style range if 127.0.0.0/8 is meant")
+                raise Refuse(
+                    "the rule negates the address (!= 127.0.0.1): an interface cannot replace a "
+                    "negation; use --style range if 127.0.0.0/8 is meant"
+                )
             if direction not in ("in", "out"):
                 raise Refuse("the chain is not reached from one direction only (input or output)")
             key = "iif" if direction == "in" else "oif"
@@ -298,8 +308,10 @@ def rewrite_nft(line: str, mode: str, direction: Optional[str] = None) -> tuple:
                 m = existing[0]
                 name = m.group(3).strip('"')
                 if name != "lo" or m.group(2):
-                    raise Refuse(f"the rule already names the interface {m.group(0).strip()}: "
-                                 f'{key} "lo" cannot be added; use --style range')
+                    raise Refuse(
+                        f"the rule already names the interface {m.group(0).strip()}: "
+                        f'{key} "lo" cannot be added; use --style range'
+                    )
                 for start, end, _, _ in direct:
                     spans.append(_removal(line, start, end))
                 hows.append(f"the 127.0.0.1 match dropped: the rule's {m.group(0).strip()} already names loopback")
@@ -316,7 +328,7 @@ def nft_define_use(line: str, name: str) -> Optional[tuple]:
     """(start, end, op) of `ip saddr|daddr [op] $NAME` on ``line`` or None."""
     masked = nft_mask(line)
     for m in re.finditer(r"\$" + re.escape(name) + r"(?![\w])", masked):
-        before = _NFT_DIRECT_BEFORE.search(masked[:m.start()])
+        before = _NFT_DIRECT_BEFORE.search(masked[: m.start()])
         if before is not None:
             return (before.start(), m.end(), before.group(2), m.start())
     return None

@@ -37,11 +37,11 @@ class HostReport:
     """Everything the files say about one host."""
 
     host: str
-    audit: Optional[dict] = None          # the audit document, as parsed
+    audit: Optional[dict] = None  # the audit document, as parsed
     audit_file: Optional[str] = None
-    doctor: list = field(default_factory=list)   # doctor items (dicts with "severity")
+    doctor: list = field(default_factory=list)  # doctor items (dicts with "severity")
     doctor_file: Optional[str] = None
-    not_audited: Optional[str] = None     # why there is no audit (marker, unreadable or unrecognised file)
+    not_audited: Optional[str] = None  # why there is no audit (marker, unreadable or unrecognised file)
     files: list = field(default_factory=list)
 
 
@@ -60,8 +60,12 @@ def host_name(path: str, doc: object = None) -> str:
 
 def _is_audit(doc: dict) -> bool:
     tool = doc.get("tool")
-    return (isinstance(tool, dict) and tool.get("name") == "lbfw" and isinstance(doc.get("findings"), list)
-            and isinstance(doc.get("summary"), dict))
+    return (
+        isinstance(tool, dict)
+        and tool.get("name") == "lbfw"
+        and isinstance(doc.get("findings"), list)
+        and isinstance(doc.get("summary"), dict)
+    )
 
 
 def doctor_items(doc: dict) -> Optional[list]:
@@ -69,14 +73,15 @@ def doctor_items(doc: dict) -> Optional[list]:
     items, summary = doc.get("items"), doc.get("summary")
     if not isinstance(items, list) or not isinstance(summary, dict) or "platform" not in doc:
         return None
-    if not all(isinstance(i, dict) and isinstance(i.get("id"), str) and i.get("severity") in _DOCTOR_SEVERITIES
-               for i in items):
+    if not all(
+        isinstance(i, dict) and isinstance(i.get("id"), str) and i.get("severity") in _DOCTOR_SEVERITIES for i in items
+    ):
         return None
     return items
 
 
 def classify(doc: object) -> str:
-    """"audit" | "doctor" | "marker" | "fleet" | "unrecognised"."""
+    """ "audit" | "doctor" | "marker" | "fleet" | "unrecognised"."""
     if not isinstance(doc, dict):
         return "unrecognised"
     if doc.get("kind") == FLEET_KIND:
@@ -104,8 +109,7 @@ def add_document(hosts: dict, path: str, doc: Any, error: Optional[str] = None) 
         report.audit, report.audit_file = doc, path
     elif kind == "doctor":
         if report.doctor_file is not None:
-            raise InputError(f"host {name} has two doctor documents (the other is {report.doctor_file})",
-                             path=path)
+            raise InputError(f"host {name} has two doctor documents (the other is {report.doctor_file})", path=path)
         report.doctor, report.doctor_file = doctor_items(doc), path
     elif kind == "marker":
         # One line: SSH errors come with several, and each host is one line of the text report.
@@ -115,8 +119,11 @@ def add_document(hosts: dict, path: str, doc: Any, error: Optional[str] = None) 
     else:
         report.not_audited = f"unrecognised file {path}"
     if report.audit is not None and report.not_audited is not None:
-        raise InputError(f"host {name} has an audit ({report.audit_file}) and also a file saying it was not "
-                         f"audited; remove the stale one", path=path)
+        raise InputError(
+            f"host {name} has an audit ({report.audit_file}) and also a file saying it was not "
+            f"audited; remove the stale one",
+            path=path,
+        )
 
 
 def expand(paths: list) -> list:

@@ -25,17 +25,17 @@ class HostStatus:
     """One host's line in the fleet report."""
 
     host: str
-    status: str                       # clean | findings | not audited
-    reason: Optional[str] = None      # why not audited
+    status: str  # clean | findings | not audited
+    reason: Optional[str] = None  # why not audited
     lbfw_version: Optional[str] = None
-    backends: list = field(default_factory=list)   # those holding tables: legacy, iptables-nft, nftables, formats
+    backends: list = field(default_factory=list)  # those holding tables: legacy, iptables-nft, nftables, formats
     tables: int = 0
     rules: int = 0
-    summary: dict = field(default_factory=dict)    # severity -> findings
-    checks: dict = field(default_factory=dict)     # check id -> findings
-    findings: list = field(default_factory=list)   # the audit's FINDING objects
-    blocked: list = field(default_factory=list)    # the audit's FLOW objects not delivered
-    doctor: list = field(default_factory=list)     # doctor items
+    summary: dict = field(default_factory=dict)  # severity -> findings
+    checks: dict = field(default_factory=dict)  # check id -> findings
+    findings: list = field(default_factory=list)  # the audit's FINDING objects
+    blocked: list = field(default_factory=list)  # the audit's FLOW objects not delivered
+    doctor: list = field(default_factory=list)  # doctor items
     files: list = field(default_factory=list)
 
 
@@ -49,9 +49,9 @@ class RuleGroup:
     family: Optional[str]
     table: Optional[str]
     chain: Optional[str]
-    rule: Optional[str]               # None: the chain's policy, or a host fact
+    rule: Optional[str]  # None: the chain's policy, or a host fact
     owner: Optional[str]
-    message: str                      # the first host's message (they differ only in details)
+    message: str  # the first host's message (they differ only in details)
     hosts: list = field(default_factory=list)
 
 
@@ -63,7 +63,7 @@ class FlowGroup:
     client: Optional[str]
     server: str
     port: int
-    verdict: str                      # blocked | unknown
+    verdict: str  # blocked | unknown
     hosts: list = field(default_factory=list)
 
     def label(self) -> str:
@@ -75,22 +75,22 @@ class FlowGroup:
 @dataclass
 class CheckCount:
     check: str
-    severities: dict                  # severity -> findings
+    severities: dict  # severity -> findings
     findings: int
     hosts: list
 
 
 @dataclass
 class OwnerCount:
-    owner: Optional[str]              # None: no manager owns the rule
+    owner: Optional[str]  # None: no manager owns the rule
     findings: int
     hosts: list
 
 
 @dataclass
 class DoctorGroup:
-    id: str                           # doctor's check id (DR040)
-    name: str                         # and its name (fail2ban-ignoreip-narrow)
+    id: str  # doctor's check id (DR040)
+    name: str  # and its name (fail2ban-ignoreip-narrow)
     severity: str
     message: str
     hosts: list
@@ -98,13 +98,13 @@ class DoctorGroup:
 
 @dataclass
 class Fleet:
-    hosts: list                       # HostStatus, by name
-    checks: list                      # CheckCount, by check id
-    rules: list                       # RuleGroup, most hosts first
-    owners: list                      # OwnerCount, most findings first
-    flows: list                       # FlowGroup, most hosts first
-    doctor: list                      # DoctorGroup with a problem (error, warning, note), most hosts first
-    summary: dict                     # hosts, clean, findings, not_audited, and findings per severity
+    hosts: list  # HostStatus, by name
+    checks: list  # CheckCount, by check id
+    rules: list  # RuleGroup, most hosts first
+    owners: list  # OwnerCount, most findings first
+    flows: list  # FlowGroup, most hosts first
+    doctor: list  # DoctorGroup with a problem (error, warning, note), most hosts first
+    summary: dict  # hosts, clean, findings, not_audited, and findings per severity
 
     def host(self, name: str) -> HostStatus:
         return next(h for h in self.hosts if h.host == name)
@@ -143,8 +143,9 @@ def host_status(report: HostReport) -> HostStatus:
     severities = Counter(f.get("severity") for f in status.findings)
     status.summary = {s: severities.get(s, 0) for s in SEVERITIES}
     status.checks = dict(sorted(Counter(str(f.get("check")) for f in status.findings).items()))
-    status.blocked = [fl for fl in audit.get("flows") or ()
-                      if isinstance(fl, dict) and fl.get("verdict") not in (None, "delivered")]
+    status.blocked = [
+        fl for fl in audit.get("flows") or () if isinstance(fl, dict) and fl.get("verdict") not in (None, "delivered")
+    ]
     problems = [i for i in doctor_problems(report.doctor) if i["severity"] != "note"]
     status.status = FINDINGS if (status.findings or problems) else CLEAN
     return status
@@ -158,13 +159,30 @@ def _rule_groups(hosts) -> list:
             group = groups.get(key)
             if group is None:
                 group = groups[key] = RuleGroup(
-                    check=str(f.get("check")), severity=str(f.get("severity")), backend=f.get("backend"),
-                    family=f.get("family"), table=f.get("table"), chain=f.get("chain"), rule=f.get("rule"),
-                    owner=f.get("owner"), message=str(f.get("message") or ""))
+                    check=str(f.get("check")),
+                    severity=str(f.get("severity")),
+                    backend=f.get("backend"),
+                    family=f.get("family"),
+                    table=f.get("table"),
+                    chain=f.get("chain"),
+                    rule=f.get("rule"),
+                    owner=f.get("owner"),
+                    message=str(f.get("message") or ""),
+                )
             if h.host not in group.hosts:
                 group.hosts.append(h.host)
-    return sorted(groups.values(), key=lambda g: (-len(g.hosts), _RANK.get(g.severity, 9), g.check,
-                                                  str(g.backend), str(g.table), str(g.chain), str(g.rule)))
+    return sorted(
+        groups.values(),
+        key=lambda g: (
+            -len(g.hosts),
+            _RANK.get(g.severity, 9),
+            g.check,
+            str(g.backend),
+            str(g.table),
+            str(g.chain),
+            str(g.rule),
+        ),
+    )
 
 
 def _flow_groups(hosts) -> list:
@@ -175,8 +193,10 @@ def _flow_groups(hosts) -> list:
             group = groups.setdefault(key, FlowGroup(*key))
             if h.host not in group.hosts:
                 group.hosts.append(h.host)
-    return sorted(groups.values(), key=lambda g: (-len(g.hosts), g.verdict, str(g.server), g.port or 0,
-                                                  str(g.client), str(g.proto)))
+    return sorted(
+        groups.values(),
+        key=lambda g: (-len(g.hosts), g.verdict, str(g.server), g.port or 0, str(g.client), str(g.proto)),
+    )
 
 
 def _check_counts(hosts) -> list:
@@ -189,8 +209,15 @@ def _check_counts(hosts) -> list:
             on.setdefault(check, [])
             if h.host not in on[check]:
                 on[check].append(h.host)
-    return [CheckCount(check=c, severities={s: severities[c].get(s, 0) for s in SEVERITIES},
-                       findings=sum(severities[c].values()), hosts=on[c]) for c in sorted(severities)]
+    return [
+        CheckCount(
+            check=c,
+            severities={s: severities[c].get(s, 0) for s in SEVERITIES},
+            findings=sum(severities[c].values()),
+            hosts=on[c],
+        )
+        for c in sorted(severities)
+    ]
 
 
 def _owner_counts(hosts) -> list:
@@ -203,8 +230,10 @@ def _owner_counts(hosts) -> list:
             on.setdefault(owner, [])
             if h.host not in on[owner]:
                 on[owner].append(h.host)
-    return sorted((OwnerCount(owner=o, findings=n, hosts=on[o]) for o, n in findings.items()),
-                  key=lambda o: (-o.findings, o.owner is None, str(o.owner)))
+    return sorted(
+        (OwnerCount(owner=o, findings=n, hosts=on[o]) for o, n in findings.items()),
+        key=lambda o: (-o.findings, o.owner is None, str(o.owner)),
+    )
 
 
 def _doctor_groups(hosts) -> list:
@@ -212,9 +241,16 @@ def _doctor_groups(hosts) -> list:
     for h in hosts:
         for item in doctor_problems(h.doctor):
             key = (item["id"], item["severity"])
-            group = groups.setdefault(key, DoctorGroup(id=item["id"], name=str(item.get("name") or ""),
-                                                       severity=item["severity"],
-                                                       message=str(item.get("message") or ""), hosts=[]))
+            group = groups.setdefault(
+                key,
+                DoctorGroup(
+                    id=item["id"],
+                    name=str(item.get("name") or ""),
+                    severity=item["severity"],
+                    message=str(item.get("message") or ""),
+                    hosts=[],
+                ),
+            )
             if h.host not in group.hosts:
                 group.hosts.append(h.host)
     return sorted(groups.values(), key=lambda g: (-len(g.hosts), _RANK[g.severity], g.id))
@@ -227,11 +263,22 @@ def merge(reports) -> Fleet:
     severities: Counter = Counter()
     for h in hosts:
         severities.update(h.summary)
-    summary = {"hosts": len(hosts), "clean": statuses[CLEAN], "findings": statuses[FINDINGS],
-               "not_audited": statuses[NOT_AUDITED]}
+    summary = {
+        "hosts": len(hosts),
+        "clean": statuses[CLEAN],
+        "findings": statuses[FINDINGS],
+        "not_audited": statuses[NOT_AUDITED],
+    }
     summary.update({s: severities.get(s, 0) for s in SEVERITIES})
-    return Fleet(hosts=hosts, checks=_check_counts(hosts), rules=_rule_groups(hosts), owners=_owner_counts(hosts),
-                 flows=_flow_groups(hosts), doctor=_doctor_groups(hosts), summary=summary)
+    return Fleet(
+        hosts=hosts,
+        checks=_check_counts(hosts),
+        rules=_rule_groups(hosts),
+        owners=_owner_counts(hosts),
+        flows=_flow_groups(hosts),
+        doctor=_doctor_groups(hosts),
+        summary=summary,
+    )
 
 
 def fails(fleet: Fleet, fail_on: str) -> bool:

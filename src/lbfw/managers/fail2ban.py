@@ -54,8 +54,11 @@ def _rank(path: str) -> tuple:
 
 
 def _jail_paths(files: dict) -> list:
-    jails = (p for p in files if files[p] and (p in (JAIL_CONF, JAIL_LOCAL) or (
-        p.startswith(JAIL_D) and p.endswith((".conf", ".local")))))
+    jails = (
+        p
+        for p in files
+        if files[p] and (p in (JAIL_CONF, JAIL_LOCAL) or (p.startswith(JAIL_D) and p.endswith((".conf", ".local"))))
+    )
     return sorted(jails, key=_rank)
 
 
@@ -106,7 +109,7 @@ def settings(files: dict) -> dict:
     found = {"DEFAULT": Setting("DEFAULT", None)}
     for path in _jail_paths(files):
         section = None
-        last = None        # the Setting whose value continues on indented lines
+        last = None  # the Setting whose value continues on indented lines
         for number, raw in enumerate(files[path].split("\n"), 1):
             match = _SECTION.match(raw.strip())
             if match:
@@ -114,8 +117,9 @@ def settings(files: dict) -> dict:
                 continue
             if raw[:1] in (" ", "\t") and raw.strip():
                 if last is not None:
-                    last = found[last.section] = Setting(last.section, f"{last.value} {raw.strip()}".strip(),
-                                                         path, last.line)
+                    last = found[last.section] = Setting(
+                        last.section, f"{last.value} {raw.strip()}".strip(), path, last.line
+                    )
                 continue
             last = None
             if section is None or section == "INCLUDES":
@@ -148,8 +152,9 @@ def fixed_value(value: Optional[str]) -> str:
             net = ipaddress.ip_network(word, strict=False)
         except ValueError:
             net = None
-        if net is not None and (isinstance(net, ipaddress.IPv4Network) and net.subnet_of(_LOOP)
-                                or str(net) == "::1/128"):
+        if net is not None and (
+            isinstance(net, ipaddress.IPv4Network) and net.subnet_of(_LOOP) or str(net) == "::1/128"
+        ):
             continue
         if word not in kept:
             kept.append(word)
@@ -167,7 +172,7 @@ def jail_local_text(old: str, fixes: dict) -> str:
     skipping = False
     for raw in lines:
         if skipping and raw[:1] in (" ", "\t") and raw.strip():
-            continue       # continuation of the ignoreip line replaced
+            continue  # continuation of the ignoreip line replaced
         skipping = False
         match = _SECTION.match(raw.strip())
         if match:
@@ -213,4 +218,3 @@ def fixes(files: dict) -> list:
         old = files.get(path, "")
         out.append((path, old, jail_local_text(old, values)))
     return out
-

@@ -32,10 +32,19 @@ def direct_rules(text: str) -> list:
     out = []
     for rule in root.iter("rule"):
         args = " ".join((rule.text or "").split())
-        line = next((n for n, raw in enumerate(lines, 1) if "<rule" in raw and args and args in " ".join(raw.split())),
-                    None)
-        out.append(DirectRule(rule.get("ipv", "ipv4"), rule.get("table", "filter"), rule.get("chain", ""),
-                              rule.get("priority", "0"), args, line))
+        line = next(
+            (n for n, raw in enumerate(lines, 1) if "<rule" in raw and args and args in " ".join(raw.split())), None
+        )
+        out.append(
+            DirectRule(
+                rule.get("ipv", "ipv4"),
+                rule.get("table", "filter"),
+                rule.get("chain", ""),
+                rule.get("priority", "0"),
+                args,
+                line,
+            )
+        )
     return out
 
 
@@ -48,13 +57,19 @@ def direct_commands(rule: DirectRule) -> tuple:
     wide = " ".join(padded.replace(f" {narrow} ", " -i lo " if narrow.startswith("-s") else " -o lo ").split())
     head = ["firewall-cmd", "--permanent", "--direct"]
     where = f"{rule.ipv} {rule.table} {rule.chain} {rule.priority}"
-    return (" ".join(head + ["--remove-rule", where, rule.args]), " ".join(head + ["--add-rule", where, wide]),
-            "firewall-cmd --reload")
+    return (
+        " ".join(head + ["--remove-rule", where, rule.args]),
+        " ".join(head + ["--add-rule", where, wide]),
+        "firewall-cmd --reload",
+    )
 
 
 def rich_commands(zone: str, rich: str) -> tuple:
     """The commands replacing a rich rule whose source is 127.0.0.1 alone."""
     if 'source address="127.0.0.1"' not in rich and 'source address="127.0.0.1/32"' not in rich:
         return ()
-    return (f"firewall-cmd --permanent --zone={zone} --remove-rich-rule='{rich}'",
-            "firewall-cmd --permanent --zone=trusted --add-interface=lo", "firewall-cmd --reload")
+    return (
+        f"firewall-cmd --permanent --zone={zone} --remove-rich-rule='{rich}'",
+        "firewall-cmd --permanent --zone=trusted --add-interface=lo",
+        "firewall-cmd --reload",
+    )

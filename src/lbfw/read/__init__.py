@@ -57,8 +57,9 @@ def read_text(source: str, stdin_bytes: Optional[bytes] = None) -> str:
     it is missing, a directory, unreadable, not UTF-8, or empty."""
     if source == "-":
         if stdin_bytes is None and "-" not in _READ_ONCE and sys.stdin.isatty():
-            raise InputError("standard input is a terminal: pipe a ruleset in "
-                             "(e.g. `iptables-save | lbfw audit -`)", path="-")
+            raise InputError(
+                "standard input is a terminal: pipe a ruleset in (e.g. `iptables-save | lbfw audit -`)", path="-"
+            )
         data = stdin_bytes if stdin_bytes is not None else source_bytes("-")
     else:
         try:
@@ -75,8 +76,11 @@ def read_text(source: str, stdin_bytes: Optional[bytes] = None) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise InputError(f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
-                         f"is this a ruleset file?", path=source, line=line) from None
+        raise InputError(
+            f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); is this a ruleset file?",
+            path=source,
+            line=line,
+        ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text.strip():
@@ -95,14 +99,18 @@ def _read_one(source: str, text: str, fmt: str, warnings: list) -> list:
     """The tables of one source in format ``fmt``; notes for the user go to ``warnings``."""
     if fmt in ("iptables-save", "ip6tables-save"):
         from . import iptables
-        return iptables.parse(text, source, family="ip6" if fmt == "ip6tables-save" else "ip",
-                              backend=BACKEND_FILE, warnings=warnings)
+
+        return iptables.parse(
+            text, source, family="ip6" if fmt == "ip6tables-save" else "ip", backend=BACKEND_FILE, warnings=warnings
+        )
     if fmt == "nft":
         from .nft import files as nft_files
+
         # a path lets `include` resolve relative to the file; stdin has only its text
         return nft_files.read(text if source == "-" else source, source)
     if fmt == "nft-json":
         from .nft import tables as nft_tables
+
         return nft_tables.parse(_parse_json(text, source), source, backend=BACKEND_FILE)
     raise InputError(f"unknown input format {fmt!r} (one of: {', '.join(INPUT_FORMATS)})")
 
@@ -119,6 +127,7 @@ def read_sources(sources: list, input_format: str = "auto", reader: str = "auto"
         raise InputError(f"unknown input format {input_format!r} (one of: {', '.join(INPUT_FORMATS)})")
     if not sources:
         from .live import read_live
+
         return read_live(reader)
     if list(sources).count("-") > 1:
         raise InputError("'-' (standard input) can be given only once")
@@ -137,12 +146,14 @@ def read_sources(sources: list, input_format: str = "auto", reader: str = "auto"
         warnings: list = []
         tables = _read_one(source, text, fmt, warnings)
         ruleset.tables.extend(tables)
-        ruleset.sources.append(SourceInfo(
-            source=source,
-            format=fmt,
-            tables=len(tables),
-            chains=sum(len(t.chains) for t in tables),
-            rules=sum(c.rule_count for t in tables for c in t.chains.values()),
-            warnings=tuple(warnings),
-        ))
+        ruleset.sources.append(
+            SourceInfo(
+                source=source,
+                format=fmt,
+                tables=len(tables),
+                chains=sum(len(t.chains) for t in tables),
+                rules=sum(c.rule_count for t in tables for c in t.chains.values()),
+                warnings=tuple(warnings),
+            )
+        )
     return ruleset

@@ -34,11 +34,29 @@ from ..errors import InputError
 
 FORMATS = ("iptables-save", "ip6tables-save", "nft", "nft-json")
 
-_NFT_WORDS = frozenset(("table", "chain", "define", "include", "flush", "add", "insert", "create",
-                        "delete", "list", "set", "map", "rule", "destroy", "reset", "replace", "redefine",
-                        "undefine"))
-_IPT_COMMANDS = frozenset(("-A", "-I", "-N", "-P", "-F", "-X", "-Z", "--append", "--insert",
-                           "--new-chain", "--policy"))
+_NFT_WORDS = frozenset(
+    (
+        "table",
+        "chain",
+        "define",
+        "include",
+        "flush",
+        "add",
+        "insert",
+        "create",
+        "delete",
+        "list",
+        "set",
+        "map",
+        "rule",
+        "destroy",
+        "reset",
+        "replace",
+        "redefine",
+        "undefine",
+    )
+)
+_IPT_COMMANDS = frozenset(("-A", "-I", "-N", "-P", "-F", "-X", "-Z", "--append", "--insert", "--new-chain", "--policy"))
 # The tool named in a header or warning: ip6tables-save, iptables-nft-save, ip6tables-legacy ...
 _TOOL = re.compile(r"\bip(6?)tables(?:(?:-legacy|-nft)?-(?:save|restore)|-legacy tables)\b", re.IGNORECASE)
 # An IPv6 address after an address option: hex digits, dots and at least one colon.
@@ -57,7 +75,7 @@ def detect_format(text: str) -> str:
     if not stripped:
         raise InputError("empty: no ruleset to read")
     if stripped[0] == "{" or (stripped[0] == "[" and not stripped[1:2].isdigit()):
-        return "nft-json"                   # ("[12:345] -A ..." is an iptables counter)
+        return "nft-json"  # ("[12:345] -A ..." is an iptables counter)
     iptables = False
     for raw in stripped.split("\n", 2000):
         line = raw.strip()
@@ -85,6 +103,5 @@ def detect_format(text: str) -> str:
             return "nft"
         break
     if not iptables:
-        raise InputError("cannot tell the format (not iptables-save, nft or nft JSON); "
-                         "name it with --input-format")
+        raise InputError("cannot tell the format (not iptables-save, nft or nft JSON); name it with --input-format")
     return "ip6tables-save" if _V6_ADDR.search(stripped) else "iptables-save"

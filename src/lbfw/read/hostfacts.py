@@ -48,8 +48,12 @@ def facts_from(addr_json, route_json, route_localnet: dict, interfaces) -> HostF
             # the route that makes every 127.x.y.z local: 127.0.0.0/8 itself (or wider)
             if isinstance(net, ipaddress.IPv4Network) and net.prefixlen <= 8 and loop_net.subnet_of(net):
                 local_route = True
-    return HostFacts(lo_addrs=tuple(lo_addrs), local_127_route=local_route,
-                     route_localnet=dict(route_localnet), interfaces=tuple(interfaces))
+    return HostFacts(
+        lo_addrs=tuple(lo_addrs),
+        local_127_route=local_route,
+        route_localnet=dict(route_localnet),
+        interfaces=tuple(interfaces),
+    )
 
 
 def read_route_localnet(conf_dir: str = _CONF) -> dict:

@@ -33,11 +33,18 @@ import os
 import re
 import shutil
 import subprocess
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from ..errors import InputError, MissingDependencyError, NeedRootError
 from ..model import (
-    BACKEND_IPTABLES_NFT, BACKEND_LEGACY, BACKEND_NFTABLES, LazyRules, Origin, Ruleset, SourceInfo,
+    BACKEND_IPTABLES_NFT,
+    BACKEND_LEGACY,
+    BACKEND_NFTABLES,
+    LazyRules,
+    Origin,
+    Ruleset,
+    SourceInfo,
 )
 
 __all__ = ["read_live", "handle_texts", "READERS"]
@@ -52,6 +59,7 @@ _HANDLE_RE = re.compile(r"^(.*?)\s+# handle (\d+)\s*$")
 
 
 # --------------------------------------------------------------------------- running tools
+
 
 def _run(argv: list) -> tuple:
     """(returncode, stdout, stderr); returncode None when the tool is not installed."""
@@ -79,13 +87,15 @@ class _Nft:
         self.lib = None
         try:
             import nftables
+
             self.lib = nftables.Nftables()
         except (ImportError, OSError):
             self.lib = None
         if self.lib is None and shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
             raise MissingDependencyError(
                 "neither libnftables (the `nftables` Python module) nor the nft command is available",
-                hint="install the Debian packages nftables and libnftables1 (pip: pip-nftables)")
+                hint="install the Debian packages nftables and libnftables1 (pip: pip-nftables)",
+            )
 
     def json(self, cmd: str) -> dict:
         if self.lib is not None:
@@ -155,6 +165,7 @@ def handle_texts(text: str, family: str, table: str) -> dict:
 
 # --------------------------------------------------------------------------- backends
 
+
 def _proc_tables(path: str) -> list:
     try:
         with open(path, encoding="ascii") as f:
@@ -164,27 +175,35 @@ def _proc_tables(path: str) -> list:
 
 
 def _info(source: str, tables: list, warnings: list) -> SourceInfo:
-    return SourceInfo(source=source, format="live", tables=len(tables),
-                      chains=sum(len(t.chains) for t in tables),
-                      rules=sum(c.rule_count for t in tables for c in t.chains.values()),
-                      warnings=tuple(warnings))
+    return SourceInfo(
+        source=source,
+        format="live",
+        tables=len(tables),
+        chains=sum(len(t.chains) for t in tables),
+        rules=sum(c.rule_count for t in tables for c in t.chains.values()),
+        warnings=tuple(warnings),
+    )
 
 
 def _read_legacy(reader: str, parse: Callable) -> tuple:
     tables, warnings = [], []
-    for family, names_file, tool in (("ip", "/proc/net/ip_tables_names", "iptables-legacy-save"),
-                                     ("ip6", "/proc/net/ip6_tables_names", "ip6tables-legacy-save")):
+    for family, names_file, tool in (
+        ("ip", "/proc/net/ip_tables_names", "iptables-legacy-save"),
+        ("ip6", "/proc/net/ip6_tables_names", "ip6tables-legacy-save"),
+    ):
         names = _proc_tables(names_file)
         if not names:
             continue  # no legacy tables: do not run the tool (it could load modules)
         if reader == "iptc":
             from . import iptc_reader
+
             text = iptc_reader.save_text(family, names)
         else:
             rc, text, err = _run([tool])
             if rc != 0:
-                warnings.append(f"{tool} failed ({(err or '').strip() or rc}); legacy {family} tables "
-                                f"{', '.join(names)} not read")
+                warnings.append(
+                    f"{tool} failed ({(err or '').strip() or rc}); legacy {family} tables {', '.join(names)} not read"
+                )
                 continue
         tables.extend(parse(text, "live:legacy", family=family, backend=BACKEND_LEGACY))
     return tables, warnings
@@ -199,15 +218,18 @@ def _read_iptables_nft(parse: Callable, kernel_chains: Optional[set]) -> tuple:
             warnings.append(f"{tool} is not installed: iptables-nft tables are read as native nft tables")
             continue
         if rc != 0:
-            warnings.append(f"{tool} failed ({(err or '').strip() or rc}): iptables-nft {family} tables are "
-                            "read as native nft tables")
+            warnings.append(
+                f"{tool} failed ({(err or '').strip() or rc}): iptables-nft {family} tables are "
+                "read as native nft tables"
+            )
             continue
         if not text.strip():
             continue
         incompatible = set(_INCOMPATIBLE.findall(text))
         if incompatible:
-            warnings.append(f"{tool}: table(s) {', '.join(sorted(incompatible))} are not iptables-nft's: "
-                            "read as native nft tables")
+            warnings.append(
+                f"{tool}: table(s) {', '.join(sorted(incompatible))} are not iptables-nft's: read as native nft tables"
+            )
         for table in parse(text, "live:iptables-nft", family=family, backend=BACKEND_IPTABLES_NFT):
             if table.name in incompatible:
                 continue
@@ -215,16 +237,21 @@ def _read_iptables_nft(parse: Callable, kernel_chains: Optional[set]) -> tuple:
                 suspect.add((table.family, table.name))
                 continue
             if kernel_chains is not None:
-                for name in [n for n, c in table.chains.items()
-                             if c.is_base and not c.rule_count and (table.family, table.name, n) not in kernel_chains]:
+                for name in [
+                    n
+                    for n, c in table.chains.items()
+                    if c.is_base and not c.rule_count and (table.family, table.name, n) not in kernel_chains
+                ]:
                     del table.chains[name]  # invented by iptables-nft-save: not in the kernel
             owned.add((table.family, table.name))
             tables.append(table)
     if suspect:
-        warnings.append("iptables-nft-save cannot show all of "
-                        + ", ".join(f"{f} {n}" for f, n in sorted(suspect))
-                        + " (a rule with neither match nor target, or chains it does not list): read through "
-                          "nft JSON instead (a native table with an iptables name?)")
+        warnings.append(
+            "iptables-nft-save cannot show all of "
+            + ", ".join(f"{f} {n}" for f, n in sorted(suspect))
+            + " (a rule with neither match nor target, or chains it does not list): read through "
+            "nft JSON instead (a native table with an iptables name?)"
+        )
     return tables, warnings, owned
 
 
@@ -242,9 +269,13 @@ def _has_bare_rule(table) -> bool:
     (building them would cost seconds on a kube-proxy node)."""
     for chain in table.chains.values():
         rules = chain.rules
-        for rule in (rules.built_rules() if isinstance(rules, LazyRules) else rules):
-            if not rule.matches and rule.action.kind == "continue" and not rule.action.target \
-                    and len(rule.text.split()) == 2:
+        for rule in rules.built_rules() if isinstance(rules, LazyRules) else rules:
+            if (
+                not rule.matches
+                and rule.action.kind == "continue"
+                and not rule.action.target
+                and len(rule.text.split()) == 2
+            ):
                 return True
     return False
 
@@ -259,6 +290,7 @@ TEXT_LISTING_MAX_OBJECTS = 20_000
 
 def _read_native(nft: _Nft, table_keys: list, owned: set) -> tuple:
     from .nft import tables as nft_tables
+
     warnings: list[str]
     tables, warnings = [], []
     for family, name in table_keys:
@@ -268,9 +300,11 @@ def _read_native(nft: _Nft, table_keys: list, owned: set) -> tuple:
         rules, elements = _size(doc)
         if rules + elements > TEXT_LISTING_MAX_OBJECTS:
             texts = None
-            warnings.append(f"nft table {family} {name} has {rules:,} rules and {elements:,} set elements: "
-                            "its rule texts are rendered from libnftables JSON, not listed a second time "
-                            "(which would double the read)")
+            warnings.append(
+                f"nft table {family} {name} has {rules:,} rules and {elements:,} set elements: "
+                "its rule texts are rendered from libnftables JSON, not listed a second time "
+                "(which would double the read)"
+            )
         else:
             texts = handle_texts(nft.text(f"list table {family} {name}"), family, name)
         tables.extend(nft_tables.parse(doc, "live:nftables", BACKEND_NFTABLES, text_of=texts))
@@ -318,6 +352,7 @@ def _kernel_chains(nft: Optional[_Nft]) -> tuple:
 
 # --------------------------------------------------------------------------- entry point
 
+
 def read_live(reader: str = "auto", is_root: Optional[bool] = None) -> Ruleset:
     """Read the live host's whole firewall (root) into one Ruleset.
 
@@ -330,9 +365,10 @@ def read_live(reader: str = "auto", is_root: Optional[bool] = None) -> Ruleset:
         raise NeedRootError(
             "reading the live firewall needs root (iptables-save and nft need CAP_NET_ADMIN)",
             hint="run as root: sudo lbfw audit   (or audit saved rulesets without root: "
-                 "lbfw audit /etc/iptables/rules.v4 /etc/nftables.conf)")
-    from .iptables import parse
+            "lbfw audit /etc/iptables/rules.v4 /etc/nftables.conf)",
+        )
     from .hostfacts import read_host_facts
+    from .iptables import parse
 
     legacy, legacy_warn = _read_legacy(reader, parse)
     try:

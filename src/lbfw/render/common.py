@@ -137,8 +137,7 @@ def fixable(f) -> bool:
     from ..checks import get
 
     check = get(f.check)
-    return check is not None and check.FIX.fixable and f.rule is not None and f.owner is None \
-        and f.deliberate is None
+    return check is not None and check.FIX.fixable and f.rule is not None and f.owner is None and f.deliberate is None
 
 
 def client_of(flow) -> str:
@@ -169,8 +168,10 @@ def flows_in_brief(flows, any_port: Optional[int] = None, limit: int = 3) -> str
             ports[flow.proto].append(flow.port)
     groups: dict = {}
     for server, (clients, ports) in by_server.items():
-        key = (tuple(clients), tuple((p, tuple(sorted(v, key=lambda x: (x != any_port, x)))) for p, v in
-                                     sorted(ports.items())))
+        key = (
+            tuple(clients),
+            tuple((p, tuple(sorted(v, key=lambda x: (x != any_port, x)))) for p, v in sorted(ports.items())),
+        )
         groups.setdefault(key, []).append(f"[{server}]" if ":" in server else server)
     texts = []
     for (clients, ports), servers in groups.items():

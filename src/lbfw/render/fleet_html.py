@@ -51,29 +51,42 @@ def _hosts(names, limit: int = 8) -> str:
 def _matrix(fleet, checks) -> list:
     head = "".join(f'<th title="{_e(c.SUMMARY)}">{_e(c.ID)}</th>' for c in checks)
     doctor = any(h.doctor for h in fleet.hosts)
-    out = ['<table id="matrix"><tr><th>host</th><th>status</th>' + head
-           + ("<th>doctor</th>" if doctor else "") + "<th>backends</th><th>rules</th><th>lbfw</th></tr>"]
+    out = [
+        '<table id="matrix"><tr><th>host</th><th>status</th>'
+        + head
+        + ("<th>doctor</th>" if doctor else "")
+        + "<th>backends</th><th>rules</th><th>lbfw</th></tr>"
+    ]
     for h in fleet.hosts:
         if h.status == NOT_AUDITED:
             span = len(checks) + (1 if doctor else 0) + 3
-            out.append(f'<tr class="na" data-host="{_e(h.host)}"><th>{_e(h.host)}</th>'
-                       f'<td class="st-na">not audited</td><td colspan="{span}">{_e(h.reason)}</td></tr>')
+            out.append(
+                f'<tr class="na" data-host="{_e(h.host)}"><th>{_e(h.host)}</th>'
+                f'<td class="st-na">not audited</td><td colspan="{span}">{_e(h.reason)}</td></tr>'
+            )
             continue
         status = "st-clean" if h.status == CLEAN else "st-findings"
         cells = []
         for c in checks:
             n = h.checks.get(c.ID, 0)
             worst = _worst(h.findings, c.ID)
-            cells.append(f'<td class="n {worst}" title="{_e(c.ID)} on {_e(h.host)}">{n}</td>' if n
-                         else '<td class="n zero">&middot;</td>')
+            cells.append(
+                f'<td class="n {worst}" title="{_e(c.ID)} on {_e(h.host)}">{n}</td>'
+                if n
+                else '<td class="n zero">&middot;</td>'
+            )
         if doctor:
             problems = [i for i in h.doctor if i.get("severity") in _RANK]
             worst = min((i["severity"] for i in problems), key=_RANK.__getitem__) if problems else None
-            cells.append(f'<td class="n {worst}">{len(problems)}</td>' if problems
-                         else '<td class="n zero">&middot;</td>')
-        out.append(f'<tr data-host="{_e(h.host)}"><th>{_e(h.host)}</th><td class="{status}">{_e(h.status)}</td>'
-                   + "".join(cells) + f"<td>{_e(', '.join(h.backends) or 'no tables')}</td>"
-                   f"<td>{h.rules}</td><td>{_e(h.lbfw_version)}</td></tr>")
+            cells.append(
+                f'<td class="n {worst}">{len(problems)}</td>' if problems else '<td class="n zero">&middot;</td>'
+            )
+        out.append(
+            f'<tr data-host="{_e(h.host)}"><th>{_e(h.host)}</th><td class="{status}">{_e(h.status)}</td>'
+            + "".join(cells)
+            + f"<td>{_e(', '.join(h.backends) or 'no tables')}</td>"
+            f"<td>{h.rules}</td><td>{_e(h.lbfw_version)}</td></tr>"
+        )
     out.append("</table>")
     return out
 
@@ -81,16 +94,20 @@ def _matrix(fleet, checks) -> list:
 def _rules(fleet) -> list:
     if not fleet.rules:
         return []
-    out = ["<h2>Offending rules</h2>", '<table id="rules"><tr><th>hosts</th><th>check</th><th>where</th>'
-           "<th>rule</th><th>what breaks</th></tr>"]
+    out = [
+        "<h2>Offending rules</h2>",
+        '<table id="rules"><tr><th>hosts</th><th>check</th><th>where</th><th>rule</th><th>what breaks</th></tr>',
+    ]
     for g in fleet.rules:
         where = " ".join(_e(x) for x in (g.backend, g.family, g.table, g.chain) if x) or "host"
         if g.owner:
             where += f"<br>managed by {_e(g.owner)}"
         rule = f"<code>{_e(g.rule)}</code>" if g.rule is not None else "<i>(chain policy)</i>"
-        out.append(f'<tr><td class="n">{len(g.hosts)}<div class="hosts">{_hosts(g.hosts)}</div></td>'
-                   f'<td class="{_e(g.severity)}">{_e(g.check)} {_e(g.severity)}</td><td>{where}</td>'
-                   f'<td>{rule}</td><td class="msg">{_e(g.message)}</td></tr>')
+        out.append(
+            f'<tr><td class="n">{len(g.hosts)}<div class="hosts">{_hosts(g.hosts)}</div></td>'
+            f'<td class="{_e(g.severity)}">{_e(g.check)} {_e(g.severity)}</td><td>{where}</td>'
+            f'<td>{rule}</td><td class="msg">{_e(g.message)}</td></tr>'
+        )
     out.append("</table>")
     return out
 
@@ -98,11 +115,15 @@ def _rules(fleet) -> list:
 def _flows(fleet) -> list:
     if not fleet.flows:
         return []
-    out = ["<h2>Loopback flows not delivered</h2>",
-           '<table id="flows"><tr><th>flow</th><th>verdict</th><th>hosts</th></tr>']
+    out = [
+        "<h2>Loopback flows not delivered</h2>",
+        '<table id="flows"><tr><th>flow</th><th>verdict</th><th>hosts</th></tr>',
+    ]
     for g in fleet.flows:
-        out.append(f"<tr><td><code>{_e(g.label())}</code></td><td>{_e(g.verdict)}</td>"
-                   f'<td>{len(g.hosts)} <span class="hosts">{_hosts(g.hosts)}</span></td></tr>')
+        out.append(
+            f"<tr><td><code>{_e(g.label())}</code></td><td>{_e(g.verdict)}</td>"
+            f'<td>{len(g.hosts)} <span class="hosts">{_hosts(g.hosts)}</span></td></tr>'
+        )
     out.append("</table>")
     return out
 
@@ -121,12 +142,16 @@ def _owners(fleet) -> list:
 def _doctor(fleet) -> list:
     if not fleet.doctor:
         return []
-    out = ["<h2>Doctor</h2>",
-           '<table id="doctor"><tr><th>item</th><th>severity</th><th>hosts</th><th>message</th></tr>']
+    out = [
+        "<h2>Doctor</h2>",
+        '<table id="doctor"><tr><th>item</th><th>severity</th><th>hosts</th><th>message</th></tr>',
+    ]
     for g in fleet.doctor:
-        out.append(f'<tr><td>{_e(g.id)} {_e(g.name)}</td><td class="{_e(g.severity)}">{_e(g.severity)}</td>'
-                   f'<td>{len(g.hosts)} <span class="hosts">{_hosts(g.hosts)}</span></td>'
-                   f'<td class="msg">{_e(g.message)}</td></tr>')
+        out.append(
+            f'<tr><td>{_e(g.id)} {_e(g.name)}</td><td class="{_e(g.severity)}">{_e(g.severity)}</td>'
+            f'<td>{len(g.hosts)} <span class="hosts">{_hosts(g.hosts)}</span></td>'
+            f'<td class="msg">{_e(g.message)}</td></tr>'
+        )
     out.append("</table>")
     return out
 
@@ -136,21 +161,32 @@ def render(fleet, checks=None) -> str:
     if checks is None:
         from ..checks import ALL as checks
     s = fleet.summary
-    tiles = [("hosts", s["hosts"]), ("clean", s["clean"]), ("with findings", s["findings"]),
-             ("not audited", s["not_audited"]), ("errors", s["error"]), ("warnings", s["warning"])]
+    tiles = [
+        ("hosts", s["hosts"]),
+        ("clean", s["clean"]),
+        ("with findings", s["findings"]),
+        ("not audited", s["not_audited"]),
+        ("errors", s["error"]),
+        ("warnings", s["warning"]),
+    ]
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>lbfw fleet report: {plural(s['hosts'], 'host')}</title>", f"<style>{CSS}</style></head><body>",
+        f"<title>lbfw fleet report: {plural(s['hosts'], 'host')}</title>",
+        f"<style>{CSS}</style></head><body>",
         "<h1>Loopback firewall audit: fleet report</h1>",
         f'<div class="sub">{plural(s["hosts"], "host")}: {s["clean"]} clean, {s["findings"]} with findings, '
-        f'{s["not_audited"]} not audited</div>',
-        '<div class="tiles">' + "".join(f'<div class="tile" id="tile-{_e(k.replace(" ", "-"))}"><b>{v}</b>{_e(k)}</div>'
-                                         for k, v in tiles) + "</div>",
+        f"{s['not_audited']} not audited</div>",
+        '<div class="tiles">'
+        + "".join(f'<div class="tile" id="tile-{_e(k.replace(" ", "-"))}"><b>{v}</b>{_e(k)}</div>' for k, v in tiles)
+        + "</div>",
         "<h2>Hosts and checks</h2>",
     ]
     parts += _matrix(fleet, checks) + _rules(fleet) + _flows(fleet) + _owners(fleet) + _doctor(fleet)
-    parts.append(f"<footer>lbfw {_e(_version)} &middot; <code>lbfw report --format html</code> &middot; "
-                 "each finding is explained by <code>lbfw rules ID</code></footer></body></html>")
+    parts.append(
+        f"<footer>lbfw {_e(_version)} &middot; <code>lbfw report --format html</code> &middot; "
+        "each finding is explained by <code>lbfw rules ID</code></footer></body></html>"
+    )
     return "\n".join(parts) + "\n"

@@ -13,9 +13,18 @@ SCHEMA_VERSION = 1
 
 def _host(h) -> dict:
     return {
-        "host": h.host, "status": h.status, "reason": h.reason, "lbfw_version": h.lbfw_version,
-        "backends": h.backends, "tables": h.tables, "rules": h.rules, "summary": h.summary, "checks": h.checks,
-        "blocked_flows": len(h.blocked), "doctor": h.doctor, "files": h.files,
+        "host": h.host,
+        "status": h.status,
+        "reason": h.reason,
+        "lbfw_version": h.lbfw_version,
+        "backends": h.backends,
+        "tables": h.tables,
+        "rules": h.rules,
+        "summary": h.summary,
+        "checks": h.checks,
+        "blocked_flows": len(h.blocked),
+        "doctor": h.doctor,
+        "files": h.files,
     }
 
 

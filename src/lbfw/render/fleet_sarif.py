@@ -22,8 +22,9 @@ _LEVEL: dict[Any, str] = {"error": "error", "warning": "warning", "note": "note"
 def fingerprint(f: dict) -> str:
     """render.sarif's fingerprint, from a FINDING object instead of a Finding."""
     rule = f.get("rule") if f.get("rule") is not None else f"{f.get('table')} {f.get('chain')} policy"
-    key = "\0".join(str(x) for x in (f.get("check"), f.get("source"), f.get("family"), f.get("table"),
-                                     f.get("chain"), rule))
+    key = "\0".join(
+        str(x) for x in (f.get("check"), f.get("source"), f.get("family"), f.get("table"), f.get("chain"), rule)
+    )
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -71,16 +72,27 @@ def _result(host: str, f: dict, index: dict) -> dict:
 
 def _run(h, rules: list, index: dict) -> dict:
     run = {
-        "tool": {"driver": {"name": "lbfw", "version": h.lbfw_version or _version,
-                            "semanticVersion": h.lbfw_version or _version, "rules": rules}},
+        "tool": {
+            "driver": {
+                "name": "lbfw",
+                "version": h.lbfw_version or _version,
+                "semanticVersion": h.lbfw_version or _version,
+                "rules": rules,
+            }
+        },
         "automationDetails": {"id": f"lbfw/{h.host}"},
         "results": [_result(h.host, f, index) for f in h.findings],
         "columnKind": "utf16CodeUnits",
         "properties": {"host": h.host, "status": h.status, "backends": h.backends, "rules": h.rules},
     }
-    notes = [{"level": _LEVEL.get(i.get("severity"), "note"),
-              "message": {"text": f"doctor {i['id']} {i.get('name') or ''}: {i.get('message') or ''}"}}
-             for i in h.doctor if i.get("severity") in _LEVEL]
+    notes = [
+        {
+            "level": _LEVEL.get(i.get("severity"), "note"),
+            "message": {"text": f"doctor {i['id']} {i.get('name') or ''}: {i.get('message') or ''}"},
+        }
+        for i in h.doctor
+        if i.get("severity") in _LEVEL
+    ]
     if h.status == NOT_AUDITED:
         notes.insert(0, {"level": "error", "message": {"text": f"not audited: {h.reason}"}})
     run["invocations"] = [{"executionSuccessful": h.status != NOT_AUDITED, "toolExecutionNotifications": notes}]

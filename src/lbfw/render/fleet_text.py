@@ -27,8 +27,10 @@ def _where(g) -> str:
 def render(fleet) -> str:
     """The whole report as one string."""
     s = fleet.summary
-    out = [f"lbfw fleet report: {plural(s['hosts'], 'host')}: {s['clean']} clean, {s['findings']} with findings, "
-           f"{s['not_audited']} not audited"]
+    out = [
+        f"lbfw fleet report: {plural(s['hosts'], 'host')}: {s['clean']} clean, {s['findings']} with findings, "
+        f"{s['not_audited']} not audited"
+    ]
     width = max(len(h.host) for h in fleet.hosts)
     out += ["", "Hosts"]
     for h in fleet.hosts:
@@ -67,6 +69,7 @@ def render(fleet) -> str:
     if fleet.doctor:
         out += ["", "Doctor"]
         for g in fleet.doctor:
-            out.append(f"  {g.id} {g.name} {g.severity} on {plural(len(g.hosts), 'host')} ({_hosts(g.hosts)}): "
-                       f"{g.message}")
+            out.append(
+                f"  {g.id} {g.name} {g.severity} on {plural(len(g.hosts), 'host')} ({_hosts(g.hosts)}): {g.message}"
+            )
     return "\n".join(out) + "\n"

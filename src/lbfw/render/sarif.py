@@ -123,8 +123,15 @@ def sarif_document(findings, checks=None, host: Optional[str] = None) -> dict:
     rules = [rule_descriptor(c) for c in checks]
     index = {c.ID: i for i, c in enumerate(checks)}
     run: dict = {
-        "tool": {"driver": {"name": "lbfw", "version": _version, "semanticVersion": _version,
-                            "informationUri": INFORMATION_URI, "rules": rules}},
+        "tool": {
+            "driver": {
+                "name": "lbfw",
+                "version": _version,
+                "semanticVersion": _version,
+                "informationUri": INFORMATION_URI,
+                "rules": rules,
+            }
+        },
         "automationDetails": {"id": f"lbfw/{host}/" if host else "lbfw/files/"},
         "results": [result(f, index, host) for f in findings],
         "columnKind": "utf16CodeUnits",

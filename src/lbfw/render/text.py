@@ -99,9 +99,16 @@ def _flow_counts(results, verified: Optional[dict]) -> Text:
     return head
 
 
-def render_findings(findings, results=(), sources=(), term: Optional[Terminal] = None,
-                    verified: Optional[dict] = None, any_port: Optional[int] = None, quiet: bool = False,
-                    show_flows: bool = False) -> str:
+def render_findings(
+    findings,
+    results=(),
+    sources=(),
+    term: Optional[Terminal] = None,
+    verified: Optional[dict] = None,
+    any_port: Optional[int] = None,
+    quiet: bool = False,
+    show_flows: bool = False,
+) -> str:
     """The audit report: one block per rule (or policy) with findings, the flow matrix with
     ``show_flows``, then the summary (counts, what `lbfw fix` can fix, the flows' verdicts).
     ``quiet``: the blocks alone, and nothing at all when there is no finding. ``verified`` maps
@@ -124,8 +131,7 @@ def render_findings(findings, results=(), sources=(), term: Optional[Terminal] =
         summary.append(". `lbfw rules ID` explains a check.")
     else:
         n = sum(getattr(s, "rules", 0) for s in sources)
-        summary = Text("No loopback problems found" + (f" in {plural(n, 'rule')}." if sources else "."),
-                       style="green")
+        summary = Text("No loopback problems found" + (f" in {plural(n, 'rule')}." if sources else "."), style="green")
     _wrapped(console, summary, indent="")
     if results:
         line = _flow_counts(results, verified)
@@ -200,8 +206,9 @@ def flow_matrix(results, any_port: Optional[int] = None) -> Table:
     return table
 
 
-def render_flows(results, explain: bool = False, term: Optional[Terminal] = None,
-                 any_port: Optional[int] = None) -> str:
+def render_flows(
+    results, explain: bool = False, term: Optional[Terminal] = None, any_port: Optional[int] = None
+) -> str:
     """`lbfw check`: one line per flow in plan order, and with ``explain`` each packet's path."""
     console = (term or Terminal.plain()).console()
     for r in results:
@@ -227,7 +234,14 @@ def render_flows(results, explain: bool = False, term: Optional[Terminal] = None
                 loc = s.origin.where() if s.origin is not None else "policy" if s.rule is None else ""
                 rule = f"  {s.rule.text}" if s.rule is not None else ""
                 note = f"  ({s.note})" if s.note else ""
-                console.print(Text(printable(f"    {s.packet:<7} {s.hook:<11} {s.family} {s.table} {s.chain}: "
-                                             f"{s.verdict}  {loc}{rule}{note}"), style="dim"), soft_wrap=True)
+                console.print(
+                    Text(
+                        printable(
+                            f"    {s.packet:<7} {s.hook:<11} {s.family} {s.table} {s.chain}: "
+                            f"{s.verdict}  {loc}{rule}{note}"
+                        ),
+                        style="dim",
+                    ),
+                    soft_wrap=True,
+                )
     return captured(console)
-

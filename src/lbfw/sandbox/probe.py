@@ -146,6 +146,7 @@ def _udp_server(sock, stop: threading.Event) -> None:
 
 # --------------------------------------------------------------------------- clients
 
+
 def _socket_as(uid: int, gid: int, family: int, kind: int) -> socket.socket:
     """A socket owned by uid/gid: the kernel's owner matches (xt_owner, nft meta skuid) read the
     credentials the socket's file was opened with, so a child takes the ids, opens it and hands
@@ -175,8 +176,9 @@ def _socket_as(uid: int, gid: int, family: int, kind: int) -> socket.socket:
         child.close()
 
 
-def _client(index: int, flow: dict, socks: _Sockets, timeout: float, out: list,
-            premade: Optional[socket.socket] = None) -> None:
+def _client(
+    index: int, flow: dict, socks: _Sockets, timeout: float, out: list, premade: Optional[socket.socket] = None
+) -> None:
     server = _strip(flow["server"])
     client = flow.get("client")
     family = _family(server)
@@ -295,18 +297,27 @@ def _run_batch(flows: list, offset: int, timeout: float, out: list, extra: Seque
             flow = flows[idx - offset]
             if flow.get("uid") is not None:
                 try:
-                    premade[idx] = _socket_as(int(flow["uid"]), int(flow.get("gid", flow["uid"])),
-                                              _family(_strip(flow["server"])),
-                                              socket.SOCK_STREAM if flow["proto"] == "tcp" else socket.SOCK_DGRAM)
+                    premade[idx] = _socket_as(
+                        int(flow["uid"]),
+                        int(flow.get("gid", flow["uid"])),
+                        _family(_strip(flow["server"])),
+                        socket.SOCK_STREAM if flow["proto"] == "tcp" else socket.SOCK_DGRAM,
+                    )
                 except OSError as err:
-                    out[idx] = {"observed": f"not observed: cannot open a socket as uid {flow['uid']}: "
-                                            f"{_reason(err)}", "reason": _reason(err)}
+                    out[idx] = {
+                        "observed": f"not observed: cannot open a socket as uid {flow['uid']}: {_reason(err)}",
+                        "reason": _reason(err),
+                    }
         clients = [idx for idx in clients if out[idx] is None]
         for thread in servers:
             thread.start()
         threads = servers
-        workers = [threading.Thread(target=_client, args=(idx, flows[idx - offset], socks, timeout, out,
-                                                          premade.get(idx)), daemon=True) for idx in clients]
+        workers = [
+            threading.Thread(
+                target=_client, args=(idx, flows[idx - offset], socks, timeout, out, premade.get(idx)), daemon=True
+            )
+            for idx in clients
+        ]
         for thread in workers:
             thread.start()
         deadline = time.monotonic() + 2 * timeout + 2

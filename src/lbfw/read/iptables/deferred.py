@@ -42,16 +42,18 @@ def _simple_rule(address: str, dnat_to: str, reject_with: str) -> re.Pattern:
         rf"(?: (?P<dn>! )?-d (?P<d>{address}))?"
         r"(?: -p (?P<p>tcp|udp|sctp))?"
         r'(?: -m comment --comment "[^"\\]*")?'
-        rf"(?: -m (?P=p)(?: (?P<portn>! )?--dport (?P<port>{_PORT}))?)?"   # no range: a regex cannot see min > max
+        rf"(?: -m (?P=p)(?: (?P<portn>! )?--dport (?P<port>{_PORT}))?)?"  # no range: a regex cannot see min > max
         r"(?: -m statistic --mode random --probability (?:0\.[0-9]{1,11}|1\.0{1,11}))?"
         rf" -j (?:DNAT --to-destination {dnat_to}:{_PORT}|REJECT --reject-with {reject_with}"
-        r"|(?P<t>[A-Za-z0-9_.-]{1,28}))")
+        r"|(?P<t>[A-Za-z0-9_.-]{1,28}))"
+    )
 
 
 # Every match field a line of that shape can give (the engine's and the checks' business: an
 # owner, mark or state match is never in a deferred line, so looking for one needs no build).
-DEFERRED_FIELDS = frozenset(("ip.saddr", "ip.daddr", "ip6.saddr", "ip6.daddr", "meta.l4proto", "th.dport",
-                             "statistic.random"))
+DEFERRED_FIELDS = frozenset(
+    ("ip.saddr", "ip.daddr", "ip6.saddr", "ip6.daddr", "meta.l4proto", "th.dport", "statistic.random")
+)
 
 _SIMPLE_RULE = _simple_rule(_DOTTED + _PREFIX, _DOTTED, "icmp-port-unreachable")
 # ip6tables-save's spelling of the same shape; the addresses are checked with _ip6 as read
@@ -94,10 +96,14 @@ def _cut_comment(plain: str) -> tuple:
     quote before it, no backslash inside, a space or the end after it."""
     start = plain.find(_COMMENT_HEAD)
     end = plain.find('"', start + _COMMENT_HEAD_LEN) if start >= 0 else -1
-    if end >= 0 and '"' not in plain[:start] and plain[end + 1:end + 2] in _COMMENT_AFTER \
-            and '"' not in plain[end + 1:] \
-            and "\\" not in (body := plain[start + _COMMENT_HEAD_LEN:end]):
-        return plain[:start] + plain[end + 1:], body
+    if (
+        end >= 0
+        and '"' not in plain[:start]
+        and plain[end + 1 : end + 2] in _COMMENT_AFTER
+        and '"' not in plain[end + 1 :]
+        and "\\" not in (body := plain[start + _COMMENT_HEAD_LEN : end])
+    ):
+        return plain[:start] + plain[end + 1 :], body
     return None, None
 
 
@@ -109,10 +115,13 @@ def unbuilt_exact_keys(entry: tuple) -> dict:
     line = entry[1]
     v6 = len(entry) > 2
     m = (_SIMPLE_RULE6 if v6 else _SIMPLE_RULE).fullmatch(line, line.find(" ", 3))
-    assert m is not None               # the line was deferred because it matched
+    assert m is not None  # the line was deferred because it matched
     keys = {}
-    fields = (("s", "sn", "ip6.saddr"), ("d", "dn", "ip6.daddr")) if v6 else \
-        (("s", "sn", "ip.saddr"), ("d", "dn", "ip.daddr"))
+    fields = (
+        (("s", "sn", "ip6.saddr"), ("d", "dn", "ip6.daddr"))
+        if v6
+        else (("s", "sn", "ip.saddr"), ("d", "dn", "ip.daddr"))
+    )
     for name, neg, field in fields:
         value = m.group(name)
         if value is not None and m.group(neg) is None:
@@ -171,8 +180,10 @@ class DeferredRules(LazyRules):
         changed) and return the entries, all Rules now."""
         if self.unbuilt:
             build, chain = self.build, self.chain
-            self.entries[:] = [entry if entry.__class__ is not tuple else build(chain, entry, position)
-                               for position, entry in enumerate(self.entries)]
+            self.entries[:] = [
+                entry if entry.__class__ is not tuple else build(chain, entry, position)
+                for position, entry in enumerate(self.entries)
+            ]
             self.unbuilt = 0
         return self.entries
 

@@ -13,10 +13,12 @@ from ...model import Action, Chain, Match, Origin
 # (1.3 us). They are equal, hash and print exactly like ones made by the constructor. The slot
 # descriptors are taken from the class __dict__: what `Match.field` is, but typed as a descriptor.
 _new = object.__new__
-_m_field, _m_values, _m_negate, _m_text, _m_set_name, _m_mask, _m_opaque = \
-    (Match.__dict__[name].__set__ for name in ("field", "values", "negate", "text", "set_name", "mask", "opaque"))
-_o_source, _o_line, _o_handle, _o_index = \
-    (Origin.__dict__[name].__set__ for name in ("source", "line", "handle", "index"))
+_m_field, _m_values, _m_negate, _m_text, _m_set_name, _m_mask, _m_opaque = (
+    Match.__dict__[name].__set__ for name in ("field", "values", "negate", "text", "set_name", "mask", "opaque")
+)
+_o_source, _o_line, _o_handle, _o_index = (
+    Origin.__dict__[name].__set__ for name in ("source", "line", "handle", "index")
+)
 
 
 def _match(field: str, values: tuple, negate: bool, text: str) -> Match:
@@ -42,14 +44,39 @@ def _file_origin(source: str, line: int) -> Origin:
     return o
 
 
-_a_kind, _a_target, _a_args, _a_to_addr, _a_to_port, _a_vmap_field, _a_vmap, _a_set_name, _a_set_mark, \
-    _a_set_ctmark, _a_copy_mark, _a_mark_unknown = \
-    (Action.__dict__[name].__set__ for name in ("kind", "target", "args", "to_addr", "to_port", "vmap_field", "vmap",
-                                                "set_name", "set_mark", "set_ctmark", "copy_mark", "mark_unknown"))
+(
+    _a_kind,
+    _a_target,
+    _a_args,
+    _a_to_addr,
+    _a_to_port,
+    _a_vmap_field,
+    _a_vmap,
+    _a_set_name,
+    _a_set_mark,
+    _a_set_ctmark,
+    _a_copy_mark,
+    _a_mark_unknown,
+) = (
+    Action.__dict__[name].__set__
+    for name in (
+        "kind",
+        "target",
+        "args",
+        "to_addr",
+        "to_port",
+        "vmap_field",
+        "vmap",
+        "set_name",
+        "set_mark",
+        "set_ctmark",
+        "copy_mark",
+        "mark_unknown",
+    )
+)
 
 
-def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,
-            to_port: Optional[int] = None) -> Action:
+def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None, to_port: Optional[int] = None) -> Action:
     """Action(kind, target=, args=, to_addr=, to_port=), built fast (kube-proxy: one new
     jump per endpoint chain and one DNAT per endpoint, 3.2 us -> 1.3 us each)."""
     a = _new(Action)
@@ -69,23 +96,46 @@ def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,
 
 
 # Should the model gain a field, the shortcuts above would leave it unset: use the constructors.
-if tuple(f.name for f in _dc_fields(Action)) != ("kind", "target", "args", "to_addr", "to_port", "vmap_field",
-                                                  "vmap", "set_name", "set_mark", "set_ctmark", "copy_mark",
-                                                  "mark_unknown"):
-    def _action(kind: str, target: str, args: str, to_addr: Optional[int] = None,   # noqa: F811
-                to_port: Optional[int] = None) -> Action:
+if tuple(f.name for f in _dc_fields(Action)) != (
+    "kind",
+    "target",
+    "args",
+    "to_addr",
+    "to_port",
+    "vmap_field",
+    "vmap",
+    "set_name",
+    "set_mark",
+    "set_ctmark",
+    "copy_mark",
+    "mark_unknown",
+):
+
+    def _action(
+        kind: str,
+        target: str,
+        args: str,
+        to_addr: Optional[int] = None,  # noqa: F811
+        to_port: Optional[int] = None,
+    ) -> Action:
         return Action(kind, target=target, args=args, to_addr=to_addr, to_port=to_port)
-if tuple(f.name for f in _dc_fields(Match)) != ("field", "values", "negate", "text", "set_name", "mask",
-                                                 "opaque"):
-    def _match(field: str, values: tuple, negate: bool, text: str) -> Match:   # noqa: F811
+
+
+if tuple(f.name for f in _dc_fields(Match)) != ("field", "values", "negate", "text", "set_name", "mask", "opaque"):
+
+    def _match(field: str, values: tuple, negate: bool, text: str) -> Match:  # noqa: F811
         return Match(field, values, negate, text)
+
+
 if tuple(f.name for f in _dc_fields(Origin)) != ("source", "line", "handle", "index"):
-    def _file_origin(source: str, line: int) -> Origin:                          # noqa: F811
+
+    def _file_origin(source: str, line: int) -> Origin:  # noqa: F811
         return Origin(source, line=line)
 
 
-_c_name, _c_rules, _c_hook, _c_priority, _c_type, _c_policy, _c_origin, _c_handle, _c_policy_ignore = \
-    (Chain.__dict__[f.name].__set__ for f in _dc_fields(Chain))
+_c_name, _c_rules, _c_hook, _c_priority, _c_type, _c_policy, _c_origin, _c_handle, _c_policy_ignore = (
+    Chain.__dict__[f.name].__set__ for f in _dc_fields(Chain)
+)
 
 
 _NO_IGNORE: frozenset = frozenset()
@@ -107,11 +157,21 @@ def _user_chain(name: str, origin: Origin) -> Chain:
     return c
 
 
-if tuple(f.name for f in _dc_fields(Chain)) != ("name", "rules", "hook", "priority", "type", "policy", "origin",
-                                                 "handle", "policy_ignore"):
-    def _user_chain(name: str, origin: Origin) -> Chain:   # noqa: F811
+if tuple(f.name for f in _dc_fields(Chain)) != (
+    "name",
+    "rules",
+    "hook",
+    "priority",
+    "type",
+    "policy",
+    "origin",
+    "handle",
+    "policy_ignore",
+):
+
+    def _user_chain(name: str, origin: Origin) -> Chain:  # noqa: F811
         return Chain(name=name, origin=origin)
 
 
 _CONTINUE = Action("continue")
-_ANY = object()          # an address match of every address: no match at all
+_ANY = object()  # an address match of every address: no match at all

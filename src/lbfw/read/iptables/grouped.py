@@ -133,13 +133,20 @@ def _quota(options: Options, text: str) -> tuple:
 def _runtime(kind: str) -> Callable[[Options, str], tuple]:
     def build(options: Options, text: str) -> tuple:
         return (Match(field="runtime", values=((kind, text),), text=text),)
+
     return build
 
 
 # module -> builder(options, module text) -> Matches
 GROUP_BUILDERS: dict[str, Callable[[Options, str], tuple]] = {
-    "owner": _owner, "connlimit": _connlimit, "statistic": _statistic, "limit": _limit,
-    "hashlimit": _hashlimit, "quota": _quota, "time": _runtime("time"), "cpu": _runtime("cpu"),
+    "owner": _owner,
+    "connlimit": _connlimit,
+    "statistic": _statistic,
+    "limit": _limit,
+    "hashlimit": _hashlimit,
+    "quota": _quota,
+    "time": _runtime("time"),
+    "cpu": _runtime("cpu"),
 }
 
 

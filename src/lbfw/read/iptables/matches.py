@@ -38,14 +38,15 @@ class MatchBuilder(ParserState):
         if kind == "saddr" or kind == "daddr":
             m = self.addr_match(self.saddr if kind == "saddr" else self.daddr, opt, value, neg, text)
             if not neg and len(m.values) == 1 and m.values[0] == (0, self.full):
-                return ()                     # every address: the kernel keeps no match
+                return ()  # every address: the kernel keeps no match
             return (m,)
         if kind == "iif" or kind == "oif":
             if not value or len(value) > 15:
                 raise _Bad(f"{opt}: bad interface name {value!r}")
             name = value[:-1] + "*" if value.endswith("+") else value
-            return (Match(field="meta.iifname" if kind == "iif" else "meta.oifname", values=(name,),
-                          negate=neg, text=text),)
+            return (
+                Match(field="meta.iifname" if kind == "iif" else "meta.oifname", values=(name,), negate=neg, text=text),
+            )
         if kind == "proto":
             lowered = value.lower()
             if lowered in ("all", "0"):
@@ -66,9 +67,17 @@ class MatchBuilder(ParserState):
                     raise _Bad(f"{opt}: unknown protocol {value!r}") from None
             return (Match(field="meta.l4proto", values=((number, number),), negate=neg, text=text),)
         if kind == "port" or kind == "ports":
-            field = {"--sport": "th.sport", "--source-port": "th.sport", "--dport": "th.dport",
-                     "--destination-port": "th.dport", "--sports": "th.sport", "--source-ports": "th.sport",
-                     "--dports": "th.dport", "--destination-ports": "th.dport", "--ports": "th.port"}[opt]
+            field = {
+                "--sport": "th.sport",
+                "--source-port": "th.sport",
+                "--dport": "th.dport",
+                "--destination-port": "th.dport",
+                "--sports": "th.sport",
+                "--source-ports": "th.sport",
+                "--dports": "th.dport",
+                "--destination-ports": "th.dport",
+                "--ports": "th.port",
+            }[opt]
             items = value.split(",") if kind == "ports" else (value,)
             try:
                 # how numbers and service names read depends on the match (see _port)
@@ -104,16 +113,17 @@ class MatchBuilder(ParserState):
                     # state in X OR status in Y: no conjunction of matches says that
                     return (Match(field="ct.state", negate=neg, text=text, opaque=True),)
                 # not (A or B) == not A and not B
-                return (Match(field="ct.state", values=tuple(states), negate=True, text=text),
-                        Match(field="ct.status", values=tuple(status), negate=True, text=text))
+                return (
+                    Match(field="ct.state", values=tuple(states), negate=True, text=text),
+                    Match(field="ct.status", values=tuple(status), negate=True, text=text),
+                )
             if status:
                 return (Match(field="ct.status", values=tuple(status), negate=neg, text=text),)
             return (Match(field="ct.state", values=tuple(states), negate=neg, text=text),)
         if kind == "ctstatus":
             words = value.upper().split(",")
             if all(w in CT_STATUS for w in words):
-                return (Match(field="ct.status", values=tuple(CT_STATUS[w] for w in words), negate=neg,
-                              text=text),)
+                return (Match(field="ct.status", values=tuple(CT_STATUS[w] for w in words), negate=neg, text=text),)
             return (Match(field="ct.status", negate=neg, text=text, opaque=True),)
         if kind == "ctdir":
             word = value.upper()
@@ -143,14 +153,24 @@ class MatchBuilder(ParserState):
             except ValueError:
                 raise _Bad(f"{opt}: bad mark {value!r}") from None
             field = "meta.mark" if kind == "mark" else "ct.mark"
-            return (Match(field=field, values=((mark & mask, mark & mask),),
-                          mask=None if mask == 0xFFFFFFFF else mask, negate=neg, text=text),)
+            return (
+                Match(
+                    field=field,
+                    values=((mark & mask, mark & mask),),
+                    mask=None if mask == 0xFFFFFFFF else mask,
+                    negate=neg,
+                    text=text,
+                ),
+            )
         if kind == "matchset":
             name, _, dirs = value.partition(" ")
             dir_list = dirs.split(",")
             fields = tuple(self.saddr if d == "src" else self.daddr for d in dir_list)
-            return (Match(field=fields[0] if len(fields) == 1 else fields, negate=neg, text=text,
-                          set_name=name, opaque=True),)
+            return (
+                Match(
+                    field=fields[0] if len(fields) == 1 else fields, negate=neg, text=text, set_name=name, opaque=True
+                ),
+            )
         packet = PACKET_KINDS.get(kind)
         if packet is not None:
             return packet(opt, value, neg, text, self.family)
@@ -180,7 +200,7 @@ class MatchBuilder(ParserState):
                 try:
                     a = _from_bytes(_pton(_AF_INET, addr_text), "big")
                 except OSError:
-                    pass                      # not plain dotted-quad: the careful path says why
+                    pass  # not plain dotted-quad: the careful path says why
                 else:
                     return _match(field, ((a, a),), neg, text)
         if value[:1] == "-":

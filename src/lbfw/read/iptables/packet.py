@@ -12,43 +12,119 @@ from .values import _Bad, _strtoui, _value_mask
 # `iptables -p icmp -h` / `ip6tables -p icmpv6 -h` names -> (type, lowest code, highest code), as
 # iptables-save 1.8.9 prints them back (measured: tests/data/iptables_fields.json)
 ICMP_TYPES = {
-    "echo-reply": (0, 0, 255), "pong": (0, 0, 255), "destination-unreachable": (3, 0, 255),
-    "network-unreachable": (3, 0, 0), "host-unreachable": (3, 1, 1), "protocol-unreachable": (3, 2, 2),
-    "port-unreachable": (3, 3, 3), "fragmentation-needed": (3, 4, 4), "source-route-failed": (3, 5, 5),
-    "network-unknown": (3, 6, 6), "host-unknown": (3, 7, 7), "network-prohibited": (3, 9, 9),
-    "host-prohibited": (3, 10, 10), "tos-network-unreachable": (3, 11, 11), "tos-host-unreachable": (3, 12, 12),
-    "communication-prohibited": (3, 13, 13), "host-precedence-violation": (3, 14, 14),
-    "precedence-cutoff": (3, 15, 15), "source-quench": (4, 0, 255), "redirect": (5, 0, 255),
-    "network-redirect": (5, 0, 0), "host-redirect": (5, 1, 1), "tos-network-redirect": (5, 2, 2),
-    "tos-host-redirect": (5, 3, 3), "echo-request": (8, 0, 255), "ping": (8, 0, 255),
-    "router-advertisement": (9, 0, 255), "router-solicitation": (10, 0, 255), "time-exceeded": (11, 0, 255),
-    "ttl-exceeded": (11, 0, 255), "ttl-zero-during-transit": (11, 0, 0), "ttl-zero-during-reassembly": (11, 1, 1),
-    "parameter-problem": (12, 0, 255), "ip-header-bad": (12, 0, 0), "required-option-missing": (12, 1, 1),
-    "timestamp-request": (13, 0, 255), "timestamp-reply": (14, 0, 255), "address-mask-request": (17, 0, 255),
+    "echo-reply": (0, 0, 255),
+    "pong": (0, 0, 255),
+    "destination-unreachable": (3, 0, 255),
+    "network-unreachable": (3, 0, 0),
+    "host-unreachable": (3, 1, 1),
+    "protocol-unreachable": (3, 2, 2),
+    "port-unreachable": (3, 3, 3),
+    "fragmentation-needed": (3, 4, 4),
+    "source-route-failed": (3, 5, 5),
+    "network-unknown": (3, 6, 6),
+    "host-unknown": (3, 7, 7),
+    "network-prohibited": (3, 9, 9),
+    "host-prohibited": (3, 10, 10),
+    "tos-network-unreachable": (3, 11, 11),
+    "tos-host-unreachable": (3, 12, 12),
+    "communication-prohibited": (3, 13, 13),
+    "host-precedence-violation": (3, 14, 14),
+    "precedence-cutoff": (3, 15, 15),
+    "source-quench": (4, 0, 255),
+    "redirect": (5, 0, 255),
+    "network-redirect": (5, 0, 0),
+    "host-redirect": (5, 1, 1),
+    "tos-network-redirect": (5, 2, 2),
+    "tos-host-redirect": (5, 3, 3),
+    "echo-request": (8, 0, 255),
+    "ping": (8, 0, 255),
+    "router-advertisement": (9, 0, 255),
+    "router-solicitation": (10, 0, 255),
+    "time-exceeded": (11, 0, 255),
+    "ttl-exceeded": (11, 0, 255),
+    "ttl-zero-during-transit": (11, 0, 0),
+    "ttl-zero-during-reassembly": (11, 1, 1),
+    "parameter-problem": (12, 0, 255),
+    "ip-header-bad": (12, 0, 0),
+    "required-option-missing": (12, 1, 1),
+    "timestamp-request": (13, 0, 255),
+    "timestamp-reply": (14, 0, 255),
+    "address-mask-request": (17, 0, 255),
     "address-mask-reply": (18, 0, 255),
 }
 ICMP6_TYPES = {
-    "destination-unreachable": (1, 0, 255), "no-route": (1, 0, 0), "communication-prohibited": (1, 1, 1),
-    "beyond-scope": (1, 2, 2), "address-unreachable": (1, 3, 3), "port-unreachable": (1, 4, 4),
-    "failed-policy": (1, 5, 5), "reject-route": (1, 6, 6), "packet-too-big": (2, 0, 255),
-    "time-exceeded": (3, 0, 255), "ttl-exceeded": (3, 0, 255), "ttl-zero-during-transit": (3, 0, 0),
-    "ttl-zero-during-reassembly": (3, 1, 1), "parameter-problem": (4, 0, 255), "bad-header": (4, 0, 0),
-    "unknown-header-type": (4, 1, 1), "unknown-option": (4, 2, 2), "echo-request": (128, 0, 255),
-    "ping": (128, 0, 255), "echo-reply": (129, 0, 255), "pong": (129, 0, 255),
-    "router-solicitation": (133, 0, 255), "router-advertisement": (134, 0, 255),
-    "neighbour-solicitation": (135, 0, 255), "neighbor-solicitation": (135, 0, 255),
-    "neighbour-advertisement": (136, 0, 255), "neighbor-advertisement": (136, 0, 255), "redirect": (137, 0, 255),
+    "destination-unreachable": (1, 0, 255),
+    "no-route": (1, 0, 0),
+    "communication-prohibited": (1, 1, 1),
+    "beyond-scope": (1, 2, 2),
+    "address-unreachable": (1, 3, 3),
+    "port-unreachable": (1, 4, 4),
+    "failed-policy": (1, 5, 5),
+    "reject-route": (1, 6, 6),
+    "packet-too-big": (2, 0, 255),
+    "time-exceeded": (3, 0, 255),
+    "ttl-exceeded": (3, 0, 255),
+    "ttl-zero-during-transit": (3, 0, 0),
+    "ttl-zero-during-reassembly": (3, 1, 1),
+    "parameter-problem": (4, 0, 255),
+    "bad-header": (4, 0, 0),
+    "unknown-header-type": (4, 1, 1),
+    "unknown-option": (4, 2, 2),
+    "echo-request": (128, 0, 255),
+    "ping": (128, 0, 255),
+    "echo-reply": (129, 0, 255),
+    "pong": (129, 0, 255),
+    "router-solicitation": (133, 0, 255),
+    "router-advertisement": (134, 0, 255),
+    "neighbour-solicitation": (135, 0, 255),
+    "neighbor-solicitation": (135, 0, 255),
+    "neighbour-advertisement": (136, 0, 255),
+    "neighbor-advertisement": (136, 0, 255),
+    "redirect": (137, 0, 255),
 }
 # -m dscp --dscp-class (libxt_dscp's class table)
-DSCP_CLASSES = {"cs0": 0, "cs1": 8, "cs2": 16, "cs3": 24, "cs4": 32, "cs5": 40, "cs6": 48, "cs7": 56,
-                "af11": 10, "af12": 12, "af13": 14, "af21": 18, "af22": 20, "af23": 22, "af31": 26, "af32": 28,
-                "af33": 30, "af41": 34, "af42": 36, "af43": 38, "ef": 46, "be": 0}
+DSCP_CLASSES = {
+    "cs0": 0,
+    "cs1": 8,
+    "cs2": 16,
+    "cs3": 24,
+    "cs4": 32,
+    "cs5": 40,
+    "cs6": 48,
+    "cs7": 56,
+    "af11": 10,
+    "af12": 12,
+    "af13": 14,
+    "af21": 18,
+    "af22": 20,
+    "af23": 22,
+    "af31": 26,
+    "af32": 28,
+    "af33": 30,
+    "af41": 34,
+    "af42": 36,
+    "af43": 38,
+    "ef": 46,
+    "be": 0,
+}
 # -m tos symbolic values: (value, mask) as iptables-save prints them back (0x10/0x3f)
-TOS_NAMES = {"minimize-delay": 0x10, "maximize-throughput": 0x08, "maximize-reliability": 0x04,
-             "minimize-cost": 0x02, "normal-service": 0x00}
+TOS_NAMES = {
+    "minimize-delay": 0x10,
+    "maximize-throughput": 0x08,
+    "maximize-reliability": 0x04,
+    "minimize-cost": 0x02,
+    "normal-service": 0x00,
+}
 # -m pkttype words -> the model's meta.pkttype words (nft's names); iptables saves host as unicast
-PKTTYPES = {"unicast": "host", "host": "host", "broadcast": "broadcast", "multicast": "multicast",
-            "otherhost": "other", "outgoing": "outgoing", "loopback": "loopback"}
+PKTTYPES = {
+    "unicast": "host",
+    "host": "host",
+    "broadcast": "broadcast",
+    "multicast": "multicast",
+    "otherhost": "other",
+    "outgoing": "outgoing",
+    "loopback": "loopback",
+}
 _ECN_TCP = {"--ecn-tcp-cwr": 0x80, "--ecn-tcp-ece": 0x40}
 
 
@@ -70,17 +146,25 @@ def _icmp(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
         except ValueError:
             raise _Bad(f"{opt}: unknown ICMP type {value!r}") from None
         if not slash:
-            if icmp_type == 255 and prefix == "icmp":     # iptables saves type 255 as `any`
+            if icmp_type == 255 and prefix == "icmp":  # iptables saves type 255 as `any`
                 return _icmp(opt, "any", neg, text, family)
             lo, hi = 0, 255
     types = ((icmp_type, icmp_type),)
     if (lo, hi) == (0, 255):
         return (Match(field=f"{prefix}.type", values=types, negate=neg, text=text),)
     if neg:
-        return (Match(field=(f"{prefix}.type", f"{prefix}.code"), values=(((icmp_type, icmp_type), (lo, hi)),),
-                      negate=True, text=text),)
-    return (Match(field=f"{prefix}.type", values=types, text=text),
-            Match(field=f"{prefix}.code", values=((lo, hi),), text=text))
+        return (
+            Match(
+                field=(f"{prefix}.type", f"{prefix}.code"),
+                values=(((icmp_type, icmp_type), (lo, hi)),),
+                negate=True,
+                text=text,
+            ),
+        )
+    return (
+        Match(field=f"{prefix}.type", values=types, text=text),
+        Match(field=f"{prefix}.code", values=((lo, hi),), text=text),
+    )
 
 
 def _hop(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
@@ -90,10 +174,14 @@ def _hop(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
     except ValueError:
         raise _Bad(f"{opt}: {value!r} is not a number 0-255") from None
     how = opt.rpartition("-")[2]
-    ranges = ((n, n),) if how == "eq" else (((0, n - 1),) if n > 0 else ()) if how == "lt" else (
-        ((n + 1, 255),) if n < 255 else ())
-    return (Match(field="ip.ttl" if opt.startswith("--ttl") else "ip6.hoplimit", values=ranges, negate=neg,
-                  text=text),)
+    ranges = (
+        ((n, n),)
+        if how == "eq"
+        else (((0, n - 1),) if n > 0 else ())
+        if how == "lt"
+        else (((n + 1, 255),) if n < 255 else ())
+    )
+    return (Match(field="ip.ttl" if opt.startswith("--ttl") else "ip6.hoplimit", values=ranges, negate=neg, text=text),)
 
 
 def _length(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
@@ -145,8 +233,15 @@ def _tos(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
                 raise ValueError(value)
         except ValueError:
             raise _Bad(f"{opt}: bad TOS value {value!r}") from None
-    return (Match(field="ip.tos", values=((tos & mask, tos & mask),), mask=None if mask == 0xFF else mask,
-                  negate=neg, text=text),)
+    return (
+        Match(
+            field="ip.tos",
+            values=((tos & mask, tos & mask),),
+            mask=None if mask == 0xFF else mask,
+            negate=neg,
+            text=text,
+        ),
+    )
 
 
 def _pkttype(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
@@ -163,8 +258,15 @@ def _devgroup(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
     except ValueError:
         # a name from /etc/iproute2/group, resolved where the rule was loaded
         return (Match(field=field, negate=neg, text=text, opaque=True),)
-    return (Match(field=field, values=((group & mask, group & mask),),
-                  mask=None if mask == 0xFFFFFFFF else mask, negate=neg, text=text),)
+    return (
+        Match(
+            field=field,
+            values=((group & mask, group & mask),),
+            mask=None if mask == 0xFFFFFFFF else mask,
+            negate=neg,
+            text=text,
+        ),
+    )
 
 
 def _helper(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
@@ -195,7 +297,16 @@ def _physdev(opt: str, value: str, neg: bool, text: str, family: str) -> tuple:
 
 # kind (options.MODULE_OPTIONS) -> builder(opt, value, negate, text, family) -> tuple of Matches
 PACKET_KINDS: dict[str, Callable[[str, str, bool, str, str], tuple]] = {
-    "icmptype": _icmp, "hop": _hop, "length": _length, "dscp": _dscp, "ecn": _ecn, "tos": _tos,
-    "pkttype": _pkttype, "devgroup": _devgroup, "helper": _helper, "mss": _mss,
-    "tcpoption": _tcp_option, "physdev": _physdev,
+    "icmptype": _icmp,
+    "hop": _hop,
+    "length": _length,
+    "dscp": _dscp,
+    "ecn": _ecn,
+    "tos": _tos,
+    "pkttype": _pkttype,
+    "devgroup": _devgroup,
+    "helper": _helper,
+    "mss": _mss,
+    "tcpoption": _tcp_option,
+    "physdev": _physdev,
 }

@@ -55,7 +55,7 @@ from .values import _ALL4, _ALL6, _CACHE_LIMIT, _Bad, split_quoted
 
 _EMPTY: dict = {}
 _COUNTER_RE = re.compile(r"^\[\d+:\d+\]$")
-_LEADING = frozenset(("-s ", "-d ", "! -"))   # how a rule text starting with an address begins
+_LEADING = frozenset(("-s ", "-d ", "! -"))  # how a rule text starting with an address begins
 
 
 class _Parser(TailReader, MatchBuilder, TargetReader):
@@ -65,9 +65,9 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
         self.source = source
         # lines of the proven shape (see _SIMPLE_RULE) are built when first asked for
         self.lazy = lazy
-        self.deferred_targets: set = set()   # non-chain targets deferred lines of this table name
-        self.build = None                    # DeferredRules.build for the open table's chains
-        self.position = None                 # live index of the deferred line being built
+        self.deferred_targets: set = set()  # non-chain targets deferred lines of this table name
+        self.build = None  # DeferredRules.build for the open table's chains
+        self.position = None  # live index of the deferred line being built
         self.family = family
         self.backend = backend
         self.live = backend != BACKEND_FILE
@@ -76,22 +76,22 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
         self.family_word = "an IPv6" if family == "ip6" else "an IPv4"
         self.full = _ALL6 if family == "ip6" else _ALL4
         self.tables: list = []
-        self.fast: dict = {}          # (module context, option, value) -> tuple of Matches
+        self.fast: dict = {}  # (module context, option, value) -> tuple of Matches
         # (-s | -d, negated) -> {value: Match}
         self.addrs: dict = {(opt, neg): {} for opt in ("-s", "-d") for neg in (False, True)}
-        self.tails: dict = {}         # what follows the leading addresses -> tail()'s result
-        self.jumps: dict = {}         # (chain, goto) -> Action
-        self.rests: dict = {}         # plain_rule's text after the addresses -> parsed
-        self.protos: dict = {}        # (-p value, negated) -> (matches, implied module)
-        self.contexts: dict = {}      # (context, -m module) -> the context after it
-        self.actions: dict = {}       # (target, args) -> Action, for targets that are no chain
+        self.tails: dict = {}  # what follows the leading addresses -> tail()'s result
+        self.jumps: dict = {}  # (chain, goto) -> Action
+        self.rests: dict = {}  # plain_rule's text after the addresses -> parsed
+        self.protos: dict = {}  # (-p value, negated) -> (matches, implied module)
+        self.contexts: dict = {}  # (context, -m module) -> the context after it
+        self.actions: dict = {}  # (target, args) -> Action, for targets that are no chain
         self.table: Optional[Table] = None
         self.table_line = 0
         self.lineno = 0
         # rules whose -j target was neither a chain nor a known target when read: resolved
         # at COMMIT, when every chain of the table is known
         self.unresolved: list = []
-        self.warnings: list = []      # what was read but is not as it looks (SourceInfo.warnings)
+        self.warnings: list = []  # what was read but is not as it looks (SourceInfo.warnings)
 
     # ------------------------------------------------------------------ the line loop
 
@@ -126,7 +126,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                         if target is not False:
                             rules = chain.rules
                             if rules.__class__ is not DeferredRules:
-                                assert self.build is not None     # set with the open table's chains
+                                assert self.build is not None  # set with the open table's chains
                                 rules = chain.rules = DeferredRules(chain, self.build, rules)
                             rules.defer((lineno, line, 6) if v6 else (lineno, line))
                             # a chain with a deferred `--dport` line a loopback packet may
@@ -142,8 +142,8 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                 if first == "[":
                     # `iptables-save -c`: [packets:bytes] before the rule, nothing to the model
                     end = line.find("] ")
-                    if end > 0 and _COUNTER_RE.match(line[:end + 1]):
-                        plain = line[end + 2:].lstrip()
+                    if end > 0 and _COUNTER_RE.match(line[: end + 1]):
+                        plain = line[end + 2 :].lstrip()
                 if plain[:3] == "-A " and self.table is not None:
                     # the usual line, kept short: the general path is rule_line
                     if '"' in plain:
@@ -153,8 +153,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                         if len(parts) > 1:
                             chain = self.table.chains.get(parts[1])
                 if chain is not None:
-                    rule = self.plain_rule(parts[2] if len(parts) > 2 else "", line, chain, pending_ignore,
-                                           own_comment)
+                    rule = self.plain_rule(parts[2] if len(parts) > 2 else "", line, chain, pending_ignore, own_comment)
                     if rule is not None:
                         self.add(chain, rule)
                 else:
@@ -180,23 +179,31 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                 pending_ignore = frozenset()
                 chains = _EMPTY
             else:
-                raise self.bad(f"not an iptables-save line (expected *table, :chain, -A rule, COMMIT "
-                               f"or # comment): {line[:60]!r}")
+                raise self.bad(
+                    f"not an iptables-save line (expected *table, :chain, -A rule, COMMIT or # comment): {line[:60]!r}"
+                )
         if self.table is not None:
-            raise self.bad(f"table '{self.table.name}' has no COMMIT (iptables-restore would reject "
-                           f"the whole table)", line=self.table_line)
+            raise self.bad(
+                f"table '{self.table.name}' has no COMMIT (iptables-restore would reject the whole table)",
+                line=self.table_line,
+            )
         return self.tables
 
     def table_open(self, line: str) -> Table:
         """Open the table `*NAME` names (it becomes ``self.table``) and return it."""
         name = line[1:].strip()
         if self.table is not None:
-            raise self.bad(f"'*{name}' starts a table while '{self.table.name}' (line "
-                           f"{self.table_line}) has no COMMIT")
+            raise self.bad(f"'*{name}' starts a table while '{self.table.name}' (line {self.table_line}) has no COMMIT")
         if name not in BUILTIN_CHAINS:
             raise self.bad(f"unknown table '{name}' (raw, mangle, nat, filter or security)")
-        self.table = Table(family=self.family, name=name, backend=self.backend, syntax=SYNTAX_IPTABLES,
-                           source=self.source, origin=self.origin(None))
+        self.table = Table(
+            family=self.family,
+            name=name,
+            backend=self.backend,
+            syntax=SYNTAX_IPTABLES,
+            source=self.source,
+            origin=self.origin(None),
+        )
         self.table_line = self.lineno
         self.deferred_targets = set()
         self.build = partial(self.build_deferred, self.table)
@@ -215,13 +222,15 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
         for chain in table.chains.values():
             rules = chain.rules
             if rules.__class__ is DeferredRules and not rules.unbuilt:
-                chain.rules = rules.entries       # nothing left to build: a plain list
+                chain.rules = rules.entries  # nothing left to build: a plain list
         for k, earlier in enumerate(self.tables):
             if earlier.name == table.name:
                 # iptables-restore flushes a table when its section starts: the last one wins
                 self.tables[k] = table
-                self.warnings.append(f"line {self.table_line}: table {table.name} again: it replaces the "
-                                     f"earlier section, as iptables-restore does")
+                self.warnings.append(
+                    f"line {self.table_line}: table {table.name} again: it replaces the "
+                    f"earlier section, as iptables-restore does"
+                )
                 break
         else:
             self.tables.append(table)
@@ -240,9 +249,14 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
         if len(parts) == 3 and parts[1] == "-":
             # the usual `:NAME - [0:0]` of a new user chain, kept short
             name = parts[0]
-            if name not in table.chains and name not in self.deferred_targets and name not in \
-                    BUILTIN_CHAINS[table.name] and name not in VERDICT_TARGETS and name[0] != "-" \
-                    and len(name) <= 28:
+            if (
+                name not in table.chains
+                and name not in self.deferred_targets
+                and name not in BUILTIN_CHAINS[table.name]
+                and name not in VERDICT_TARGETS
+                and name[0] != "-"
+                and len(name) <= 28
+            ):
                 table.chains[name] = _user_chain(name, self.origin(None))
                 return
         if not parts:
@@ -255,7 +269,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
 
     def declare(self, name: str, policy: str) -> Chain:
         table = self.table
-        assert table is not None       # callers check that a table is open
+        assert table is not None  # callers check that a table is open
         if name in BUILTIN_CHAINS[table.name]:
             hook = IPTABLES_HOOK_OF_CHAIN[name]
             prio = IPTABLES_PRIORITY[table.name]
@@ -266,12 +280,20 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                 upper = "ACCEPT"
             if upper not in ("ACCEPT", "DROP"):
                 raise self.bad(f"chain {name}: policy must be ACCEPT or DROP, not '{policy}'")
-            chain = Chain(name=name, hook=hook, priority=prio, type=IPTABLES_CHAIN_TYPE[table.name],
-                          policy=upper.lower(), origin=self.origin(None))
+            chain = Chain(
+                name=name,
+                hook=hook,
+                priority=prio,
+                type=IPTABLES_CHAIN_TYPE[table.name],
+                policy=upper.lower(),
+                origin=self.origin(None),
+            )
         else:
             if policy != "-":
-                raise self.bad(f"chain '{name}' is not a built-in chain of table {table.name}: it "
-                               f"cannot have a policy ('{policy}'); write ':{name} - [0:0]'")
+                raise self.bad(
+                    f"chain '{name}' is not a built-in chain of table {table.name}: it "
+                    f"cannot have a policy ('{policy}'); write ':{name} - [0:0]'"
+                )
             if name in VERDICT_TARGETS or name.startswith("-") or len(name) > 28:
                 raise self.bad(f"invalid chain name '{name}'")
             chain = Chain(name=name, origin=self.origin(None))
@@ -296,7 +318,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
         for chain in self.table.chains.values():
             rules = chain.rules
             if rules.__class__ is DeferredRules:
-                rules.build_all()            # still reading: later lines queue up behind them
+                rules.build_all()  # still reading: later lines queue up behind them
 
     def build_deferred(self, table: Table, chain: Chain, entry: tuple, position: int) -> Rule:
         """DeferredRules.build: the Rule of a deferred line (at 0-based ``position`` in ``chain``),
@@ -317,15 +339,17 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
 
     def chain_for_rule(self, name: str) -> Chain:
         table = self.table
-        assert table is not None       # rule_line checked that a table is open
+        assert table is not None  # rule_line checked that a table is open
         chain = table.chains.get(name)
         if chain is not None:
             return chain
         if name in BUILTIN_CHAINS[table.name]:
             # built-in chains exist in the kernel as soon as the table does
             return self.declare(name, "-")
-        raise self.bad(f"chain '{name}' is used but never declared in table {table.name} "
-                       f"(iptables-restore rejects it; add ':{name} - [0:0]')")
+        raise self.bad(
+            f"chain '{name}' is used but never declared in table {table.name} "
+            f"(iptables-restore rejects it; add ':{name} - [0:0]')"
+        )
 
     # ------------------------------------------------------------------ rules
 
@@ -392,7 +416,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                 self.chain_for_rule(name).rules.clear()
             return
         if cmd in ("-X", "--delete-chain"):
-            self.build_table_now()      # deferred jumps must not see their chain gone
+            self.build_table_now()  # deferred jumps must not see their chain gone
             for name in tokens[1:] or [c.name for c in table.chains.values() if not c.is_base]:
                 doomed = table.chains.get(name)
                 if doomed is None or doomed.is_base:
@@ -403,8 +427,9 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
             return
         raise self.bad(f"unsupported command {cmd!r} (expected -A CHAIN ...)")
 
-    def plain_rule(self, rest: str, line: str, chain: Chain, ignore_above: frozenset,
-                   own_comment: Optional[str] = None):
+    def plain_rule(
+        self, rest: str, line: str, chain: Chain, ignore_above: frozenset, own_comment: Optional[str] = None
+    ):
         """The Rule for an unquoted `-A CHAIN REST` line (None: a rule for the other family).
 
         Speed: iptables-save writes `-s`/`-d` first, and what follows them repeats across
@@ -441,10 +466,15 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
             if goto:
                 p = rest.find(" -g ")
             if p >= 0:
-                head, target_text = rest[:p], rest[p + 4:]
+                head, target_text = rest[:p], rest[p + 4 :]
                 target = target_text.split()
-        if target and RESUME_MATCH.isdisjoint(target) and "!" not in target and " -j " not in target_text \
-                and " -g " not in target_text:
+        if (
+            target
+            and RESUME_MATCH.isdisjoint(target)
+            and "!" not in target
+            and " -j " not in target_text
+            and " -g " not in target_text
+        ):
             parsed = self.tails.get(head)
             if parsed is None:
                 parsed = self.tail(head.split(), 0)
@@ -483,16 +513,21 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                 neg = False
                 continue
             if neg:
-                i -= 1             # "!" before something else: the tail reads it
+                i -= 1  # "!" before something else: the tail reads it
             break
         own_comment = None
         if '"' in line and "--comment" in tokens:
             # comments are as unique as addresses (and change nothing): keep them out of the key
             j = tokens.index("--comment")
-            if j >= i + 2 and j + 1 < n and tokens[j - 1] == "comment" and tokens[j - 2] in ("-m", "--match") \
-                    and tokens[j - 3] != "!":
+            if (
+                j >= i + 2
+                and j + 1 < n
+                and tokens[j - 1] == "comment"
+                and tokens[j - 2] in ("-m", "--match")
+                and tokens[j - 3] != "!"
+            ):
                 own_comment = tokens[j + 1]
-                tokens = tokens[:j - 2] + tokens[j + 2:]
+                tokens = tokens[: j - 2] + tokens[j + 2 :]
         key = tuple(tokens[i:])
         parsed = self.tails.get(key)
         if parsed is None:
@@ -501,13 +536,21 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
                 self.tails[key] = parsed
         return self.finish(lead, parsed, own_comment, line, chain, ignore_above)
 
-    def finish(self, lead: Optional[list], parsed: tuple, own_comment: Optional[str], line: str,
-               chain: Chain, ignore_above: frozenset):
+    def finish(
+        self,
+        lead: Optional[list],
+        parsed: tuple,
+        own_comment: Optional[str],
+        line: str,
+        chain: Chain,
+        ignore_above: frozenset,
+    ):
         """The Rule from its leading address matches and its parsed tail."""
         matches, target, goto, target_args, comment = parsed
         if matches is None:
-            self.warnings.append(f"line {self.lineno}: rule marked for the other IP family (-4/-6): "
-                                 f"skipped, as iptables-restore does")
+            self.warnings.append(
+                f"line {self.lineno}: rule marked for the other IP family (-4/-6): skipped, as iptables-restore does"
+            )
             return None
         if own_comment is not None:
             comment = own_comment if comment is None else f"{own_comment} {comment}"
@@ -525,7 +568,7 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
             origin = _file_origin(self.source, self.lineno)
         rule = Rule(matches, _CONTINUE, line, origin, comment, ignore)
         if target is not None:
-            assert self.table is not None     # rules are read (and built) inside their table
+            assert self.table is not None  # rules are read (and built) inside their table
             if target in self.table.chains:
                 action = self.jumps.get((target, goto)) if not target_args else None
                 if action is None:
@@ -539,10 +582,18 @@ class _Parser(TailReader, MatchBuilder, TargetReader):
             rule.action = action
         return rule
 
+
 # --------------------------------------------------------------------------- public entry point
 
-def parse(text: str, source: str, family: Optional[str] = None, backend: str = BACKEND_FILE,
-          warnings: Optional[list] = None, lazy: bool = True) -> list:
+
+def parse(
+    text: str,
+    source: str,
+    family: Optional[str] = None,
+    backend: str = BACKEND_FILE,
+    warnings: Optional[list] = None,
+    lazy: bool = True,
+) -> list:
     """Parse iptables-save (``family`` "ip") or ip6tables-save ("ip6") text into Tables.
 
     ``family`` None detects it from the text (header comment, IPv6 addresses, ipv6-icmp).
@@ -562,6 +613,7 @@ def parse(text: str, source: str, family: Optional[str] = None, backend: str = B
     """
     if family is None:
         from ..detect import detect_format
+
         try:
             family = "ip6" if detect_format(text) == "ip6tables-save" else "ip"
         except InputError:

@@ -19,18 +19,18 @@ class ParserState:
 
     source: str
     lazy: bool
-    family: str                    # "ip" | "ip6"
-    family_word: str               # "an IPv4" | "an IPv6", for messages
+    family: str  # "ip" | "ip6"
+    family_word: str  # "an IPv4" | "an IPv6", for messages
     backend: str
     live: bool
-    saddr: str                     # "ip.saddr" | "ip6.saddr"
+    saddr: str  # "ip.saddr" | "ip6.saddr"
     daddr: str
-    full: int                      # the highest address of the family
+    full: int  # the highest address of the family
     deferred_targets: set[str]
     build: Optional[Callable[..., Rule]]
     position: Optional[int]
     tables: list[Table]
-    table: Optional[Table]         # the table being read (between `*name` and COMMIT)
+    table: Optional[Table]  # the table being read (between `*name` and COMMIT)
     table_line: int
     lineno: int
     # the caches (see _Parser.__init__); an address cache entry may be fast._ANY
@@ -42,11 +42,10 @@ class ParserState:
     protos: dict[tuple[str, bool], tuple[tuple[Match, ...], Optional[str]]]
     contexts: dict[tuple[str, str], str]
     actions: dict[tuple[str, tuple[str, ...]], Action]
-    unresolved: list[tuple[Rule, str, bool, str]]   # (rule, target, goto, chain name)
+    unresolved: list[tuple[Rule, str, bool, str]]  # (rule, target, goto, chain name)
     warnings: list[str]
 
     def bad(self, message: object, line: Optional[int] = None) -> InputError:
         """InputError at this line (``message`` a str, or a _Bad with its hint)."""
         hint = getattr(message, "hint", None)
-        return InputError(str(message), path=self.source, line=line if line is not None else self.lineno,
-                          hint=hint)
+        return InputError(str(message), path=self.source, line=line if line is not None else self.lineno, hint=hint)

@@ -25,14 +25,28 @@ from .options import (
 from .values import _Bad, _quote
 
 _EMPTY: dict = {}
-_OTHER_FAMILY = (None, None, False, (), None)      # tail()'s result for a `-4`/`-6` rule of the other family
+_OTHER_FAMILY = (None, None, False, (), None)  # tail()'s result for a `-4`/`-6` rule of the other family
 
 
 class _Tail:
     """The state of one walk over a rule's tokens."""
 
-    __slots__ = ("tokens", "n", "i", "matches", "neg", "loaded", "proto", "ctx", "comment", "target", "goto",
-                 "target_args", "group", "modules")
+    __slots__ = (
+        "tokens",
+        "n",
+        "i",
+        "matches",
+        "neg",
+        "loaded",
+        "proto",
+        "ctx",
+        "comment",
+        "target",
+        "goto",
+        "target_args",
+        "group",
+        "modules",
+    )
 
     def __init__(self, tokens: list, i: int) -> None:
         self.tokens = tokens
@@ -40,14 +54,14 @@ class _Tail:
         self.i = i
         self.matches: list = []
         self.neg = False
-        self.loaded: list = []         # match modules loaded so far, in order (-m and -p's)
-        self.proto: Optional[str] = None   # the -p protocol's implied module name
-        self.ctx = ""                  # proto + loaded modules: part of the fast cache key
+        self.loaded: list = []  # match modules loaded so far, in order (-m and -p's)
+        self.proto: Optional[str] = None  # the -p protocol's implied module name
+        self.ctx = ""  # proto + loaded modules: part of the fast cache key
         self.comment: Optional[str] = None
         self.target: Optional[str] = None
         self.goto = False
         self.target_args: tuple = ()
-        self.group: Optional[tuple] = None   # (index in matches, module count) of the open opaque match
+        self.group: Optional[tuple] = None  # (index in matches, module count) of the open opaque match
         # rpfilter / recent loaded by `-m`: module count -> _Module, the options read so far
         self.modules: dict[int, _Module] = {}
 
@@ -60,13 +74,13 @@ class _Module:
 
     def __init__(self, name: str, index: int) -> None:
         self.name = name
-        self.index = index            # where its Match goes in the rule's matches
+        self.index = index  # where its Match goes in the rule's matches
         self.text = f"-m {name}"
         self.seen: set = set()
         self.negate = False
         self.command: Optional[str] = None
         self.list_name = "DEFAULT"
-        self.options: list = []        # grouped modules: (option, value, negated) as written
+        self.options: list = []  # grouped modules: (option, value, negated) as written
 
 
 class TailReader(MatchBuilder):
@@ -89,7 +103,7 @@ class TailReader(MatchBuilder):
             elif tok == "-j" or tok == "-g" or tok == "--jump" or tok == "--goto":
                 self._tail_target(st, tok)
             elif i < n and not st.neg and (hit := fast.get((st.ctx, tok, tokens[i]))) is not None:
-                st.i += 1                  # an option read before in the same context
+                st.i += 1  # an option read before in the same context
                 if hit:
                     st.matches.extend(hit)
             elif tok == "-m" or tok == "--match":
@@ -110,8 +124,9 @@ class TailReader(MatchBuilder):
                 if (tok in ("-4", "--ipv4")) != (self.family == "ip"):
                     return _OTHER_FAMILY
             elif tok == "-f" or tok == "--fragment":
-                st.matches.append(Match(field="ip.fragment", values=(True,), negate=st.neg,
-                                        text=("! -f" if st.neg else "-f")))
+                st.matches.append(
+                    Match(field="ip.fragment", values=(True,), negate=st.neg, text=("! -f" if st.neg else "-f"))
+                )
                 st.neg = False
             else:
                 self._tail_option(st, tok)
@@ -148,8 +163,11 @@ class TailReader(MatchBuilder):
         st.goto = opt == "-g" or opt == "--goto"
         i += 1
         j = i
-        while j < n and tokens[j] not in RESUME_MATCH and not (
-                tokens[j] == "!" and j + 1 < n and tokens[j + 1] in RESUME_MATCH):
+        while (
+            j < n
+            and tokens[j] not in RESUME_MATCH
+            and not (tokens[j] == "!" and j + 1 < n and tokens[j + 1] in RESUME_MATCH)
+        ):
             j += 1
         st.target_args = tuple(tokens[i:j])
         st.i = j
@@ -172,7 +190,7 @@ class TailReader(MatchBuilder):
         st.ctx = following
         if module == "rpfilter" or module == "recent" or module in GROUPED_MODULES:
             st.modules[len(st.loaded)] = _Module(module, len(st.matches))
-            st.matches.append(None)       # its Match, made when the rule's options are all read
+            st.matches.append(None)  # its Match, made when the rule's options are all read
         elif module not in QUIET_MODULES:
             i = st.i
             if i >= n or not tokens[i].startswith("--") or tokens[i] in RESUME_MATCH:
@@ -185,8 +203,10 @@ class TailReader(MatchBuilder):
         known_proto = self.protos.get(key)
         if known_proto is None:
             try:
-                known_proto = self.protos[key] = (self.build_match("proto", opt, value, st.neg, None),
-                                                  PROTO_MODULE.get(value.lower()))
+                known_proto = self.protos[key] = (
+                    self.build_match("proto", opt, value, st.neg, None),
+                    PROTO_MODULE.get(value.lower()),
+                )
             except _Bad as err:
                 raise self.bad(err) from None
         st.i += 1
@@ -194,7 +214,7 @@ class TailReader(MatchBuilder):
             st.matches.extend(known_proto[0])
         st.proto = proto = known_proto[1]
         ctx = st.ctx
-        st.ctx = f"{proto}{ctx[ctx.index('|'):]}" if ctx else f"{proto}|"
+        st.ctx = f"{proto}{ctx[ctx.index('|') :]}" if ctx else f"{proto}|"
         st.neg = False
 
     def _option_kind(self, st: _Tail, opt: str) -> tuple:
@@ -236,15 +256,17 @@ class TailReader(MatchBuilder):
             raise self.bad(f"{opt} needs an argument")
         if nargs == 1:
             value = tokens[i]
-            if value[:1] == "-" and opt not in ONE_ARG_ALWAYS and (
-                    value.startswith("--") or value in RESUME_MATCH or value in OPTIONS
-                    or value in ("-j", "-g")):
+            if (
+                value[:1] == "-"
+                and opt not in ONE_ARG_ALWAYS
+                and (value.startswith("--") or value in RESUME_MATCH or value in OPTIONS or value in ("-j", "-g"))
+            ):
                 raise self.bad(f"{opt} needs an argument")
             i += 1
         elif nargs == 0:
             value = ""
         else:
-            value = " ".join(tokens[i:i + nargs])
+            value = " ".join(tokens[i : i + nargs])
             i += nargs
         st.i = i
         return value, old_neg
@@ -304,7 +326,7 @@ class TailReader(MatchBuilder):
             if st.loaded[count - 1] == kind:
                 module = st.modules[count]
                 break
-        assert module is not None          # _option_kind gives this kind only for a loaded module
+        assert module is not None  # _option_kind gives this kind only for a loaded module
         if opt in module.seen:
             raise self.bad(f"{kind}: option {opt!r} can only be used once")
         invertible = opt == "--invert" if kind == "rpfilter" else opt in RECENT_COMMANDS
@@ -346,18 +368,24 @@ class TailReader(MatchBuilder):
                         raise self.bad(err) from None
                     grouped = True
                 elif module.name == "rpfilter":
-                    matches[module.index] = Match(field="rpfilter", values=(), negate=module.negate,
-                                                  text=module.text)
+                    matches[module.index] = Match(field="rpfilter", values=(), negate=module.negate, text=module.text)
                 elif module.command is None:
                     raise self.bad("recent: you must specify one of --set, --rcheck, --update or --remove")
                 else:
                     matches[module.index] = Match(
-                        field="recent", values=((module.list_name, RECENT_COMMANDS[module.command]),),
-                        negate=module.negate, text=module.text)
+                        field="recent",
+                        values=((module.list_name, RECENT_COMMANDS[module.command]),),
+                        negate=module.negate,
+                        text=module.text,
+                    )
             if grouped:
                 matches = [m for item in matches for m in (item if isinstance(item, tuple) else (item,))]
         if st.loaded and "addrtype" in st.loaded and any(m.field == "addrtype.limit-iface" for m in matches):
             # --limit-iface-in/out: the type is looked up on one interface only: not modelled
-            matches = [Match(field=m.field, values=m.values, negate=m.negate, text=m.text, opaque=True)
-                       if isinstance(m.field, str) and m.field.startswith("fib.") else m for m in matches]
+            matches = [
+                Match(field=m.field, values=m.values, negate=m.negate, text=m.text, opaque=True)
+                if isinstance(m.field, str) and m.field.startswith("fib.")
+                else m
+                for m in matches
+            ]
         return (tuple(matches), st.target, st.goto, st.target_args, st.comment)

@@ -17,7 +17,7 @@ class TargetReader(ParserState):
 
     def action(self, name: str, goto: bool, args: tuple, chain: Chain, rule: Rule) -> Action:
         """The Action for `-j NAME ARGS` (or `-g NAME`) in ``chain``."""
-        assert self.table is not None     # targets are read inside their table
+        assert self.table is not None  # targets are read inside their table
         if name in self.table.chains:
             return _action("goto" if goto else "jump", name, " ".join(args))
         if goto:
@@ -44,8 +44,9 @@ class TargetReader(ParserState):
             return _action("continue", name, arg_text)
         if name == "MARK":
             mark = self.mark_target(args)
-            return Action("continue", target=name, args=arg_text, set_mark=mark,
-                          mark_unknown="meta" if mark is None else None)
+            return Action(
+                "continue", target=name, args=arg_text, set_mark=mark, mark_unknown="meta" if mark is None else None
+            )
         if name == "DNAT":
             addr, port = self.nat_to(args, "--to-destination")
             return _action("dnat", name, arg_text, addr, port)
@@ -82,7 +83,7 @@ class TargetReader(ParserState):
                 if opt in ("--set-mark", "--set-xmark"):
                     value, mask = _value_mask(args[i + 1])
                     if opt == "--set-mark":
-                        return (value, mask | value)      # iptables makes it --set-xmark v/(m|v)
+                        return (value, mask | value)  # iptables makes it --set-xmark v/(m|v)
                     return (value, mask)
                 if opt == "--or-mark":
                     value = _int(args[i + 1])
@@ -102,8 +103,13 @@ class TargetReader(ParserState):
         copy = "meta->ct" if "--save-mark" in args else "ct->meta" if "--restore-mark" in args else None
         if copy is None:
             ctmark = self.mark_target(args, "CONNMARK")
-            return Action("continue", target="CONNMARK", args=arg_text, set_ctmark=ctmark,
-                          mark_unknown="ct" if ctmark is None else None)
+            return Action(
+                "continue",
+                target="CONNMARK",
+                args=arg_text,
+                set_ctmark=ctmark,
+                mark_unknown="ct" if ctmark is None else None,
+            )
         masks = {}
         for i, opt in enumerate(args[:-1]):
             if opt in ("--mask", "--nfmask", "--ctmask"):
@@ -114,11 +120,13 @@ class TargetReader(ParserState):
         full = 0xFFFFFFFF
         nfmask = masks.get("--nfmask", masks.get("--mask", full))
         ctmask = masks.get("--ctmask", masks.get("--mask", full))
-        if nfmask != ctmask or any(a.startswith("--shift") or a.startswith("--left") or a.startswith("--right")
-                                   for a in args):
+        if nfmask != ctmask or any(
+            a.startswith("--shift") or a.startswith("--left") or a.startswith("--right") for a in args
+        ):
             # bits copied to other bits: the new mark is not a plain copy
-            return Action("continue", target="CONNMARK", args=arg_text,
-                          mark_unknown="ct" if copy == "meta->ct" else "meta")
+            return Action(
+                "continue", target="CONNMARK", args=arg_text, mark_unknown="ct" if copy == "meta->ct" else "meta"
+            )
         return Action("continue", target="CONNMARK", args=arg_text, copy_mark=(copy, nfmask))
 
     def nat_to(self, args: tuple, opt: str, ports_only: bool = False) -> tuple:
@@ -152,4 +160,3 @@ class TargetReader(ParserState):
             # iptables-restore 1.8.9, measured: "Port `65536' not valid" (0 is taken)
             raise self.bad(f"{opt}: port {port} is not valid (0-65535)")
         return addr, port
-

@@ -19,7 +19,7 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 _ALL4 = (1 << 32) - 1
 _ALL6 = (1 << 128) - 1
 _from_bytes = int.from_bytes
-_CACHE_LIMIT = 200_000       # entries per cache: enough for any real dump, bounded for odd ones
+_CACHE_LIMIT = 200_000  # entries per cache: enough for any real dump, bounded for odd ones
 _HOSTNAME_RE = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
@@ -29,7 +29,6 @@ class _Bad(Exception):
     def __init__(self, message: str, hint: Optional[str] = None):
         super().__init__(message)
         self.hint = hint
-
 
 
 def split_quoted(line: str) -> list:
@@ -135,7 +134,7 @@ def _net(text: str, family: str) -> Optional[tuple]:
     else:
         mask = _ip6(mask_text) if v6 else _ip4(mask_text, mask=True)
         inverted = ~mask & full
-        if inverted & (inverted + 1):          # not of the form 1...10...0
+        if inverted & (inverted + 1):  # not of the form 1...10...0
             return None
     lo = addr & mask
     return (lo, lo | (~mask & full))
@@ -193,4 +192,3 @@ def _tcp_flags(text: str) -> int:
             raise ValueError(name)
         value |= TCP_FLAGS[name]
     return value
-

@@ -21,23 +21,49 @@ _IF_KEYS = {"iif": "meta.iifname", "iifname": "meta.iifname", "oif": "meta.oifna
 _NFPROTO_OF_ETHERTYPE = {"ip": "ipv4", "ip6": "ipv6", "ipv4": "ipv4", "ipv6": "ipv6"}
 # payload header fields -> (model field, value kind, implied l4proto)
 _PAYLOAD_FIELDS = {
-    ("icmp", "type"): ("icmp.type", "icmp_type", 1), ("icmp", "code"): ("icmp.code", "icmp_code", 1),
-    ("icmpv6", "type"): ("icmpv6.type", "icmpv6_type", 58), ("icmpv6", "code"): ("icmpv6.code", "icmpv6_code", 58),
-    ("ip", "ttl"): ("ip.ttl", "u8", None), ("ip6", "hoplimit"): ("ip6.hoplimit", "u8", None),
-    ("ip", "length"): ("ip.length", "u16", None), ("ip6", "length"): ("ip6.length", "u16", None),
-    ("ip", "dscp"): ("ip.dscp", "dscp", None), ("ip", "ecn"): ("ip.ecn", "ecn", None),
-    ("ip6", "dscp"): ("ip6.dscp", "dscp", None), ("ip6", "ecn"): ("ip6.ecn", "ecn", None),
+    ("icmp", "type"): ("icmp.type", "icmp_type", 1),
+    ("icmp", "code"): ("icmp.code", "icmp_code", 1),
+    ("icmpv6", "type"): ("icmpv6.type", "icmpv6_type", 58),
+    ("icmpv6", "code"): ("icmpv6.code", "icmpv6_code", 58),
+    ("ip", "ttl"): ("ip.ttl", "u8", None),
+    ("ip6", "hoplimit"): ("ip6.hoplimit", "u8", None),
+    ("ip", "length"): ("ip.length", "u16", None),
+    ("ip6", "length"): ("ip6.length", "u16", None),
+    ("ip", "dscp"): ("ip.dscp", "dscp", None),
+    ("ip", "ecn"): ("ip.ecn", "ecn", None),
+    ("ip6", "dscp"): ("ip6.dscp", "dscp", None),
+    ("ip6", "ecn"): ("ip6.ecn", "ecn", None),
 }
 # meta keys -> (model field, value kind)
-_META_FIELDS = {"length": ("meta.length", "u32"), "pkttype": ("meta.pkttype", "word"),
-                "iiftype": ("meta.iiftype", "word"), "oiftype": ("meta.oiftype", "word"),
-                "iifgroup": ("meta.iifgroup", "devgroup"), "oifgroup": ("meta.oifgroup", "devgroup"),
-                "skuid": ("meta.skuid", "u32"), "skgid": ("meta.skgid", "u32")}
+_META_FIELDS = {
+    "length": ("meta.length", "u32"),
+    "pkttype": ("meta.pkttype", "word"),
+    "iiftype": ("meta.iiftype", "word"),
+    "oiftype": ("meta.oiftype", "word"),
+    "iifgroup": ("meta.iifgroup", "devgroup"),
+    "oifgroup": ("meta.oifgroup", "devgroup"),
+    "skuid": ("meta.skuid", "u32"),
+    "skgid": ("meta.skgid", "u32"),
+}
 # meta keys only the moment a packet passes decides (field "runtime")
 _RUNTIME_META = frozenset(("cpu", "time", "day", "hour", "iifkind", "oifkind", "random"))
 # tcp option names nft prints -> option kind numbers
-TCP_OPTION_KINDS = {"eol": 0, "nop": 1, "maxseg": 2, "window": 3, "sack-perm": 4, "sack": 5, "sack0": 5,
-                    "sack1": 5, "sack2": 5, "sack3": 5, "timestamp": 8, "md5sig": 19, "mptcp": 30, "fastopen": 34}
+TCP_OPTION_KINDS = {
+    "eol": 0,
+    "nop": 1,
+    "maxseg": 2,
+    "window": 3,
+    "sack-perm": 4,
+    "sack": 5,
+    "sack0": 5,
+    "sack1": 5,
+    "sack2": 5,
+    "sack3": 5,
+    "timestamp": 8,
+    "md5sig": 19,
+    "mptcp": 30,
+    "fastopen": 34,
+}
 _FRAG_BITS = {0x1FFF: "ip.fragment", 0x2000: "ip.morefragments"}
 
 
@@ -128,7 +154,7 @@ class TableContext:
     def __init__(self, family: str, sets: dict[str, NamedSet]) -> None:
         self.family = family
         self.sets = sets
-        self.set_keys: dict = {}   # set name -> the field a rule first matches it against
+        self.set_keys: dict = {}  # set name -> the field a rule first matches it against
         self.set_kinds: dict = {}  # set name -> value kind(s) its elements were converted to
 
 
@@ -136,12 +162,20 @@ def match_stmt(stmt: dict, ctx: TableContext) -> list:
     """A JSON match statement -> list of Match (an implied meta.l4proto comes first)."""
     left, right, op = stmt.get("left"), stmt.get("right"), stmt.get("op", "==")
     text = render_stmt({"match": stmt})
-    lookup = (_tcp_flags(left, op, right, text) or _fib_rpf(left, op, right, text)
-              or _header_flag(left, op, right, text) or _numgen(left, op, right, text)
-              or _runtime(left, text) or _tcp_option(left, op, right, text))
+    lookup = (
+        _tcp_flags(left, op, right, text)
+        or _fib_rpf(left, op, right, text)
+        or _header_flag(left, op, right, text)
+        or _numgen(left, op, right, text)
+        or _runtime(left, text)
+        or _tcp_option(left, op, right, text)
+    )
     if lookup is not None:
-        found = [Match(field="meta.l4proto", values=((6, 6),), text=text), lookup] if lookup.field == "tcp.option" \
+        found = (
+            [Match(field="meta.l4proto", values=((6, 6),), text=text), lookup]
+            if lookup.field == "tcp.option"
             else [lookup]
+        )
         return _with_nfproto(_implied_nfproto(left, ctx.family), found)
     if op not in ("==", "!=", "in", "<", "<=", ">", ">="):
         return [Match(field="?", text=text, opaque=True)]
@@ -225,8 +259,16 @@ def _opaque_field(left: Any) -> str:
 # --------------------------------------------------------------------------- tcp flags and fib oif
 
 # The tcp_flag names nft prints, and their bits in the one-byte header field it loads.
-_TCP_FLAG_BITS = {"fin": 0x01, "syn": 0x02, "rst": 0x04, "psh": 0x08, "ack": 0x10, "urg": 0x20, "ecn": 0x40,
-                  "cwr": 0x80}
+_TCP_FLAG_BITS = {
+    "fin": 0x01,
+    "syn": 0x02,
+    "rst": 0x04,
+    "psh": 0x08,
+    "ack": 0x10,
+    "urg": 0x20,
+    "ecn": 0x40,
+    "cwr": 0x80,
+}
 _TCP_FLAGS_ALL = 0xFF
 _TCP_FLAGS = {"payload": {"protocol": "tcp", "field": "flags"}}
 
@@ -259,8 +301,12 @@ def _tcp_flags(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
     opaque Match for any other shape (a named set, a range)."""
     if left == _TCP_FLAGS:
         mask = _TCP_FLAGS_ALL
-    elif (isinstance(left, dict) and isinstance(left.get("&"), list) and len(left["&"]) == 2
-          and left["&"][0] == _TCP_FLAGS):
+    elif (
+        isinstance(left, dict)
+        and isinstance(left.get("&"), list)
+        and len(left["&"]) == 2
+        and left["&"][0] == _TCP_FLAGS
+    ):
         mask = -1  # read below, inside the try: an unknown mask keeps the match opaque
     else:
         return None
@@ -275,8 +321,9 @@ def _tcp_flags(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
             comps = right["set"] if isinstance(right, dict) and isinstance(right.get("set"), list) else [right]
             if not comps:
                 raise Opaque(text)
-            return Match(field="tcp.flags", values=tuple((mask, _flag_bits(c)) for c in comps),
-                         negate=op == "!=", text=text)
+            return Match(
+                field="tcp.flags", values=tuple((mask, _flag_bits(c)) for c in comps), negate=op == "!=", text=text
+            )
     except Opaque:
         pass
     return Match(field=_opaque_field(left), text=text, opaque=True)
@@ -306,6 +353,7 @@ def _fib_rpf(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
 
 # --------------------------------------------------------------------------- other header and state tests
 
+
 def _header_flag(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
     """`ip frag-off & 0x1fff != 0` (a non-first fragment) and `& 0x2000` (more fragments) ->
     ip.fragment / ip.morefragments (True,); `== 0` negated."""
@@ -332,8 +380,13 @@ def _numgen(left: Any, op: str, right: Any, text: str) -> Optional[Match]:
     if mode == "inc" and op in ("==", "!=") and 0 <= value < mod:
         return Match(field="statistic.nth", values=((mod, value),), negate=op == "!=", text=text)
     if mode == "random" and op in ("==", "!=", "<", "<=", ">", ">="):
-        accepted = sum(1 for n in range(mod) if {"==": n == value, "!=": n != value, "<": n < value,
-                                                 "<=": n <= value, ">": n > value, ">=": n >= value}[op])
+        accepted = sum(
+            1
+            for n in range(mod)
+            if {"==": n == value, "!=": n != value, "<": n < value, "<=": n <= value, ">": n > value, ">=": n >= value}[
+                op
+            ]
+        )
         return Match(field="statistic.random", values=(accepted / mod,), text=text)
     return Match(field=_opaque_field(left), text=text, opaque=True)
 

@@ -37,8 +37,7 @@ from .lines import place, walk
 __all__ = ["read", "load_json"]
 
 _LOADER = str(Path(__file__).with_name("loader.py"))
-_ERR_RE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<c1>\d+)(?:-(?P<c2>\d+))?: Error: (?P<msg>.*)$",
-                     re.MULTILINE)
+_ERR_RE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<c1>\d+)(?:-(?P<c2>\d+))?: Error: (?P<msg>.*)$", re.MULTILINE)
 # The kernel's commit of one big transaction grows faster than the file: kube-proxy's nftables
 # ruleset for 10,000 services (44,000 chains) took 84-180 s of `nft -f` here, nearly all kernel time.
 _TIMEOUT = 600
@@ -60,8 +59,9 @@ def read(path_or_text: Union[str, Path], source: str) -> list[Table]:
         else:
             load_path = path
             base_dir = os.path.dirname(os.path.abspath(path))
-        doc = load_json(load_path, source, include_dirs=[base_dir],
-                        shown_as={load_path: source} if path is None else None)
+        doc = load_json(
+            load_path, source, include_dirs=[base_dir], shown_as={load_path: source} if path is None else None
+        )
     walker = walk(text, source, base_dir)
     placed = place(doc, walker.rules)
     blocks = walker.blocks
@@ -99,8 +99,10 @@ def read(path_or_text: Union[str, Path], source: str) -> list[Table]:
 def _terminate_cleans_up() -> Iterator[None]:
     """SIGTERM raises SystemExit while the block runs (its temporary directory is then removed
     on the way out, as for Ctrl-C) instead of ending the process where it stands."""
-    if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
         yield  # a handler of the caller's own is in charge
         return
 
@@ -132,7 +134,7 @@ def _policy_ignore(lines: list, chain_line: int) -> frozenset:
         text = lines[number - 1]
         code = text.split("#", 1)[0]
         if _POLICY_RE.search(code):
-            here = ignored_ids(text[len(code):]) if "#" in text else frozenset()
+            here = ignored_ids(text[len(code) :]) if "#" in text else frozenset()
             above = lines[number - 2].strip() if number >= 2 else ""
             return here | (ignored_ids(above) if above.startswith("#") else frozenset())
         if "}" in code:
@@ -140,15 +142,17 @@ def _policy_ignore(lines: list, chain_line: int) -> frozenset:
     return frozenset()
 
 
-def load_json(path: str, source: str, include_dirs: Optional[list] = None,
-              shown_as: Optional[dict] = None) -> dict:
+def load_json(path: str, source: str, include_dirs: Optional[list] = None, shown_as: Optional[dict] = None) -> dict:
     """Load ``path`` into a throwaway network namespace and return `nft -j list ruleset`.
 
     Errors from nft become ``InputError(msg, path, line)``; ``shown_as`` renames
     paths in those messages (a temporary file -> "-")."""
     own_netns = str(os.stat("/proc/self/ns/net").st_ino)
-    argv = _dies_with_us() + _unshare_argv(source) + [sys.executable, "-I", _LOADER, "--not-netns", own_netns,
-                                                      "--parent", str(os.getpid())]
+    argv = (
+        _dies_with_us()
+        + _unshare_argv(source)
+        + [sys.executable, "-I", _LOADER, "--not-netns", own_netns, "--parent", str(os.getpid())]
+    )
     for d in include_dirs or []:
         argv += ["-I", d]
     argv.append(path)
@@ -168,14 +172,17 @@ def load_json(path: str, source: str, include_dirs: Optional[list] = None,
     err = proc.stderr or ""
     if proc.returncode == 4:
         raise MissingDependencyError(
-            "reading nft files needs libnftables: neither the nftables Python module nor the nft command "
-            "is installed", hint="install the Debian packages nftables and libnftables1 "
-                                 "(and python3-nftables, or pip install pip-nftables)")
+            "reading nft files needs libnftables: neither the nftables Python module nor the nft command is installed",
+            hint="install the Debian packages nftables and libnftables1 "
+            "(and python3-nftables, or pip install pip-nftables)",
+        )
     if proc.returncode == 3 or "unshare:" in err and "Error:" not in err:
         raise InputError(
             "cannot load the nft file: creating a private network namespace failed "
             f"({err.strip() or 'unshare failed'}); run as root, or allow unprivileged user namespaces "
-            "(sysctl kernel.unprivileged_userns_clone=1)", path=source)
+            "(sysctl kernel.unprivileged_userns_clone=1)",
+            path=source,
+        )
     m = _ERR_RE.search(err)
     if m is not None:
         epath = m.group("path")
@@ -201,15 +208,20 @@ def _unshare_argv(source: str) -> list:
         raise InputError(
             "reading an nft file needs a private network namespace, and this user cannot create one "
             f"({probe.stderr.strip() or 'unshare -rn failed'}): run as root, or allow unprivileged user "
-            "namespaces (sysctl kernel.unprivileged_userns_clone=1)", path=source)
+            "namespaces (sysctl kernel.unprivileged_userns_clone=1)",
+            path=source,
+        )
     return [unshare, "-rn"]
 
 
 def _text_and_path(path_or_text: Union[str, Path], source: str) -> tuple:
     """(text, path or None). A str is a path when it names a file, or when it cannot be
     ruleset text (no newline, brace, semicolon or space): then a missing file is an error."""
-    if isinstance(path_or_text, str) and not os.path.isfile(path_or_text) and (
-            any(c in path_or_text for c in "\n{; \t") or not path_or_text):
+    if (
+        isinstance(path_or_text, str)
+        and not os.path.isfile(path_or_text)
+        and (any(c in path_or_text for c in "\n{; \t") or not path_or_text)
+    ):
         return path_or_text, None
     p = str(path_or_text)
     try:

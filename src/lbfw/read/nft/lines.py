@@ -18,8 +18,9 @@ __all__ = ["RuleLine", "Walker", "map_rule_lines", "place", "walk"]
 _DEFAULT_INCLUDE = "/etc"
 _FAMILIES = frozenset(("ip", "ip6", "inet", "arp", "bridge", "netdev"))
 _CHAIN_PROPS = frozenset(("type", "policy", "comment", "devices", "device", "priority", "flags"))
-_TABLE_OBJECTS = frozenset(("set", "map", "flowtable", "counter", "quota", "ct", "limit", "secmark",
-                            "synproxy", "tunnel"))
+_TABLE_OBJECTS = frozenset(
+    ("set", "map", "flowtable", "counter", "quota", "ct", "limit", "secmark", "synproxy", "tunnel")
+)
 _TOKEN = re.compile(r'"[^"\n]*"?|#[^\n]*|\\\n|\n|[{};]|[^\s{};"#]+')
 
 
@@ -45,7 +46,8 @@ def place(doc: Any, lines: dict) -> dict:
         rule = obj.get("rule") if isinstance(obj, dict) else None
         if rule is not None:
             per_chain.setdefault((rule.get("family"), rule.get("table"), rule.get("chain")), []).append(
-                rule.get("handle"))
+                rule.get("handle")
+            )
     placed = {}
     for key, handles in per_chain.items():
         locs = lines.get(key)
@@ -62,8 +64,8 @@ class Walker:
     def __init__(self, base_dir: str, absolute: bool) -> None:
         self.base_dir = base_dir
         self.absolute = absolute  # show included paths absolute (else relative to the cwd)
-        self.rules: dict = {}     # (family, table, chain) -> list[RuleLine]
-        self.blocks: dict = {}    # ("table"|"chain"|"set", family, table[, name]) -> (path, line)
+        self.rules: dict = {}  # (family, table, chain) -> list[RuleLine]
+        self.blocks: dict = {}  # ("table"|"chain"|"set", family, table[, name]) -> (path, line)
         self.stack: list = [("top", None)]
         self.depth = 0
 
@@ -158,7 +160,7 @@ class Walker:
         words: list = []
         start = end = 0
         start_line = 0
-        expr = 0          # depth of expression braces inside the current statement
+        expr = 0  # depth of expression braces inside the current statement
         line = 1
         pos = 0
         search = _TOKEN.search

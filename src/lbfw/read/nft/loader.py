@@ -27,8 +27,9 @@ import shutil
 import subprocess
 import sys
 
-_IFACE_ERR = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<c1>\d+)-(?P<c2>\d+): Error: Interface does not exist",
-                        re.MULTILINE)
+_IFACE_ERR = re.compile(
+    r"^(?P<path>.+?):(?P<line>\d+):(?P<c1>\d+)-(?P<c2>\d+): Error: Interface does not exist", re.MULTILINE
+)
 _MAX_ROUNDS = 6
 
 
@@ -122,7 +123,7 @@ def _missing_interfaces(err: str) -> list:
         lines = cache[path]
         idx = int(m.group("line")) - 1
         if 0 <= idx < len(lines):
-            token = lines[idx][int(m.group("c1")) - 1:int(m.group("c2"))].strip().strip('"')
+            token = lines[idx][int(m.group("c1")) - 1 : int(m.group("c2"))].strip().strip('"')
             if token and token not in names:
                 names.append(token)
     return names
@@ -136,8 +137,9 @@ def _create_interface(name: str, serial: int) -> bool:
     if proc.returncode == 0:
         return True
     # No dummy module: a veth pair gives the name too.
-    proc = subprocess.run([ip, "link", "add", name, "type", "veth", "peer", "name", f"lbfwpeer{serial}"],
-                          capture_output=True)
+    proc = subprocess.run(
+        [ip, "link", "add", name, "type", "veth", "peer", "name", f"lbfwpeer{serial}"], capture_output=True
+    )
     return proc.returncode == 0
 
 
@@ -180,8 +182,10 @@ def main(argv: list) -> int:
         backend = _Lib()
     except (ImportError, OSError, AttributeError):
         if shutil.which("nft") is None and not os.path.exists("/usr/sbin/nft"):
-            print("lbfw nft loader: neither libnftables (the nftables Python module) nor the nft command "
-                  "is available", file=sys.stderr)
+            print(
+                "lbfw nft loader: neither libnftables (the nftables Python module) nor the nft command is available",
+                file=sys.stderr,
+            )
             return 4
         backend = _Cli(includes)
     for d in includes:

@@ -13,6 +13,7 @@ __all__ = ["render_expr", "render_stmt", "render_rule", "VERDICTS"]
 VERDICTS = frozenset(("accept", "drop", "continue", "return", "jump", "goto"))
 _IFACE_KEYS = frozenset(("iif", "iifname", "oif", "oifname"))
 
+
 def render_expr(e: Any) -> str:
     """A readable nft spelling of a JSON expression (for texts of opaque matches and rules)."""
     if e is None:
@@ -93,8 +94,12 @@ def render_stmt(s: dict) -> str:
         if op == "==" and isinstance(raw_left, dict) and next(iter(raw_left), None) in ("&", "|", "^"):
             op_text = "=="
         left, right = render_expr(raw_left), render_expr(raw_right)
-        if (isinstance(raw_left, dict) and raw_left.get("meta", {}).get("key") in _IFACE_KEYS
-                and isinstance(raw_right, str) and not raw_right.startswith("@")):
+        if (
+            isinstance(raw_left, dict)
+            and raw_left.get("meta", {}).get("key") in _IFACE_KEYS
+            and isinstance(raw_right, str)
+            and not raw_right.startswith("@")
+        ):
             right = f'"{right}"'
         return f"{left} {op_text} {right}".replace("  ", " ")
     if key == "quota" and isinstance(val, dict):
@@ -140,5 +145,3 @@ def render_rule(exprs: list, comment: Optional[str] = None) -> str:
     if comment:
         text += f' comment "{comment}"'
     return text
-
-

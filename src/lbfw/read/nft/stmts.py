@@ -19,8 +19,20 @@ from .values import Opaque, addr, value_item, value_items
 __all__ = ["rule_parts", "verdict"]
 
 # Statements that never change the verdict or what later rules see (kept in the text only).
-_NEUTRAL_STMTS = {"counter", "log", "set", "map", "dup", "ct helper", "ct timeout",
-                  "ct expectation", "secmark", "last", "flow", "meter"}
+_NEUTRAL_STMTS = {
+    "counter",
+    "log",
+    "set",
+    "map",
+    "dup",
+    "ct helper",
+    "ct timeout",
+    "ct expectation",
+    "secmark",
+    "last",
+    "flow",
+    "meter",
+}
 _FULL = 0xFFFFFFFF
 _META_MARK = {"meta": {"key": "mark"}}
 _CT_MARK = {"ct": {"key": "mark"}}
@@ -69,8 +81,7 @@ def _vmap(val: Any, ctx: TableContext) -> Action:
         if isinstance(data, str) and data.startswith("@"):
             set_name = data[1:]
             named = ctx.sets.get(set_name)
-            if (named is None or not named.known or named.map_type != "verdict"
-                    or ctx.set_kinds.get(set_name) != kinds):
+            if named is None or not named.known or named.map_type != "verdict" or ctx.set_kinds.get(set_name) != kinds:
                 raise Opaque(text)
             return Action("vmap", args=text, vmap_field=field, vmap=named.elements, set_name=set_name)
         else:
@@ -124,8 +135,14 @@ def _mark_edit(value: Any, own: dict) -> Optional[tuple]:
         if op == "|":
             return (b, b)
         return (0, ~b & _FULL) if op == "&" else (b, 0)
-    if op == "|" and isinstance(inner, dict) and isinstance(inner.get("&"), list) and len(inner["&"]) == 2 \
-            and inner["&"][0] == own and isinstance(inner["&"][1], int):
+    if (
+        op == "|"
+        and isinstance(inner, dict)
+        and isinstance(inner.get("&"), list)
+        and len(inner["&"]) == 2
+        and inner["&"][0] == own
+        and isinstance(inner["&"][1], int)
+    ):
         keep = inner["&"][1] & ~b & _FULL
         return (b, ~keep & _FULL)
     return None
@@ -144,11 +161,19 @@ def _mark_stmts(target: str, value: Any, text: str) -> tuple:
         return (Action("continue", args=text, set_ctmark=edit),)
     if value == other:
         return (Action("continue", args=text, copy_mark=(direction, _FULL)),)
-    if (isinstance(value, dict) and isinstance(value.get("&"), list) and len(value["&"]) == 2
-            and value["&"][0] == other and isinstance(value["&"][1], int)):
+    if (
+        isinstance(value, dict)
+        and isinstance(value.get("&"), list)
+        and len(value["&"]) == 2
+        and value["&"][0] == other
+        and isinstance(value["&"][1], int)
+    ):
         mask = value["&"][1] & _FULL
-        clear = Action("continue", args=text, set_mark=(0, _FULL)) if target == "meta" else \
-            Action("continue", args=text, set_ctmark=(0, _FULL))
+        clear = (
+            Action("continue", args=text, set_mark=(0, _FULL))
+            if target == "meta"
+            else Action("continue", args=text, set_ctmark=(0, _FULL))
+        )
         return (clear, Action("continue", args=text, copy_mark=(direction, mask)))
     return (Action("continue", args=text, mark_unknown=target),)
 

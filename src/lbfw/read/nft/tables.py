@@ -9,7 +9,8 @@ them together and resolves named sets and maps against the fields rules match th
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from ...errors import InputError
 from ...model import BACKEND_FILE, SYNTAX_NFT, Chain, NamedSet, Origin, Rule, Table, VmapEntry
@@ -27,12 +28,17 @@ LineOf = Callable[[Table, str, Optional[int]], Optional[int]]
 _STD_PRIO = {"raw": -300, "mangle": -150, "dstnat": -100, "filter": 0, "security": 50, "srcnat": 100}
 _BRIDGE_PRIO = {"dstnat": -300, "filter": -200, "out": 100, "srcnat": 300}
 NAMED_PRIORITIES = {
-    "ip": _STD_PRIO, "ip6": _STD_PRIO, "inet": _STD_PRIO, "arp": {"filter": 0},
-    "netdev": {"filter": 0}, "bridge": _BRIDGE_PRIO,
+    "ip": _STD_PRIO,
+    "ip6": _STD_PRIO,
+    "inet": _STD_PRIO,
+    "arp": {"filter": 0},
+    "netdev": {"filter": 0},
+    "bridge": _BRIDGE_PRIO,
 }
 
 
 # Kinds of values per model field, to convert JSON values to model values.
+
 
 def _named_set(obj: dict, is_map: bool, origin: Origin) -> NamedSet:
     flags = obj.get("flags") or []
@@ -50,8 +56,16 @@ def _named_set(obj: dict, is_map: bool, origin: Origin) -> NamedSet:
     else:
         key = TYPE_KIND.get(typ, (typ, None))[0] if typ else None
     dynamic = bool({"dynamic", "timeout"} & set(flags))
-    return NamedSet(name=obj["name"], key=key, elements=tuple(elems), flags=frozenset(flags), is_map=is_map,
-                    map_type=obj.get("map") if is_map else None, known=not dynamic, origin=origin)
+    return NamedSet(
+        name=obj["name"],
+        key=key,
+        elements=tuple(elems),
+        flags=frozenset(flags),
+        is_map=is_map,
+        map_type=obj.get("map") if is_map else None,
+        known=not dynamic,
+        origin=origin,
+    )
 
 
 def _convert_set(named: NamedSet, field: Any, ctx: TableContext) -> None:
@@ -113,8 +127,9 @@ def _priority(value: Any, family: str) -> Optional[int]:
     return None
 
 
-def parse(doc: Any, source: str, backend: str = BACKEND_FILE, line_of: Optional[LineOf] = None,
-          text_of: Optional[dict] = None) -> list[Table]:
+def parse(
+    doc: Any, source: str, backend: str = BACKEND_FILE, line_of: Optional[LineOf] = None, text_of: Optional[dict] = None
+) -> list[Table]:
     """The `nft -j list ruleset` object -> list of model Tables.
 
     ``doc`` is the parsed JSON (``{"nftables": [...]}``).
@@ -126,15 +141,16 @@ def parse(doc: Any, source: str, backend: str = BACKEND_FILE, line_of: Optional[
     """
     items = doc.get("nftables") if isinstance(doc, dict) else None
     if not isinstance(items, list):
-        raise InputError("not an `nft -j list ruleset` document: no \"nftables\" list", path=source)
+        raise InputError('not an `nft -j list ruleset` document: no "nftables" list', path=source)
     try:
         return _parse_items(items, source, backend, line_of, text_of)
     except (KeyError, TypeError, AttributeError) as err:
         raise InputError(f"malformed nft JSON: {type(err).__name__} {err}", path=source) from None
 
 
-def _parse_items(items: list, source: str, backend: str, line_of: Optional[LineOf],
-                 text_of: Optional[dict]) -> list[Table]:
+def _parse_items(
+    items: list, source: str, backend: str, line_of: Optional[LineOf], text_of: Optional[dict]
+) -> list[Table]:
     tables: dict = {}
     ctxs: dict = {}
     pending_rules: list = []
@@ -150,8 +166,15 @@ def _parse_items(items: list, source: str, backend: str, line_of: Optional[LineO
         if kind == "table":
             key: tuple = (body.get("family", "ip"), body.get("name"))
             if key not in tables:
-                tables[key] = Table(family=key[0], name=key[1], backend=backend, syntax=SYNTAX_NFT, source=source,
-                                    origin=Origin(source, handle=body.get("handle")), handle=body.get("handle"))
+                tables[key] = Table(
+                    family=key[0],
+                    name=key[1],
+                    backend=backend,
+                    syntax=SYNTAX_NFT,
+                    source=source,
+                    origin=Origin(source, handle=body.get("handle")),
+                    handle=body.get("handle"),
+                )
                 ctxs[key] = TableContext(key[0], tables[key].sets)
         elif kind in ("set", "map"):
             table = _table_for(tables, ctxs, body, source, backend)
@@ -160,11 +183,14 @@ def _parse_items(items: list, source: str, backend: str, line_of: Optional[LineO
             table = _table_for(tables, ctxs, body, source, backend)
             hook = body.get("hook")
             table.chains[body["name"]] = Chain(
-                name=body["name"], hook=hook,
+                name=body["name"],
+                hook=hook,
                 priority=_priority(body.get("prio"), table.family) if hook else None,
                 type=body.get("type") if hook else None,
                 policy=(body.get("policy") or "accept") if hook else None,
-                origin=Origin(source, handle=body.get("handle")), handle=body.get("handle"))
+                origin=Origin(source, handle=body.get("handle")),
+                handle=body.get("handle"),
+            )
         elif kind == "rule":
             pending_rules.append(body)
     # Sets are converted once a rule shows which field they are matched against.
@@ -194,8 +220,17 @@ def _parse_items(items: list, source: str, backend: str, line_of: Optional[LineO
         origin = Origin(source, line=line) if line is not None else Origin(source, handle=handle)
         if line is None and line_of is not None:
             origin = Origin(source, handle=handle)
-        chain.rules.append(Rule(matches=matches, action=action, text=text, origin=origin, comment=comment,
-                                ignore=ignored_ids(comment), before=before))
+        chain.rules.append(
+            Rule(
+                matches=matches,
+                action=action,
+                text=text,
+                origin=origin,
+                comment=comment,
+                ignore=ignored_ids(comment),
+                before=before,
+            )
+        )
     return list(tables.values())
 
 
@@ -226,7 +261,8 @@ def _note_set_use(stmt: Any, ctx: Optional[TableContext]) -> None:
 def _table_for(tables: dict, ctxs: dict, body: dict, source: str, backend: str) -> Table:
     key: tuple = (body.get("family", "ip"), body.get("table"))
     if key not in tables:
-        tables[key] = Table(family=key[0], name=key[1], backend=backend, syntax=SYNTAX_NFT, source=source,
-                            origin=Origin(source))
+        tables[key] = Table(
+            family=key[0], name=key[1], backend=backend, syntax=SYNTAX_NFT, source=source, origin=Origin(source)
+        )
         ctxs[key] = TableContext(key[0], tables[key].sets)
     return tables[key]
