@@ -105,6 +105,9 @@ class Style(str, Enum):
 
 
 Sources = typer.Argument(None, help=SOURCES_HELP, show_default=False, metavar="SOURCE")
+# Automation (ssh without a terminal, Ansible, a pipeline) hands lbfw a pipe it never writes to: --live
+# says "the rules of this host" so that such a pipe is not taken for a ruleset.
+Live = typer.Option(False, "--live", help="Read this host's live rules even when standard input is a pipe.")
 InputFormatOption = typer.Option(InputFormat.auto, "--input-format", help="The sources' format (auto: detected).")
 ReaderOption = typer.Option(
     Reader.auto, "--reader", help="Live legacy tables: auto (iptables-legacy-save), text, or iptc (lbfw[iptc])."
@@ -117,7 +120,7 @@ def _run(module: str, **kwargs) -> None:
     passed on as their values; SOURCE lists get standard input when it is a pipe."""
     from importlib import import_module
 
-    from .errors import LbfwError
+    from .errors import LbfwError, UsageError
     from .read import forget_read_once
 
     kwargs = {k: v.value if isinstance(v, Enum) else v for k, v in kwargs.items()}
@@ -126,7 +129,10 @@ def _run(module: str, **kwargs) -> None:
         if "sources" in kwargs:
             from .commands._common import sources_or_stdin
 
-            kwargs["sources"] = sources_or_stdin(kwargs["sources"] or [], kwargs.get("quiet", False))
+            live = kwargs.pop("live", False)
+            if live and kwargs["sources"]:
+                raise UsageError("--live reads this host's rules: name no SOURCE with it")
+            kwargs["sources"] = [] if live else sources_or_stdin(kwargs["sources"] or [], kwargs.get("quiet", False))
         code = import_module(f"lbfw.commands.{module}").run(**kwargs)
     except LbfwError as err:
         print(f"lbfw: {err}" if err.path is None else str(err), file=sys.stderr)
@@ -140,6 +146,7 @@ def _run(module: str, **kwargs) -> None:
 @app.command()
 def audit(
     sources: Optional[list[str]] = Sources,
+    live: bool = Live,
     format: AuditFormat = typer.Option(
         AuditFormat.text,
         "--format",
@@ -176,6 +183,7 @@ def audit(
     _run(
         "audit",
         sources=sources,
+        live=live,
         format=format,
         fail_on=fail_on,
         input_format=input_format,
@@ -194,6 +202,7 @@ def audit(
 @app.command()
 def check(
     sources: Optional[list[str]] = Sources,
+    live: bool = Live,
     to: Optional[list[str]] = typer.Option(
         None, "--to", metavar="ADDR:PORT[/PROTO]", help="e.g. 127.0.0.53:53/udp or [::1]:80 (repeatable)."
     ),
@@ -212,6 +221,7 @@ def check(
     _run(
         "check",
         sources=sources,
+        live=live,
         to=to or [],
         from_=from_,
         user=user,
@@ -236,6 +246,7 @@ def rules(
 @app.command()
 def fix(
     sources: Optional[list[str]] = Sources,
+    live: bool = Live,
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the diff only (the default)."),
     write: bool = typer.Option(False, "--write", help="Write the fixed files (a backup beside each)."),
     apply: bool = typer.Option(False, "--apply", help="Fix the live kernel: backup, proof, atomic apply, confirm."),
@@ -265,6 +276,7 @@ def fix(
     _run(
         "fix",
         sources=sources,
+        live=live,
         dry_run=dry_run,
         write=write,
         apply=apply,
@@ -321,6 +333,7 @@ def confirm(
 @app.command()
 def verify(
     sources: Optional[list[str]] = Sources,
+    live: bool = Live,
     plan: Optional[str] = typer.Option(None, "--plan", metavar="PLAN.toml", help="A file of [[flow]] tables."),
     format: FlowFormat = typer.Option(FlowFormat.text, "--format", "-f", help="text or json."),
     quiet: bool = QuietOption,
@@ -328,7 +341,16 @@ def verify(
     reader: Reader = ReaderOption,
 ) -> None:
     """Prove the predicted verdicts with real traffic (a private namespace for files, harmless probes live)."""
-    _run("verify", sources=sources, plan=plan, format=format, input_format=input_format, reader=reader, quiet=quiet)
+    _run(
+        "verify",
+        sources=sources,
+        live=live,
+        plan=plan,
+        format=format,
+        input_format=input_format,
+        reader=reader,
+        quiet=quiet,
+    )
 
 
 @app.command()

@@ -86,7 +86,8 @@ def main():
         argument_spec=dict(LBFW_ARGS, sources=dict(type="list", elements="str", default=[])),
         supports_check_mode=True,
     )
-    argv = ["audit", "--format", "json", "--fail-on", "never"] + list(module.params["sources"])
+    # --live: the module's standard input is a pipe lbfw must not take for a ruleset
+    argv = ["audit", "--format", "json", "--fail-on", "never"] + (list(module.params["sources"]) or ["--live"])
     rc, out, err = run_lbfw(module, argv)
     if rc != 0:
         module.fail_json(msg=f"lbfw audit exited {rc}: {(err or out).strip()}", rc=rc, stderr=err)

@@ -111,7 +111,7 @@ def main():
         _doctor(module)
     if not p["to"] and not p["plan"]:
         module.fail_json(msg="give `to` (ADDR:PORT flows), `plan` (a PLAN.toml on the host) or `doctor: true`")
-    argv = ["check", "--format", "json"]
+    argv = ["check", "--live", "--format", "json"]
     for flow in p["to"]:
         argv += ["--to", flow]
     if p["from"]:

@@ -123,7 +123,7 @@ def _backup_dir(module):
 def _plan(module):
     """(diff, notes) of lbfw's live dry run; fails on lbfw errors (exit 2)."""
     p = module.params
-    argv = ["fix", "--style", p["style"]] + _backup_dir(module)
+    argv = ["fix", "--live", "--style", p["style"]] + _backup_dir(module)
     rc, out, err = run_lbfw(module, argv)
     notes = [line for line in err.splitlines() if line.strip()]
     if rc == 2:
@@ -139,6 +139,7 @@ def _apply(module, diff, notes):
     p = module.params
     argv = [
         "fix",
+        "--live",
         "--apply",
         "--confirm-timeout",
         str(p["confirm_timeout"]),
@@ -190,7 +191,7 @@ def _confirm(module):
             rc=rc,
             confirmed=False,
         )
-    argv = ["audit", "--format", "json", "--fail-on", "never"]
+    argv = ["audit", "--live", "--format", "json", "--fail-on", "never"]
     rc, out, err = run_lbfw(module, argv)
     doc = parse_json(module, argv, rc, out, err)
     remaining = [f for f in doc.get("findings") or () if f.get("check") in FIXABLE]
