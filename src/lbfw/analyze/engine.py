@@ -229,11 +229,15 @@ class Engine:
                           unknown=unknown, client_addr=_fmt_addr(family, client),
                           redirected_to=redirected_to, caveats=tuple(caveats))
 
-    def _packet(self, run: Run, user, family, saddr, daddr, l4proto, sport, dport, flags, name, client_side):
-        pkt = Pkt(family, saddr, daddr, l4proto, sport, dport, flags, name, client_side)
+    def _server_user(self) -> Optional[User]:
+        """Who the server is taken to run as: a user no owner match names (packet.SERVER_CAVEAT)."""
         if self._server is False:
             self._server = self._users.others()
-        dress(pkt, user, self._server, self.ttl)
+        return self._server
+
+    def _packet(self, run: Run, user, family, saddr, daddr, l4proto, sport, dport, flags, name, client_side):
+        pkt = Pkt(family, saddr, daddr, l4proto, sport, dport, flags, name, client_side)
+        dress(pkt, user, self._server_user, self.ttl)
         pkt.counters = run.counters
         pkt.caveats = run.caveats
         return pkt

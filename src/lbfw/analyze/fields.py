@@ -84,10 +84,14 @@ def _ctmark(pkt):
 
 def _owner(attr: str):
     def get(pkt):
-        if pkt.hook in OUTBOUND:
-            if not pkt.client_side and pkt.uid is not None:
-                _note(pkt, SERVER_CAVEAT)
-            return getattr(pkt, attr)           # every packet of a flow has a socket there
+        if pkt.hook in OUTBOUND:                # every packet of a flow has a socket there
+            if pkt.client_side:
+                return getattr(pkt, attr)
+            server = pkt.server() if pkt.server is not None else None
+            if server is None:
+                return None
+            _note(pkt, SERVER_CAVEAT)
+            return getattr(server, attr)
         if pkt.ct_state == "new":
             return NA                           # no socket is attached to a new inbound packet
         return None                             # early demux may attach the receiving socket

@@ -24,7 +24,7 @@ names (the engine picks such a uid and gid; root is named by `--uid-owner 0` alo
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 LO_MSS = 65495                          # lo's MTU (65536) minus 40
 DEFAULT_TTL = 64
@@ -57,10 +57,12 @@ class User:
         self.gid = gid
 
 
-def dress(pkt, user: Optional[User], server: Optional[User] = None, ttl: int = DEFAULT_TTL) -> None:
+def dress(pkt, user: Optional[User], server: Optional[Callable[[], Optional[User]]] = None,
+          ttl: int = DEFAULT_TTL) -> None:
     """Give ``pkt`` (a state.Pkt named request/reply/ack/answer) the header fields and socket the
-    kernel gives that packet of a loopback exchange. ``user``: the client's, ``server``: the
-    server's (None: unknown)."""
+    kernel gives that packet of a loopback exchange. ``user``: the client's (None: unknown);
+    ``server``: how to find the server's, asked only when an owner match reads it (finding it
+    walks the whole ruleset, which a lazily read one should not build for nothing)."""
     pkt.ttl = ttl
     extra = 20 if pkt.family == "ip6" else 0
     proto = pkt.l4proto[0]
@@ -78,8 +80,8 @@ def dress(pkt, user: Optional[User], server: Optional[User] = None, ttl: int = D
             lo, hi = FIRST_PAYLOAD
             pkt.length_range = (headers + extra + lo, headers + extra + hi)
     pkt.sock = "client" if pkt.client_side else "server"
-    owner = user if pkt.client_side else server
-    if owner is not None:
-        pkt.uid, pkt.gid = owner.uid, owner.gid
+    if pkt.client_side and user is not None:
+        pkt.uid, pkt.gid = user.uid, user.gid
     else:
         pkt.uid = pkt.gid = None
+    pkt.server = None if pkt.client_side else server

@@ -11,7 +11,7 @@ class Pkt:
     __slots__ = ("family", "saddr", "daddr", "l4proto", "sport", "dport", "iif", "oif", "ct_state",
                  "ct_direction", "ct_status", "tcp_flags", "mark", "name", "client_side", "untracked",
                  "attached", "creator", "fixed_ct", "hook", "ttl", "length", "length_range", "tcp_options", "mss",
-                 "sock", "uid", "gid", "conn", "counters", "caveats")
+                 "sock", "uid", "gid", "server", "conn", "counters", "caveats")
 
     def __init__(self, family, saddr, daddr, l4proto, sport, dport, tcp_flags, name, client_side):
         self.family = family
@@ -43,6 +43,7 @@ class Pkt:
         self.sock = None              # whose socket sent it: "client" | "server" | None (unknown)
         self.uid = None               # the sending socket's owner; None: not known
         self.gid = None
+        self.server = None            # the server's packets: () -> its packet.User or None, asked when needed
         self.conn = None              # the Conn it is attached to (ct mark, helper)
         self.counters = None          # the run's state: per-rule packet counters (statistic nth), recent lists
         self.caveats = None           # the run's caveats list: runtime assumptions a match made
