@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	@sh scripts/system-deps.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-	@$(BIN)/python -m pip install -q -e '.[test,iptc,dev]'
+	@# -qq: errors only (a pip configured with find-links that do not exist here warns on every package)
+	@$(BIN)/python -m pip install -qq -e '.[test,iptc,dev]'
 	@touch $(STAMP)
 
 run: setup

@@ -29,106 +29,36 @@ the branches disagree, and then the matches are named.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..model import NON_ENDING_TARGETS, Action, Chain, Origin, Rule, Ruleset, Table
 from ..results import BLOCKED, DELIVERED, REDIRECTED, UNKNOWN, Flow, FlowResult, Step
+from .api import (
+    EPHEMERAL,
+    LO4,
+    LO6,
+    MAX_DEPTH,
+    MAX_RUNS,
+    NEVER_ENDING,
+    Packet,
+    PacketResult,
+    Stats,
+    _addr,
+    _fmt_addr,
+    _proto_num,
+    _rng,
+    is_loopback,
+)
 from .compile import Compiler, _CChain
+from .conntrack import ACK, PSH, SYN, attach, refresh
 from .hooks import DST_MANIP_HOOKS, LOOPBACK_PATH, HookOrder
 from .marks import apply_statement, changes_packet
-from .matchers import NA, TCP, UDP, single_value
+from .matchers import NA, TCP, single_value
 from .packet import DEFAULT_TTL, User, dress
-from .state import Conn, GiveUp, Pkt, Range, Run
+from .state import GiveUp, Pkt, Range, Run
 from .users import UserSweep
 from .vmaps import VmapIndex
-
-# TCP flag bits
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
-
-EPHEMERAL = (32768, 60999)  # Linux' default ip_local_port_range: where a client's port lies
-MAX_RUNS = 64  # branches explored per flow before giving up as unknown
-MAX_DEPTH = 256  # jump depth (iptables' own limit is lower); beyond it: unknown
-# Targets a reader may not know by name that never end a packet (they set a value or count it).
-NEVER_ENDING = frozenset(("MARK", "CT", "NOTRACK", "SNPT", "DNPT", "SYNPROXY_LOG", "NFLOG", "ULOG", "LOG"))
-
-LO4 = 0x7F000001
-LO6 = 1
-
-# --------------------------------------------------------------------------- public packet API
-
-
-@dataclass
-class Packet:
-    """One packet for `Engine.walk_packet`. Addresses may be strings or integers; ports an int
-    or an inclusive (lo, hi) range (a range the rules split gives *unknown*).
-
-    ``ct_state`` is what conntrack says once it has seen the packet ("new", "established",
-    "related", "invalid", "untracked"); chains that run before conntrack still see INVALID."""
-
-    family: str = "ip"
-    saddr: Any = "127.0.0.1"
-    daddr: Any = "127.0.0.1"
-    proto: Any = "tcp"
-    sport: Any = EPHEMERAL
-    dport: Any = 80
-    iif: Optional[str] = None
-    oif: Optional[str] = None
-    ct_state: str = "new"
-    ct_direction: Optional[str] = "original"
-    ct_status: frozenset[str] = frozenset()
-    tcp_flags: Optional[int] = None
-    mark: int = 0
-    name: str = "packet"
-
-
-@dataclass
-class PacketResult:
-    """`walk_packet`'s answer: verdict "accept" | "drop" | "unknown", the path, the deciding step."""
-
-    verdict: str
-    steps: list[Step] = field(default_factory=list)
-    deciding: Optional[Step] = None
-    unknown: tuple[str, ...] = ()
-
-
-@dataclass
-class Stats:
-    """Work counters (the scaling tests read them)."""
-
-    rule_evals: int = 0
-    runs: int = 0
-
-
-# --------------------------------------------------------------------------- the engine
-
-
-def _addr(family: str, value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    return int(ipaddress.ip_address(str(value)))
-
-
-def _rng(value: Any) -> Range:
-    if isinstance(value, tuple):
-        return (int(value[0]), int(value[1]))
-    return (int(value), int(value))
-
-
-def _proto_num(proto: Any) -> int:
-    if isinstance(proto, int):
-        return proto
-    return {"tcp": TCP, "udp": UDP, "icmp": 1, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132}[proto]
-
-
-def is_loopback(family: str, addr: int) -> bool:
-    return (addr >> 24) == 127 if family == "ip" else addr == LO6
-
-
-def _fmt_addr(family: str, addr: int) -> str:
-    return str(ipaddress.IPv4Address(addr) if family == "ip" else ipaddress.IPv6Address(addr))
 
 
 class Engine:
@@ -373,7 +303,7 @@ class Engine:
             if packet.ct_state == "untracked":
                 pkt.untracked = True
             if not any(h in DST_MANIP_HOOKS for h in path):
-                self._conntrack(run, pkt)  # the path starts after conntrack (e.g. INPUT alone)
+                attach(run, pkt)  # the path starts after conntrack (e.g. INPUT alone)
             v = self._through(run, pkt, tuple(path), ifaces=(iif, oif))
             return {"accept": "accept", "drop": "drop"}.get(v, UNKNOWN)
 
@@ -409,7 +339,7 @@ class Engine:
             for kind, _prio, payload in self._hooks.items(hook, pkt.family):
                 if kind == "ct":
                     if not pkt.attached:
-                        self._conntrack(run, pkt)
+                        attach(run, pkt)
                     continue
                 if kind == "nat":
                     if self._nat_point(run, pkt, hook, payload) == "drop":
@@ -420,7 +350,7 @@ class Engine:
                     return "drop"
             if hook == "postrouting" and run.conn is not None and pkt.attached and not pkt.untracked:
                 run.conn.confirmed = True  # nf_confirm runs last on POSTROUTING
-                self._refresh(run, pkt)
+                refresh(run, pkt)
             if hook == "output" and ifaces is None and not is_loopback(pkt.family, pkt.daddr[0]):
                 if not is_loopback(pkt.family, pkt.saddr[0]) and pkt.daddr[0] == pkt.saddr[0]:
                     continue  # the host's own address: still over lo
@@ -428,80 +358,6 @@ class Engine:
                     return "leaves"  # DNAT to another host: the flow is redirected off the host
                 raise GiveUp(f"nat sends the {pkt.name} to {_fmt_addr(pkt.family, pkt.daddr[0])}, off loopback")
         return "accept"
-
-    def _conntrack(self, run: Run, pkt: Pkt) -> None:
-        pkt.attached = True
-        try:
-            self._track(run, pkt)
-        finally:
-            if not pkt.untracked and pkt.ct_state != "invalid":
-                pkt.conn = run.conn
-
-    def _track(self, run: Run, pkt: Pkt) -> None:
-        if pkt.untracked:
-            pkt.ct_state, pkt.ct_direction, pkt.ct_status = "untracked", None, frozenset()
-            return
-        if pkt.fixed_ct is not None:
-            pkt.ct_state, pkt.ct_direction, pkt.ct_status = pkt.fixed_ct
-            if pkt.ct_state == "new":
-                run.conn = Conn(pkt.client_side)
-                pkt.creator = True
-            return
-        conn = run.conn
-        tcp = pkt.l4proto[0] == TCP and pkt.tcp_flags is not None
-        kind = _tcp_kind(pkt.tcp_flags) if tcp and pkt.tcp_flags is not None else None
-        if conn is None:
-            if kind == "synack":
-                # conntrack will not pick a connection up from a SYN-ACK: INVALID, no entry
-                self._invalid(pkt)
-                return
-            conn = run.conn = Conn(pkt.client_side)
-            # a SYN opens SYN_SENT; a lone ACK is picked up mid-stream (nf_conntrack_tcp_loose)
-            conn.tcp_state = "SS" if kind == "syn" else "ES"
-            pkt.creator = True
-            pkt.ct_state, pkt.ct_direction = "new", "original"
-            pkt.ct_status = frozenset()
-            return
-        original = pkt.client_side == conn.creator_client_side
-        if tcp:
-            # nf_conntrack_proto_tcp's state table, for the packets a flow sends
-            state = conn.tcp_state
-            if original:
-                if kind == "ack":
-                    if state == "SS":
-                        self._invalid(pkt)  # an ACK before conntrack saw the SYN-ACK
-                        return
-                    conn.tcp_state = "ES"
-            else:
-                if kind == "synack" and state == "SS":
-                    conn.tcp_state = "SR"
-                elif kind == "syn":
-                    self._invalid(pkt)
-                    return
-        if original:
-            pkt.ct_direction = "original"
-            pkt.ct_state = "established" if conn.seen_reply else "new"
-            if conn.seen_reply and tcp:
-                conn.assured = True
-        else:
-            conn.seen_reply = True
-            pkt.ct_direction = "reply"
-            pkt.ct_state = "established"
-        pkt.ct_status = conn.status()
-
-    @staticmethod
-    def _invalid(pkt: Pkt) -> None:
-        pkt.ct_state, pkt.ct_direction, pkt.ct_status = "invalid", None, frozenset()
-
-    def _refresh(self, run: Run, pkt: Pkt) -> None:
-        if (
-            run.conn is not None
-            and pkt.fixed_ct is None
-            and pkt.attached
-            and not pkt.untracked
-            and pkt.ct_state != "invalid"
-        ):
-            pkt.ct_status = run.conn.status()
 
     def _nat_point(self, run: Run, pkt: Pkt, hook: str, chains: list[tuple[Table, Chain]]) -> str:
         if pkt.untracked or not pkt.attached or run.conn is None or pkt.ct_state == "invalid":
@@ -563,7 +419,7 @@ class Engine:
             conn.manips_done.add("src")
         else:
             return f"{kind} does nothing on {hook}"
-        self._refresh(run, pkt)
+        refresh(run, pkt)
         return f"{kind} to {_fmt_addr(pkt.family, (pkt.daddr if manip == 'dst' else pkt.saddr)[0])}"
 
     # ----------------------------------------------------------------- chains
@@ -801,12 +657,6 @@ def _flow_verdict(verdict: str) -> str:
     if verdict == "drop":
         return BLOCKED
     return REDIRECTED if verdict == "leaves" else UNKNOWN
-
-
-def _tcp_kind(flags: int) -> str:
-    if flags & SYN:
-        return "synack" if flags & ACK else "syn"
-    return "ack"
 
 
 __all__ = ["Engine", "Packet", "PacketResult", "Stats", "EPHEMERAL", "LOOPBACK_PATH", "is_loopback"]
