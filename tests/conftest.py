@@ -74,3 +74,12 @@ def _no_host_configuration(monkeypatch):
     """Never read the host's /etc/lbfw/lbfw.toml: an empty LBFW_CONFIG means no configuration file
     (tests that want one name it with --config or LBFW_CONFIG)."""
     monkeypatch.setenv("LBFW_CONFIG", "")
+
+
+@pytest.fixture(autouse=True)
+def _no_host_backups(monkeypatch, tmp_path_factory):
+    """Never write the host's /var/lib/lbfw: a live apply a test forgets to point elsewhere (its
+    --backup-dir or LBFW_BACKUP_DIR) keeps its backups in a private temporary directory instead
+    (inherited by the lbfw processes the test starts, namespaces and ssh hosts included)."""
+    if "LBFW_BACKUP_DIR" not in os.environ:
+        monkeypatch.setenv("LBFW_BACKUP_DIR", str(tmp_path_factory.mktemp("lbfw-backups") / "backups"))
