@@ -95,7 +95,8 @@ def test_the_namespace_helper_is_not_the_hosts_namespace():
 # Runs the live reader in the namespace it is started in, and counts the bytes libnftables
 # hands back (the real calls, only observed) and the bytes of every tool it runs.
 LIVE_PROBE = """
-import json, subprocess, nftables
+import json, nftables
+from lbfw.read import live
 from lbfw.read.live import read_live
 seen = {"nft_bytes": 0, "nft_cmds": [], "tools": []}
 real_cmd = nftables.Nftables.cmd
@@ -105,12 +106,12 @@ def cmd(self, text):
     seen["nft_cmds"].append(text)
     return rc, out, err
 nftables.Nftables.cmd = cmd
-real_run = subprocess.run
-def run(argv, *args, **kwargs):
-    proc = real_run(argv, *args, **kwargs)
-    seen["tools"].append([str(argv[0]).rsplit("/", 1)[-1], len(proc.stdout or "")])
-    return proc
-subprocess.run = run
+real_result = live._Started.result
+def result(self):
+    rc, out, err = real_result(self)
+    seen["tools"].append([self.name, len(out or "")])
+    return rc, out, err
+live._Started.result = result
 ruleset = read_live("auto")
 seen["rules"] = {}
 for table in ruleset.tables:
