@@ -64,13 +64,6 @@ def file_loads(ruleset: Ruleset, sources: Sequence[str], texts: dict[str, str]) 
     return loads
 
 
-def table_load(backend: str, family: str, text: str, source: str) -> Load:
-    """The Load of one live table's dump: ``backend`` "legacy" | "iptables-nft" | "nftables"."""
-    if backend == "nftables":
-        return Load("nft", None, None, text, source)
-    return Load("iptables", family, "legacy" if backend == "legacy" else "nft", text, source)
-
-
 def _load(ns: Namespace, loads: Sequence[Load], interfaces: set[str]) -> None:
     if interfaces:
         ns.add_interfaces(sorted(interfaces))
