@@ -92,7 +92,7 @@ def _ip_json(args: list):
 
 def read_host_facts() -> HostFacts:
     """The current network namespace's loopback facts (no root needed to read them), and fail2ban's
-    jail files (LB008)."""
+    jail files (LB008) and the other managers' configuration files (owner advice, LB005)."""
     addr_json = _ip_json(["addr", "show", "dev", "lo"])
     route_json = _ip_json(["route", "show", "table", "local"])
     try:
