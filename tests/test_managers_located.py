@@ -284,6 +284,12 @@ def test_kube_proxy_with_localhost_nodeports_off_is_not_blamed():
     cause = kube_proxy.route_localnet_cause(["all", "eth0"], nothing, True)
     assert cause is not None and f"lbfw looked at {conf} and found neither" in cause
     assert kube_proxy.route_localnet_cause(["all"], nothing, False) is None
+    elsewhere = config(
+        kube_proxy, {conf: "kind: KubeProxyConfiguration\niptables: {}\nnodePortAddresses: [10.0.0.0/8]\n"}
+    )
+    assert kube_proxy.route_localnet_cause(["all"], elsewhere, True) is None
+    loopback = config(kube_proxy, {conf: "kind: KubeProxyConfiguration\niptables:\nnodePortAddresses:\n- 0.0.0.0/0\n"})
+    assert kube_proxy.route_localnet_cause(["all"], loopback, True) is not None
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.OWNER)

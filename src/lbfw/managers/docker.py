@@ -56,7 +56,7 @@ def settings(files: Mapping[str, str]) -> tuple[ManagerSetting, ...]:
                 continue
             if proxy.search(line):
                 change = (
-                    '`"userland-proxy": true` (or delete the line: true is the default)'
+                    'write `"userland-proxy": true` (or delete the line: true is the default)'
                     if is_json
                     else "drop `--userland-proxy=false`"
                 )

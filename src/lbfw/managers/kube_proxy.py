@@ -13,6 +13,7 @@ The file is YAML; lbfw reads the few keys line by line to keep their line number
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from typing import Optional
@@ -46,6 +47,14 @@ _FLAG_LOCALHOST = re.compile(r"--iptables-localhost-nodeports(?:=|\s+)(?P<value>
 _FLAG_ADDRESSES = re.compile(r"--nodeport-addresses(?:=|\s+)['\"]?(?P<value>[^\s'\"]+)")
 
 
+def _covers_localhost(word: str) -> bool:
+    """Whether a nodePortAddresses entry includes 127.0.0.1 (kube-proxy's ContainsIPv4Loopback)."""
+    try:
+        return ipaddress.ip_address("127.0.0.1") in ipaddress.ip_network(word, strict=False)
+    except ValueError:
+        return False  # "primary" and other keywords name the node's own addresses
+
+
 def _words(value: str) -> list[str]:
     return [w.strip(" '\"") for w in value.strip().strip("[]").split(",") if w.strip(" '\"")]
 
@@ -76,6 +85,8 @@ def _yaml_settings(path: str, text: str) -> list[ManagerSetting]:
             for at, text_line, word in entries:
                 if narrow(word) is not None:
                     found.append(located(path, at, text_line, word, widen(word)))
+            if entries and not any(_covers_localhost(word) for _at, _line, word in entries):
+                found.append(ManagerSetting(path, number, line.strip(), KEEPS_OFF, None))
     return found
 
 
