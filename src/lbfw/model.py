@@ -473,6 +473,28 @@ class Table:
     handle: Optional[int] = None
 
 
+@dataclass(frozen=True, slots=True)
+class ManagerSetting:
+    """A line of a firewall manager's own configuration that matters for loopback: a narrow
+    127.0.0.1, or a switch such as Docker's `"userland-proxy": false`, and the exact change."""
+
+    path: str
+    line: int
+    text: str  # the line as written (stripped)
+    change: str  # what to write instead, e.g. "`127.0.0.0/8` in place of `127.0.0.1`"
+    address: Optional[str] = None  # the narrow address the line names, to match it to a rule
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    """What lbfw read of one manager's configuration on the live host (managers/*.py parse it)."""
+
+    manager: str  # an owner name of checks/owners.py: docker, kube-proxy, fw4, csf ...
+    looked_at: tuple[str, ...]  # every file lbfw read or tried, in order
+    settings: tuple[ManagerSetting, ...] = ()
+    apply: str = ""  # what makes the manager take the change, as shown: "`csf -r`"
+
+
 @dataclass(slots=True)
 class HostFacts:
     """What the live host says about loopback (None where not read)."""
@@ -483,6 +505,8 @@ class HostFacts:
     interfaces: tuple[str, ...] = ()
     fail2ban_jails: dict[str, str] = field(default_factory=dict)  # {path: text} of fail2ban's jail files
     fail2ban_running: bool = False  # its server's socket is there
+    # Docker, kube-proxy, fw4, CSF, Shorewall, NixOS, Proxmox: {owner: what their files say}
+    managers: dict[str, ManagerConfig] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

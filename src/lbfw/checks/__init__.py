@@ -23,6 +23,7 @@ from . import (
     lb006_lo_without_127_8,
     lb007_loopback_diverted,
     lb008_fail2ban_ignoreip,
+    owners,
 )
 from .context import Check, CheckContext
 
@@ -102,6 +103,7 @@ def run_checks(
                 raise ValueError(f"{chk.ID} produced severity {finding.severity!r}")
             if not _suppressed(finding, policy_ignores):
                 findings.append(finding)
+    owners.locate(findings, ruleset.host)
     findings.sort(key=_sort_key)
     return findings
 

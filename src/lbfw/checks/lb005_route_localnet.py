@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Optional
 
+from ..managers import docker, kube_proxy
 from ..results import Finding
 from .context import INBOUND_HOOKS, CheckContext, full_loopback_addr, has_port_match, iface_class, make_finding
 from .fixes import NO_FIX
+from .owners import DOCKER, KUBE_PROXY, owner_of
 
 if TYPE_CHECKING:
     from ..analyze.engine import PacketResult
@@ -22,7 +24,11 @@ DOC = """\
 ## What it does
 On a live host, reads `net.ipv4.conf.*.route_localnet`. When it is 1 for `all` or for an
 interface other than `lo`, looks for a drop or reject rule on PREROUTING or INPUT that covers the
-whole 127.0.0.0/8 (source or destination) and does not apply to `lo`. Reports when there is none.
+whole 127.0.0.0/8 (source or destination) and does not apply to `lo`. Reports when there is none,
+and says who turned it on when lbfw can tell: Docker on its bridges (docker0, br-*) when
+`"userland-proxy": false`, naming that line of /etc/docker/daemon.json; kube-proxy on `all` for
+NodePorts on localhost, naming its localhostNodePorts / nodePortAddresses setting (or the files
+lbfw looked at).
 
 ## Why is this bad?
 With route_localnet off the kernel drops packets with a 127/8 address arriving on a real interface
@@ -86,6 +92,21 @@ def _reachable_from(ctx: CheckContext, iface: str) -> Optional[PacketResult]:
     return walked
 
 
+def _set_by(ctx: CheckContext, on: list[str]) -> list[str]:
+    """Which manager turned route_localnet on, with the line of its configuration to change."""
+    host = ctx.ruleset.host
+    if host is None:
+        return []
+    kube_runs = any(
+        owner_of(table, chain) == KUBE_PROXY for table in ctx.ruleset.tables for chain in table.chains.values()
+    )
+    causes = (
+        docker.route_localnet_cause(on, host.managers.get(DOCKER)),
+        kube_proxy.route_localnet_cause(on, host.managers.get(KUBE_PROXY), kube_runs),
+    )
+    return [cause for cause in causes if cause is not None]
+
+
 def check(ctx: CheckContext) -> list[Finding]:
     host = ctx.ruleset.host
     if host is None or not host.route_localnet:
@@ -102,6 +123,9 @@ def check(ctx: CheckContext) -> list[Finding]:
         "other interfaces: hosts on the network can reach services bound to loopback (CVE-2020-8558). "
         "Add `-A INPUT ! -i lo -d 127.0.0.0/8 -j DROP` or turn route_localnet off."
     )
-    f = make_finding(sys.modules[__name__], message, None, extra={"route_localnet": on})
+    set_by = _set_by(ctx, on)
+    if set_by:
+        message += " " + " ".join(set_by)
+    f = make_finding(sys.modules[__name__], message, None, extra={"route_localnet": on, "set_by": set_by})
     f.source = "live:host"
     return [f]

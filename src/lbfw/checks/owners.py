@@ -8,9 +8,12 @@ configuration changes instead. Pure string tests, no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Optional
 
-from ..model import Chain, Rule, Table
+from ..managers.addresses import matching
+from ..model import Chain, HostFacts, ManagerConfig, Rule, Table
+from ..results import Finding
 
 DOCKER = "docker"
 KUBE_PROXY = "kube-proxy"
@@ -49,6 +52,41 @@ def advice(owner: str) -> str:
     change it instead."""
     how = ADVICE.get(owner, f"change {owner}'s own configuration")
     return f"This rule is managed by {owner}, which rewrites it: change {owner}'s configuration instead ({how})."
+
+
+# The managers whose configuration files lbfw reads on a live host (read/hostfacts.py, managers/*.py).
+LOCATED = (DOCKER, KUBE_PROXY, FW4, CSF, SHOREWALL, NIXOS, PROXMOX)
+
+
+def located_advice(owner: str, config: ManagerConfig, rule_text: Optional[str] = None) -> str:
+    """``advice(owner)`` with the file and line of the manager's setting behind the rule and the exact
+    change (the settings naming the rule's address, else every narrow one found), or the files lbfw
+    looked at when none holds one."""
+    found = matching(config.settings, rule_text)
+    head = f"This rule is managed by {owner}, which rewrites it: change {owner}'s configuration instead"
+    if not found:
+        looked = ", ".join(config.looked_at) or "no file"
+        return f"{head} ({ADVICE[owner]}); lbfw looked at {looked} and found no narrow loopback address there."
+    where = "; ".join(f"{s.path}:{s.line} `{s.text}`: {s.change}" for s in found[:3])
+    more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+    return f"{head}: {where}{more}; then {config.apply}."
+
+
+def locate(findings: Iterable[Finding], host: Optional[HostFacts]) -> None:
+    """On a live audit, replace each finding's generic owner sentence by the located one, and keep it in
+    ``extra["owner_advice"]`` for the fixer's refusal. Findings from files (no host facts) keep theirs."""
+    if host is None:
+        return
+    for finding in findings:
+        config = host.managers.get(finding.owner or "")
+        if config is None or finding.owner not in LOCATED:
+            continue
+        generic = advice(finding.owner)
+        if generic not in finding.message:
+            continue
+        text = located_advice(finding.owner, config, finding.rule.text if finding.rule is not None else None)
+        finding.message = finding.message.replace(generic, text)
+        finding.extra["owner_advice"] = text
 
 
 # Table names the managers create in nftables (family-less).

@@ -122,16 +122,20 @@ def route_localnet_items(host: Host, ruleset, unread: Optional[str] = None) -> l
     findings = run_checks(ruleset, Engine(ruleset), [], select={"LB005"})
     if not findings:
         return [ok(ROUTE_LOCALNET, subject, "on, and the ruleset drops 127.0.0.0/8 from other interfaces")]
+    # who turned it on (Docker's userland-proxy, kube-proxy's localhostNodePorts) and the line to change
+    set_by = tuple(findings[0].extra.get("set_by") or ())
     return [
         Item(
             ROUTE_LOCALNET,
             "error",
             subject,
             "route_localnet is on and nothing drops 127.0.0.0/8 arriving on other interfaces",
-            why="hosts on the network can reach services bound to loopback (CVE-2020-8558)",
+            why="hosts on the network can reach services bound to loopback (CVE-2020-8558)"
+            + "".join(f". {cause}" for cause in set_by),
             fix=(
                 "iptables -A INPUT ! -i lo -d 127.0.0.0/8 -j DROP",
                 "iptables -A INPUT ! -i lo -s 127.0.0.0/8 -j DROP",
+                *(f"or: {cause}" for cause in set_by),
                 "or: sysctl -w net.ipv4.conf.all.route_localnet=0",
             ),
         )

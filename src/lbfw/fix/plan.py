@@ -276,7 +276,7 @@ class _Planner:
             text = finding.rule.text if finding.rule is not None else None
             try:
                 if finding.owner and not self._owner_file_ok(finding):
-                    raise Refuse(owner_advice(finding.owner))
+                    raise Refuse(finding.extra.get("owner_advice") or owner_advice(finding.owner))
                 if finding.rule is None:
                     raise Refuse("the finding names no rule")
                 if finding.deliberate:

@@ -1,5 +1,5 @@
 """What the live host says about loopback: lo's addresses, the local table's 127/8
-route, route_localnet, interface names -> ``model.HostFacts``.
+route, route_localnet, interface names, and the managers' own configuration files -> ``model.HostFacts``.
 
 ``facts_from`` is pure (JSON from `ip -j` plus a sysctl dict); ``read_host_facts``
 is the edge that asks the kernel of the current network namespace. Every part is
@@ -8,6 +8,7 @@ read independently: what cannot be read stays None / empty, never an error.
 
 from __future__ import annotations
 
+import glob
 import ipaddress
 import json
 import os
@@ -16,11 +17,12 @@ import socket
 import subprocess
 from typing import Optional
 
-from ..model import HostFacts
+from ..model import HostFacts, ManagerConfig
 
-__all__ = ["read_host_facts", "facts_from", "read_route_localnet"]
+__all__ = ["read_host_facts", "facts_from", "read_route_localnet", "read_manager_configs"]
 
 _CONF = "/proc/sys/net/ipv4/conf"
+_MAX_CONFIG = 1 << 20  # a manager's configuration file is small; anything bigger is not read past this
 
 
 def facts_from(addr_json, route_json, route_localnet: dict, interfaces) -> HostFacts:
@@ -90,7 +92,7 @@ def _ip_json(args: list):
 
 def read_host_facts() -> HostFacts:
     """The current network namespace's loopback facts (no root needed to read them), and fail2ban's
-    jail files (LB008)."""
+    jail files (LB008) and the other managers' configuration files (owner advice, LB005)."""
     addr_json = _ip_json(["addr", "show", "dev", "lo"])
     route_json = _ip_json(["route", "show", "table", "local"])
     try:
@@ -103,4 +105,34 @@ def read_host_facts() -> HostFacts:
 
     facts.fail2ban_jails = fail2ban.read_jail_files()
     facts.fail2ban_running = os.path.exists(fail2ban.SOCKET)
+    facts.managers = read_manager_configs()
     return facts
+
+
+def _read_patterns(patterns: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """(every path tried, in order: a glob that matched nothing is named as written; {path: text})."""
+    looked_at: list[str] = []
+    texts: dict[str, str] = {}
+    for pattern in patterns:
+        paths = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
+        looked_at += paths or [pattern]
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+                    texts[path] = handle.read(_MAX_CONFIG)
+            except OSError:
+                continue
+    return tuple(looked_at), texts
+
+
+def read_manager_configs() -> dict[str, ManagerConfig]:
+    """{owner: ManagerConfig} for Docker, kube-proxy, fw4, CSF, Shorewall, NixOS and Proxmox: the files
+    each keeps its loopback settings in (managers/*.py say which and parse them). Absent files are
+    listed as looked at, never an error."""
+    from ..managers import csf, docker, fw4, kube_proxy, nixos, proxmox, shorewall
+
+    configs: dict[str, ManagerConfig] = {}
+    for manager in (docker, kube_proxy, fw4, csf, shorewall, nixos, proxmox):
+        looked_at, texts = _read_patterns(manager.FILES)
+        configs[manager.OWNER] = ManagerConfig(manager.OWNER, looked_at, manager.settings(texts), manager.APPLY)
+    return configs
