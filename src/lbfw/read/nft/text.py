@@ -1,0 +1,564 @@
+"""nft ruleset text -> the `nft -j list ruleset` document, read by lbfw itself (no kernel).
+
+Pure but for reading included files. For big files, where loading them into a kernel costs
+minutes (the commit of one transaction grows faster than the file: 96 s for kube-proxy's
+nftables ruleset of 10,000 services), and for the kernel's own listing of big live tables
+(``nft -a list table``: rule texts as the kernel prints them, handles as ``# handle N``).
+
+The grammar read here is the block syntax ``nft list ruleset`` prints: ``table`` blocks
+holding ``set``/``map`` and ``chain`` blocks, with ``define``, ``include``, ``flush ruleset``
+and comments; rule statements are ``grammar.py``'s. Anything else raises
+``grammar.Unsupported`` and the caller lets libnftables read the text; values nft would refuse
+(a bad address, a jump to a chain the table lacks, an unknown set) raise ``InputError`` at
+their line. The document is what ``tables.parse`` reads, so both paths build one model.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ...errors import InputError
+from .grammar import Invalid, RuleGrammar, Unsupported, element_value, seconds, set_type_kinds
+from .lines import RuleLine
+from .tables import NAMED_PRIORITIES
+
+__all__ = ["Parsed", "parse_text", "Unsupported"]
+
+_TOKEN = re.compile(r'"[^"\n]*"|#[^\n]*|[{};,]|[^\s{};,"#]+|"')
+_FAMILIES = frozenset(("ip", "ip6", "inet", "arp", "bridge", "netdev"))
+_HOOKS = {
+    "ip": frozenset(("prerouting", "input", "forward", "output", "postrouting")),
+    "ip6": frozenset(("prerouting", "input", "forward", "output", "postrouting")),
+    "inet": frozenset(("prerouting", "input", "forward", "output", "postrouting")),
+}
+_CHAIN_TYPES = frozenset(("filter", "nat", "route"))
+_SET_FLAGS = frozenset(("constant", "interval", "timeout", "dynamic"))
+_HANDLE = re.compile(r"#\s*handle\s+(\d+)\s*$")
+_MAX_INCLUDE_DEPTH = 16
+
+
+@dataclass
+class Parsed:
+    """What ``parse_text`` read: the JSON document, where each rule is written (keyed like
+    ``lines.place``'s result), and where each table, chain and set block opens."""
+
+    doc: dict
+    placed: dict = field(default_factory=dict)  # (family, table, chain, handle) -> RuleLine
+    blocks: dict = field(default_factory=dict)  # ("table"|"chain"|"set", family, table[, name]) -> (path, line)
+
+
+class _Table:
+    __slots__ = ("family", "name", "handle", "comment", "sets", "chains", "order", "next_handle")
+
+    def __init__(self, family: str, name: str, handle: Optional[int]) -> None:
+        self.family, self.name, self.handle = family, name, handle
+        self.comment: Optional[str] = None
+        self.sets: dict = {}  # name -> JSON body (with "_kinds", "_map" until emitted)
+        self.chains: dict = {}  # name -> [JSON body, [rules]]
+        self.next_handle = 0
+
+
+class _Statement:
+    __slots__ = ("toks", "path", "line", "end_line", "skip", "handle")
+
+    def __init__(self, path: str, line: int, skip: int) -> None:
+        self.toks: list = []
+        self.path, self.line, self.end_line, self.skip = path, line, line, skip
+        self.handle: Optional[int] = None
+
+
+class _Reader:
+    def __init__(self, base_dir: str, absolute: bool, listing: bool) -> None:
+        self.base_dir = base_dir
+        self.absolute = absolute
+        self.listing = listing  # the kernel's own listing: handles from `# handle N`
+        self.defines: dict = {}
+        self.tables: dict = {}  # (family, name) -> _Table
+        self.blocks: dict = {}
+        self.depth = 0
+        self.texts: dict = {}  # path -> list of lines (for rule texts spanning lines)
+
+    # -- the statement loop
+
+    def read(self, text: str, path: str) -> None:
+        lines = text.split("\n")
+        self.texts[path] = lines
+        stack: list = [("top", None)]
+        st: Optional[_Statement] = None
+        depth = 0  # expression braces of the current statement
+        findall = _TOKEN.findall
+        continued = False
+        for number, line in enumerate(lines, 1):
+            toks = findall(line)
+            if not toks:
+                continue
+            for index, tok in enumerate(toks):
+                c = tok[0]
+                if c == "#":
+                    if self.listing:
+                        m = _HANDLE.match(tok)
+                        if m is not None:
+                            self._note_handle(stack, st, int(m.group(1)))
+                    continue
+                if c == "\\" and tok == "\\" and index == len(toks) - 1:
+                    continued = True
+                    continue
+                if c == '"' and (len(tok) < 2 or tok[-1] != '"'):
+                    raise Unsupported("unterminated string")
+                if c == ";" and depth == 0:
+                    if st is not None:
+                        self._statement(stack, st)
+                        st = None
+                    continue
+                if c == "{":
+                    if depth == 0 and self._opens_block(stack, st, path, number if st is None else st.line):
+                        st = None
+                        continue
+                    depth += 1
+                elif c == "}":
+                    if depth == 0:
+                        if st is not None:
+                            self._statement(stack, st)
+                            st = None
+                        self._close_block(stack)
+                        continue
+                    depth -= 1
+                if st is None:
+                    st = _Statement(path, number, index)
+                if c == "$":
+                    st.toks.extend(self._define(tok))
+                else:
+                    st.toks.append(tok)
+                st.end_line = number
+            if continued:
+                continued = False
+                continue
+            if depth == 0 and st is not None:
+                self._statement(stack, st)
+                st = None
+        if st is not None or depth:
+            raise Unsupported("unterminated statement")
+        if len(stack) != 1:
+            raise InputError("syntax error, unexpected end of file: a block is not closed", path=path, line=len(lines))
+
+    def _define(self, tok: str) -> list:
+        name = tok[1:]
+        if name not in self.defines:
+            raise Unsupported(f"undefined {tok}")
+        return self.defines[name]
+
+    def _note_handle(self, stack: list, st: Optional[_Statement], handle: int) -> None:
+        if st is not None:
+            st.handle = handle
+            return
+        kind, info = stack[-1]
+        if kind in ("table", "chain", "set"):
+            info.handle_seen = handle  # type: ignore[union-attr]
+
+    # -- blocks
+
+    def _opens_block(self, stack: list, st: Optional[_Statement], path: str, line: int) -> bool:
+        words = st.toks if st is not None else []
+        kind, info = stack[-1]
+        if kind == "top":
+            w = words[1:] if words[:1] == ["add"] else words
+            if len(w) >= 2 and w[0] == "table":
+                fam, rest = _family(w[1:])
+                if len(rest) != 1:
+                    raise Unsupported("table header")
+                key = (fam, _name(rest[0]))
+                if fam not in _HOOKS:
+                    raise Unsupported(f"family {fam}")
+                table = self.tables.get(key)
+                if table is None:
+                    table = self.tables[key] = _Table(fam, key[1], st.handle if st is not None else None)
+                self.blocks.setdefault(("table", fam, key[1]), (path, line))
+                stack.append(("table", _Block(table)))
+                return True
+            if words:
+                raise Unsupported(f"block {' '.join(words[:2])}")
+            return False
+        if kind == "table":
+            table = info.obj
+            if len(words) == 2 and words[0] == "chain":
+                name = _name(words[1])
+                if name in table.chains:
+                    raise Unsupported("a chain declared twice")
+                body = {"family": table.family, "table": table.name, "name": name}
+                table.chains[name] = [body, []]
+                self.blocks.setdefault(("chain", table.family, table.name, name), (path, line))
+                stack.append(("chain", _Block(body, table)))
+                return True
+            if len(words) == 2 and words[0] in ("set", "map"):
+                name = _name(words[1])
+                if name in table.sets:
+                    raise Unsupported("a set declared twice")
+                body = {"family": table.family, "name": name, "table": table.name}
+                table.sets[name] = body
+                self.blocks.setdefault(("set", table.family, table.name, name), (path, line))
+                stack.append(("set", _Block(body, table, words[0] == "map")))
+                return True
+            raise Unsupported(f"in a table: {' '.join(words[:2])}")
+        return False
+
+    def _close_block(self, stack: list) -> None:
+        if len(stack) == 1:
+            raise Unsupported("} outside a block")
+        kind, info = stack.pop()
+        if kind == "set":
+            self._finish_set(info)
+        elif kind == "chain":
+            body = info.obj
+            if "hook" in body and "policy" not in body:
+                body["policy"] = "accept"
+            if info.handle_seen is not None:
+                body["handle"] = info.handle_seen
+        elif kind == "table" and info.handle_seen is not None:
+            info.obj.handle = info.handle_seen
+
+    # -- statements
+
+    def _statement(self, stack: list, st: _Statement) -> None:
+        kind, info = stack[-1]
+        toks = st.toks
+        try:
+            if toks[0] == "include":
+                self._include(toks, st)
+            elif kind == "top":
+                self._top(toks, st)
+            elif kind == "table":
+                if toks[0] == "comment" and len(toks) == 2:
+                    info.obj.comment = _string(toks[1])
+                else:
+                    raise Unsupported(f"in a table: {toks[0]}")
+            elif kind == "chain":
+                self._chain_statement(info, st)
+            elif kind == "set":
+                self._set_statement(info, toks)
+        except Invalid as err:
+            raise InputError(str(err), path=st.path, line=st.line) from None
+
+    def _top(self, toks: list, st: _Statement) -> None:
+        if toks[0] == "define" and len(toks) >= 4 and toks[2] == "=":
+            self.defines[toks[1]] = toks[3:]
+        elif toks == ["flush", "ruleset"]:
+            self.tables.clear()
+        else:
+            raise Unsupported(f"command {toks[0]}")
+
+    def _include(self, toks: list, st: _Statement) -> None:
+        if len(toks) != 2 or not toks[1].startswith('"'):
+            raise Unsupported("include")
+        name = _string(toks[1])
+        if self.depth >= _MAX_INCLUDE_DEPTH:
+            raise Unsupported("includes nested too deep")
+        if os.path.isabs(name):
+            found = sorted(glob.glob(name))
+        else:
+            found = []
+            for d in ("/etc", self.base_dir):
+                found = sorted(glob.glob(os.path.join(d, name)))
+                if found:
+                    break
+        if not found and not glob.has_magic(name):
+            raise InputError(f"File not found: {name}", path=st.path, line=st.line)
+        for inc in found:
+            try:
+                with open(inc, encoding="utf-8") as f:
+                    inc_text = f.read()
+            except (OSError, UnicodeDecodeError):
+                raise Unsupported(f"cannot read {inc}") from None
+            self.depth += 1
+            self.read(inc_text, inc if self.absolute else os.path.relpath(inc))
+            self.depth -= 1
+
+    def _chain_statement(self, block: "_Block", st: _Statement) -> None:
+        body = block.obj
+        toks = st.toks
+        w0 = toks[0]
+        if w0 == "type":
+            # type T hook H priority P  (the `;` ends it)
+            if len(toks) < 6 or toks[2] != "hook" or toks[4] != "priority":
+                raise Unsupported("chain type")
+            family = body["family"]
+            if toks[1] not in _CHAIN_TYPES or toks[3] not in _HOOKS[family]:
+                raise Unsupported("chain type or hook")
+            body["type"], body["hook"] = toks[1], toks[3]
+            body["prio"] = _priority(toks[5:], family)
+            return
+        if w0 == "policy" and len(toks) == 2:
+            if toks[1] not in ("accept", "drop"):
+                raise Invalid(f"invalid chain policy {toks[1]!r}")
+            body["policy"] = toks[1]
+            return
+        if w0 == "comment" and len(toks) == 2 and "hook" not in body and not block.table.chains[body["name"]][1]:
+            body["comment"] = _string(toks[1])
+            return
+        if w0 in ("devices", "device", "flags"):
+            raise Unsupported(f"chain {w0}")
+        block.table.chains[body["name"]][1].append(st)
+
+    def _set_statement(self, block: "_Block", toks: list) -> None:
+        body = block.obj
+        w0 = toks[0]
+        if w0 == "type":
+            typ, kinds, data = set_type_kinds(toks[1:])
+            if block.is_map != (data is not None):
+                raise Unsupported("set or map type")
+            body["type"] = typ
+            if data is not None:
+                body["map"] = data
+            block.kinds = kinds
+        elif w0 == "flags" and len(toks) >= 2:
+            flags = "".join(toks[1:]).split(",")
+            if any(f not in _SET_FLAGS for f in flags):
+                raise Unsupported("set flags")
+            block.flags = flags
+        elif w0 == "timeout" and len(toks) == 2:
+            body["timeout"] = seconds(toks[1])
+        elif w0 == "size" and len(toks) == 2 and toks[1].isdigit():
+            body["size"] = int(toks[1])
+        elif w0 == "comment" and len(toks) == 2:
+            body["comment"] = _string(toks[1])
+        elif w0 == "elements" and len(toks) >= 4 and toks[1] == "=" and toks[2] == "{" and toks[-1] == "}":
+            block.elements = _split_colons(toks[3:-1])
+        else:
+            raise Unsupported(f"in a set: {w0}")
+
+    def _finish_set(self, block: "_Block") -> None:
+        body = block.obj
+        if block.kinds is None:
+            raise Unsupported("a set without a type")
+        flags = block.flags
+        # the kernel keeps `dynamic` implicit for a set with timeouts: nft lists only "timeout"
+        shown = [f for f in ("constant", "interval", "timeout", "dynamic") if f in flags]
+        if "timeout" in shown and "dynamic" in shown:
+            shown.remove("dynamic")
+        if "timeout" in shown and "dynamic" in flags and "size" not in body:
+            body["size"] = 65535
+        if shown:
+            body["flags"] = shown
+        body["_kinds"] = block.kinds
+        if block.elements:
+            body["elem"] = _elements(block.elements, block.kinds, body.get("map"), "interval" in flags,
+                                     "timeout" in flags)
+        if block.handle_seen is not None:
+            body["handle"] = block.handle_seen
+
+
+class _Block:
+    __slots__ = ("obj", "table", "is_map", "kinds", "flags", "elements", "handle_seen")
+
+    def __init__(self, obj: Any, table: Optional[_Table] = None, is_map: bool = False) -> None:
+        self.obj, self.table, self.is_map = obj, table, is_map
+        self.kinds: Optional[tuple] = None
+        self.flags: list = []
+        self.elements: list = []
+        self.handle_seen: Optional[int] = None
+
+
+def _elements(toks: list, kinds: tuple, map_type: Optional[str], interval: bool, timeout: bool) -> list:
+    """The tokens inside `elements = { ... }` -> JSON elements (values, or [key, verdict] pairs)."""
+    out: list = []
+    if len(kinds) == 1 and map_type is None and not timeout:
+        kind = kinds[0]
+        # the common big case: plain values separated by commas (a ban list of 1,000,000 addresses)
+        for j in range(1, len(toks), 2):
+            if toks[j] != ",":
+                break
+        else:
+            return [element_value(kind, t, None, interval) for t in toks[::2]]
+    i, n = 0, len(toks)
+    while i < n:
+        vals = [element_value(kinds[0], toks[i], None, interval)]
+        i += 1
+        for kind in kinds[1:]:
+            if i + 1 >= n or toks[i] != ".":
+                raise Unsupported("element")
+            vals.append(element_value(kind, toks[i + 1], None, interval))
+            i += 2
+        key: Any = vals[0] if len(vals) == 1 else {"concat": vals}
+        extra: dict = {}
+        while i < n and toks[i] in ("timeout", "expires", "comment"):
+            if i + 1 >= n:
+                raise Unsupported("element option")
+            if toks[i] == "comment":
+                extra["comment"] = _string(toks[i + 1])
+            elif toks[i] == "timeout":
+                extra["timeout"] = seconds(toks[i + 1])
+            i += 2
+        if extra:
+            key = {"elem": {"val": key, **extra}}
+        if map_type is not None:
+            if i >= n or toks[i] != ":":
+                raise Unsupported("map element")
+            i += 1
+            if map_type != "verdict":
+                raise Unsupported("data map")
+            verb = toks[i] if i < n else ""
+            if verb in ("accept", "drop", "return", "continue"):
+                data: Any = {verb: None}
+                i += 1
+            elif verb in ("jump", "goto") and i + 1 < n:
+                data = {verb: {"target": _name(toks[i + 1])}}
+                i += 2
+            else:
+                raise Unsupported("map verdict")
+            out.append([key, data])
+        else:
+            out.append(key)
+        if i < n:
+            if toks[i] != ",":
+                raise Unsupported(f"element separator {toks[i]}")
+            i += 1
+    return out
+
+
+def _priority(words: list, family: str) -> int:
+    text = " ".join(words)
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    m = re.fullmatch(r"([a-z]+)(?: ([+-]) (\d+))?", text)
+    named = NAMED_PRIORITIES.get(family, {})
+    if m is None or m.group(1) not in named:
+        raise Unsupported(f"priority {text}")
+    base = named[m.group(1)]
+    if m.group(2):
+        base += int(m.group(3)) * (1 if m.group(2) == "+" else -1)
+    return base
+
+
+def _family(words: list) -> tuple:
+    if words and words[0] in _FAMILIES:
+        return words[0], words[1:]
+    return "ip", words
+
+
+def _name(tok: str) -> str:
+    if tok.startswith('"'):
+        return _string(tok)
+    if not re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_./\-]*|[A-Za-z0-9_./\-]+", tok) or tok[0].isdigit():
+        raise Unsupported(f"name {tok}")
+    return tok
+
+
+def _string(tok: str) -> str:
+    if len(tok) < 2 or tok[0] != '"' or tok[-1] != '"':
+        raise Unsupported(f"not a string: {tok}")
+    return tok[1:-1]
+
+
+def _split_colons(toks: list) -> list:
+    """`0:` (a vmap key glued to its colon) -> `0`, `:`; IPv6 addresses keep theirs."""
+    out = []
+    for t in toks:
+        if len(t) > 1 and t.endswith(":") and not t.endswith("::") and t[0] != '"':
+            out.append(t[:-1])
+            out.append(":")
+        else:
+            out.append(t)
+    return out
+
+
+_STMT_TEXT = re.compile(r'"[^"\n]*"?|#[^\n]*|\\\n|\n|[{};]|[^\s{};"#]+')
+
+
+def _rule_text(lines: list, st: _Statement) -> str:
+    """The rule's text as written (what ``lines.py`` gives for the kernel path)."""
+    if st.line == st.end_line and st.skip == 0:
+        line = lines[st.line - 1]
+        if "#" not in line and ";" not in line and "}" not in line:
+            return line.strip()
+    chunk = "\n".join(lines[st.line - 1 : st.end_line])
+    toks = [m for m in _STMT_TEXT.finditer(chunk) if m.group()[0] not in "#\n\\"]
+    # skip the tokens of earlier statements on the first line, then this statement's own
+    first_line_toks = [m for m in _TOKEN.finditer(lines[st.line - 1]) if m.group()[0] != "#"]
+    skip_chars = first_line_toks[st.skip].start() if st.skip < len(first_line_toks) else 0
+    mine = [m for m in toks if m.start() >= skip_chars]
+    start = mine[0].start()
+    end = start
+    for m in mine:
+        if m.group() in (";",) or (m.group() == "}" and _balance(chunk[start : m.start()]) == 0):
+            break
+        end = m.end()
+    return chunk[start:end]
+
+
+def _balance(text: str) -> int:
+    return text.count("{") - text.count("}")
+
+
+def parse_text(text: str, source: str, base_dir: Optional[str] = None, listing: bool = False) -> Parsed:
+    """Read nft ruleset ``text`` (written at ``source``) -> ``Parsed``.
+
+    ``listing``: the text is the kernel's own ``nft -a list`` output (rule handles from
+    ``# handle N``); otherwise handles are counted as nft -f would give them, and only the
+    file's lines locate rules. Raises ``Unsupported`` for grammar this reader does not
+    implement, ``InputError`` for what nft would refuse."""
+    reader = _Reader(base_dir or os.path.dirname(os.path.abspath(source)), os.path.isabs(source), listing)
+    reader.read(text, source)
+    items: list = []
+    placed: dict = {}
+    for table in reader.tables.values():
+        items.extend(_emit_table(reader, table, placed))
+    return Parsed({"nftables": items}, placed, reader.blocks)
+
+
+def _emit_table(reader: _Reader, table: _Table, placed: dict) -> list:
+    fam, tname = table.family, table.name
+    head: dict = {"family": fam, "name": tname, "handle": table.handle}
+    if table.comment is not None:
+        head["comment"] = table.comment
+    out: list = [{"table": head}]
+    counter = 0
+    for name, (body, _rules) in table.chains.items():
+        counter += 1
+        body.setdefault("handle", counter)
+    set_info = {}
+    for name, body in table.sets.items():
+        counter += 1
+        body.setdefault("handle", counter)
+        set_info[name] = (body["_kinds"], body.get("map"))
+    for name, body in table.sets.items():
+        kinds = body.pop("_kinds")
+        out.append({"map" if "map" in body else "set": _ordered_set(body)})
+        del kinds
+    for body, _rules in table.chains.values():
+        out.append({"chain": body})
+    grammar = RuleGrammar(fam, set_info)
+    for chain_name, (_body, rules) in table.chains.items():
+        for st in rules:
+            try:
+                exprs, comment = grammar.parse(_split_colons(st.toks))
+                for target in grammar.targets:
+                    if target not in table.chains:
+                        raise Invalid(f"Could not process rule: No such file or directory (no chain {target!r})")
+            except Invalid as err:
+                raise InputError(str(err), path=st.path, line=st.line) from None
+            counter += 1 + sum(1 for e in exprs if _anonymous_set(e))
+            handle = st.handle if st.handle is not None else counter
+            rule: dict = {"family": fam, "table": tname, "chain": chain_name, "handle": handle, "expr": exprs}
+            if comment is not None:
+                rule["comment"] = comment
+            out.append({"rule": rule})
+            placed[(fam, tname, chain_name, handle)] = RuleLine(st.path, st.line, _rule_text(reader.texts[st.path], st))
+    return out
+
+
+def _ordered_set(body: dict) -> dict:
+    """The set's keys in the order nft prints them (family, name, table, type, handle, ...)."""
+    order = ("family", "name", "table", "type", "handle", "size", "flags", "timeout", "comment", "map", "elem")
+    return {k: body[k] for k in order if k in body}
+
+
+def _anonymous_set(stmt: dict) -> bool:
+    """An anonymous set or verdict map takes a handle of its own in the table."""
+    val = next(iter(stmt.values()))
+    if not isinstance(val, dict):
+        return False
+    data = val.get("right") if "match" in stmt else val.get("data") if "vmap" in stmt else None
+    return isinstance(data, dict) and "set" in data
