@@ -81,8 +81,7 @@ def read(
                     "into a kernel would take minutes): values, chains and sets are checked as nft checks them; "
                     f"for nft's own check run `nft -c -f {source}` as root, or `lbfw audit` a smaller file"
                 )
-            tables = nft_tables.parse(parsed.doc, source, BACKEND_FILE, text_of=_texts(parsed.placed))
-            return _locate(tables, parsed.placed, parsed.blocks, text, source)
+            return _locate(parsed.tables, parsed.placed, parsed.blocks, text, source)
     with _terminate_cleans_up(), tempfile.TemporaryDirectory(prefix="lbfw-nft-") as tmp:
         if path is None:
             load_path = os.path.join(tmp, "ruleset.nft")

@@ -23,8 +23,9 @@ from typing import Any, Optional
 
 from ...errors import InputError
 from .grammar import Invalid, RuleGrammar, Unsupported, element_value, seconds, set_type_kinds
+from ...model import BACKEND_FILE
 from .lines import RuleLine
-from .tables import NAMED_PRIORITIES
+from .tables import NAMED_PRIORITIES, Builder
 
 __all__ = ["Parsed", "parse_text", "Unsupported"]
 
@@ -43,10 +44,10 @@ _MAX_INCLUDE_DEPTH = 16
 
 @dataclass
 class Parsed:
-    """What ``parse_text`` read: the JSON document, where each rule is written (keyed like
+    """What ``parse_text`` read: the model's tables, where each rule is written (keyed like
     ``lines.place``'s result), and where each table, chain and set block opens."""
 
-    doc: dict
+    tables: list
     placed: dict = field(default_factory=dict)  # (family, table, chain, handle) -> RuleLine
     blocks: dict = field(default_factory=dict)  # ("table"|"chain"|"set", family, table[, name]) -> (path, line)
 
@@ -63,12 +64,13 @@ class _Table:
 
 
 class _Statement:
-    __slots__ = ("toks", "path", "line", "end_line", "skip", "handle")
+    __slots__ = ("toks", "path", "line", "end_line", "skip", "handle", "expanded")
 
     def __init__(self, path: str, line: int, skip: int) -> None:
-        self.toks: list = []
+        self.toks: Optional[list] = []  # None once dropped: a one-line rule is tokenized again when built
         self.path, self.line, self.end_line, self.skip = path, line, line, skip
         self.handle: Optional[int] = None
+        self.expanded = False  # a $define was substituted
 
 
 class _Reader:
@@ -131,11 +133,14 @@ class _Reader:
                     st = _Statement(path, number, index)
                 if c == "$":
                     st.toks.extend(self._define(tok))
+                    st.expanded = True
                 else:
                     st.toks.append(tok)
                 st.end_line = number
             if continued:
                 continued = False
+                if st is not None:
+                    st.expanded = True  # spans lines: keep its tokens
                 continue
             if depth == 0 and st is not None:
                 self._statement(stack, st)
@@ -300,6 +305,8 @@ class _Reader:
             return
         if w0 in ("devices", "device", "flags"):
             raise Unsupported(f"chain {w0}")
+        if st.line == st.end_line and st.skip == 0 and not st.expanded:
+            st.toks = None  # 92,000 rules of tokens cost more than tokenizing each line again
         block.table.chains[body["name"]][1].append(st)
 
     def _set_statement(self, block: "_Block", toks: list) -> None:
@@ -492,61 +499,95 @@ def _balance(text: str) -> int:
     return text.count("{") - text.count("}")
 
 
-def parse_text(text: str, source: str, base_dir: Optional[str] = None, listing: bool = False) -> Parsed:
-    """Read nft ruleset ``text`` (written at ``source``) -> ``Parsed``.
+def parse_text(
+    text: str, source: str, base_dir: Optional[str] = None, backend: str = BACKEND_FILE, listing: bool = False
+) -> Parsed:
+    """Read nft ruleset ``text`` (written at ``source``) into model tables -> ``Parsed``.
 
     ``listing``: the text is the kernel's own ``nft -a list`` output (rule handles from
     ``# handle N``); otherwise handles are counted as nft -f would give them, and only the
     file's lines locate rules. Raises ``Unsupported`` for grammar this reader does not
-    implement, ``InputError`` for what nft would refuse."""
+    implement, ``InputError`` for what nft would refuse. Rules are built one at a time
+    (``tables.Builder``): no whole document is held."""
     reader = _Reader(base_dir or os.path.dirname(os.path.abspath(source)), os.path.isabs(source), listing)
     reader.read(text, source)
-    items: list = []
+    builder = Builder(source, backend)
     placed: dict = {}
+    grammars = {}
     for table in reader.tables.values():
-        items.extend(_emit_table(reader, table, placed))
-    return Parsed({"nftables": items}, placed, reader.blocks)
+        grammars[(table.family, table.name)] = _declare(builder, table)
+    # a rule that names a set shows which field the set's elements are for: note those first
+    early: dict = {}
+    for table in reader.tables.values():
+        grammar = grammars[(table.family, table.name)]
+        for chain_name, (_body, rules) in table.chains.items():
+            for st in rules:
+                toks = _tokens(reader, st)
+                if any(t[0] == "@" for t in toks):
+                    parsed = _rule(grammar, table, st, toks)
+                    early[id(st)] = parsed
+                    builder.note_rule({"family": table.family, "table": table.name, "expr": parsed[0]})
+    builder.convert_sets()
+    for table in reader.tables.values():
+        grammar = grammars[(table.family, table.name)]
+        counter = table.next_handle
+        fam, tname = table.family, table.name
+        for chain_name, (_body, rules) in table.chains.items():
+            for st in rules:
+                parsed = early.get(id(st))
+                exprs, comment = parsed if parsed is not None else _rule(grammar, table, st, _tokens(reader, st))
+                counter += 1 + sum(1 for e in exprs if _anonymous_set(e))
+                handle = st.handle if st.handle is not None else counter
+                body: dict = {"family": fam, "table": tname, "chain": chain_name, "handle": handle, "expr": exprs}
+                if comment is not None:
+                    body["comment"] = comment
+                loc = RuleLine(st.path, st.line, _rule_text(reader.texts[st.path], st))
+                placed[(fam, tname, chain_name, handle)] = loc
+                builder.add_rule(body, loc.text)
+            rules.clear()
+    return Parsed(builder.tables_list(), placed, reader.blocks)
 
 
-def _emit_table(reader: _Reader, table: _Table, placed: dict) -> list:
+def _tokens(reader: _Reader, st: _Statement) -> list:
+    if st.toks is not None:
+        return st.toks
+    return [t for t in _TOKEN.findall(reader.texts[st.path][st.line - 1]) if t[0] != "#"]
+
+
+def _rule(grammar: RuleGrammar, table: _Table, st: _Statement, toks: list) -> tuple:
+    """One rule's (JSON statements, comment), its jump targets checked against the table."""
+    try:
+        exprs, comment = grammar.parse(_split_colons(toks))
+        for target in grammar.targets:
+            if target not in table.chains:
+                raise Invalid(f"Could not process rule: No such file or directory (no chain {target!r})")
+    except Invalid as err:
+        raise InputError(str(err), path=st.path, line=st.line) from None
+    return exprs, comment
+
+
+def _declare(builder: Builder, table: _Table) -> RuleGrammar:
+    """Give the builder the table, its sets and chains (handles counted as nft -f gives them:
+    chains first, then sets, then rules and their anonymous sets); the grammar for its rules."""
     fam, tname = table.family, table.name
     head: dict = {"family": fam, "name": tname, "handle": table.handle}
     if table.comment is not None:
         head["comment"] = table.comment
-    out: list = [{"table": head}]
+    builder.add("table", head)
     counter = 0
-    for name, (body, _rules) in table.chains.items():
+    for body, _rules in table.chains.values():
         counter += 1
         body.setdefault("handle", counter)
     set_info = {}
     for name, body in table.sets.items():
         counter += 1
         body.setdefault("handle", counter)
-        set_info[name] = (body["_kinds"], body.get("map"))
-    for name, body in table.sets.items():
-        kinds = body.pop("_kinds")
-        out.append({"map" if "map" in body else "set": _ordered_set(body)})
-        del kinds
+        set_info[name] = (body.pop("_kinds"), body.get("map"))
+        builder.add("map" if "map" in body else "set", _ordered_set(body))
     for body, _rules in table.chains.values():
-        out.append({"chain": body})
-    grammar = RuleGrammar(fam, set_info)
-    for chain_name, (_body, rules) in table.chains.items():
-        for st in rules:
-            try:
-                exprs, comment = grammar.parse(_split_colons(st.toks))
-                for target in grammar.targets:
-                    if target not in table.chains:
-                        raise Invalid(f"Could not process rule: No such file or directory (no chain {target!r})")
-            except Invalid as err:
-                raise InputError(str(err), path=st.path, line=st.line) from None
-            counter += 1 + sum(1 for e in exprs if _anonymous_set(e))
-            handle = st.handle if st.handle is not None else counter
-            rule: dict = {"family": fam, "table": tname, "chain": chain_name, "handle": handle, "expr": exprs}
-            if comment is not None:
-                rule["comment"] = comment
-            out.append({"rule": rule})
-            placed[(fam, tname, chain_name, handle)] = RuleLine(st.path, st.line, _rule_text(reader.texts[st.path], st))
-    return out
+        builder.add("chain", body)
+    table.next_handle = counter
+    return RuleGrammar(fam, set_info)
 
 
 def _ordered_set(body: dict) -> dict:
