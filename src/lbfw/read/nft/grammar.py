@@ -279,6 +279,7 @@ class RuleGrammar:
                 continue
             stmt = self._statement(tok)
             out.append(stmt)
+        _refuse_dependencies(out)
         return out, comment
 
     def _statement(self, tok: str) -> dict:
@@ -415,9 +416,11 @@ class RuleGrammar:
                 self._expect("mark")
             src = {"meta": {"key": "mark"}} if tok in ("mark", "meta") else {"ct": {"key": "mark"}}
             value: Any = src
-            while self._peek() in ("and", "&", "or", "|", "xor", "^"):
+            if self._peek() in ("and", "&", "or", "|", "xor", "^"):
                 op = {"and": "&", "or": "|", "xor": "^"}.get(self._next(), self.toks[self.i - 1])
                 value = {op: [value, _number(self._next())]}
+            if self._peek() in ("and", "&", "or", "|", "xor", "^"):
+                raise Unsupported("two bitwise operations (nft folds them into one)")
             return {"mangle": {"key": key, "value": value}}
         n = _number(tok)
         if not 0 <= n <= 0xFFFFFFFF:
@@ -599,6 +602,35 @@ class RuleGrammar:
             self.targets.append(target)
             return {tok: {"target": target}}
         raise Unsupported(f"verdict {tok}")
+
+
+_L3_OF_NFPROTO = {"ipv4": "ip", "ipv6": "ip6"}
+_L4_PAYLOADS = frozenset(("tcp", "udp", "sctp", "dccp", "udplite"))
+
+
+def _refuse_dependencies(stmts: list) -> None:
+    """nft drops a protocol match a later header match implies when it lists a rule
+    (`meta nfproto ipv4 ip saddr ...` lists as `ip saddr ...`, `meta l4proto tcp tcp dport 22`
+    as `tcp dport 22`): such rules are left to libnftables rather than guessed at."""
+    pending: set = set()
+    for stmt in stmts:
+        match = stmt.get("match")
+        if not isinstance(match, dict):
+            continue
+        left = match["left"]
+        parts = left["concat"] if isinstance(left, dict) and "concat" in left else [left]
+        for part in parts:
+            payload = part.get("payload") if isinstance(part, dict) else None
+            if payload is not None and payload["protocol"] in pending:
+                raise Unsupported("a protocol match the next header match implies")
+        if match["op"] == "==" and isinstance(match["right"], str):
+            meta = left.get("meta", {}).get("key") if isinstance(left, dict) else None
+            payload = left.get("payload") if isinstance(left, dict) else None
+            if meta == "nfproto":
+                pending.add(_L3_OF_NFPROTO.get(match["right"], ""))
+            elif meta == "l4proto" or (payload is not None and payload["field"] in ("protocol", "nexthdr")):
+                if match["right"] in _L4_PAYLOADS:
+                    pending.add(match["right"])
 
 
 _WORD_ORDER = {"invalid": 1, "established": 2, "related": 4, "new": 8, "untracked": 64, "expected": 1,

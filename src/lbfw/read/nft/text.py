@@ -64,13 +64,14 @@ class _Table:
 
 
 class _Statement:
-    __slots__ = ("toks", "path", "line", "end_line", "skip", "handle", "expanded")
+    __slots__ = ("toks", "path", "line", "end_line", "skip", "handle", "expanded", "whole")
 
     def __init__(self, path: str, line: int, skip: int) -> None:
         self.toks: Optional[list] = []  # None once dropped: a one-line rule is tokenized again when built
         self.path, self.line, self.end_line, self.skip = path, line, line, skip
         self.handle: Optional[int] = None
         self.expanded = False  # a $define was substituted
+        self.whole = False  # the statement is its line, alone
 
 
 class _Reader:
@@ -143,6 +144,7 @@ class _Reader:
                     st.expanded = True  # spans lines: keep its tokens
                 continue
             if depth == 0 and st is not None:
+                st.whole = st.skip == 0 and st.line == number and not st.expanded
                 self._statement(stack, st)
                 st = None
         if st is not None or depth:
@@ -305,7 +307,7 @@ class _Reader:
             return
         if w0 in ("devices", "device", "flags"):
             raise Unsupported(f"chain {w0}")
-        if st.line == st.end_line and st.skip == 0 and not st.expanded:
+        if st.whole:
             st.toks = None  # 92,000 rules of tokens cost more than tokenizing each line again
         block.table.chains[body["name"]][1].append(st)
 
@@ -389,17 +391,15 @@ def _elements(toks: list, kinds: tuple, map_type: Optional[str], interval: bool,
             vals.append(element_value(kind, toks[i + 1], None, interval))
             i += 2
         key: Any = vals[0] if len(vals) == 1 else {"concat": vals}
-        extra: dict = {}
+        # an element's timeout, expiry and comment are checked but not kept: the model holds values
         while i < n and toks[i] in ("timeout", "expires", "comment"):
             if i + 1 >= n:
                 raise Unsupported("element option")
             if toks[i] == "comment":
-                extra["comment"] = _string(toks[i + 1])
-            elif toks[i] == "timeout":
-                extra["timeout"] = seconds(toks[i + 1])
+                _string(toks[i + 1])
+            else:
+                seconds(toks[i + 1])
             i += 2
-        if extra:
-            key = {"elem": {"val": key, **extra}}
         if map_type is not None:
             if i >= n or toks[i] != ":":
                 raise Unsupported("map element")
@@ -476,7 +476,7 @@ _STMT_TEXT = re.compile(r'"[^"\n]*"?|#[^\n]*|\\\n|\n|[{};]|[^\s{};"#]+')
 
 def _rule_text(lines: list, st: _Statement) -> str:
     """The rule's text as written (what ``lines.py`` gives for the kernel path)."""
-    if st.line == st.end_line and st.skip == 0:
+    if st.whole:
         line = lines[st.line - 1]
         if "#" not in line and ";" not in line and "}" not in line:
             return line.strip()
