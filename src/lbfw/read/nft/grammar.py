@@ -109,7 +109,7 @@ def seconds(tok: str) -> int:
     if tok.isdigit():
         return int(tok)
     m = _TIME.fullmatch(tok)
-    if m is None or not any(m.groups()) or m.group(5):
+    if m is None or not any(m.groups()):
         raise Unsupported(f"time {tok}")
     d, h, mi, s = (int(g) if g else 0 for g in m.groups()[:4])
     return ((d * 24 + h) * 60 + mi) * 60 + s
@@ -344,7 +344,8 @@ class RuleGrammar:
             self._expect("reset")
             return {"reject": {"type": "tcp reset"}}
         if kind in ("icmp", "icmpv6", "icmpx"):
-            self._expect("type")
+            if self._peek() == "type":  # nft -f takes `icmp type CODE`; nft lists `icmp CODE`
+                self.i += 1
             code = self._next()
             allowed = _ICMPX_REJECT if kind == "icmpx" else _ICMP_REJECT
             if kind == "icmpv6" or code not in allowed:

@@ -474,6 +474,15 @@ def _split_colons(toks: list) -> list:
 _STMT_TEXT = re.compile(r'"[^"\n]*"?|#[^\n]*|\\\n|\n|[{};]|[^\s{};"#]+')
 
 
+def _listed_text(lines: list, st: _Statement) -> str:
+    """A rule's text in the kernel's listing, wrapped lines joined (as ``live.handle_texts``)."""
+    parts = [line.strip() for line in lines[st.line - 1 : st.end_line]]
+    last = parts[-1]
+    cut = last.rfind("# handle ")
+    parts[-1] = last[:cut].rstrip() if cut >= 0 else last
+    return " ".join(p for p in parts if p)
+
+
 def _rule_text(lines: list, st: _Statement) -> str:
     """The rule's text as written (what ``lines.py`` gives for the kernel path)."""
     if st.whole:
@@ -537,10 +546,15 @@ def parse_text(
                 parsed = early.get(id(st))
                 exprs, comment = parsed if parsed is not None else _rule(grammar, table, st, _tokens(reader, st))
                 counter += 1 + sum(1 for e in exprs if _anonymous_set(e))
+                if listing and st.handle is None:
+                    raise Unsupported("a listed rule without its handle")
                 handle = st.handle if st.handle is not None else counter
                 body: dict = {"family": fam, "table": tname, "chain": chain_name, "handle": handle, "expr": exprs}
                 if comment is not None:
                     body["comment"] = comment
+                if listing:
+                    builder.add_rule(body, _listed_text(reader.texts[st.path], st))
+                    continue
                 loc = RuleLine(st.path, st.line, _rule_text(reader.texts[st.path], st))
                 placed[(fam, tname, chain_name, handle)] = loc
                 builder.add_rule(body, loc.text)
