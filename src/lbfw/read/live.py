@@ -112,10 +112,18 @@ class _Nft:
             raise InputError(f"nft {cmd} failed: {(err or '').strip()}", path="live:nftables")
         return json.loads(out) if out and out.strip() else {"nftables": []}
 
-    def text(self, cmd: str) -> str:
+    def text(self, cmd: str, in_process: bool = False) -> str:
         """The table as nft prints it, with handles (`-a`), set and map elements included: what
-        lbfw's own reader parses for a big table, and the rule texts for any table."""
-        if self.lib is not None:
+        lbfw's own reader parses for a big table, and the rule texts for any table.
+
+        The nft command lists it when installed (``in_process`` False): libnftables' cache of
+        the listing then dies with that process instead of staying in lbfw's heap beside the
+        model (the model's objects never reuse what C code freed). Measured at 5,000 services:
+        peak 297 MB in-process against 175 MB with the command (its own 169 MB included)."""
+        have_cli = shutil.which("nft") is not None or os.path.exists("/usr/sbin/nft")
+        if have_cli and not in_process:
+            rc, out, err = _run(["nft", "-a", *cmd.split()])
+        elif self.lib is not None:
             # a context of its own, freed before the text is parsed (as for the JSON)
             lib = type(self.lib)()
             lib.set_json_output(False)
