@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "benchmarks"))
 import generate_nft  # noqa: E402
 
 from lbfw.errors import InputError  # noqa: E402
-from lbfw.read.nft import files, grammar  # noqa: E402
+from lbfw.read.nft import files, grammar, textvalues  # noqa: E402
 from lbfw.read.nft.text import _TOKEN, Unsupported, _split_colons, parse_text  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -41,7 +41,7 @@ def test_recorded_spellings_give_the_json_nft_printed_or_are_left_to_libnftables
         want = row["json"] if isinstance(row["json"], list) else [{"match": row["json"]}]
         try:
             got = _statements(row["nft"], row.get("family") or "inet")
-        except (grammar.Unsupported, grammar.Invalid):
+        except (textvalues.Unsupported, textvalues.Invalid):
             continue
         accepted += 1
         assert got == want, row["nft"]
@@ -52,24 +52,68 @@ def test_recorded_spellings_give_the_json_nft_printed_or_are_left_to_libnftables
 @pytest.mark.parametrize(
     "rule, json_",
     [
-        ("ct state established,related accept", [{"match": {"op": "in", "left": {"ct": {"key": "state"}},
-                                                   "right": ["established", "related"]}}, {"accept": None}]),
-        ("ip saddr { 10.0.0.1/32 } drop", [{"match": {"op": "==", "left": {"payload": {"protocol": "ip",
-                                            "field": "saddr"}}, "right": "10.0.0.1"}}, {"drop": None}]),
-        ("ip saddr 10.1.2.3/8 accept", [{"match": {"op": "==", "left": {"payload": {"protocol": "ip",
-                                         "field": "saddr"}}, "right": {"prefix": {"addr": "10.0.0.0", "len": 8}}}},
-                                        {"accept": None}]),
-        ("tcp dport { 443, 22, 80 } accept", [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp",
-                                               "field": "dport"}}, "right": {"set": [22, 80, 443]}}},
-                                              {"accept": None}]),
-        ("numgen random mod 2 vmap { 0 : goto a, 1 : goto b }",
-         [{"vmap": {"key": {"numgen": {"mode": "random", "mod": 2, "offset": 0}},
-                    "data": {"set": [[0, {"goto": {"target": "a"}}], [1, {"goto": {"target": "b"}}]]}}}]),
-        ("meta l4proto tcp dnat to 10.244.0.2:8306", [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}},
-                                                       "right": "tcp"}}, {"dnat": {"addr": "10.244.0.2",
-                                                                                   "port": 8306}}]),
-        ("mark and 0x00004000 == 0 return", [{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}},
-                                              16384]}, "right": 0}}, {"return": None}]),
+        (
+            "ct state established,related accept",
+            [
+                {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}},
+                {"accept": None},
+            ],
+        ),
+        (
+            "ip saddr { 10.0.0.1/32 } drop",
+            [
+                {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}}, "right": "10.0.0.1"}},
+                {"drop": None},
+            ],
+        ),
+        (
+            "ip saddr 10.1.2.3/8 accept",
+            [
+                {
+                    "match": {
+                        "op": "==",
+                        "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                        "right": {"prefix": {"addr": "10.0.0.0", "len": 8}},
+                    }
+                },
+                {"accept": None},
+            ],
+        ),
+        (
+            "tcp dport { 443, 22, 80 } accept",
+            [
+                {
+                    "match": {
+                        "op": "==",
+                        "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                        "right": {"set": [22, 80, 443]},
+                    }
+                },
+                {"accept": None},
+            ],
+        ),
+        (
+            "numgen random mod 2 vmap { 0 : goto a, 1 : goto b }",
+            [
+                {
+                    "vmap": {
+                        "key": {"numgen": {"mode": "random", "mod": 2, "offset": 0}},
+                        "data": {"set": [[0, {"goto": {"target": "a"}}], [1, {"goto": {"target": "b"}}]]},
+                    }
+                }
+            ],
+        ),
+        (
+            "meta l4proto tcp dnat to 10.244.0.2:8306",
+            [
+                {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}},
+                {"dnat": {"addr": "10.244.0.2", "port": 8306}},
+            ],
+        ),
+        (
+            "mark and 0x00004000 == 0 return",
+            [{"match": {"op": "==", "left": {"&": [{"meta": {"key": "mark"}}, 16384]}, "right": 0}}, {"return": None}],
+        ),
         ("masquerade fully-random", [{"masquerade": {"flags": "fully-random"}}]),
         ("reject", [{"reject": {"type": "icmp", "expr": "port-unreachable"}}]),
     ],
@@ -88,17 +132,19 @@ def test_spellings_measured_on_nft_1_0_6(rule, json_):
         "limit rate 5/second accept",
         "ip saddr 127.0.0.1 counter name foo",
         "tcp flags syn accept",
-        "iifname \"eth*\" accept",
+        'iifname "eth*" accept',
     ],
 )
 def test_what_the_reader_does_not_implement_is_left_to_libnftables(rule):
-    with pytest.raises(grammar.Unsupported):
+    with pytest.raises(textvalues.Unsupported):
         _statements(rule, "inet")
 
 
 def _ruleset(body: str, family: str = "inet") -> str:
-    return f"table {family} t {{\n\tset s {{\n\t\ttype ipv4_addr\n\t}}\n\tchain c {{\n\t\ttype filter hook input " \
-           f"priority 0; policy drop;\n{body}\n\t}}\n\tchain other {{\n\t\treturn\n\t}}\n}}\n"
+    return (
+        f"table {family} t {{\n\tset s {{\n\t\ttype ipv4_addr\n\t}}\n\tchain c {{\n\t\ttype filter hook input "
+        f"priority 0; policy drop;\n{body}\n\t}}\n\tchain other {{\n\t\treturn\n\t}}\n}}\n"
+    )
 
 
 @pytest.mark.parametrize(

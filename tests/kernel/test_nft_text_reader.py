@@ -32,7 +32,7 @@ from lbfw.errors import InputError  # noqa: E402
 from lbfw.model import Ruleset, SourceInfo  # noqa: E402
 from lbfw.pipeline import audit_ruleset  # noqa: E402
 from lbfw.read.detect import detect_format  # noqa: E402
-from lbfw.read.nft import files, grammar  # noqa: E402
+from lbfw.read.nft import files, grammar, textvalues  # noqa: E402
 from lbfw.read.nft.text import _TOKEN, Unsupported, _split_colons  # noqa: E402
 from lbfw.render.json import render_audit, render_flows  # noqa: E402
 
@@ -63,7 +63,7 @@ def _spelling_rulesets() -> dict:
             toks = _split_colons([t for t in _TOKEN.findall(row["nft"]) if t[0] != "#"])
             try:
                 grammar.RuleGrammar(family, {}).parse(toks)
-            except (grammar.Unsupported, grammar.Invalid):
+            except (textvalues.Unsupported, textvalues.Invalid):
                 continue
             rules.setdefault(family, []).append(row["nft"])
     return {
@@ -89,8 +89,9 @@ def _canonical_model(tables: list) -> list:
     for t in tables:
         out.append(("table", t.family, t.name, t.backend, t.syntax, t.origin))
         for name, s in sorted(t.sets.items()):
-            out.append(("set", name, s.key, sorted(map(repr, s.elements)), s.flags, s.is_map, s.map_type, s.known,
-                        s.origin))
+            out.append(
+                ("set", name, s.key, sorted(map(repr, s.elements)), s.flags, s.is_map, s.map_type, s.known, s.origin)
+            )
         for c in t.chains.values():
             out.append(("chain", c.name, c.hook, c.priority, c.type, c.policy, c.origin, c.policy_ignore))
             for r in c.rules:
@@ -104,13 +105,23 @@ def _canonical_model(tables: list) -> list:
 def _audit(path: Path, parser: str) -> tuple:
     tables = files.read(str(path), str(path), parser=parser)
     ruleset = Ruleset(tables=tables)
-    ruleset.sources = [SourceInfo(source=str(path), format="nft", tables=len(tables),
-                                  chains=sum(len(t.chains) for t in tables),
-                                  rules=sum(c.rule_count for t in tables for c in t.chains.values()))]
+    ruleset.sources = [
+        SourceInfo(
+            source=str(path),
+            format="nft",
+            tables=len(tables),
+            chains=sum(len(t.chains) for t in tables),
+            rules=sum(c.rule_count for t in tables for c in t.chains.values()),
+        )
+    ]
     findings, results = audit_ruleset(ruleset)
     origins = [(r.origin, r.text) for t in tables for c in t.chains.values() for r in c.rules]
-    return (render_audit(findings, results, ruleset.sources), render_flows(results, explain=True), origins,
-            _canonical_model(tables))
+    return (
+        render_audit(findings, results, ruleset.sources),
+        render_flows(results, explain=True),
+        origins,
+        _canonical_model(tables),
+    )
 
 
 def _compare(path: Path) -> None:

@@ -10,20 +10,12 @@ caller then lets libnftables read the file, so nft's own grammar stays the refer
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import socket
 from typing import Any, Optional
 
-__all__ = ["Invalid", "Unsupported", "RuleGrammar", "element_value", "set_type_kinds", "TYPE_KINDS"]
+from .textvalues import Invalid, Unsupported, element_value, ip4, number, order, range_value, seconds
+from .textvalues import port as port_value
 
-
-class Unsupported(Exception):
-    """A spelling this reader does not implement (libnftables must read the file)."""
-
-
-class Invalid(Exception):
-    """A value nft would refuse (the message says what is wrong)."""
+__all__ = ["RuleGrammar"]
 
 
 # payload fields: protocol -> field -> value kind
@@ -53,186 +45,39 @@ _BARE_META = frozenset(("iif", "oif", "iifname", "oifname", "mark", "skuid", "sk
 _CT = {"state": "flags", "status": "flags", "direction": "word", "mark": "num"}
 _FIB_FLAGS = frozenset(("saddr", "daddr", "mark", "iif", "oif"))
 _FIB_RESULTS = frozenset(("oif", "oifname", "type"))
-_OPS = {"==": "==", "eq": "==", "!=": "!=", "ne": "!=", "<": "<", "lt": "<", ">": ">", "gt": ">", "<=": "<=",
-        "le": "<=", ">=": ">=", "ge": ">="}
+_OPS = {
+    "==": "==",
+    "eq": "==",
+    "!=": "!=",
+    "ne": "!=",
+    "<": "<",
+    "lt": "<",
+    ">": ">",
+    "gt": ">",
+    "<=": "<=",
+    "le": "<=",
+    ">=": ">=",
+    "ge": ">=",
+}
 _VERDICT_WORDS = frozenset(("accept", "drop", "return", "continue"))
-_CT_STATES = frozenset(("invalid", "established", "related", "new", "untracked"))
-_CT_STATUS = frozenset(("expected", "seen-reply", "assured", "confirmed", "snat", "dnat", "dying"))
-_CT_DIRECTION = frozenset(("original", "reply"))
-_NFPROTO = frozenset(("ipv4", "ipv6"))
-_PKTTYPE = frozenset(("host", "unicast", "broadcast", "multicast", "other"))
-_FIB_TYPES = frozenset(
-    ("unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole", "unreachable", "prohibit")
+_REJECT_DEFAULT = {
+    "ip": ("icmp", "port-unreachable"),
+    "inet": ("icmp", "port-unreachable"),
+    "ip6": ("icmpv6", "port-unreachable"),
+}
+_ICMP_REJECT = frozenset(
+    (
+        "net-unreachable",
+        "host-unreachable",
+        "prot-unreachable",
+        "port-unreachable",
+        "net-prohibited",
+        "host-prohibited",
+        "admin-prohibited",
+    )
 )
-# protocol names nft prints for inet_proto values (it prints the name where /etc/protocols has one)
-_PROTO_NAMES = {"icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "udp": 17, "dccp": 33, "gre": 47, "esp": 50, "ah": 51,
-                "ipv6-icmp": 58, "sctp": 132, "udplite": 136}
-_PROTO_ALIASES = {"icmpv6": "ipv6-icmp"}
-_PROTO_OF_NUMBER = {n: name for name, n in _PROTO_NAMES.items()}
-_REJECT_DEFAULT = {"ip": ("icmp", "port-unreachable"), "inet": ("icmp", "port-unreachable"),
-                   "ip6": ("icmpv6", "port-unreachable")}
-_ICMP_REJECT = frozenset(("net-unreachable", "host-unreachable", "prot-unreachable", "port-unreachable",
-                          "net-prohibited", "host-prohibited", "admin-prohibited"))
 _ICMPX_REJECT = frozenset(("no-route", "port-unreachable", "host-unreachable", "admin-prohibited"))
 _NAT_FLAGS = frozenset(("random", "fully-random", "persistent"))
-_IP4 = re.compile(r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}")
-_TIME_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1, "ms": 0.001}
-_TIME = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?")
-# set types -> value kinds
-TYPE_KINDS = {"ipv4_addr": "ip4", "ipv6_addr": "ip6", "inet_service": "port", "inet_proto": "proto",
-              "ifname": "ifname", "mark": "num", "ct_state": "flags"}
-
-
-def set_type_kinds(words: list) -> tuple:
-    """`type A . B [: C]` words (after `type`) -> (json type, kinds tuple, map type or None)."""
-    text = " ".join(words)
-    key, _, data = text.partition(":")
-    names = [w.strip() for w in key.split(" . ")]
-    if any(n not in TYPE_KINDS for n in names) or any(" " in n for n in names):
-        raise Unsupported(f"set type {text}")
-    data = data.strip()
-    if data and data != "verdict" and data not in TYPE_KINDS:
-        raise Unsupported(f"map type {data}")
-    kinds = tuple(TYPE_KINDS[n] for n in names)
-    return (names[0] if len(names) == 1 else names), kinds, (data or None)
-
-
-def _number(tok: str) -> int:
-    try:
-        return int(tok, 0) if not tok.isdigit() else int(tok)
-    except ValueError:
-        raise Unsupported(tok) from None
-
-
-def seconds(tok: str) -> int:
-    """An nft time (`4h`, `10800s`, `1d2h`, `30`) -> seconds."""
-    if tok.isdigit():
-        return int(tok)
-    m = _TIME.fullmatch(tok)
-    if m is None or not any(m.groups()):
-        raise Unsupported(f"time {tok}")
-    d, h, mi, s = (int(g) if g else 0 for g in m.groups()[:4])
-    return ((d * 24 + h) * 60 + mi) * 60 + s
-
-
-def _ip4(tok: str) -> str:
-    if _IP4.fullmatch(tok) is None:
-        raise Invalid(f"invalid IPv4 address {tok!r}")
-    return tok
-
-
-def _ip6(tok: str) -> str:
-    try:
-        return socket.inet_ntop(socket.AF_INET6, socket.inet_pton(socket.AF_INET6, tok))
-    except (OSError, ValueError):
-        raise Invalid(f"invalid IPv6 address {tok!r}") from None
-
-
-def _prefix(kind: str, tok: str) -> Any:
-    base, _, plen = tok.partition("/")
-    if not plen.isdigit():
-        raise Invalid(f"invalid prefix {tok!r}")
-    bits = 32 if kind == "ip4" else 128
-    n = int(plen)
-    if n > bits:
-        raise Invalid(f"prefix length {n} is too long for {tok!r}")
-    addr = _ip4(base) if kind == "ip4" else _ip6(base)
-    if n == bits:
-        return addr
-    net = ipaddress.ip_network(f"{addr}/{n}", strict=False)
-    return {"prefix": {"addr": str(net.network_address), "len": n}}
-
-
-def _port(tok: str) -> int:
-    if tok.isdigit():
-        n = int(tok)
-        if n > 0xFFFF:
-            raise Invalid(f"port {tok} is out of range (0-65535)")
-        return n
-    if not re.fullmatch(r"[a-z][a-z0-9-]*", tok):
-        raise Unsupported(tok)
-    try:
-        return socket.getservbyname(tok)
-    except OSError:
-        raise Invalid(f"unknown service name {tok!r}") from None
-
-
-def _proto(tok: str) -> Any:
-    if tok.isdigit():
-        n = int(tok)
-        if n > 255:
-            raise Invalid(f"protocol {tok} is out of range (0-255)")
-        return _PROTO_OF_NUMBER.get(n, n)
-    tok = _PROTO_ALIASES.get(tok, tok)
-    if tok not in _PROTO_NAMES:
-        raise Unsupported(f"protocol {tok}")
-    return tok
-
-
-def _scalar(kind: str, tok: str, ctx: Optional[str] = None) -> Any:
-    """One plain value of ``kind`` (no set, prefix or range)."""
-    if kind == "ip4":
-        return _ip4(tok)
-    if kind == "ip6":
-        return _ip6(tok)
-    if kind == "port":
-        return _port(tok)
-    if kind == "proto":
-        return _proto(tok)
-    if kind == "ifname":
-        name = tok[1:-1] if tok.startswith('"') and tok.endswith('"') and len(tok) >= 2 else tok
-        if not name or len(name) > 15 or '"' in name or ("*" in name and not name.endswith("*")):
-            raise Unsupported(f"interface name {tok}")
-        if name.endswith("*"):
-            raise Unsupported(f"interface wildcard {tok}")
-        return name
-    if kind == "num":
-        n = _number(tok)
-        if not 0 <= n <= 0xFFFFFFFF:
-            raise Invalid(f"value {tok} is out of range")
-        return n
-    if kind in ("word", "flags"):
-        allowed = _WORDS.get(ctx or "")
-        if allowed is None or tok not in allowed:
-            raise Unsupported(f"{ctx} {tok}")
-        return tok
-    raise Unsupported(kind)
-
-
-_WORDS = {"ct.state": _CT_STATES, "ct.status": _CT_STATUS, "ct.direction": _CT_DIRECTION,
-          "meta.nfproto": _NFPROTO, "meta.pkttype": _PKTTYPE, "fib.type": _FIB_TYPES}
-
-
-def element_value(kind: str, tok: str, ctx: Optional[str] = None, interval: bool = True) -> Any:
-    """One value token of ``kind`` as nft JSON: plain, prefix (`a/n`) or range (`a-b`)."""
-    if kind in ("ip4", "ip6"):
-        if "/" in tok:
-            if not interval:
-                raise Invalid(f"{tok}: a prefix needs an interval set (flags interval)")
-            return _prefix(kind, tok)
-        if "-" in tok and kind == "ip4":
-            lo, _, hi = tok.partition("-")
-            return _range(kind, lo, hi, interval)
-        return _scalar(kind, tok)
-    if kind in ("port", "num") and "-" in tok and tok[0].isdigit():
-        lo, _, hi = tok.partition("-")
-        return _range(kind, lo, hi, interval)
-    return _scalar(kind, tok, ctx)
-
-
-def _range(kind: str, lo: str, hi: str, interval: bool) -> Any:
-    if not interval:
-        raise Invalid(f"{lo}-{hi}: a range needs an interval set (flags interval)")
-    a, b = _scalar(kind, lo), _scalar(kind, hi)
-    if kind in ("ip4", "ip6"):
-        fa, fb = int(ipaddress.ip_address(a)), int(ipaddress.ip_address(b))
-    else:
-        fa, fb = int(a), int(b)
-    if fa > fb:
-        raise Invalid(f"range {lo}-{hi} is negative")
-    if fa == fb:
-        return a
-    return {"range": [a, b]}
 
 
 class RuleGrammar:
@@ -293,9 +138,9 @@ class RuleGrammar:
             packets = bytes_ = 0
             if self._peek() == "packets":
                 self.i += 1
-                packets = _number(self._next())
+                packets = number(self._next())
                 self._expect("bytes")
-                bytes_ = _number(self._next())
+                bytes_ = number(self._next())
             return {"counter": {"packets": packets, "bytes": bytes_}}
         if tok == "log":
             return self._log()
@@ -307,10 +152,10 @@ class RuleGrammar:
             return self._nat(tok)
         if tok == "redirect":
             self._expect("to")
-            port = self._next()
-            if not port.startswith(":"):
+            to = self._next()
+            if not to.startswith(":"):
                 raise Unsupported("redirect")
-            return {"redirect": {"port": _port(port[1:])}}
+            return {"redirect": {"port": port_value(to[1:])}}
         if tok == "notrack":
             return {"notrack": None}
         if tok in ("update", "add") and (self._peek() or "").startswith("@"):
@@ -329,7 +174,7 @@ class RuleGrammar:
         while self._peek() in ("prefix", "level", "group"):
             key = self._next()
             val = self._next()
-            body[key] = _unquote(val) if key != "group" else _number(val)
+            body[key] = _unquote(val) if key != "group" else number(val)
         return {"log": body or None}
 
     def _reject(self) -> dict:
@@ -355,11 +200,9 @@ class RuleGrammar:
 
     def _masquerade(self) -> dict:
         flags = []
-        while self._peek() is not None and self._peek().rstrip(",") in _NAT_FLAGS:
-            for f in self._next().split(","):
-                if f:
-                    flags.append(f)
-            if self._peek() == ",":
+        while self._peek() in _NAT_FLAGS:
+            flags.append(self._next())
+            if self._peek() == "," and self._peek(1) in _NAT_FLAGS:
                 self.i += 1
         if self._peek() == "to":
             raise Unsupported("masquerade to")
@@ -381,14 +224,14 @@ class RuleGrammar:
         kind = "ip6" if (family or self.family) == "ip6" else "ip4"
         body: dict = {}
         if kind == "ip4":
-            addr, _, port = target.partition(":")
+            addr, _, to_port = target.partition(":")
             if "-" in addr:
                 lo, _, hi = addr.partition("-")
-                body["addr"] = _range("ip4", lo, hi, True)
+                body["addr"] = range_value("ip4", lo, hi, True)
             else:
-                body["addr"] = _ip4(addr)
-            if port:
-                body["port"] = _port(port)
+                body["addr"] = ip4(addr)
+            if to_port:
+                body["port"] = port_value(to_port)
         else:
             raise Unsupported(f"{verb} to an IPv6 address")
         if family is not None and self.family == "inet":
@@ -419,11 +262,11 @@ class RuleGrammar:
             value: Any = src
             if self._peek() in ("and", "&", "or", "|", "xor", "^"):
                 op = {"and": "&", "or": "|", "xor": "^"}.get(self._next(), self.toks[self.i - 1])
-                value = {op: [value, _number(self._next())]}
+                value = {op: [value, number(self._next())]}
             if self._peek() in ("and", "&", "or", "|", "xor", "^"):
                 raise Unsupported("two bitwise operations (nft folds them into one)")
             return {"mangle": {"key": key, "value": value}}
-        n = _number(tok)
+        n = number(tok)
         if not 0 <= n <= 0xFFFFFFFF:
             raise Invalid(f"mark {tok} is out of range")
         return {"mangle": {"key": key, "value": n}}
@@ -463,13 +306,13 @@ class RuleGrammar:
         if tok == "numgen":
             mode = self._next()
             self._expect("mod")
-            mod = _number(self._next())
+            mod = number(self._next())
             if mode not in ("random", "inc") or mod <= 0:
                 raise Unsupported("numgen")
             offset = 0
             if self._peek() == "offset":
                 self.i += 1
-                offset = _number(self._next())
+                offset = number(self._next())
             return {"numgen": {"mode": mode, "mod": mod, "offset": offset}}, "num", None
         raise Unsupported(tok)
 
@@ -492,7 +335,7 @@ class RuleGrammar:
             if concat or kinds[0] != "num" or "numgen" in left:
                 raise Unsupported("bitwise and")
             self.i += 1
-            left = {"&": [left, _number(self._next())]}
+            left = {"&": [left, number(self._next())]}
         if self._peek() == "vmap":
             self.i += 1
             return self._vmap(left, kinds, concat)
@@ -545,7 +388,7 @@ class RuleGrammar:
             if len(items) == 1 and not isinstance(items[0], list):
                 return items[0]  # nft turns a one-element anonymous set into a plain comparison
             # the kernel lists an anonymous set's elements in value order
-            return {"set": sorted(items, key=lambda v: _order(kinds, v))}
+            return {"set": sorted(items, key=lambda v: order(kinds, v))}
         value = self._one_value(kinds, concat)
         if not concat and kinds[0] == "flags" and self._peek() == ",":
             words = [value]
@@ -629,32 +472,10 @@ def _refuse_dependencies(stmts: list) -> None:
             payload = left.get("payload") if isinstance(left, dict) else None
             if meta == "nfproto":
                 pending.add(_L3_OF_NFPROTO.get(match["right"], ""))
-            elif meta == "l4proto" or (payload is not None and payload["field"] in ("protocol", "nexthdr")):
-                if match["right"] in _L4_PAYLOADS:
-                    pending.add(match["right"])
-
-
-_WORD_ORDER = {"invalid": 1, "established": 2, "related": 4, "new": 8, "untracked": 64, "expected": 1,
-               "seen-reply": 2, "assured": 4, "confirmed": 8, "snat": 16, "dnat": 32, "dying": 512}
-
-
-def _order(kinds: Any, value: Any) -> Any:
-    """The sort key of one anonymous set element (its number, address or range start)."""
-    if isinstance(value, dict) and "concat" in value:
-        return tuple(_order(k, v) for k, v in zip(kinds, value["concat"]))
-    kind = kinds[0]
-    if isinstance(value, dict):
-        if "prefix" in value:
-            value = value["prefix"]["addr"]
-        elif "range" in value:
-            value = value["range"][0]
-    if kind in ("ip4", "ip6"):
-        return int(ipaddress.ip_address(value))
-    if kind == "proto":
-        return _PROTO_NAMES.get(value, value) if isinstance(value, str) else value
-    if isinstance(value, int):
-        return value
-    return _WORD_ORDER.get(value, 1 << 20)
+            elif (meta == "l4proto" or (payload is not None and payload["field"] in ("protocol", "nexthdr"))) and match[
+                "right"
+            ] in _L4_PAYLOADS:
+                pending.add(match["right"])
 
 
 def _unquote(tok: str) -> str:

@@ -238,7 +238,7 @@ class Builder:
         source, backend = self.source, self.backend
         table = _table_for(self.tables, self.ctxs, body, source, backend)
         ctx = self.ctxs[(table.family, table.name)]
-        chain_name = body.get("chain")
+        chain_name: Any = body.get("chain")
         chain = table.chains.get(chain_name)
         if chain is None:
             chain = table.chains[chain_name] = Chain(name=chain_name)

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ...errors import InputError
-from .grammar import Invalid, RuleGrammar, Unsupported, element_value, seconds, set_type_kinds
 from ...model import BACKEND_FILE
+from .grammar import RuleGrammar
 from .lines import RuleLine
 from .tables import NAMED_PRIORITIES, Builder
+from .textvalues import Invalid, Unsupported, element_value, seconds, set_type_kinds
 
 __all__ = ["Parsed", "parse_text", "Unsupported"]
 
@@ -67,7 +68,7 @@ class _Statement:
     __slots__ = ("toks", "path", "line", "end_line", "skip", "handle", "expanded", "whole")
 
     def __init__(self, path: str, line: int, skip: int) -> None:
-        self.toks: Optional[list] = []  # None once dropped: a one-line rule is tokenized again when built
+        self.toks: list = []  # emptied for a rule that is its line alone: tokenized again when built
         self.path, self.line, self.end_line, self.skip = path, line, line, skip
         self.handle: Optional[int] = None
         self.expanded = False  # a $define was substituted
@@ -164,7 +165,7 @@ class _Reader:
             return
         kind, info = stack[-1]
         if kind in ("table", "chain", "set"):
-            info.handle_seen = handle  # type: ignore[union-attr]
+            info.handle_seen = handle
 
     # -- blocks
 
@@ -283,7 +284,7 @@ class _Reader:
             self.read(inc_text, inc if self.absolute else os.path.relpath(inc))
             self.depth -= 1
 
-    def _chain_statement(self, block: "_Block", st: _Statement) -> None:
+    def _chain_statement(self, block: _Block, st: _Statement) -> None:
         body = block.obj
         toks = st.toks
         w0 = toks[0]
@@ -302,16 +303,18 @@ class _Reader:
                 raise Invalid(f"invalid chain policy {toks[1]!r}")
             body["policy"] = toks[1]
             return
-        if w0 == "comment" and len(toks) == 2 and "hook" not in body and not block.table.chains[body["name"]][1]:
+        table = block.table
+        assert table is not None  # a chain block always belongs to a table
+        if w0 == "comment" and len(toks) == 2 and "hook" not in body and not table.chains[body["name"]][1]:
             body["comment"] = _string(toks[1])
             return
         if w0 in ("devices", "device", "flags"):
             raise Unsupported(f"chain {w0}")
         if st.whole:
-            st.toks = None  # 92,000 rules of tokens cost more than tokenizing each line again
-        block.table.chains[body["name"]][1].append(st)
+            st.toks = []  # 92,000 rules of tokens cost more than tokenizing each line again
+        table.chains[body["name"]][1].append(st)
 
-    def _set_statement(self, block: "_Block", toks: list) -> None:
+    def _set_statement(self, block: _Block, toks: list) -> None:
         body = block.obj
         w0 = toks[0]
         if w0 == "type":
@@ -338,7 +341,7 @@ class _Reader:
         else:
             raise Unsupported(f"in a set: {w0}")
 
-    def _finish_set(self, block: "_Block") -> None:
+    def _finish_set(self, block: _Block) -> None:
         body = block.obj
         if block.kinds is None:
             raise Unsupported("a set without a type")
@@ -353,8 +356,9 @@ class _Reader:
             body["flags"] = shown
         body["_kinds"] = block.kinds
         if block.elements:
-            body["elem"] = _elements(block.elements, block.kinds, body.get("map"), "interval" in flags,
-                                     "timeout" in flags)
+            body["elem"] = _elements(
+                block.elements, block.kinds, body.get("map"), "interval" in flags, "timeout" in flags
+            )
         if block.handle_seen is not None:
             body["handle"] = block.handle_seen
 
@@ -529,7 +533,7 @@ def parse_text(
     early: dict = {}
     for table in reader.tables.values():
         grammar = grammars[(table.family, table.name)]
-        for chain_name, (_body, rules) in table.chains.items():
+        for _body, rules in table.chains.values():
             for st in rules:
                 toks = _tokens(reader, st)
                 if any(t[0] == "@" for t in toks):
@@ -543,8 +547,8 @@ def parse_text(
         fam, tname = table.family, table.name
         for chain_name, (_body, rules) in table.chains.items():
             for st in rules:
-                parsed = early.get(id(st))
-                exprs, comment = parsed if parsed is not None else _rule(grammar, table, st, _tokens(reader, st))
+                cached = early.get(id(st))
+                exprs, comment = cached if cached is not None else _rule(grammar, table, st, _tokens(reader, st))
                 counter += 1 + sum(1 for e in exprs if _anonymous_set(e))
                 if listing and st.handle is None:
                     raise Unsupported("a listed rule without its handle")
@@ -563,7 +567,7 @@ def parse_text(
 
 
 def _tokens(reader: _Reader, st: _Statement) -> list:
-    if st.toks is not None:
+    if not st.whole:
         return st.toks
     return [t for t in _TOKEN.findall(reader.texts[st.path][st.line - 1]) if t[0] != "#"]
 
@@ -592,7 +596,7 @@ def _declare(builder: Builder, table: _Table) -> RuleGrammar:
     for body, _rules in table.chains.values():
         counter += 1
         body.setdefault("handle", counter)
-    set_info = {}
+    set_info: dict = {}
     for name, body in table.sets.items():
         counter += 1
         body.setdefault("handle", counter)
