@@ -248,3 +248,20 @@ def test_a_million_element_set_is_read_without_a_parse_per_element(monkeypatch):
     table = parsed.tables[0]
     assert len(table.sets["crowdsec-blacklists"].elements) == 20_000
     assert calls[0] == sum(c.rule_count for c in table.chains.values())
+
+
+def test_a_bad_value_in_a_big_file_is_path_line_and_exit_2(tmp_path):
+    """No kernel load and still nft's verdict on a value: `PATH:LINE: ...`, exit 2."""
+    import subprocess
+
+    text = generate_nft.kube_nft(1000)
+    bad = "table inet typo {\n\tchain c {\n\t\tip saddr 10.0.0.999 accept\n\t}\n}\n"
+    path = tmp_path / "big.nft"
+    path.write_text(text + bad)
+    line = text.count("\n") + 3
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbfw", "audit", str(path)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert f"{path}:{line}: invalid IPv4 address '10.0.0.999'" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -236,3 +236,20 @@ def test_the_live_text_listing_gives_the_model_the_live_json_gives():
         read_by_text += 1
         assert got["text"] == got["json"], name
     assert read_by_text == len(results), [n for n, g in results.items() if isinstance(g["text"], str)]
+
+
+def test_a_typo_in_a_big_file_gets_nfts_own_error(tmp_path):
+    """What lbfw's reader does not know (`acept`) is left to libnftables: nft's own message and
+    line, exit 2, as for any file."""
+    import subprocess
+
+    text = generate_nft.kube_nft(1000)
+    assert len(text) >= files.TEXT_PARSE_MIN_BYTES
+    path = tmp_path / "big.nft"
+    path.write_text(text + "table inet typo {\n\tchain c {\n\t\tip saddr 10.0.0.1 acept\n\t}\n}\n")
+    line = text.count("\n") + 3
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbfw", "audit", str(path)], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 2
+    assert f"{path}:{line}:" in proc.stderr and "syntax error" in proc.stderr
