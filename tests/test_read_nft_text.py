@@ -265,3 +265,22 @@ def test_a_bad_value_in_a_big_file_is_path_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert f"{path}:{line}: invalid IPv4 address '10.0.0.999'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_bad_element_is_an_error_at_its_sets_line(tmp_path):
+    path = tmp_path / "set.nft"
+    path.write_text(
+        "table ip t {\n\tset s {\n\t\ttype ipv4_addr\n\t\telements = { 10.0.0.1, 10.0.0.300 }\n\t}\n}\n"
+        "add element ip t s { 10.0.0.2 }\n"
+    )
+    with pytest.raises(InputError) as err:
+        files.read(str(path), str(path), parser="lbfw")
+    assert (err.value.line, err.value.path) == (2, str(path)) and "10.0.0.300" in err.value.message
+
+
+def test_commands_outside_blocks_need_their_table(tmp_path):
+    path = tmp_path / "cmd.nft"
+    path.write_text("add rule inet nowhere input accept\n")
+    with pytest.raises(InputError) as err:
+        files.read(str(path), str(path), parser="lbfw")
+    assert err.value.line == 1 and "nowhere" in err.value.message

@@ -75,8 +75,31 @@ def _spelling_rulesets() -> dict:
     }
 
 
+# the command form of nft -f files (scripts, fail2ban-style element additions)
+COMMANDS = """flush ruleset
+add table inet filter
+add chain inet filter input { type filter hook input priority 0; policy drop; }
+add chain inet filter f2b
+add set inet filter banned { type ipv4_addr; flags interval; }
+add element inet filter banned { 192.0.2.0/24, 198.51.100.7 }
+add element inet filter banned { 203.0.113.9 }
+add rule inet filter input ct state established,related accept
+add rule inet filter input ip saddr @banned drop
+insert rule inet filter input iif lo accept
+add rule inet filter input tcp dport { 22, 2222 } jump f2b
+add rule inet filter f2b ip saddr 127.0.0.1 return
+table inet filter {
+\tchain output {
+\t\ttype filter hook output priority 0; policy accept;
+\t\tip daddr @banned reject
+\t}
+}
+"""
+
+
 def _generated() -> dict:
     return {
+        "commands.nft": COMMANDS,
         "kube-nft-20.nft": generate_nft.kube_nft(20),
         "kube-nft-150.nft": generate_nft.kube_nft(150),
         "nft-ban-300.nft": generate_nft.nft_ban_sets(300),

@@ -54,18 +54,19 @@ class Parsed:
 
 
 class _Table:
-    __slots__ = ("family", "name", "handle", "comment", "sets", "chains", "order", "next_handle")
+    __slots__ = ("family", "name", "handle", "comment", "sets", "set_blocks", "chains", "next_handle")
 
     def __init__(self, family: str, name: str, handle: Optional[int]) -> None:
         self.family, self.name, self.handle = family, name, handle
         self.comment: Optional[str] = None
-        self.sets: dict = {}  # name -> JSON body (with "_kinds", "_map" until emitted)
+        self.sets: dict = {}  # name -> JSON body (with "_kinds" until declared)
+        self.set_blocks: dict = {}  # name -> its _Block (elements gathered until the file is read)
         self.chains: dict = {}  # name -> [JSON body, [rules]]
         self.next_handle = 0
 
 
 class _Statement:
-    __slots__ = ("toks", "path", "line", "end_line", "skip", "handle", "expanded", "whole")
+    __slots__ = ("toks", "path", "line", "end_line", "skip", "handle", "expanded", "whole", "prefix")
 
     def __init__(self, path: str, line: int, skip: int) -> None:
         self.toks: list = []  # emptied for a rule that is its line alone: tokenized again when built
@@ -73,6 +74,7 @@ class _Statement:
         self.handle: Optional[int] = None
         self.expanded = False  # a $define was substituted
         self.whole = False  # the statement is its line, alone
+        self.prefix = 0  # words of an `add rule FAMILY TABLE CHAIN` command before the rule
 
 
 class _Reader:
@@ -173,52 +175,79 @@ class _Reader:
         words = st.toks if st is not None else []
         kind, info = stack[-1]
         if kind == "top":
-            w = words[1:] if words[:1] == ["add"] else words
+            if len(words) >= 2 and words[0] in ("add", "insert") and words[1] in ("rule", "element"):
+                return False  # an anonymous set or the elements of the command
+            w = words[1:] if words[:1] in (["add"], ["create"]) else words
             if len(w) >= 2 and w[0] == "table":
                 fam, rest = _family(w[1:])
                 if len(rest) != 1:
                     raise Unsupported("table header")
-                key = (fam, _name(rest[0]))
-                if fam not in _HOOKS:
-                    raise Unsupported(f"family {fam}")
-                table = self.tables.get(key)
-                if table is None:
-                    table = self.tables[key] = _Table(fam, key[1], st.handle if st is not None else None)
-                self.blocks.setdefault(("table", fam, key[1]), (path, line))
+                table = self._table(fam, _name(rest[0]), st)
+                self.blocks.setdefault(("table", fam, table.name), (path, line))
                 stack.append(("table", _Block(table)))
                 return True
+            if len(w) >= 2 and w is not words and w[0] in ("chain", "set", "map"):
+                # `add chain ip t c { ... }`, `add set ip t s { ... }`: a block of a table declared before
+                fam, rest = _family(w[1:])
+                if len(rest) != 2:
+                    raise Unsupported(f"{w[0]} header")
+                table = self._existing(fam, _name(rest[0]), st)
+                return self._open_member(stack, table, w[0], rest[1], path, line)
             if words:
                 raise Unsupported(f"block {' '.join(words[:2])}")
             return False
         if kind == "table":
-            table = info.obj
-            if len(words) == 2 and words[0] == "chain":
-                name = _name(words[1])
-                if name in table.chains:
-                    raise Unsupported("a chain declared twice")
-                body = {"family": table.family, "table": table.name, "name": name}
-                table.chains[name] = [body, []]
-                self.blocks.setdefault(("chain", table.family, table.name, name), (path, line))
-                stack.append(("chain", _Block(body, table)))
-                return True
-            if len(words) == 2 and words[0] in ("set", "map"):
-                name = _name(words[1])
-                if name in table.sets:
-                    raise Unsupported("a set declared twice")
-                body = {"family": table.family, "name": name, "table": table.name}
-                table.sets[name] = body
-                self.blocks.setdefault(("set", table.family, table.name, name), (path, line))
-                stack.append(("set", _Block(body, table, words[0] == "map")))
-                return True
+            if len(words) == 2 and words[0] in ("chain", "set", "map"):
+                return self._open_member(stack, info.obj, words[0], words[1], path, line)
             raise Unsupported(f"in a table: {' '.join(words[:2])}")
         return False
+
+    def _open_member(self, stack: list, table: _Table, what: str, raw_name: str, path: str, line: int) -> bool:
+        """Open the block of a chain, set or map of ``table``."""
+        name = _name(raw_name)
+        if what == "chain":
+            if name not in table.chains:
+                table.chains[name] = [{"family": table.family, "table": table.name, "name": name}, []]
+            elif "hook" in table.chains[name][0] or table.chains[name][1]:
+                raise Unsupported("a chain declared twice")
+            self.blocks.setdefault(("chain", table.family, table.name, name), (path, line))
+            stack.append(("chain", _Block(table.chains[name][0], table)))
+            return True
+        if name in table.sets:
+            raise Unsupported("a set declared twice")
+        body = {"family": table.family, "name": name, "table": table.name}
+        table.sets[name] = body
+        self.blocks.setdefault(("set", table.family, table.name, name), (path, line))
+        block = _Block(body, table, what == "map")
+        table.set_blocks[name] = block
+        stack.append(("set", block))
+        return True
+
+    def _table(self, family: str, name: str, st: Optional[_Statement]) -> _Table:
+        if family not in _HOOKS:
+            raise Unsupported(f"family {family}")
+        table = self.tables.get((family, name))
+        if table is None:
+            table = self.tables[(family, name)] = _Table(family, name, st.handle if st is not None else None)
+        return table
+
+    def _existing(self, family: str, name: str, st: Optional[_Statement]) -> _Table:
+        table = self.tables.get((family, name))
+        if table is None:
+            where = st.path if st is not None else None
+            line = st.line if st is not None else None
+            raise InputError(
+                f"Could not process rule: No such file or directory (no table {family} {name})", path=where, line=line
+            )
+        return table
 
     def _close_block(self, stack: list) -> None:
         if len(stack) == 1:
             raise Unsupported("} outside a block")
         kind, info = stack.pop()
         if kind == "set":
-            self._finish_set(info)
+            if info.handle_seen is not None:
+                info.obj["handle"] = info.handle_seen
         elif kind == "chain":
             body = info.obj
             if "hook" in body and "policy" not in body:
@@ -255,8 +284,54 @@ class _Reader:
             self.defines[toks[1]] = toks[3:]
         elif toks == ["flush", "ruleset"]:
             self.tables.clear()
+        elif toks[0] in ("add", "create", "insert") and len(toks) >= 3:
+            self._command(toks, st)
         else:
             raise Unsupported(f"command {toks[0]}")
+
+    def _command(self, toks: list, st: _Statement) -> None:
+        """`add table|chain|rule|element ...` and `insert rule ...` outside blocks."""
+        verb, what = toks[0], toks[1]
+        fam, rest = _family(toks[2:])
+        named = len(toks) - len(rest)  # words before the table's name
+        if what == "table" and verb != "insert" and len(rest) == 1:
+            self._table(fam, _name(rest[0]), st)
+        elif what == "chain" and verb != "insert" and len(rest) == 2:
+            table = self._existing(fam, _name(rest[0]), st)
+            name = _name(rest[1])
+            if name not in table.chains:
+                # no block: like lines.py, no place recorded (findings about it name the file)
+                table.chains[name] = [{"family": fam, "table": table.name, "name": name}, []]
+        elif what == "rule" and len(rest) >= 3 and rest[2] not in ("position", "handle", "index"):
+            table = self._existing(fam, _name(rest[0]), st)
+            chain = table.chains.get(_name(rest[1]))
+            if chain is None:
+                raise InputError(
+                    f"Could not process rule: No such file or directory (no chain {rest[1]!r})",
+                    path=st.path,
+                    line=st.line,
+                )
+            st.prefix = named + 2
+            st.toks = rest[2:]
+            st.whole = False
+            if verb == "insert":
+                chain[1].insert(0, st)
+            else:
+                chain[1].append(st)
+        elif what == "element" and verb == "add" and len(rest) >= 4 and rest[2] == "{" and rest[-1] == "}":
+            table = self._existing(fam, _name(rest[0]), st)
+            block = table.set_blocks.get(_name(rest[1]))
+            if block is None:
+                raise InputError(
+                    f"Could not process rule: No such file or directory (no set {rest[1]!r})",
+                    path=st.path,
+                    line=st.line,
+                )
+            if block.elements:
+                block.elements.append(",")
+            block.elements.extend(_split_colons(rest[3:-1]))
+        else:
+            raise Unsupported(f"command {verb} {what}")
 
     def _include(self, toks: list, st: _Statement) -> None:
         if len(toks) != 2 or not toks[1].startswith('"'):
@@ -337,30 +412,11 @@ class _Reader:
         elif w0 == "comment" and len(toks) == 2:
             body["comment"] = _string(toks[1])
         elif w0 == "elements" and len(toks) >= 4 and toks[1] == "=" and toks[2] == "{" and toks[-1] == "}":
-            block.elements = _split_colons(toks[3:-1])
+            if block.elements:
+                block.elements.append(",")
+            block.elements.extend(_split_colons(toks[3:-1]))
         else:
             raise Unsupported(f"in a set: {w0}")
-
-    def _finish_set(self, block: _Block) -> None:
-        body = block.obj
-        if block.kinds is None:
-            raise Unsupported("a set without a type")
-        flags = block.flags
-        # the kernel keeps `dynamic` implicit for a set with timeouts: nft lists only "timeout"
-        shown = [f for f in ("constant", "interval", "timeout", "dynamic") if f in flags]
-        if "timeout" in shown and "dynamic" in shown:
-            shown.remove("dynamic")
-        if "timeout" in shown and "dynamic" in flags and "size" not in body:
-            body["size"] = 65535
-        if shown:
-            body["flags"] = shown
-        body["_kinds"] = block.kinds
-        if block.elements:
-            body["elem"] = _elements(
-                block.elements, block.kinds, body.get("map"), "interval" in flags, "timeout" in flags
-            )
-        if block.handle_seen is not None:
-            body["handle"] = block.handle_seen
 
 
 class _Block:
@@ -372,6 +428,25 @@ class _Block:
         self.flags: list = []
         self.elements: list = []
         self.handle_seen: Optional[int] = None
+
+
+def _finish_set(block: _Block) -> None:
+    """The set's JSON body once the file is read: flags as nft lists them, its elements."""
+    body = block.obj
+    if block.kinds is None:
+        raise Unsupported("a set without a type")
+    flags = block.flags
+    # the kernel keeps `dynamic` implicit for a set with timeouts: nft lists only "timeout"
+    shown = [f for f in ("constant", "interval", "timeout", "dynamic") if f in flags]
+    if "timeout" in shown and "dynamic" in shown:
+        shown.remove("dynamic")
+    if "timeout" in shown and "dynamic" in flags and "size" not in body:
+        body["size"] = 65535
+    if shown:
+        body["flags"] = shown
+    body["_kinds"] = block.kinds
+    if block.elements:
+        body["elem"] = _elements(block.elements, block.kinds, body.get("map"), "interval" in flags, "timeout" in flags)
 
 
 def _elements(toks: list, kinds: tuple, map_type: Optional[str], interval: bool, timeout: bool) -> list:
@@ -488,7 +563,16 @@ def _listed_text(lines: list, st: _Statement) -> str:
 
 
 def _rule_text(lines: list, st: _Statement) -> str:
-    """The rule's text as written (what ``lines.py`` gives for the kernel path)."""
+    """The rule's text as written (what ``lines.py`` gives for the kernel path): for an `add
+    rule` command, without the command's words."""
+    text = _statement_text(lines, st)
+    if st.prefix:
+        parts = text.split(None, st.prefix)
+        return parts[st.prefix] if len(parts) > st.prefix else ""
+    return text
+
+
+def _statement_text(lines: list, st: _Statement) -> str:
     if st.whole:
         line = lines[st.line - 1]
         if "#" not in line and ";" not in line and "}" not in line:
@@ -528,6 +612,12 @@ def parse_text(
     placed: dict = {}
     grammars = {}
     for table in reader.tables.values():
+        for name, block in table.set_blocks.items():
+            try:
+                _finish_set(block)
+            except Invalid as err:  # told at the set's line: its elements may span many
+                where = reader.blocks.get(("set", table.family, table.name, name), (source, None))
+                raise InputError(f"set {name}: {err}", path=where[0], line=where[1]) from None
         grammars[(table.family, table.name)] = _declare(builder, table)
     # a rule that names a set shows which field the set's elements are for: note those first
     early: dict = {}
