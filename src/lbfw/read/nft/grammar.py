@@ -193,7 +193,9 @@ class RuleGrammar:
                 self.i += 1
             code = self._next()
             allowed = _ICMPX_REJECT if kind == "icmpx" else _ICMP_REJECT
-            if kind == "icmpv6" or code not in allowed:
+            # icmpx only in inet tables (nft: "abstracted ICMP unreachable not supported"), icmp not in ip6
+            wrong_family = (kind == "icmpx" and self.family != "inet") or (kind == "icmp" and self.family == "ip6")
+            if kind == "icmpv6" or code not in allowed or wrong_family:
                 raise Unsupported(f"reject with {kind} type {code}")
             return {"reject": {"type": kind, "expr": code}}
         raise Unsupported(f"reject with {kind}")

@@ -177,6 +177,8 @@ class _Reader:
         if kind == "top":
             if len(words) >= 2 and words[0] in ("add", "insert") and words[1] in ("rule", "element"):
                 return False  # an anonymous set or the elements of the command
+            if words[:1] == ["define"]:
+                return False  # a define's value: an anonymous set
             w = words[1:] if words[:1] in (["add"], ["create"]) else words
             if len(w) >= 2 and w[0] == "table":
                 fam, rest = _family(w[1:])

@@ -255,9 +255,7 @@ def range_value(kind: str, lo: str, hi: str, interval: bool) -> Any:
         fa, fb = int(a), int(b)
     if fa > fb:
         raise Invalid(f"range {lo}-{hi} is negative")
-    if fa == fb:
-        return a
-    return {"range": [a, b]}
+    return {"range": [a, b]}  # nft lists `80-80` as a range too
 
 
 _WORD_ORDER = {
