@@ -33,7 +33,8 @@ from lbfw.model import Ruleset, SourceInfo  # noqa: E402
 from lbfw.pipeline import audit_ruleset  # noqa: E402
 from lbfw.read.detect import detect_format  # noqa: E402
 from lbfw.read.nft import files, grammar, textvalues  # noqa: E402
-from lbfw.read.nft.text import _TOKEN, Unsupported, _split_colons  # noqa: E402
+from lbfw.read.nft.text import _TOKEN, Unsupported  # noqa: E402
+from lbfw.read.nft.textvalues import split_colons  # noqa: E402
 from lbfw.render.json import render_audit, render_flows  # noqa: E402
 
 pytestmark = pytest.mark.kernel
@@ -60,7 +61,7 @@ def _spelling_rulesets() -> dict:
     for name in ("nft_fields.json", "nft_lookups.json"):
         for row in json.loads((ROOT / "tests" / "data" / name).read_text())["rows"]:
             family = row.get("family") or "inet"
-            toks = _split_colons([t for t in _TOKEN.findall(row["nft"]) if t[0] != "#"])
+            toks = split_colons([t for t in _TOKEN.findall(row["nft"]) if t[0] != "#"])
             try:
                 grammar.RuleGrammar(family, {}).parse(toks)
             except (textvalues.Unsupported, textvalues.Invalid):
@@ -97,9 +98,36 @@ table inet filter {
 """
 
 
+# spellings nft normalises when it lists them (prefix host bits, /32 sets, names, a-a ranges)
+NORMALISED = """define PORTS = { 22, 80 }
+table ip t {
+\tchain c {
+\t\ttype filter hook input priority 0; policy drop;
+\t\tip saddr 10.1.2.3/8 accept
+\t\tip saddr { 10.0.0.1/32 } drop
+\t\ttcp dport $PORTS accept
+\t\tip daddr 127.0.0.1-127.0.0.1 accept
+\t\ttcp dport 80-80 accept
+\t\tmeta l4proto 6 accept
+\t\tip protocol 200 accept
+\t\tct state { established, related } accept
+\t\tmark set 0x10
+\t\treject with tcp reset
+\t\ttcp dport ssh accept
+\t\tip saddr 127.0.0.1 counter packets 3 bytes 4 log prefix "x " accept comment "c"
+\t}
+\tchain out {
+\t\ttype nat hook output priority -100; policy accept;
+\t\tip daddr 127.0.0.53 meta l4proto tcp redirect to :8080
+\t}
+}
+"""
+
+
 def _generated() -> dict:
     return {
         "commands.nft": COMMANDS,
+        "normalised.nft": NORMALISED,
         "kube-nft-20.nft": generate_nft.kube_nft(20),
         "kube-nft-150.nft": generate_nft.kube_nft(150),
         "nft-ban-300.nft": generate_nft.nft_ban_sets(300),

@@ -43,7 +43,8 @@ _META = {
 }
 _BARE_META = frozenset(("iif", "oif", "iifname", "oifname", "mark", "skuid", "skgid"))
 _CT = {"state": "flags", "status": "flags", "direction": "word", "mark": "num"}
-_FIB_FLAGS = frozenset(("saddr", "daddr", "mark", "iif", "oif"))
+# fib with iif/oif is valid on some hooks only: left to libnftables
+_FIB_FLAGS = frozenset(("saddr", "daddr", "mark"))
 _FIB_RESULTS = frozenset(("oif", "oifname", "type"))
 _OPS = {
     "==": "==",

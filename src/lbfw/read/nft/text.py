@@ -26,7 +26,8 @@ from ...model import BACKEND_FILE
 from .grammar import RuleGrammar
 from .lines import RuleLine
 from .tables import NAMED_PRIORITIES, Builder
-from .textvalues import Invalid, Unsupported, element_value, seconds, set_type_kinds
+from .textvalues import Invalid, Unsupported, finish_set, name_of, seconds, set_type_kinds, split_colons, string
+from .validate import RESTRICTED, check_tables
 
 __all__ = ["Parsed", "parse_text", "Unsupported"]
 
@@ -184,7 +185,7 @@ class _Reader:
                 fam, rest = _family(w[1:])
                 if len(rest) != 1:
                     raise Unsupported("table header")
-                table = self._table(fam, _name(rest[0]), st)
+                table = self._table(fam, name_of(rest[0]), st)
                 self.blocks.setdefault(("table", fam, table.name), (path, line))
                 stack.append(("table", _Block(table)))
                 return True
@@ -193,7 +194,7 @@ class _Reader:
                 fam, rest = _family(w[1:])
                 if len(rest) != 2:
                     raise Unsupported(f"{w[0]} header")
-                table = self._existing(fam, _name(rest[0]), st)
+                table = self._existing(fam, name_of(rest[0]), st)
                 return self._open_member(stack, table, w[0], rest[1], path, line)
             if words:
                 raise Unsupported(f"block {' '.join(words[:2])}")
@@ -206,7 +207,7 @@ class _Reader:
 
     def _open_member(self, stack: list, table: _Table, what: str, raw_name: str, path: str, line: int) -> bool:
         """Open the block of a chain, set or map of ``table``."""
-        name = _name(raw_name)
+        name = name_of(raw_name)
         if what == "chain":
             if name not in table.chains:
                 table.chains[name] = [{"family": table.family, "table": table.name, "name": name}, []]
@@ -271,7 +272,7 @@ class _Reader:
                 self._top(toks, st)
             elif kind == "table":
                 if toks[0] == "comment" and len(toks) == 2:
-                    info.obj.comment = _string(toks[1])
+                    info.obj.comment = string(toks[1])
                 else:
                     raise Unsupported(f"in a table: {toks[0]}")
             elif kind == "chain":
@@ -297,16 +298,16 @@ class _Reader:
         fam, rest = _family(toks[2:])
         named = len(toks) - len(rest)  # words before the table's name
         if what == "table" and verb != "insert" and len(rest) == 1:
-            self._table(fam, _name(rest[0]), st)
+            self._table(fam, name_of(rest[0]), st)
         elif what == "chain" and verb != "insert" and len(rest) == 2:
-            table = self._existing(fam, _name(rest[0]), st)
-            name = _name(rest[1])
+            table = self._existing(fam, name_of(rest[0]), st)
+            name = name_of(rest[1])
             if name not in table.chains:
                 # no block: like lines.py, no place recorded (findings about it name the file)
                 table.chains[name] = [{"family": fam, "table": table.name, "name": name}, []]
         elif what == "rule" and len(rest) >= 3 and rest[2] not in ("position", "handle", "index"):
-            table = self._existing(fam, _name(rest[0]), st)
-            chain = table.chains.get(_name(rest[1]))
+            table = self._existing(fam, name_of(rest[0]), st)
+            chain = table.chains.get(name_of(rest[1]))
             if chain is None:
                 raise InputError(
                     f"Could not process rule: No such file or directory (no chain {rest[1]!r})",
@@ -321,8 +322,8 @@ class _Reader:
             else:
                 chain[1].append(st)
         elif what == "element" and verb == "add" and len(rest) >= 4 and rest[2] == "{" and rest[-1] == "}":
-            table = self._existing(fam, _name(rest[0]), st)
-            block = table.set_blocks.get(_name(rest[1]))
+            table = self._existing(fam, name_of(rest[0]), st)
+            block = table.set_blocks.get(name_of(rest[1]))
             if block is None:
                 raise InputError(
                     f"Could not process rule: No such file or directory (no set {rest[1]!r})",
@@ -331,14 +332,14 @@ class _Reader:
                 )
             if block.elements:
                 block.elements.append(",")
-            block.elements.extend(_split_colons(rest[3:-1]))
+            block.elements.extend(split_colons(rest[3:-1]))
         else:
             raise Unsupported(f"command {verb} {what}")
 
     def _include(self, toks: list, st: _Statement) -> None:
         if len(toks) != 2 or not toks[1].startswith('"'):
             raise Unsupported("include")
-        name = _string(toks[1])
+        name = string(toks[1])
         if self.depth >= _MAX_INCLUDE_DEPTH:
             raise Unsupported("includes nested too deep")
         if os.path.isabs(name):
@@ -383,7 +384,7 @@ class _Reader:
         table = block.table
         assert table is not None  # a chain block always belongs to a table
         if w0 == "comment" and len(toks) == 2 and "hook" not in body and not table.chains[body["name"]][1]:
-            body["comment"] = _string(toks[1])
+            body["comment"] = string(toks[1])
             return
         if w0 in ("devices", "device", "flags"):
             raise Unsupported(f"chain {w0}")
@@ -412,17 +413,17 @@ class _Reader:
         elif w0 == "size" and len(toks) == 2 and toks[1].isdigit():
             body["size"] = int(toks[1])
         elif w0 == "comment" and len(toks) == 2:
-            body["comment"] = _string(toks[1])
+            body["comment"] = string(toks[1])
         elif w0 == "elements" and len(toks) >= 4 and toks[1] == "=" and toks[2] == "{" and toks[-1] == "}":
             if block.elements:
                 block.elements.append(",")
-            block.elements.extend(_split_colons(toks[3:-1]))
+            block.elements.extend(split_colons(toks[3:-1]))
         else:
             raise Unsupported(f"in a set: {w0}")
 
 
 class _Block:
-    __slots__ = ("obj", "table", "is_map", "kinds", "flags", "elements", "handle_seen")
+    __slots__ = ("obj", "table", "is_map", "kinds", "flags", "elements", "handle_seen", "targets")
 
     def __init__(self, obj: Any, table: Optional[_Table] = None, is_map: bool = False) -> None:
         self.obj, self.table, self.is_map = obj, table, is_map
@@ -430,80 +431,7 @@ class _Block:
         self.flags: list = []
         self.elements: list = []
         self.handle_seen: Optional[int] = None
-
-
-def _finish_set(block: _Block) -> None:
-    """The set's JSON body once the file is read: flags as nft lists them, its elements."""
-    body = block.obj
-    if block.kinds is None:
-        raise Unsupported("a set without a type")
-    flags = block.flags
-    # the kernel keeps `dynamic` implicit for a set with timeouts: nft lists only "timeout"
-    shown = [f for f in ("constant", "interval", "timeout", "dynamic") if f in flags]
-    if "timeout" in shown and "dynamic" in shown:
-        shown.remove("dynamic")
-    if "timeout" in shown and "dynamic" in flags and "size" not in body:
-        body["size"] = 65535
-    if shown:
-        body["flags"] = shown
-    body["_kinds"] = block.kinds
-    if block.elements:
-        body["elem"] = _elements(block.elements, block.kinds, body.get("map"), "interval" in flags, "timeout" in flags)
-
-
-def _elements(toks: list, kinds: tuple, map_type: Optional[str], interval: bool, timeout: bool) -> list:
-    """The tokens inside `elements = { ... }` -> JSON elements (values, or [key, verdict] pairs)."""
-    out: list = []
-    if len(kinds) == 1 and map_type is None and not timeout:
-        kind = kinds[0]
-        # the common big case: plain values separated by commas (a ban list of 1,000,000 addresses)
-        for j in range(1, len(toks), 2):
-            if toks[j] != ",":
-                break
-        else:
-            return [element_value(kind, t, None, interval) for t in toks[::2]]
-    i, n = 0, len(toks)
-    while i < n:
-        vals = [element_value(kinds[0], toks[i], None, interval)]
-        i += 1
-        for kind in kinds[1:]:
-            if i + 1 >= n or toks[i] != ".":
-                raise Unsupported("element")
-            vals.append(element_value(kind, toks[i + 1], None, interval))
-            i += 2
-        key: Any = vals[0] if len(vals) == 1 else {"concat": vals}
-        # an element's timeout, expiry and comment are checked but not kept: the model holds values
-        while i < n and toks[i] in ("timeout", "expires", "comment"):
-            if i + 1 >= n:
-                raise Unsupported("element option")
-            if toks[i] == "comment":
-                _string(toks[i + 1])
-            else:
-                seconds(toks[i + 1])
-            i += 2
-        if map_type is not None:
-            if i >= n or toks[i] != ":":
-                raise Unsupported("map element")
-            i += 1
-            if map_type != "verdict":
-                raise Unsupported("data map")
-            verb = toks[i] if i < n else ""
-            if verb in ("accept", "drop", "return", "continue"):
-                data: Any = {verb: None}
-                i += 1
-            elif verb in ("jump", "goto") and i + 1 < n:
-                data = {verb: {"target": _name(toks[i + 1])}}
-                i += 2
-            else:
-                raise Unsupported("map verdict")
-            out.append([key, data])
-        else:
-            out.append(key)
-        if i < n:
-            if toks[i] != ",":
-                raise Unsupported(f"element separator {toks[i]}")
-            i += 1
-    return out
+        self.targets: list = []  # a verdict map's jump and goto targets
 
 
 def _priority(words: list, family: str) -> int:
@@ -524,32 +452,6 @@ def _family(words: list) -> tuple:
     if words and words[0] in _FAMILIES:
         return words[0], words[1:]
     return "ip", words
-
-
-def _name(tok: str) -> str:
-    if tok.startswith('"'):
-        return _string(tok)
-    if not re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_./\-]*|[A-Za-z0-9_./\-]+", tok) or tok[0].isdigit():
-        raise Unsupported(f"name {tok}")
-    return tok
-
-
-def _string(tok: str) -> str:
-    if len(tok) < 2 or tok[0] != '"' or tok[-1] != '"':
-        raise Unsupported(f"not a string: {tok}")
-    return tok[1:-1]
-
-
-def _split_colons(toks: list) -> list:
-    """`0:` (a vmap key glued to its colon) -> `0`, `:`; IPv6 addresses keep theirs."""
-    out = []
-    for t in toks:
-        if len(t) > 1 and t.endswith(":") and not t.endswith("::") and t[0] != '"':
-            out.append(t[:-1])
-            out.append(":")
-        else:
-            out.append(t)
-    return out
 
 
 _STMT_TEXT = re.compile(r'"[^"\n]*"?|#[^\n]*|\\\n|\n|[{};]|[^\s{};"#]+')
@@ -616,7 +518,7 @@ def parse_text(
     for table in reader.tables.values():
         for name, block in table.set_blocks.items():
             try:
-                _finish_set(block)
+                block.targets = finish_set(block.obj, block.kinds, block.flags, block.elements)
             except Invalid as err:  # told at the set's line: its elements may span many
                 where = reader.blocks.get(("set", table.family, table.name, name), (source, None))
                 raise InputError(f"set {name}: {err}", path=where[0], line=where[1]) from None
@@ -633,14 +535,20 @@ def parse_text(
                     early[id(st)] = parsed
                     builder.note_rule({"family": table.family, "table": table.name, "expr": parsed[0]})
     builder.convert_sets()
+    uses: dict = {}  # (family, table, chain) -> (chains it jumps to, restricted statements): validate.py
     for table in reader.tables.values():
         grammar = grammars[(table.family, table.name)]
         counter = table.next_handle
         fam, tname = table.family, table.name
+        map_targets = {name: block.targets for name, block in table.set_blocks.items()}
         for chain_name, (_body, rules) in table.chains.items():
+            targets: list = []
+            kinds: set = set()
+            uses[(fam, tname, chain_name)] = (targets, kinds)
             for st in rules:
                 cached = early.get(id(st))
                 exprs, comment = cached if cached is not None else _rule(grammar, table, st, _tokens(reader, st))
+                _note_uses(exprs, map_targets, targets, kinds)
                 counter += 1 + sum(1 for e in exprs if _anonymous_set(e))
                 if listing and st.handle is None:
                     raise Unsupported("a listed rule without its handle")
@@ -655,7 +563,26 @@ def parse_text(
                 placed[(fam, tname, chain_name, handle)] = loc
                 builder.add_rule(body, loc.text)
             rules.clear()
-    return Parsed(builder.tables_list(), placed, reader.blocks)
+    tables = builder.tables_list()
+    check_tables(tables, uses)
+    return Parsed(tables, placed, reader.blocks)
+
+
+def _note_uses(exprs: list, map_targets: dict, targets: list, kinds: set) -> None:
+    """Add the chains a rule jumps or goes to (through verdict maps too) and its statements
+    whose hooks the kernel restricts."""
+    for stmt in exprs:
+        key, val = next(iter(stmt.items()))
+        if key in ("jump", "goto"):
+            targets.append(val["target"])
+        elif key == "vmap":
+            data = val["data"]
+            if isinstance(data, str):
+                targets.extend(map_targets.get(data[1:], ()))
+            else:
+                targets.extend(v["target"] for _k, d in data["set"] for v in d.values() if isinstance(v, dict))
+        elif key in RESTRICTED:
+            kinds.add(key)
 
 
 def _tokens(reader: _Reader, st: _Statement) -> list:
@@ -667,7 +594,7 @@ def _tokens(reader: _Reader, st: _Statement) -> list:
 def _rule(grammar: RuleGrammar, table: _Table, st: _Statement, toks: list) -> tuple:
     """One rule's (JSON statements, comment), its jump targets checked against the table."""
     try:
-        exprs, comment = grammar.parse(_split_colons(toks))
+        exprs, comment = grammar.parse(split_colons(toks))
         for target in grammar.targets:
             if target not in table.chains:
                 raise Invalid(f"Could not process rule: No such file or directory (no chain {target!r})")

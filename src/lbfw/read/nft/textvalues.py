@@ -15,6 +15,10 @@ import socket
 from typing import Any, Optional
 
 __all__ = [
+    "finish_set",
+    "name_of",
+    "split_colons",
+    "string",
     "Invalid",
     "Unsupported",
     "TYPE_KINDS",
@@ -291,3 +295,107 @@ def order(kinds: Any, value: Any) -> Any:
     if isinstance(value, int):
         return value
     return _WORD_ORDER.get(value, 1 << 20)
+
+
+def name_of(tok: str) -> str:
+    """A table, chain or set name token (quoted or not) -> the name."""
+    if tok.startswith('"'):
+        return string(tok)
+    if not re.fullmatch(r"[A-Za-z_.][A-Za-z0-9_./\-]*|[A-Za-z0-9_./\-]+", tok) or tok[0].isdigit():
+        raise Unsupported(f"name {tok}")
+    return tok
+
+
+def finish_set(body: dict, kinds: Optional[tuple], flags: list, elements: list) -> list:
+    """Complete a set's JSON ``body`` once the file is read (flags as nft lists them, its
+    elements from their tokens); returns a verdict map's jump and goto targets."""
+    if kinds is None:
+        raise Unsupported("a set without a type")
+    # the kernel keeps `dynamic` implicit for a set with timeouts: nft lists only "timeout"
+    shown = [f for f in ("constant", "interval", "timeout", "dynamic") if f in flags]
+    if "timeout" in shown and "dynamic" in shown:
+        shown.remove("dynamic")
+    if "timeout" in shown and "dynamic" in flags and "size" not in body:
+        body["size"] = 65535
+    if shown:
+        body["flags"] = shown
+    body["_kinds"] = kinds
+    if not elements:
+        return []
+    body["elem"] = _elements(elements, kinds, body.get("map"), "interval" in flags, "timeout" in flags)
+    if body.get("map") != "verdict":
+        return []
+    return [v["target"] for _k, d in body["elem"] for v in d.values() if isinstance(v, dict)]
+
+
+def _elements(toks: list, kinds: tuple, map_type: Optional[str], interval: bool, timeout: bool) -> list:
+    """The tokens inside `elements = { ... }` -> JSON elements (values, or [key, verdict] pairs)."""
+    out: list = []
+    if len(kinds) == 1 and map_type is None and not timeout:
+        kind = kinds[0]
+        # the common big case: plain values separated by commas (a ban list of 1,000,000 addresses)
+        for j in range(1, len(toks), 2):
+            if toks[j] != ",":
+                break
+        else:
+            return [element_value(kind, t, None, interval) for t in toks[::2]]
+    i, n = 0, len(toks)
+    while i < n:
+        vals = [element_value(kinds[0], toks[i], None, interval)]
+        i += 1
+        for kind in kinds[1:]:
+            if i + 1 >= n or toks[i] != ".":
+                raise Unsupported("element")
+            vals.append(element_value(kind, toks[i + 1], None, interval))
+            i += 2
+        key: Any = vals[0] if len(vals) == 1 else {"concat": vals}
+        # an element's timeout, expiry and comment are checked but not kept: the model holds values
+        while i < n and toks[i] in ("timeout", "expires", "comment"):
+            if i + 1 >= n:
+                raise Unsupported("element option")
+            if toks[i] == "comment":
+                string(toks[i + 1])
+            else:
+                seconds(toks[i + 1])
+            i += 2
+        if map_type is not None:
+            if i >= n or toks[i] != ":":
+                raise Unsupported("map element")
+            i += 1
+            if map_type != "verdict":
+                raise Unsupported("data map")
+            verb = toks[i] if i < n else ""
+            if verb in ("accept", "drop", "return", "continue"):
+                data: Any = {verb: None}
+                i += 1
+            elif verb in ("jump", "goto") and i + 1 < n:
+                data = {verb: {"target": name_of(toks[i + 1])}}
+                i += 2
+            else:
+                raise Unsupported("map verdict")
+            out.append([key, data])
+        else:
+            out.append(key)
+        if i < n:
+            if toks[i] != ",":
+                raise Unsupported(f"element separator {toks[i]}")
+            i += 1
+    return out
+
+
+def split_colons(toks: list) -> list:
+    """`0:` (a vmap key glued to its colon) -> `0`, `:`; IPv6 addresses keep theirs."""
+    out = []
+    for t in toks:
+        if len(t) > 1 and t.endswith(":") and not t.endswith("::") and t[0] != '"':
+            out.append(t[:-1])
+            out.append(":")
+        else:
+            out.append(t)
+    return out
+
+
+def string(tok: str) -> str:
+    if len(tok) < 2 or tok[0] != '"' or tok[-1] != '"':
+        raise Unsupported(f"not a string: {tok}")
+    return tok[1:-1]
