@@ -315,6 +315,7 @@ class Input:
     kind: str  # "iptables" | "nft"
     kernel_path: Path  # what the kernel loads (the chair dump with a dummy MAC)
     rules: int = 0
+    size_bytes: int = 0  # of the file lbfw reads (nft files of 1 MB and more: lbfw's own reader)
 
 
 @dataclass
@@ -1175,7 +1176,7 @@ def build_inputs(workdir: Path, only: Optional[set]) -> list[Input]:
         path = workdir / f"{name}.nft"
         text = text_of()
         path.write_text(text)
-        inputs.append(Input(name, path, "nft", path, generate_nft.nft_rule_count(text)))
+        inputs.append(Input(name, path, "nft", path, generate_nft.nft_rule_count(text), len(text.encode())))
     return inputs
 
 

@@ -101,11 +101,14 @@ def _x(r: Optional[float]) -> str:
 
 def _read_by_lbfw(row) -> bool:
     """Whether ``lbfw audit FILE`` read this input with its own nft reader (no kernel load)."""
-    path = getattr(row.inp, "path", None)
-    try:
-        return path is not None and path.stat().st_size >= TEXT_PARSE_MIN_BYTES
-    except OSError:
-        return False
+    size = getattr(row.inp, "size_bytes", 0)
+    if not size:  # a run saved before the size was recorded: the file, if it is still there
+        path = getattr(row.inp, "path", None)
+        try:
+            size = path.stat().st_size if path is not None else 0
+        except OSError:
+            size = 0
+    return size >= TEXT_PARSE_MIN_BYTES
 
 
 def render_section(rows: list, runs: int) -> list:
