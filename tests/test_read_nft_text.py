@@ -287,22 +287,42 @@ def test_commands_outside_blocks_need_their_table(tmp_path):
     assert err.value.line == 1 and "nowhere" in err.value.message
 
 
-@pytest.mark.parametrize(
-    "chains",
-    [
-        # NAT outside a nat chain: the kernel says "Operation not supported"
-        "\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tmeta l4proto tcp redirect to :8080\n\t}\n",
-        # dnat reached from postrouting
-        "\tchain c {\n\t\ttype nat hook postrouting priority 100;\n\t\tjump d\n\t}\n"
-        "\tchain d {\n\t\tmeta l4proto tcp dnat to 10.0.0.1\n\t}\n",
-        # a jump loop: "Too many links"
-        "\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tjump d\n\t}\n\tchain d {\n\t\tjump c\n\t}\n",
-        # reject on prerouting
-        "\tchain c {\n\t\ttype filter hook prerouting priority 0;\n\t\treject\n\t}\n",
-    ],
-)
+# what nf_tables refuses when it commits the ruleset (tests/kernel/test_nft_text_reader.py loads them)
+KERNEL_REFUSES = [
+    # NAT outside a nat chain: the kernel says "Operation not supported"
+    "\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tmeta l4proto tcp redirect to :8080\n\t}\n",
+    # dnat reached from postrouting
+    "\tchain c {\n\t\ttype nat hook postrouting priority 100;\n\t\tjump d\n\t}\n"
+    "\tchain d {\n\t\tmeta l4proto tcp dnat to 10.0.0.1\n\t}\n",
+    # a jump loop: "Too many links"
+    "\tchain c {\n\t\ttype filter hook input priority 0;\n\t\tjump d\n\t}\n\tchain d {\n\t\tjump c\n\t}\n",
+    # reject on postrouting
+    "\tchain c {\n\t\ttype filter hook postrouting priority 0;\n\t\treject\n\t}\n",
+]
+
+
+@pytest.mark.parametrize("chains", KERNEL_REFUSES)
 def test_what_the_kernel_refuses_on_commit_is_left_to_it(tmp_path, chains):
     path = tmp_path / "refused.nft"
     path.write_text(f"table ip t {{\n{chains}}}\n")
+    with pytest.raises(Unsupported):
+        files.read(str(path), str(path), parser="lbfw")
+
+
+def test_jumps_deeper_than_the_kernels_stack_are_left_to_it(tmp_path):
+    """nf_tables refuses a path of more than 16 chains (its jump stack): lbfw's reader does not
+    claim such a file is fine (measured on 6.18: 15 jumps below the base chain load, 16 do not)."""
+
+    def ruleset(depth: int) -> str:
+        chains = "".join(f"\tchain c{i} {{\n\t\tjump c{i + 1}\n\t}}\n" for i in range(1, depth))
+        return (
+            f"table ip t {{\n\tchain c0 {{\n\t\ttype filter hook input priority 0;\n\t\tjump c1\n\t}}\n{chains}"
+            f"\tchain c{depth} {{\n\t\taccept\n\t}}\n}}\n"
+        )
+
+    path = tmp_path / "deep.nft"
+    path.write_text(ruleset(15))
+    files.read(str(path), str(path), parser="lbfw")
+    path.write_text(ruleset(16))
     with pytest.raises(Unsupported):
         files.read(str(path), str(path), parser="lbfw")

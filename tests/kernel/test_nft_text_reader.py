@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import generate_nft  # noqa: E402
 
@@ -36,6 +37,7 @@ from lbfw.read.nft import files, grammar, textvalues  # noqa: E402
 from lbfw.read.nft.text import _TOKEN, Unsupported  # noqa: E402
 from lbfw.read.nft.textvalues import split_colons  # noqa: E402
 from lbfw.render.json import render_audit, render_flows  # noqa: E402
+from test_read_nft_text import KERNEL_REFUSES  # noqa: E402
 
 pytestmark = pytest.mark.kernel
 
@@ -304,3 +306,39 @@ def test_a_typo_in_a_big_file_gets_nfts_own_error(tmp_path):
     )
     assert proc.returncode == 2
     assert f"{path}:{line}:" in proc.stderr and "syntax error" in proc.stderr
+
+
+_LIVE_AUTO = r"""
+import json, subprocess, sys
+from lbfw.read import live
+subprocess.run(["nft", "-f", "-"], input=sys.stdin.read(), text=True, check=True)
+ruleset = live.read_live()
+print(json.dumps({"rules": ruleset.rule_count(), "warnings": [w for s in ruleset.sources for w in s.warnings]}))
+"""
+
+
+def test_a_big_live_table_with_grammar_the_reader_lacks_comes_from_json():
+    """`limit rate` is not in lbfw's grammar: the big table is read from libnftables JSON
+    instead (the texts from the listing), whole, and the sources say why."""
+    import subprocess
+
+    text = generate_nft.kube_nft(1000).replace(
+        "\tchain reject-chain {", "\tchain limited {\n\t\tlimit rate 5/second accept\n\t}\n\n\tchain reject-chain {", 1
+    )
+    proc = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", _LIVE_AUTO], input=text, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout)
+    assert got["rules"] == generate_nft.nft_rule_count(text)
+    assert any("kube-proxy" in w and "does not implement" in w and "libnftables JSON" in w for w in got["warnings"])
+
+
+@pytest.mark.parametrize("chains", KERNEL_REFUSES)
+def test_what_lbfws_reader_leaves_to_the_kernel_the_kernel_refuses(tmp_path, chains):
+    path = tmp_path / "refused.nft"
+    path.write_text(f"table ip t {{\n{chains}}}\n")
+    with pytest.raises(Unsupported):
+        files.read(str(path), str(path), parser="lbfw")
+    with pytest.raises(InputError):
+        files.read(str(path), str(path), parser="kernel")
