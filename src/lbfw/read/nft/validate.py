@@ -4,9 +4,10 @@ Pure. nf_tables validates every chain against the base chains that reach it (thr
 goto and verdict maps): NAT statements only in nat chains and on their hooks (nft_nat_validate:
 dnat and redirect on prerouting and output, snat on postrouting and input, masquerade on
 postrouting), reject on prerouting, input, forward and output, no jump loop and no more than 16
-chains on a path (its jump stack). Measured on kernel 6.18 (notrack loads on any hook). A rule set that breaks one of these loads with an
-error ("Operation not supported", "Too many links"), so lbfw's reader must not read it as a
-model: it raises ``Unsupported`` and libnftables reads the file, with nft's own message.
+chains on a path (its jump stack); measured on kernel 6.18 (notrack loads on any hook). A ruleset
+that breaks one of these fails to load ("Operation not supported", "Too many links"), so lbfw's
+reader must not read it as a model: it raises ``Unsupported`` and libnftables reads the file,
+with nft's own message.
 """
 
 from __future__ import annotations
