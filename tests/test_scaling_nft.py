@@ -2,8 +2,9 @@
 ban lists (tests/benchmarks/generate_nft.py, the shapes `make bench` times at 1k-10k services
 and 100k-1M elements).
 
-Reading an nft file loads it with the real `nft -f` in a throwaway namespace, so the tests that
-read are kernel tests. What they prove: lbfw reads every rule, chain and element the generator
+Reading an nft file under 1 MB loads it with the real `nft -f` in a throwaway namespace (bigger
+ones are read by lbfw's own reader, tests/test_read_nft_text.py), so the tests that read are
+kernel tests. What they prove: lbfw reads every rule, chain and element the generator
 wrote; the engine's work per loopback flow does not grow with the services or the set elements
 (a loopback packet never matches a service's map element, and a map lookup is an index access,
 not a scan); the verdict-map index gives exactly what scanning the map in order gives.
