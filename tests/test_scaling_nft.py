@@ -2,8 +2,9 @@
 ban lists (tests/benchmarks/generate_nft.py, the shapes `make bench` times at 1k-10k services
 and 100k-1M elements).
 
-Reading an nft file loads it with the real `nft -f` in a throwaway namespace, so the tests that
-read are kernel tests. What they prove: lbfw reads every rule, chain and element the generator
+Reading an nft file under 1 MB loads it with the real `nft -f` in a throwaway namespace (bigger
+ones are read by lbfw's own reader, tests/test_read_nft_text.py), so the tests that read are
+kernel tests. What they prove: lbfw reads every rule, chain and element the generator
 wrote; the engine's work per loopback flow does not grow with the services or the set elements
 (a loopback packet never matches a service's map element, and a map lookup is an index access,
 not a scan); the verdict-map index gives exactly what scanning the map in order gives.
@@ -206,10 +207,9 @@ def test_the_issue_17_targets_are_judged_on_the_numbers():
 _LIVE = r"""
 import json, subprocess, sys
 from lbfw.read import live
-text, limit = json.loads(sys.stdin.read())
+text, native = json.loads(sys.stdin.read())
 subprocess.run(["nft", "-f", "-"], input=text, text=True, check=True)
-live.TEXT_LISTING_MAX_OBJECTS = limit
-ruleset = live.read_live()
+ruleset = live.read_live(native=native)
 kube = next(t for t in ruleset.tables if t.name == "kube-proxy")
 texts = [r.text for c in kube.chains.values() for r in c.rules]
 warnings = [w for s in ruleset.sources for w in s.warnings]
@@ -217,14 +217,14 @@ print(json.dumps({"rules": ruleset.rule_count(), "texts": texts, "warnings": war
 """
 
 
-def _live(text: str, limit: int) -> dict:
-    """read_live inside a fresh network namespace holding ``text``, with the text-listing limit."""
+def _live(text: str, native: str) -> dict:
+    """read_live inside a fresh network namespace holding ``text``, native tables read ``native``."""
     import json
     import subprocess
 
     proc = subprocess.run(
         ["unshare", "-n", sys.executable, "-c", _LIVE],
-        input=json.dumps([text, limit]),
+        input=json.dumps([text, native]),
         capture_output=True,
         text=True,
         timeout=300,
@@ -234,16 +234,23 @@ def _live(text: str, limit: int) -> dict:
 
 
 @pytest.mark.kernel
-def test_a_big_live_table_is_listed_once_and_still_read_whole():
-    """Above TEXT_LISTING_MAX_OBJECTS rules and elements a table is not listed a second time for
-    its texts (every nft 1.0.6 listing dumps all its rules and elements from the kernel): same
-    rules, texts from the JSON, and the audit says so; below it the texts are nft's own."""
-    text = generate_nft.kube_nft(60)
-    rules = generate_nft.nft_rule_count(text)
-    listed = _live(text, 10 * rules)
-    rendered = _live(text, 10)
-    assert listed["rules"] == rendered["rules"] == rules
-    assert any(t.startswith("numgen random mod ") for t in listed["texts"])  # as nft prints it
-    assert not any("rendered from libnftables JSON" in w for w in listed["warnings"])
-    assert any("kube-proxy" in w and "rendered from libnftables JSON" in w for w in rendered["warnings"])
-    assert len(rendered["texts"]) == len(listed["texts"])
+def test_a_big_live_table_is_parsed_from_its_listing_and_still_read_whole():
+    """From TEXT_PARSE_MIN_BYTES of `nft -a list table` text on, lbfw parses the listing itself
+    (every nft 1.0.6 listing dumps all rules and elements from the kernel: one listing, no
+    JSON); the rules and texts are those the JSON path gives, and the audit says how it read."""
+    from lbfw.read import live
+
+    small = generate_nft.kube_nft(60)
+    rules = generate_nft.nft_rule_count(small)
+    by_json = _live(small, "json")
+    by_text = _live(small, "text")
+    assert by_json["rules"] == by_text["rules"] == rules
+    assert by_json["texts"] == by_text["texts"]
+    assert any(t.startswith("numgen random mod ") for t in by_text["texts"])  # as nft prints it
+    auto_small = _live(small, "auto")
+    assert not any("lbfw's reader" in w for w in auto_small["warnings"])
+    big = generate_nft.kube_nft(1000)
+    assert len(big) > live.TEXT_PARSE_MIN_BYTES
+    auto_big = _live(big, "auto")
+    assert auto_big["rules"] == generate_nft.nft_rule_count(big)
+    assert any("kube-proxy" in w and "lbfw's reader" in w for w in auto_big["warnings"])

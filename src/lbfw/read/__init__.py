@@ -107,7 +107,7 @@ def _read_one(source: str, text: str, fmt: str, warnings: list) -> list:
         from .nft import files as nft_files
 
         # a path lets `include` resolve relative to the file; stdin has only its text
-        return nft_files.read(text if source == "-" else source, source)
+        return nft_files.read(text if source == "-" else source, source, warnings=warnings)
     if fmt == "nft-json":
         from .nft import tables as nft_tables
 

@@ -20,7 +20,7 @@ from .render import render_expr, render_rule
 from .stmts import rule_parts, verdict
 from .values import TYPE_KIND, Opaque, kind_of, value_items
 
-__all__ = ["parse", "NAMED_PRIORITIES"]
+__all__ = ["parse", "Builder", "NAMED_PRIORITIES"]
 
 LineOf = Callable[[Table, str, Optional[int]], Optional[int]]
 
@@ -151,8 +151,7 @@ def parse(
 def _parse_items(
     items: list, source: str, backend: str, line_of: Optional[LineOf], text_of: Optional[dict]
 ) -> list[Table]:
-    tables: dict = {}
-    ctxs: dict = {}
+    builder = Builder(source, backend)
     pending_rules: list = []
     for obj in items:
         if not isinstance(obj, dict) or not obj:
@@ -163,6 +162,36 @@ def _parse_items(
             kind, body = next(iter(body.items()))
         if not isinstance(body, dict):
             continue
+        if kind == "rule":
+            pending_rules.append(body)
+        else:
+            builder.add(kind, body)
+    # Sets are converted once a rule shows which field they are matched against.
+    for body in pending_rules:
+        builder.note_rule(body)
+    builder.convert_sets()
+    for body in pending_rules:
+        text = None
+        if text_of is not None:
+            text = text_of.get((body.get("family", "ip"), body.get("table"), body.get("handle")))
+        builder.add_rule(body, text, line_of)
+    return builder.tables_list()
+
+
+class Builder:
+    """Tables, sets and chains first (``add``), then every rule's set uses (``note_rule``),
+    ``convert_sets``, then the rules (``add_rule``): ``parse`` in steps, for a reader that
+    streams rules (text.py) instead of holding the whole document."""
+
+    def __init__(self, source: str, backend: str) -> None:
+        self.source = source
+        self.backend = backend
+        self.tables: dict = {}
+        self.ctxs: dict = {}
+
+    def add(self, kind: str, body: dict) -> None:
+        """One table, set, map or chain object of the document (other kinds are ignored)."""
+        source, backend, tables, ctxs = self.source, self.backend, self.tables, self.ctxs
         if kind == "table":
             key: tuple = (body.get("family", "ip"), body.get("name"))
             if key not in tables:
@@ -191,19 +220,25 @@ def _parse_items(
                 origin=Origin(source, handle=body.get("handle")),
                 handle=body.get("handle"),
             )
-        elif kind == "rule":
-            pending_rules.append(body)
-    # Sets are converted once a rule shows which field they are matched against.
-    for body in pending_rules:
+
+    def note_rule(self, body: dict) -> None:
+        """Record the fields a rule matches named sets against (before ``convert_sets``)."""
+        ctx = self.ctxs.get((body.get("family", "ip"), body.get("table")))
         for stmt in body.get("expr") or []:
-            _note_set_use(stmt, ctxs.get((body.get("family", "ip"), body.get("table"))))
-    for key, ctx in ctxs.items():
-        for name, named in tables[key].sets.items():
-            _convert_set(named, ctx.set_keys.get(name) or named.key, ctx)
-    for body in pending_rules:
-        table = _table_for(tables, ctxs, body, source, backend)
-        ctx = ctxs[(table.family, table.name)]
-        chain_name = body.get("chain")
+            _note_set_use(stmt, ctx)
+
+    def convert_sets(self) -> None:
+        """Turn every set's JSON elements into model values, shaped for the field it is used with."""
+        for key, ctx in self.ctxs.items():
+            for name, named in self.tables[key].sets.items():
+                _convert_set(named, ctx.set_keys.get(name) or named.key, ctx)
+
+    def add_rule(self, body: dict, text: Optional[str] = None, line_of: Optional[LineOf] = None) -> Rule:
+        """Build one rule object of the document into its chain (``text``: as written)."""
+        source, backend = self.source, self.backend
+        table = _table_for(self.tables, self.ctxs, body, source, backend)
+        ctx = self.ctxs[(table.family, table.name)]
+        chain_name: Any = body.get("chain")
         chain = table.chains.get(chain_name)
         if chain is None:
             chain = table.chains[chain_name] = Chain(name=chain_name)
@@ -211,27 +246,25 @@ def _parse_items(
         exprs = body.get("expr") or []
         comment = body.get("comment")
         matches, action, before = rule_parts(exprs, ctx)
-        text = None
-        if text_of is not None:
-            text = text_of.get((table.family, table.name, handle))
         if text is None:
             text = render_rule(exprs, comment)
         line = line_of(table, chain_name, handle) if line_of is not None else None
         origin = Origin(source, line=line) if line is not None else Origin(source, handle=handle)
-        if line is None and line_of is not None:
-            origin = Origin(source, handle=handle)
-        chain.rules.append(
-            Rule(
-                matches=matches,
-                action=action,
-                text=text,
-                origin=origin,
-                comment=comment,
-                ignore=ignored_ids(comment),
-                before=before,
-            )
+        rule = Rule(
+            matches=matches,
+            action=action,
+            text=text,
+            origin=origin,
+            comment=comment,
+            ignore=ignored_ids(comment),
+            before=before,
         )
-    return list(tables.values())
+        chain.rules.append(rule)
+        return rule
+
+    def tables_list(self) -> list[Table]:
+        """The tables built, in the order they were first named."""
+        return list(self.tables.values())
 
 
 def _note_set_use(stmt: Any, ctx: Optional[TableContext]) -> None:
