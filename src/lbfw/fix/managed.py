@@ -41,6 +41,8 @@ RELOAD: dict[str, tuple[str, ...]] = {
 # Where each manager's files live: a change (or a backup) naming a file elsewhere is refused.
 ROOTS: dict[str, str] = {"ufw": "/etc/ufw/", "fail2ban": "/etc/fail2ban/", "firewalld": "/etc/firewalld/"}
 COMMAND_TIMEOUT = 120.0
+# What a manager prints when a command did nothing although it exits 0 (ufw 0.36.2, measured).
+_DID_NOTHING: dict[str, tuple[str, ...]] = {"ufw": ("Could not delete non-existent rule",)}
 _BACKUP_NAME = re.compile(r"^managed-\d+-[A-Za-z0-9_.-]+$")
 
 
@@ -267,6 +269,9 @@ def _run(argv: Sequence[str]) -> None:
         raise ApplyError(f"`{shown(argv)}` failed: {err}") from None
     if proc.returncode != 0:
         raise ApplyError(f"`{shown(argv)}` failed (exit {proc.returncode}): {(proc.stderr or proc.stdout).strip()}")
+    said = proc.stdout + proc.stderr
+    if any(text in said for manager, texts in _DID_NOTHING.items() if argv[0] == RELOAD[manager][0] for text in texts):
+        raise ApplyError(f"`{shown(argv)}` did nothing: {said.strip()}")
 
 
 def run(changes: Sequence[ManagerChange], say: Say) -> None:
