@@ -57,10 +57,14 @@ def test_lb008_is_fixed_in_jail_local_and_the_rule_planner_leaves_it_alone():
     with pytest.raises(ValueError):
         CheckFix("never", config="jail.local")
     narrow = Finding("LB008", "warning", "ignoreip = 127.0.0.1", source="/etc/fail2ban/jail.local", line=3)
-    ruleset, findings = audit("*filter\n:INPUT DROP [0:0]\n-A INPUT -s 127.0.0.1 -j ACCEPT\nCOMMIT\n")
-    plan = plan_fixes(ruleset, [*findings, narrow], texts={})
-    # the LB002 edit is planned as before; LB008 is neither edited nor refused (fix/managers.py fixes it)
-    assert [r.check for r in plan.refusals] == [] and {c for e in plan.edits for c in e.checks} == {"LB002"}
+    text = "*filter\n:INPUT DROP [0:0]\n-A INPUT -s 127.0.0.1 -j ACCEPT\nCOMMIT\n"
+    ruleset = Ruleset(tables=iptables.parse(text, "t.rules"))
+    found = audit(text)
+    plan = plan_fixes(ruleset, [*found, narrow], texts={"t.rules": text})
+    alone = plan_fixes(ruleset, found, texts={"t.rules": text})
+    # the LB002 edit is planned as without it; LB008 is neither edited nor refused (fix/managers.py fixes it)
+    assert {c for e in plan.edits for c in e.checks} == {c for e in alone.edits for c in e.checks} == {"LB002"}
+    assert [r.check for r in plan.refusals] == [r.check for r in alone.refusals] == []
 
 
 def test_lbfw_rules_states_each_checks_fix():
