@@ -35,7 +35,7 @@ def test_every_check_documents_itself_in_ruff_order():
 
 
 def test_the_planners_tables_are_what_the_checks_declare():
-    declared = {c.ID: c.FIX for c in ALL if c.FIX.availability != "never"}
+    declared = {c.ID: c.FIX for c in ALL if c.FIX.availability != "never" and not c.FIX.config}
     assert FIXABLE == tuple(declared) == ("LB002", "LB003")
     assert STYLES == ("interface", "range")
     assert {(cid, mode): text for cid, fix in declared.items() for mode, text in fix.safety.items()} == SAFETY
@@ -44,6 +44,27 @@ def test_the_planners_tables_are_what_the_checks_declare():
         CheckFix("sometimes")  # a fix with no way to make it
     with pytest.raises(ValueError):
         CheckFix("always", modes=("range",))  # ... or without its safety text
+
+
+def test_lb008_is_fixed_in_jail_local_and_the_rule_planner_leaves_it_alone():
+    from lbfw.checks.lb008_fail2ban_ignoreip import FIX, ID
+    from lbfw.fix.plan import plan_fixes
+    from lbfw.results import Finding
+
+    assert FIX.fixable and FIX.config == "jail.local" and not FIX.planned and ID not in FIXABLE
+    with pytest.raises(ValueError):
+        CheckFix("always", modes=("range",), safety={"range": "x"}, config="jail.local")  # not a rewrite
+    with pytest.raises(ValueError):
+        CheckFix("never", config="jail.local")
+    narrow = Finding("LB008", "warning", "ignoreip = 127.0.0.1", source="/etc/fail2ban/jail.local", line=3)
+    text = "*filter\n:INPUT DROP [0:0]\n-A INPUT -s 127.0.0.1 -j ACCEPT\nCOMMIT\n"
+    ruleset = Ruleset(tables=iptables.parse(text, "t.rules"))
+    found = audit(text)
+    plan = plan_fixes(ruleset, [*found, narrow], texts={"t.rules": text})
+    alone = plan_fixes(ruleset, found, texts={"t.rules": text})
+    # the LB002 edit is planned as without it; LB008 is neither edited nor refused (fix/managers.py fixes it)
+    assert {c for e in plan.edits for c in e.checks} == {c for e in alone.edits for c in e.checks} == {"LB002"}
+    assert [r.check for r in plan.refusals] == [r.check for r in alone.refusals] == []
 
 
 def test_lbfw_rules_states_each_checks_fix():

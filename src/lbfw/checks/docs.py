@@ -24,6 +24,8 @@ def fix_line(check: Check) -> str:
     fix = check.FIX
     if not fix.fixable:
         return fix.sentence()
+    if fix.config:
+        return f"{fix.sentence()[:-1]} (lbfw fix on the live host, in {fix.config})."
     if len(fix.modes) == 1:
         how = f"lbfw fix; always by {fix.modes[0]}, whatever --style says"
     else:

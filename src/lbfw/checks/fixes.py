@@ -28,16 +28,22 @@ class CheckFix:
     make, the first the one used when the chosen `--style` is not among them ("interface":
     the address becomes the loopback interface; "range": it becomes 127.0.0.0/8).
     ``safety``: mode (and "set", for a widened set element) -> the text printed next to each
-    edit, saying what the fix changes beyond the traffic it is meant for."""
+    edit, saying what the fix changes beyond the traffic it is meant for. ``config``: the
+    manager's configuration the fix changes instead of a rule (LB008: "jail.local"); such a fix
+    is made by fix/managers.py on the live host, never by the rule planner, and has no modes."""
 
     availability: str
     modes: tuple[str, ...] = ()
     safety: dict[str, str] = field(default_factory=dict)
+    config: str = ""
 
     def __post_init__(self) -> None:
         if self.availability not in AVAILABILITY:
             raise ValueError(f"availability must be one of {AVAILABILITY}, not {self.availability!r}")
-        if (self.availability == "never") != (not self.modes):
+        if self.config:
+            if self.availability == "never" or self.modes:
+                raise ValueError("a fix of a manager's configuration is available and has no rewrite modes")
+        elif (self.availability == "never") != (not self.modes):
             raise ValueError("a fix that is available needs modes, and one that is never available has none")
         missing = [m for m in self.modes if m not in self.safety]
         if missing:
@@ -47,12 +53,20 @@ class CheckFix:
     def fixable(self) -> bool:
         return self.availability != "never"
 
+    @property
+    def planned(self) -> bool:
+        """Whether the rule planner (fix/plan.py) makes it: an edit of a rule, not of a manager's configuration."""
+        return self.fixable and not self.config
+
     def sentence(self) -> str:
         """ruff's wording: `Fix is sometimes available.`"""
         return f"Fix is {self.availability} available."
 
     def to_json(self) -> dict[str, Any]:
-        return {"availability": self.availability, "modes": list(self.modes), "safety": dict(self.safety)}
+        out: dict[str, Any] = {"availability": self.availability, "modes": list(self.modes), "safety": dict(self.safety)}
+        if self.config:
+            out["config"] = self.config
+        return out
 
 
 NO_FIX = CheckFix("never")

@@ -6,15 +6,16 @@ from ..managers.fail2ban import JAIL_CONF, JAIL_LOCAL, fixed_value, narrow
 from ..model import Ruleset
 from ..results import Finding
 from .context import CheckContext
-from .fixes import NO_FIX
+from .fixes import CheckFix
 from .owners import FAIL2BAN, owner_of
 
 ID = "LB008"
 NAME = "fail2ban-ignoreip-narrow"
 SEVERITY = "warning"
 SUMMARY = "fail2ban runs and may ban loopback clients other than 127.0.0.1"
-# Not a ruleset edit, so not the fix planner's: `lbfw fix` on the live host writes jail.local (fix/managers.py).
-FIX = NO_FIX
+# Every finding is fixed, in jail.local (or the jail.d/*.local that sets it): not a rule edit, so not the
+# fix planner's; `lbfw fix` on the live host makes it (fix/managers.py).
+FIX = CheckFix("always", config="jail.local")
 
 DOC = """\
 ## What it does
@@ -43,8 +44,12 @@ ignoreip = 127.0.0.1/8 ::1 192.0.2.10
 then `fail2ban-client reload`.
 
 ## Fix safety
-`lbfw fix` shows the jail.local diff; `lbfw fix --write` (or `--apply`) writes it, keeping the
-other entries and a 0600 backup, and runs `fail2ban-client reload`.
+`lbfw fix` shows the jail.local diff (a narrow value set in a jail.d/*.local is fixed in that
+file, read after jail.local); the other entries of the list are kept. `lbfw fix --apply` writes
+it and runs `fail2ban-client reload` inside the transaction: the file is in the backup, and a
+change that is not confirmed (or `lbfw rollback`) puts it back byte for byte and reloads
+fail2ban again. `lbfw fix --write` writes it alone, with a 0600 backup beside it. The fix makes
+fail2ban ignore all of 127.0.0.0/8: a local client failing logins on purpose is never banned.
 
 ## References
 - fail2ban jail.conf(5): ignoreip, ignoreself

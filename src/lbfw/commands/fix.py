@@ -22,6 +22,7 @@ import sys
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from ..errors import ApplyError, InputError, LbfwError, UsageError
+from ..fix.managed import shown
 from ..fix.plan import FIXABLE, STYLES, FixPlan, plan_fixes, read_text
 from ..pipeline import audit_ruleset, read_ruleset
 from ._common import choose
@@ -66,8 +67,10 @@ def unfixable(findings, err) -> bool:
     return bool(left)
 
 
-def describe(plan: FixPlan, err) -> None:
-    """What each edit does and its fix safety, and every refusal (on stderr)."""
+def describe(plan: FixPlan, err, through: Optional[dict] = None) -> None:
+    """What each edit does and its fix safety, and every refusal (on stderr); a refusal ``through``
+    maps to a ManagerChange (fix/managed.py) is followed by the manager commands lbfw runs instead."""
+    through = through or {}
     safety_seen = set()
     for edit in plan.edits:
         for check, how, safety in edit.notes:
@@ -79,7 +82,12 @@ def describe(plan: FixPlan, err) -> None:
         err.write(f"{refusal.where}: {refusal.check}: not fixed: {refusal.why}\n")
         if refusal.rule:
             err.write(f"  rule: {refusal.rule.strip()}\n")
-        if refusal.owner == "ufw" and refusal.rule:
+        change = through.get(refusal)
+        if change is not None:
+            err.write(f"  instead, through {change.manager} (`lbfw fix --apply` runs this in its transaction):\n")
+            for argv in change.steps():
+                err.write(f"  runs `{shown(argv)}`\n")
+        elif refusal.owner == "ufw" and refusal.rule:
             from ..managers import ufw
 
             chain = next((w for w in refusal.where.replace(":", " ").split() if w.startswith(("ufw-", "ufw6-"))), "")
@@ -231,6 +239,7 @@ class _LiveOptions(NamedTuple):
 
 def _live(opts: _LiveOptions, out, err, stdin) -> int:
     from ..fix import live as livefix
+    from ..fix import managed as managed_changes
     from ..fix import managers
     from ..fix.backup import trusted_dir
     from ..fix.files import colorize, render_diff
@@ -249,11 +258,16 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     live = livefix.read_tables(ruleset)
     findings = audit(ruleset)
     plan = plan_fixes(ruleset, findings, opts.style, texts=live.texts, locate=livefix.make_locator(ruleset, live))
-    configs = managers.config_fixes(findings, ruleset.host)
     if opts.write:
-        return _configs(configs, out, err)
-    describe(plan, err)
-    diff = managers.diff(configs) + "".join(
+        return _configs(managers.config_fixes(findings, ruleset.host), out, err)
+    through = managers.ufw_changes(plan.refusals, opts.style)
+    managed = _distinct([*through.values(), managers.fail2ban_change(findings, ruleset.host)])
+    refused = [r for r in plan.refusals if r not in through]  # what neither lbfw nor a manager fixes
+    describe(plan, err, through)
+    for change in managed:
+        if change.writes:  # the ufw ones were shown with their refusal
+            managed_changes.describe([change], lambda text: err.write(text + "\n"))
+    diff = managed_changes.diff(managed) + "".join(
         render_diff(ref.key, text, livefix.fixed_text(text, plan.edits_for(ref.key)))
         for ref, text in live.dumps.items()
         if plan.edits_for(ref.key)
@@ -263,34 +277,47 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     else:
         out.write(colorize(diff) if _use_color(out) else diff)
         out.flush()
-    if opts.apply and configs:
-        managers.write_and_reload(configs, lambda text: err.write(text + "\n"))
-    if not plan.edits:
+    if not plan.edits and not managed:
         stuck = unfixable(findings, err)
-        if configs and not opts.apply:
-            err.write("fail2ban's ignore list to fix: `lbfw fix --write` writes it and reloads fail2ban\n")
-            return 1
-        if not configs:
-            err.write("nothing to fix\n" if not (plan.refusals or stuck) else "nothing lbfw can fix safely\n")
+        err.write("nothing to fix\n" if not (plan.refusals or stuck) else "nothing lbfw can fix safely\n")
         if opts.json:
-            _json(out, {"transaction": None, "changes": 0, "refusals": len(plan.refusals)})
+            _json(out, {"transaction": None, "changes": 0, "managed": [], "refusals": len(plan.refusals)})
         return 1 if (plan.refusals or stuck) else 0
-    before_loads, after_loads = _live_loads(live, plan)
+    before_loads, after_loads = _live_loads(live, plan) if plan.edits else ([], [])
     if not opts.apply:
-        if opts.verify:
+        if opts.verify and plan.edits:
             prove(ruleset, before_loads, after_loads, err)
-        _persistence(plan_tables(plan, live), ruleset, False, opts.style, err)
+        if plan.edits:
+            _persistence(plan_tables(plan, live), ruleset, False, opts.style, err)
+        if managed:
+            err.write(
+                f"{len(managed)} change(s) through {', '.join(dict.fromkeys(c.manager for c in managed))}: "
+                "`lbfw fix --apply` makes them with the kernel's, in one transaction (backup, confirmation, rollback)\n"
+            )
         if opts.json:
-            _json(out, {"transaction": None, "changes": len(plan.edits), "refusals": len(plan.refusals), "diff": diff})
+            _json(
+                out,
+                {
+                    "transaction": None,
+                    "changes": len(plan.edits),
+                    "managed": [_change_json(c) for c in managed],
+                    "refusals": len(refused),
+                    "diff": diff,
+                },
+            )
         return 1
 
     # prove it in a private namespace: the fixed tables load and nothing delivered before breaks.
-    try:
-        _, broken = prove(ruleset, before_loads, after_loads, err)
-    except LbfwError as error:
-        raise ApplyError(f"the fix could not be proven in a private namespace: {error}; nothing was changed") from None
-    if broken:
-        raise ApplyError("the fix would block loopback flows that work now (see above); nothing was changed")
+    # (A manager's own commands are not proven here: the manager checks them, and the revert undoes them.)
+    if plan.edits:
+        try:
+            _, broken = prove(ruleset, before_loads, after_loads, err)
+        except LbfwError as error:
+            raise ApplyError(
+                f"the fix could not be proven in a private namespace: {error}; nothing was changed"
+            ) from None
+        if broken:
+            raise ApplyError("the fix would block loopback flows that work now (see above); nothing was changed")
 
     def confirm(path: str, left: float) -> bool:
         if opts.yes:
@@ -300,13 +327,21 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     say = lambda text: err.write(text + "\n")  # noqa: E731
     try:
         result = livefix.apply_plan(
-            plan, live, opts.backup_dir, confirm, timeout=opts.confirm_timeout, detach=opts.detach, say=say
+            plan,
+            live,
+            opts.backup_dir,
+            confirm,
+            timeout=opts.confirm_timeout,
+            detach=opts.detach,
+            say=say,
+            managed=managed,
         )
     except livefix.Interrupted as stop:
         return 128 + stop.signum
+    made = f"{len(plan.edits)} rule change(s)" + (f" and {len(managed)} manager change(s)" if managed else "")
     if opts.detach:
         err.write(
-            f"applied {len(plan.edits)} rule change(s), pending: `lbfw confirm {result.transaction}` within "
+            f"applied {made}, pending: `lbfw confirm {result.transaction}` within "
             f"{opts.confirm_timeout} s keeps them, else the watchdog puts the previous rules back\n"
         )
         if opts.json:
@@ -316,10 +351,7 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
         return 0
     if result.reverted or not result.confirmed:
         return 1
-    err.write(
-        f"applied {len(plan.edits)} rule change(s); `lbfw rollback {result.transaction} --backup-dir "
-        f"{opts.backup_dir}` undoes them\n"
-    )
+    err.write(f"applied {made}; `lbfw rollback {result.transaction} --backup-dir {opts.backup_dir}` undoes them\n")
     if opts.json:
         _json(
             out,
@@ -342,8 +374,28 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
         where = finding.rule.origin.where() if finding.rule is not None else (finding.source or "")
         err.write(f"  {where}: {finding.check}{' (note)' if finding.severity == 'note' else ''}: {finding.message}\n")
 
-    _persistence(result.touched, ruleset, opts.persist, opts.style, err)
-    return 1 if (left or plan.refusals) else 0
+    if result.touched:
+        _persistence(result.touched, ruleset, opts.persist, opts.style, err)
+    return 1 if (left or refused) else 0
+
+
+def _distinct(changes: list) -> list:
+    """The manager changes, each once (two findings on one ufw rule give the same commands)."""
+    seen, out = set(), []
+    for change in changes:
+        if change is not None and (change.manager, change.commands, change.writes) not in seen:
+            seen.add((change.manager, change.commands, change.writes))
+            out.append(change)
+    return out
+
+
+def _change_json(change) -> dict:
+    return {
+        "manager": change.manager,
+        "why": change.why,
+        "files": list(change.files),
+        "commands": [list(argv) for argv in change.steps()],
+    }
 
 
 def plan_tables(plan: FixPlan, live) -> list:

@@ -6,6 +6,11 @@ every table of the backup exactly as it was saved instead (what was added since 
 diff shows it first). The diff against the live rules is printed (stdout) before anything
 changes; `--dry-run` stops there. `--list` shows the backups.
 
+Files a manager change wrote (fix/managed.py: ufw's user.rules, fail2ban's jail.local) are put
+back byte for byte from the backup, with their mode and owner, and the manager's own reload runs
+(`ufw reload`, `fail2ban-client reload`, `firewall-cmd --reload`: lbfw's, never a command read
+from the backup); the diff shows those files too.
+
 Only a backup lbfw can trust is used (fix/backup.py load_backup): anything else is refused
 with exit 2 before anything changes.
 
@@ -49,7 +54,7 @@ def run(
     if state.get("state") in ("reverted", "rolled-back") and not whole_tables:
         err.write(f"{path}: already {state['state']}: lbfw's changes are not in the kernel any more\n")
         return 0
-    if not backup.changes and not whole_tables:
+    if not backup.changes and not backup.managed and not whole_tables:
         raise UsageError(f"{path}: the backup records no change of lbfw's; --whole-tables restores its tables")
     diff = _diff(backup, state, whole_tables)
     out.write(diff)
@@ -58,11 +63,12 @@ def run(
         return 0
     if whole_tables:
         from ..backends import backend_of
+        from ..fix.managed import restore
 
+        failed: list[str] = restore(backup.managed, lambda text: err.write(text + "\n")) if backup.managed else []
         for ref, text in backup.tables.items():
             backend_of(ref).restore(ref, text)
             err.write(f"restored {ref.backend} {ref.family} {ref.table} as saved in {path}\n")
-        failed: list[str] = []
     else:
         from ..fix.live import rollback_changes
 
@@ -108,7 +114,9 @@ def _list(folder: str, out: IO[str]) -> int:
             continue
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(backup.created))
         changes = sum(len(c) for c in backup.changes.values())
-        tables = ", ".join(f"{r.backend} {r.family} {r.table}" for r in backup.tables)
+        tables = ", ".join(
+            [f"{r.backend} {r.family} {r.table}" for r in backup.tables] + [saved.path for saved, _ in backup.managed]
+        )
         out.write(f"{backup.id}  {when}  {state:<12} {changes} change(s)  {tables}\n")
     return 0
 
@@ -118,9 +126,10 @@ def _diff(backup, state: dict, whole_tables: bool) -> str:
     from ..backends import NFTABLES, backend_of, comparable
     from ..fix.backup import applied_changes
     from ..fix.files import render_diff
+    from ..fix.managed import saved_diff
 
     applied = applied_changes(state, backup)
-    parts = []
+    parts = [saved_diff(backup.managed)]
     for ref, saved in backup.tables.items():
         now = backend_of(ref).dump(ref)
         if whole_tables:

@@ -12,6 +12,10 @@ Each backup is a directory ``ID/`` (``YYYYmmddTHHMMSSZ-PID``, mode 0700) holding
 - ``manifest.json``: the format, the id, when, and per table its backend, family, name, file,
   size and sha256; and the changes lbfw makes (fix/live.py), so that `rollback` can undo
   exactly those;
+- ``managed-N-NAME``: each file a manager change (fix/managed.py: ufw's user.rules, fail2ban's
+  jail.local ...) is about to change (mode 0600), listed in the manifest under "managed" with its
+  manager, path, size, sha256, mode and owner (and whether it existed). No command is stored: a
+  revert runs the manager's reload that lbfw itself knows;
 - ``state.json`` (written by the transaction, under ``lock``): pending, confirmed or reverted,
   the confirmation deadline, and the changes as made (nft handles included).
 
@@ -31,12 +35,13 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import NFTABLES, Change, TableRef
 from ..errors import ApplyError, InputError
+from .managed import SavedFile
 
 DEFAULT_DIR = "/var/lib/lbfw/backups"
 FORMAT = "lbfw-backup/1"
@@ -108,8 +113,14 @@ def new_id() -> str:
     return f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{os.getpid()}"
 
 
-def write_backup(backup_dir: str, tables: dict[TableRef, str], changes: dict[TableRef, list[Change]]) -> str:
-    """Save the tables and the changes planned on them as a new backup; returns its path."""
+def write_backup(
+    backup_dir: str,
+    tables: dict[TableRef, str],
+    changes: dict[TableRef, list[Change]],
+    managed: Sequence[tuple[SavedFile, bytes]] = (),
+) -> str:
+    """Save the tables and the changes planned on them (and the managers' files, fix/managed.py
+    snapshot) as a new backup; returns its path."""
     trusted_dir(backup_dir, create=True)
     ident = new_id()
     n = 0
@@ -137,7 +148,17 @@ def write_backup(backup_dir: str, tables: dict[TableRef, str], changes: dict[Tab
                     }
                 )
                 planned += [dict(c.to_json(), table=ref.key) for c in changes.get(ref, [])]
-            manifest = {"format": FORMAT, "id": ident, "created": time.time(), "tables": entries, "changes": planned}
+            for saved, data in managed:
+                if saved.exists:
+                    _write_file(fd, saved.file, data)
+            manifest = {
+                "format": FORMAT,
+                "id": ident,
+                "created": time.time(),
+                "tables": entries,
+                "changes": planned,
+                "managed": [saved.to_json() for saved, _ in managed],
+            }
             _write_file(fd, MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
             _write_file(fd, LOCK, b"")
         finally:
@@ -162,6 +183,7 @@ class Backup:
     created: float
     tables: dict[TableRef, str]
     changes: dict[TableRef, list[Change]] = field(default_factory=dict)
+    managed: list[tuple[SavedFile, bytes]] = field(default_factory=list)
 
     def ref_of(self, key: str) -> TableRef:
         for ref in self.tables:
@@ -237,12 +259,19 @@ def load_backup(path: str) -> Backup:
             if owner is None:
                 raise _refuse(path, f"a change names table {item['table']!r}, which the backup does not hold")
             changes.setdefault(owner, []).append(Change.from_json(item))
+        managed = []
+        for item in manifest.get("managed", []):
+            saved = SavedFile.from_json(item)
+            data = _read_trusted(path, saved.file) if saved.exists else b""
+            if not saved.matches(data):
+                raise _refuse(os.path.join(path, saved.file), "its size or sha256 does not match the manifest")
+            managed.append((saved, data))
         created = float(manifest["created"])
     except (ValueError, KeyError, TypeError) as err:
         raise _refuse(
             os.path.join(path, MANIFEST), f"not a readable lbfw manifest ({type(err).__name__}: {err})"
         ) from None
-    return Backup(path, name, created, tables, changes)
+    return Backup(path, name, created, tables, changes, managed)
 
 
 def list_backups(backup_dir: str) -> list[str]:

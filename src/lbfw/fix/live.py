@@ -17,6 +17,12 @@ this module only orders them:
 6. the revert is the change backwards (lbfw's own rules put back by content): every rule other
    programs added meanwhile stays.
 
+Changes made through a manager (fix/managed.py: ufw's commands, fail2ban's jail.local) are part of
+the same transaction: their files are in the backup (step 2), they run after the kernel edits
+(step 4, recorded in state.json as "managed": applying, then made), and a revert restores their
+files and runs the manager's reload before it undoes the kernel edits. A transaction may hold
+manager changes alone.
+
 Confirming and reverting happen under the backup's lock, so exactly one of lbfw, the watchdog
 and `lbfw confirm` settles a transaction.
 """
@@ -31,12 +37,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..backends import BACKENDS, NFTABLES, Change, RuleMoved, TableRef, backend_of, comparable
 from ..errors import ApplyError, NeedRootError
+from . import managed as managers
 from .backup import (
     Backup,
     applied_changes,
@@ -272,12 +279,19 @@ def start_watchdog(path: str) -> None:
         os.close(log)
 
 
-def begin(plan: FixPlan, live: LiveTables, backup_dir: str, timeout: float, watchdog: bool = True) -> tuple:
+def begin(
+    plan: FixPlan,
+    live: LiveTables,
+    backup_dir: str,
+    timeout: float,
+    watchdog: bool = True,
+    managed: Sequence[managers.ManagerChange] = (),
+) -> tuple:
     """Steps 1-3: (backup path, {TableRef: [Change]}) with the watchdog armed."""
     refs = list(dict.fromkeys(live.ref_of(edit.source) for edit in plan.edits))
     fresh = {ref: backend_of(ref).dump(ref) for ref in refs}
     changes = check_unchanged(plan, live, fresh)
-    path = write_backup(backup_dir, fresh, changes)
+    path = write_backup(backup_dir, fresh, changes, managers.snapshot(managed))
     with locked(path):
         write_state(path, {"state": "pending", "deadline": time.time() + timeout, "applied": {}})
     if watchdog:
@@ -285,9 +299,11 @@ def begin(plan: FixPlan, live: LiveTables, backup_dir: str, timeout: float, watc
     return path, changes
 
 
-def apply_changes(path: str, changes: dict[TableRef, list[Change]], say: Say) -> None:
-    """Step 4: each table's changes by its backend, recorded in state.json as made. On any
-    failure what was made is reverted and the error raised.
+def apply_changes(
+    path: str, changes: dict[TableRef, list[Change]], say: Say, managed: Sequence[managers.ManagerChange] = ()
+) -> None:
+    """Step 4: each table's changes by its backend, recorded in state.json as made, then the
+    manager changes. On any failure what was made is reverted and the error raised.
 
     A signal waits while one table's transaction and its record are under way, so the record
     always says what was made; only a SIGKILL can fall between the two, and state.json then
@@ -302,17 +318,24 @@ def apply_changes(path: str, changes: dict[TableRef, list[Change]], say: Say) ->
                     _record(path, applying=None)  # a backend leaves nothing behind when it fails
                     raise
                 _record(path, applying=None, made=(ref.key, [c.to_json() for c in made]))
+        if managed:
+            with _uninterrupted():
+                _record(path, applying=None, managed="applying")
+                managers.run(managed, say)
+                _record(path, applying=None, managed="made")
     except BaseException:
         revert(path, say, "the apply failed")
         raise
 
 
-def _record(path: str, applying: Optional[str], made: Optional[tuple] = None) -> None:
+def _record(path: str, applying: Optional[str], made: Optional[tuple] = None, managed: Optional[str] = None) -> None:
     with locked(path):
         state = read_state(path)
         state["applying"] = applying
         if made is not None:
             state.setdefault("applied", {})[made[0]] = made[1]
+        if managed is not None:
+            state["managed"] = managed
         write_state(path, state)
 
 
@@ -341,6 +364,8 @@ def revert(path: str, say: Say, why: str) -> bool:
         backup = load_backup(path)
         applied = applied_changes(state, backup)
         failed = []
+        if state.get("managed") in ("applying", "made"):
+            failed += managers.restore(backup.managed, say)
         for ref in reversed(list(backup.changes)):
             made = applied.get(ref)
             try:
@@ -431,19 +456,22 @@ def apply_plan(
     timeout: float = 30.0,
     detach: bool = False,
     say: Optional[Say] = None,
+    managed: Sequence[managers.ManagerChange] = (),
 ) -> ApplyResult:
-    """The whole transaction (the proof in a namespace happens before, on the same plan).
+    """The whole transaction (the proof in a namespace happens before, on the same plan), the
+    ``managed`` changes (fix/managed.py) made after the kernel edits and undone with them.
 
     ``confirm(backup path, seconds left)`` says whether to keep the change; ``detach`` leaves it pending for
     the watchdog and `lbfw confirm` instead. Interruptions and exceptions revert, then propagate."""
     say = _quiet(say or (lambda text: print(text, file=sys.stderr)))
-    path, changes = begin(plan, live, backup_dir, timeout)
+    path, changes = begin(plan, live, backup_dir, timeout, managed=managed)
     deadline = float(read_state(path)["deadline"])
-    say(f"backup of {len(changes)} table(s): {path}")
+    files = len({f for change in managed for f in change.files})
+    say(f"backup of {len(changes)} table(s)" + (f" and {files} manager file(s)" if managed else "") + f": {path}")
     result = ApplyResult(path, list(changes), confirmed=False, deadline=deadline)
     try:
         with interruptions():
-            apply_changes(path, changes, say)
+            apply_changes(path, changes, say, managed)
             if detach:
                 return result
             answer = bool(confirm(path, max(0.0, deadline - time.time())))
@@ -461,11 +489,14 @@ def apply_plan(
 
 
 def rollback_changes(backup: Backup, say: Say) -> list[str]:
-    """Undo lbfw's own changes of a backup by content (rules others added stay); the tables
-    where a changed rule could not be found, each with why."""
+    """Undo lbfw's own changes of a backup: the managers' files put back and reloaded
+    (fix/managed.py restore), then the kernel edits by content (rules others added stay); what
+    could not be put back, each with why."""
     failed = []
     state = read_state(backup.path)
     applied = applied_changes(state, backup)
+    if backup.managed and state.get("managed", "made") in ("applying", "made"):
+        failed += managers.restore(backup.managed, say)
     for ref in reversed(list(backup.changes)):
         made = applied.get(ref, backup.changes[ref])
         try:

@@ -42,7 +42,7 @@ from .rewrite import Refuse
 
 # What each check declares about its fix (checks/lb00N_*.py `FIX`): which findings are planned,
 # the --style choices, and the fix-safety text of each edit.
-FIXES: dict[str, CheckFix] = {c.ID: c.FIX for c in ALL_CHECKS if c.FIX.fixable}
+FIXES: dict[str, CheckFix] = {c.ID: c.FIX for c in ALL_CHECKS if c.FIX.planned}
 FIXABLE = tuple(FIXES)
 STYLES = tuple(dict.fromkeys(mode for fix in FIXES.values() for mode in fix.modes))
 SAFETY = {(check, mode): text for check, fix in FIXES.items() for mode, text in fix.safety.items()}
