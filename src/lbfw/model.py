@@ -483,6 +483,7 @@ class HostFacts:
     interfaces: tuple[str, ...] = ()
     fail2ban_jails: dict[str, str] = field(default_factory=dict)  # {path: text} of fail2ban's jail files
     fail2ban_running: bool = False  # its server's socket is there
+    firewalld_files: dict[str, str] = field(default_factory=dict)  # {path: text}: direct.xml, zones/*.xml
 
 
 @dataclass(slots=True)
