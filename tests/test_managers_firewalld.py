@@ -183,6 +183,6 @@ def test_lbfw_fix_turns_the_refusal_into_firewall_cmd_inside_the_transaction():
     changes = firewalld_changes(plan.refusals, findings, "range")
     assert sorted(c.why.split(": ")[-1] for c in changes.values()) == [f"{DIRECT_PATH}:3", f"{DIRECT_PATH}:5"]
     for change in changes.values():
-        assert change.manager == "firewalld" and change.files == (DIRECT_PATH,) and change.writes == ()
+        assert change.manager == "firewalld" and change.files == (DIRECT_PATH, DIRECT_PATH + ".old") and change.writes == ()
         assert change.commands[-1] == ("firewall-cmd", "--reload") and change.steps() == list(change.commands)
         assert "127.0.0.0/8" in change.commands[0]

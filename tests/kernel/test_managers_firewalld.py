@@ -98,7 +98,8 @@ def flow(port):
         server.close()
 
 def state(label):
-    files = {p: open(p).read() for p in ("/etc/firewalld/direct.xml", "/etc/firewalld/zones/public.xml")}
+    files = {p: open(p).read() if os.path.exists(p) else None for p in
+             ("/etc/firewalld/direct.xml", "/etc/firewalld/zones/public.xml", "/etc/firewalld/direct.xml.old")}
     out[label] = {"flow": flow(8080), "files": files, "direct": run("firewall-cmd", "--direct", "--get-all-rules"),
                   "rich": run("firewall-cmd", "--zone=public", "--list-rich-rules"), "save": run("iptables-nft-save")}
 

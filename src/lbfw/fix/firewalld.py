@@ -2,7 +2,7 @@
 rule, passthrough or zone rich rule of /etc/firewalld put there (firewalld would put it back on its
 next reload); it becomes a ManagerChange (fix/managed.py) instead: `firewall-cmd --permanent`
 commands, then `firewall-cmd --reload`, which `--apply` runs inside its transaction with direct.xml
-or the zone file in the backup (a revert puts the file back and reloads firewalld).
+or the zone file (and firewalld's FILE.old) in the backup: a revert puts them back and reloads firewalld.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def firewalld_changes(
         if change is None:
             continue
         why = f"{refusal.where}: {refusal.check}: {change.where}"
-        out[refusal] = ManagerChange(FIREWALLD, (entry.path,), (*change.commands, firewalld.RELOAD), (), why)
+        # firewalld keeps the previous text as FILE.old: in the backup too, so a revert leaves /etc/firewalld as it was
+        files = (entry.path, entry.path + ".old")
+        out[refusal] = ManagerChange(FIREWALLD, files, (*change.commands, firewalld.RELOAD), (), why)
     return out
 
 
