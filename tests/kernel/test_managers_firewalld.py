@@ -70,8 +70,8 @@ BUS = """\
 </busconfig>
 """
 
-# In the private namespaces: the bus, firewalld, then lbfw; a real flow after each step.
-SCRIPT = r"""
+# In the private namespaces: the bus and firewalld (its backend from argv[2]), then STEPS.
+START = r"""
 import glob, json, os, socket, subprocess, sys, time
 out = {}
 
@@ -103,6 +103,9 @@ def state(label):
     out[label] = {"flow": flow(8080), "files": files, "direct": run("firewall-cmd", "--direct", "--get-all-rules"),
                   "rich": run("firewall-cmd", "--zone=public", "--list-rich-rules"), "save": run("iptables-nft-save")}
 
+conf = open("/etc/firewalld/firewalld.conf").read()
+with open("/etc/firewalld/firewalld.conf", "w") as handle:
+    handle.write(conf.replace("FirewallBackend=nftables", "FirewallBackend=" + sys.argv[2]))
 os.makedirs("/run/dbus", exist_ok=True)
 bus = subprocess.Popen(["dbus-daemon", "--config-file=/etc/lbfw-test-bus.conf", "--nofork", "--nopidfile"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -119,6 +122,18 @@ for _ in range(300):
 out["firewalld"] = run("firewall-cmd", "--state")
 backups = sys.argv[1]
 lbfw = [sys.executable, "-m", "lbfw"]
+"""
+STOP = r"""
+daemon.terminate()
+daemon.wait(timeout=60)
+bus.terminate()
+bus.wait(timeout=10)
+log.close()
+out["log"] = open("/var/log/firewalld-test.log").read()[-3000:]
+print(json.dumps(out))
+"""
+# a real flow after each step
+STEPS = r"""
 state("before")
 out["audit"] = run(*lbfw, "audit", "--live", "--format", "json")
 out["dry"] = run(*lbfw, "fix")
@@ -137,13 +152,6 @@ while time.time() < deadline:
     time.sleep(0.3)
 out["watchdog"] = states[0] if states else None
 state("reverted")
-daemon.terminate()
-daemon.wait(timeout=60)
-bus.terminate()
-bus.wait(timeout=10)
-log.close()
-out["log"] = open("/var/log/firewalld-test.log").read()[-3000:]
-print(json.dumps(out))
 """
 
 
@@ -167,7 +175,9 @@ def _kernel_rules(save: str) -> list[str]:
     return [line for line in save.splitlines() if line.startswith("-A ")]
 
 
-def test_firewalld_rules_are_attributed_fixed_through_firewall_cmd_and_reverted(etc):
+def run_firewalld(etc: Path, steps: str, backend: str = "nftables") -> dict:
+    """START, ``steps`` and STOP in private namespaces (network, mount, PID) with ``etc`` as /etc and
+    firewalld on ``backend``; what the script gathered in ``out``."""
     scratch = [Path(tempfile.mkdtemp(prefix=f"lbfw-{name}-")) for name in ("run", "log", "backups")]
     run_dir, log_dir, backups = scratch
     try:
@@ -175,7 +185,7 @@ def test_firewalld_rules_are_attributed_fixed_through_firewall_cmd_and_reverted(
             proc = run_with_etc(
                 ns,
                 etc,
-                [sys.executable, "-c", SCRIPT, str(backups)],
+                [sys.executable, "-c", START + steps + STOP, str(backups), backend],
                 binds=((run_dir, "/run"), (log_dir, "/var/log")),
                 timeout=600,
                 pid=True,
@@ -186,6 +196,11 @@ def test_firewalld_rules_are_attributed_fixed_through_firewall_cmd_and_reverted(
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["firewalld"]["out"].strip() == "running", out["log"]
+    return out
+
+
+def test_firewalld_rules_are_attributed_fixed_through_firewall_cmd_and_reverted(etc):
+    out = run_firewalld(etc, STEPS)
     before = out["before"]
     # the nftables backend puts the direct rules into iptables-nft's own INPUT chain
     assert _kernel_rules(before["save"]["out"]) == [
@@ -229,3 +244,13 @@ def test_firewalld_rules_are_attributed_fixed_through_firewall_cmd_and_reverted(
     assert out["detach"]["code"] == 0, out["detach"]["err"]
     assert out["pending"]["flow"] is True  # applied until the deadline
     assert out["watchdog"]["state"] == "reverted" and "watchdog" in out["watchdog"]["why"]
+
+
+def test_on_the_iptables_backend_the_same_entries_are_traced(etc):
+    """firewalld's iptables backend puts direct rules into INPUT_direct and rich rules into
+    IN_public_allow (iptables-nft here, as Debian's iptables is)."""
+    out = run_firewalld(etc, 'out["audit"] = run(*lbfw, "audit", "--live", "--format", "json")\n', "iptables")
+    findings = json.loads(out["audit"]["out"])["findings"]
+    traced = {(f["chain"], f["message"].split("instead (")[-1].split(": `")[0]) for f in findings if f["owner"]}
+    assert ("INPUT_direct", "/etc/firewalld/direct.xml:4") in traced, findings
+    assert ("IN_public_allow", "/etc/firewalld/zones/public.xml:5") in traced, findings
