@@ -11,6 +11,7 @@ from lbfw.fix.firewalld import firewalld_changes
 from lbfw.fix.plan import plan_fixes
 from lbfw.managers import firewalld
 from lbfw.model import Action, HostFacts, Match, Origin, Rule, Ruleset
+from lbfw.pipeline import audit_ruleset
 from lbfw.read import iptables
 
 DIRECT_PATH = "/etc/firewalld/direct.xml"
@@ -115,8 +116,13 @@ def test_replacements_add_the_loopback_rule_then_remove_the_narrow_one():
     assert rich.commands[0][:4] == ("firewall-cmd", "--permanent", "--zone=public", "--add-rich-rule")
     assert rich.commands[0][4] == config.rich[0].text.replace('"127.0.0.1"', '"127.0.0.0/8"')
     assert rich.commands[1][3:] == ("--remove-rich-rule", config.rich[0].text)
-    assert firewalld.how(rich).startswith(f"{ZONE_PATH}:5: `firewall-cmd --permanent --zone=public --add-rich-rule '")
-    assert firewalld.how(rich).endswith("`firewall-cmd --reload`")
+    assert firewalld.how(config.rich[0]).startswith(
+        f"{ZONE_PATH}:5: `firewall-cmd --permanent --zone=public --add-rich-rule '"
+    )
+    assert firewalld.how(config.rich[0]).endswith("`firewall-cmd --reload`")
+    assert firewalld.how(drop) == (
+        f"{DIRECT_PATH}:4: change it with `firewall-cmd --permanent`, then `firewall-cmd --reload`"
+    )
 
 
 def test_kernel_rules_are_traced_to_the_entry_that_made_them():
@@ -166,6 +172,10 @@ def test_a_finding_on_a_direct_rule_names_the_file_line_and_commands():
         "--dport 8080 -j ACCEPT`, `firewall-cmd --permanent --direct --remove-rule ipv4 filter INPUT 0 -s 127.0.0.1 "
         "-p tcp --dport 8080 -j ACCEPT`, `firewall-cmd --reload`)."
     )
+    # the drop that comes with it is firewalld's too (LB001 has no automatic fix: no commands)
+    findings, _ = audit_ruleset(Ruleset(tables=iptables.parse(KERNEL, "live:iptables-nft", family="ip"), host=host))
+    [drop] = [f for f in findings if f.check == "LB001"]
+    assert drop.owner == "firewalld" and f"({DIRECT_PATH}:4: change it with `firewall-cmd" in drop.message
     # without firewalld's files the same rule is nobody's
     [plain] = [f for f in audit(KERNEL) if f.check == "LB002" and "8080" in f.rule.text]
     assert plain.owner is None and "firewalld" not in plain.message
@@ -175,14 +185,16 @@ def test_lbfw_fix_turns_the_refusal_into_firewall_cmd_inside_the_transaction():
     host = HostFacts(lo_addrs=("127.0.0.1/8",), local_127_route=True, firewalld_files=FILES)
     tables = iptables.parse(KERNEL, "live:iptables-nft", family="ip", lazy=False)
     ruleset = Ruleset(tables=tables, host=host)
-    from lbfw.pipeline import audit_ruleset
-
     findings, _ = audit_ruleset(ruleset)
     plan = plan_fixes(ruleset, findings)
     assert not plan.edits
     changes = firewalld_changes(plan.refusals, findings, "range")
     assert sorted(c.why.split(": ")[-1] for c in changes.values()) == [f"{DIRECT_PATH}:3", f"{DIRECT_PATH}:5"]
     for change in changes.values():
-        assert change.manager == "firewalld" and change.files == (DIRECT_PATH, DIRECT_PATH + ".old") and change.writes == ()
+        assert (
+            change.manager == "firewalld"
+            and change.files == (DIRECT_PATH, DIRECT_PATH + ".old")
+            and change.writes == ()
+        )
         assert change.commands[-1] == ("firewall-cmd", "--reload") and change.steps() == list(change.commands)
         assert "127.0.0.0/8" in change.commands[0]

@@ -215,6 +215,10 @@ def test_firewalld_rules_are_attributed_fixed_through_firewall_cmd_and_reverted(
     remove = "firewall-cmd --permanent --direct --remove-rule ipv4 filter INPUT 0 -s 127.0.0.1 -p tcp --dport 8080"
     assert direct["owner"] == "firewalld" and "/etc/firewalld/direct.xml:4: `" in direct["message"]
     assert f"`{add}`" in direct["message"] and f"`{remove} -j ACCEPT`" in direct["message"]
+    drop = next(f for f in findings if f["check"] == "LB001" and f["chain"] == "INPUT")
+    assert (
+        drop["owner"] == "firewalld" and "(/etc/firewalld/direct.xml:5: change it with `firewall-cmd" in drop["message"]
+    )
     rich = next(f for f in findings if f["check"] == "LB002" and f["chain"] == "filter_IN_public_allow")
     assert rich["owner"] == "firewalld" and "/etc/firewalld/zones/public.xml:5: `" in rich["message"]
     assert (

@@ -114,17 +114,16 @@ def run_checks(
 def _firewalld_owned(findings: list[Finding], files: Mapping[str, str]) -> None:
     """A finding on a kernel rule that a direct rule, passthrough or rich rule of /etc/firewalld
     put there is firewalld's: its message names that file:line and the `firewall-cmd` commands
-    that replace it (in place of the general firewalld advice), ``extra["firewalld"]`` holds them
-    the entry for `lbfw fix`."""
+    that replace a narrow one (in place of the general firewalld advice); ``extra["firewalld"]``
+    holds the entry for `lbfw fix`."""
     config = firewalld.parse(dict(files))
     for finding in findings:
         if finding.rule is None:
             continue
         entry = firewalld.entry_for(config, finding.family, finding.table, finding.chain, finding.rule)
-        change = firewalld.replacement(entry) if entry is not None else None
-        if change is None:
+        if entry is None:
             continue
-        specific = owner_advice(FIREWALLD, firewalld.how(change))
+        specific = owner_advice(FIREWALLD, firewalld.how(entry))
         general = owner_advice(FIREWALLD)
         if finding.owner == FIREWALLD and finding.message.endswith(general):
             finding.message = finding.message[: -len(general)] + specific

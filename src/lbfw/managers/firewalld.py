@@ -328,8 +328,12 @@ def shown(argv: Sequence[str]) -> str:
     return shlex.join(argv)
 
 
-def how(change: Replacement) -> str:
-    """The advice for a finding on ``change``'s rule: its file and line, then the commands."""
+def how(entry: Entry) -> str:
+    """The advice for a finding on ``entry``'s kernel rule: its file and line, then the commands
+    that replace it (or, for an entry with no 127.0.0.1 alone, the tool to change it with)."""
+    change = replacement(entry)
+    if change is None:
+        return f"{entry.path}:{entry.line}: change it with `firewall-cmd --permanent`, then `firewall-cmd --reload`"
     commands = ", ".join(f"`{shown(c)}`" for c in (*change.commands, RELOAD))
     return f"{change.where}: {commands}"
 
