@@ -87,6 +87,9 @@ def test_a_file_firewalld_cannot_read_is_an_input_error_with_its_line():
     with pytest.raises(InputError) as error:
         firewalld.parse({DIRECT_PATH: "<direct>\n  <rule>-j ACCEPT</direct>\n"})
     assert str(error.value).startswith(f"{DIRECT_PATH}:2: not XML firewalld can read")
+    with pytest.raises(InputError) as error:
+        firewalld.parse({DIRECT_PATH: '<direct>\n<rule ipv="ipv4">-m comment --comment "x -j ACCEPT</rule>\n</direct>'})
+    assert str(error.value) == f"{DIRECT_PATH}:2: rule: No closing quotation"
 
 
 def test_replacements_add_the_loopback_rule_then_remove_the_narrow_one():
@@ -160,6 +163,8 @@ def test_zone_chains_are_traced_to_the_zone_rich_rule():
     assert firewalld.entry_for(config, "ip", "filter", "IN_public_allow", _rich_kernel_rule(9000)) == rich
     assert firewalld.entry_for(config, "inet", "firewalld", "filter_IN_public_allow", _rich_kernel_rule(22)) is None
     assert firewalld.entry_for(config, "inet", "firewalld", "filter_IN_work_allow", _rich_kernel_rule(9000)) is None
+    # an accept never lands in the zone's deny chain
+    assert firewalld.entry_for(config, "inet", "firewalld", "filter_IN_public_deny", _rich_kernel_rule(9000)) is None
 
 
 def test_a_finding_on_a_direct_rule_names_the_file_line_and_commands():

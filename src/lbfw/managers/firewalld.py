@@ -29,10 +29,8 @@ from ..errors import InputError
 from ..model import Action, Match, Rule
 
 CONFIG = "/etc/firewalld"
-DIRECT = CONFIG + "/direct.xml"
-ZONES = CONFIG + "/zones"
 RELOAD = ("firewall-cmd", "--reload")
-MANAGER = "firewalld"
+TABLE = "firewalld"  # the nftables backend's own table (inet firewalld)
 
 _CMD = ("firewall-cmd", "--permanent")
 _NARROW = frozenset(("127.0.0.1", "127.0.0.1/32", "127.0.0.1/255.255.255.255"))
@@ -44,6 +42,9 @@ _DEST_OPTS = ("-d", "--destination", "--dst")
 _IN_CHAINS = ("INPUT", "PREROUTING")
 _OUT_CHAINS = ("OUTPUT", "POSTROUTING")
 _BUILTIN = _IN_CHAINS + _OUT_CHAINS + ("FORWARD",)
+_ACTIONS = ("accept", "reject", "drop", "mark")
+# which rich-rule actions land in which part of a zone's chains (log, pre and post take any)
+_PART_ACTIONS = {"allow": ("accept",), "deny": ("reject", "drop")}
 _ZONE_CHAIN = re.compile(r"^(?:filter_)?IN_(?P<zone>.+)_(?P<part>allow|deny|log|pre|post)$")
 
 
@@ -157,7 +158,10 @@ def parse(files: dict[str, str]) -> Config:
         root = _tree(path, text)
         if os.path.basename(path) == "direct.xml":
             for element in root.children:
-                args = tuple(shlex.split(element.text))
+                try:
+                    args = tuple(shlex.split(element.text))
+                except ValueError as error:  # an unbalanced quote: firewalld cannot split it either
+                    raise InputError(f"{element.name}: {error}", path, element.line) from None
                 ipv = element.attrs.get("ipv", "ipv4")
                 if element.name == "rule":
                     a = element.attrs
@@ -197,9 +201,6 @@ def _rich(path: str, zone: str, rule: _Element) -> RichRule:
         elif part.name in _ACTIONS:
             action = part.name
     return RichRule(path, rule.line, zone, " ".join(words), source, tuple(ports), action)
-
-
-_ACTIONS = ("accept", "reject", "drop", "mark")
 
 
 def _inverted(element: _Element) -> bool:
@@ -393,8 +394,11 @@ def _rich_entry(config: Config, chain: str, rule: Rule) -> Optional[RichRule]:
     if found is None or not any(m.field == "ip.saddr" and not m.negate for m in rule.matches):
         return None
     dports = [v for m in rule.matches if m.field == "th.dport" for v in m.values]
+    verdicts = _PART_ACTIONS.get(found.group("part"))
     for rich in config.rich:
         if rich.zone != found.group("zone") or rich.source not in _NARROW:
+            continue
+        if verdicts is not None and rich.action not in verdicts:
             continue
         if rich.ports and not any(lo <= high and low <= hi for low, high in rich.ports for lo, hi in _ranges(dports)):
             continue
@@ -416,7 +420,7 @@ def entry_for(
     """The direct rule, passthrough or rich rule of ``config`` behind a kernel rule, or None."""
     if chain is None or table is None:
         return None
-    if table == MANAGER:
+    if table == TABLE:
         return _rich_entry(config, chain, rule)
     if family in ("ip", "ip6"):
         return _direct_entry(config, family, table, chain, rule) or _rich_entry(config, chain, rule)
