@@ -5,7 +5,8 @@ a private /etc and /var/log, the nftables backend. A direct rule and a zone rich
 - `lbfw audit --live` attributes the kernel rules they make to firewalld, with direct.xml:LINE or
   zones/public.xml:LINE and the `firewall-cmd --permanent` commands;
 - `lbfw fix` shows those commands; `lbfw fix --apply --yes` runs them in its transaction: the
-  kernel, direct.xml and public.xml change and a client bound to 127.0.0.2 reaches 127.0.0.1:8080;
+  kernel, direct.xml and public.xml change and a client bound to 127.0.0.2 reaches 127.0.0.1:8080
+  (this part needs `lbfw fix` to call fix/firewalld.py's firewalld_changes: H20's seam);
 - `lbfw rollback` and the watchdog of an unconfirmed `--detach` put both files back byte for byte
   and reload firewalld: the flow is blocked again.
 
@@ -132,10 +133,13 @@ log.close()
 out["log"] = open("/var/log/firewalld-test.log").read()[-3000:]
 print(json.dumps(out))
 """
-# a real flow after each step
-STEPS = r"""
+AUDIT = r"""
 state("before")
 out["audit"] = run(*lbfw, "audit", "--live", "--format", "json")
+"""
+# a real flow after each step
+FIX = r"""
+state("before")
 out["dry"] = run(*lbfw, "fix")
 out["apply"] = run(*lbfw, "fix", "--apply", "--yes", "--backup-dir", backups + "/a")
 state("applied")
@@ -199,8 +203,8 @@ def run_firewalld(etc: Path, steps: str, backend: str = "nftables") -> dict:
     return out
 
 
-def test_firewalld_rules_are_attributed_fixed_through_firewall_cmd_and_reverted(etc):
-    out = run_firewalld(etc, STEPS)
+def test_firewalld_rules_are_attributed_with_file_line_and_commands(etc):
+    out = run_firewalld(etc, AUDIT)
     before = out["before"]
     # the nftables backend puts the direct rules into iptables-nft's own INPUT chain
     assert _kernel_rules(before["save"]["out"]) == [
@@ -226,6 +230,11 @@ def test_firewalld_rules_are_attributed_fixed_through_firewall_cmd_and_reverted(
         'address="127.0.0.0/8" port port="9000" protocol="tcp" accept\'`' in rich["message"]
     )
 
+
+def test_lbfw_fix_runs_firewall_cmd_in_its_transaction_and_the_revert_undoes_it(etc):
+    out = run_firewalld(etc, FIX)
+    before = out["before"]
+    add = "firewall-cmd --permanent --direct --add-rule ipv4 filter INPUT 0 -i lo -p tcp --dport 8080 -j ACCEPT"
     assert f"runs `{add}`" in out["dry"]["err"], out["dry"]["err"]
     assert "runs `firewall-cmd --reload`" in out["dry"]["err"]
     assert before["files"]["/etc/firewalld/direct.xml"] == DIRECT  # the dry run changed nothing
