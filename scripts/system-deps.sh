@@ -18,10 +18,13 @@ need ssh openssh-client
 need ssh-keygen openssh-client
 [ -x /usr/sbin/sshd ] || missing="$missing openssh-server"
 need chromium chromium
-# The real ufw and fail2ban that tests/kernel/test_managers_*.py drive inside private network + mount
-# namespaces (firewalld needs a system D-Bus: not installed). Installed with nothing started (below).
+# The real ufw, fail2ban and firewalld that tests/kernel/test_managers_*.py drive inside private network +
+# mount namespaces (firewalld with a private dbus-daemon of its own). Installed with nothing started (below).
 need ufw ufw
 need fail2ban-client fail2ban
+need firewalld firewalld
+need firewall-cmd firewalld
+need dbus-daemon dbus
 missing=$(echo "$missing" | tr ' ' '\n' | sort -u | tr '\n' ' ' | sed 's/^ *//; s/ *$//')
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -41,6 +44,10 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   # openssh-server enables ssh.service for the next boot: the tests only run `sshd -i` inside namespaces.
   case " $missing " in *" openssh-server "*)
     if command -v systemctl >/dev/null 2>&1; then systemctl disable -q ssh.service 2>/dev/null || true; fi ;;
+  esac
+  # firewalld enables firewalld.service for the next boot: the tests only run it inside namespaces.
+  case " $missing " in *" firewalld "*)
+    if command -v systemctl >/dev/null 2>&1; then systemctl disable -q firewalld.service 2>/dev/null || true; fi ;;
   esac
   exit 0
 fi

@@ -3,15 +3,7 @@
 from __future__ import annotations
 
 from lbfw.checks.owners import owner_of
-from lbfw.managers import firewalld, ufw
-
-DIRECT = """\
-<?xml version="1.0" encoding="utf-8"?>
-<direct>
-  <rule ipv="ipv4" table="filter" chain="INPUT" priority="0">-s 127.0.0.1 -j ACCEPT</rule>
-  <rule ipv="ipv4" table="filter" chain="INPUT" priority="1">-p tcp --dport 22 -j ACCEPT</rule>
-</direct>
-"""
+from lbfw.managers import ufw
 
 
 # What ufw 0.36.2 wrote into user.rules for these commands (a private namespace, `ufw --force enable`):
@@ -118,20 +110,6 @@ def test_ufw_commands_from_a_dump_when_user_rules_is_not_at_hand():
     assert ufw.commands("ufw-before-input", "-A ufw-before-input -s 127.0.0.1 -j ACCEPT") == ()
     assert ufw.commands("ufw-user-input", "-A ufw-user-input -s 127.0.0.1 -j DROP") == ()
     assert owner_of("filter", "ufw-user-input") == "ufw"
-
-
-def test_firewalld_direct_and_rich_rules_get_firewall_cmd():
-    narrow, ssh = firewalld.direct_rules(DIRECT)
-    assert narrow.line == 3 and firewalld.direct_commands(ssh) == ()
-    assert firewalld.direct_commands(narrow) == (
-        "firewall-cmd --permanent --direct --remove-rule ipv4 filter INPUT 0 -s 127.0.0.1 -j ACCEPT",
-        "firewall-cmd --permanent --direct --add-rule ipv4 filter INPUT 0 -i lo -j ACCEPT",
-        "firewall-cmd --reload",
-    )
-    rich = 'rule family="ipv4" source address="127.0.0.1" accept'
-    remove = f"firewall-cmd --permanent --zone=public --remove-rich-rule='{rich}'"
-    assert firewalld.rich_commands("public", rich)[0] == remove
-    assert owner_of("filter", "IN_public_allow") == "firewalld"
 
 
 def test_csf_shorewall_nixos_proxmox_are_recognised():

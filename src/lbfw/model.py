@@ -507,6 +507,7 @@ class HostFacts:
     fail2ban_running: bool = False  # its server's socket is there
     # Docker, kube-proxy, fw4, CSF, Shorewall, NixOS, Proxmox: {owner: what their files say}
     managers: dict[str, ManagerConfig] = field(default_factory=dict)
+    firewalld_files: dict[str, str] = field(default_factory=dict)  # {path: text}: direct.xml, zones/*.xml
 
 
 @dataclass(slots=True)

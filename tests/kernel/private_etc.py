@@ -41,13 +41,15 @@ def make_etc(files: dict) -> Path:
     return folder
 
 
-def run_with_etc(ns, etc: Path, argv: list, binds: tuple = (), timeout: float = 180):
-    """``argv`` in ``ns`` with ``etc`` as /etc (and each (src, dst) of ``binds`` bound too)."""
+def run_with_etc(ns, etc: Path, argv: list, binds: tuple = (), timeout: float = 180, pid: bool = False):
+    """``argv`` in ``ns`` with ``etc`` as /etc (and each (src, dst) of ``binds`` bound too).
+    ``pid``: in a PID namespace of its own too, so that every daemon it starts dies with it."""
     import json
 
     pairs = json.dumps([(str(etc), "/etc"), *[(str(s), str(d)) for s, d in binds]])
+    own = ["-p", "-f", "--mount-proc"] if pid else []
     return ns.run(
-        ["unshare", "-m", "--", sys.executable, "-c", _WITH_ETC, pairs, *argv],
+        ["unshare", "-m", *own, "--", sys.executable, "-c", _WITH_ETC, pairs, *argv],
         check=False,
         cwd=str(ROOT),
         timeout=timeout,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING, Optional
 
+from ..managers import firewalld
 from ..model import Ruleset
 from ..results import BLOCKED, SEVERITIES, Finding, Flow, FlowResult
 from ..suppression import ignored_ids, suppresses
@@ -26,6 +27,8 @@ from . import (
     owners,
 )
 from .context import Check, CheckContext
+from .owners import FIREWALLD
+from .owners import advice as owner_advice
 
 if TYPE_CHECKING:
     from ..analyze.engine import Engine
@@ -104,8 +107,32 @@ def run_checks(
             if not _suppressed(finding, policy_ignores):
                 findings.append(finding)
     owners.locate(findings, ruleset.host)
+    if ruleset.host is not None and ruleset.host.firewalld_files:
+        _firewalld_owned(findings, ruleset.host.firewalld_files)
     findings.sort(key=_sort_key)
     return findings
+
+
+def _firewalld_owned(findings: list[Finding], files: Mapping[str, str]) -> None:
+    """A finding on a kernel rule that a direct rule, passthrough or rich rule of /etc/firewalld
+    put there is firewalld's: its message names that file:line and the `firewall-cmd` commands
+    that replace a narrow one (in place of the general firewalld advice); ``extra["firewalld"]``
+    holds the entry for `lbfw fix`."""
+    config = firewalld.parse(dict(files))
+    for finding in findings:
+        if finding.rule is None:
+            continue
+        entry = firewalld.entry_for(config, finding.family, finding.table, finding.chain, finding.rule)
+        if entry is None:
+            continue
+        specific = owner_advice(FIREWALLD, firewalld.how(entry))
+        general = owner_advice(FIREWALLD)
+        if finding.owner == FIREWALLD and finding.message.endswith(general):
+            finding.message = finding.message[: -len(general)] + specific
+        else:
+            finding.message += " " + specific
+        finding.owner = FIREWALLD
+        finding.extra["firewalld"] = entry
 
 
 def escalate_verified(findings: list[Finding], verified: Mapping[Flow, str]) -> list[Finding]:

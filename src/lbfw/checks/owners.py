@@ -47,10 +47,11 @@ ADVICE = {
 }
 
 
-def advice(owner: str) -> str:
+def advice(owner: str, how: Optional[str] = None) -> str:
     """One sentence for a finding on a manager's rule, and the fixer's refusal to touch it: where to
-    change it instead."""
-    how = ADVICE.get(owner, f"change {owner}'s own configuration")
+    change it instead (``how``: the exact change when lbfw found it, e.g. firewalld's file:line and
+    commands)."""
+    how = how or ADVICE.get(owner, f"change {owner}'s own configuration")
     return f"This rule is managed by {owner}, which rewrites it: change {owner}'s configuration instead ({how})."
 
 

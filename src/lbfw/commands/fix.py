@@ -242,6 +242,7 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     from ..fix import managed as managed_changes
     from ..fix import managers
     from ..fix.backup import trusted_dir
+    from ..fix.firewalld import firewalld_changes
     from ..fix.files import colorize, render_diff
     from ..sandbox.proof import prove
 
@@ -261,6 +262,7 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     if opts.write:
         return _configs(managers.config_fixes(findings, ruleset.host), out, err)
     through = managers.ufw_changes(plan.refusals, opts.style)
+    through.update(firewalld_changes(plan.refusals, findings, opts.style))
     managed = _distinct([*through.values(), managers.fail2ban_change(findings, ruleset.host)])
     refused = [r for r in plan.refusals if r not in through]  # what neither lbfw nor a manager fixes
     describe(plan, err, through)

@@ -91,8 +91,9 @@ def _ip_json(args: list):
 
 
 def read_host_facts() -> HostFacts:
-    """The current network namespace's loopback facts (no root needed to read them), and fail2ban's
-    jail files (LB008) and the other managers' configuration files (owner advice, LB005)."""
+    """The current network namespace's loopback facts (no root needed to read them), fail2ban's
+    jail files (LB008), firewalld's direct.xml and zone files and the other managers'
+    configuration files (owner advice, LB005)."""
     addr_json = _ip_json(["addr", "show", "dev", "lo"])
     route_json = _ip_json(["route", "show", "table", "local"])
     try:
@@ -106,6 +107,9 @@ def read_host_facts() -> HostFacts:
     facts.fail2ban_jails = fail2ban.read_jail_files()
     facts.fail2ban_running = os.path.exists(fail2ban.SOCKET)
     facts.managers = read_manager_configs()
+    from ..managers import firewalld
+
+    facts.firewalld_files = firewalld.read_config_files()
     return facts
 
 
