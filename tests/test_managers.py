@@ -5,7 +5,6 @@ from __future__ import annotations
 from lbfw.checks.owners import owner_of
 from lbfw.managers import ufw
 
-
 # What ufw 0.36.2 wrote into user.rules for these commands (a private namespace, `ufw --force enable`):
 # `ufw show added` printed the commands of ADDED, in this order.
 USER_RULES = """\

@@ -63,7 +63,11 @@ class CheckFix:
         return f"Fix is {self.availability} available."
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"availability": self.availability, "modes": list(self.modes), "safety": dict(self.safety)}
+        out: dict[str, Any] = {
+            "availability": self.availability,
+            "modes": list(self.modes),
+            "safety": dict(self.safety),
+        }
         if self.config:
             out["config"] = self.config
         return out

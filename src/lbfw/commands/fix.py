@@ -242,8 +242,8 @@ def _live(opts: _LiveOptions, out, err, stdin) -> int:
     from ..fix import managed as managed_changes
     from ..fix import managers
     from ..fix.backup import trusted_dir
-    from ..fix.firewalld import firewalld_changes
     from ..fix.files import colorize, render_diff
+    from ..fix.firewalld import firewalld_changes
     from ..sandbox.proof import prove
 
     livefix.need_root("lbfw fix --apply" if opts.apply else "lbfw fix (live)")
