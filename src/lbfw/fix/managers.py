@@ -47,7 +47,9 @@ def ufw_changes(refusals: Sequence[Any], style: str, read: Callable[[str], Optio
             texts[path] = read(path)
         text = texts[path]
         made = ufw.find(ufw.user_rules(text), chain, refusal.rule) if text else None
-        commands = ufw.fix_commands(made, style) if made is not None else ()
+        if made is None:
+            continue
+        commands = ufw.fix_commands(made, style)
         if not commands:
             continue
         why = f"{refusal.where}: {refusal.check}: {path}:{made.line} (`ufw {' '.join(made.words())}`)"

@@ -144,9 +144,14 @@ def _parse_tuple(body: str, number: int) -> Optional[UserRule]:
     direction, _, interface = words[-1].partition("_")
     if "!" in interface:
         return None  # in_X!out_Y: a route rule's two interfaces
+    protocol, dport, dst, sport, src = words[1:6]
     return UserRule(
         action,
-        *words[1:6],
+        protocol,
+        dport,
+        dst,
+        sport,
+        src,
         direction=direction,
         interface=interface,
         logtype=logtype,
