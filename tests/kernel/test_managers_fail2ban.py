@@ -53,6 +53,17 @@ print(json.dumps(out))
 """
 
 
+# the same, then `lbfw fix --apply --detach` that nobody confirms: the watchdog puts jail.local back
+DETACHED = SCRIPT.replace(
+    'out["write"] = run(*lbfw, "fix", "--write")\n',
+    'out["detach"] = run(*lbfw, "fix", "--live", "--apply", "--detach", "--confirm-timeout", "3",'
+    ' "--backup-dir", sys.argv[1], "--format", "json")\n'
+    'out["pending"] = {"jail": open("/etc/fail2ban/jail.local").read(),'
+    ' "ignoreip": run("fail2ban-client", "get", "lbfw-test", "ignoreip")}\n'
+    "time.sleep(8)\n",
+)
+
+
 @pytest.fixture
 def etc():
     if shutil.which("fail2ban-client") is None:
@@ -100,3 +111,29 @@ def test_narrow_ignoreip_is_reported_and_fixed_with_the_real_fail2ban(etc):
     [bak] = list((etc / "fail2ban").glob("jail.local.lbfw-*.bak"))
     assert bak.read_text() == JAIL_LOCAL and (bak.stat().st_mode & 0o777) == 0o600
     assert "127.0.0.0/8" in out["ignoreip"]["out"] and "192.0.2.10" in out["ignoreip"]["out"], out["ignoreip"]
+
+
+def test_an_unconfirmed_jail_local_fix_is_put_back_by_the_watchdog(etc):
+    """`--apply` writes jail.local and reloads fail2ban inside the fix's transaction: unconfirmed,
+    the watchdog restores the file byte for byte and reloads fail2ban again."""
+    run_dir = Path(tempfile.mkdtemp(prefix="lbfw-run-"))
+    backups = Path(tempfile.mkdtemp(prefix="lbfw-backups-"))
+    os.chmod(backups, 0o700)
+    try:
+        with Namespace() as ns:
+            proc = run_with_etc(
+                ns, etc, [sys.executable, "-c", DETACHED, str(backups)], binds=((run_dir, "/run"),), timeout=300
+            )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(backups, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["start"]["code"] == 0, out["start"]
+    assert out["detach"]["code"] == 0, out["detach"]
+    assert json.loads(out["detach"]["out"])["transaction"]
+    pending = out["pending"]
+    assert "ignoreip = 127.0.0.1/8 ::1 192.0.2.10" in pending["jail"]
+    assert "127.0.0.0/8" in pending["ignoreip"]["out"], pending["ignoreip"]  # fail2ban was reloaded with it
+    assert (etc / "fail2ban/jail.local").read_text() == JAIL_LOCAL  # the watchdog put it back
+    assert "127.0.0.0/8" not in out["ignoreip"]["out"] and "127.0.0.1" in out["ignoreip"]["out"], out["ignoreip"]
