@@ -5,8 +5,7 @@ a private /etc and /var/log, the nftables backend. A direct rule and a zone rich
 - `lbfw audit --live` attributes the kernel rules they make to firewalld, with direct.xml:LINE or
   zones/public.xml:LINE and the `firewall-cmd --permanent` commands;
 - `lbfw fix` shows those commands; `lbfw fix --apply --yes` runs them in its transaction: the
-  kernel, direct.xml and public.xml change and a client bound to 127.0.0.2 reaches 127.0.0.1:8080
-  (this part needs `lbfw fix` to call fix/firewalld.py's firewalld_changes: H20's seam);
+  kernel, direct.xml and public.xml change and a client bound to 127.0.0.2 reaches 127.0.0.1:8080;
 - `lbfw rollback` and the watchdog of an unconfirmed `--detach` put both files back byte for byte
   and reload firewalld: the flow is blocked again.
 
